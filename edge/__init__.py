@@ -1,0 +1,1 @@
+"""skyedge.edge: the on-site runtime for the Jetson. Never imports torch."""

@@ -1,0 +1,193 @@
+"""The edge deployment file (``configs/edge/*.yaml``): one device, its model, its pipelines, its reporters.
+
+Validated in full when ``skyedge run`` starts (DESIGN.md "Edge runtime"), so a
+typo in a camera name or a missing password variable stops the service at
+once instead of an hour into the night. Defaults are documented in
+``configs/edge/allsky.yaml``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from skyedge.config import PathField, Schema
+
+# One MQTT topic level: these names become topic segments skyedge/<site>/<device>/<camera>/...
+TopicSegment = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class ModelSection(Schema):
+    """Which model package to run and how."""
+
+    package: PathField = Field(description="model package directory (holds skyedge.json)")
+    precision: Precision = "fp32"
+    expect_classes: list[str] | None = Field(
+        default=None, description="when set, start fails unless the card lists exactly these classes"
+    )
+
+
+class BackendSection(Schema):
+    """The inference backend shared by every pipeline of this device."""
+
+    kind: Literal["onnxruntime", "tensorrt", "auto"] = "auto"
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    threads: Annotated[int, Field(ge=0)] = 0
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
+    max_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 50.0
+    engine_dir: PathField | None = Field(default=None, description="default: <package>/engines")
+    dla_core: Annotated[int, Field(ge=0)] | None = None
+
+
+class CameraSource(Schema):
+    """OpenCV VideoCapture: a V4L2 index, an RTSP URL or a GStreamer pipeline string."""
+
+    kind: Literal["camera"]
+    uri: int | str
+    api: Literal["any", "v4l2", "ffmpeg", "gstreamer"] = "any"
+    interval_s: Annotated[float, Field(ge=0)] = 0.0
+    reconnect_initial_s: Annotated[float, Field(gt=0)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class DirectorySource(Schema):
+    """A folder where camera software drops FITS/JPEG/PNG/TIFF files."""
+
+    kind: Literal["directory"]
+    path: PathField
+    patterns: list[str] = Field(
+        default_factory=lambda: ["*.fits", "*.fit", "*.fts", "*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff"]
+    )
+    recursive: bool = False
+    settle_s: Annotated[float, Field(ge=0)] = 1.0
+    poll_s: Annotated[float, Field(gt=0)] = 0.5
+    state_file: PathField | None = Field(default=None, description="default: <path>/.skyedge-state.sqlite")
+
+
+class FitsSequenceSource(Schema):
+    """Telescope frames of one field over time, stamps cut at catalogued positions."""
+
+    kind: Literal["fits-sequence"]
+    path: PathField
+    catalog: PathField | None = Field(
+        default=None, description="CSV with id,x,y; default: detect on the reference frame"
+    )
+    patterns: list[str] = Field(default_factory=lambda: ["*.fits", "*.fit", "*.fts"])
+    detect_threshold_sigma: Annotated[float, Field(gt=0)] = 5.0
+
+
+Source = Annotated[CameraSource | DirectorySource | FitsSequenceSource, Field(discriminator="kind")]
+
+
+class PreprocessSection(Schema):
+    """Site-specific corrections; the model card decides the rest (size, stretch, normalisation)."""
+
+    bayer: Literal["RGGB", "BGGR", "GRBG", "GBRG"] | None = None
+    dark: PathField | None = None
+    flat: PathField | None = None
+
+
+class SkyStateSection(Schema):
+    """Debouncing of per-frame classes into the sky state observatory control acts on."""
+
+    hysteresis_frames: Annotated[int, Field(ge=1)] = 3
+    stale_after_s: Annotated[float, Field(gt=0)] = 300.0
+
+
+class Pipeline(Schema):
+    """One camera or telescope: a source and its per-site settings."""
+
+    camera: TopicSegment
+    source: Source
+    preprocess: PreprocessSection = PreprocessSection()
+    sky_state: SkyStateSection = SkyStateSection()
+
+
+class TlsSection(Schema):
+    """TLS to the broker; the hostname check is on unless explicitly turned off."""
+
+    ca_file: PathField
+    cert_file: PathField | None = None
+    key_file: PathField | None = None
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _pair(self):
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate authentication)")
+        return self
+
+
+class MqttSection(Schema):
+    """The broker skyedge reports to."""
+
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = Field(default=None, description="default: skyedge-<site>-<device>")
+    username: str | None = None
+    password: Annotated[SecretStr, Field(strict=False)] | None = Field(
+        default=None, description="use ${ENV_VAR}; never write it in the file"
+    )
+    password_file: PathField | None = None
+    tls: TlsSection | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    session_expiry_s: Annotated[int, Field(ge=0)] = 86_400
+    queue_path: PathField | None = Field(default=None, description="store-and-forward SQLite file")
+    queue_max_messages: Annotated[int, Field(ge=100)] = 100_000
+    metrics_interval_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _one_password(self):
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
+
+
+class JsonlSection(Schema):
+    """An append-only JSON-lines audit log of every message."""
+
+    path: PathField
+
+
+class ReportersSection(Schema):
+    """Where results go; at least one reporter is required."""
+
+    mqtt: MqttSection | None = None
+    jsonl: JsonlSection | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self):
+        if self.mqtt is None and self.jsonl is None:
+            raise ValueError("configure at least one reporter (mqtt or jsonl)")
+        return self
+
+
+class EdgeConfig(Schema):
+    """A whole device: identity, model, backend, pipelines and reporters."""
+
+    site: TopicSegment
+    device: TopicSegment
+    model: ModelSection
+    backend: BackendSection = BackendSection()
+    pipelines: list[Pipeline] = Field(min_length=1)
+    reporters: ReportersSection
+
+    @model_validator(mode="after")
+    def _unique_cameras(self):
+        cameras = [p.camera for p in self.pipelines]
+        repeated = sorted({c for c in cameras if cameras.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"camera names must be unique per device (they are topic levels); repeated: {', '.join(repeated)}"
+            )
+        return self
+
+
+def load_edge_config(path) -> EdgeConfig:
+    """Load and validate an edge deployment file."""
+    from skyedge.config import load_config
+
+    return load_config(path, EdgeConfig)

@@ -1,0 +1,1 @@
+"""skyedge.export: PyTorch -> verified ONNX and FP16 ONNX; ONNX -> TensorRT engine on the device."""

@@ -1,0 +1,1 @@
+"""skyedge.training: simulators, data sets and PyTorch models (workstation; torch allowed)."""
