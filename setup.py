@@ -88,7 +88,7 @@ setup(
     python_requires=">=3.10",
     packages=core_packages() + stage_pkgs,
     package_dir={**stage_dirs, "skyedge": "skyedge"},
-    package_data={"skyedge": ["schemas/*.json", "schemas/mqtt/*.json"]},
+    package_data={"skyedge.schemas": ["*.json"], "skyedge.schemas.mqtt": ["*.json"]},
     include_package_data=True,
     install_requires=CORE,
     extras_require=EXTRAS,
