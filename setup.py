@@ -30,8 +30,10 @@ def stage_packages():
 
 
 def core_packages():
-    """Every package under skyedge/ itself."""
-    return sorted(".".join(p.parent.relative_to(HERE).parts) for p in (HERE / "skyedge").rglob("__init__.py"))
+    """Every package and data folder under skyedge/ (schemas/ holds only JSON, still a package to setuptools)."""
+    root = HERE / "skyedge"
+    dirs = [root] + [d for d in root.rglob("*") if d.is_dir() and d.name != "__pycache__"]
+    return sorted(".".join(d.relative_to(HERE).parts) for d in dirs)
 
 
 stage_pkgs, stage_dirs = stage_packages()
