@@ -59,6 +59,7 @@ EXTRAS = {
         "numpy>=1.23",
         "opencv-python-headless>=4.8",
         "astropy>=5.3",
+        "scipy>=1.10",
     ],
     # Never torch: this is what goes on the Jetson.
     "edge": [

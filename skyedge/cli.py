@@ -18,7 +18,10 @@ from skyedge.logs import setup_logging
 
 # Order is the order in `skyedge --help`. A module missing from an install
 # (e.g. training without torch) is skipped; see _load_commands.
-COMMAND_MODULES = ("skyedge.info",)
+COMMAND_MODULES = (
+    "skyedge.training.cli",
+    "skyedge.info",
+)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):

@@ -96,6 +96,9 @@ class Preprocess(_Card):
     mean: list[float]
     std: list[Annotated[float, Field(gt=0)]]
     horizon_mask: bool = Field(default=False, description="zero pixels outside the all-sky circle")
+    horizon_radius: float = Field(
+        default=0.47, gt=0, le=0.5, description="circle radius as a fraction of the image side"
+    )
     resize: Literal["area", "linear", "none"] = "area"
 
     @model_validator(mode="after")
@@ -115,6 +118,10 @@ class SequenceSpec(_Card):
     min_epochs: Annotated[int, Field(ge=1)] = 1
     max_epochs: Annotated[int, Field(ge=1)]
     conditions: list[str] = Field(default_factory=list, description="feature order of the conditions input")
+    flux_reference_zp: float = Field(
+        default=25.0, description="stamps are scaled to this zero point with each epoch's MAGZP"
+    )
+    asinh_softening: float = Field(default=10.0, gt=0, description="flux scale of the asinh compression of stamps")
     conditions_mean: list[float] = Field(default_factory=list)
     conditions_std: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
 

@@ -64,7 +64,7 @@ def sequence_card() -> dict:
             "stamp_size": 21,
             "min_epochs": 1,
             "max_epochs": 30,
-            "conditions": ["fwhm", "sky", "zero_point", "airmass"],
+            "conditions": ["fwhm", "log_sky", "zero_point", "airmass"],
             "conditions_mean": [1.2, 300.0, 25.0, 1.3],
             "conditions_std": [0.3, 100.0, 0.5, 0.2],
         },

@@ -1,0 +1,172 @@
+"""Preprocessing exactly as the model card says, shared by training and the edge (numpy + OpenCV, no torch).
+
+Training prepares its inputs with these functions and the edge runtime calls
+the same ones on the device, so a model never sees data prepared differently
+from what it was trained on. 16-bit and FITS data stay float32 with their full
+dynamic range until the card's stretch maps them to [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from skyedge.model_card import Preprocess, SequenceSpec, Stretch
+
+BAYER_CODES = {
+    "RGGB": "COLOR_BayerRG2RGB",
+    "BGGR": "COLOR_BayerBG2RGB",
+    "GRBG": "COLOR_BayerGR2RGB",
+    "GBRG": "COLOR_BayerGB2RGB",
+}
+# Per-epoch condition features a sequence card may name, computed from raw observing conditions.
+CONDITION_FEATURES = ("fwhm", "log_sky", "zero_point", "airmass", "exptime", "log_dt")
+
+
+class PreprocessError(ValueError):
+    """Input that cannot be turned into a model input (wrong shape, NaN-only, ...)."""
+
+
+def debayer(mosaic: np.ndarray, pattern: str) -> np.ndarray:
+    """A raw Bayer mosaic (H, W) to RGB (H, W, 3), keeping the bit depth."""
+    import cv2
+
+    if mosaic.ndim != 2:
+        raise PreprocessError(f"a Bayer mosaic must be 2-D, got shape {mosaic.shape}")
+    if pattern not in BAYER_CODES:
+        raise PreprocessError(f"unknown Bayer pattern {pattern!r}; expected one of {', '.join(BAYER_CODES)}")
+    data = mosaic if mosaic.dtype in (np.uint8, np.uint16) else np.clip(mosaic, 0, 65535).astype(np.uint16)
+    return cv2.cvtColor(data, getattr(cv2, BAYER_CODES[pattern]))
+
+
+def horizon_mask(size: tuple[int, int], radius_fraction: float = 0.47) -> np.ndarray:
+    """Boolean mask of the all-sky circle (zenith at the centre) for an (H, W) image."""
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot(xx - (w - 1) / 2.0, yy - (h - 1) / 2.0)
+    return r <= radius_fraction * min(h, w)
+
+
+def apply_stretch(
+    x: np.ndarray, stretch: Stretch, valid: np.ndarray | None = None, dtype_max: float | None = None
+) -> np.ndarray:
+    """Map raw values to [0, 1] by the card's stretch; percentiles come from ``valid`` pixels only."""
+    sample = x[valid] if valid is not None else x.ravel()
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        raise PreprocessError("no finite pixel values to stretch")
+    if stretch.kind == "linear":
+        low = stretch.low if stretch.low is not None else 0.0
+        high = stretch.high if stretch.high is not None else (dtype_max or float(sample.max()))
+        out = (x - low) / max(high - low, 1e-12)
+    else:
+        low, high = np.percentile(sample, [stretch.low_percentile, stretch.high_percentile])
+        span = max(float(high - low), 1e-6)
+        if stretch.kind == "percentile":
+            out = (x - low) / span
+        else:  # asinh: compresses bright stars and the moon, keeps faint structure visible
+            a = stretch.asinh_a
+            out = np.arcsinh(np.clip(x - low, 0, None) / (a * span)) / math.asinh(1.0 / a)
+    return np.clip(np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32)
+
+
+def prepare_frame(
+    image: np.ndarray,
+    spec: Preprocess,
+    *,
+    bayer: str | None = None,
+    dark: np.ndarray | None = None,
+    flat: np.ndarray | None = None,
+) -> np.ndarray:
+    """One decoded frame -> a (C, H, W) float32 model input, per the card's preprocessing block."""
+    import cv2
+
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+        raise PreprocessError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+    dtype_max = float(np.iinfo(image.dtype).max) if np.issubdtype(image.dtype, np.integer) else None
+    if bayer:
+        image = debayer(image, bayer)
+    x = image.astype(np.float32)
+    if not np.isfinite(x).any():
+        raise PreprocessError("image has no finite pixel values")
+    if dark is not None:
+        if dark.shape[:2] != x.shape[:2]:
+            raise PreprocessError(f"dark frame shape {dark.shape} does not match image {x.shape}")
+        x = x - (dark.astype(np.float32) if x.ndim == dark.ndim else dark.astype(np.float32)[..., None])
+    if flat is not None:
+        if flat.shape[:2] != x.shape[:2]:
+            raise PreprocessError(f"flat frame shape {flat.shape} does not match image {x.shape}")
+        f = flat.astype(np.float32)
+        f = f / np.nanmedian(f)
+        x = x / np.clip(f if x.ndim == f.ndim else f[..., None], 1e-3, None)
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[..., 0]
+    if spec.channels == 1 and x.ndim == 3:
+        x = x.mean(axis=2)
+    elif spec.channels == 3 and x.ndim == 2:
+        x = np.repeat(x[..., None], 3, axis=2)
+    height, width = spec.size
+    if x.shape[:2] != (height, width):
+        if spec.resize == "none":
+            raise PreprocessError(
+                f"image is {x.shape[1]}x{x.shape[0]}, the model needs {width}x{height} and resize is 'none'"
+            )
+        interp = cv2.INTER_AREA if spec.resize == "area" else cv2.INTER_LINEAR
+        x = np.nan_to_num(x, nan=float(np.nanmedian(x)))
+        x = cv2.resize(x, (width, height), interpolation=interp)
+    mask = horizon_mask((height, width), spec.horizon_radius) if spec.horizon_mask else None
+    valid = None
+    if mask is not None:
+        valid = mask if x.ndim == 2 else np.repeat(mask[..., None], 3, axis=2)
+    x = apply_stretch(x, spec.stretch, valid, dtype_max)
+    if mask is not None:
+        x = x * (mask if x.ndim == 2 else mask[..., None])
+    if x.ndim == 2:
+        x = x[None]
+    else:
+        x = np.moveaxis(x, -1, 0)
+    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    return ((x - mean) / std).astype(np.float32)
+
+
+def condition_features(raw: dict[str, np.ndarray], names: list[str] | tuple[str, ...]) -> np.ndarray:
+    """Per-epoch features (T, K) from raw conditions (mjd, fwhm, sky, zero_point, exptime, airmass)."""
+    columns = []
+    for name in names:
+        if name == "log_sky":
+            columns.append(np.log10(np.clip(raw["sky"], 1.0, None)))
+        elif name == "log_dt":
+            mjd = np.asarray(raw["mjd"], dtype=np.float64)
+            dt = np.diff(mjd, prepend=mjd[:1])
+            columns.append(np.log1p(np.clip(dt, 0.0, None) * 24.0))  # hours since the previous epoch
+        elif name in ("fwhm", "zero_point", "airmass", "exptime"):
+            columns.append(np.asarray(raw[name], dtype=np.float64))
+        else:
+            raise PreprocessError(f"unknown condition feature {name!r}; known: {', '.join(CONDITION_FEATURES)}")
+    return np.stack(columns, axis=-1).astype(np.float32)
+
+
+def prepare_sequence(
+    stamps: np.ndarray, raw: dict[str, np.ndarray], spec: SequenceSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stamps (T, S, S) in electrons + raw conditions -> model inputs (T, 1, S, S) and (T, K), float32.
+
+    Each stamp is background-subtracted (its median), scaled to the card's
+    reference zero point with that epoch's zero point, so a constant star has a
+    constant flux whatever the transparency, then asinh-compressed.
+    """
+    if stamps.ndim != 3 or stamps.shape[1] != spec.stamp_size or stamps.shape[2] != spec.stamp_size:
+        raise PreprocessError(f"expected stamps of shape (T, {spec.stamp_size}, {spec.stamp_size}), got {stamps.shape}")
+    x = stamps.astype(np.float32)
+    x = x - np.nanmedian(x.reshape(len(x), -1), axis=1)[:, None, None]
+    scale = 10.0 ** (0.4 * (spec.flux_reference_zp - np.asarray(raw["zero_point"], dtype=np.float64)))
+    x = x * scale.astype(np.float32)[:, None, None]
+    x = np.arcsinh(np.nan_to_num(x) / spec.asinh_softening).astype(np.float32)
+    features = condition_features(raw, spec.conditions)
+    if spec.conditions_mean:
+        features = (features - np.asarray(spec.conditions_mean, np.float32)) / np.asarray(
+            spec.conditions_std, np.float32
+        )
+    return x[:, None], features.astype(np.float32)

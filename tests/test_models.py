@@ -1,0 +1,100 @@
+"""Model shapes, the metric heads' arithmetic, and causality of the sequence models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skyedge.training.models.frame import BACKBONES, FrameClassifier, FrameEmbedder
+from skyedge.training.models.metric_heads import (
+    MahalanobisHead,
+    MinDistance,
+    RidgeHead,
+    fit_gaussian,
+    fit_ridge,
+    unknown_threshold,
+)
+from skyedge.training.models.sequence import SequenceClassifier
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_backbones_adapt_to_channels_and_size(backbone, channels):
+    model = FrameEmbedder(backbone, channels, 48, embedding_dim=8, num_classes=6).eval()
+    with torch.no_grad():
+        z = model(torch.randn(2, channels, 48, 48))
+    assert z.shape == (2, 8)
+    assert torch.allclose(z.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_unknown_backbone_lists_the_choices():
+    with pytest.raises(ValueError, match="resnet18"):
+        FrameEmbedder("vgg16", 1, 64, 8, 6)
+
+
+def _blobs(rng, k=3, d=4, n=200):
+    centres = rng.normal(0, 4, (k, d))
+    y = rng.integers(0, k, n)
+    return centres[y] + rng.normal(0, 1, (n, d)), y
+
+
+def test_mahalanobis_head_matches_the_formula():
+    rng = np.random.default_rng(0)
+    z, y = _blobs(rng)
+    means, chol = fit_gaussian(z, y, 3)
+    precision = chol @ chol.T
+    q = rng.normal(0, 3, (5, 4))
+    d2 = np.array([[(p - m) @ precision @ (p - m) for m in means] for p in q])
+    head, dist = MahalanobisHead(means, chol), MinDistance(means, chol)
+    with torch.no_grad():
+        probs = head(torch.tensor(q, dtype=torch.float32)).numpy()
+        mind = dist(torch.tensor(q, dtype=torch.float32)).numpy()
+    expected = np.exp(-0.5 * (d2 - d2.min(axis=1, keepdims=True)))
+    assert np.allclose(probs, expected / expected.sum(axis=1, keepdims=True), atol=1e-4)
+    assert np.allclose(mind, np.sqrt(d2.min(axis=1)), rtol=1e-4)
+    # Training points are close; a far-away point exceeds the unknown threshold.
+    with torch.no_grad():
+        train_d = dist(torch.tensor(z, dtype=torch.float32)).numpy()
+        far = dist(torch.tensor([[50.0, 50.0, 50.0, 50.0]])).numpy()
+    assert far[0] > unknown_threshold(train_d, 0.995)
+    assert (probs.argmax(1) == d2.argmin(1)).all()
+
+
+def test_ridge_head_separates_blobs():
+    rng = np.random.default_rng(1)
+    z, y = _blobs(rng)
+    w, b, t = fit_ridge(z, y, 3)
+    with torch.no_grad():
+        p = RidgeHead(w, b, t)(torch.tensor(z, dtype=torch.float32)).numpy()
+    assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert (p.argmax(1) == y).mean() > 0.9
+
+
+def test_frame_classifier_outputs():
+    rng = np.random.default_rng(2)
+    emb = FrameEmbedder("resnet18", 1, 32, 4, 3).eval()
+    means, chol = fit_gaussian(rng.normal(size=(30, 4)), rng.integers(0, 3, 30), 3)
+    model = FrameClassifier(emb, MahalanobisHead(means, chol), MinDistance(means, chol)).eval()
+    with torch.no_grad():
+        probs, dist, z = model(torch.randn(5, 1, 32, 32))
+    assert probs.shape == (5, 3) and dist.shape == (5,) and z.shape == (5, 4)
+
+
+@pytest.mark.parametrize("arch", ["rcnn", "taonet"])
+def test_sequence_models_are_causal(arch):
+    torch.manual_seed(0)
+    model = SequenceClassifier(
+        arch, num_classes=7, num_conditions=5, hidden=16, encoder_channels=(4, 8), stamp_size=21
+    ).eval()
+    x, c = torch.randn(2, 6, 1, 21, 21), torch.randn(2, 6, 5)
+    with torch.no_grad():
+        p = model(x, c)
+        x2 = x.clone()
+        x2[:, 4:] = torch.randn(2, 2, 1, 21, 21)  # change only the last two epochs
+        p2 = model(x2, c)
+    assert p.shape == (2, 6, 7)
+    assert torch.allclose(p.sum(dim=2), torch.ones(2, 6), atol=1e-5)
+    assert torch.allclose(p[:, :4], p2[:, :4])  # earlier predictions do not see the future
+    assert not torch.allclose(p[:, 4:], p2[:, 4:])
+    assert isinstance(model.rnn, torch.nn.LSTM if arch == "rcnn" else torch.nn.GRU)

@@ -1,0 +1,84 @@
+"""Shared preprocessing (training and edge): stretch, mask, debayer, sequence calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cards import frame_card, sequence_card
+
+from skyedge.model_card import ModelCard, Stretch
+from skyedge.preprocess import PreprocessError, apply_stretch, condition_features, prepare_frame, prepare_sequence
+
+
+def test_frame_is_resized_stretched_masked_and_normalised():
+    card = ModelCard.model_validate(frame_card())
+    image = np.random.default_rng(0).integers(0, 60000, (128, 128)).astype(np.uint16)
+    x = prepare_frame(image, card.preprocess)
+    assert x.shape == (1, 64, 64) and x.dtype == np.float32
+    corner = x[0, 0, 0] * card.preprocess.std[0] + card.preprocess.mean[0]
+    assert corner == pytest.approx(0.0, abs=1e-6)  # outside the horizon circle
+
+
+def test_sixteen_bit_range_survives_until_the_stretch():
+    stretch = Stretch(kind="percentile", low_percentile=0, high_percentile=100)
+    x = np.array([[1000.0, 1001.0], [60000.0, 30000.0]])
+    out = apply_stretch(x, stretch)
+    assert out[0, 1] > out[0, 0]  # one ADU apart still differs: nothing was quantised to 8 bits first
+    assert out.max() == 1.0 and out.min() == 0.0
+
+
+def test_rgb_and_bayer_inputs():
+    card = ModelCard.model_validate(frame_card())
+    mosaic = np.random.default_rng(1).integers(0, 4000, (64, 64)).astype(np.uint16)
+    assert prepare_frame(mosaic, card.preprocess, bayer="RGGB").shape == (1, 64, 64)
+    rgb = np.random.default_rng(2).integers(0, 255, (80, 80, 3)).astype(np.uint8)
+    assert prepare_frame(rgb, card.preprocess).shape == (1, 64, 64)
+    with pytest.raises(PreprocessError, match="Bayer pattern"):
+        prepare_frame(mosaic, card.preprocess, bayer="XYZW")
+    with pytest.raises(PreprocessError, match="shape"):
+        prepare_frame(np.zeros((4, 4, 5)), card.preprocess)
+    with pytest.raises(PreprocessError, match="no finite"):
+        prepare_frame(np.full((8, 8), np.nan, np.float32), card.preprocess)
+
+
+def test_dark_and_flat():
+    card = ModelCard.model_validate(frame_card())
+    image = np.full((64, 64), 500.0, np.float32)
+    image[:, 32:] = 900.0
+    dark = np.full((64, 64), 100.0, np.float32)
+    flat = np.ones((64, 64), np.float32)
+    flat[:, 32:] = 2.0  # the right half sees twice the light
+    corrected = prepare_frame(image, card.preprocess, dark=dark, flat=flat)
+    left, right = corrected[0, 32, 20], corrected[0, 32, 44]
+    # (500-100)/ (1/1.5) and (900-100)/(2/1.5) are equal: a flat field removes the pattern.
+    assert left == pytest.approx(right, abs=1e-4)
+    with pytest.raises(PreprocessError, match="dark frame shape"):
+        prepare_frame(image, card.preprocess, dark=np.zeros((10, 10)))
+
+
+def test_sequence_calibration_makes_a_constant_star_constant():
+    card = ModelCard.model_validate(sequence_card())
+    spec = card.sequence
+    t, s = 5, spec.stamp_size
+    zp = np.array([28.0, 27.5, 28.2, 27.0, 28.0])
+    flux_at_zp25 = 50.0
+    stamps = np.full((t, s, s), 100.0, np.float32)
+    for e in range(t):
+        stamps[e, 10, 10] += flux_at_zp25 * 10 ** (0.4 * (zp[e] - 25.0))
+    raw = {
+        "mjd": np.arange(t, dtype=float),
+        "fwhm": np.full(t, 3.0),
+        "sky": np.full(t, 100.0),
+        "zero_point": zp,
+        "exptime": np.full(t, 60.0),
+        "airmass": np.full(t, 1.1),
+    }
+    x, c = prepare_sequence(stamps, raw, spec)
+    assert x.shape == (t, 1, s, s) and c.shape == (t, 4)
+    assert np.allclose(x[:, 0, 10, 10], np.arcsinh(flux_at_zp25 / spec.asinh_softening), rtol=1e-4)
+    feats = condition_features(raw, ["log_dt", "log_sky"])
+    assert feats[0, 0] == 0.0 and feats[1, 0] == pytest.approx(np.log1p(24.0))
+    with pytest.raises(PreprocessError, match="unknown condition feature"):
+        condition_features(raw, ["humidity"])
+    with pytest.raises(PreprocessError, match="expected stamps"):
+        prepare_sequence(np.zeros((3, 5, 5)), raw, spec)

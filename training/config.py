@@ -1,0 +1,132 @@
+"""Training recipes (``configs/train/*.yaml``): data, model, preprocessing and optimisation.
+
+Validated in full before anything is simulated or trained. Defaults are
+documented in ``configs/train/allsky-tiny.yaml`` and ``transients-tiny.yaml``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from skyedge.config import PathField, Schema, load_config
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class SimulateSpec(Schema):
+    """Simulate the data set when its folder has no manifest yet (the tiny recipes do this)."""
+
+    n: Annotated[int, Field(ge=1)]
+    seed: int = 0
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="simulator settings (AllskyConfig / TransientConfig fields)"
+    )
+
+
+class DataSource(Schema):
+    """A data set: a sharded folder (optionally simulated on first use), an image folder, or an OATH-style table."""
+
+    kind: Literal["shards", "image_folder", "oath", "fits_sequences"] = "shards"
+    path: PathField
+    simulate: SimulateSpec | None = None
+    labels_csv: PathField | None = Field(default=None, description="oath: the label table")
+    file_column: str = "file"
+    label_column: str = "label"
+
+    @model_validator(mode="after")
+    def _checks(self):
+        if self.simulate is not None and self.kind != "shards":
+            raise ValueError("simulate applies to kind 'shards' only")
+        if self.kind == "oath" and self.labels_csv is None:
+            raise ValueError("kind 'oath' needs labels_csv")
+        return self
+
+
+class DataSection(Schema):
+    train: DataSource
+    test: DataSource | None = Field(default=None, description="held-out data (e.g. simulated with another seed)")
+    val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.15
+
+
+class StretchSpec(Schema):
+    kind: Literal["linear", "asinh", "percentile"] = "asinh"
+    low_percentile: float = 1.0
+    high_percentile: float = 99.5
+    asinh_a: Positive = 0.1
+
+
+class FramePreprocess(Schema):
+    size: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 64], min_length=2, max_length=2)
+    channels: Literal[1, 3] = 1
+    stretch: StretchSpec = StretchSpec()
+    horizon_mask: bool = True
+    horizon_radius: Annotated[float, Field(gt=0, le=0.5)] = 0.47
+
+
+class FrameModel(Schema):
+    backbone: Literal["resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"] = (
+        "resnet18"
+    )
+    embedding_dim: Annotated[int, Field(ge=2, le=4096)] = 16
+    loss: Literal["cross_entropy", "triplet", "arcface"] = "triplet"
+    triplet_margin: Positive = 0.2
+    arcface_margin_deg: Positive = 28.6
+    arcface_scale: Positive = 64.0
+    classifier: Literal["softmax", "mahalanobis", "ridge"] = "mahalanobis"
+    ridge_alpha: Positive = 1.0
+    unknown_quantile: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.995
+
+    @model_validator(mode="after")
+    def _softmax_needs_ce(self):
+        if self.classifier == "softmax" and self.loss != "cross_entropy":
+            raise ValueError(
+                "classifier 'softmax' uses the cross-entropy head; with a metric loss use mahalanobis or ridge"
+            )
+        return self
+
+
+class SequenceModel(Schema):
+    arch: Literal["rcnn", "taonet"] = "rcnn"
+    hidden: Annotated[int, Field(ge=4)] = 64
+    encoder_channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32, 64])
+    use_conditions: bool = True
+    conditions: list[Literal["fwhm", "log_sky", "zero_point", "airmass", "exptime", "log_dt"]] = Field(
+        default_factory=lambda: ["fwhm", "log_sky", "zero_point", "airmass", "log_dt"]
+    )
+    flux_reference_zp: float = 25.0
+    asinh_softening: Positive = 10.0
+    min_epochs: Annotated[int, Field(ge=1)] = 1
+
+
+class TrainSection(Schema):
+    epochs: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=2)] = 32
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: Positive = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    schedule: Literal["onecycle", "cosine", "none"] = "onecycle"
+    patience: Annotated[int, Field(ge=1)] = 5
+    augment: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Annotated[int, Field(ge=0)] = 0
+    deterministic: bool = False
+
+
+class TrainConfig(Schema):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    task: Literal["frame", "sequence"]
+    seed: int = 0
+    out: PathField = Field(description="run directory")
+    data: DataSection
+    preprocess: FramePreprocess = FramePreprocess()
+    frame_model: FrameModel = FrameModel()
+    sequence_model: SequenceModel = SequenceModel()
+    train: TrainSection = TrainSection()
+
+
+def load_train_config(path) -> TrainConfig:
+    """Load and validate a training recipe."""
+    return load_config(path, TrainConfig)

@@ -1,0 +1,194 @@
+"""Loaders for training data: simulated shards and the real formats (image folder, OATH table, FITS sequences).
+
+Each returns a :class:`Loaded` with images, labels and class names; loaders
+are plain callables chosen by the recipe's ``data.*.kind``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
+from skyedge.training.data.shards import MANIFEST, DatasetError, ShardedDataset
+
+IMAGE_SUFFIXES = RASTER_SUFFIXES + FITS_SUFFIXES
+
+
+@dataclass
+class Loaded:
+    """A data set in memory: frames are a list of arrays (sizes may differ); sequences a (N, T, S, S) array."""
+
+    images: list | np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    conditions: np.ndarray | None = None  # (N, T, 6) raw: mjd, fwhm, sky, zero_point, exptime, airmass
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+    data_hash: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_shards(path, simulate=None, task: str = "frame") -> Loaded:
+    """A sharded data set; simulated first when the folder has no manifest and ``simulate`` is given."""
+    path = Path(path)
+    if not (path / MANIFEST).exists():
+        if simulate is None:
+            raise DatasetError(f"{path}: no {MANIFEST} (simulate it with `skyedge simulate`, or add data.*.simulate)")
+        _simulate(path, simulate, task)
+    ds = ShardedDataset.open(path)
+    if ds.task != task:
+        raise DatasetError(f"{path}: a '{ds.task}' data set, but the recipe trains a '{task}' model")
+    arrays = ds.load()
+    meta = {k[5:]: v for k, v in arrays.items() if k.startswith("meta.")}
+    images = arrays["images"]
+    return Loaded(
+        images=list(images) if task == "frame" else images,
+        labels=arrays["labels"],
+        classes=ds.classes,
+        conditions=arrays.get("conditions"),
+        meta=meta,
+        data_hash=ds.content_hash(),
+    )
+
+
+def _simulate(path: Path, spec, task: str) -> None:
+    if task == "frame":
+        from skyedge.training.simulate.allsky import AllskyConfig, simulate_allsky
+
+        simulate_allsky(spec.n, path, seed=spec.seed, cfg=AllskyConfig(**_tuples(spec.config)))
+    else:
+        from skyedge.training.simulate.obslog import CadenceConfig
+        from skyedge.training.simulate.transients import TransientConfig, simulate_transients
+
+        config = dict(spec.config)
+        cadence = CadenceConfig(**_tuples(config.pop("cadence", {})))
+        simulate_transients(spec.n, path, seed=spec.seed, cfg=TransientConfig(cadence=cadence, **_tuples(config)))
+
+
+def _tuples(config: dict) -> dict:
+    """YAML lists -> tuples for the frozen simulator dataclasses."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+
+
+def _hash_files(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.name).encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def load_image_folder(path) -> Loaded:
+    """``path/<class>/<image>``: one sub-folder per class, any of PNG/JPEG/TIFF/FITS."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a directory")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise DatasetError(f"{root}: needs one sub-folder per class (at least two), found {classes}")
+    images, labels, files = [], [], []
+    for k, name in enumerate(classes):
+        for file in sorted((root / name).iterdir()):
+            if file.name.lower().endswith(IMAGE_SUFFIXES):
+                images.append(read_frame(file)[0])
+                labels.append(k)
+                files.append(file)
+    if not images:
+        raise DatasetError(f"{root}: no images found under the class folders")
+    return Loaded(
+        images,
+        np.array(labels, dtype=np.int64),
+        classes,
+        meta={"file": np.array([str(f) for f in files])},
+        data_hash=_hash_files(files),
+    )
+
+
+def load_oath(
+    path, labels_csv, file_column: str = "file", label_column: str = "label", classes: list[str] | None = None
+) -> Loaded:
+    """OATH-style: images under ``path`` and a CSV table naming each file and its class."""
+    root, table = Path(path), Path(labels_csv)
+    with open(table, newline="") as fh:
+        reader = csv.DictReader(fh)
+        for column in (file_column, label_column):
+            if column not in (reader.fieldnames or []):
+                raise DatasetError(f"{table}: no column '{column}' (columns: {reader.fieldnames})")
+        rows = list(reader)
+    names = classes or sorted({r[label_column] for r in rows})
+    images, labels, files = [], [], []
+    for line, row in enumerate(rows, start=2):
+        if row[label_column] not in names:
+            raise DatasetError(f"{table}:{line}: unknown class {row[label_column]!r}")
+        file = root / row[file_column]
+        if not file.exists():
+            raise DatasetError(f"{table}:{line}: image {file} does not exist")
+        images.append(read_frame(file)[0])
+        labels.append(names.index(row[label_column]))
+        files.append(file)
+    return Loaded(
+        images,
+        np.array(labels, dtype=np.int64),
+        list(names),
+        meta={"file": np.array([str(f) for f in files])},
+        data_hash=_hash_files(files),
+    )
+
+
+def load_fits_sequences(path) -> Loaded:
+    """``path/<class>/<object>/*.fits``: one stamp per epoch with MJD-OBS, FWHM, SKYLEVEL, MAGZP, EXPTIME, AIRMASS."""
+    root = Path(path)
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    sequences, conds, labels, files = [], [], [], []
+    keys = ("MJD-OBS", "FWHM", "SKYLEVEL", "MAGZP", "EXPTIME", "AIRMASS")
+    for k, name in enumerate(classes):
+        for obj in sorted(d for d in (root / name).iterdir() if d.is_dir()):
+            stamps, rows = [], []
+            for file in sorted(obj.glob("*.fits")):
+                data, header = read_frame(file)
+                missing = [key for key in keys if key not in header]
+                if missing:
+                    raise DatasetError(f"{file}: header lacks {', '.join(missing)}")
+                stamps.append(data)
+                rows.append([float(header[key]) for key in keys])
+                files.append(file)
+            if stamps:
+                order = np.argsort([r[0] for r in rows])
+                sequences.append(np.stack(stamps)[order])
+                conds.append(np.array(rows)[order])
+                labels.append(k)
+    if not sequences:
+        raise DatasetError(f"{root}: no FITS stamp sequences found (expected <class>/<object>/*.fits)")
+    t_max = max(len(s) for s in sequences)
+    size = sequences[0].shape[1:]
+    images = np.zeros((len(sequences), t_max, *size), dtype=np.float32)
+    conditions = np.zeros((len(sequences), t_max, len(keys)), dtype=np.float32)
+    lengths = np.zeros(len(sequences), dtype=np.int64)
+    for i, (s, c) in enumerate(zip(sequences, conds, strict=False)):
+        images[i, : len(s)], conditions[i, : len(c)], lengths[i] = s, c, len(s)
+        conditions[i, len(c) :] = c[-1]  # padding repeats the last epoch; lengths say what is real
+    return Loaded(
+        images,
+        np.array(labels, dtype=np.int64),
+        classes,
+        conditions=conditions,
+        meta={"length": lengths},
+        data_hash=_hash_files(files),
+    )
+
+
+def load_source(source, task: str, classes: list[str] | None = None) -> Loaded:
+    """Dispatch on a recipe's DataSource."""
+    if source.kind == "shards":
+        return load_shards(source.path, source.simulate, task)
+    if source.kind == "image_folder":
+        return load_image_folder(source.path)
+    if source.kind == "oath":
+        return load_oath(source.path, source.labels_csv, source.file_column, source.label_column, classes)
+    return load_fits_sequences(source.path)

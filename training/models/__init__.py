@@ -1,0 +1,1 @@
+"""PyTorch models: frame classifier (backbone + metric head) and recurrent sequence classifiers."""

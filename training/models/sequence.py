@@ -1,0 +1,78 @@
+"""Sequence classifiers for image-stamp time series, with a prediction at every epoch.
+
+* ``rcnn``: a convolutional encoder shared across epochs feeding an LSTM
+  (Carrasco-Davis et al. 2019);
+* ``taonet``: the same idea with a GRU, after TAO-Net (Gómez et al. 2020).
+
+Per-epoch observing conditions can be concatenated to each epoch's image
+features. Both recurrences are causal, so the output at epoch t depends only on
+epochs up to t: a batch can be right-padded to its longest sequence and each
+object's answer read at its own last epoch, with no mask in the graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ARCHITECTURES = ("rcnn", "taonet")
+
+
+class StampEncoder(nn.Module):
+    """A small CNN mapping one stamp (1, S, S) to a feature vector.
+
+    The last feature map is flattened, not averaged: where the light sits in
+    the stamp (the centre versus a host galaxy or an artefact off-centre) and how
+    much of it there is are exactly what separates the classes.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64), stamp_size: int = 21, features: int = 64):
+        super().__init__()
+        layers, c_in, side = [], 1, stamp_size
+        for i, c_out in enumerate(channels):
+            stride = 1 if i == 0 else 2
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+            side = (side - 1) // stride + 1
+            c_in = c_out
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * side * side, features), nn.ReLU())
+        self.out_features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SequenceClassifier(nn.Module):
+    """(stamps (B, T, 1, S, S), conditions (B, T, K)) -> class probabilities (B, T, C) at every epoch."""
+
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        num_conditions: int,
+        hidden: int = 64,
+        encoder_channels: tuple[int, ...] = (16, 32, 64),
+        use_conditions: bool = True,
+        stamp_size: int = 21,
+    ):
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown sequence architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
+        self.arch = arch
+        self.encoder = StampEncoder(tuple(encoder_channels), stamp_size, hidden)
+        self.use_conditions = use_conditions and num_conditions > 0
+        features = self.encoder.out_features + (num_conditions if self.use_conditions else 0)
+        rnn = nn.LSTM if arch == "rcnn" else nn.GRU
+        self.rnn = rnn(features, hidden, batch_first=True)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def logits(self, stamps: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Per-epoch logits (B, T, C)."""
+        b, t = stamps.shape[0], stamps.shape[1]
+        feats = self.encoder(stamps.reshape(b * t, *stamps.shape[2:])).reshape(b, t, -1)
+        if self.use_conditions:
+            feats = torch.cat([feats, conditions], dim=2)
+        out, _ = self.rnn(feats)
+        return self.classifier(out)
+
+    def forward(self, stamps: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(stamps, conditions), dim=2)

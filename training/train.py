@@ -1,0 +1,653 @@
+"""``skyedge train``: one recipe in, an evaluated run directory out.
+
+The run directory holds ``checkpoint.pt`` (weights plus what rebuilds the
+model), ``metrics.json`` (validation and held-out test: accuracy, macro-F1,
+per-class precision/recall/F1, confusion matrix; for sequences accuracy versus
+epochs seen), ``confusion.png``, ``curves.png`` (and ``accuracy_vs_epochs.png``),
+and ``card.json``: the model card fields ``skyedge export`` needs.
+
+Runs on CPU or CUDA; under ``torchrun`` it trains with DistributedDataParallel
+(rank 0 evaluates and writes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from skyedge.model_card import Preprocess, SequenceSpec, Stretch
+from skyedge.preprocess import condition_features, prepare_frame, prepare_sequence
+from skyedge.training.config import TrainConfig
+from skyedge.training.data.loaders import Loaded, load_source
+from skyedge.training.metrics import classification_report, plot_accuracy_vs_epochs, plot_confusion, plot_curves
+from skyedge.training.models.frame import FrameClassifier, FrameEmbedder
+from skyedge.training.models.metric_heads import (
+    MahalanobisHead,
+    MinDistance,
+    RidgeHead,
+    SoftmaxHead,
+    fit_gaussian,
+    fit_ridge,
+    unknown_threshold,
+)
+from skyedge.training.models.sequence import SequenceClassifier
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, numpy and torch; optionally force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device(name)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size), initialising torch.distributed under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def git_revision() -> str | None:
+    try:
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def config_sha256(cfg: TrainConfig) -> str:
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) with each class split in the same proportion."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for k in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == k))
+        cut = max(1, int(round(fraction * len(idx)))) if len(idx) > 1 else 0
+        val.extend(idx[:cut])
+        train.extend(idx[cut:])
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+
+
+def make_optimizer(params, cfg: TrainConfig, steps: int):
+    t = cfg.train
+    if t.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    elif t.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t.lr, total_steps=max(steps, 1))
+    elif t.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    else:
+        sched = None
+    return opt, sched
+
+
+def _batches(n: int, batch: int, rng: np.random.Generator, rank: int = 0, world: int = 1):
+    order = rng.permutation(n)[rank::world]
+    for i in range(0, len(order) - 1, batch):  # never a batch of one (BatchNorm)
+        chunk = order[i : i + batch]
+        if len(chunk) > 1:
+            yield torch.as_tensor(chunk)
+
+
+# ---------------------------------------------------------------- frames
+
+
+def frame_preprocess_spec(cfg: TrainConfig, images: list[np.ndarray]) -> Preprocess:
+    """The card's preprocessing block, with mean/std measured on (a sample of) the training frames."""
+    p = cfg.preprocess
+    draft = Preprocess(
+        size=p.size,
+        channels=p.channels,
+        color="mono" if p.channels == 1 else "rgb",
+        stretch=Stretch(**p.stretch.model_dump()),
+        mean=[0.0] * p.channels,
+        std=[1.0] * p.channels,
+        horizon_mask=p.horizon_mask,
+        horizon_radius=p.horizon_radius,
+    )
+    sample = np.stack([prepare_frame(im, draft) for im in images[:: max(1, len(images) // 256)]])
+    mean = sample.mean(axis=(0, 2, 3)).tolist()
+    std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3).tolist()
+    return draft.model_copy(update={"mean": mean, "std": std})
+
+
+def prepare_frames(images: list[np.ndarray], spec: Preprocess, desc: str) -> torch.Tensor:
+    arrays = [prepare_frame(im, spec) for im in tqdm(images, desc=f"preprocess {desc}", unit="frame", leave=False)]
+    return torch.from_numpy(np.stack(arrays))
+
+
+def _augment(x: torch.Tensor) -> torch.Tensor:
+    """Sky images have no preferred orientation on the sensor: random flips and quarter turns."""
+    flip_h = torch.rand(x.shape[0], 1, 1, 1) < 0.5
+    flip_v = torch.rand(x.shape[0], 1, 1, 1) < 0.5
+    x = torch.where(flip_h, x.flip(3), x)
+    x = torch.where(flip_v, x.flip(2), x)
+    if x.shape[2] == x.shape[3] and torch.rand(()) < 0.5:
+        x = x.transpose(2, 3)
+    return x
+
+
+def _embed(model: FrameEmbedder, x: torch.Tensor, device, batch: int = 256) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out.append(model(x[i : i + batch].to(device)).cpu())
+    return torch.cat(out).numpy()
+
+
+def build_frame_loss(cfg: TrainConfig, num_classes: int):
+    """(loss_fn(embeddings, logits, labels), extra trainable parameters)."""
+    m = cfg.frame_model
+    if m.loss == "cross_entropy":
+        return (lambda z, logits, y: nn.functional.cross_entropy(logits, y)), []
+    from pytorch_metric_learning import losses, miners
+
+    if m.loss == "triplet":
+        loss = losses.TripletMarginLoss(margin=m.triplet_margin)
+        miner = miners.TripletMarginMiner(margin=m.triplet_margin, type_of_triplets="all")
+        return (lambda z, logits, y: loss(z, y, miner(z, y))), []
+    loss = losses.ArcFaceLoss(num_classes, m.embedding_dim, margin=m.arcface_margin_deg, scale=m.arcface_scale)
+    return (lambda z, logits, y: loss(z, y)), list(loss.parameters())
+
+
+def _val_accuracy_frame(model, cfg, x_fit, y_fit, x_val, y_val, device, num_classes) -> float:
+    if cfg.frame_model.loss == "cross_entropy":
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat(
+                [model.logits(model(x_val[i : i + 256].to(device))).argmax(1).cpu() for i in range(0, len(x_val), 256)]
+            )
+        return float((pred.numpy() == y_val).mean())
+    z_fit, z_val = _embed(model, x_fit, device), _embed(model, x_val, device)
+    means, chol = fit_gaussian(z_fit, y_fit, num_classes)
+    head = MahalanobisHead(means, chol)
+    with torch.no_grad():
+        pred = head(torch.from_numpy(z_val)).argmax(1).numpy()
+    return float((pred == y_val).mean())
+
+
+def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path, device, rank: int, world: int) -> dict:
+    classes, k = train.classes, len(train.classes)
+    tr_idx, va_idx = stratified_split(train.labels, cfg.data.val_fraction, cfg.seed)
+    spec = frame_preprocess_spec(cfg, [train.images[i] for i in tr_idx])
+    x_all = prepare_frames(train.images, spec, "train")
+    y_all = train.labels
+    x_tr, y_tr, x_va, y_va = x_all[tr_idx], y_all[tr_idx], x_all[va_idx], y_all[va_idx]
+    m = cfg.frame_model
+    model = FrameEmbedder(
+        m.backbone,
+        cfg.preprocess.channels,
+        cfg.preprocess.size[0],
+        m.embedding_dim,
+        k,
+        normalize=m.loss != "cross_entropy",
+    ).to(device)
+    loss_fn, extra = build_frame_loss(cfg, k)
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    steps = cfg.train.epochs * max(1, len(x_tr) // (cfg.train.batch_size * world))
+    opt, sched = make_optimizer(list(model.parameters()) + extra, cfg, steps)
+    rng = np.random.default_rng(cfg.seed + rank)
+    fit_idx = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:600]
+    history, best, best_state, stale = [], -1.0, None, 0
+    y_tr_t = torch.from_numpy(y_tr)
+    for epoch in range(1, cfg.train.epochs + 1):
+        net.train()
+        t0, losses = time.perf_counter(), []
+        batches = list(_batches(len(x_tr), cfg.train.batch_size, rng, rank, world))
+        for idx in tqdm(
+            batches, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch", leave=False, disable=rank != 0
+        ):
+            x = x_tr[idx]
+            if cfg.train.augment:
+                x = _augment(x)
+            x, y = x.to(device), y_tr_t[idx].to(device)
+            z = net(x)
+            loss = loss_fn(z, model.logits(z), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if sched is not None and sched.last_epoch < steps:
+                sched.step()
+            losses.append(float(loss.detach()))
+        val_acc = _val_accuracy_frame(model, cfg, x_tr[fit_idx], y_tr[fit_idx], x_va, y_va, device, k)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)) if losses else 0.0,
+                "val_accuracy": val_acc,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        if rank == 0:
+            log.info(
+                "epoch %d: loss %.4f, val accuracy %.3f (%.1fs)",
+                epoch,
+                history[-1]["train_loss"],
+                val_acc,
+                history[-1]["seconds"],
+            )
+        if val_acc > best:
+            best, best_state, stale = val_acc, {k_: v.detach().clone() for k_, v in model.state_dict().items()}, 0
+        else:
+            stale += 1
+            if stale >= cfg.train.patience:
+                log.info("early stopping: no better validation accuracy for %d epochs", stale)
+                break
+    model.load_state_dict(best_state)
+    if rank != 0:
+        return {}
+    # Fit the metric classifier on all training embeddings and fold it into the network.
+    z_tr = _embed(model, x_tr, device)
+    means, chol = fit_gaussian(z_tr, y_tr, k)
+    distance = MinDistance(means, chol)
+    w, b, temp = fit_ridge(z_tr, y_tr, k, m.ridge_alpha)
+    heads: dict[str, nn.Module] = {"mahalanobis": MahalanobisHead(means, chol), "ridge": RidgeHead(w, b, temp)}
+    if m.loss == "cross_entropy":
+        heads["softmax"] = SoftmaxHead(model.logits)
+    head_params = {"temperature": temp} if m.classifier == "ridge" else {}
+    classifier = FrameClassifier(model, heads[m.classifier], distance).cpu().eval()
+    with torch.no_grad():
+        train_dist = distance(torch.from_numpy(z_tr)).numpy()
+    threshold = unknown_threshold(train_dist, m.unknown_quantile)
+    results = {"val": _evaluate_frame(classifier, x_va, y_va, classes, threshold)}
+    x_te = None
+    if test is not None:
+        _check_classes(test, classes)
+        x_te = prepare_frames(test.images, spec, "test")
+        results["test"] = _evaluate_frame(classifier, x_te, test.labels, classes, threshold)
+    # Every classifier the embedding supports, on the same embedding: the papers' head comparison.
+    results["heads"] = {}
+    for name, candidate in heads.items():
+        alt = FrameClassifier(model, candidate, distance).cpu().eval()
+        entry = {"val": _summary(_evaluate_frame(alt, x_va, y_va, classes, threshold))}
+        if x_te is not None:
+            entry["test"] = _summary(_evaluate_frame(alt, x_te, test.labels, classes, threshold))
+        results["heads"][name] = entry
+    spec_out = {
+        "task": "frame",
+        "kind": "frame",
+        "backbone": m.backbone,
+        "in_channels": cfg.preprocess.channels,
+        "size": cfg.preprocess.size[0],
+        "embedding_dim": m.embedding_dim,
+        "num_classes": k,
+        "normalize": m.loss != "cross_entropy",
+        "classifier": m.classifier,
+        "head_params": head_params,
+    }
+    torch.save({"spec": spec_out, "state_dict": classifier.state_dict()}, out / "checkpoint.pt")
+    card = {
+        "task": "frame",
+        "classes": classes,
+        "preprocess": json.loads(spec.model_dump_json()),
+        "metric_head": {
+            "kind": m.classifier,
+            "embedding_dim": m.embedding_dim,
+            "in_graph": True,
+            "unknown_threshold": threshold,
+            "loss": m.loss,
+        },
+        "inputs": [
+            {
+                "name": "image",
+                "role": "image",
+                "dtype": "float32",
+                "shape": ["batch", cfg.preprocess.channels, *cfg.preprocess.size],
+                "layout": "NCHW",
+            }
+        ],
+        "outputs": [
+            {"name": "probabilities", "role": "probabilities", "shape": ["batch", k]},
+            {"name": "min_distance", "role": "min_distance", "shape": ["batch"]},
+            {"name": "embedding", "role": "embedding", "shape": ["batch", m.embedding_dim]},
+        ],
+    }
+    return {"history": history, "results": results, "card": card}
+
+
+def _summary(report: dict) -> dict:
+    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+
+
+def _check_classes(test: Loaded, classes: list[str]) -> None:
+    if list(test.classes) != list(classes):
+        raise ValueError(f"test data classes {test.classes} differ from the training classes {classes}")
+
+
+def _evaluate_frame(classifier: FrameClassifier, x: torch.Tensor, y: np.ndarray, classes, threshold: float) -> dict:
+    probs, dists = [], []
+    with torch.no_grad():
+        for i in range(0, len(x), 256):
+            p, d, _ = classifier(x[i : i + 256])
+            probs.append(p)
+            dists.append(d)
+    prob, dist = torch.cat(probs).numpy(), torch.cat(dists).numpy()
+    report = classification_report(y, prob.argmax(1), classes)
+    report["unknown_rate"] = float((dist > threshold).mean())
+    return report
+
+
+# ---------------------------------------------------------------- sequences
+
+
+def sequence_spec(cfg: TrainConfig, data: Loaded, idx: np.ndarray) -> SequenceSpec:
+    s = cfg.sequence_model
+    raw = _raw_conditions(data.conditions[idx].reshape(-1, data.conditions.shape[-1]))
+    feats = condition_features(raw, s.conditions) if s.conditions else np.zeros((1, 0))
+    return SequenceSpec(
+        stamp_size=int(data.images.shape[-1]),
+        min_epochs=s.min_epochs,
+        max_epochs=int(data.images.shape[1]),
+        conditions=list(s.conditions),
+        conditions_mean=feats.mean(axis=0).tolist(),
+        conditions_std=np.maximum(feats.std(axis=0), 1e-3).tolist(),
+        flux_reference_zp=s.flux_reference_zp,
+        asinh_softening=s.asinh_softening,
+    )
+
+
+def _raw_conditions(c: np.ndarray) -> dict[str, np.ndarray]:
+    names = ("mjd", "fwhm", "sky", "zero_point", "exptime", "airmass")
+    return {n: c[..., i] for i, n in enumerate(names)}
+
+
+def prepare_sequences(data: Loaded, spec: SequenceSpec, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, cs = [], []
+    for i in tqdm(range(len(data)), desc=f"preprocess {desc}", unit="seq", leave=False):
+        x, c = prepare_sequence(data.images[i], _raw_conditions(data.conditions[i]), spec)
+        xs.append(x)
+        cs.append(c)
+    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(cs))
+
+
+def _lengths(data: Loaded) -> np.ndarray:
+    return data.meta.get("length", np.full(len(data), data.images.shape[1]))
+
+
+def train_sequence(
+    cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path, device, rank: int, world: int
+) -> dict:
+    classes, k = train.classes, len(train.classes)
+    tr_idx, va_idx = stratified_split(train.labels, cfg.data.val_fraction, cfg.seed)
+    spec = sequence_spec(cfg, train, tr_idx)
+    x_all, c_all = prepare_sequences(train, spec, "train")
+    len_all = torch.from_numpy(_lengths(train))
+    y_all = torch.from_numpy(train.labels)
+    s = cfg.sequence_model
+    model = SequenceClassifier(
+        s.arch, k, len(s.conditions), s.hidden, tuple(s.encoder_channels), s.use_conditions, spec.stamp_size
+    ).to(device)
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    steps = cfg.train.epochs * max(1, len(tr_idx) // (cfg.train.batch_size * world))
+    opt, sched = make_optimizer(model.parameters(), cfg, steps)
+    rng = np.random.default_rng(cfg.seed + rank)
+    t_max = x_all.shape[1]
+    history, best, best_state, stale = [], -1.0, None, 0
+    for epoch in range(1, cfg.train.epochs + 1):
+        net.train()
+        t0, losses = time.perf_counter(), []
+        batches = list(_batches(len(tr_idx), cfg.train.batch_size, rng, rank, world))
+        for b in tqdm(batches, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch", leave=False, disable=rank != 0):
+            idx = torch.from_numpy(tr_idx)[b]
+            x, c, y, n = x_all[idx].to(device), c_all[idx].to(device), y_all[idx].to(device), len_all[idx].to(device)
+            logits = net.module.logits(x, c) if world > 1 else model.logits(x, c)
+            steps_t = torch.arange(t_max, device=device)[None, :]
+            valid = (steps_t < n[:, None]) & (steps_t >= s.min_epochs - 1)
+            per_step = nn.functional.cross_entropy(logits.reshape(-1, k), y.repeat_interleave(t_max), reduction="none")
+            loss = (per_step * valid.reshape(-1)).sum() / valid.sum().clamp(min=1)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            if sched is not None and sched.last_epoch < steps:
+                sched.step()
+            losses.append(float(loss.detach()))
+        val = _evaluate_sequence(
+            model, x_all[va_idx], c_all[va_idx], train.labels[va_idx], len_all[va_idx].numpy(), classes, device
+        )
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)) if losses else 0.0,
+                "val_accuracy": val["accuracy"],
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        if rank == 0:
+            log.info(
+                "epoch %d: loss %.4f, val accuracy (last epoch) %.3f (%.1fs)",
+                epoch,
+                history[-1]["train_loss"],
+                val["accuracy"],
+                history[-1]["seconds"],
+            )
+        if val["accuracy"] > best:
+            best, best_state, stale = (
+                val["accuracy"],
+                {k_: v.detach().clone() for k_, v in model.state_dict().items()},
+                0,
+            )
+        else:
+            stale += 1
+            if stale >= cfg.train.patience:
+                log.info("early stopping: no better validation accuracy for %d epochs", stale)
+                break
+    model.load_state_dict(best_state)
+    if rank != 0:
+        return {}
+    model = model.cpu().eval()
+    results = {
+        "val": _evaluate_sequence(
+            model,
+            x_all[va_idx],
+            c_all[va_idx],
+            train.labels[va_idx],
+            len_all[va_idx].numpy(),
+            classes,
+            torch.device("cpu"),
+        )
+    }
+    if test is not None:
+        _check_classes(test, classes)
+        x_te, c_te = prepare_sequences(test, spec, "test")
+        results["test"] = _evaluate_sequence(
+            model, x_te, c_te, test.labels, _lengths(test), classes, torch.device("cpu")
+        )
+    spec_out = {
+        "task": "sequence",
+        "kind": "sequence",
+        "arch": s.arch,
+        "num_classes": k,
+        "num_conditions": len(s.conditions),
+        "hidden": s.hidden,
+        "encoder_channels": list(s.encoder_channels),
+        "use_conditions": s.use_conditions,
+        "stamp_size": spec.stamp_size,
+    }
+    torch.save({"spec": spec_out, "state_dict": model.state_dict()}, out / "checkpoint.pt")
+    size = spec.stamp_size
+    card = {
+        "task": "sequence",
+        "classes": classes,
+        "preprocess": {
+            "size": [size, size],
+            "channels": 1,
+            "color": "mono",
+            "stretch": {"kind": "asinh"},
+            "mean": [0.0],
+            "std": [1.0],
+            "horizon_mask": False,
+            "resize": "none",
+        },
+        "sequence": json.loads(spec.model_dump_json()),
+        "metric_head": {"kind": "softmax", "in_graph": True, "loss": "cross_entropy"},
+        "inputs": [
+            {
+                "name": "stamps",
+                "role": "stamps",
+                "dtype": "float32",
+                "shape": ["batch", "time", 1, size, size],
+                "layout": "NTCHW",
+            },
+            {
+                "name": "conditions",
+                "role": "conditions",
+                "dtype": "float32",
+                "shape": ["batch", "time", len(s.conditions)],
+            },
+        ],
+        "outputs": [{"name": "probabilities", "role": "probabilities", "shape": ["batch", "time", k]}],
+    }
+    return {"history": history, "results": results, "card": card}
+
+
+def _evaluate_sequence(model, x, c, y, lengths, classes, device) -> dict:
+    model.eval()
+    probs = []
+    with torch.no_grad():
+        for i in range(0, len(x), 128):
+            probs.append(model(x[i : i + 128].to(device), c[i : i + 128].to(device)).cpu())
+    prob = torch.cat(probs).numpy()  # (N, T, C)
+    last = prob[np.arange(len(prob)), np.asarray(lengths) - 1]
+    report = classification_report(y, last.argmax(1), classes)
+    curve = []
+    for t in range(prob.shape[1]):
+        have = np.asarray(lengths) > t
+        curve.append(float((prob[have, t].argmax(1) == np.asarray(y)[have]).mean()) if have.any() else float("nan"))
+    report["accuracy_vs_epochs"] = curve
+    return report
+
+
+# ---------------------------------------------------------------- entry
+
+
+def run_training(cfg: TrainConfig) -> Path:
+    """Train one recipe; return the run directory."""
+    rank, world = distributed()
+    seed_everything(cfg.seed, cfg.train.deterministic)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = pick_device(cfg.train.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    train = load_source(cfg.data.train, cfg.task)
+    test = load_source(cfg.data.test, cfg.task, train.classes) if cfg.data.test is not None else None
+    log.info(
+        "training %s on %d items (%s), device %s, world size %d",
+        cfg.name,
+        len(train),
+        ", ".join(train.classes),
+        device,
+        world,
+    )
+    trainer = train_frame if cfg.task == "frame" else train_sequence
+    outcome = trainer(cfg, train, test, out, device, rank, world)
+    if rank != 0:
+        return out
+    elapsed = time.perf_counter() - started
+    headline = outcome["results"].get("test", outcome["results"]["val"])
+    metrics = {
+        "name": cfg.name,
+        "task": cfg.task,
+        "classes": train.classes,
+        "train_items": len(train),
+        "test_items": len(test) if test is not None else 0,
+        "seconds": elapsed,
+        "history": outcome["history"],
+        **outcome["results"],
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    which = "test" if "test" in outcome["results"] else "val"
+    plot_confusion(
+        headline["confusion_matrix"],
+        train.classes,
+        out / "confusion.png",
+        f"{cfg.name}: {which} accuracy {headline['accuracy']:.3f}, macro-F1 {headline['macro_f1']:.3f}",
+    )
+    plot_curves(outcome["history"], out / "curves.png", cfg.name)
+    if cfg.task == "sequence":
+        plot_accuracy_vs_epochs(
+            headline["accuracy_vs_epochs"],
+            out / "accuracy_vs_epochs.png",
+            f"{cfg.name}: early classification ({which})",
+        )
+    card = outcome["card"]
+    card["name"] = cfg.name
+    card["provenance"] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "git_revision": git_revision(),
+        "config_sha256": config_sha256(cfg),
+        "data_sha256": hashlib.sha256((train.data_hash + (test.data_hash if test else "")).encode()).hexdigest(),
+        "training_run": str(out),
+        "framework": {"torch": torch.__version__, "numpy": np.__version__},
+        "metrics": {f"{which}_accuracy": headline["accuracy"], f"{which}_macro_f1": headline["macro_f1"]},
+    }
+    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+    log.info(
+        "%s: %s accuracy %.3f, macro-F1 %.3f in %.0fs -> %s",
+        cfg.name,
+        which,
+        headline["accuracy"],
+        headline["macro_f1"],
+        elapsed,
+        out,
+    )
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return out
