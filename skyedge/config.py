@@ -149,8 +149,26 @@ class _MissingEnv(Exception):
         self.path, self.name = path, name
 
 
-def load_config(path: str | os.PathLike, schema: type[M], environ: Mapping[str, str] | None = None) -> M:
-    """Load ``path`` and validate it against ``schema``; raise ConfigError on any problem."""
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML scalars/lists) to a loaded document."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("--set", [f"{item!r}: expected dotted.key=value"])
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(
+    path: str | os.PathLike, schema: type[M], environ: Mapping[str, str] | None = None, overrides: Sequence[str] = ()
+) -> M:
+    """Load ``path`` (plus ``key=value`` overrides) and validate it against ``schema``; raise ConfigError on any problem."""
     data, node = load_yaml(path)
     if data is None:
         raise ConfigError(str(path), ["the file is empty"])
@@ -164,6 +182,7 @@ def load_config(path: str | os.PathLike, schema: type[M], environ: Mapping[str, 
         raise ConfigError(
             str(path), [f"{where}: environment variable ${{{exc.name}}} is not set and has no default"]
         ) from None
+    data = apply_overrides(data, overrides)
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

@@ -191,3 +191,13 @@ def test_generic_loader_works_for_any_schema(tmp_path):
     assert load_config(write(tmp_path, "name: a\n"), Tiny) == Tiny(name="a", count=1)
     with pytest.raises(ConfigError, match="count"):
         load_config(write(tmp_path, "name: a\ncount: 1.5\n"), Tiny)
+
+
+def test_overrides_are_validated_like_the_file(tmp_path):
+    path = write(tmp_path, GOOD)
+    config = load_config(path, EdgeConfig, overrides=["backend.batch_size=16", "model.precision=int8"])
+    assert config.backend.batch_size == 16 and config.model.precision == "int8"
+    with pytest.raises(ConfigError, match="backend.batch_size"):
+        load_config(path, EdgeConfig, overrides=["backend.batch_size=lots"])
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        load_config(path, EdgeConfig, overrides=["nonsense"])

@@ -90,3 +90,48 @@ def test_tiny_sequence_training_beats_chance(tmp_path):
     assert len(curve) == 8 and curve[-1] > curve[0]
     assert (out / "accuracy_vs_epochs.png").stat().st_size > 0
     ModelCard.model_validate({**json.loads((out / "card.json").read_text()), "files": {"fp32": "model.onnx"}})
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path):
+    """DistributedDataParallel on CPU (gloo): two ranks train, rank 0 writes the run."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun is not on PATH")
+    cfg = _recipe(tmp_path, "frame")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(cfg.model_dump_json())  # JSON is YAML
+    # Simulate once up front so the two ranks do not race to create the data set.
+    from skyedge.brokers import free_port
+    from skyedge.training.data.loaders import load_source
+
+    load_source(cfg.data.train, "frame")
+    load_source(cfg.data.test, "frame")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "skyedge",
+            "train",
+            "--config",
+            str(recipe),
+            "--epochs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world size 2" in result.stderr
+    metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
+    assert metrics["test"]["count"] == 120

@@ -38,11 +38,12 @@ def _train(args) -> int:
     from skyedge.training.config import load_train_config
     from skyedge.training.train import run_training
 
-    cfg = load_train_config(args.config)
+    overrides = list(args.set)
     if args.out:
-        cfg = cfg.model_copy(update={"out": args.out})
+        overrides.append(f"out={args.out}")
     if args.epochs:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": args.epochs})})
+        overrides.append(f"train.epochs={args.epochs}")
+    cfg = load_train_config(args.config, overrides)
     out = run_training(cfg)
     metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     which = "test" if "test" in metrics else "val"
@@ -95,9 +96,16 @@ def register(subparsers) -> None:
         "train",
         help="train a frame or sequence classifier from a YAML recipe",
         description="Train, evaluate on held-out data, and write checkpoint, metrics.json, plots and card.json.",
-        epilog="example:\n  skyedge train --config configs/train/allsky-tiny.yaml\n  torchrun --nproc-per-node 2 -m skyedge train --config configs/train/allsky-r18-triplet.yaml",
+        epilog="example:\n  skyedge train --config configs/train/allsky-tiny.yaml\n  skyedge train --config configs/train/allsky-tiny.yaml --set frame_model.loss=triplet --set seed=1 --out runs/t1\n  torchrun --nproc-per-node 2 -m skyedge train --config configs/train/allsky-r18-triplet.yaml",
     )
     train.add_argument("--config", required=True)
     train.add_argument("--out", default=None, help="override the recipe's run directory")
     train.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any recipe key, e.g. --set frame_model.loss=triplet --set seed=1",
+    )
     train.set_defaults(func=_train)

@@ -127,6 +127,6 @@ class TrainConfig(Schema):
     train: TrainSection = TrainSection()
 
 
-def load_train_config(path) -> TrainConfig:
-    """Load and validate a training recipe."""
-    return load_config(path, TrainConfig)
+def load_train_config(path, overrides=()) -> TrainConfig:
+    """Load and validate a training recipe, with optional ``dotted.key=value`` overrides."""
+    return load_config(path, TrainConfig, overrides=overrides)

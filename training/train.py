@@ -131,11 +131,38 @@ def make_optimizer(params, cfg: TrainConfig, steps: int):
 
 
 def _batches(n: int, batch: int, rng: np.random.Generator, rank: int = 0, world: int = 1):
-    order = rng.permutation(n)[rank::world]
+    """Index batches for this rank: one shared permutation, strided, equal batch counts on every rank."""
+    order = rng.permutation(n)
+    order = order[: len(order) - len(order) % world][rank::world]
     for i in range(0, len(order) - 1, batch):  # never a batch of one (BatchNorm)
         chunk = order[i : i + batch]
         if len(chunk) > 1:
             yield torch.as_tensor(chunk)
+
+
+class EpochTracker:
+    """Per-epoch history, progress log, best weights and early stopping on validation accuracy."""
+
+    def __init__(self, patience: int, rank: int = 0):
+        self.patience, self.rank = patience, rank
+        self.history: list[dict] = []
+        self.best, self.best_state, self.stale = -1.0, None, 0
+
+    def update(self, epoch: int, losses: list[float], val_accuracy: float, seconds: float, model: nn.Module) -> bool:
+        """Record one epoch; return True when training should stop."""
+        loss = float(np.mean(losses)) if losses else 0.0
+        self.history.append({"epoch": epoch, "train_loss": loss, "val_accuracy": val_accuracy, "seconds": seconds})
+        if self.rank == 0:
+            log.info("epoch %d: loss %.4f, val accuracy %.3f (%.1fs)", epoch, loss, val_accuracy, seconds)
+        if val_accuracy > self.best:
+            self.best, self.stale = val_accuracy, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        self.stale += 1
+        if self.stale >= self.patience:
+            log.info("early stopping: no better validation accuracy for %d epochs", self.stale)
+            return True
+        return False
 
 
 # ---------------------------------------------------------------- frames
@@ -238,9 +265,9 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     steps = cfg.train.epochs * max(1, len(x_tr) // (cfg.train.batch_size * world))
     opt, sched = make_optimizer(list(model.parameters()) + extra, cfg, steps)
-    rng = np.random.default_rng(cfg.seed + rank)
+    rng = np.random.default_rng(cfg.seed)  # the same on every rank: _batches strides it
     fit_idx = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:600]
-    history, best, best_state, stale = [], -1.0, None, 0
+    tracker = EpochTracker(cfg.train.patience, rank)
     y_tr_t = torch.from_numpy(y_tr)
     for epoch in range(1, cfg.train.epochs + 1):
         net.train()
@@ -262,30 +289,10 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
                 sched.step()
             losses.append(float(loss.detach()))
         val_acc = _val_accuracy_frame(model, cfg, x_tr[fit_idx], y_tr[fit_idx], x_va, y_va, device, k)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else 0.0,
-                "val_accuracy": val_acc,
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        if rank == 0:
-            log.info(
-                "epoch %d: loss %.4f, val accuracy %.3f (%.1fs)",
-                epoch,
-                history[-1]["train_loss"],
-                val_acc,
-                history[-1]["seconds"],
-            )
-        if val_acc > best:
-            best, best_state, stale = val_acc, {k_: v.detach().clone() for k_, v in model.state_dict().items()}, 0
-        else:
-            stale += 1
-            if stale >= cfg.train.patience:
-                log.info("early stopping: no better validation accuracy for %d epochs", stale)
-                break
-    model.load_state_dict(best_state)
+        if tracker.update(epoch, losses, val_acc, time.perf_counter() - t0, model):
+            break
+    model.load_state_dict(tracker.best_state)
+    history = tracker.history
     if rank != 0:
         return {}
     # Fit the metric classifier on all training embeddings and fold it into the network.
@@ -434,9 +441,9 @@ def train_sequence(
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     steps = cfg.train.epochs * max(1, len(tr_idx) // (cfg.train.batch_size * world))
     opt, sched = make_optimizer(model.parameters(), cfg, steps)
-    rng = np.random.default_rng(cfg.seed + rank)
+    rng = np.random.default_rng(cfg.seed)  # the same on every rank: _batches strides it
     t_max = x_all.shape[1]
-    history, best, best_state, stale = [], -1.0, None, 0
+    tracker = EpochTracker(cfg.train.patience, rank)
     for epoch in range(1, cfg.train.epochs + 1):
         net.train()
         t0, losses = time.perf_counter(), []
@@ -448,7 +455,10 @@ def train_sequence(
             steps_t = torch.arange(t_max, device=device)[None, :]
             valid = (steps_t < n[:, None]) & (steps_t >= s.min_epochs - 1)
             per_step = nn.functional.cross_entropy(logits.reshape(-1, k), y.repeat_interleave(t_max), reduction="none")
-            loss = (per_step * valid.reshape(-1)).sum() / valid.sum().clamp(min=1)
+            # Later epochs weigh more: early on the classes are genuinely ambiguous, and the answer that
+            # matters most is the one with the most evidence.
+            weight = valid * (steps_t + 1).float() / t_max
+            loss = (per_step * weight.reshape(-1)).sum() / weight.sum().clamp(min=1e-6)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -459,34 +469,10 @@ def train_sequence(
         val = _evaluate_sequence(
             model, x_all[va_idx], c_all[va_idx], train.labels[va_idx], len_all[va_idx].numpy(), classes, device
         )
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else 0.0,
-                "val_accuracy": val["accuracy"],
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        if rank == 0:
-            log.info(
-                "epoch %d: loss %.4f, val accuracy (last epoch) %.3f (%.1fs)",
-                epoch,
-                history[-1]["train_loss"],
-                val["accuracy"],
-                history[-1]["seconds"],
-            )
-        if val["accuracy"] > best:
-            best, best_state, stale = (
-                val["accuracy"],
-                {k_: v.detach().clone() for k_, v in model.state_dict().items()},
-                0,
-            )
-        else:
-            stale += 1
-            if stale >= cfg.train.patience:
-                log.info("early stopping: no better validation accuracy for %d epochs", stale)
-                break
-    model.load_state_dict(best_state)
+        if tracker.update(epoch, losses, val["accuracy"], time.perf_counter() - t0, model):
+            break
+    model.load_state_dict(tracker.best_state)
+    history = tracker.history
     if rank != 0:
         return {}
     model = model.cpu().eval()

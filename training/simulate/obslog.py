@@ -21,11 +21,11 @@ COLUMNS = ("mjd", "fwhm", "sky", "zero_point", "exptime", "airmass")
 
 @dataclass(frozen=True)
 class CadenceConfig:
-    """A survey cadence; defaults are HiTS-like (DECam, 0.27 arcsec pixels, 4 visits a night)."""
+    """A survey cadence: DECam-like optics (0.27 arcsec pixels), two visits a night about 1.6 h apart."""
 
     epochs: int = 24
     start_mjd: float = 61000.0
-    visits_per_night: int = 4
+    visits_per_night: int = 2
     visit_spacing_hours: float = 1.6
     night_gap_days: tuple[float, float] = (1.0, 3.0)
     weather_loss: float = 0.2  # probability a planned night is lost

@@ -43,7 +43,7 @@ class TransientConfig:
     bright_mag: float = 16.5
     faint_margin: float = 0.3  # faintest objects: this far below the median limiting magnitude
     faint_fraction: float = 0.15  # share of objects within 1 mag of the limit (the rest are brighter)
-    min_variability: float = 0.3  # mag: variable classes must vary at least this much over the sampled epochs
+    min_variability: float = 0.4  # mag: variable classes must vary at least this much over the sampled epochs
     cadence: CadenceConfig = field(default_factory=CadenceConfig)
     classes: tuple[str, ...] = CLASSES
 
