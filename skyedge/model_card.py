@@ -121,7 +121,11 @@ class SequenceSpec(_Card):
     flux_reference_zp: float = Field(
         default=25.0, description="stamps are scaled to this zero point with each epoch's MAGZP"
     )
-    asinh_softening: float = Field(default=10.0, gt=0, description="flux scale of the asinh compression of stamps")
+    asinh_softening: float = Field(default=10.0, gt=0, description="flux scale of the stamp scaling")
+    stamp_scaling: Literal["asinh", "linear"] = Field(
+        default="asinh",
+        description="asinh(flux/softening), or flux/softening: linear keeps a PSF's pixel sum equal to its flux",
+    )
     conditions_mean: list[float] = Field(default_factory=list)
     conditions_std: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
 

@@ -153,17 +153,26 @@ def prepare_sequence(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stamps (T, S, S) in electrons + raw conditions -> model inputs (T, 1, S, S) and (T, K), float32.
 
-    Each stamp is background-subtracted (its median), scaled to the card's
+    Each stamp is background-subtracted (median of its border), scaled to the card's
     reference zero point with that epoch's zero point, so a constant star has a
-    constant flux whatever the transparency, then asinh-compressed.
+    constant flux whatever the transparency, then divided by the softening and,
+    for ``asinh`` scaling, compressed. Linear scaling keeps the sum over a
+    stamp equal to the flux whatever the seeing.
     """
     if stamps.ndim != 3 or stamps.shape[1] != spec.stamp_size or stamps.shape[2] != spec.stamp_size:
         raise PreprocessError(f"expected stamps of shape (T, {spec.stamp_size}, {spec.stamp_size}), got {stamps.shape}")
     x = stamps.astype(np.float32)
-    x = x - np.nanmedian(x.reshape(len(x), -1), axis=1)[:, None, None]
+    # Background from the stamp's outer 2-pixel frame: the median of the whole stamp is biased by the wings
+    # of a bright source under poor seeing.
+    border = np.ones(x.shape[1:], dtype=bool)
+    border[2:-2, 2:-2] = False
+    x = x - np.nanmedian(x[:, border], axis=1)[:, None, None]
     scale = 10.0 ** (0.4 * (spec.flux_reference_zp - np.asarray(raw["zero_point"], dtype=np.float64)))
     x = x * scale.astype(np.float32)[:, None, None]
-    x = np.arcsinh(np.nan_to_num(x) / spec.asinh_softening).astype(np.float32)
+    x = np.nan_to_num(x) / spec.asinh_softening
+    if spec.stamp_scaling == "asinh":
+        x = np.arcsinh(x)
+    x = x.astype(np.float32)
     features = condition_features(raw, spec.conditions)
     if spec.conditions_mean:
         features = (features - np.asarray(spec.conditions_mean, np.float32)) / np.asarray(

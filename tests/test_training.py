@@ -62,7 +62,7 @@ def _recipe(tmp_path, task: str, **overrides) -> TrainConfig:
         base["data"]["train"]["simulate"] = {"n": 420, "seed": 1, "config": {"cadence": cadence}}
         base["data"]["test"]["simulate"] = {"n": 140, "seed": 2, "config": {"cadence": cadence}}
         base["sequence_model"] = {"hidden": 24, "encoder_channels": [8, 16]}
-        base["train"]["epochs"] = 6
+        base["train"]["epochs"] = 12
     base.update(overrides)
     return TrainConfig.model_validate(base)
 
@@ -87,7 +87,8 @@ def test_tiny_sequence_training_beats_chance(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["macro_f1"] > 0.3  # chance is 1/7
     curve = metrics["test"]["accuracy_vs_epochs"]
-    assert len(curve) == 8 and curve[-1] > curve[0]
+    # Early classification: more epochs seen, better answers (the second half beats the first two epochs).
+    assert len(curve) == 8 and np.mean(curve[4:]) > np.mean(curve[:2])
     assert (out / "accuracy_vs_epochs.png").stat().st_size > 0
     ModelCard.model_validate({**json.loads((out / "card.json").read_text()), "files": {"fp32": "model.onnx"}})
 

@@ -97,6 +97,7 @@ class SequenceModel(Schema):
     )
     flux_reference_zp: float = 25.0
     asinh_softening: Positive = 10.0
+    stamp_scaling: Literal["asinh", "linear"] = "asinh"
     min_epochs: Annotated[int, Field(ge=1)] = 1
 
 
