@@ -81,11 +81,17 @@ def test_frame_classifier_outputs():
     assert probs.shape == (5, 3) and dist.shape == (5,) and z.shape == (5, 4)
 
 
-@pytest.mark.parametrize("arch", ["rcnn", "taonet"])
-def test_sequence_models_are_causal(arch):
+@pytest.mark.parametrize("arch, photometry_radius", [("rcnn", 0), ("taonet", 0), ("rcnn", 3)])
+def test_sequence_models_are_causal(arch, photometry_radius):
     torch.manual_seed(0)
     model = SequenceClassifier(
-        arch, num_classes=7, num_conditions=5, hidden=16, encoder_channels=(4, 8), stamp_size=21
+        arch,
+        num_classes=7,
+        num_conditions=5,
+        hidden=16,
+        encoder_channels=(4, 8),
+        stamp_size=21,
+        photometry_radius=photometry_radius,
     ).eval()
     x, c = torch.randn(2, 6, 1, 21, 21), torch.randn(2, 6, 5)
     with torch.no_grad():

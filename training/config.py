@@ -98,6 +98,7 @@ class SequenceModel(Schema):
     flux_reference_zp: float = 25.0
     asinh_softening: Positive = 10.0
     stamp_scaling: Literal["asinh", "linear"] = "asinh"
+    photometry_radius: Annotated[int, Field(ge=0)] = 0  # >0: aperture flux (2r+1 px box) also fed to the RNN
     min_epochs: Annotated[int, Field(ge=1)] = 1
 
 

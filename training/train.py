@@ -435,7 +435,15 @@ def train_sequence(
     y_all = torch.from_numpy(train.labels)
     s = cfg.sequence_model
     model = SequenceClassifier(
-        s.arch, k, len(s.conditions), s.hidden, tuple(s.encoder_channels), s.use_conditions, spec.stamp_size
+        s.arch,
+        k,
+        len(s.conditions),
+        s.hidden,
+        tuple(s.encoder_channels),
+        s.use_conditions,
+        spec.stamp_size,
+        s.photometry_radius,
+        spec.stamp_scaling == "asinh",
     ).to(device)
     net = model
     if world > 1:
@@ -504,6 +512,8 @@ def train_sequence(
         "encoder_channels": list(s.encoder_channels),
         "use_conditions": s.use_conditions,
         "stamp_size": spec.stamp_size,
+        "photometry_radius": s.photometry_radius,
+        "asinh_input": spec.stamp_scaling == "asinh",
     }
     torch.save({"spec": spec_out, "state_dict": model.state_dict()}, out / "checkpoint.pt")
     size = spec.stamp_size

@@ -41,6 +41,31 @@ class StampEncoder(nn.Module):
         return self.net(x)
 
 
+class Photometry(nn.Module):
+    """Per-epoch aperture photometry as two extra RNN inputs: the flux, and its departure from the mean so far.
+
+    Variability is what separates RR Lyrae, Cepheids, eclipsing binaries and
+    constant stars, and a small CNN struggles to learn a seeing-independent
+    flux from few examples; a fixed aperture sum on linear pixels gives the
+    recurrence that evidence directly. Causal: epoch t uses epochs <= t only.
+    """
+
+    def __init__(self, stamp_size: int, radius: int, asinh_input: bool):
+        super().__init__()
+        c = stamp_size // 2
+        self.lo, self.hi = c - radius, c + radius + 1
+        self.asinh_input = asinh_input
+
+    def forward(self, stamps: torch.Tensor) -> torch.Tensor:
+        patch = stamps[:, :, 0, self.lo : self.hi, self.lo : self.hi]
+        if self.asinh_input:
+            patch = torch.sinh(patch)
+        flux = torch.asinh(patch.sum(dim=(2, 3)))  # (B, T), compressed: objects span 5 magnitudes
+        steps = torch.cumsum(torch.ones_like(flux), dim=1)
+        running_mean = torch.cumsum(flux, dim=1) / steps
+        return torch.stack([flux, flux - running_mean], dim=2)
+
+
 class SequenceClassifier(nn.Module):
     """(stamps (B, T, 1, S, S), conditions (B, T, K)) -> class probabilities (B, T, C) at every epoch."""
 
@@ -53,6 +78,8 @@ class SequenceClassifier(nn.Module):
         encoder_channels: tuple[int, ...] = (16, 32, 64),
         use_conditions: bool = True,
         stamp_size: int = 21,
+        photometry_radius: int = 0,
+        asinh_input: bool = True,
     ):
         super().__init__()
         if arch not in ARCHITECTURES:
@@ -60,7 +87,9 @@ class SequenceClassifier(nn.Module):
         self.arch = arch
         self.encoder = StampEncoder(tuple(encoder_channels), stamp_size, hidden)
         self.use_conditions = use_conditions and num_conditions > 0
+        self.photometry = Photometry(stamp_size, photometry_radius, asinh_input) if photometry_radius > 0 else None
         features = self.encoder.out_features + (num_conditions if self.use_conditions else 0)
+        features += 2 if self.photometry is not None else 0
         rnn = nn.LSTM if arch == "rcnn" else nn.GRU
         self.rnn = rnn(features, hidden, batch_first=True)
         self.classifier = nn.Linear(hidden, num_classes)
@@ -71,6 +100,8 @@ class SequenceClassifier(nn.Module):
         feats = self.encoder(stamps.reshape(b * t, *stamps.shape[2:])).reshape(b, t, -1)
         if self.use_conditions:
             feats = torch.cat([feats, conditions], dim=2)
+        if self.photometry is not None:
+            feats = torch.cat([feats, self.photometry(stamps)], dim=2)
         out, _ = self.rnn(feats)
         return self.classifier(out)
 

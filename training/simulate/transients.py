@@ -44,6 +44,7 @@ class TransientConfig:
     faint_margin: float = 0.3  # faintest objects: this far below the median limiting magnitude
     faint_fraction: float = 0.15  # share of objects within 1 mag of the limit (the rest are brighter)
     min_variability: float = 0.4  # mag: variable classes must vary at least this much over the sampled epochs
+    variability_snr: float = 5.0  # ... and by this many sigma of the photometric noise (the survey's selection)
     cadence: CadenceConfig = field(default_factory=CadenceConfig)
     classes: tuple[str, ...] = CLASSES
 
@@ -88,10 +89,9 @@ class SkyObject:
             peak_range = (mag_range[0] + 0.5, mag_range[1]) if label == "SN" else mag_range
             # A survey labels an object variable only once its variability is seen: redraw until the
             # sampled light curve spans at least `min_variability` mag (as a selection cut would).
-            for _ in range(50):
+            for _ in range(100):
                 self.mag, params = lightcurves.DRAWERS[label](rng, span, peak_range)
-                sampled = self.mag(mjd)
-                if label == "nonvariable" or np.ptp(sampled) >= cfg.min_variability:
+                if label == "nonvariable" or self._variability_detected(mjd, cfg, limit):
                     break
             self.meta.update(params)
         if label == "SN":
@@ -131,6 +131,19 @@ class SkyObject:
                 "rng": np.random.default_rng(rng.integers(2**32)),
             }
             self.meta["artifact"] = kind
+
+    def _variability_detected(self, mjd: np.ndarray, cfg: TransientConfig, limit: float) -> bool:
+        """The survey's selection: the sampled light curve spans min_variability mag and 5 sigma in flux."""
+        sampled = self.mag(mjd)
+        if np.ptp(sampled) < cfg.min_variability:
+            return False
+        c = cfg.cadence
+        zp, sky = c.zero_point0, 0.5 * sum(c.sky_e)
+        fwhm = c.seeing_arcsec[0] / c.pixel_scale_arcsec
+        flux = mag_to_electrons(sampled, zp)
+        area = 4.0 * math.pi * (fwhm / 2.3548) ** 2
+        noise = np.sqrt(area * (sky + c.read_noise**2) + flux)
+        return float(flux.max() - flux.min()) >= cfg.variability_snr * float(np.median(noise))
 
     def expected(self, epoch: int, cond: dict, shape: tuple[int, int], x0: float, y0: float) -> np.ndarray:
         """Expected electrons (no sky, no noise) from this object at epoch ``epoch`` on a grid of ``shape``."""
