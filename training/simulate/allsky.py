@@ -316,12 +316,9 @@ def render_allsky(label: str, rng: np.random.Generator, cfg: AllskyConfig = Alls
     return image, sky.meta
 
 
-def _allsky_shard(cfg: AllskyConfig, files: str | None):
-    """A shard maker for the runner (a picklable closure over the camera config)."""
-    return _AllskyShard(cfg, files)
-
-
 class _AllskyShard:
+    """A picklable shard maker for the runner, closed over the camera config."""
+
     def __init__(self, cfg: AllskyConfig, files: str | None):
         self.cfg, self.files = cfg, files
 
@@ -360,7 +357,7 @@ def simulate_allsky(
     from skyedge.training.simulate.runner import run_simulation
 
     manifest = run_simulation(
-        _allsky_shard(cfg, files),
+        _AllskyShard(cfg, files),
         task="frame",
         classes=list(cfg.classes),
         n=n,
