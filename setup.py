@@ -60,6 +60,8 @@ EXTRAS = {
         "opencv-python-headless>=4.8",
         "astropy>=5.3",
         "scipy>=1.10",
+        "onnxconverter-common>=1.14",
+        "onnxslim>=0.1.30",
     ],
     # Never torch: this is what goes on the Jetson.
     "edge": [
@@ -91,7 +93,11 @@ setup(
     python_requires=">=3.10",
     packages=core_packages() + stage_pkgs,
     package_dir={**stage_dirs, "skyedge": "skyedge"},
-    package_data={"skyedge.schemas": ["*.json"], "skyedge.schemas.mqtt": ["*.json"]},
+    package_data={
+        "skyedge.schemas": ["*.json"],
+        "skyedge.schemas.mqtt": ["*.json"],
+        "skyedge.export": ["data/*.json"],
+    },
     include_package_data=True,
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -1,1 +1,1 @@
-"""skyedge.calibration: INT8 Q/DQ ONNX from a calibration set and the per-precision accuracy report."""
+"""Calibration: INT8 Q/DQ models from a representative subset, and the accuracy report that gates shipping."""

@@ -94,6 +94,9 @@ class SkyStateSection(Schema):
 
     hysteresis_frames: Annotated[int, Field(ge=1)] = 3
     stale_after_s: Annotated[float, Field(gt=0)] = 300.0
+    safe_classes: list[str] = Field(
+        default_factory=lambda: ["clear"], description="states reported safe; unknown and stale never are"
+    )
 
 
 class Pipeline(Schema):

@@ -1,1 +1,1 @@
-"""skyedge.export: PyTorch -> verified ONNX and FP16 ONNX; ONNX -> TensorRT engine on the device."""
+"""Export: trained run -> verified model package (ONNX FP32/FP16, model card); TensorRT engines on the device."""

@@ -20,6 +20,9 @@ from skyedge.logs import setup_logging
 # (e.g. training without torch) is skipped; see _load_commands.
 COMMAND_MODULES = (
     "skyedge.training.cli",
+    "skyedge.export.cli",
+    "skyedge.calibration.cli",
+    "skyedge.edge.cli",
     "skyedge.info",
 )
 
@@ -78,10 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         # Known user errors carry a full message; show it without a traceback.
-        from skyedge.config import ConfigError
-        from skyedge.model_card import ModelCardError
+        from skyedge.errors import SkyedgeError
 
-        if isinstance(exc, (ConfigError, ModelCardError)):
+        if isinstance(exc, SkyedgeError):
             print(f"skyedge {args.command}: {exc}", file=sys.stderr)
             return 2
         raise

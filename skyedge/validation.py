@@ -15,8 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from skyedge.errors import SkyedgeError
 
-class SchemaError(ValueError):
+
+class SchemaError(SkyedgeError, ValueError):
     """A document failed validation; ``problems`` holds one line per failed field."""
 
     def __init__(self, source: str, problems: list[str], what: str = "invalid"):

@@ -52,6 +52,49 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def tiny_frame_run(tmp_path_factory):
+    """A real tiny all-sky training run (seconds), shared by every test that needs a trained frame model."""
+    from tiny_models import recipe
+
+    from skyedge.training.train import run_training
+
+    return run_training(recipe(tmp_path_factory.mktemp("frame"), "frame"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sequence_run(tmp_path_factory):
+    """A real tiny transients training run, shared likewise."""
+    from tiny_models import recipe
+
+    from skyedge.training.train import run_training
+
+    return run_training(recipe(tmp_path_factory.mktemp("sequence"), "sequence"))
+
+
+def _package(run, tmp_path_factory, name):
+    from skyedge.calibration.calibrate import calibrate_package
+    from skyedge.export.package import export_package
+
+    out = tmp_path_factory.mktemp(name) / "pkg"
+    export_package(run, out)
+    data = run.parent / "train"
+    calibrate_package(out, data, ["tensorrt", "cpu"], eval_data=run.parent / "test", size=64, allow_drop=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def frame_package(tiny_frame_run, tmp_path_factory):
+    """The tiny frame run exported and calibrated for both INT8 targets (a complete model package)."""
+    return _package(tiny_frame_run, tmp_path_factory, "frame-pkg")
+
+
+@pytest.fixture(scope="session")
+def sequence_package(tiny_sequence_run, tmp_path_factory):
+    """The tiny sequence run, likewise."""
+    return _package(tiny_sequence_run, tmp_path_factory, "sequence-pkg")
+
+
+@pytest.fixture(scope="session")
 def mqtt_broker():
     """One real broker for the session: mosquitto when installed, else embedded amqtt."""
     broker = start_broker("mosquitto")

@@ -8,8 +8,8 @@ import pytest
 from astropy.io import fits
 
 from skyedge.imageio import FrameReadError, read_frame
+from skyedge.shards import DatasetError
 from skyedge.training.data.loaders import load_fits_sequences, load_image_folder, load_oath
-from skyedge.training.data.shards import DatasetError
 
 
 def _png(path, value, dtype=np.uint16):

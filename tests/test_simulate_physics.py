@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from skyedge.training.data.shards import DatasetError, ShardedDataset
+from skyedge.shards import DatasetError, ShardedDataset
 from skyedge.training.simulate import lightcurves
 from skyedge.training.simulate.allsky import CLASSES as ALLSKY_CLASSES
 from skyedge.training.simulate.allsky import AllskyConfig, render_allsky, simulate_allsky

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import recipe
 
 from skyedge.config import ConfigError
 from skyedge.model_card import ModelCard
 from skyedge.training.config import TrainConfig, load_train_config
-from skyedge.training.train import run_training, stratified_split
+from skyedge.training.train import stratified_split
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,37 +40,9 @@ def test_stratified_split_keeps_class_balance():
     assert np.bincount(labels[val]).tolist() == [10, 10, 10, 10]
 
 
-def _recipe(tmp_path, task: str, **overrides) -> TrainConfig:
-    base = {
-        "name": f"test-{task}",
-        "task": task,
-        "seed": 0,
-        "out": str(tmp_path / "run"),
-        "data": {
-            "train": {"path": str(tmp_path / "train"), "simulate": {"n": 0, "seed": 1}},
-            "test": {"path": str(tmp_path / "test"), "simulate": {"n": 0, "seed": 2}},
-            "val_fraction": 0.2,
-        },
-        "train": {"epochs": 4, "batch_size": 32, "lr": 0.003, "threads": 2},
-    }
-    if task == "frame":
-        base["data"]["train"]["simulate"] = {"n": 300, "seed": 1, "config": {"size": 64}}
-        base["data"]["test"]["simulate"] = {"n": 120, "seed": 2, "config": {"size": 64}}
-        base["preprocess"] = {"size": [32, 32]}
-        base["frame_model"] = {"loss": "cross_entropy", "classifier": "mahalanobis", "embedding_dim": 8}
-    else:
-        cadence = {"epochs": 8}
-        base["data"]["train"]["simulate"] = {"n": 420, "seed": 1, "config": {"cadence": cadence}}
-        base["data"]["test"]["simulate"] = {"n": 140, "seed": 2, "config": {"cadence": cadence}}
-        base["sequence_model"] = {"hidden": 24, "encoder_channels": [8, 16]}
-        base["train"]["epochs"] = 12
-    base.update(overrides)
-    return TrainConfig.model_validate(base)
-
-
 @pytest.mark.slow
-def test_tiny_frame_training_beats_chance(tmp_path):
-    out = run_training(_recipe(tmp_path, "frame"))
+def test_tiny_frame_training_beats_chance(tiny_frame_run):
+    out = tiny_frame_run
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.4  # chance is 1/6
     assert set(metrics["heads"]) == {"mahalanobis", "ridge", "softmax"}
@@ -82,8 +55,8 @@ def test_tiny_frame_training_beats_chance(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_sequence_training_beats_chance(tmp_path):
-    out = run_training(_recipe(tmp_path, "sequence"))
+def test_tiny_sequence_training_beats_chance(tiny_sequence_run):
+    out = tiny_sequence_run
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["macro_f1"] > 0.3  # chance is 1/7
     curve = metrics["test"]["accuracy_vs_epochs"]
@@ -102,9 +75,9 @@ def test_torchrun_two_processes(tmp_path):
 
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun is not on PATH")
-    cfg = _recipe(tmp_path, "frame")
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(cfg.model_dump_json())  # JSON is YAML
+    cfg = recipe(tmp_path, "frame")
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(cfg.model_dump_json())  # JSON is YAML
     # Simulate once up front so the two ranks do not race to create the data set.
     from skyedge.brokers import free_port
     from skyedge.training.data.loaders import load_source
@@ -124,7 +97,7 @@ def test_torchrun_two_processes(tmp_path):
             "skyedge",
             "train",
             "--config",
-            str(recipe),
+            str(recipe_file),
             "--epochs",
             "2",
         ],

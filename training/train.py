@@ -27,11 +27,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from skyedge.dataset_inputs import raw_conditions
+from skyedge.metrics import classification_report, plot_accuracy_vs_epochs, plot_confusion, plot_curves
 from skyedge.model_card import Preprocess, SequenceSpec, Stretch
 from skyedge.preprocess import condition_features, prepare_frame, prepare_sequence
 from skyedge.training.config import TrainConfig
 from skyedge.training.data.loaders import Loaded, load_source
-from skyedge.training.metrics import classification_report, plot_accuracy_vs_epochs, plot_confusion, plot_curves
 from skyedge.training.models.frame import FrameClassifier, FrameEmbedder
 from skyedge.training.models.metric_heads import (
     MahalanobisHead,
@@ -391,7 +392,7 @@ def _evaluate_frame(classifier: FrameClassifier, x: torch.Tensor, y: np.ndarray,
 
 def sequence_spec(cfg: TrainConfig, data: Loaded, idx: np.ndarray) -> SequenceSpec:
     s = cfg.sequence_model
-    raw = _raw_conditions(data.conditions[idx].reshape(-1, data.conditions.shape[-1]))
+    raw = raw_conditions(data.conditions[idx].reshape(-1, data.conditions.shape[-1]))
     feats = condition_features(raw, s.conditions) if s.conditions else np.zeros((1, 0))
     return SequenceSpec(
         stamp_size=int(data.images.shape[-1]),
@@ -406,15 +407,10 @@ def sequence_spec(cfg: TrainConfig, data: Loaded, idx: np.ndarray) -> SequenceSp
     )
 
 
-def _raw_conditions(c: np.ndarray) -> dict[str, np.ndarray]:
-    names = ("mjd", "fwhm", "sky", "zero_point", "exptime", "airmass")
-    return {n: c[..., i] for i, n in enumerate(names)}
-
-
 def prepare_sequences(data: Loaded, spec: SequenceSpec, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
     xs, cs = [], []
     for i in tqdm(range(len(data)), desc=f"preprocess {desc}", unit="seq", leave=False):
-        x, c = prepare_sequence(data.images[i], _raw_conditions(data.conditions[i]), spec)
+        x, c = prepare_sequence(data.images[i], raw_conditions(data.conditions[i]), spec)
         xs.append(x)
         cs.append(c)
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(cs))

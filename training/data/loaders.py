@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
-from skyedge.training.data.shards import MANIFEST, DatasetError, ShardedDataset
+from skyedge.shards import MANIFEST, DatasetError, ShardedDataset
 
 IMAGE_SUFFIXES = RASTER_SUFFIXES + FITS_SUFFIXES
 

@@ -387,7 +387,7 @@ def _write_label_table(out) -> None:
     """An OATH-style label table (file,label) beside the frames, for the folder loaders and the edge demo."""
     import csv
 
-    from skyedge.training.data.shards import ShardedDataset
+    from skyedge.shards import ShardedDataset
 
     data = ShardedDataset.open(out, verify=False).load()
     with open(out / "labels.csv", "w", newline="") as fh:

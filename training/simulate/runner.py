@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from skyedge.training.data.shards import write_manifest, write_shard
+from skyedge.shards import write_manifest, write_shard
 
 # make_shard(shard_index, labels, seed_sequence, out_dir) -> (arrays, meta_rows)
 ShardMaker = Callable[[int, list[str], np.random.SeedSequence, Path], tuple[dict, list[dict]]]

@@ -29,11 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.errors import SkyedgeError
+
 FORMAT = "skyedge-shards/1"
 MANIFEST = "manifest.json"
 
 
-class DatasetError(ValueError):
+class DatasetError(SkyedgeError, ValueError):
     """A data set folder that cannot be read as written."""
 
 

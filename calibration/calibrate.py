@@ -1,0 +1,109 @@
+"""``skyedge calibrate``: INT8 models for a package, the accuracy report, and the gate."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.calibration.evaluate import compare, predict
+from skyedge.calibration.quantize import TARGET_CARD_KEYS, TARGET_FILES, quantize
+from skyedge.calibration.report import GateError, gate, write_reports
+from skyedge.calibration.subset import DEFAULT_SIZE, stratified_subset
+from skyedge.dataset_inputs import load_labelled_inputs
+from skyedge.model_card import read_card, write_card
+from skyedge.shards import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+def calibrate_package(
+    package: str | Path,
+    data: str | Path,
+    targets: list[str],
+    *,
+    method: str = "percentile",
+    size: int = DEFAULT_SIZE,
+    eval_data: str | Path | None = None,
+    max_drop_points: float = 1.0,
+    allow_drop: bool = False,
+    seed: int = 0,
+) -> dict:
+    """Quantize for each target, evaluate every precision on held-out data, write reports, apply the gate."""
+    started = time.perf_counter()
+    package = Path(package)
+    card = read_card(package)
+    pool = load_labelled_inputs(data, card)
+    chosen = stratified_subset(pool.strata, size, seed)
+    calib = pool.take(chosen)
+    if eval_data is not None:
+        held = load_labelled_inputs(eval_data, card)
+        held_source = str(eval_data)
+    else:
+        rest = np.setdiff1d(np.arange(len(pool)), chosen)
+        if len(rest) == 0:
+            raise GateError(f"{data}: every item went into calibration; pass --eval DIR with held-out data")
+        held = pool.take(rest)
+        held_source = f"{data} (items not used for calibration)"
+    log.info("calibrating %s on %d items, evaluating on %d", card.name, len(calib), len(held))
+    files = dict(card.files)
+    quant_info = []
+    for target in targets:
+        out = package / TARGET_FILES[target]
+        quant_info.append(quantize(package / card.files["fp32"], out, calib.inputs, target, method))
+        files[TARGET_CARD_KEYS[target]] = out.name
+    predictions, skipped = {}, {}
+    for precision, name in files.items():
+        try:
+            predictions[precision] = predict(package / name, card, held)
+        except Exception as exc:  # noqa: BLE001 - FP16 kernels may be missing on CPU; reported, not fatal
+            skipped[precision] = str(exc).splitlines()[0]
+            log.warning("cannot evaluate %s on this CPU: %s", precision, skipped[precision])
+    results = compare(card, held, predictions)
+    verdicts = {}
+    for target in targets:
+        key = TARGET_CARD_KEYS[target]
+        verdicts[key] = gate(results, key, max_drop_points)
+    failed = {k: v for k, v in verdicts.items() if v}
+    report = {
+        "model": card.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "files": files,
+        "calibration": {
+            "source": str(data),
+            "items": len(calib),
+            "method": method,
+            "per_class": {c: int((calib.labels == i).sum()) for i, c in enumerate(card.classes)},
+        },
+        "held_out": {"source": held_source, "items": len(held)},
+        "results": results,
+        "not_evaluated": skipped,
+        "quantization": quant_info,
+        "gate": {
+            "max_drop_points": max_drop_points,
+            "allow_drop": allow_drop,
+            "failures": failed,
+            "verdict": (
+                "passed"
+                if not failed
+                else ("FAILED, overridden with --allow-drop: " if allow_drop else "FAILED: ")
+                + " | ".join(failed.values())
+            ),
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_reports(package, report)
+    card_data = card.model_dump(mode="json")
+    card_data["files"] = files
+    card_data["sha256"] = {name: sha256_file(package / name) for name in files.values()}
+    write_card(card_data, package)
+    if failed and not allow_drop:
+        raise GateError(
+            f"{package}: calibration gate failed: "
+            + " | ".join(failed.values())
+            + ". Try another --method or a larger --size, or pass --allow-drop to ship anyway."
+        )
+    return report

@@ -1,0 +1,86 @@
+"""`skyedge calibrate`."""
+
+from __future__ import annotations
+
+
+def _calibrate(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from skyedge.calibration.calibrate import calibrate_package
+    from skyedge.calibration.report import GateError
+
+    targets = sorted(set(args.target or ["tensorrt"]))
+    try:
+        report = calibrate_package(
+            args.package,
+            args.data,
+            targets,
+            method=args.method,
+            size=args.size,
+            eval_data=args.eval,
+            max_drop_points=args.max_drop,
+            allow_drop=args.allow_drop,
+            seed=args.seed,
+        )
+        status = 0
+    except GateError as exc:
+        import json
+        from pathlib import Path
+
+        path = Path(args.package) / "report.json"
+        report = json.loads(path.read_text()) if path.exists() else None
+        Console(stderr=True).print(f"[red]skyedge calibrate: {exc}[/red]")
+        status = 3
+    if report is not None:
+        table = Table(title=f"{report['model']}: held-out {report['held_out']['items']} items")
+        for col in ("precision", "accuracy", "macro-F1", "agree w/ FP32", "Δ acc (pts)", "unknown"):
+            table.add_column(col, justify="right")
+        for precision, r in report["results"].items():
+            unknown = f"{100 * r['unknown_rate']:.1f}%" if "unknown_rate" in r else "–"
+            table.add_row(
+                precision,
+                f"{r['accuracy']:.4f}",
+                f"{r['macro_f1']:.4f}",
+                f"{100 * r['top1_agreement_with_fp32']:.2f}%",
+                f"{r['accuracy_delta_points']:+.2f}",
+                unknown,
+            )
+        Console().print(table)
+        Console().print(f"gate: {report['gate']['verdict']}; report: {args.package}/report.md")
+    return status
+
+
+def register(subparsers) -> None:
+    """Add `calibrate` to the CLI."""
+    p = subparsers.add_parser(
+        "calibrate",
+        help="INT8 Q/DQ models from a representative subset, accuracy report per precision, and the gate",
+        description=(
+            "Draw a calibration subset stratified by class and observing conditions from DIR, write\n"
+            "model.int8.onnx (--target tensorrt: symmetric INT8, per-channel weights) and/or\n"
+            "model.int8-cpu.onnx (--target cpu: U8S8 for ONNX Runtime), evaluate FP32/FP16/INT8 on held-out\n"
+            "data (--eval, or the items of DIR not used for calibration) into report.json and report.md.\n"
+            "Exits 3 when INT8 loses more than --max-drop accuracy points against FP32, unless --allow-drop."
+        ),
+        epilog=(
+            "example:\n"
+            "  skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test "
+            "--target tensorrt --target cpu"
+        ),
+    )
+    p.add_argument("package", help="model package directory (written by skyedge export)")
+    p.add_argument("--data", required=True, help="skyedge-shards folder to draw the calibration subset from")
+    p.add_argument("--eval", default=None, help="held-out skyedge-shards folder (default: the rest of --data)")
+    p.add_argument("--target", action="append", choices=["tensorrt", "cpu"], help="repeatable; default tensorrt")
+    p.add_argument(
+        "--method",
+        default="percentile",
+        choices=["minmax", "entropy", "percentile"],
+        help="activation range estimator (default percentile 99.999: bright stars and the moon otherwise set the range)",
+    )
+    p.add_argument("--size", type=int, default=300, help="calibration items (default 300; see docs/precision.md)")
+    p.add_argument("--max-drop", type=float, default=1.0, help="allowed INT8 accuracy loss in points (default 1.0)")
+    p.add_argument("--allow-drop", action="store_true", help="write the INT8 model even when the gate fails")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_calibrate)

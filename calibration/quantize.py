@@ -1,0 +1,149 @@
+"""INT8 Q/DQ ONNX through ONNX Runtime's static quantization, in the two forms the targets want.
+
+* ``tensorrt`` -> ``model.int8.onnx``: symmetric INT8 activations (zero point 0)
+  and symmetric per-channel INT8 weights, Q/DQ on the inputs of Conv, Gemm and
+  MatMul, which is where TensorRT fuses them into INT8 kernels.
+* ``cpu`` -> ``model.int8-cpu.onnx``: U8S8 (asymmetric uint8 activations,
+  symmetric int8 per-channel weights), with Q/DQ around every op ONNX Runtime
+  has an integer kernel for, the form its x86/ARM CPU kernels run fast.
+
+Only the feature extractor is quantized: for frame models the backbone and
+embedding layer (everything the ``embedding`` output depends on); for sequence
+models the per-epoch stamp encoder (everything feeding the LSTM/GRU). The
+recurrent layer, the classifier after it, and the Mahalanobis/ridge head stay
+FP32: they are a small share of the compute and the metric head's distances
+lose the open-set threshold's meaning under 8-bit rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+log = logging.getLogger(__name__)
+
+TARGET_FILES = {"tensorrt": "model.int8.onnx", "cpu": "model.int8-cpu.onnx"}
+TARGET_CARD_KEYS = {"tensorrt": "int8", "cpu": "int8-cpu"}
+METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+RECURRENT = ("LSTM", "GRU", "RNN")
+
+
+class _QuietPreprocessHint(logging.Filter):
+    """ONNX Runtime suggests its pre-processing on every call; our exporter already folds and infers shapes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+logging.getLogger().addFilter(_QuietPreprocessHint())
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, inputs: dict[str, np.ndarray], batch: int):
+        self.inputs, self.batch, self.pos = inputs, batch, 0
+        self.n = len(next(iter(inputs.values())))
+
+    def get_next(self):
+        if self.pos >= self.n:
+            return None
+        item = {k: v[self.pos : self.pos + self.batch] for k, v in self.inputs.items()}
+        self.pos += self.batch
+        return item
+
+    def rewind(self):
+        self.pos = 0
+
+
+def _even_batch(n: int, largest: int = 16) -> int:
+    """A batch size dividing ``n``: ONNX Runtime's histogram calibrators stack batches and need equal sizes."""
+    return next(b for b in range(min(largest, n), 0, -1) if n % b == 0)
+
+
+def feature_nodes(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
+    """Names of the nodes to quantize (the feature extractor) and of the recurrent nodes kept in float."""
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    recurrent = [n for n in graph.node if n.op_type in RECURRENT]
+    if recurrent:
+        boundary = [n.input[0] for n in recurrent]
+    else:
+        outputs = {o.name for o in graph.output}
+        boundary = ["embedding"] if "embedding" in outputs else [o.name for o in graph.output]
+    keep, stack = set(), list(boundary)
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in keep:
+            continue
+        keep.add(node.name)
+        stack.extend(node.input)
+    ordered = [n.name for n in graph.node if n.name in keep]
+    return ordered, [n.name for n in recurrent]
+
+
+def quantize(
+    fp32_path: Path,
+    out_path: Path,
+    calibration_inputs: dict[str, np.ndarray],
+    target: str,
+    method: str = "percentile",
+    percentile: float = 99.999,
+) -> dict:
+    """Write the INT8 model for ``target``; return what was quantized and what stayed in float."""
+    if target not in TARGET_FILES:
+        raise ValueError(f"target must be one of {sorted(TARGET_FILES)}, got {target!r}")
+    if method not in METHODS:
+        raise ValueError(f"calibration method must be one of {sorted(METHODS)}, got {method!r}")
+    model = onnx.load(str(fp32_path))
+    # ONNX Runtime's quantizer needs node names; the exporter names them, but be safe with hand-made graphs.
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    named = out_path.with_suffix(".named.onnx")
+    onnx.save(model, str(named))
+    nodes, recurrent = feature_nodes(model)
+    extra = {"CalibPercentile": percentile, "CalibMaxIntermediateOutputs": 64}
+    if target == "tensorrt":
+        extra.update({"ActivationSymmetric": True, "WeightSymmetric": True})
+        op_types = ["Conv", "Gemm", "MatMul"]
+        activation = QuantType.QInt8
+    else:
+        extra.update({"ActivationSymmetric": False, "WeightSymmetric": True})
+        op_types = None  # every op with an integer kernel: keeps tensors in uint8 between convolutions
+        activation = QuantType.QUInt8
+    try:
+        quantize_static(
+            str(named),
+            str(out_path),
+            _Reader(calibration_inputs, batch=_even_batch(len(next(iter(calibration_inputs.values()))))),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            nodes_to_quantize=nodes,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=activation,
+            weight_type=QuantType.QInt8,
+            calibrate_method=METHODS[method],
+            extra_options=extra,
+        )
+    finally:
+        named.unlink(missing_ok=True)
+    quantized = onnx.load(str(out_path))
+    counts = {op: sum(n.op_type == op for n in quantized.graph.node) for op in ("QuantizeLinear", "DequantizeLinear")}
+    return {
+        "target": target,
+        "file": out_path.name,
+        "method": method,
+        "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
+        "weights": "int8 symmetric per-channel",
+        "quantized_nodes": len(nodes),
+        "qdq_nodes": counts,
+        "kept_float": recurrent + ["classifier / metric head (after the feature extractor)"],
+    }

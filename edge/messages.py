@@ -1,0 +1,54 @@
+"""Build the MQTT contract's messages (DESIGN.md "MQTT contract"): envelope, topic, schema check.
+
+Every payload is validated against its JSON Schema before it leaves the
+process, so a bug here shows up as a clear error at the source, not as a
+message observatory control cannot parse.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from skyedge.payloads import validate_payload
+
+
+def utc_now() -> str:
+    """UTC ISO-8601 with milliseconds and a Z."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utc_from_timestamp(ts: float) -> str:
+    """A POSIX time as the contract's timestamp."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class MessageFactory:
+    """Stamps the envelope (schema, ts, site, device, model, msg_id) and knows the topics."""
+
+    RETAINED = {"status": True, "state": True, "metrics": True, "classification": False, "event": False}
+    QOS = {"status": 1, "state": 1, "classification": 1, "event": 1, "metrics": 0}
+
+    def __init__(self, site: str, device: str, model: dict | None, validate: bool = True):
+        self.site, self.device, self.model, self.validate = site, device, model, validate
+        self.root = f"skyedge/{site}/{device}"
+
+    def topic(self, kind: str, camera: str | None = None) -> str:
+        """``skyedge/<site>/<device>[/<camera>]/<kind>``."""
+        return f"{self.root}/{camera}/{kind}" if camera else f"{self.root}/{kind}"
+
+    def make(self, kind: str, **fields) -> dict:
+        """A complete, validated payload of ``kind``."""
+        payload = {
+            "schema": f"skyedge.{kind}/1",
+            "ts": utc_now(),
+            "site": self.site,
+            "device": self.device,
+            "msg_id": uuid.uuid4().hex,
+        }
+        if self.model is not None:
+            payload["model"] = self.model
+        payload.update({k: v for k, v in fields.items() if v is not None})
+        if self.validate:
+            validate_payload(kind, payload)
+        return payload

@@ -1,0 +1,70 @@
+"""Open a model package on the device: card, the ONNX file for the configured precision, integrity checks.
+
+Everything that can be wrong with a package is found here, at start: a
+missing directory or card, a precision the package lacks, a file whose sha256
+differs from the card (a half-copied model), a class list other than the one
+the deployment expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from skyedge.errors import SkyedgeError
+from skyedge.model_card import ModelCard, read_card
+from skyedge.shards import sha256_file
+
+
+class PackageError(SkyedgeError, ValueError):
+    """A model package this device cannot run as configured."""
+
+
+@dataclass(frozen=True)
+class Package:
+    """A verified package: its card and the ONNX file chosen for the precision and backend."""
+
+    path: Path
+    card: ModelCard
+    precision: str
+    onnx_file: Path
+    onnx_sha256: str
+
+    @property
+    def model_info(self) -> dict:
+        """The ``model`` block of every MQTT message."""
+        return {"name": self.card.name, "sha256": self.onnx_sha256, "precision": self.precision}
+
+
+def onnx_key(precision: str, backend: str, files: dict[str, str]) -> str:
+    """Which card file serves ``precision`` on ``backend``: ONNX Runtime prefers the U8S8 INT8 form."""
+    if precision == "int8" and backend == "onnxruntime" and "int8-cpu" in files:
+        return "int8-cpu"
+    return precision
+
+
+def open_package(path: str | Path, precision: str, backend: str, expect_classes: list[str] | None = None) -> Package:
+    """Read the card, pick and verify the file for ``precision``; raise :class:`PackageError` naming the problem."""
+    path = Path(path)
+    if not path.is_dir():
+        raise PackageError(f"model.package: {path} is not a directory (copy the package from the workstation)")
+    card = read_card(path)
+    if expect_classes is not None and list(expect_classes) != list(card.classes):
+        raise PackageError(
+            f"model.expect_classes: the deployment expects {expect_classes} but {path}/skyedge.json lists "
+            f"{card.classes}: wrong model for this camera?"
+        )
+    key = onnx_key(precision, backend, card.files)
+    if key not in card.files:
+        raise PackageError(
+            f"model.precision: {path} has no {precision} model (card files: {', '.join(sorted(card.files))}); "
+            "run `skyedge calibrate` (int8) or re-export (fp16)"
+        )
+    file = path / card.files[key]
+    if not file.exists():
+        raise PackageError(f"{file}: listed in the card but missing from the package")
+    digest = sha256_file(file)
+    expected = card.sha256.get(file.name)
+    if expected is not None and expected != digest:
+        raise PackageError(f"{file}: sha256 differs from the card (truncated or modified copy); copy the package again")
+    return Package(path, card, precision, file, digest)

@@ -1,0 +1,56 @@
+"""Counters and latency windows per stage: what the metrics message and `skyedge bench --pipeline` report."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+
+class Stats:
+    """Thread-safe counters (processed, corrupt, dropped, failed) and recent latencies."""
+
+    def __init__(self, window: int = 10_000):
+        self.started = time.monotonic()
+        self.counts = {"processed": 0, "dropped": 0, "failed": 0, "corrupt": 0}
+        self.latency_ms: deque[float] = deque(maxlen=window)
+        self.backend_s = 0.0
+        self.batches = 0
+        self._lock = threading.Lock()
+        self._last = (time.monotonic(), 0)
+
+    def add(self, key: str, n: int = 1) -> None:
+        """Increment a counter."""
+        with self._lock:
+            self.counts[key] += n
+
+    def batch(self, seconds: float, latencies_ms: list[float]) -> None:
+        """Record one backend call and its items' end-to-end latencies."""
+        with self._lock:
+            self.backend_s += seconds
+            self.batches += 1
+            self.counts["processed"] += len(latencies_ms)
+            self.latency_ms.extend(latencies_ms)
+
+    def snapshot(self) -> dict:
+        """Counts, throughput since the last snapshot, and latency percentiles."""
+        with self._lock:
+            now = time.monotonic()
+            t0, n0 = self._last
+            processed = self.counts["processed"]
+            self._last = (now, processed)
+            lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
+            return {
+                "interval_s": round(now - t0, 3),
+                "uptime_s": round(now - self.started, 3),
+                "throughput": round((processed - n0) / max(now - t0, 1e-9), 3),
+                "latency_ms": {
+                    "p50": round(float(np.percentile(lat, 50)), 3),
+                    "p95": round(float(np.percentile(lat, 95)), 3),
+                    "p99": round(float(np.percentile(lat, 99)), 3),
+                    "max": round(float(lat.max()), 3),
+                },
+                "counts": dict(self.counts),
+            }

@@ -1,0 +1,92 @@
+"""Model inputs from a labelled data set folder, exactly as the edge prepares them.
+
+Calibration, export checks and accuracy reports must feed a model what the
+device will feed it, so they go through :mod:`skyedge.preprocess` with the
+model card's parameters, never through training-time tensors. numpy only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from skyedge.model_card import ModelCard
+from skyedge.preprocess import prepare_frame, prepare_sequence
+from skyedge.shards import DatasetError, ShardedDataset
+
+# Column order of the raw per-epoch conditions stored in sequence data sets.
+RAW_CONDITIONS = ("mjd", "fwhm", "sky", "zero_point", "exptime", "airmass")
+
+
+def raw_conditions(c: np.ndarray) -> dict[str, np.ndarray]:
+    """A (..., 6) raw-conditions array as named columns."""
+    return {name: c[..., i] for i, name in enumerate(RAW_CONDITIONS)}
+
+
+@dataclass
+class LabelledInputs:
+    """Model-ready inputs (name -> array, item axis first), labels in card class order, and strata."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+    classes: list[str]
+    lengths: np.ndarray | None = None  # sequences: epochs that are real (the rest is right padding)
+    strata: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, idx: np.ndarray) -> LabelledInputs:
+        """A subset by item index."""
+        return LabelledInputs(
+            {k: v[idx] for k, v in self.inputs.items()},
+            self.labels[idx],
+            self.classes,
+            None if self.lengths is None else self.lengths[idx],
+            self.strata[idx] if len(self.strata) else self.strata,
+        )
+
+
+def _condition_strata(values: np.ndarray, bins: int = 3) -> np.ndarray:
+    """Tercile index of a per-item scalar (seeing, sky level): the observing-condition stratum."""
+    edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.searchsorted(edges, values)
+
+
+def load_labelled_inputs(path: str | os.PathLike, card: ModelCard, limit: int | None = None) -> LabelledInputs:
+    """Read a skyedge-shards folder and prepare every item for ``card``'s model."""
+    ds = ShardedDataset.open(path)
+    if ds.task != card.task:
+        raise DatasetError(f"{path}: a '{ds.task}' data set, but model '{card.name}' is a '{card.task}' model")
+    missing = [c for c in ds.classes if c not in card.classes]
+    if missing:
+        raise DatasetError(f"{path}: classes {missing} are not in model '{card.name}' (classes {card.classes})")
+    arrays = ds.load()
+    order = np.arange(len(arrays["labels"]))
+    if limit is not None and limit < len(order):
+        order = np.random.default_rng(0).permutation(len(order))[:limit]
+        order.sort()
+    remap = np.array([card.classes.index(c) for c in ds.classes])
+    labels = remap[arrays["labels"][order]]
+    image_name = card.input("image" if card.task == "frame" else "stamps").name
+    if card.task == "frame":
+        frames = np.stack([prepare_frame(arrays["images"][i], card.preprocess) for i in order])
+        brightness = np.array([float(np.median(arrays["images"][i])) for i in order])
+        strata = labels * 3 + _condition_strata(brightness)
+        return LabelledInputs({image_name: frames}, labels, list(card.classes), strata=strata)
+    spec = card.sequence
+    xs, cs = [], []
+    for i in order:
+        x, c = prepare_sequence(arrays["images"][i], raw_conditions(arrays["conditions"][i]), spec)
+        xs.append(x)
+        cs.append(c)
+    lengths = arrays.get("meta.length")
+    lengths = np.asarray(lengths[order], dtype=np.int64) if lengths is not None else np.full(len(order), len(xs[0]))
+    seeing = np.median(arrays["conditions"][order][..., RAW_CONDITIONS.index("fwhm")], axis=1)
+    strata = labels * 3 + _condition_strata(seeing)
+    inputs = {image_name: np.stack(xs)}
+    if any(t.role == "conditions" for t in card.inputs):
+        inputs[card.input("conditions").name] = np.stack(cs)
+    return LabelledInputs(inputs, labels, list(card.classes), lengths=lengths, strata=strata)

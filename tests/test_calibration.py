@@ -1,0 +1,78 @@
+"""Calibration: the stratified subset, both INT8 forms, the report, and a gate that can fail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from skyedge.calibration.calibrate import calibrate_package
+from skyedge.calibration.report import GateError
+from skyedge.calibration.subset import stratified_subset
+from skyedge.model_card import read_card
+from skyedge.shards import ShardedDataset, write_manifest, write_shard
+
+
+def test_subset_covers_every_stratum_in_proportion():
+    strata = np.repeat(np.arange(6), [300, 100, 50, 20, 5, 1])
+    idx = stratified_subset(strata, 60, seed=0)
+    assert len(idx) == 60 and len(set(idx)) == 60
+    counts = np.bincount(strata[idx], minlength=6)
+    assert (counts >= 1).all()
+    assert counts[0] > counts[1] > counts[2] >= counts[3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["frame_package", "sequence_package"])
+def test_int8_forms_and_report(which, request):
+    package = request.getfixturevalue(which)
+    report = json.loads((package / "report.json").read_text())
+    card = read_card(package)
+    assert card.files["int8"] == "model.int8.onnx" and card.files["int8-cpu"] == "model.int8-cpu.onnx"
+    trt, cpu = onnx.load(str(package / "model.int8.onnx")), onnx.load(str(package / "model.int8-cpu.onnx"))
+
+    def zero_points(model, op):
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        return [inits[n.input[2]] for n in model.graph.node if n.op_type == op and len(n.input) > 2]
+
+    q_trt = zero_points(trt, "QuantizeLinear")
+    assert q_trt and all(zp.dtype == np.int8 and not zp.any() for zp in q_trt)  # symmetric INT8
+    q_cpu = zero_points(cpu, "QuantizeLinear")
+    assert q_cpu and all(zp.dtype == np.uint8 for zp in q_cpu)  # U8S8
+    # Recurrent layers stay in float: nothing quantized feeds from an LSTM.
+    assert {n.op_type for n in trt.graph.node} >= ({"LSTM"} if card.task == "sequence" else set())
+    results = report["results"]
+    assert set(results) == {"fp32", "fp16", "int8", "int8-cpu"}
+    for precision in ("fp16", "int8", "int8-cpu"):
+        assert results[precision]["top1_agreement_with_fp32"] >= 0.9, precision
+    if card.task == "frame":
+        assert "unknown_rate" in results["int8"]
+    assert (package / "report.md").read_text().count("|") > 20
+
+
+@pytest.mark.slow
+def test_gate_fails_a_bad_calibration(frame_package, tiny_frame_run, tmp_path):
+    """Calibrating on four blank frames (a capped lens) clips every real activation: the gate must refuse."""
+    package = tmp_path / "pkg"
+    shutil.copytree(frame_package, package)
+    ds = ShardedDataset.open(tiny_frame_run.parent / "train")
+    arrays = ds.load()
+    bad = tmp_path / "capped"
+    bad.mkdir()
+    shard = write_shard(
+        bad, 0, {"images": np.zeros_like(arrays["images"][:4]), "labels": arrays["labels"][:4]}, [{}] * 4
+    )
+    write_manifest(bad, task="frame", classes=ds.classes, shards=[shard], arrays={"images": {}, "labels": {}})
+    with pytest.raises(GateError, match=r"int8 loses [\d.]+ accuracy points"):
+        calibrate_package(package, bad, ["tensorrt"], size=4, eval_data=tiny_frame_run.parent / "test")
+    report = json.loads((package / "report.json").read_text())
+    assert report["gate"]["failures"] and report["results"]["int8"]["accuracy_delta_points"] < -1.0
+    # The CLI says it with exit status 3, and --allow-drop ships anyway.
+    from skyedge.cli import main
+
+    args = ["calibrate", str(package), "--data", str(bad), "--eval", str(tiny_frame_run.parent / "test"), "--size", "4"]
+    assert main(args) == 3
+    assert main([*args, "--allow-drop"]) == 0
