@@ -16,7 +16,7 @@ def _session(path: Path) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if str(path).endswith(".fp16.onnx"):
-        # See skyedge.export.parity.ort_session: extended CPU fusions crash on some FP16 graphs.
+        # ONNX Runtime 1.32's extended CPU fusions crash (SIGSEGV) on some FP16 graphs.
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 

@@ -164,6 +164,7 @@ class Runtime:
 
     def _metrics(self) -> None:
         snap = self.stats.snapshot()
+        snap["counts"]["dropped"] += sum(getattr(r, "dropped", lambda: 0)() for r in self.reporters)
         depth = {"batch": self.queue.qsize(), "outbox": sum(r.depth() for r in self.reporters)}
         self.publish(
             "metrics",

@@ -12,7 +12,9 @@ and context-manager use.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -104,7 +106,10 @@ class MosquittoBroker(_Broker):
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
             "persistence false\n"
-            f"log_dest file {self.log_path}\n"
+            # Started as root, mosquitto drops to the 'mosquitto' user and then cannot write its log or
+            # persistence files in our (private) work dir; stay the user who started it.
+            + (f"user {getpass.getuser()}\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else "")
+            + f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )
         return base + self.extra_config

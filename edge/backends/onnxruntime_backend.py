@@ -30,7 +30,7 @@ class OnnxRuntimeBackend:
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         if str(model).endswith(".fp16.onnx"):
-            # ONNX Runtime 1.32's extended CPU fusions crash on some FP16 graphs (see skyedge.export.parity).
+            # ONNX Runtime 1.32's extended CPU fusions crash on some FP16 graphs (SIGSEGV at session creation).
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         self.session = ort.InferenceSession(str(model), opts, providers=usable)
         self.providers = self.session.get_providers()
