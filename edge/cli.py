@@ -45,3 +45,88 @@ def register(subparsers) -> None:
     p.add_argument("--config", required=True, help="deployment YAML (see configs/edge/)")
     p.add_argument("--once", action="store_true", help="process the files present and exit")
     p.set_defaults(func=_run)
+    register_bench(subparsers)
+
+
+def _bench(args) -> int:
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from skyedge.edge.bench import plot_bench, run_bench
+
+    frames = None
+    if args.pipeline:
+        folder = Path(args.pipeline)
+        frames = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in (".fits", ".fit", ".png", ".jpg", ".tif", ".tiff")
+        )
+        if not frames:
+            raise SystemExit(f"skyedge bench: --pipeline {folder}: no image files there")
+    result = run_bench(
+        args.model,
+        args.backend,
+        args.precision.split(","),
+        [int(b) for b in args.batch.split(",")],
+        threads=args.threads,
+        trials=args.trials,
+        seconds=args.seconds,
+        frames=frames,
+        copies=args.copies,
+    )
+    table = Table(title=f"{result['model']} — {result['device']['cpu']}, {result['device']['cores']} cores")
+    for col in ("backend", "prec", "batch", "items/s", "min–max", "p50 ms", "p99 ms", "acc", "e2e/s", "e2e ratio"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in result["rows"]:
+        acc = r["accuracy"]
+        pipe = r.get("pipeline")
+        table.add_row(
+            r["backend"][:4],
+            r["precision"],
+            str(r["batch"]),
+            f"{r['items_per_s']:.1f}",
+            f"{r['items_per_s_min']:.0f}–{r['items_per_s_max']:.0f}",
+            f"{r['latency_ms']['p50']:.2f}",
+            f"{r['latency_ms']['p99']:.2f}",
+            f"{acc['accuracy']:.3f}" if acc else "–",
+            f"{pipe['items_per_s']:.1f}" if pipe else "–",
+            f"{pipe['efficiency']:.2f}" if pipe else "–",
+        )
+    Console(width=max(Console().width, 100)).print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_bench(result, out / "bench.png")
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0
+
+
+def register_bench(subparsers) -> None:
+    """Add `bench` to the CLI."""
+    p = subparsers.add_parser(
+        "bench",
+        help="throughput and latency per backend, precision and batch (and end-to-end pipeline efficiency)",
+        description=(
+            "Time the backend on the model package for every precision x batch (warm-up excluded, median of\n"
+            "--trials), beside each precision's held-out accuracy from report.json. --pipeline DIR also runs\n"
+            "the whole runtime on the frames in DIR and reports end-to-end / backend-only throughput."
+        ),
+        epilog=(
+            "example:\n"
+            "  skyedge bench --model models/allsky-tiny --backend onnxruntime --precision fp32,int8 --batch 1,8,32 "
+            "--pipeline data/camera/frames"
+        ),
+    )
+    p.add_argument("--model", required=True, help="model package directory")
+    p.add_argument("--backend", default="auto", choices=["onnxruntime", "tensorrt", "auto"])
+    p.add_argument("--precision", default="fp32,int8", help="comma-separated: fp32,fp16,int8")
+    p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: library default)")
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per trial")
+    p.add_argument("--pipeline", default=None, metavar="DIR", help="frames for the end-to-end comparison")
+    p.add_argument("--copies", type=int, default=4, help="--pipeline: copies of DIR's frames to process")
+    p.add_argument("--out", default="results/bench", help="where bench.json and bench.png go")
+    p.set_defaults(func=_bench)

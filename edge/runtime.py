@@ -111,6 +111,8 @@ class Runtime:
         self.factory = MessageFactory(cfg.site, cfg.device, {**self.package.model_info, "backend": self.backend_kind})
         self.stats = Stats()
         self.queue: queue.Queue = queue.Queue(maxsize=max(4 * cfg.backend.batch_size, 16))
+        self.results: queue.Queue = queue.Queue(maxsize=8)
+        self._sky_lock = threading.Lock()
         self.pipelines = [self._pipeline(p) for p in cfg.pipelines]
         self.reporters = create_reporters(cfg, self.factory)
         self.started = utc_now()
@@ -299,6 +301,11 @@ class Runtime:
                     it.ack(f"failed: {exc}")
             return
         t1 = time.perf_counter()
+        # Reporting (message building, schema checks, sky state, acks) runs on its own thread, so the
+        # backend can start the next batch meanwhile.
+        self.results.put((batch, outputs, lengths, t0, t1))
+
+    def _report(self, batch, outputs, lengths, t0, t1) -> None:
         infer_ms = 1e3 * (t1 - t0)
         prob = outputs[self.card.output("probabilities").name]
         dist_spec = next((t for t in self.card.outputs if t.role == "min_distance"), None)
@@ -341,10 +348,11 @@ class Runtime:
                 it.pipeline.assembler.record(it.extra["object_id"], label)
             if it.ack:
                 it.ack("ok")
-        self.stats.batch(t1 - t0, latencies)
+        self.stats.batch(t1 - t0, latencies, min(it.arrived for it in batch))
 
     def _sky(self, ctx: PipelineContext, label: str, confidence: float, transition=None) -> None:
-        transition = transition or ctx.sky.update(label, confidence)
+        with self._sky_lock:  # updated by the report thread, checked for staleness by the inference thread
+            transition = transition or ctx.sky.update(label, confidence)
         if transition is None:
             return
         camera = ctx.cfg.camera
@@ -367,6 +375,17 @@ class Runtime:
             details={"previous": transition.previous, "state": transition.state},
         )
 
+    def _report_loop(self) -> None:
+        while True:
+            job = self.results.get()
+            if job is _DONE:
+                return
+            try:
+                self._report(*job)
+            except Exception:
+                log.exception("reporting failed for a batch of %d", len(job[0]))
+                self.stats.add("failed", len(job[0]))
+
     def _inference_loop(self) -> None:
         self._done = 0
         sources = len(self.pipelines)
@@ -384,7 +403,8 @@ class Runtime:
     def _periodic(self) -> None:
         for ctx in self.pipelines:
             if ctx.sky is not None:
-                stale = ctx.sky.check_stale()
+                with self._sky_lock:
+                    stale = ctx.sky.check_stale()
                 if stale is not None:
                     self._sky(ctx, "stale", 0.0, stale)
         if time.monotonic() - self._metrics_at >= self.metrics_interval:
@@ -400,9 +420,13 @@ class Runtime:
             t = threading.Thread(target=self._source_loop, args=(ctx,), name=f"source-{ctx.cfg.camera}", daemon=True)
             t.start()
             self._threads.append(t)
+        reporter = threading.Thread(target=self._report_loop, name="report", daemon=True)
+        reporter.start()
         try:
             self._inference_loop()
         finally:
+            self.results.put(_DONE)
+            reporter.join()
             self._metrics()
             self._status("offline")
             self.close()

@@ -20,15 +20,20 @@ class Stats:
         self.batches = 0
         self._lock = threading.Lock()
         self._last = (time.monotonic(), 0)
+        self.first_arrival: float | None = None  # perf_counter of the first item read (pipeline throughput)
+        self.last_done: float | None = None
 
     def add(self, key: str, n: int = 1) -> None:
         """Increment a counter."""
         with self._lock:
             self.counts[key] += n
 
-    def batch(self, seconds: float, latencies_ms: list[float]) -> None:
+    def batch(self, seconds: float, latencies_ms: list[float], first_arrival: float | None = None) -> None:
         """Record one backend call and its items' end-to-end latencies."""
         with self._lock:
+            if first_arrival is not None and (self.first_arrival is None or first_arrival < self.first_arrival):
+                self.first_arrival = first_arrival
+            self.last_done = time.perf_counter()
             self.backend_s += seconds
             self.batches += 1
             self.counts["processed"] += len(latencies_ms)

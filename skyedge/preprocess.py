@@ -9,6 +9,7 @@ dynamic range until the card's stretch maps them to [0, 1].
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -41,11 +42,18 @@ def debayer(mosaic: np.ndarray, pattern: str) -> np.ndarray:
 
 
 def horizon_mask(size: tuple[int, int], radius_fraction: float = 0.47) -> np.ndarray:
-    """Boolean mask of the all-sky circle (zenith at the centre) for an (H, W) image."""
+    """Boolean mask of the all-sky circle (zenith at the centre) for an (H, W) image (read-only, cached)."""
+    return _horizon_mask(tuple(size), float(radius_fraction))
+
+
+@lru_cache(maxsize=16)
+def _horizon_mask(size: tuple[int, int], radius_fraction: float) -> np.ndarray:
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w]
     r = np.hypot(xx - (w - 1) / 2.0, yy - (h - 1) / 2.0)
-    return r <= radius_fraction * min(h, w)
+    mask = r <= radius_fraction * min(h, w)
+    mask.flags.writeable = False
+    return mask
 
 
 def apply_stretch(

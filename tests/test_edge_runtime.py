@@ -233,3 +233,37 @@ def test_edge_never_imports_torch(frame_package, camera_frames, tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.mqtt5
+def test_run_reports_over_mqtt_and_every_message_validates(frame_package, camera_frames, tmp_path, mqtt_broker):
+    import json
+
+    import paho.mqtt.client as mqtt
+    from mqtt_helpers import Collector
+
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    for f in camera_frames[:20]:
+        (incoming / f.name).write_bytes(f.read_bytes())
+    col = Collector(mqtt_broker, "skyedge/test-site/dev-1/#", protocol=mqtt.MQTTv5)
+    mqtt_cfg = {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(tmp_path / "q.sqlite")}
+    cfg = write_config(
+        tmp_path / "e.yaml",
+        frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"mqtt": mqtt_cfg},
+    )
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    msgs = col.wait_for(20, timeout=20)
+    deadline = __import__("time").monotonic() + 5
+    while sum(m.topic.endswith("/metrics") for m in col.messages) < 1 and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.1)
+    msgs = list(col.messages)
+    kinds = Counter(m.topic.rsplit("/", 1)[1] for m in msgs)
+    assert kinds["classification"] == 20 and kinds["status"] >= 2 and kinds["metrics"] >= 1
+    for m in msgs:
+        validate_payload(m.topic.rsplit("/", 1)[1], json.loads(m.payload))
+    statuses = [json.loads(m.payload)["state"] for m in msgs if m.topic.endswith("/status")]
+    assert statuses[-1] == "offline"  # a clean stop says so (retained)
+    col.close()

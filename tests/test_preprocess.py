@@ -105,3 +105,25 @@ def test_linear_stamp_scaling_keeps_flux_independent_of_seeing():
     assert np.ptp(sums) / sums.mean() < 0.05
     asinh, _ = prepare_sequence(stamps, raw, card.sequence)
     assert np.ptp(asinh[:, 0].sum(axis=(1, 2))) / asinh[:, 0].sum(axis=(1, 2)).mean() > 0.2  # why linear exists
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64])
+def test_fast_fits_reader_equals_astropy(tmp_path, dtype):
+    """The edge's direct FITS path must read exactly what astropy reads (data, scaling and header values)."""
+    from astropy.io import fits
+
+    from skyedge.imageio import _read_fits_astropy, read_frame
+
+    rng = np.random.default_rng(1)
+    data = (rng.random((37, 53)) * (200 if dtype == np.uint8 else 60000)).astype(dtype)
+    hdu = fits.PrimaryHDU(data)
+    hdu.header["OBJECT"] = ("it''s a 'test'", "quoted")
+    hdu.header["EXPTIME"] = 12.5
+    hdu.header["FLAG"] = True
+    path = tmp_path / "x.fits"
+    hdu.writeto(path)
+    fast, header = read_frame(path)
+    slow, slow_header = _read_fits_astropy(path)
+    np.testing.assert_array_equal(fast, slow)
+    for key in ("OBJECT", "EXPTIME", "FLAG", "BITPIX"):
+        assert header[key] == slow_header[key], key

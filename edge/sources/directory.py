@@ -37,6 +37,8 @@ class ProcessedState:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a committed mark survives a process crash; no fsync per frame.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS processed (path TEXT, size INTEGER, mtime_ns INTEGER, "
                 "status TEXT, ts REAL, PRIMARY KEY (path, size, mtime_ns))"
