@@ -46,6 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--once", action="store_true", help="process the files present and exit")
     p.set_defaults(func=_run)
     register_bench(subparsers)
+    register_operator(subparsers)
 
 
 def _bench(args) -> int:
@@ -57,6 +58,18 @@ def _bench(args) -> int:
 
     from skyedge.edge.bench import plot_bench, run_bench
 
+    if args.mqtt:
+        from skyedge.edge.mqtt_bench import mqtt_figures
+
+        host, port = _split_broker(args.mqtt)
+        figures = mqtt_figures(host, port, args.mqtt_messages, args.mqtt_protocol)
+        print(json.dumps(figures, indent=2))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "mqtt.json").write_text(json.dumps(figures, indent=2) + "\n")
+        return 0 if figures["received"] == figures["messages"] == figures["replayed_received"] else 1
+    if not args.model:
+        raise SystemExit("skyedge bench: --model is required (or --mqtt HOST:PORT for the MQTT figures)")
     frames = None
     if args.pipeline:
         folder = Path(args.pipeline)
@@ -119,7 +132,7 @@ def register_bench(subparsers) -> None:
             "--pipeline data/camera/frames"
         ),
     )
-    p.add_argument("--model", required=True, help="model package directory")
+    p.add_argument("--model", default=None, help="model package directory")
     p.add_argument("--backend", default="auto", choices=["onnxruntime", "tensorrt", "auto"])
     p.add_argument("--precision", default="fp32,int8", help="comma-separated: fp32,fp16,int8")
     p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes")
@@ -129,4 +142,67 @@ def register_bench(subparsers) -> None:
     p.add_argument("--pipeline", default=None, metavar="DIR", help="frames for the end-to-end comparison")
     p.add_argument("--copies", type=int, default=4, help="--pipeline: copies of DIR's frames to process")
     p.add_argument("--out", default="results/bench", help="where bench.json and bench.png go")
+    p.add_argument("--mqtt", default=None, metavar="HOST:PORT", help="instead: MQTT QoS 1 rate and outbox replay time")
+    p.add_argument("--mqtt-messages", type=int, default=10_000)
+    p.add_argument("--mqtt-protocol", default="5", choices=["5", "3.1.1"])
     p.set_defaults(func=_bench)
+
+
+def _split_broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "1883")
+    return host, int(port)
+
+
+def _watch(args) -> int:
+    from skyedge.edge.watch import watch
+
+    host, port = _split_broker(args.broker)
+    watch(host, port, args.site, args.json, args.protocol, args.seconds)
+    return 0
+
+
+def _broker(args) -> int:
+    import time
+
+    from skyedge.brokers import AmqttBroker
+
+    broker = AmqttBroker(args.host, args.port)
+    broker.start()
+    print(
+        f'embedded amqtt broker on {broker.host}:{broker.port} (MQTT 3.1.1 only; set reporters.mqtt.protocol: "3.1.1"). '
+        "For production run mosquitto with configs/mosquitto/mosquitto.conf. Ctrl-C stops it.",
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def register_operator(subparsers) -> None:
+    """Add `watch` and `broker` to the CLI."""
+    w = subparsers.add_parser(
+        "watch",
+        help="live table of every skyedge device on a broker (or --json lines)",
+        description="Subscribe to skyedge/<site|+>/# and show devices, online status, sky state, last classification, rates and outbox depth.",
+        epilog="examples:\n  skyedge watch --broker localhost:1883\n  skyedge watch --broker mqtt.observatory.lan --site la-palma --json",
+    )
+    w.add_argument("--broker", default="localhost:1883", help="HOST[:PORT] (default localhost:1883)")
+    w.add_argument("--site", default=None, help="only this site")
+    w.add_argument("--json", action="store_true", help="print each message as a JSON line")
+    w.add_argument("--protocol", default="5", choices=["5", "3.1.1"])
+    w.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    w.set_defaults(func=_watch)
+    b = subparsers.add_parser(
+        "broker",
+        help="an embedded MQTT 3.1.1 broker (amqtt) for demos and tests; use mosquitto in production",
+        description="Run the pure-Python amqtt broker until Ctrl-C. It speaks MQTT 3.1.1 only.",
+        epilog="example:\n  skyedge broker --port 1883",
+    )
+    b.add_argument("--host", default="127.0.0.1")
+    b.add_argument("--port", type=int, default=1883)
+    b.set_defaults(func=_broker)

@@ -326,3 +326,49 @@ def test_wrong_password_is_refused_with_a_clear_error(tmp_path):
         good.close()
     finally:
         broker.stop()
+
+
+@pytest.mark.mqtt5
+def test_watch_shows_devices_and_prints_json_lines(mqtt_broker, tmp_path):
+    import io
+
+    from skyedge.edge.watch import watch
+
+    reporter = _reporter(mqtt_broker, tmp_path)
+    factory = _factory()
+    state = factory.make("state", camera="allsky", state="cloudy", since="2026-11-23T00:00:00Z", safe=False)
+    reporter.publish(factory.topic("state", "allsky"), state, 1, True)
+    assert reporter.flush(10)
+    out = io.StringIO()
+    done = {}
+
+    def run():
+        done["board"] = watch(mqtt_broker.host, mqtt_broker.port, "site", True, seconds=2.5, out=out)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(1.0)
+    reporter.publish(factory.topic("classification", "allsky"), _classification(factory, 1), 1, False)
+    t.join()
+    reporter.close()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    topics = {line["topic"].rsplit("/", 1)[1] for line in lines}
+    assert {"status", "state", "classification"} <= topics
+    board = done["board"]
+    assert board.devices["site/edge-1"]["status"] in ("online", "offline")
+    assert board.cameras[("site/edge-1", "allsky")]["state"] == "cloudy"
+    assert board.cameras[("site/edge-1", "allsky")]["last"] == "clear"
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=200)
+    console.print(board.table())
+    assert "cloudy" in console.file.getvalue()
+
+
+@pytest.mark.mqtt5
+def test_mqtt_figures_count_every_message_at_the_subscriber(mqtt_broker):
+    from skyedge.edge.mqtt_bench import mqtt_figures
+
+    figures = mqtt_figures(mqtt_broker.host, mqtt_broker.port, n=300, protocol="5")
+    assert figures["received"] == 300 and figures["replayed_received"] == 300
+    assert figures["sustained_received_per_s"] > 0 and figures["replay_seconds"] > 0
