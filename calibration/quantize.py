@@ -17,6 +17,8 @@ lose the open-set threshold's meaning under 8-bit rounding.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 
@@ -119,20 +121,22 @@ def quantize(
         op_types = None  # every op with an integer kernel: keeps tensors in uint8 between convolutions
         activation = QuantType.QUInt8
     try:
-        quantize_static(
-            str(named),
-            str(out_path),
-            _Reader(calibration_inputs, batch=_even_batch(len(next(iter(calibration_inputs.values()))))),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=op_types,
-            nodes_to_quantize=nodes,
-            per_channel=True,
-            reduce_range=False,
-            activation_type=activation,
-            weight_type=QuantType.QInt8,
-            calibrate_method=METHODS[method],
-            extra_options=extra,
-        )
+        # The histogram calibrators print their progress on stdout; keep the user's terminal for our report.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(named),
+                str(out_path),
+                _Reader(calibration_inputs, batch=_even_batch(len(next(iter(calibration_inputs.values()))))),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=op_types,
+                nodes_to_quantize=nodes,
+                per_channel=True,
+                reduce_range=False,
+                activation_type=activation,
+                weight_type=QuantType.QInt8,
+                calibrate_method=METHODS[method],
+                extra_options=extra,
+            )
     finally:
         named.unlink(missing_ok=True)
     quantized = onnx.load(str(out_path))
