@@ -79,6 +79,7 @@ EXTRAS = {
         "ruff>=0.4",
         "jsonschema>=4.18",
         "amqtt>=0.11",
+        "alpyca>=3.0",
         "hypothesis>=6.90",
     ],
 }

@@ -94,9 +94,17 @@ class SkyStateSection(Schema):
 
     hysteresis_frames: Annotated[int, Field(ge=1)] = 3
     stale_after_s: Annotated[float, Field(gt=0)] = 300.0
+
+
+class SafetySection(Schema):
+    """When the roof may be open: what the ASCOM SafetyMonitor and the state's ``safe`` flag report."""
+
     safe_classes: list[str] = Field(
-        default_factory=lambda: ["clear"], description="states reported safe; unknown and stale never are"
+        default_factory=lambda: ["clear"], description="classes that count as safe; unknown and stale never do"
     )
+    hold_frames: Annotated[int, Field(ge=1)] = 3
+    hold_s: Annotated[float, Field(ge=0)] = 0.0
+    stale_after_s: Annotated[float, Field(gt=0)] = 300.0
 
 
 class Pipeline(Schema):
@@ -106,6 +114,7 @@ class Pipeline(Schema):
     source: Source
     preprocess: PreprocessSection = PreprocessSection()
     sky_state: SkyStateSection = SkyStateSection()
+    safety: SafetySection = SafetySection()
 
 
 class TlsSection(Schema):
@@ -168,6 +177,28 @@ class ReportersSection(Schema):
         return self
 
 
+class AlpacaSection(Schema):
+    """An ASCOM Alpaca SafetyMonitor served by the edge process (N.I.N.A., SGP, TheSkyX, ACP poll it)."""
+
+    enabled: bool = False
+    bind: str = Field(default="127.0.0.1", description="loopback by default; 0.0.0.0 to serve the LAN")
+    port: Annotated[int, Field(ge=1, le=65535)] = 11111
+    device_number: Annotated[int, Field(ge=0)] = 0
+    camera: TopicSegment | None = Field(
+        default=None, description="pipeline whose safety it reports; default: the first"
+    )
+    discovery: bool = True
+    discovery_port: Annotated[int, Field(ge=1, le=65535)] = 32227
+    location: str = ""
+
+
+class HomeAssistantSection(Schema):
+    """Home Assistant MQTT discovery: retained entity configs so the sky state shows up without hand setup."""
+
+    enabled: bool = False
+    prefix: TopicSegment = "homeassistant"
+
+
 class EdgeConfig(Schema):
     """A whole device: identity, model, backend, pipelines and reporters."""
 
@@ -177,6 +208,8 @@ class EdgeConfig(Schema):
     backend: BackendSection = BackendSection()
     pipelines: list[Pipeline] = Field(min_length=1)
     reporters: ReportersSection
+    alpaca: AlpacaSection = AlpacaSection()
+    homeassistant: HomeAssistantSection = HomeAssistantSection()
 
     @model_validator(mode="after")
     def _unique_cameras(self):
@@ -186,6 +219,10 @@ class EdgeConfig(Schema):
             raise ValueError(
                 f"camera names must be unique per device (they are topic levels); repeated: {', '.join(repeated)}"
             )
+        if self.alpaca.enabled and self.alpaca.camera is not None and self.alpaca.camera not in cameras:
+            raise ValueError(f"alpaca.camera '{self.alpaca.camera}' is not one of the pipelines ({', '.join(cameras)})")
+        if self.homeassistant.enabled and self.reporters.mqtt is None:
+            raise ValueError("homeassistant.enabled needs reporters.mqtt (discovery is published over MQTT)")
         return self
 
 

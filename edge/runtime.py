@@ -26,6 +26,7 @@ from skyedge.edge.backends import create_backend, resolve_kind
 from skyedge.edge.messages import MessageFactory, utc_from_timestamp, utc_now
 from skyedge.edge.package import open_package
 from skyedge.edge.reporters import create_reporters
+from skyedge.edge.safety import SafetyPolicy
 from skyedge.edge.sequences import SequenceAssembler
 from skyedge.edge.sky_state import SkyState
 from skyedge.edge.sources import RawFrame, Rejected, create_source
@@ -79,6 +80,7 @@ class PipelineContext:
     source: object
     sky: SkyState | None
     assembler: SequenceAssembler | None
+    safety: SafetyPolicy | None = None
     dark: np.ndarray | None = None
     flat: np.ndarray | None = None
     live: bool = False
@@ -120,6 +122,35 @@ class Runtime:
         self._metrics_at = time.monotonic()
         mqtt = cfg.reporters.mqtt
         self.metrics_interval = mqtt.metrics_interval_s if mqtt else 30.0
+        self.alpaca = None
+        if cfg.alpaca.enabled:
+            self.alpaca = self._alpaca_server()
+
+    def _alpaca_server(self):
+        from skyedge.edge.alpaca import AlpacaServer
+
+        frames = [c for c in self.pipelines if c.safety is not None]
+        if not frames:
+            raise RuntimeConfigError("alpaca.enabled: the SafetyMonitor needs a frame (all-sky) pipeline")
+        wanted = self.cfg.alpaca.camera
+        ctx = next((c for c in frames if c.cfg.camera == wanted), frames[0]) if wanted else frames[0]
+        name = f"skyedge {self.cfg.device} {ctx.cfg.camera}"
+        description = f"All-sky safety from {self.card.name} on {self.cfg.site}/{self.cfg.device}/{ctx.cfg.camera}"
+        try:
+            return AlpacaServer(ctx.safety, self.cfg.alpaca, name, description)
+        except OSError as exc:
+            raise RuntimeConfigError(
+                f"alpaca: cannot listen on {self.cfg.alpaca.bind}:{self.cfg.alpaca.port} or UDP {self.cfg.alpaca.discovery_port}: {exc}"
+            ) from None
+
+    def _homeassistant(self) -> None:
+        from skyedge.edge.homeassistant import discovery_messages
+
+        cameras = [c.cfg.camera for c in self.pipelines if c.safety is not None]
+        for topic, payload in discovery_messages(self.cfg.homeassistant.prefix, self.factory, cameras, self.card.name):
+            for reporter in self.reporters:
+                if reporter.name == "mqtt":
+                    reporter.publish(topic, payload, 1, True)
 
     def _pipeline(self, p) -> PipelineContext:
         task = self.card.task
@@ -128,9 +159,15 @@ class Runtime:
                 f"pipelines[{p.camera}].source.kind: a '{p.source.kind}' source cannot feed the {task} model "
                 f"'{self.card.name}' (frames need a frame model, fits-sequence a sequence model)"
             )
+        unknown = sorted(set(p.safety.safe_classes) - set(self.card.classes))
+        if task == "frame" and unknown:
+            raise RuntimeConfigError(
+                f"pipelines[{p.camera}].safety.safe_classes: {unknown} not among the model's classes {self.card.classes}"
+            )
         source = create_source(p.source, self.once, self.stop)
-        sky = (
-            SkyState(p.sky_state.hysteresis_frames, p.sky_state.stale_after_s, p.sky_state.safe_classes)
+        sky = SkyState(p.sky_state.hysteresis_frames, p.sky_state.stale_after_s) if task == "frame" else None
+        safety = (
+            SafetyPolicy(p.safety.safe_classes, p.safety.hold_frames, p.safety.hold_s, p.safety.stale_after_s)
             if task == "frame"
             else None
         )
@@ -140,6 +177,7 @@ class Runtime:
             source,
             sky,
             assembler,
+            safety,
             _load_calibration_frame(p.preprocess.dark, "dark"),
             _load_calibration_frame(p.preprocess.flat, "flat"),
             live=p.source.kind == "camera",
@@ -190,6 +228,8 @@ class Runtime:
             message=rejected.reason,
             details={"frame_id": rejected.frame_id, "source": rejected.source},
         )
+        if rejected.frame_id == "camera" and ctx.safety is not None:
+            self._safety(ctx, ctx.safety.failed(rejected.reason))
         if rejected.ack:
             rejected.ack(f"rejected: {rejected.reason}")
 
@@ -342,6 +382,8 @@ class Runtime:
                 },
                 **it.extra,
             )
+            if it.pipeline.safety is not None:
+                self._safety(it.pipeline, it.pipeline.safety.frame(label))
             if it.pipeline.sky is not None:
                 self._sky(it.pipeline, label, float(p[top]))
             if it.pipeline.assembler is not None:
@@ -349,6 +391,19 @@ class Runtime:
             if it.ack:
                 it.ack("ok")
         self.stats.batch(t1 - t0, latencies, min(it.arrived for it in batch))
+
+    def _safety(self, ctx: PipelineContext, change) -> None:
+        if change is None:
+            return
+        log.info("%s: safety -> %s (%s)", ctx.cfg.camera, "SAFE" if change.safe else "UNSAFE", change.reason)
+        self.publish(
+            "event",
+            ctx.cfg.camera,
+            event="safety_change",
+            severity="info" if change.safe else "warning",
+            message=f"{'safe' if change.safe else 'unsafe'}: {change.reason}",
+            details={"safe": change.safe},
+        )
 
     def _sky(self, ctx: PipelineContext, label: str, confidence: float, transition=None) -> None:
         with self._sky_lock:  # updated by the report thread, checked for staleness by the inference thread
@@ -364,7 +419,7 @@ class Runtime:
             since=utc_now(),
             confidence=transition.confidence,
             frames=transition.frames,
-            safe=transition.safe,
+            safe=bool(ctx.safety.is_safe()) if ctx.safety is not None else False,
         )
         self.publish(
             "event",
@@ -402,6 +457,8 @@ class Runtime:
 
     def _periodic(self) -> None:
         for ctx in self.pipelines:
+            if ctx.safety is not None:
+                self._safety(ctx, ctx.safety.check())
             if ctx.sky is not None:
                 with self._sky_lock:
                     stale = ctx.sky.check_stale()
@@ -416,6 +473,10 @@ class Runtime:
     def run(self) -> Stats:
         """Process until the sources end (``once``) or a stop is requested; then drain and flush."""
         self._status("online")
+        if self.cfg.homeassistant.enabled:
+            self._homeassistant()
+        if self.alpaca is not None:
+            self.alpaca.start()
         for ctx in self.pipelines:
             t = threading.Thread(target=self._source_loop, args=(ctx,), name=f"source-{ctx.cfg.camera}", daemon=True)
             t.start()
@@ -435,6 +496,8 @@ class Runtime:
     def close(self) -> None:
         """Close sources, backend and reporters (reporters flush first)."""
         self.stop.set()
+        if self.alpaca is not None:
+            self.alpaca.stop()
         for t in self._threads:
             t.join(timeout=5)
         for ctx in self.pipelines:

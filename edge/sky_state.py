@@ -3,7 +3,7 @@
 The state changes only when ``hysteresis_frames`` consecutive frames agree on a
 new class, so one odd frame does not open or close a roof. 'unknown' (open-set
 rejection) counts as a class of its own. A camera silent for ``stale_after_s``
-is 'stale'. Unknown and stale are never safe.
+is 'stale'. Whether a state is safe is the safety policy's call (:mod:`skyedge.edge.safety`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ class Transition:
     previous: str | None
     confidence: float
     frames: int
-    safe: bool
     event: str
     severity: str
     message: str
@@ -46,16 +45,12 @@ def _event_for(state: str, previous: str | None, frames: int) -> tuple[str, str,
 class SkyState:
     """Hysteresis over consecutive frames; call :meth:`update` per frame and :meth:`check_stale` periodically."""
 
-    def __init__(self, hysteresis_frames: int, stale_after_s: float, safe_classes: list[str]):
-        self.n, self.stale_after_s, self.safe_classes = hysteresis_frames, stale_after_s, set(safe_classes)
+    def __init__(self, hysteresis_frames: int, stale_after_s: float):
+        self.n, self.stale_after_s = hysteresis_frames, stale_after_s
         self.state: str | None = None
         self.candidate: str | None = None
         self.run: list[float] = []
         self.last_seen = time.monotonic()
-
-    def is_safe(self, state: str | None) -> bool:
-        """Safe only for a configured safe class; unknown, stale and no state are unsafe."""
-        return state in self.safe_classes
 
     def update(self, label: str, confidence: float) -> Transition | None:
         """Feed one frame's class ('unknown' allowed); return a transition when the state changes."""
@@ -72,7 +67,6 @@ class SkyState:
             previous,
             float(sum(self.run) / len(self.run)),
             len(self.run),
-            self.is_safe(label),
             event,
             severity,
             message,
@@ -84,4 +78,4 @@ class SkyState:
             return None
         previous, self.state, self.candidate, self.run = self.state, "stale", None, []
         event, severity, message = _event_for("stale", previous, 0)
-        return Transition("stale", previous, 0.0, 0, False, event, severity, message)
+        return Transition("stale", previous, 0.0, 0, event, severity, message)

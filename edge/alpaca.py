@@ -1,0 +1,269 @@
+"""An ASCOM Alpaca SafetyMonitor served by the edge process, with Alpaca UDP discovery.
+
+What N.I.N.A., SGP, TheSkyX and ACP poll to decide whether the roof may stay
+open. Implements the Alpaca device API for SafetyMonitor (``issafe`` plus the
+common members, ASCOM Platform 7 ``connect``/``disconnect``/``connecting``/
+``devicestate`` included), the management API, Client/ServerTransactionID
+handling, Alpaca error numbers in the JSON body, and HTTP 400 with a plain-text
+reason for malformed requests, per the ASCOM Alpaca API reference. Built on the
+standard library's HTTP server; nothing here ever answers with a traceback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import socket
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from skyedge import __version__
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_QUERY = b"alpacadiscovery1"
+INTERFACE_VERSION = 3  # ISafetyMonitorV3 (ASCOM Platform 7)
+NOT_IMPLEMENTED, INVALID_VALUE, ACTION_NOT_IMPLEMENTED = 0x400, 0x401, 0x40C
+UINT32_MAX = 2**32 - 1
+
+
+class BadRequest(Exception):
+    """A malformed request: HTTP 400 with this text."""
+
+
+class SafetyMonitorDevice:
+    """The device state the HTTP handler reads; ``policy`` is a :class:`~skyedge.edge.safety.SafetyPolicy`."""
+
+    def __init__(self, policy, name: str, device_number: int, description: str, unique_id: str):
+        self.policy, self.name, self.device_number = policy, name, device_number
+        self.description, self.unique_id = description, unique_id
+        self.connected = False
+        self.lock = threading.Lock()
+
+
+def _param(params: dict[str, str], name: str) -> str | None:
+    """Alpaca parameter names are case-insensitive."""
+    for key, value in params.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _uint32(params: dict[str, str], name: str) -> int:
+    raw = _param(params, name)
+    if raw is None or raw == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an unsigned 32-bit integer, got '{raw}'") from None
+    if not 0 <= value <= UINT32_MAX:
+        raise BadRequest(f"{name} must be an unsigned 32-bit integer, got {value}")
+    return value
+
+
+def _bool(params: dict[str, str], name: str) -> bool:
+    raw = _param(params, name)
+    if raw is None:
+        raise BadRequest(f"missing parameter {name}")
+    if raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
+    raise BadRequest(f"{name} must be True or False, got '{raw}'")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = f"skyedge/{__version__}"
+    device: SafetyMonitorDevice
+    location: str
+    counter = itertools.count(1)
+
+    def log_message(self, fmt, *args):  # route http.server's access log to ours, at debug level
+        log.debug("alpaca %s - %s", self.address_string(), fmt % args)
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _reply(self, params: dict, value=None, error: int = 0, message: str = "") -> None:
+        body = {
+            "ClientTransactionID": _uint32(params, "ClientTransactionID"),
+            "ServerTransactionID": next(self.counter),
+            "ErrorNumber": error,
+            "ErrorMessage": message,
+        }
+        if value is not None or error == 0:
+            body["Value"] = value
+        self._send(200, json.dumps(body).encode(), "application/json")
+
+    def _params(self, method: str) -> tuple[str, dict]:
+        url = urlsplit(self.path)
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        if method == "PUT":
+            length = int(self.headers.get("Content-Length") or 0)
+            form = self.rfile.read(length).decode("utf-8", errors="replace") if length else ""
+            params.update(parse_qsl(form, keep_blank_values=True))
+        return url.path.rstrip("/").lower(), params
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_PUT(self):
+        self._handle("PUT")
+
+    def _handle(self, method: str) -> None:
+        try:
+            path, params = self._params(method)
+            _uint32(params, "ClientTransactionID")
+            _uint32(params, "ClientID")
+            parts = path.strip("/").split("/")
+            if parts[:1] == ["management"]:
+                self._management(method, parts[1:], params)
+            elif parts[:2] == ["api", "v1"] and len(parts) == 5:
+                self._device(method, parts[2], parts[3], parts[4], params)
+            else:
+                self._send(404, f"no such Alpaca endpoint: {path}".encode(), "text/plain")
+        except BadRequest as exc:
+            self._send(400, str(exc).encode(), "text/plain")
+        except Exception:
+            log.exception("alpaca request %s %s failed", method, self.path)
+            self._send(500, b"internal error in the skyedge Alpaca server (see its log)", "text/plain")
+
+    def _management(self, method: str, rest: list[str], params: dict) -> None:
+        if method != "GET":
+            raise BadRequest("management endpoints are GET only")
+        dev = self.device
+        if rest == ["apiversions"]:
+            return self._reply(params, [1])
+        if rest == ["v1", "description"]:
+            return self._reply(
+                params,
+                {
+                    "ServerName": "skyedge",
+                    "Manufacturer": "skyedge",
+                    "ManufacturerVersion": __version__,
+                    "Location": self.location,
+                },
+            )
+        if rest == ["v1", "configureddevices"]:
+            return self._reply(
+                params,
+                [
+                    {
+                        "DeviceName": dev.name,
+                        "DeviceType": "SafetyMonitor",
+                        "DeviceNumber": dev.device_number,
+                        "UniqueID": dev.unique_id,
+                    }
+                ],
+            )
+        self._send(404, f"no such management endpoint: /management/{'/'.join(rest)}".encode(), "text/plain")
+
+    def _device(self, method: str, kind: str, number: str, member: str, params: dict) -> None:
+        dev = self.device
+        if kind != "safetymonitor":
+            raise BadRequest(f"this server has no device type '{kind}' (only safetymonitor)")
+        if not number.isdigit() or int(number) != dev.device_number:
+            raise BadRequest(f"no safetymonitor number {number} (configured: {dev.device_number})")
+        get = {
+            "issafe": lambda: bool(dev.connected and dev.policy.is_safe()),
+            "connected": lambda: dev.connected,
+            "connecting": lambda: False,
+            "description": lambda: dev.description,
+            "driverinfo": lambda: f"skyedge all-sky classifier safety monitor {__version__}",
+            "driverversion": lambda: __version__,
+            "interfaceversion": lambda: INTERFACE_VERSION,
+            "name": lambda: dev.name,
+            "supportedactions": lambda: [],
+            "devicestate": lambda: [
+                {"Name": "IsSafe", "Value": bool(dev.connected and dev.policy.is_safe())},
+                {"Name": "TimeStamp", "Value": _timestamp()},
+            ],
+        }
+        if method == "GET":
+            if member not in get:
+                raise BadRequest(f"safetymonitor has no readable member '{member}'")
+            return self._reply(params, get[member]())
+        if member == "connected":
+            with dev.lock:
+                dev.connected = _bool(params, "Connected")
+            return self._reply(params)
+        if member in ("connect", "disconnect"):
+            with dev.lock:
+                dev.connected = member == "connect"
+            return self._reply(params)
+        if member == "action":
+            return self._reply(
+                params, "", ACTION_NOT_IMPLEMENTED, f"action '{_param(params, 'Action')}' is not implemented"
+            )
+        if member in ("commandblind", "commandbool", "commandstring"):
+            return self._reply(params, None, NOT_IMPLEMENTED, f"{member} is not implemented")
+        raise BadRequest(f"safetymonitor has no writable member '{member}'")
+
+
+def _timestamp() -> str:
+    from skyedge.edge.messages import utc_now
+
+    return utc_now()
+
+
+class AlpacaServer:
+    """The HTTP server and (optionally) the UDP discovery responder, each on its own thread."""
+
+    def __init__(self, policy, cfg, name: str, description: str):
+        unique = str(uuid.uuid5(uuid.NAMESPACE_URL, f"skyedge:{name}:{cfg.device_number}"))
+        self.device = SafetyMonitorDevice(policy, name, cfg.device_number, description, unique)
+        handler = type("Handler", (_Handler,), {"device": self.device, "location": cfg.location})
+        self.httpd = ThreadingHTTPServer((cfg.bind, cfg.port), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.bind = cfg.bind
+        self._threads = [threading.Thread(target=self.httpd.serve_forever, name="alpaca-http", daemon=True)]
+        self._udp = None
+        if cfg.discovery:
+            self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._udp.bind(("", cfg.discovery_port))  # broadcasts arrive on the wildcard address
+            self._udp.settimeout(0.5)
+            self._threads.append(threading.Thread(target=self._discovery, name="alpaca-discovery", daemon=True))
+        self._stop = threading.Event()
+
+    def _discovery(self) -> None:
+        loopback_only = self.bind.startswith("127.") or self.bind == "localhost"
+        while not self._stop.is_set():
+            try:
+                data, addr = self._udp.recvfrom(1024)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data.startswith(DISCOVERY_QUERY):
+                continue
+            if loopback_only and not addr[0].startswith("127."):
+                continue  # the HTTP server is unreachable from there; do not advertise it
+            self._udp.sendto(json.dumps({"AlpacaPort": self.port}).encode(), addr)
+
+    def start(self) -> AlpacaServer:
+        """Serve in the background."""
+        for t in self._threads:
+            t.start()
+        log.info(
+            "Alpaca SafetyMonitor on http://%s:%d/api/v1/safetymonitor/%d",
+            self.bind,
+            self.port,
+            self.device.device_number,
+        )
+        return self
+
+    def stop(self) -> None:
+        """Shut both down."""
+        self._stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._udp is not None:
+            self._udp.close()

@@ -1,0 +1,220 @@
+"""The ASCOM Alpaca SafetyMonitor and Home Assistant discovery, driven from outside as N.I.N.A. / HA would.
+
+The SafetyMonitor is exercised with the official Python client `alpyca`
+(discovery, management API, SafetyMonitor) against the running edge on
+loopback; IsSafe follows a scripted sequence of real frames through the policy.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+from edge_helpers import offline_frame_probabilities, write_config
+
+from skyedge.brokers import free_port
+from skyedge.edge.config import load_edge_config
+from skyedge.edge.reporters.jsonl import read_jsonl
+from skyedge.edge.runtime import Runtime
+from skyedge.edge.safety import SafetyPolicy
+from skyedge.model_card import read_card
+
+pytestmark = pytest.mark.slow  # needs the session's tiny trained frame package
+
+
+def test_policy_holds_then_trips_at_once_and_goes_stale():
+    p = SafetyPolicy(["clear"], hold_frames=3, hold_s=10, stale_after_s=60)
+    assert not p.is_safe(0)
+    assert p.frame("clear", 0) is None and p.frame("clear", 5) is None
+    assert p.frame("clear", 8) is None  # three frames, but only 8 s
+    change = p.check(10.5)
+    assert change.safe and p.is_safe(10.5)
+    change = p.frame("cloudy", 11)
+    assert not change.safe and "cloudy" in change.reason
+    p.frame("unknown", 12)
+    assert not p.is_safe(12)
+    for t in (13, 20, 30):
+        p.frame("clear", t)
+    assert p.is_safe(30)
+    assert not p.is_safe(30 + 61) and "stale" in p.reason
+    p.frame("clear", 100)
+    assert p.failed("camera unplugged", 101).safe is False and "camera unplugged" in p.reason
+
+
+@pytest.fixture(scope="module")
+def scripted_frames(frame_package, tmp_path_factory):
+    """Frames the package classifies (offline) as one class, and frames it puts in another class."""
+    from skyedge.training.simulate.allsky import AllskyConfig, simulate_allsky
+
+    out = tmp_path_factory.mktemp("alpaca-cam")
+    simulate_allsky(60, out, seed=7, cfg=AllskyConfig(size=64), files="fits", workers=1)
+    files = sorted((out / "frames").glob("*.fits"))
+    probs = offline_frame_probabilities(frame_package, files)
+    classes = read_card(frame_package).classes
+    labels = {f: classes[int(np.argmax(probs[f.name]))] for f in files}
+    counts = {c: sum(v == c for v in labels.values()) for c in classes}
+    safe_class = max(counts, key=counts.get)
+    safe = [f for f in files if labels[f] == safe_class]
+    unsafe = [f for f in files if labels[f] != safe_class]
+    assert len(safe) >= 6 and unsafe, counts
+    return safe_class, safe, unsafe
+
+
+def _wait(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_safety_monitor_with_alpyca(frame_package, scripted_frames, tmp_path):
+    from alpaca import discovery, management
+    from alpaca.exceptions import ActionNotImplementedException
+    from alpaca.safetymonitor import SafetyMonitor
+
+    safe_class, safe, unsafe = scripted_frames
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    log = tmp_path / "r.jsonl"
+    port = free_port()
+    cfg_path = write_config(
+        tmp_path / "e.yaml",
+        frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05},
+        {"jsonl": {"path": str(log)}},
+        alpaca={"enabled": True, "port": port, "location": "test dome"},
+        batch_size=1,
+    )
+    policy = f"  safety: {{safe_classes: [{safe_class}], hold_frames: 3, stale_after_s: 3.0}}\n"
+    text = cfg_path.read_text().replace("camera: allsky\n", "camera: allsky\n" + policy)
+    assert policy in text
+    cfg_path.write_text(text)
+    # Unknown (open-set) frames would also be unsafe; keep the threshold out of this script's way.
+    runtime = Runtime(load_edge_config(cfg_path), once=False, stop_event=threading.Event())
+    runtime.card = runtime.card.model_copy(
+        update={"metric_head": runtime.card.metric_head.model_copy(update={"unknown_threshold": 1e9})}
+    )
+    worker = threading.Thread(target=runtime.run)
+    worker.start()
+    address = f"127.0.0.1:{port}"
+    n = {"dropped": 0}
+
+    def classified() -> int:
+        return sum(1 for m in read_jsonl(log) if m["topic"].endswith("/classification")) if log.exists() else 0
+
+    def drop(frame) -> None:
+        n["dropped"] += 1
+        (incoming / f"{n['dropped']:03d}-{frame.name}").write_bytes(frame.read_bytes())
+        assert _wait(lambda: classified() >= n["dropped"]), "frame not classified"
+
+    try:
+        assert _wait(lambda: runtime.alpaca is not None and _listening(port))
+        found = discovery.search_ipv4(numquery=2, timeout=1)
+        assert address in found, found
+        devices = management.configureddevices(address)
+        assert devices[0]["DeviceType"] == "SafetyMonitor" and devices[0]["DeviceNumber"] == 0
+        assert management.apiversions(address) == [1]
+        assert management.description(address)["Location"] == "test dome"
+        sm = SafetyMonitor(address, 0)
+        assert sm.Connected is False and sm.IsSafe is False  # not connected: unsafe
+        sm.Connected = True
+        assert sm.Connected is True and sm.InterfaceVersion == 3 and sm.Name.startswith("skyedge")
+        assert sm.IsSafe is False  # nothing classified yet
+        drop(safe[0])
+        drop(safe[1])
+        assert sm.IsSafe is False  # two safe frames: still holding
+        drop(safe[2])
+        assert sm.IsSafe is True  # three: safe after the hold
+        drop(unsafe[0])
+        assert sm.IsSafe is False  # one unsafe frame: unsafe at once
+        for f in safe[3:6]:
+            drop(f)
+        assert sm.IsSafe is True
+        time.sleep(3.5)
+        assert sm.IsSafe is False  # stale: no classification for longer than stale_after_s
+        with pytest.raises(ActionNotImplementedException):
+            sm.Action("OpenRoof")
+        assert sm.SupportedActions == []
+        # Malformed requests get HTTP 400 with a reason, never a traceback.
+        base = f"http://{address}/api/v1/safetymonitor"
+        bad = [
+            requests.get(f"{base}/0/issafe", params={"ClientTransactionID": "abc"}, timeout=5),
+            requests.get(f"{base}/0/issafe", params={"ClientID": "-3"}, timeout=5),
+            requests.put(f"{base}/0/connected", data={"Connected": "maybe"}, timeout=5),
+            requests.put(f"{base}/0/connected", data={}, timeout=5),
+            requests.get(f"{base}/7/issafe", timeout=5),
+            requests.get(f"http://{address}/api/v1/telescope/0/issafe", timeout=5),
+            requests.get(f"{base}/0/nosuchmember", timeout=5),
+        ]
+        for r in bad:
+            assert r.status_code == 400 and "Traceback" not in r.text and r.text, (r.url, r.text)
+        ok = requests.get(f"{base}/0/issafe", params={"clienttransactionid": "42"}, timeout=5).json()
+        assert ok["ClientTransactionID"] == 42 and ok["ErrorNumber"] == 0 and ok["ServerTransactionID"] > 0
+    finally:
+        runtime.stop.set()
+        worker.join(timeout=20)
+    events = [
+        m["payload"]
+        for m in read_jsonl(log)
+        if m["topic"].endswith("/event") and m["payload"]["event"] == "safety_change"
+    ]
+    assert [e["details"]["safe"] for e in events] == [True, False, True, False]
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.mqtt5
+def test_home_assistant_discovery_is_received_and_well_formed(frame_package, scripted_frames, tmp_path, mqtt_broker):
+    import paho.mqtt.client as mqtt
+    from mqtt_helpers import Collector
+
+    _, safe, _ = scripted_frames
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    (incoming / safe[0].name).write_bytes(safe[0].read_bytes())
+    col = Collector(mqtt_broker, "homeassistant/#", protocol=mqtt.MQTTv5)
+    mqtt_cfg = {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(tmp_path / "q.sqlite")}
+    cfg = write_config(
+        tmp_path / "e.yaml",
+        frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"mqtt": mqtt_cfg},
+        homeassistant={"enabled": True},
+    )
+    Runtime(load_edge_config(cfg), once=True).run()
+    msgs = col.wait_for(5, timeout=15)
+    configs = {m.topic: json.loads(m.payload) for m in msgs}
+    status_topic = "skyedge/test-site/dev-1/status"
+    kinds = {t.split("/")[1] for t in configs}
+    assert kinds == {"sensor", "binary_sensor"}
+    for topic, c in configs.items():
+        parts = topic.split("/")
+        assert (
+            parts[0] == "homeassistant" and parts[-1] == "config" and len(parts) == 5
+        )  # <prefix>/<component>/<node>/<object>/config
+        for field in ("name", "unique_id", "state_topic", "device"):
+            assert field in c, (topic, field)
+        assert c["device"]["identifiers"] and c["device"]["manufacturer"] == "skyedge"
+        assert c["state_topic"].startswith("skyedge/test-site/dev-1/")
+        if "availability" in c:
+            assert c["availability"][0]["topic"] == status_topic
+            assert c["availability"][0]["payload_available"] == "online"
+    unsafe = next(c for t, c in configs.items() if t.split("/")[1] == "binary_sensor")
+    assert unsafe["device_class"] == "safety" and "value_json.safe" in unsafe["value_template"]
+    assert len({c["unique_id"] for c in configs.values()}) == len(configs)
+    # Retained: a client that connects later still gets them.
+    late = Collector(mqtt_broker, "homeassistant/#", protocol=mqtt.MQTTv5)
+    assert len(late.wait_for(len(configs), timeout=10)) == len(configs)
+    late.close()
+    col.close()
