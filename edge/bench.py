@@ -116,6 +116,23 @@ def pipeline_throughput(
         return {"frames": n, "seconds": seconds, "items_per_s": n / seconds if seconds > 0 else 0.0}
 
 
+def torch_reference(run_dir: str, batches: list[int], trials: int, seconds: float, threads: int) -> dict:
+    """PyTorch eager items/s for the run (a `skyedge torch-bench` subprocess: the edge never imports torch)."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory(prefix="skyedge-torch-") as tmp:
+        out = Path(tmp) / "torch.json"
+        cmd = [sys.executable, "-m", "skyedge", "torch-bench", str(run_dir), "--batch", ",".join(map(str, batches))]
+        cmd += ["--trials", str(trials), "--seconds", str(seconds), "--threads", str(threads), "--json", str(out)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"--compare-torch {run_dir}: torch-bench failed (needs the train extra): {result.stderr[-1500:]}"
+            )
+        return json.loads(out.read_text())
+
+
 def device_info() -> dict:
     """CPU, cores, library versions, and Jetson facts when present."""
     import onnxruntime as ort
@@ -168,6 +185,7 @@ def run_bench(
     seconds: float = 1.0,
     frames: list[Path] | None = None,
     copies: int = 4,
+    compare_torch: str | None = None,
 ) -> dict:
     """Every (precision, batch) combination; with ``frames``, also the pipeline efficiency at each."""
     package = Path(package)
@@ -193,7 +211,19 @@ def run_bench(
                 pipe = pipeline_throughput(package, precision, batch, threads, frames, copies)
                 row["pipeline"] = pipe | {"efficiency": pipe["items_per_s"] / timing["items_per_s"]}
             rows.append(row)
-    return {"model": pkg.card.name, "task": pkg.card.task, "device": device_info(), "threads": threads, "rows": rows}
+    reference = torch_reference(compare_torch, batches, trials, seconds, threads) if compare_torch else None
+    if reference:
+        for row in rows:
+            eager = reference["items_per_s"].get(str(row["batch"]))
+            row["torch_eager"] = {"items_per_s": eager, "speedup": row["items_per_s"] / eager if eager else None}
+    return {
+        "torch_reference": reference,
+        "model": pkg.card.name,
+        "task": pkg.card.task,
+        "device": device_info(),
+        "threads": threads,
+        "rows": rows,
+    }
 
 
 def plot_bench(result: dict, path: Path) -> None:

@@ -88,9 +88,13 @@ def _bench(args) -> int:
         seconds=args.seconds,
         frames=frames,
         copies=args.copies,
+        compare_torch=args.compare_torch,
     )
     table = Table(title=f"{result['model']} — {result['device']['cpu']}, {result['device']['cores']} cores")
-    for col in ("backend", "prec", "batch", "items/s", "min–max", "p50 ms", "p99 ms", "acc", "e2e/s", "e2e ratio"):
+    cols = ["backend", "prec", "batch", "items/s", "min–max", "p50 ms", "p99 ms", "acc", "e2e/s", "e2e ratio"]
+    if args.compare_torch:
+        cols += ["torch/s", "vs torch"]
+    for col in cols:
         table.add_column(col, justify="right", no_wrap=True)
     for r in result["rows"]:
         acc = r["accuracy"]
@@ -106,8 +110,13 @@ def _bench(args) -> int:
             f"{acc['accuracy']:.3f}" if acc else "–",
             f"{pipe['items_per_s']:.1f}" if pipe else "–",
             f"{pipe['efficiency']:.2f}" if pipe else "–",
+            *(
+                [f"{r['torch_eager']['items_per_s']:.1f}", f"{r['torch_eager']['speedup']:.2f}x"]
+                if args.compare_torch and r.get("torch_eager", {}).get("items_per_s")
+                else (["–", "–"] if args.compare_torch else [])
+            ),
         )
-    Console(width=max(Console().width, 100)).print(table)
+    Console(width=max(Console().width, 140)).print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -141,6 +150,9 @@ def register_bench(subparsers) -> None:
     p.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per trial")
     p.add_argument("--pipeline", default=None, metavar="DIR", help="frames for the end-to-end comparison")
     p.add_argument("--copies", type=int, default=4, help="--pipeline: copies of DIR's frames to process")
+    p.add_argument(
+        "--compare-torch", default=None, metavar="RUN_DIR", help="also time the run in PyTorch eager (train extra)"
+    )
     p.add_argument("--out", default="results/bench", help="where bench.json and bench.png go")
     p.add_argument("--mqtt", default=None, metavar="HOST:PORT", help="instead: MQTT QoS 1 rate and outbox replay time")
     p.add_argument("--mqtt-messages", type=int, default=10_000)

@@ -23,6 +23,7 @@ import numpy as np
 
 from skyedge import __version__
 from skyedge.edge.backends import create_backend, resolve_kind
+from skyedge.edge.device_stats import gpu_load, temperatures
 from skyedge.edge.messages import MessageFactory, utc_from_timestamp, utc_now
 from skyedge.edge.package import open_package
 from skyedge.edge.reporters import create_reporters
@@ -213,6 +214,8 @@ class Runtime:
             backend=self.backend_kind,
             precision=self.package.precision,
             host_rss_mb=_rss_mb(),
+            device_temperature_c=temperatures() or None,
+            gpu_load=gpu_load(),
         )
 
     # ------------------------------------------------------------ stage 1: read + preprocess

@@ -11,7 +11,7 @@ from skyedge.cli import main
 pytestmark = pytest.mark.slow
 
 
-def test_bench_writes_json_png_and_pipeline_ratio(frame_package, tmp_path, capsys):
+def test_bench_writes_json_png_and_pipeline_ratio(frame_package, tiny_frame_run, tmp_path, capsys):
     from skyedge.training.simulate.allsky import AllskyConfig, simulate_allsky
 
     cam = tmp_path / "cam"
@@ -19,7 +19,7 @@ def test_bench_writes_json_png_and_pipeline_ratio(frame_package, tmp_path, capsy
     out = tmp_path / "bench"
     args = ["bench", "--model", str(frame_package), "--backend", "onnxruntime", "--precision", "fp32,int8"]
     args += ["--batch", "1,4", "--trials", "2", "--seconds", "0.1", "--pipeline", str(cam / "frames"), "--copies", "2"]
-    assert main([*args, "--out", str(out)]) == 0
+    assert main([*args, "--compare-torch", str(tiny_frame_run), "--out", str(out)]) == 0
     table = capsys.readouterr().out
     assert "items/s" in table and "e2e ratio" in table
     result = json.loads((out / "bench.json").read_text())
@@ -32,4 +32,6 @@ def test_bench_writes_json_png_and_pipeline_ratio(frame_package, tmp_path, capsy
     int8 = next(r for r in result["rows"] if r["precision"] == "int8")
     assert int8["file"] == "model.int8-cpu.onnx"  # ONNX Runtime runs the U8S8 form
     assert (out / "bench.png").stat().st_size > 10_000
+    # PyTorch eager on the same machine, measured in a subprocess (the edge never imports torch).
+    assert result["torch_reference"]["torch"] and all(r["torch_eager"]["speedup"] > 0 for r in result["rows"])
     assert result["device"]["cores"] >= 1 and result["device"]["onnxruntime"]

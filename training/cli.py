@@ -109,3 +109,7 @@ def register(subparsers) -> None:
         help="override any recipe key, e.g. --set frame_model.loss=triplet --set seed=1",
     )
     train.set_defaults(func=_train)
+
+    from skyedge.training.torch_bench import register as register_torch_bench
+
+    register_torch_bench(subparsers)

@@ -42,7 +42,7 @@ class StampEncoder(nn.Module):
 
 
 class Photometry(nn.Module):
-    """Per-epoch aperture photometry as two extra RNN inputs: the flux, and its departure from the mean so far.
+    """Per-epoch aperture photometry as three RNN inputs: the flux, its departure from the mean so far, the scatter so far.
 
     Variability is what separates RR Lyrae, Cepheids, eclipsing binaries and
     constant stars, and a small CNN struggles to learn a seeing-independent
@@ -63,7 +63,11 @@ class Photometry(nn.Module):
         flux = torch.asinh(patch.sum(dim=(2, 3)))  # (B, T), compressed: objects span 5 magnitudes
         steps = torch.cumsum(torch.ones_like(flux), dim=1)
         running_mean = torch.cumsum(flux, dim=1) / steps
-        return torch.stack([flux, flux - running_mean], dim=2)
+        # Scatter so far: for bright sources asinh(flux) differences are magnitude differences, so this is
+        # the light curve's amplitude, the feature that separates variable stars from constant ones.
+        running_sq = torch.cumsum(flux * flux, dim=1) / steps
+        scatter = torch.sqrt(torch.clamp(running_sq - running_mean * running_mean, min=0.0) + 1e-6)
+        return torch.stack([flux, flux - running_mean, scatter], dim=2)
 
 
 class SequenceClassifier(nn.Module):
@@ -89,7 +93,7 @@ class SequenceClassifier(nn.Module):
         self.use_conditions = use_conditions and num_conditions > 0
         self.photometry = Photometry(stamp_size, photometry_radius, asinh_input) if photometry_radius > 0 else None
         features = self.encoder.out_features + (num_conditions if self.use_conditions else 0)
-        features += 2 if self.photometry is not None else 0
+        features += 3 if self.photometry is not None else 0
         rnn = nn.LSTM if arch == "rcnn" else nn.GRU
         self.rnn = rnn(features, hidden, batch_first=True)
         self.classifier = nn.Linear(hidden, num_classes)

@@ -1,0 +1,71 @@
+"""`skyedge torch-bench`: the same model in PyTorch eager, what a user would otherwise run, for `bench --compare-torch`.
+
+Kept in the training stage (it needs torch); `skyedge bench` calls it as a
+subprocess and reads its JSON, so the edge never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import torch
+
+from skyedge.training.checkpoint import load_run
+
+
+def torch_throughput(run_dir: str, batches: list[int], trials: int = 3, seconds: float = 1.0, threads: int = 0) -> dict:
+    """Median items/s per batch of the run's model in eager mode on the CPU (no grad)."""
+    if threads:
+        torch.set_num_threads(threads)
+    run = load_run(run_dir)
+    card = run.card
+    out = {}
+    for batch in batches:
+        tensors = []
+        for spec in card["inputs"]:
+            shape = [batch] + [d if isinstance(d, int) else card["sequence"]["max_epochs"] for d in spec["shape"][1:]]
+            tensors.append(torch.randn(*shape))
+        rates = []
+        with torch.inference_mode():
+            for _ in range(3):
+                run.model(*tensors)
+            for _ in range(trials):
+                n, start = 0, time.perf_counter()
+                while time.perf_counter() - start < seconds or n < 3:
+                    run.model(*tensors)
+                    n += 1
+                rates.append(n * batch / (time.perf_counter() - start))
+        out[str(batch)] = float(np.median(rates))
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "items_per_s": out}
+
+
+def register(subparsers) -> None:
+    """Add `torch-bench` to the CLI."""
+    p = subparsers.add_parser(
+        "torch-bench",
+        help="PyTorch eager throughput of a training run (what `bench --compare-torch` compares against)",
+        description="Time the run's model in PyTorch eager on the CPU; print or write JSON.",
+        epilog="example:\n  skyedge torch-bench runs/allsky-tiny --batch 1,8 --json results/torch.json",
+    )
+    p.add_argument("run")
+    p.add_argument("--batch", default="1,8")
+    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the result here (default: print it)")
+
+    def _run(args) -> int:
+        result = torch_throughput(
+            args.run, [int(b) for b in args.batch.split(",")], args.trials, args.seconds, args.threads
+        )
+        text = json.dumps(result, indent=2)
+        if args.json:
+            with open(args.json, "w") as fh:
+                fh.write(text + "\n")
+        else:
+            print(text)
+        return 0
+
+    p.set_defaults(func=_run)
