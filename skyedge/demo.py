@@ -22,7 +22,7 @@ REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _step(console, workdir: Path, title: str, args: list[str]) -> float:
-    slug = re.sub(r"[^a-z0-9]+", "-", title.split(":")[0].lower() + " " + args[-1].rsplit("/", 1)[-1]).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", title.split("(")[0].lower()).strip("-")
     log = workdir / "logs" / f"{slug[:60]}.log"
     t0 = time.perf_counter()
     with console.status(f"[bold]{title}[/] …"), open(log, "w") as fh:
@@ -198,7 +198,7 @@ def run_demo(workdir: Path, keep: bool = True) -> dict:
                 ["run", "--config", str(path), "--once"],
             )
         time.sleep(1.0)
-        console.print(board.table())
+        Console(width=max(console.width, 140)).print(board.table())
         field = {
             r.split(",")[0]: r.split(",")[3] for r in (data / "field" / "catalog.csv").read_text().splitlines()[1:]
         }
