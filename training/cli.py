@@ -34,6 +34,21 @@ def _simulate(args) -> int:
     return 0
 
 
+def _torch_bench(args) -> int:
+    from skyedge.training.torch_bench import torch_throughput
+
+    result = torch_throughput(
+        args.run, [int(b) for b in args.batch.split(",")], args.trials, args.seconds, args.threads
+    )
+    text = json.dumps(result, indent=2)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
 def _train(args) -> int:
     from skyedge.training.config import load_train_config
     from skyedge.training.train import run_training
@@ -110,6 +125,16 @@ def register(subparsers) -> None:
     )
     train.set_defaults(func=_train)
 
-    from skyedge.training.torch_bench import register as register_torch_bench
-
-    register_torch_bench(subparsers)
+    p = subparsers.add_parser(
+        "torch-bench",
+        help="PyTorch eager throughput of a training run (what `bench --compare-torch` compares against)",
+        description="Time the run's model in PyTorch eager on the CPU; print or write JSON.",
+        epilog="example:\n  skyedge torch-bench runs/allsky-tiny --batch 1,8 --json results/torch.json",
+    )
+    p.add_argument("run")
+    p.add_argument("--batch", default="1,8")
+    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the result here (default: print it)")
+    p.set_defaults(func=_torch_bench)

@@ -6,7 +6,6 @@ subprocess and reads its JSON, so the edge never imports torch.
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -39,33 +38,3 @@ def torch_throughput(run_dir: str, batches: list[int], trials: int = 3, seconds:
                 rates.append(n * batch / (time.perf_counter() - start))
         out[str(batch)] = float(np.median(rates))
     return {"torch": torch.__version__, "threads": torch.get_num_threads(), "items_per_s": out}
-
-
-def register(subparsers) -> None:
-    """Add `torch-bench` to the CLI."""
-    p = subparsers.add_parser(
-        "torch-bench",
-        help="PyTorch eager throughput of a training run (what `bench --compare-torch` compares against)",
-        description="Time the run's model in PyTorch eager on the CPU; print or write JSON.",
-        epilog="example:\n  skyedge torch-bench runs/allsky-tiny --batch 1,8 --json results/torch.json",
-    )
-    p.add_argument("run")
-    p.add_argument("--batch", default="1,8")
-    p.add_argument("--trials", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=1.0)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--json", default=None, help="write the result here (default: print it)")
-
-    def _run(args) -> int:
-        result = torch_throughput(
-            args.run, [int(b) for b in args.batch.split(",")], args.trials, args.seconds, args.threads
-        )
-        text = json.dumps(result, indent=2)
-        if args.json:
-            with open(args.json, "w") as fh:
-                fh.write(text + "\n")
-        else:
-            print(text)
-        return 0
-
-    p.set_defaults(func=_run)
