@@ -267,3 +267,35 @@ def test_run_reports_over_mqtt_and_every_message_validates(frame_package, camera
     statuses = [json.loads(m.payload)["state"] for m in msgs if m.topic.endswith("/status")]
     assert statuses[-1] == "offline"  # a clean stop says so (retained)
     col.close()
+
+
+def test_camera_source_reads_a_stream_and_reports_a_missing_camera(frame_package, camera_frames, tmp_path):
+    import cv2
+
+    from skyedge.imageio import read_frame
+
+    video = tmp_path / "sky.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 2, (64, 64))
+    for f in camera_frames[:10]:
+        img = read_frame(f)[0]
+        img8 = np.clip(img / max(float(img.max()), 1.0) * 255, 0, 255).astype(np.uint8)
+        writer.write(cv2.cvtColor(img8, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    log = tmp_path / "cam.jsonl"
+    cfg = write_config(
+        tmp_path / "cam.yaml", frame_package, {"kind": "camera", "uri": str(video)}, {"jsonl": {"path": str(log)}}
+    )
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    assert [r["frame_id"] for r in _messages(log, "classification")] == [f"frame-{i:08d}" for i in range(1, 11)]
+    gone = tmp_path / "gone.jsonl"
+    cfg = write_config(
+        tmp_path / "gone.yaml",
+        frame_package,
+        {"kind": "camera", "uri": str(tmp_path / "no-such-camera.avi")},
+        {"jsonl": {"path": str(gone)}},
+    )
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    events = _messages(gone, "event")
+    assert any(e["event"] == "source_failed" and "cannot be opened" in e["message"] for e in events)
+    assert any(e["event"] == "safety_change" for e in events) is False  # never safe, so no change: still unsafe
+    assert not _messages(gone, "classification")

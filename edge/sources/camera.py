@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class CameraSource:
-    """Frames from a live capture; ``once`` reads a single frame (a quick check) and stops."""
+    """Frames from a capture; ``once`` reads until the stream ends or fails (a video file, a quick check)."""
 
     def __init__(self, spec, once: bool, stop_event: threading.Event):
         self.spec, self.once, self.stop = spec, once, stop_event
@@ -52,9 +52,13 @@ class CameraSource:
             if not ok or frame is None:
                 self.cap.release()
                 self.cap = None
+                if self.once and self.counter:
+                    return  # the end of a recorded stream
                 if not failed:
                     yield Rejected("camera", str(self.spec.uri), f"camera {self.spec.uri!r} stopped delivering frames")
                     failed = True
+                if self.once:
+                    return
                 continue
             if failed:
                 log.info("camera %s recovered", self.spec.uri)
@@ -64,8 +68,6 @@ class CameraSource:
             image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else frame
             self.counter += 1
             yield RawFrame(f"frame-{self.counter:08d}", str(self.spec.uri), image, captured=time.time())
-            if self.once:
-                return
             if self.spec.interval_s:
                 self.stop.wait(self.spec.interval_s)
 
