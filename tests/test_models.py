@@ -104,3 +104,24 @@ def test_sequence_models_are_causal(arch, photometry_radius):
     assert torch.allclose(p[:, :4], p2[:, :4])  # earlier predictions do not see the future
     assert not torch.allclose(p[:, 4:], p2[:, 4:])
     assert isinstance(model.rnn, torch.nn.LSTM if arch == "rcnn" else torch.nn.GRU)
+
+
+def test_difference_channel_is_causal_and_cancels_constant_sources():
+    import torch
+
+    from skyedge.training.models.sequence import SequenceClassifier, difference_from_history
+
+    constant = torch.ones(2, 5, 1, 21, 21) * 3.0
+    assert torch.count_nonzero(difference_from_history(constant)) == 0
+    flare = constant.clone()
+    flare[:, 3, :, 10, 10] += 5.0
+    diff = difference_from_history(flare)
+    assert diff[:, :3].abs().max() == 0 and diff[:, 3, 0, 10, 10].eq(5.0).all()
+    torch.manual_seed(0)
+    model = SequenceClassifier("rcnn", 7, 5, hidden=16, encoder_channels=(8, 16), difference_channel=True).eval()
+    x, c = torch.randn(2, 6, 1, 21, 21), torch.randn(2, 6, 5)
+    later = x.clone()
+    later[:, 4:] += 10.0  # change only the future
+    with torch.no_grad():
+        a, b = model(x, c), model(later, c)
+    assert torch.allclose(a[:, :4], b[:, :4], atol=1e-6) and not torch.allclose(a[:, 4:], b[:, 4:])

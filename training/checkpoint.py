@@ -61,6 +61,7 @@ def _sequence_model(spec: dict) -> nn.Module:
         spec["stamp_size"],
         spec.get("photometry_radius", 0),
         spec.get("asinh_input", True),
+        spec.get("difference_channel", False),
     )
 
 

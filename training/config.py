@@ -99,6 +99,7 @@ class SequenceModel(Schema):
     asinh_softening: Positive = 10.0
     stamp_scaling: Literal["asinh", "linear"] = "asinh"
     photometry_radius: Annotated[int, Field(ge=0)] = 0  # >0: aperture flux (2r+1 px box) also fed to the RNN
+    difference_channel: bool = False  # a second encoder channel: each stamp minus the mean of the earlier ones
     min_epochs: Annotated[int, Field(ge=1)] = 1
 
 

@@ -440,6 +440,7 @@ def train_sequence(
         spec.stamp_size,
         s.photometry_radius,
         spec.stamp_scaling == "asinh",
+        s.difference_channel,
     ).to(device)
     net = model
     if world > 1:
@@ -509,6 +510,7 @@ def train_sequence(
         "use_conditions": s.use_conditions,
         "stamp_size": spec.stamp_size,
         "photometry_radius": s.photometry_radius,
+        "difference_channel": s.difference_channel,
         "asinh_input": spec.stamp_scaling == "asinh",
     }
     torch.save({"spec": spec_out, "state_dict": model.state_dict()}, out / "checkpoint.pt")

@@ -26,9 +26,11 @@ class StampEncoder(nn.Module):
     much of it there is are exactly what separates the classes.
     """
 
-    def __init__(self, channels: tuple[int, ...] = (16, 32, 64), stamp_size: int = 21, features: int = 64):
+    def __init__(
+        self, channels: tuple[int, ...] = (16, 32, 64), stamp_size: int = 21, features: int = 64, in_channels: int = 1
+    ):
         super().__init__()
-        layers, c_in, side = [], 1, stamp_size
+        layers, c_in, side = [], in_channels, stamp_size
         for i, c_out in enumerate(channels):
             stride = 1 if i == 0 else 2
             layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
@@ -70,6 +72,19 @@ class Photometry(nn.Module):
         return torch.stack([flux, flux - running_mean, scatter], dim=2)
 
 
+def difference_from_history(stamps: torch.Tensor) -> torch.Tensor:
+    """Each epoch's stamp minus the mean of the earlier epochs (zero at the first): a causal difference image.
+
+    What survey pipelines feed transient classifiers (HiTS used template-subtracted stamps): whatever
+    changed since before stands out, whatever is constant cancels.
+    """
+    t = stamps.shape[1]
+    previous = torch.cumsum(stamps, dim=1) - stamps
+    count = torch.arange(t, dtype=stamps.dtype, device=stamps.device).reshape(1, t, 1, 1, 1)
+    mean = previous / torch.clamp(count, min=1.0)
+    return (stamps - mean) * (count > 0).to(stamps.dtype)
+
+
 class SequenceClassifier(nn.Module):
     """(stamps (B, T, 1, S, S), conditions (B, T, K)) -> class probabilities (B, T, C) at every epoch."""
 
@@ -84,12 +99,16 @@ class SequenceClassifier(nn.Module):
         stamp_size: int = 21,
         photometry_radius: int = 0,
         asinh_input: bool = True,
+        difference_channel: bool = False,
     ):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown sequence architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
         self.arch = arch
-        self.encoder = StampEncoder(tuple(encoder_channels), stamp_size, hidden)
+        self.difference_channel = difference_channel
+        self.encoder = StampEncoder(
+            tuple(encoder_channels), stamp_size, hidden, in_channels=2 if difference_channel else 1
+        )
         self.use_conditions = use_conditions and num_conditions > 0
         self.photometry = Photometry(stamp_size, photometry_radius, asinh_input) if photometry_radius > 0 else None
         features = self.encoder.out_features + (num_conditions if self.use_conditions else 0)
@@ -101,7 +120,8 @@ class SequenceClassifier(nn.Module):
     def logits(self, stamps: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Per-epoch logits (B, T, C)."""
         b, t = stamps.shape[0], stamps.shape[1]
-        feats = self.encoder(stamps.reshape(b * t, *stamps.shape[2:])).reshape(b, t, -1)
+        images = torch.cat([stamps, difference_from_history(stamps)], dim=2) if self.difference_channel else stamps
+        feats = self.encoder(images.reshape(b * t, *images.shape[2:])).reshape(b, t, -1)
         if self.use_conditions:
             feats = torch.cat([feats, conditions], dim=2)
         if self.photometry is not None:
