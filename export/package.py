@@ -92,7 +92,17 @@ def export_package(
     fp32 = out / "model.onnx"
     log.info("exporting %s -> %s", run.path, fp32)
     export_onnx(run.model, card, fp32)
+    exported = fp32.read_bytes()
     simplified = simplify(fp32)
+    if simplified:
+        # Keep the simplified graph only if it still reproduces PyTorch: onnxslim has been seen to fold a
+        # shape-dependent subgraph of the sequence model into a wrong constant.
+        try:
+            _parity(run.model, card, ort_session(fp32), _random_inputs(card, 8, seed=3), "simplified graph")
+        except ParityError as exc:
+            log.warning("onnxslim changed the model's outputs (%s); keeping the exported graph", str(exc)[:200])
+            fp32.write_bytes(exported)
+            simplified = False
     check_tensorrt(fp32, str(fp32))
     session = ort_session(fp32)
     report: dict = {

@@ -78,11 +78,12 @@ def difference_from_history(stamps: torch.Tensor) -> torch.Tensor:
     What survey pipelines feed transient classifiers (HiTS used template-subtracted stamps): whatever
     changed since before stands out, whatever is constant cancels.
     """
-    t = stamps.shape[1]
     previous = torch.cumsum(stamps, dim=1) - stamps
-    count = torch.arange(t, dtype=stamps.dtype, device=stamps.device).reshape(1, t, 1, 1, 1)
+    # Epoch index 0, 1, 2, ... built from a cumulative sum, not arange + comparison: no Range/Cast nodes,
+    # which the FP16 converter mistypes.
+    count = torch.cumsum(torch.ones_like(stamps[:, :, :1, :1, :1]), dim=1) - 1.0
     mean = previous / torch.clamp(count, min=1.0)
-    return (stamps - mean) * (count > 0).to(stamps.dtype)
+    return (stamps - mean) * torch.clamp(count, max=1.0)
 
 
 class SequenceClassifier(nn.Module):
