@@ -24,10 +24,11 @@ from skyedge.edge.reporters.mqtt import MqttReporter
 _MODEL = {"name": "bench", "sha256": "0" * 64, "precision": "fp32"}
 
 
-def _payload(factory: MessageFactory, i: int) -> dict:
+def sample_classification(factory: MessageFactory, i: int, camera: str = "bench") -> dict:
+    """A valid classification message for frame ``i`` (benchmarks and delivery tests)."""
     return factory.make(
         "classification",
-        camera="bench",
+        camera=camera,
         task="frame",
         frame_id=f"f{i:06d}",
         **{"class": "clear"},
@@ -72,7 +73,7 @@ def mqtt_figures(host: str, port: int, n: int = 10_000, protocol: str = "3.1.1")
     with tempfile.TemporaryDirectory(prefix="skyedge-mqtt-bench-") as tmp:
         factory = MessageFactory("bench", f"dev-{uuid.uuid4().hex[:6]}", _MODEL)
         counter = _Counter(host, port, f"skyedge/bench/{factory.device}/bench/classification")
-        payloads = [_payload(factory, i) for i in range(n)]
+        payloads = [sample_classification(factory, i) for i in range(n)]
         topic = factory.topic("classification", "bench")
         cfg = MqttSection.model_validate(
             {"host": host, "port": port, "protocol": protocol, "queue_path": str(Path(tmp) / "a.queue")}
@@ -93,7 +94,7 @@ def mqtt_figures(host: str, port: int, n: int = 10_000, protocol: str = "3.1.1")
         )
         offline = MqttReporter(dead, factory)
         for i in range(n):
-            offline.publish(topic, _payload(factory, n + i), 1, False)
+            offline.publish(topic, sample_classification(factory, n + i), 1, False)
         offline.close(timeout=0)
         live = cfg.model_copy(update={"queue_path": dead.queue_path})
         t1 = time.perf_counter()

@@ -88,7 +88,7 @@ def export_package(
     card["name"] = name or card.get("name") or run.path.name
     card["files"] = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
     card.pop("sha256", None)
-    ModelCard.model_validate(card | {"provenance": card["provenance"]})  # fail before the slow part
+    ModelCard.model_validate(card)  # fail before the slow part
     fp32 = out / "model.onnx"
     log.info("exporting %s -> %s", run.path, fp32)
     export_onnx(run.model, card, fp32)
@@ -129,7 +129,7 @@ def export_package(
     fp16 = out / "model.fp16.onnx"
     convert_fp16(fp32, fp16)
     check_tensorrt(fp16, str(fp16))
-    report["fp16"] = _fp16_agreement(fp32, fp16, labelled if labelled is not None else None, card)
+    report["fp16"] = _fp16_agreement(fp32, fp16, labelled, card)
     files = {"model.onnx": fp32, "model.fp16.onnx": fp16}
     card["sha256"] = {k: sha256_file(v) for k, v in files.items()}
     framework = dict(card["provenance"].get("framework", {}))

@@ -11,6 +11,7 @@ import time
 
 from skyedge.edge.config import MqttSection
 from skyedge.edge.messages import MessageFactory
+from skyedge.edge.mqtt_bench import sample_classification
 from skyedge.edge.reporters.mqtt import MqttReporter
 
 
@@ -22,17 +23,7 @@ def main() -> None:
     reporter = MqttReporter(cfg, factory)
     with open(ids, "a", buffering=1) as fh:
         for i in range(n):
-            payload = factory.make(
-                "classification",
-                camera="allsky",
-                task="frame",
-                frame_id=f"f{i:05d}",
-                **{"class": "clear"},
-                confidence=0.9,
-                probabilities={"clear": 0.9, "cloudy": 0.1},
-                unknown=False,
-                latency_ms={"total": 1.0},
-            )
+            payload = sample_classification(factory, i, camera="allsky")
             reporter.publish(factory.topic("classification", "allsky"), payload, 1, False)
             fh.write(payload["msg_id"] + "\n")
             if rate:

@@ -21,6 +21,7 @@ from mqtt_helpers import Collector
 from skyedge.brokers import AmqttBroker, MosquittoBroker
 from skyedge.edge.config import MqttSection
 from skyedge.edge.messages import MessageFactory
+from skyedge.edge.mqtt_bench import sample_classification
 from skyedge.edge.outbox import Outbox
 from skyedge.edge.reporters.mqtt import MqttReporter
 from skyedge.payloads import validate_payload
@@ -34,17 +35,7 @@ def _factory(device="edge-1"):
 
 
 def _classification(factory, i):
-    return factory.make(
-        "classification",
-        camera="allsky",
-        task="frame",
-        frame_id=f"f{i:05d}",
-        **{"class": "clear"},
-        confidence=0.9,
-        probabilities={"clear": 0.9, "cloudy": 0.1},
-        unknown=False,
-        latency_ms={"total": 1.0},
-    )
+    return sample_classification(factory, i, camera="allsky")
 
 
 def _reporter(broker, tmp_path, protocol="5", **extra):

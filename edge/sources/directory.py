@@ -35,6 +35,7 @@ class ProcessedState:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._in_flight: set[tuple] = set()  # claimed, not yet acknowledged (memory only: a restart retries them)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a committed mark survives a process crash; no fsync per frame.
@@ -50,6 +51,21 @@ class ProcessedState:
             row = self._db.execute("SELECT 1 FROM processed WHERE path=? AND size=? AND mtime_ns=?", key).fetchone()
         return row is not None
 
+    def handled(self, key: tuple[str, int, int]) -> bool:
+        """Whether this file version was handled or is on its way through the pipeline now."""
+        return key in self._in_flight or self.seen(key)
+
+    def claim(self, key: tuple[str, int, int]):
+        """Mark a file version as in flight; return the ack that records it once its result is reported."""
+        # Yielded but not yet reported: the next poll must not yield it again.
+        self._in_flight.add(key)
+
+        def ack(status: str = "ok") -> None:
+            self.mark(key, status)
+            self._in_flight.discard(key)
+
+        return ack
+
     def mark(self, key: tuple[str, int, int], status: str) -> None:
         """Record a file version as handled ('ok' or the rejection reason)."""
         with self._lock:
@@ -64,6 +80,11 @@ class ProcessedState:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+def file_key(path: Path, st) -> tuple[str, int, int]:
+    """Identity of one version of a file: path, size, modification time."""
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 # Inputs that read but are not usable frames.
@@ -94,7 +115,6 @@ class DirectorySource:
         self.root = Path(spec.path)
         if not self.root.is_dir():
             raise FileNotFoundError(f"source.path: {self.root} is not a directory")
-        self._in_flight: set[tuple] = set()
         self.state = ProcessedState(Path(spec.state_file) if spec.state_file else self.root / STATE_FILE)
         self.expected: tuple | None = None
         self._agree: list[tuple] = []
@@ -119,8 +139,8 @@ class DirectorySource:
                 st = p.stat()
             except FileNotFoundError:
                 continue
-            key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-            if key in self._in_flight or self.state.seen(key):
+            key = file_key(p, st)
+            if self.state.handled(key):
                 continue
             if now - st.st_mtime < self.spec.settle_s:
                 waiting = True  # still being written (or just arrived)
@@ -142,13 +162,7 @@ class DirectorySource:
                 self.stop.wait(self.spec.poll_s)
 
     def _read(self, path: Path, key: tuple):
-        # Yielded but not yet reported: the next poll must not yield it again.
-        self._in_flight.add(key)
-
-        def ack(status: str = "ok", key=key) -> None:
-            self.state.mark(key, status)
-            self._in_flight.discard(key)
-
+        ack = self.state.claim(key)
         try:
             image, header = read_frame(path)
         except FrameReadError as exc:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.edge.sources import RawFrame, Rejected
-from skyedge.edge.sources.directory import ProcessedState
+from skyedge.edge.sources.directory import ProcessedState, file_key
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import FrameReadError, read_frame
 
@@ -101,7 +101,6 @@ class FitsSequenceSource:
         if not self.root.is_dir():
             raise FileNotFoundError(f"source.path: {self.root} is not a directory")
         self.catalog: list[CatalogEntry] | None = read_catalog(Path(spec.catalog)) if spec.catalog else None
-        self._in_flight: set[tuple] = set()
         self.state = ProcessedState(self.root / ".skyedge-state.sqlite")
 
     def _epochs(self) -> list[tuple[float, Path, tuple]]:
@@ -112,8 +111,8 @@ class FitsSequenceSource:
             if not p.is_file() or not any(fnmatch(p.name.lower(), pat) for pat in self.spec.patterns):
                 continue
             st = p.stat()
-            key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-            if key in self._in_flight or self.state.seen(key):
+            key = file_key(p, st)
+            if self.state.handled(key):
                 continue
             try:
                 mjd = float(fits.getheader(p).get("MJD-OBS", np.nan))
@@ -136,13 +135,7 @@ class FitsSequenceSource:
                 self.stop.wait(1.0)
 
     def _read(self, path: Path, key: tuple):
-        # Yielded but not yet reported: the next poll must not yield it again.
-        self._in_flight.add(key)
-
-        def ack(status: str = "ok", key=key) -> None:
-            self.state.mark(key, status)
-            self._in_flight.discard(key)
-
+        ack = self.state.claim(key)
         try:
             image, header = read_frame(path)
         except FrameReadError as exc:
