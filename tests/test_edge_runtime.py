@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import numpy as np
@@ -255,10 +256,10 @@ def test_run_reports_over_mqtt_and_every_message_validates(frame_package, camera
         {"mqtt": mqtt_cfg},
     )
     assert main(["run", "--config", str(cfg), "--once"]) == 0
-    msgs = col.wait_for(20, timeout=20)
-    deadline = __import__("time").monotonic() + 5
-    while sum(m.topic.endswith("/metrics") for m in col.messages) < 1 and __import__("time").monotonic() < deadline:
-        __import__("time").sleep(0.1)
+    col.wait_for(20, timeout=20)
+    deadline = time.monotonic() + 5
+    while sum(m.topic.endswith("/metrics") for m in col.messages) < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
     msgs = list(col.messages)
     kinds = Counter(m.topic.rsplit("/", 1)[1] for m in msgs)
     assert kinds["classification"] == 20 and kinds["status"] >= 2 and kinds["metrics"] >= 1
