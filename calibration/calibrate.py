@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.calibration.evaluate import compare, predict
-from skyedge.calibration.quantize import TARGET_CARD_KEYS, TARGET_FILES, quantize
+from skyedge.calibration.quantize import quantize
 from skyedge.calibration.report import GateError, gate, write_reports
 from skyedge.calibration.subset import DEFAULT_SIZE, stratified_subset
 from skyedge.dataset_inputs import load_labelled_inputs
 from skyedge.model_card import read_card, write_card
+from skyedge.precisions import calibration_target
 from skyedge.shards import sha256_file
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,10 @@ def calibrate_package(
     files = dict(card.files)
     quant_info = []
     for target in targets:
-        out = package / TARGET_FILES[target]
+        form = calibration_target(target)
+        out = package / form.file
         quant_info.append(quantize(package / card.files["fp32"], out, calib.inputs, target, method))
-        files[TARGET_CARD_KEYS[target]] = out.name
+        files[form.key] = out.name
     predictions, skipped = {}, {}
     for precision, name in files.items():
         try:
@@ -65,7 +67,7 @@ def calibrate_package(
     results = compare(card, held, predictions)
     verdicts = {}
     for target in targets:
-        key = TARGET_CARD_KEYS[target]
+        key = calibration_target(target).key
         verdicts[key] = gate(results, key, max_drop_points)
     failed = {k: v for k, v in verdicts.items() if v}
     report = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from skyedge.precisions import CALIBRATION_TARGETS
+
 
 def _calibrate(args) -> int:
     from rich.console import Console
@@ -72,7 +74,7 @@ def register(subparsers) -> None:
     p.add_argument("package", help="model package directory (written by skyedge export)")
     p.add_argument("--data", required=True, help="skyedge-shards folder to draw the calibration subset from")
     p.add_argument("--eval", default=None, help="held-out skyedge-shards folder (default: the rest of --data)")
-    p.add_argument("--target", action="append", choices=["tensorrt", "cpu"], help="repeatable; default tensorrt")
+    p.add_argument("--target", action="append", choices=sorted(CALIBRATION_TARGETS), help="repeatable; default tensorrt")
     p.add_argument(
         "--method",
         default="percentile",

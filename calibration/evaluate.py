@@ -5,25 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from skyedge.dataset_inputs import LabelledInputs
 from skyedge.metrics import classification_report
 from skyedge.model_card import ModelCard
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if str(path).endswith(".fp16.onnx"):
-        # ONNX Runtime 1.32's extended CPU fusions crash (SIGSEGV) on some FP16 graphs.
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+from skyedge.precisions import ort_session
 
 
 def predict(path: Path, card: ModelCard, data: LabelledInputs, batch: int = 64) -> dict[str, np.ndarray]:
     """Probabilities at the answer epoch (N, C), and min distances (N,) when the model has them."""
-    sess = _session(path)
+    sess = ort_session(path)
     names = [o.name for o in sess.get_outputs()]
     prob_name = card.output("probabilities").name
     parts: dict[str, list] = {n: [] for n in names}

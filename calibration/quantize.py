@@ -26,10 +26,10 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from skyedge.precisions import calibration_target
+
 log = logging.getLogger(__name__)
 
-TARGET_FILES = {"tensorrt": "model.int8.onnx", "cpu": "model.int8-cpu.onnx"}
-TARGET_CARD_KEYS = {"tensorrt": "int8", "cpu": "int8-cpu"}
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
     "entropy": CalibrationMethod.Entropy,
@@ -45,7 +45,17 @@ class _QuietPreprocessHint(logging.Filter):
         return "pre-processing" not in record.getMessage()
 
 
-logging.getLogger().addFilter(_QuietPreprocessHint())
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """Hide the quantizer's stdout progress and its pre-processing hint (logged on the root logger) for one call."""
+    hint = _QuietPreprocessHint()
+    root = logging.getLogger()
+    root.addFilter(hint)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.removeFilter(hint)
 
 
 class _Reader(CalibrationDataReader):
@@ -98,9 +108,8 @@ def quantize(
     method: str = "percentile",
     percentile: float = 99.999,
 ) -> dict:
-    """Write the INT8 model for ``target``; return what was quantized and what stayed in float."""
-    if target not in TARGET_FILES:
-        raise ValueError(f"target must be one of {sorted(TARGET_FILES)}, got {target!r}")
+    """Write the INT8 model for calibration ``target``; return what was quantized and what stayed in float."""
+    form = calibration_target(target)
     if method not in METHODS:
         raise ValueError(f"calibration method must be one of {sorted(METHODS)}, got {method!r}")
     model = onnx.load(str(fp32_path))
@@ -112,17 +121,15 @@ def quantize(
     onnx.save(model, str(named))
     nodes, recurrent = feature_nodes(model)
     extra = {"CalibPercentile": percentile, "CalibMaxIntermediateOutputs": 64}
-    if target == "tensorrt":
-        extra.update({"ActivationSymmetric": True, "WeightSymmetric": True})
-        op_types = ["Conv", "Gemm", "MatMul"]
-        activation = QuantType.QInt8
+    extra.update({"ActivationSymmetric": form.symmetric, "WeightSymmetric": True})
+    if form.symmetric:
+        # TensorRT fuses Q/DQ into INT8 kernels at exactly these ops' inputs.
+        op_types, activation = ["Conv", "Gemm", "MatMul"], QuantType.QInt8
     else:
-        extra.update({"ActivationSymmetric": False, "WeightSymmetric": True})
-        op_types = None  # every op with an integer kernel: keeps tensors in uint8 between convolutions
-        activation = QuantType.QUInt8
+        # Every op with an integer kernel: keeps tensors in uint8 between convolutions on a CPU.
+        op_types, activation = None, QuantType.QUInt8
     try:
-        # The histogram calibrators print their progress on stdout; keep the user's terminal for our report.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet_quantizer():
             quantize_static(
                 str(named),
                 str(out_path),
@@ -145,8 +152,8 @@ def quantize(
         "target": target,
         "file": out_path.name,
         "method": method,
-        "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
-        "weights": "int8 symmetric per-channel",
+        "activations": form.activations,
+        "weights": form.weights,
         "quantized_nodes": len(nodes),
         "qdq_nodes": counts,
         "kept_float": recurrent + ["classifier / metric head (after the feature extractor)"],

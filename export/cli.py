@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from skyedge.precisions import PRECISIONS
+
 
 def _export(args) -> int:
     import json
@@ -76,7 +78,7 @@ def register(subparsers) -> None:
         epilog="example:\n  skyedge engine models/allsky-tiny --precision int8 --batch 1,8,32",
     )
     e.add_argument("package")
-    e.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8"])
+    e.add_argument("--precision", default="fp16", choices=list(PRECISIONS))
     e.add_argument("--batch", default="1,8,32", help="comma-separated: min, typical, max batch (default 1,8,32)")
     e.add_argument("--workspace", type=int, default=1024, help="workspace limit in MiB (default 1024)")
     e.add_argument("--opt-level", type=int, default=3, choices=range(0, 6), help="builder optimization level")

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from skyedge.engines import EngineError, EngineSidecar, engine_name
+from skyedge.engines import EngineError, EngineSidecar, engine_name, strongly_typed_network
 from skyedge.model_card import ModelCard, read_card
+from skyedge.precisions import card_key_for
 from skyedge.shards import sha256_file
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,16 @@ def build_engine(
 
     package = Path(package)
     card = read_card(package)
-    if precision not in card.files:
+    key = card_key_for(precision, "tensorrt", card.files)
+    if key not in card.files:
         raise EngineError(f"{package}: the card lists no {precision} model (files: {sorted(card.files)})")
-    onnx_path = package / card.files[precision]
+    onnx_path = package / card.files[key]
     gpu = current_gpu()
     engines = package / "engines"
     engines.mkdir(exist_ok=True)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    network = strongly_typed_network(builder, trt)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         raise EngineError(

@@ -1,4 +1,4 @@
-"""``skyedge export``: a training run -> a verified model package (DESIGN.md "The model package").
+"""``skyedge export``: a training run -> a verified model package (docs/architecture.md "The model package").
 
 Writes ``model.onnx`` (FP32) and ``model.fp16.onnx``, checks both against the
 TensorRT parser table, measures FP32 parity with PyTorch on random and on real
@@ -21,13 +21,14 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from skyedge.dataset_inputs import load_labelled_inputs
+from skyedge.dataset_inputs import load_labelled_inputs, random_inputs
 from skyedge.errors import SkyedgeError
 from skyedge.export.fp16 import convert_fp16
 from skyedge.export.onnx_export import export_onnx, simplify
-from skyedge.export.parity import max_differences, ort_session, run_ort, run_torch, top1
+from skyedge.export.parity import max_differences, run_ort, run_torch, top1
 from skyedge.export.trt_compat import check_tensorrt
 from skyedge.model_card import ModelCard, write_card
+from skyedge.precisions import BY_KEY, ort_session
 from skyedge.shards import MANIFEST, sha256_file
 from skyedge.training.checkpoint import load_run
 
@@ -46,15 +47,6 @@ class ExportResult:
 
     package: Path
     report: dict
-
-
-def _random_inputs(card: dict, n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for spec in card["inputs"]:
-        shape = [n] + [d if isinstance(d, int) else card["sequence"]["max_epochs"] for d in spec["shape"][1:]]
-        out[spec["name"]] = rng.standard_normal(shape).astype(np.float32)
-    return out
 
 
 def _held_out_path(run_config: dict, override: str | None) -> Path | None:
@@ -86,10 +78,10 @@ def export_package(
     out.mkdir(parents=True, exist_ok=True)
     card = dict(run.card)
     card["name"] = name or card.get("name") or run.path.name
-    card["files"] = {"fp32": "model.onnx", "fp16": "model.fp16.onnx"}
+    card["files"] = {key: BY_KEY[key].file for key in ("fp32", "fp16")}
     card.pop("sha256", None)
-    ModelCard.model_validate(card)  # fail before the slow part
-    fp32 = out / "model.onnx"
+    checked = ModelCard.model_validate(card)  # fail before the slow part
+    fp32 = out / card["files"]["fp32"]
     log.info("exporting %s -> %s", run.path, fp32)
     export_onnx(run.model, card, fp32)
     exported = fp32.read_bytes()
@@ -98,7 +90,7 @@ def export_package(
         # Keep the simplified graph only if it still reproduces PyTorch: onnxslim has been seen to fold a
         # shape-dependent subgraph of the sequence model into a wrong constant.
         try:
-            _parity(run.model, card, ort_session(fp32), _random_inputs(card, 8, seed=3), "simplified graph")
+            _parity(run.model, card, ort_session(fp32), random_inputs(checked, 8, seed=3), "simplified graph")
         except ParityError as exc:
             log.warning("onnxslim changed the model's outputs (%s); keeping the exported graph", str(exc)[:200])
             fp32.write_bytes(exported)
@@ -115,23 +107,22 @@ def export_package(
         "tensorrt_check": "passed (TensorRT 10.3 ONNX parser table)",
         "parity": {
             "tolerance": PARITY_TOLERANCE,
-            "random": _parity(run.model, card, session, _random_inputs(card, 8), "random inputs"),
+            "random": _parity(run.model, card, session, random_inputs(checked, 8), "random inputs"),
         },
     }
     source = _held_out_path(run.config, data)
     labelled = None
     if source is not None:
-        labelled = load_labelled_inputs(source, ModelCard.model_validate(card), limit=held_out)
+        labelled = load_labelled_inputs(source, checked, limit=held_out)
         report["parity"]["held_out"] = _parity(run.model, card, session, labelled.inputs, f"held-out {source}")
         report["parity"]["held_out"]["data"] = str(source)
     else:
         log.warning("no held-out data set found (recipe data.test, or --data): parity checked on random inputs only")
-    fp16 = out / "model.fp16.onnx"
+    fp16 = out / card["files"]["fp16"]
     convert_fp16(fp32, fp16)
     check_tensorrt(fp16, str(fp16))
-    report["fp16"] = _fp16_agreement(fp32, fp16, labelled, card)
-    files = {"model.onnx": fp32, "model.fp16.onnx": fp16}
-    card["sha256"] = {k: sha256_file(v) for k, v in files.items()}
+    report["fp16"] = _fp16_agreement(fp32, fp16, labelled, checked)
+    card["sha256"] = {f.name: sha256_file(f) for f in (fp32, fp16)}
     framework = dict(card["provenance"].get("framework", {}))
     framework.update({"onnx": onnx.__version__, "onnxruntime": ort.__version__, "torch_export": torch.__version__})
     card["provenance"] = card["provenance"] | {"framework": framework}
@@ -142,10 +133,10 @@ def export_package(
     return ExportResult(out, report)
 
 
-def _fp16_agreement(fp32: Path, fp16: Path, labelled, card: dict) -> dict:
-    inputs = labelled.inputs if labelled is not None else _random_inputs(card, 64, seed=1)
+def _fp16_agreement(fp32: Path, fp16: Path, labelled, card: ModelCard) -> dict:
+    inputs = labelled.inputs if labelled is not None else random_inputs(card, 64, seed=1)
     lengths = labelled.lengths if labelled is not None else None
-    prob = next(t["name"] for t in card["outputs"] if t["role"] == "probabilities")
+    prob = card.output("probabilities").name
     try:
         half = run_ort(ort_session(fp16), inputs)
     except Exception as exc:  # noqa: BLE001 - some FP16 kernels are GPU-only in ONNX Runtime; say so, do not fail

@@ -7,23 +7,6 @@ import onnxruntime as ort
 import torch
 
 
-def ort_session(path, threads: int = 0) -> ort.InferenceSession:
-    """A CPU session with the given intra-op threads (0: ONNX Runtime's default)."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    if is_fp16(path):
-        # ONNX Runtime 1.32's extended CPU fusions crash (SIGSEGV) on some FP16 graphs; FP16 on a CPU is only
-        # ever an accuracy check, so basic optimizations are enough.
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def is_fp16(path) -> bool:
-    """Whether a package file is the FP16 model (by the package's naming)."""
-    return str(path).endswith(".fp16.onnx")
-
-
 def run_ort(session: ort.InferenceSession, inputs: dict[str, np.ndarray], batch: int = 64) -> dict[str, np.ndarray]:
     """All outputs for ``inputs``, in micro-batches, concatenated on the item axis."""
     names = [o.name for o in session.get_outputs()]

@@ -90,3 +90,18 @@ def load_labelled_inputs(path: str | os.PathLike, card: ModelCard, limit: int | 
     if any(t.role == "conditions" for t in card.inputs):
         inputs[card.input("conditions").name] = np.stack(cs)
     return LabelledInputs(inputs, labels, list(card.classes), lengths=lengths, strata=strata)
+
+
+def random_inputs(card: ModelCard, batch: int, epochs: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded standard-normal inputs in the card's shapes (time: ``epochs``, else the card's max epochs).
+
+    What export parity, engine checks and benchmarks feed a model when the point is the graph, not the data.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in card.inputs:
+        shape = [batch]
+        for dim in spec.shape[1:]:
+            shape.append(dim if isinstance(dim, int) else (epochs or card.sequence.max_epochs))
+        out[spec.name] = rng.standard_normal(shape).astype(np.float32)
+    return out

@@ -98,3 +98,27 @@ def check_sidecar(
             f"{engine_path}: stale or foreign engine: " + "; ".join(problems) + ". Rebuild it with `skyedge engine`."
         )
     return side
+
+
+# ---------------------------------------------------------------- TensorRT 10.3 / 11.x differences, in one place
+
+
+def tensorrt_major_minor(version: str) -> tuple[int, int]:
+    """``"10.3.0.30"`` -> ``(10, 3)``."""
+    major, minor = (version.split(".") + ["0"])[:2]
+    return int(major), int(minor)
+
+
+def strongly_typed_network(builder, trt):
+    """An empty strongly typed network: TensorRT 10.x needs the creation flag; 11.x is always strongly typed."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if flag is None or tensorrt_major_minor(trt.__version__)[0] >= 11:
+        return builder.create_network(0)
+    return builder.create_network(1 << int(flag))
+
+
+def io_tensors(engine, trt) -> tuple[list[str], list[str]]:
+    """(input names, output names) of a deserialized engine, by the named-tensor API both versions share."""
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    return inputs, [n for n in names if n not in inputs]

@@ -1,6 +1,6 @@
 """The model card, ``skyedge.json``: the contract between workstation and device.
 
-A versioned, torch-free description of a model package (DESIGN.md "The model
+A versioned, torch-free description of a model package (docs/architecture.md "The model
 package"): task, classes, tensor specs, preprocessing, sequence limits, the
 metric head and provenance. :func:`write_card` validates before writing;
 :func:`read_card` refuses a card that is invalid or written by a newer schema,
@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from skyedge.precisions import CARD_KEYS
 from skyedge.validation import SchemaError, format_errors
 
 __all__ = [
@@ -183,7 +184,7 @@ class ModelCard(_Card):
     preprocess: Preprocess
     sequence: SequenceSpec | None = None
     metric_head: MetricHead
-    files: dict[Literal["fp32", "fp16", "int8", "int8-cpu"], str] = Field(
+    files: dict[Literal[CARD_KEYS], str] = Field(
         default_factory=lambda: {"fp32": "model.onnx"}, description="precision -> ONNX file in the package"
     )
     sha256: dict[str, str] = Field(default_factory=dict, description="file name -> sha256 of that file")

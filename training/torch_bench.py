@@ -11,6 +11,8 @@ import time
 import numpy as np
 import torch
 
+from skyedge.dataset_inputs import random_inputs
+from skyedge.model_card import ModelCard
 from skyedge.training.checkpoint import load_run
 
 
@@ -19,13 +21,10 @@ def torch_throughput(run_dir: str, batches: list[int], trials: int = 3, seconds:
     if threads:
         torch.set_num_threads(threads)
     run = load_run(run_dir)
-    card = run.card
+    card = ModelCard.model_validate(run.card)
     out = {}
     for batch in batches:
-        tensors = []
-        for spec in card["inputs"]:
-            shape = [batch] + [d if isinstance(d, int) else card["sequence"]["max_epochs"] for d in spec["shape"][1:]]
-            tensors.append(torch.randn(*shape))
+        tensors = [torch.from_numpy(v) for v in random_inputs(card, batch).values()]
         rates = []
         with torch.inference_mode():
             for _ in range(3):

@@ -1,0 +1,94 @@
+"""The precision targets of a model package, in one table: what each one is, which file holds it, who runs it.
+
+Every stage that names a precision reads it here: export writes the FP32 and
+FP16 files, calibration writes the two INT8 forms (symmetric for TensorRT,
+U8S8 for ONNX Runtime on CPUs), the model card lists them by key, the edge
+picks the file a backend should run, and ONNX Runtime sessions get the options
+a file needs. Nothing here imports onnxruntime or torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PrecisionTarget:
+    """One form of the model: the card's key, its file, its number formats, and which backends prefer it."""
+
+    key: str  # key in the card's ``files`` (and report.json's results)
+    precision: str  # what a deployment asks for: fp32 | fp16 | int8
+    file: str
+    activations: str
+    weights: str
+    symmetric: bool | None  # INT8 only: zero point 0 for activations (TensorRT's requirement)
+    calibration_target: str | None  # `skyedge calibrate --target` value that writes it
+    preferred_by: tuple[str, ...] = ()  # backends that run this file when asked for ``precision``
+    # ONNX Runtime 1.32's extended CPU fusions crash (SIGSEGV at session creation) on some FP16 graphs; an FP16
+    # graph on a CPU is only ever an accuracy check, so basic optimizations are enough.
+    ort_basic_optimizations: bool = False
+
+
+TARGETS: tuple[PrecisionTarget, ...] = (
+    PrecisionTarget("fp32", "fp32", "model.onnx", "float32", "float32", None, None),
+    PrecisionTarget("fp16", "fp16", "model.fp16.onnx", "float16", "float16", None, None, ort_basic_optimizations=True),
+    PrecisionTarget("int8", "int8", "model.int8.onnx", "int8 symmetric", "int8 symmetric per-channel", True, "tensorrt"),
+    PrecisionTarget(
+        "int8-cpu",
+        "int8",
+        "model.int8-cpu.onnx",
+        "uint8 asymmetric",
+        "int8 symmetric per-channel",
+        False,
+        "cpu",
+        preferred_by=("onnxruntime",),
+    ),
+)
+
+BY_KEY = {t.key: t for t in TARGETS}
+CARD_KEYS = tuple(BY_KEY)
+PRECISIONS = tuple(dict.fromkeys(t.precision for t in TARGETS))
+CALIBRATION_TARGETS = {t.calibration_target: t for t in TARGETS if t.calibration_target}
+
+
+def calibration_target(name: str) -> PrecisionTarget:
+    """The INT8 form ``skyedge calibrate --target name`` writes."""
+    if name not in CALIBRATION_TARGETS:
+        raise ValueError(f"calibration target must be one of {sorted(CALIBRATION_TARGETS)}, got {name!r}")
+    return CALIBRATION_TARGETS[name]
+
+
+def card_key_for(precision: str, backend: str, files: dict[str, str]) -> str:
+    """Which card file serves ``precision`` on ``backend``: the backend's preferred form when the package has it."""
+    for target in TARGETS:
+        if target.precision == precision and backend in target.preferred_by and target.key in files:
+            return target.key
+    return precision
+
+
+def target_of_file(path) -> PrecisionTarget | None:
+    """The target whose file name ``path`` carries (package naming), or None for a foreign file."""
+    name = str(path).rsplit("/", 1)[-1]
+    return next((t for t in TARGETS if t.file == name), None)
+
+
+def ort_session_options(path, threads: int = 0):
+    """ONNX Runtime session options for a package file (threads, quiet log, the optimizations the file tolerates)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    target = target_of_file(path)
+    if target is not None and target.ort_basic_optimizations:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return opts
+
+
+def ort_session(path, threads: int = 0, providers: list[str] | None = None):
+    """An ONNX Runtime session for a package file, CPU unless ``providers`` says otherwise."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(
+        str(path), ort_session_options(path, threads), providers=providers or ["CPUExecutionProvider"]
+    )
