@@ -63,7 +63,7 @@ def test_every_model_family_passes_the_tensorrt_table(frame_package, sequence_pa
     from skyedge.export.onnx_export import export_onnx
     from skyedge.training.models.sequence import SequenceClassifier
 
-    model = SequenceClassifier("taonet", 7, 5, hidden=16, encoder_channels=(8, 16)).eval()
+    model = SequenceClassifier(arch="taonet", num_classes=7, num_conditions=5, hidden=16, encoder_channels=(8, 16)).eval()
     card = {
         "name": "gru",
         "task": "sequence",

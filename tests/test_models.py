@@ -21,7 +21,7 @@ from skyedge.training.models.sequence import SequenceClassifier
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 @pytest.mark.parametrize("channels", [1, 3])
 def test_backbones_adapt_to_channels_and_size(backbone, channels):
-    model = FrameEmbedder(backbone, channels, 48, embedding_dim=8, num_classes=6).eval()
+    model = FrameEmbedder(backbone=backbone, in_channels=channels, size=48, embedding_dim=8, num_classes=6).eval()
     with torch.no_grad():
         z = model(torch.randn(2, channels, 48, 48))
     assert z.shape == (2, 8)
@@ -30,7 +30,7 @@ def test_backbones_adapt_to_channels_and_size(backbone, channels):
 
 def test_unknown_backbone_lists_the_choices():
     with pytest.raises(ValueError, match="resnet18"):
-        FrameEmbedder("vgg16", 1, 64, 8, 6)
+        FrameEmbedder(backbone="vgg16", in_channels=1, size=64, embedding_dim=8, num_classes=6)
 
 
 def _blobs(rng, k=3, d=4, n=200):
@@ -73,7 +73,7 @@ def test_ridge_head_separates_blobs():
 
 def test_frame_classifier_outputs():
     rng = np.random.default_rng(2)
-    emb = FrameEmbedder("resnet18", 1, 32, 4, 3).eval()
+    emb = FrameEmbedder(backbone="resnet18", in_channels=1, size=32, embedding_dim=4, num_classes=3).eval()
     means, chol = fit_gaussian(rng.normal(size=(30, 4)), rng.integers(0, 3, 30), 3)
     model = FrameClassifier(emb, MahalanobisHead(means, chol), MinDistance(means, chol)).eval()
     with torch.no_grad():
@@ -85,7 +85,7 @@ def test_frame_classifier_outputs():
 def test_sequence_models_are_causal(arch, photometry_radius):
     torch.manual_seed(0)
     model = SequenceClassifier(
-        arch,
+        arch=arch,
         num_classes=7,
         num_conditions=5,
         hidden=16,
@@ -118,10 +118,48 @@ def test_difference_channel_is_causal_and_cancels_constant_sources():
     diff = difference_from_history(flare)
     assert diff[:, :3].abs().max() == 0 and diff[:, 3, 0, 10, 10].eq(5.0).all()
     torch.manual_seed(0)
-    model = SequenceClassifier("rcnn", 7, 5, hidden=16, encoder_channels=(8, 16), difference_channel=True).eval()
+    model = SequenceClassifier(
+        arch="rcnn", num_classes=7, num_conditions=5, hidden=16, encoder_channels=(8, 16), difference_channel=True
+    ).eval()
     x, c = torch.randn(2, 6, 1, 21, 21), torch.randn(2, 6, 5)
     later = x.clone()
     later[:, 4:] += 10.0  # change only the future
     with torch.no_grad():
         a, b = model(x, c), model(later, c)
     assert torch.allclose(a[:, :4], b[:, :4], atol=1e-6) and not torch.allclose(a[:, 4:], b[:, 4:])
+
+
+def test_models_are_rebuilt_by_name_from_keyword_arguments():
+    """A checkpoint names its model and keyword arguments; positional construction is refused."""
+    from skyedge.training.checkpoint import model_from_blob
+    from skyedge.training.models import create_model
+
+    args = {"arch": "taonet", "num_classes": 7, "num_conditions": 5, "hidden": 16, "encoder_channels": [8, 16]}
+    model = create_model("sequence_classifier", **args).eval()
+    with pytest.raises(TypeError):
+        SequenceClassifier("taonet", 7, 5)  # a reordered parameter can no longer swap settings silently
+    with pytest.raises(ValueError, match="registered"):
+        create_model("no-such-model")
+    blob = {"model": "sequence_classifier", "model_args": args, "state_dict": model.state_dict()}
+    name, rebuilt_args = model_from_blob(blob)
+    rebuilt = create_model(name, **rebuilt_args).eval()
+    rebuilt.load_state_dict(blob["state_dict"])
+    x, c = torch.randn(2, 4, 1, 21, 21), torch.randn(2, 4, 5)
+    with torch.no_grad():
+        assert torch.equal(model(x, c), rebuilt(x, c))
+    # A run saved before the registry ("spec") is read by name as well.
+    legacy = {"spec": {"task": "sequence", "kind": "sequence", **args, "stamp_size": 21}}
+    assert model_from_blob(legacy) == ("sequence_classifier", {**args, "stamp_size": 21})
+    frame_args = {
+        "backbone": "resnet18",
+        "in_channels": 1,
+        "size": 32,
+        "embedding_dim": 4,
+        "num_classes": 3,
+        "normalize": False,
+        "classifier": "ridge",
+    }
+    legacy_frame = {"spec": {"task": "frame", "kind": "frame", **frame_args, "head_params": {"temperature": 2.0}}}
+    assert model_from_blob(legacy_frame) == ("frame_classifier", frame_args)
+    inputs, outputs = create_model("frame_classifier", **frame_args).card_io()
+    assert inputs[0]["shape"] == ["batch", 1, 32, 32] and outputs[0]["shape"] == ["batch", 3]

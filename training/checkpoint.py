@@ -1,6 +1,6 @@
 """Rebuild a trained model from its run directory: the public way other stages load a training run.
 
-``checkpoint.pt`` holds the weights and the ``spec`` that rebuilds the module;
+``checkpoint.pt`` holds the weights and the registered model name with its keyword arguments;
 ``card.json`` the model-card fields the run measured; ``config.json`` the recipe.
 """
 
@@ -10,14 +10,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from skyedge.errors import SkyedgeError
-from skyedge.training.models.frame import FrameClassifier, FrameEmbedder
-from skyedge.training.models.metric_heads import MahalanobisHead, MinDistance, RidgeHead, SoftmaxHead
-from skyedge.training.models.sequence import SequenceClassifier
+from skyedge.training.models import create_model
 
 
 class RunError(SkyedgeError, ValueError):
@@ -30,39 +27,25 @@ class TrainedRun:
 
     path: Path
     model: nn.Module
-    spec: dict
+    model_name: str
+    model_args: dict
     card: dict
     config: dict
     metrics: dict
 
 
-def _frame_model(spec: dict) -> nn.Module:
-    k, d = spec["num_classes"], spec["embedding_dim"]
-    embedder = FrameEmbedder(spec["backbone"], spec["in_channels"], spec["size"], d, k, spec["normalize"])
-    zeros_means, eye = np.zeros((k, d)), np.eye(d)
-    heads = {
-        "mahalanobis": lambda: MahalanobisHead(zeros_means, eye),
-        "ridge": lambda: RidgeHead(np.zeros((k, d)), np.zeros(k), 1.0),
-        "softmax": lambda: SoftmaxHead(embedder.logits),
-    }
-    if spec["classifier"] not in heads:
-        raise RunError(f"checkpoint spec: unknown classifier {spec['classifier']!r}")
-    return FrameClassifier(embedder, heads[spec["classifier"]](), MinDistance(zeros_means, eye))
+_LEGACY_FRAME_KEYS = ("backbone", "in_channels", "size", "embedding_dim", "num_classes", "normalize", "classifier")
+_NOT_MODEL_ARGS = ("task", "kind", "head_params")
 
 
-def _sequence_model(spec: dict) -> nn.Module:
-    return SequenceClassifier(
-        spec["arch"],
-        spec["num_classes"],
-        spec["num_conditions"],
-        spec["hidden"],
-        tuple(spec["encoder_channels"]),
-        spec["use_conditions"],
-        spec["stamp_size"],
-        spec.get("photometry_radius", 0),
-        spec.get("asinh_input", True),
-        spec.get("difference_channel", False),
-    )
+def model_from_blob(blob: dict) -> tuple[str, dict]:
+    """(registered model name, keyword arguments) from a checkpoint, including runs saved before the registry."""
+    if "model" in blob:
+        return blob["model"], dict(blob["model_args"])
+    spec = blob["spec"]  # an older run: the same settings, keyed by name
+    if spec["task"] == "frame":
+        return "frame_classifier", {k: spec[k] for k in _LEGACY_FRAME_KEYS}
+    return "sequence_classifier", {k: v for k, v in spec.items() if k not in _NOT_MODEL_ARGS}
 
 
 def load_run(run_dir: str | Path) -> TrainedRun:
@@ -72,16 +55,19 @@ def load_run(run_dir: str | Path) -> TrainedRun:
         if not (path / name).exists():
             raise RunError(f"{path}: no {name}; is this a `skyedge train` run directory?")
     blob = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=True)
-    spec = blob["spec"]
-    model = _frame_model(spec) if spec["task"] == "frame" else _sequence_model(spec)
+    name, model_args = model_from_blob(blob)
+    try:
+        model = create_model(name, **model_args)
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"{path / 'checkpoint.pt'}: cannot rebuild model {name!r}: {exc}") from None
     try:
         model.load_state_dict(blob["state_dict"])
     except RuntimeError as exc:
-        raise RunError(f"{path / 'checkpoint.pt'}: weights do not fit the recorded spec: {exc}") from None
+        raise RunError(f"{path / 'checkpoint.pt'}: weights do not fit the recorded model arguments: {exc}") from None
     model.eval()
 
     def read(name: str) -> dict:
         file = path / name
         return json.loads(file.read_text()) if file.exists() else {}
 
-    return TrainedRun(path, model, spec, read("card.json"), read("config.json"), read("metrics.json"))
+    return TrainedRun(path, model, name, model_args, read("card.json"), read("config.json"), read("metrics.json"))

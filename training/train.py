@@ -33,6 +33,7 @@ from skyedge.model_card import Preprocess, SequenceSpec, Stretch
 from skyedge.preprocess import condition_features, prepare_frame, prepare_sequence
 from skyedge.training.config import TrainConfig
 from skyedge.training.data.loaders import Loaded, load_source
+from skyedge.training.models import create_model
 from skyedge.training.models.frame import FrameClassifier, FrameEmbedder
 from skyedge.training.models.metric_heads import (
     MahalanobisHead,
@@ -43,7 +44,6 @@ from skyedge.training.models.metric_heads import (
     fit_ridge,
     unknown_threshold,
 )
-from skyedge.training.models.sequence import SequenceClassifier
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,11 @@ def git_revision() -> str | None:
 
 def config_sha256(cfg: TrainConfig) -> str:
     return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
+
+
+def save_checkpoint(out: Path, model: str, model_args: dict, module: nn.Module) -> None:
+    """``checkpoint.pt``: the registered model name, its keyword arguments, and the weights."""
+    torch.save({"model": model, "model_args": model_args, "state_dict": module.state_dict()}, out / "checkpoint.pt")
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +169,49 @@ class EpochTracker:
             log.info("early stopping: no better validation accuracy for %d epochs", self.stale)
             return True
         return False
+
+
+def train_one_epoch(net: nn.Module, batches: list, step, opt, sched, total_steps: int, desc: str, quiet: bool, clip=None):
+    """One pass over ``batches``: ``step(net, idx)`` returns the loss; returns the batch losses."""
+    net.train()
+    losses = []
+    for idx in tqdm(batches, desc=desc, unit="batch", leave=False, disable=quiet):
+        loss = step(net, idx)
+        opt.zero_grad()
+        loss.backward()
+        if clip is not None:
+            nn.utils.clip_grad_norm_(clip, 5.0)
+        opt.step()
+        if sched is not None and sched.last_epoch < total_steps:
+            sched.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def fit(model: nn.Module, cfg: TrainConfig, n_train: int, step, validate, device, rank: int, world: int, *, params=None, clip=False) -> list[dict]:
+    """The epoch loop both tasks share: optimiser and schedule, seeded batches, validation, early stopping.
+
+    ``step(net, idx)`` computes one batch's loss through ``net`` (DistributedDataParallel under torchrun, so
+    gradients are synchronised); ``validate()`` returns the validation accuracy. The best epoch's weights are
+    loaded back into ``model``; returns the per-epoch history.
+    """
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    total_steps = cfg.train.epochs * max(1, n_train // (cfg.train.batch_size * world))
+    params = list(model.parameters()) if params is None else params
+    opt, sched = make_optimizer(params, cfg, total_steps)
+    rng = np.random.default_rng(cfg.seed)  # the same on every rank: _batches strides it
+    tracker = EpochTracker(cfg.train.patience, rank)
+    for epoch in range(1, cfg.train.epochs + 1):
+        t0 = time.perf_counter()
+        batches = list(_batches(n_train, cfg.train.batch_size, rng, rank, world))
+        desc = f"epoch {epoch}/{cfg.train.epochs}"
+        losses = train_one_epoch(net, batches, step, opt, sched, total_steps, desc, rank != 0, params if clip else None)
+        if tracker.update(epoch, losses, validate(), time.perf_counter() - t0, model):
+            break
+    model.load_state_dict(tracker.best_state)
+    return tracker.history
 
 
 # ---------------------------------------------------------------- frames
@@ -252,48 +300,29 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
     y_all = train.labels
     x_tr, y_tr, x_va, y_va = x_all[tr_idx], y_all[tr_idx], x_all[va_idx], y_all[va_idx]
     m = cfg.frame_model
-    model = FrameEmbedder(
-        m.backbone,
-        cfg.preprocess.channels,
-        cfg.preprocess.size[0],
-        m.embedding_dim,
-        k,
-        normalize=m.loss != "cross_entropy",
-    ).to(device)
+    model_args = {
+        "backbone": m.backbone,
+        "in_channels": cfg.preprocess.channels,
+        "size": list(cfg.preprocess.size),
+        "embedding_dim": m.embedding_dim,
+        "num_classes": k,
+        "normalize": m.loss != "cross_entropy",
+    }
+    model = FrameEmbedder(**model_args).to(device)
     loss_fn, extra = build_frame_loss(cfg, k)
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    steps = cfg.train.epochs * max(1, len(x_tr) // (cfg.train.batch_size * world))
-    opt, sched = make_optimizer(list(model.parameters()) + extra, cfg, steps)
-    rng = np.random.default_rng(cfg.seed)  # the same on every rank: _batches strides it
     fit_idx = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:600]
-    tracker = EpochTracker(cfg.train.patience, rank)
     y_tr_t = torch.from_numpy(y_tr)
-    for epoch in range(1, cfg.train.epochs + 1):
-        net.train()
-        t0, losses = time.perf_counter(), []
-        batches = list(_batches(len(x_tr), cfg.train.batch_size, rng, rank, world))
-        for idx in tqdm(
-            batches, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch", leave=False, disable=rank != 0
-        ):
-            x = x_tr[idx]
-            if cfg.train.augment:
-                x = _augment(x)
-            x, y = x.to(device), y_tr_t[idx].to(device)
-            z = net(x)
-            loss = loss_fn(z, model.logits(z), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if sched is not None and sched.last_epoch < steps:
-                sched.step()
-            losses.append(float(loss.detach()))
-        val_acc = _val_accuracy_frame(model, cfg, x_tr[fit_idx], y_tr[fit_idx], x_va, y_va, device, k)
-        if tracker.update(epoch, losses, val_acc, time.perf_counter() - t0, model):
-            break
-    model.load_state_dict(tracker.best_state)
-    history = tracker.history
+
+    def step(net, idx):
+        x = _augment(x_tr[idx]) if cfg.train.augment else x_tr[idx]
+        z = net(x.to(device))
+        return loss_fn(z, model.logits(z), y_tr_t[idx].to(device))
+
+    def validate() -> float:
+        return _val_accuracy_frame(model, cfg, x_tr[fit_idx], y_tr[fit_idx], x_va, y_va, device, k)
+
+    params = list(model.parameters()) + extra
+    history = fit(model, cfg, len(x_tr), step, validate, device, rank, world, params=params)
     if rank != 0:
         return {}
     # Fit the metric classifier on all training embeddings and fold it into the network.
@@ -304,7 +333,6 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
     heads: dict[str, nn.Module] = {"mahalanobis": MahalanobisHead(means, chol), "ridge": RidgeHead(w, b, temp)}
     if m.loss == "cross_entropy":
         heads["softmax"] = SoftmaxHead(model.logits)
-    head_params = {"temperature": temp} if m.classifier == "ridge" else {}
     classifier = FrameClassifier(model, heads[m.classifier], distance).cpu().eval()
     with torch.no_grad():
         train_dist = distance(torch.from_numpy(z_tr)).numpy()
@@ -323,19 +351,8 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
         if x_te is not None:
             entry["test"] = _summary(_evaluate_frame(alt, x_te, test.labels, classes, threshold))
         results["heads"][name] = entry
-    spec_out = {
-        "task": "frame",
-        "kind": "frame",
-        "backbone": m.backbone,
-        "in_channels": cfg.preprocess.channels,
-        "size": cfg.preprocess.size[0],
-        "embedding_dim": m.embedding_dim,
-        "num_classes": k,
-        "normalize": m.loss != "cross_entropy",
-        "classifier": m.classifier,
-        "head_params": head_params,
-    }
-    torch.save({"spec": spec_out, "state_dict": classifier.state_dict()}, out / "checkpoint.pt")
+    save_checkpoint(out, "frame_classifier", {**model_args, "classifier": m.classifier}, classifier)
+    inputs, outputs = classifier.card_io()
     card = {
         "task": "frame",
         "classes": classes,
@@ -347,20 +364,8 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
             "unknown_threshold": threshold,
             "loss": m.loss,
         },
-        "inputs": [
-            {
-                "name": "image",
-                "role": "image",
-                "dtype": "float32",
-                "shape": ["batch", cfg.preprocess.channels, *cfg.preprocess.size],
-                "layout": "NCHW",
-            }
-        ],
-        "outputs": [
-            {"name": "probabilities", "role": "probabilities", "shape": ["batch", k]},
-            {"name": "min_distance", "role": "min_distance", "shape": ["batch"]},
-            {"name": "embedding", "role": "embedding", "shape": ["batch", m.embedding_dim]},
-        ],
+        "inputs": inputs,
+        "outputs": outputs,
     }
     return {"history": history, "results": results, "card": card}
 
@@ -430,55 +435,39 @@ def train_sequence(
     len_all = torch.from_numpy(_lengths(train))
     y_all = torch.from_numpy(train.labels)
     s = cfg.sequence_model
-    model = SequenceClassifier(
-        s.arch,
-        k,
-        len(s.conditions),
-        s.hidden,
-        tuple(s.encoder_channels),
-        s.use_conditions,
-        spec.stamp_size,
-        s.photometry_radius,
-        spec.stamp_scaling == "asinh",
-        s.difference_channel,
-    ).to(device)
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    steps = cfg.train.epochs * max(1, len(tr_idx) // (cfg.train.batch_size * world))
-    opt, sched = make_optimizer(model.parameters(), cfg, steps)
-    rng = np.random.default_rng(cfg.seed)  # the same on every rank: _batches strides it
+    model_args = {
+        "arch": s.arch,
+        "num_classes": k,
+        "num_conditions": len(s.conditions),
+        "hidden": s.hidden,
+        "encoder_channels": list(s.encoder_channels),
+        "use_conditions": s.use_conditions,
+        "stamp_size": spec.stamp_size,
+        "photometry_radius": s.photometry_radius,
+        "asinh_input": spec.stamp_scaling == "asinh",
+        "difference_channel": s.difference_channel,
+    }
+    model = create_model("sequence_classifier", **model_args).to(device)
     t_max = x_all.shape[1]
-    tracker = EpochTracker(cfg.train.patience, rank)
-    for epoch in range(1, cfg.train.epochs + 1):
-        net.train()
-        t0, losses = time.perf_counter(), []
-        batches = list(_batches(len(tr_idx), cfg.train.batch_size, rng, rank, world))
-        for b in tqdm(batches, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch", leave=False, disable=rank != 0):
-            idx = torch.from_numpy(tr_idx)[b]
-            x, c, y, n = x_all[idx].to(device), c_all[idx].to(device), y_all[idx].to(device), len_all[idx].to(device)
-            logits = net.module.logits(x, c) if world > 1 else model.logits(x, c)
-            steps_t = torch.arange(t_max, device=device)[None, :]
-            valid = (steps_t < n[:, None]) & (steps_t >= s.min_epochs - 1)
-            per_step = nn.functional.cross_entropy(logits.reshape(-1, k), y.repeat_interleave(t_max), reduction="none")
-            # Later epochs weigh more: early on the classes are genuinely ambiguous, and the answer that
-            # matters most is the one with the most evidence.
-            weight = valid * (steps_t + 1).float() / t_max
-            loss = (per_step * weight.reshape(-1)).sum() / weight.sum().clamp(min=1e-6)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            if sched is not None and sched.last_epoch < steps:
-                sched.step()
-            losses.append(float(loss.detach()))
-        val = _evaluate_sequence(
-            model, x_all[va_idx], c_all[va_idx], train.labels[va_idx], len_all[va_idx].numpy(), classes, device
-        )
-        if tracker.update(epoch, losses, val["accuracy"], time.perf_counter() - t0, model):
-            break
-    model.load_state_dict(tracker.best_state)
-    history = tracker.history
+    tr_idx_t = torch.from_numpy(tr_idx)
+
+    def step(net, b):
+        idx = tr_idx_t[b]
+        x, c, y, n = x_all[idx].to(device), c_all[idx].to(device), y_all[idx].to(device), len_all[idx].to(device)
+        logits = net(x, c, logits=True)
+        steps_t = torch.arange(t_max, device=device)[None, :]
+        valid = (steps_t < n[:, None]) & (steps_t >= s.min_epochs - 1)
+        per_step = nn.functional.cross_entropy(logits.reshape(-1, k), y.repeat_interleave(t_max), reduction="none")
+        # Later epochs weigh more: early on the classes are genuinely ambiguous, and the answer that
+        # matters most is the one with the most evidence.
+        weight = valid * (steps_t + 1).float() / t_max
+        return (per_step * weight.reshape(-1)).sum() / weight.sum().clamp(min=1e-6)
+
+    def validate() -> float:
+        labels, lengths = train.labels[va_idx], len_all[va_idx].numpy()
+        return _evaluate_sequence(model, x_all[va_idx], c_all[va_idx], labels, lengths, classes, device)["accuracy"]
+
+    history = fit(model, cfg, len(tr_idx), step, validate, device, rank, world, clip=True)
     if rank != 0:
         return {}
     model = model.cpu().eval()
@@ -499,21 +488,8 @@ def train_sequence(
         results["test"] = _evaluate_sequence(
             model, x_te, c_te, test.labels, _lengths(test), classes, torch.device("cpu")
         )
-    spec_out = {
-        "task": "sequence",
-        "kind": "sequence",
-        "arch": s.arch,
-        "num_classes": k,
-        "num_conditions": len(s.conditions),
-        "hidden": s.hidden,
-        "encoder_channels": list(s.encoder_channels),
-        "use_conditions": s.use_conditions,
-        "stamp_size": spec.stamp_size,
-        "photometry_radius": s.photometry_radius,
-        "difference_channel": s.difference_channel,
-        "asinh_input": spec.stamp_scaling == "asinh",
-    }
-    torch.save({"spec": spec_out, "state_dict": model.state_dict()}, out / "checkpoint.pt")
+    save_checkpoint(out, "sequence_classifier", model_args, model)
+    inputs, outputs = model.card_io()
     size = spec.stamp_size
     card = {
         "task": "sequence",
@@ -530,22 +506,8 @@ def train_sequence(
         },
         "sequence": json.loads(spec.model_dump_json()),
         "metric_head": {"kind": "softmax", "in_graph": True, "loss": "cross_entropy"},
-        "inputs": [
-            {
-                "name": "stamps",
-                "role": "stamps",
-                "dtype": "float32",
-                "shape": ["batch", "time", 1, size, size],
-                "layout": "NTCHW",
-            },
-            {
-                "name": "conditions",
-                "role": "conditions",
-                "dtype": "float32",
-                "shape": ["batch", "time", len(s.conditions)],
-            },
-        ],
-        "outputs": [{"name": "probabilities", "role": "probabilities", "shape": ["batch", "time", k]}],
+        "inputs": inputs,
+        "outputs": outputs,
     }
     return {"history": history, "results": results, "card": card}
 

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torchvision
 from torch import nn
+
+from skyedge.training.models.metric_heads import MahalanobisHead, MinDistance, RidgeHead, SoftmaxHead
+from skyedge.training.models.registry import register_model
 
 BACKBONES: dict[str, Callable[[int, int], tuple[nn.Module, int]]] = {}
 
@@ -73,12 +77,21 @@ class FrameEmbedder(nn.Module):
     """Backbone + linear embedding head; ``logits`` exists for the cross-entropy baseline."""
 
     def __init__(
-        self, backbone: str, in_channels: int, size: int, embedding_dim: int, num_classes: int, normalize: bool = True
+        self,
+        *,
+        backbone: str,
+        in_channels: int,
+        size: int | tuple[int, int],
+        embedding_dim: int,
+        num_classes: int,
+        normalize: bool = True,
     ):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; available: {', '.join(sorted(BACKBONES))}")
-        self.backbone, features = BACKBONES[backbone](in_channels, size)
+        self.input_size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        self.in_channels, self.embedding_dim, self.num_classes = in_channels, embedding_dim, num_classes
+        self.backbone, features = BACKBONES[backbone](in_channels, min(self.input_size))
         self.embed = nn.Linear(features, embedding_dim)
         self.normalize = normalize
         self.logits = nn.Linear(embedding_dim, num_classes)
@@ -99,3 +112,43 @@ class FrameClassifier(nn.Module):
     def forward(self, image: torch.Tensor):
         z = self.embedder(image)
         return self.head(z), self.distance(z), z
+
+    def card_io(self) -> tuple[list[dict], list[dict]]:
+        """The model card's ``inputs`` and ``outputs`` for this graph."""
+        e = self.embedder
+        inputs = [
+            {
+                "name": "image",
+                "role": "image",
+                "dtype": "float32",
+                "shape": ["batch", e.in_channels, *e.input_size],
+                "layout": "NCHW",
+            }
+        ]
+        outputs = [
+            {"name": "probabilities", "role": "probabilities", "shape": ["batch", e.num_classes]},
+            {"name": "min_distance", "role": "min_distance", "shape": ["batch"]},
+            {"name": "embedding", "role": "embedding", "shape": ["batch", e.embedding_dim]},
+        ]
+        return inputs, outputs
+
+
+HEADS = ("softmax", "mahalanobis", "ridge")
+
+
+@register_model("frame_classifier")
+def frame_classifier(*, classifier: str = "mahalanobis", **embedder_args) -> FrameClassifier:
+    """The exported frame classifier's structure (``embedder_args`` as :class:`FrameEmbedder` takes them), its
+    fitted heads left as placeholders for a checkpoint to fill."""
+    embedder = FrameEmbedder(**embedder_args)
+    num_classes, embedding_dim = embedder.num_classes, embedder.embedding_dim
+    means, eye = np.zeros((num_classes, embedding_dim)), np.eye(embedding_dim)
+    if classifier == "mahalanobis":
+        head = MahalanobisHead(means, eye)
+    elif classifier == "ridge":
+        head = RidgeHead(means, np.zeros(num_classes), 1.0)
+    elif classifier == "softmax":
+        head = SoftmaxHead(embedder.logits)
+    else:
+        raise ValueError(f"unknown classifier {classifier!r}; expected one of {', '.join(HEADS)}")
+    return FrameClassifier(embedder, head, MinDistance(means, eye))

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from skyedge.training.models.registry import register_model
+
 ARCHITECTURES = ("rcnn", "taonet")
 
 
@@ -91,6 +93,7 @@ class SequenceClassifier(nn.Module):
 
     def __init__(
         self,
+        *,
         arch: str,
         num_classes: int,
         num_conditions: int,
@@ -107,6 +110,7 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"unknown sequence architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
         self.arch = arch
         self.difference_channel = difference_channel
+        self.num_classes, self.num_conditions, self.stamp_size = num_classes, num_conditions, stamp_size
         self.encoder = StampEncoder(
             tuple(encoder_channels), stamp_size, hidden, in_channels=2 if difference_channel else 1
         )
@@ -130,5 +134,20 @@ class SequenceClassifier(nn.Module):
         out, _ = self.rnn(feats)
         return self.classifier(out)
 
-    def forward(self, stamps: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits(stamps, conditions), dim=2)
+    def forward(self, stamps: torch.Tensor, conditions: torch.Tensor, logits: bool = False) -> torch.Tensor:
+        """Probabilities (B, T, C); ``logits=True`` for training (through DistributedDataParallel's forward)."""
+        scores = self.logits(stamps, conditions)
+        return scores if logits else torch.softmax(scores, dim=2)
+
+    def card_io(self) -> tuple[list[dict], list[dict]]:
+        """The model card's ``inputs`` and ``outputs`` for this graph."""
+        s = self.stamp_size
+        inputs = [
+            {"name": "stamps", "role": "stamps", "dtype": "float32", "shape": ["batch", "time", 1, s, s], "layout": "NTCHW"},
+            {"name": "conditions", "role": "conditions", "dtype": "float32", "shape": ["batch", "time", self.num_conditions]},
+        ]
+        outputs = [{"name": "probabilities", "role": "probabilities", "shape": ["batch", "time", self.num_classes]}]
+        return inputs, outputs
+
+
+register_model("sequence_classifier")(SequenceClassifier)
