@@ -267,3 +267,22 @@ class AlpacaServer:
         self.httpd.server_close()
         if self._udp is not None:
             self._udp.close()
+
+
+def server_for(cfg, pipelines: list, model_name: str) -> AlpacaServer:
+    """The SafetyMonitor for the deployment's ``alpaca`` section, reporting one frame pipeline's safety."""
+    from skyedge.edge.config import StartupError
+
+    frames = [p for p in pipelines if p.verdicts.safety is not None]
+    if not frames:
+        raise StartupError("alpaca.enabled: the SafetyMonitor needs a frame (all-sky) pipeline")
+    wanted = cfg.alpaca.camera
+    pipeline = next((p for p in frames if p.camera == wanted), frames[0]) if wanted else frames[0]
+    name = f"skyedge {cfg.device} {pipeline.camera}"
+    description = f"All-sky safety from {model_name} on {cfg.site}/{cfg.device}/{pipeline.camera}"
+    try:
+        return AlpacaServer(pipeline.verdicts.safety, cfg.alpaca, name, description)
+    except OSError as exc:
+        raise StartupError(
+            f"alpaca: cannot listen on {cfg.alpaca.bind}:{cfg.alpaca.port} or UDP {cfg.alpaca.discovery_port}: {exc}"
+        ) from None

@@ -22,25 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.dataset_inputs import random_inputs
 from skyedge.edge.backends import create_backend, resolve_kind
-from skyedge.edge.package import onnx_key, open_package
-
-
-class _Settings:
-    def __init__(self, threads: int, batch: int):
-        self.providers, self.threads, self.batch_size, self.engine_dir = ["CPUExecutionProvider"], threads, batch, None
-
-
-def synthetic_inputs(card, batch: int, epochs: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs in the card's shapes (time = the card's max epochs unless given)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for spec in card.inputs:
-        shape = [batch]
-        for dim in spec.shape[1:]:
-            shape.append(dim if isinstance(dim, int) else (epochs or card.sequence.max_epochs))
-        out[spec.name] = rng.standard_normal(shape).astype(np.float32)
-    return out
+from skyedge.edge.package import open_package
 
 
 def time_backend(backend, inputs: dict, trials: int = 5, min_seconds: float = 1.0, warmup: int = 5) -> dict:
@@ -194,9 +178,9 @@ def run_bench(
     for precision in precisions:
         pkg = open_package(package, precision, kind)
         for batch in batches:
-            be = create_backend(kind, pkg, _Settings(threads, batch))
+            be = create_backend(kind, pkg, threads=threads, batch_size=batch)
             try:
-                timing = time_backend(be, synthetic_inputs(pkg.card, batch), trials, seconds)
+                timing = time_backend(be, random_inputs(pkg.card, batch), trials, seconds)
             finally:
                 be.close()
             row = {
@@ -205,7 +189,7 @@ def run_bench(
                 "file": pkg.onnx_file.name,
                 "batch": batch,
                 **timing,
-                "accuracy": _accuracy(package, onnx_key(precision, kind, pkg.card.files)),
+                "accuracy": _accuracy(package, pkg.key),
             }
             if frames:
                 pipe = pipeline_throughput(package, precision, batch, threads, frames, copies)

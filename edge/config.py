@@ -1,6 +1,6 @@
 """The edge deployment file (``configs/edge/*.yaml``): one device, its model, its pipelines, its reporters.
 
-Validated in full when ``skyedge run`` starts (DESIGN.md "Edge runtime"), so a
+Validated in full when ``skyedge run`` starts (docs/architecture.md "Edge runtime"), so a
 typo in a camera name or a missing password variable stops the service at
 once instead of an hour into the night. Defaults are documented in
 ``configs/edge/allsky.yaml``.
@@ -13,6 +13,13 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from skyedge.config import PathField, Schema
+from skyedge.errors import SkyedgeError
+
+
+class StartupError(SkyedgeError, ValueError):
+    """A deployment that validates but cannot start here (a model that cannot serve it, a path that cannot be
+    used): the message names the key and says what to do, like any other config error."""
+
 
 # One MQTT topic level: these names become topic segments skyedge/<site>/<device>/<camera>/...
 TopicSegment = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
@@ -41,7 +48,7 @@ class BackendSection(Schema):
     dla_core: Annotated[int, Field(ge=0)] | None = None
 
 
-class CameraSource(Schema):
+class CameraSourceSection(Schema):
     """OpenCV VideoCapture: a V4L2 index, an RTSP URL or a GStreamer pipeline string."""
 
     kind: Literal["camera"]
@@ -52,7 +59,7 @@ class CameraSource(Schema):
     reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
 
 
-class DirectorySource(Schema):
+class DirectorySourceSection(Schema):
     """A folder where camera software drops FITS/JPEG/PNG/TIFF files."""
 
     kind: Literal["directory"]
@@ -66,7 +73,7 @@ class DirectorySource(Schema):
     state_file: PathField | None = Field(default=None, description="default: <path>/.skyedge-state.sqlite")
 
 
-class FitsSequenceSource(Schema):
+class FitsSequenceSourceSection(Schema):
     """Telescope frames of one field over time, stamps cut at catalogued positions."""
 
     kind: Literal["fits-sequence"]
@@ -76,9 +83,14 @@ class FitsSequenceSource(Schema):
     )
     patterns: list[str] = Field(default_factory=lambda: ["*.fits", "*.fit", "*.fts"])
     detect_threshold_sigma: Annotated[float, Field(gt=0)] = 5.0
+    settle_s: Annotated[float, Field(ge=0)] = 1.0
+    poll_s: Annotated[float, Field(gt=0)] = 1.0
+    state_file: PathField | None = Field(default=None, description="default: <path>/.skyedge-state.sqlite")
 
 
-Source = Annotated[CameraSource | DirectorySource | FitsSequenceSource, Field(discriminator="kind")]
+SourceSection = Annotated[
+    CameraSourceSection | DirectorySourceSection | FitsSequenceSourceSection, Field(discriminator="kind")
+]
 
 
 class PreprocessSection(Schema):
@@ -107,11 +119,11 @@ class SafetySection(Schema):
     stale_after_s: Annotated[float, Field(gt=0)] = 300.0
 
 
-class Pipeline(Schema):
+class PipelineSection(Schema):
     """One camera or telescope: a source and its per-site settings."""
 
     camera: TopicSegment
-    source: Source
+    source: SourceSection
     preprocess: PreprocessSection = PreprocessSection()
     sky_state: SkyStateSection = SkyStateSection()
     safety: SafetySection = SafetySection()
@@ -206,7 +218,7 @@ class EdgeConfig(Schema):
     device: TopicSegment
     model: ModelSection
     backend: BackendSection = BackendSection()
-    pipelines: list[Pipeline] = Field(min_length=1)
+    pipelines: list[PipelineSection] = Field(min_length=1)
     reporters: ReportersSection
     alpaca: AlpacaSection = AlpacaSection()
     homeassistant: HomeAssistantSection = HomeAssistantSection()

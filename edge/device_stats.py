@@ -1,6 +1,6 @@
 """Device temperature and GPU load for the metrics message, where the platform exposes them (Jetson sysfs).
 
-Read from the kernel's thermal zones (``/sys/class/thermal/thermal_zone*/``:
+Also the process's resident memory from ``/proc``. Read from the kernel's thermal zones (``/sys/class/thermal/thermal_zone*/``:
 ``type`` names such as ``cpu-thermal``/``CPU-therm`` and ``gpu-thermal``/``GPU-therm``
 on Jetsons) and the Jetson GPU load file; absent files mean "not readable
 here", never an error. jetson-stats is not required.
@@ -35,4 +35,16 @@ def gpu_load(files=GPU_LOAD_FILES) -> float | None:
             return round(int(Path(f).read_text().strip()) / 1000.0, 3)
         except (OSError, ValueError):
             continue
+    return None
+
+
+def host_rss_mb() -> float | None:
+    """This process's resident set size in MiB (``/proc/self/status``), None where unreadable."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
     return None

@@ -10,10 +10,11 @@ vanished device shows as unavailable.
 from __future__ import annotations
 
 from skyedge import __version__
+from skyedge.edge.messages import Message
 
 
-def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str) -> list[tuple[str, dict]]:
-    """(topic, payload) pairs to publish retained at start."""
+def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str) -> list[Message]:
+    """Retained entity configs to publish at start (Home Assistant's payloads, not skyedge schemas)."""
     site, device = factory.site, factory.device
     node = f"skyedge_{site}_{device}".replace("-", "_").replace(".", "_")
     status = factory.topic("status")
@@ -105,4 +106,4 @@ def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str
                 },
             ),
         ]
-    return out
+    return [Message("discovery", topic, payload, qos=1, retain=True) for topic, payload in out]

@@ -1,13 +1,15 @@
-"""Build the MQTT contract's messages (DESIGN.md "MQTT contract"): envelope, topic, schema check.
+"""The MQTT contract's messages (docs/architecture.md "MQTT contract"): envelope, topic, QoS, retain, schema check.
 
-Every payload is validated against its JSON Schema before it leaves the
-process, so a bug here shows up as a clear error at the source, not as a
-message observatory control cannot parse.
+Every skyedge payload is validated against its JSON Schema before it leaves
+the process, so a bug shows up as a clear error at the source, not as a
+message observatory control cannot parse. A :class:`Message` carries its kind
+explicitly, so no reporter ever guesses what a message is from its topic.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from skyedge.payloads import validate_payload
@@ -23,11 +25,29 @@ def utc_from_timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+RETAINED = {"status": True, "state": True, "metrics": True, "classification": False, "event": False}
+QOS = {"status": 1, "state": 1, "classification": 1, "event": 1, "metrics": 0}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One outgoing message. ``schema`` names the skyedge payload schema, or is None for foreign payloads (discovery)."""
+
+    kind: str
+    topic: str
+    payload: dict
+    qos: int = 1
+    retain: bool = False
+    schema: str | None = None
+
+    @classmethod
+    def contract(cls, kind: str, topic: str, payload: dict) -> Message:
+        """A message of one of the contract's kinds, with that kind's QoS and retain flag."""
+        return cls(kind, topic, payload, QOS[kind], RETAINED[kind], f"skyedge.{kind}/1")
+
+
 class MessageFactory:
     """Stamps the envelope (schema, ts, site, device, model, msg_id) and knows the topics."""
-
-    RETAINED = {"status": True, "state": True, "metrics": True, "classification": False, "event": False}
-    QOS = {"status": 1, "state": 1, "classification": 1, "event": 1, "metrics": 0}
 
     def __init__(self, site: str, device: str, model: dict | None, validate: bool = True):
         self.site, self.device, self.model, self.validate = site, device, model, validate
@@ -52,3 +72,9 @@ class MessageFactory:
         if self.validate:
             validate_payload(kind, payload)
         return payload
+
+    def message(self, kind: str, camera: str | None = None, **fields) -> Message:
+        """A validated message of ``kind``; camera-level kinds carry ``camera`` in the payload and topic."""
+        if camera is not None:
+            fields["camera"] = camera
+        return Message.contract(kind, self.topic(kind, camera), self.make(kind, **fields))

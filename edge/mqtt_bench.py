@@ -18,17 +18,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from skyedge.brokers import free_port
 from skyedge.edge.config import MqttSection
-from skyedge.edge.messages import MessageFactory
+from skyedge.edge.messages import Message, MessageFactory
 from skyedge.edge.reporters.mqtt import MqttReporter
 
 _MODEL = {"name": "bench", "sha256": "0" * 64, "precision": "fp32"}
 
 
-def sample_classification(factory: MessageFactory, i: int, camera: str = "bench") -> dict:
+def sample_classification(factory: MessageFactory, i: int, camera: str = "bench") -> Message:
     """A valid classification message for frame ``i`` (benchmarks and delivery tests)."""
-    return factory.make(
+    return factory.message(
         "classification",
-        camera=camera,
+        camera,
         task="frame",
         frame_id=f"f{i:06d}",
         **{"class": "clear"},
@@ -73,16 +73,15 @@ def mqtt_figures(host: str, port: int, n: int = 10_000, protocol: str = "3.1.1")
     with tempfile.TemporaryDirectory(prefix="skyedge-mqtt-bench-") as tmp:
         factory = MessageFactory("bench", f"dev-{uuid.uuid4().hex[:6]}", _MODEL)
         counter = _Counter(host, port, f"skyedge/bench/{factory.device}/bench/classification")
-        payloads = [sample_classification(factory, i) for i in range(n)]
-        topic = factory.topic("classification", "bench")
+        messages = [sample_classification(factory, i) for i in range(n)]
         cfg = MqttSection.model_validate(
             {"host": host, "port": port, "protocol": protocol, "queue_path": str(Path(tmp) / "a.queue")}
         )
         reporter = MqttReporter(cfg, factory)
         reporter.connected.wait(10)
         t0 = time.perf_counter()
-        for p in payloads:
-            reporter.publish(topic, p, 1, False)
+        for m in messages:
+            reporter.publish(m)
         reporter.flush(300)
         acked = time.perf_counter() - t0
         received = counter.wait(n, 60)
@@ -94,7 +93,7 @@ def mqtt_figures(host: str, port: int, n: int = 10_000, protocol: str = "3.1.1")
         )
         offline = MqttReporter(dead, factory)
         for i in range(n):
-            offline.publish(topic, sample_classification(factory, n + i), 1, False)
+            offline.publish(sample_classification(factory, n + i))
         offline.close(timeout=0)
         live = cfg.model_copy(update={"queue_path": dead.queue_path})
         t1 = time.perf_counter()

@@ -30,6 +30,7 @@ class Row:
     qos: int
     retain: bool
     kind: str
+    schema: str | None
 
 
 class Outbox:
@@ -51,14 +52,21 @@ class Outbox:
                 "created REAL NOT NULL)"
             )
             self._db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+            if "schema" not in columns:  # an outbox written by an earlier version: keep its queued rows
+                self._db.execute("ALTER TABLE outbox ADD COLUMN schema TEXT")
+                self._db.execute(
+                    "UPDATE outbox SET schema = 'skyedge.' || kind || '/1' WHERE kind IN "
+                    "('status', 'classification', 'state', 'event', 'metrics')"
+                )
             self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
-    def put(self, topic: str, payload: bytes, qos: int, retain: bool, kind: str) -> None:
+    def put(self, topic: str, payload: bytes, qos: int, retain: bool, kind: str, schema: str | None = None) -> None:
         """Append one message durably; enforce the bound."""
         with self._lock:
             self._db.execute(
-                "INSERT INTO outbox (topic, payload, qos, retain, kind, created) VALUES (?, ?, ?, ?, ?, ?)",
-                (topic, payload, qos, int(retain), kind, time.time()),
+                "INSERT INTO outbox (topic, payload, qos, retain, kind, schema, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (topic, payload, qos, int(retain), kind, schema, time.time()),
             )
             self._count += 1
             if self._count > self.max_messages:
@@ -85,10 +93,10 @@ class Outbox:
         """The oldest queued messages with id above ``after_id``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, topic, payload, qos, retain, kind FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT id, topic, payload, qos, retain, kind, schema FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
-        return [Row(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5]) for r in rows]
+        return [Row(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
 
     def ack(self, row_id: int) -> None:
         """The broker has it: forget it."""

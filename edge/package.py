@@ -13,6 +13,7 @@ from pathlib import Path
 
 from skyedge.errors import SkyedgeError
 from skyedge.model_card import ModelCard, read_card
+from skyedge.precisions import card_key_for
 from skyedge.shards import sha256_file
 
 
@@ -27,6 +28,7 @@ class Package:
     path: Path
     card: ModelCard
     precision: str
+    key: str  # the card's file key (``int8-cpu`` when ONNX Runtime runs INT8)
     onnx_file: Path
     onnx_sha256: str
 
@@ -34,13 +36,6 @@ class Package:
     def model_info(self) -> dict:
         """The ``model`` block of every MQTT message."""
         return {"name": self.card.name, "sha256": self.onnx_sha256, "precision": self.precision}
-
-
-def onnx_key(precision: str, backend: str, files: dict[str, str]) -> str:
-    """Which card file serves ``precision`` on ``backend``: ONNX Runtime prefers the U8S8 INT8 form."""
-    if precision == "int8" and backend == "onnxruntime" and "int8-cpu" in files:
-        return "int8-cpu"
-    return precision
 
 
 def open_package(path: str | Path, precision: str, backend: str, expect_classes: list[str] | None = None) -> Package:
@@ -54,7 +49,7 @@ def open_package(path: str | Path, precision: str, backend: str, expect_classes:
             f"model.expect_classes: the deployment expects {expect_classes} but {path}/skyedge.json lists "
             f"{card.classes}: wrong model for this camera?"
         )
-    key = onnx_key(precision, backend, card.files)
+    key = card_key_for(precision, backend, card.files)
     if key not in card.files:
         raise PackageError(
             f"model.precision: {path} has no {precision} model (card files: {', '.join(sorted(card.files))}); "
@@ -67,4 +62,4 @@ def open_package(path: str | Path, precision: str, backend: str, expect_classes:
     expected = card.sha256.get(file.name)
     if expected is not None and expected != digest:
         raise PackageError(f"{file}: sha256 differs from the card (truncated or modified copy); copy the package again")
-    return Package(path, card, precision, file, digest)
+    return Package(path, card, precision, key, file, digest)

@@ -35,7 +35,7 @@ class SafetyPolicy:
         self._run_start: float | None = None
         self._last_frame: float | None = None
         self._failed: str | None = None
-        self._verdict = False
+        self._reported = False  # the verdict last returned as a change; only frame/failed/check move it
         self.reason = "no classification yet"
 
     def _evaluate(self, now: float) -> tuple[bool, str]:
@@ -60,8 +60,8 @@ class SafetyPolicy:
 
     def _settle(self, now: float) -> SafetyChange | None:
         verdict, why = self._evaluate(now)
-        changed = verdict != self._verdict
-        self._verdict, self.reason = verdict, why
+        changed = verdict != self._reported
+        self._reported, self.reason = verdict, why
         return SafetyChange(verdict, why) if changed else None
 
     def frame(self, label: str, now: float | None = None) -> SafetyChange | None:
@@ -90,7 +90,10 @@ class SafetyPolicy:
             return self._settle(time.monotonic() if now is None else now)
 
     def is_safe(self, now: float | None = None) -> bool:
-        """The verdict now (re-evaluated, so a stale camera is unsafe even between frames)."""
+        """The verdict now (re-evaluated, so a stale camera is unsafe even between frames).
+
+        Asking never consumes a change: the next :meth:`check` still reports a flip that happened meanwhile.
+        """
         with self._lock:
-            self._settle(time.monotonic() if now is None else now)
-            return self._verdict
+            verdict, self.reason = self._evaluate(time.monotonic() if now is None else now)
+            return verdict

@@ -48,7 +48,6 @@ class SequenceAssembler:
     def __init__(self, spec: SequenceSpec):
         self.spec = spec
         self.buffers: dict[str, deque] = {}
-        self.history: dict[str, list[str]] = {}
 
     def add_epoch(self, image: np.ndarray, conditions: dict[str, float], catalog) -> list[ObjectEpoch]:
         """Cut every object's stamp from this epoch; return each object's inputs over its window."""
@@ -62,7 +61,3 @@ class SequenceAssembler:
             x, c = prepare_sequence(stamps, {k: raw[:, i] for i, k in enumerate(RAW_CONDITIONS)}, self.spec)
             out.append(ObjectEpoch(entry.id, len(buf), conditions["mjd"], entry.x, entry.y, x, c))
         return out
-
-    def record(self, object_id: str, label: str) -> None:
-        """Keep an object's class history (one entry per epoch)."""
-        self.history.setdefault(object_id, []).append(label)

@@ -1,4 +1,8 @@
-"""Counters and latency windows per stage: what the metrics message and `skyedge bench --pipeline` report."""
+"""Counters and latency windows: what the metrics message and `skyedge bench --pipeline` report.
+
+Thread-safe: sources count drops, the inference thread records backend calls,
+the publisher records each published result.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 
 
 class Stats:
-    """Thread-safe counters (processed, corrupt, dropped, failed) and recent latencies."""
+    """Counters (processed, corrupt, dropped, failed), backend time, and recent end-to-end latencies."""
 
     def __init__(self, window: int = 10_000):
         self.started = time.monotonic()
@@ -28,16 +32,20 @@ class Stats:
         with self._lock:
             self.counts[key] += n
 
-    def batch(self, seconds: float, latencies_ms: list[float], first_arrival: float | None = None) -> None:
-        """Record one backend call and its items' end-to-end latencies."""
+    def backend_call(self, seconds: float) -> None:
+        """One backend call."""
         with self._lock:
-            if first_arrival is not None and (self.first_arrival is None or first_arrival < self.first_arrival):
-                self.first_arrival = first_arrival
-            self.last_done = time.perf_counter()
             self.backend_s += seconds
             self.batches += 1
-            self.counts["processed"] += len(latencies_ms)
-            self.latency_ms.extend(latencies_ms)
+
+    def done(self, latency_ms: float, arrived: float) -> None:
+        """One result published, ``latency_ms`` after its input arrived (perf_counter ``arrived``)."""
+        with self._lock:
+            if self.first_arrival is None or arrived < self.first_arrival:
+                self.first_arrival = arrived
+            self.last_done = time.perf_counter()
+            self.counts["processed"] += 1
+            self.latency_ms.append(latency_ms)
 
     def snapshot(self) -> dict:
         """Counts, throughput since the last snapshot, and latency percentiles."""

@@ -38,3 +38,15 @@ def offline_frame_probabilities(package: Path, files: list[Path]) -> dict[str, n
         x = prepare_frame(read_frame(f)[0], card.preprocess)[None]
         out[f.name] = sess.run(["probabilities"], {"image": x})[0][0]
     return out
+
+
+def package_with_unknown_threshold(package: Path, out: Path, threshold: float) -> Path:
+    """A copy of ``package`` whose card puts the open-set threshold at ``threshold`` (model files unchanged)."""
+    import shutil
+
+    from skyedge.model_card import read_card, write_card
+
+    shutil.copytree(package, out)
+    card = read_card(out)
+    write_card(card.model_copy(update={"metric_head": card.metric_head.model_copy(update={"unknown_threshold": threshold})}), out)
+    return out

@@ -23,9 +23,9 @@ def main() -> None:
     reporter = MqttReporter(cfg, factory)
     with open(ids, "a", buffering=1) as fh:
         for i in range(n):
-            payload = sample_classification(factory, i, camera="allsky")
-            reporter.publish(factory.topic("classification", "allsky"), payload, 1, False)
-            fh.write(payload["msg_id"] + "\n")
+            message = sample_classification(factory, i, camera="allsky")
+            reporter.publish(message)
+            fh.write(message.payload["msg_id"] + "\n")
             if rate:
                 time.sleep(1.0 / rate)
     reporter.flush(120)

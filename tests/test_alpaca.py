@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import requests
-from edge_helpers import offline_frame_probabilities, write_config
+from edge_helpers import offline_frame_probabilities, package_with_unknown_threshold, write_config
 
 from skyedge.brokers import free_port
 from skyedge.edge.config import load_edge_config
@@ -43,6 +43,16 @@ def test_policy_holds_then_trips_at_once_and_goes_stale():
     assert not p.is_safe(30 + 61) and "stale" in p.reason
     p.frame("clear", 100)
     assert p.failed("camera unplugged", 101).safe is False and "camera unplugged" in p.reason
+
+
+def test_asking_is_safe_never_swallows_a_safety_change():
+    """Alpaca clients poll IsSafe from their own threads; the safety_change event must still be published."""
+    p = SafetyPolicy(["clear"], hold_frames=1, hold_s=10, stale_after_s=60)
+    assert p.frame("clear", 0) is None
+    assert p.is_safe(11)  # hold time passed while nobody published
+    change = p.check(11)
+    assert change is not None and change.safe
+    assert not p.is_safe(80) and p.check(80).safe is False  # stale, likewise
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +93,11 @@ def test_safety_monitor_with_alpyca(frame_package, scripted_frames, tmp_path):
     incoming.mkdir()
     log = tmp_path / "r.jsonl"
     port = free_port()
+    # Unknown (open-set) frames would also be unsafe; keep the threshold out of this script's way.
+    package = package_with_unknown_threshold(frame_package, tmp_path / "pkg", 1e9)
     cfg_path = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05},
         {"jsonl": {"path": str(log)}},
         alpaca={"enabled": True, "port": port, "location": "test dome"},
@@ -95,11 +107,8 @@ def test_safety_monitor_with_alpyca(frame_package, scripted_frames, tmp_path):
     text = cfg_path.read_text().replace("camera: allsky\n", "camera: allsky\n" + policy)
     assert policy in text
     cfg_path.write_text(text)
-    # Unknown (open-set) frames would also be unsafe; keep the threshold out of this script's way.
-    runtime = Runtime(load_edge_config(cfg_path), once=False, stop_event=threading.Event())
-    runtime.card = runtime.card.model_copy(
-        update={"metric_head": runtime.card.metric_head.model_copy(update={"unknown_threshold": 1e9})}
-    )
+    stop = threading.Event()
+    runtime = Runtime(load_edge_config(cfg_path), once=False, stop_event=stop)
     worker = threading.Thread(target=runtime.run)
     worker.start()
     address = f"127.0.0.1:{port}"
@@ -114,7 +123,7 @@ def test_safety_monitor_with_alpyca(frame_package, scripted_frames, tmp_path):
         assert _wait(lambda: classified() >= n["dropped"]), "frame not classified"
 
     try:
-        assert _wait(lambda: runtime.alpaca is not None and _listening(port))
+        assert _wait(lambda: _listening(port))
         found = discovery.search_ipv4(numquery=2, timeout=1)
         assert address in found, found
         devices = management.configureddevices(address)
@@ -157,7 +166,7 @@ def test_safety_monitor_with_alpyca(frame_package, scripted_frames, tmp_path):
         ok = requests.get(f"{base}/0/issafe", params={"clienttransactionid": "42"}, timeout=5).json()
         assert ok["ClientTransactionID"] == 42 and ok["ErrorNumber"] == 0 and ok["ServerTransactionID"] > 0
     finally:
-        runtime.stop.set()
+        stop.set()
         worker.join(timeout=20)
     events = [
         m["payload"]

@@ -61,20 +61,20 @@ def test_profiles_cover_batch_and_the_cards_epoch_range(sequence_package):
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_builds_and_matches_onnxruntime(frame_package, precision):
     """Needs TensorRT 10.3+/11.x, pycuda and a GPU: build, load through the backend, compare with ONNX Runtime."""
+    from skyedge.dataset_inputs import random_inputs
+    from skyedge.edge.backends import create_backend
     from skyedge.edge.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from skyedge.edge.backends.tensorrt_backend import TensorRTBackend
-    from skyedge.edge.bench import synthetic_inputs
     from skyedge.edge.package import open_package
     from skyedge.export.engine import build_engine
 
     path = build_engine(frame_package, precision, [1, 8, 32])
     assert read_sidecar(path).precision == precision
     package = open_package(frame_package, precision, "tensorrt")
-    trt_backend = TensorRTBackend(package, batch_size=8)
-    ort_backend = OnnxRuntimeBackend(package.onnx_file)
+    trt_backend = create_backend("tensorrt", package, batch_size=8)
+    ort_backend = OnnxRuntimeBackend(package.onnx_file)  # the same (symmetric INT8) file TensorRT built from
     try:
         for batch in (1, 5, 8):
-            inputs = synthetic_inputs(package.card, batch, seed=batch)
+            inputs = random_inputs(package.card, batch, seed=batch)
             got, want = trt_backend.infer(inputs), ort_backend.infer(inputs)
             agree = (got["probabilities"].argmax(1) == want["probabilities"].argmax(1)).mean()
             assert got["probabilities"].shape == want["probabilities"].shape

@@ -96,12 +96,12 @@ def test_round_trip_mqtt5_properties_will_and_schema(mqtt_broker, tmp_path):
     reporter = _reporter(mqtt_broker, tmp_path)
     factory = _factory()
     sent = [_classification(factory, i) for i in range(20)]
-    for p in sent:
-        reporter.publish(factory.topic("classification", "allsky"), p, 1, False)
+    for m in sent:
+        reporter.publish(m)
     assert reporter.flush(20)
     msgs = col.wait_for(21)
     got = [m for m in msgs if m.topic.endswith("/classification")]
-    assert [json.loads(m.payload)["msg_id"] for m in got] == [p["msg_id"] for p in sent]  # in order
+    assert [json.loads(m.payload)["msg_id"] for m in got] == [m.payload["msg_id"] for m in sent]  # in order
     for m in msgs:
         validate_payload(m.topic.rsplit("/", 1)[1], json.loads(m.payload))
     props = got[0].properties
@@ -120,7 +120,7 @@ def test_round_trip_mqtt311_against_amqtt(tmp_path):
         reporter = _reporter(broker, tmp_path, protocol="3.1.1")
         factory = _factory()
         for i in range(10):
-            reporter.publish(factory.topic("classification", "allsky"), _classification(factory, i), 1, False)
+            reporter.publish(_classification(factory, i))
         assert reporter.flush(20)
         got = [m for m in col.wait_for(11) if m.topic.endswith("/classification")]
         assert len(got) == 10
@@ -140,9 +140,9 @@ def test_three_broker_restarts_lose_nothing(tmp_path):
 
     def stream():
         for i in range(600):
-            p = _classification(factory, i)
-            reporter.publish(factory.topic("classification", "allsky"), p, 1, False)
-            sent.append(p["msg_id"])
+            m = _classification(factory, i)
+            reporter.publish(m)
+            sent.append(m.payload["msg_id"])
             time.sleep(0.005)
 
     try:
@@ -200,8 +200,9 @@ def test_retained_state_after_outage_is_the_latest(tmp_path):
         assert reporter.connected.wait(10)
         broker.stop()
         for state in ("clear", "cloudy", "moon"):
-            p = factory.make("state", camera="allsky", state=state, since="2026-11-23T00:00:00Z", safe=state == "clear")
-            reporter.publish(topic, p, 1, True)
+            m = factory.message("state", "allsky", state=state, since="2026-11-23T00:00:00Z", safe=state == "clear")
+            assert m.retain and m.topic == topic
+            reporter.publish(m)
         broker.start()
         assert reporter.flush(30)
         col = Collector(broker, topic)
@@ -327,8 +328,7 @@ def test_watch_shows_devices_and_prints_json_lines(mqtt_broker, tmp_path):
 
     reporter = _reporter(mqtt_broker, tmp_path)
     factory = _factory()
-    state = factory.make("state", camera="allsky", state="cloudy", since="2026-11-23T00:00:00Z", safe=False)
-    reporter.publish(factory.topic("state", "allsky"), state, 1, True)
+    reporter.publish(factory.message("state", "allsky", state="cloudy", since="2026-11-23T00:00:00Z", safe=False))
     assert reporter.flush(10)
     out = io.StringIO()
     done = {}
@@ -339,7 +339,7 @@ def test_watch_shows_devices_and_prints_json_lines(mqtt_broker, tmp_path):
     t = threading.Thread(target=run)
     t.start()
     time.sleep(1.0)
-    reporter.publish(factory.topic("classification", "allsky"), _classification(factory, 1), 1, False)
+    reporter.publish(_classification(factory, 1))
     t.join()
     reporter.close()
     lines = [json.loads(line) for line in out.getvalue().splitlines()]

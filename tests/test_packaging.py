@@ -68,7 +68,7 @@ PUBLIC_ENTRY_POINTS = {("export", "skyedge.training.checkpoint")}
 
 
 def test_no_stage_imports_another_stages_internals():
-    """DESIGN.md: stages talk through artifacts on disk; edge imports only the core."""
+    """docs/architecture.md: stages talk through artifacts on disk; edge imports only the core."""
     import re
 
     for stage in ("training", "export", "calibration", "edge"):

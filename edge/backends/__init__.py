@@ -1,6 +1,9 @@
-"""Inference backends behind one interface: ``infer(inputs) -> outputs``, ``input_names``, ``close()``.
+"""Inference backends: anything with ``input_names``, ``infer(batch)`` and ``close()`` (the :class:`Backend` protocol).
 
-Chosen by name in the deployment YAML (``backend.kind``).
+Chosen by name in the deployment YAML (``backend.kind``) through
+:func:`create_backend`, which also checks once that the graph's inputs are the
+card's. Tests and ``skyedge bench`` may hand the runtime any object that
+satisfies the protocol.
 """
 
 from __future__ import annotations
@@ -9,8 +12,31 @@ import importlib.util
 import logging
 import os
 import shutil
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from skyedge.errors import SkyedgeError
 
 log = logging.getLogger(__name__)
+
+KINDS = ("onnxruntime", "tensorrt")
+
+
+class BackendError(SkyedgeError, ValueError):
+    """A backend that cannot run this package as configured."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the runtime needs of a backend; ``infer`` takes and returns name -> array, batch axis first."""
+
+    input_names: list[str]
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
 
 
 def tensorrt_usable() -> tuple[bool, str]:
@@ -34,14 +60,30 @@ def resolve_kind(kind: str) -> str:
     return chosen
 
 
-def create_backend(kind: str, package, settings):
-    """Build the backend ``kind`` (already resolved) for a verified package."""
+def create_backend(
+    kind: str,
+    package,
+    *,
+    providers: list[str] | None = None,
+    threads: int = 0,
+    batch_size: int = 8,
+    engine_dir: Path | None = None,
+) -> Backend:
+    """Build the backend ``kind`` (already resolved) for a verified package; its inputs must be the card's."""
     if kind == "onnxruntime":
         from skyedge.edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(package.onnx_file, settings.providers, settings.threads)
-    if kind == "tensorrt":
-        from skyedge.edge.backends.tensorrt_backend import TensorRTBackend
+        backend = OnnxRuntimeBackend(package.onnx_file, providers, threads)
+    elif kind == "tensorrt":
+        from skyedge.edge.backends.tensorrt_backend import TensorRTBackend, engine_from_package
 
-        return TensorRTBackend(package, settings.batch_size, settings.engine_dir)
-    raise ValueError(f"backend.kind: unknown backend {kind!r}")
+        backend = TensorRTBackend(engine_from_package(package, engine_dir), batch_size)
+    else:
+        raise BackendError(f"backend.kind: unknown backend {kind!r}; expected one of {', '.join(KINDS)}")
+    expected = [t.name for t in package.card.inputs]
+    if sorted(backend.input_names) != sorted(expected):
+        backend.close()
+        raise BackendError(
+            f"{package.onnx_file}: graph inputs {backend.input_names} differ from the card's {expected}"
+        )
+    return backend

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.precisions import ort_session
+
 log = logging.getLogger(__name__)
 
 
@@ -26,13 +28,7 @@ class OnnxRuntimeBackend:
             log.warning("ONNX Runtime providers not available here, skipped: %s", ", ".join(missing))
         if "CPUExecutionProvider" not in usable:
             usable.append("CPUExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        if str(model).endswith(".fp16.onnx"):
-            # ONNX Runtime 1.32's extended CPU fusions crash on some FP16 graphs (SIGSEGV at session creation).
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        self.session = ort.InferenceSession(str(model), opts, providers=usable)
+        self.session = ort_session(model, threads, usable)
         self.providers = self.session.get_providers()
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]

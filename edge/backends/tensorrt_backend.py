@@ -1,81 +1,105 @@
-"""TensorRT backend: a prebuilt engine, pycuda pinned host buffers and device buffers, one CUDA stream.
+"""TensorRT backend: a loader that finds, checks and deserializes the package's engine, and a runner that executes it.
 
 Written against the TensorRT 10.3 / 11.x Python API (named I/O tensors,
-``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``). Buffers are
-allocated once, for the profile's largest shapes; each batch copies in
-asynchronously, runs, and copies out on the same stream. The engine must
-match this device (sidecar check: TensorRT version, GPU, source ONNX hash).
-Not executed in CI (no TensorRT there); covered by tests marked ``tensorrt``.
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``); what
+differs between the versions lives in :mod:`skyedge.engines`. The loader
+(:func:`engine_from_package`) refuses an engine built for another TensorRT,
+GPU or ONNX file (sidecar check). The runner allocates pycuda pinned host and
+device buffers once, for the profile's largest shapes; each batch copies in
+asynchronously, runs, and copies out on one stream. Not executed in CI (no
+TensorRT there); covered by tests marked ``tensorrt``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from skyedge.engines import EngineError, check_sidecar, engine_name
+from skyedge.engines import EngineError, check_sidecar, engine_name, io_tensors
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class LoadedEngine:
+    """A deserialized engine with the CUDA context it lives in (owned by the runner once handed over)."""
+
+    path: Path
+    engine: object
+    runtime: object
+    context: object  # pycuda primary context
+    gpu: str
+
+
+def engine_from_package(package, engine_dir: Path | None = None) -> LoadedEngine:
+    """The engine for this device, package precision and TensorRT version, checked against its sidecar."""
+    import pycuda.driver as cuda
+    import tensorrt as trt
+
+    cuda.init()
+    device = cuda.Device(0)
+    ctx = device.retain_primary_context()
+    ctx.push()
+    try:
+        major, minor = device.compute_capability()
+        gpu = device.name()
+        engines = Path(engine_dir) if engine_dir else package.path / "engines"
+        path = engines / engine_name(package.precision, gpu, trt.__version__)
+        check_sidecar(
+            path,
+            tensorrt_version=trt.__version__,
+            gpu=gpu,
+            compute_capability=f"{major}.{minor}",
+            onnx_sha256=package.onnx_sha256,
+        )
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise EngineError(f"{path}: TensorRT could not deserialize the engine; rebuild it with `skyedge engine`")
+    except BaseException:
+        ctx.pop()
+        ctx.detach()
+        raise
+    ctx.pop()
+    return LoadedEngine(path, engine, runtime, ctx, gpu)
+
+
 class TensorRTBackend:
-    """``infer`` takes and returns name -> array; batch (and time) may vary within the engine's profile."""
+    """Runs a :class:`LoadedEngine`; batch (and time) may vary within the engine's profile."""
 
     name = "tensorrt"
 
-    def __init__(self, package, batch_size: int, engine_dir: Path | None = None):
+    def __init__(self, loaded: LoadedEngine, batch_size: int):
         import pycuda.driver as cuda
         import tensorrt as trt
 
-        cuda.init()
-        device = cuda.Device(0)
-        self._ctx = device.retain_primary_context()
+        self._cuda, self._ctx, self.engine = cuda, loaded.context, loaded.engine
+        self._runtime = loaded.runtime
         self._ctx.push()
         try:
-            major, minor = device.compute_capability()
-            gpu = device.name()
-            engines = Path(engine_dir) if engine_dir else package.path / "engines"
-            path = engines / engine_name(package.precision, gpu, trt.__version__)
-            check_sidecar(
-                path,
-                tensorrt_version=trt.__version__,
-                gpu=gpu,
-                compute_capability=f"{major}.{minor}",
-                onnx_sha256=package.onnx_sha256,
-            )
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
-            self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-            if self.engine is None:
-                raise EngineError(
-                    f"{path}: TensorRT could not deserialize the engine; rebuild it with `skyedge engine`"
-                )
             self.context = self.engine.create_execution_context()
             self.stream = cuda.Stream()
-            names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-            is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-            self.input_names = [n for n in names if is_input[n]]
-            self.output_names = [n for n in names if not is_input[n]]
-            # Allocate for the largest shapes the profile allows, once.
+            self.input_names, self.output_names = io_tensors(self.engine, trt)
+            # Allocate once, for the largest shapes the profile allows.
             for name in self.input_names:
                 largest = tuple(self.engine.get_tensor_profile_shape(name, 0)[2])
                 if largest[0] < batch_size:
                     raise EngineError(
-                        f"{path}: engine's largest batch is {largest[0]} but backend.batch_size is {batch_size}; "
-                        "rebuild with a larger --batch"
+                        f"{loaded.path}: engine's largest batch is {largest[0]} but backend.batch_size is "
+                        f"{batch_size}; rebuild with a larger --batch"
                     )
                 self.context.set_input_shape(name, largest)
             self._host, self._device = {}, {}
-            for name in names:
+            for name in self.input_names + self.output_names:
                 shape = tuple(self.context.get_tensor_shape(name))
                 dtype = trt.nptype(self.engine.get_tensor_dtype(name))
                 self._host[name] = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
                 self._device[name] = cuda.mem_alloc(self._host[name].nbytes)
                 self.context.set_tensor_address(name, int(self._device[name]))
-            self._cuda = cuda
-            log.info("TensorRT %s engine %s on %s", trt.__version__, path.name, gpu)
+            log.info("TensorRT %s engine %s on %s", trt.__version__, loaded.path.name, loaded.gpu)
         finally:
             self._ctx.pop()
 

@@ -1,7 +1,8 @@
-"""Reporters: where messages go. Each has ``publish(topic, payload, qos, retain)`` and ``close()``.
+"""Reporters: where messages go. Each has ``publish(message)``, ``depth()``, ``dropped()`` and ``close()``.
 
-``publish`` never blocks the inference path for long: the MQTT reporter only
-appends to its durable outbox; the JSON-lines reporter appends a line.
+Only the publisher thread calls them (:mod:`skyedge.edge.publisher`).
+``publish`` never blocks for long: the MQTT reporter only appends to its
+durable outbox; the JSON-lines reporter appends a line.
 """
 
 from __future__ import annotations

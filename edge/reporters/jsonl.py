@@ -6,6 +6,8 @@ import json
 import threading
 from pathlib import Path
 
+from skyedge.edge.messages import Message
+
 
 class JsonlReporter:
     """Appends ``{"topic", "qos", "retain", "payload"}`` lines; each line is flushed as written."""
@@ -18,15 +20,20 @@ class JsonlReporter:
         self._fh = open(self.path, "a", encoding="utf-8")
         self._lock = threading.Lock()
 
-    def publish(self, topic: str, payload: dict, qos: int = 1, retain: bool = False) -> None:
+    def publish(self, message: Message) -> None:
         """Append one message."""
-        line = json.dumps({"topic": topic, "qos": qos, "retain": retain, "payload": payload}, separators=(",", ":"))
+        m = message
+        line = json.dumps({"topic": m.topic, "qos": m.qos, "retain": m.retain, "payload": m.payload}, separators=(",", ":"))
         with self._lock:
             self._fh.write(line + "\n")
             self._fh.flush()
 
     def depth(self) -> int:
         """Messages waiting to be delivered (none: lines are written at once)."""
+        return 0
+
+    def dropped(self) -> int:
+        """Messages shed (none: every line is written)."""
         return 0
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from skyedge import __version__
+from skyedge.edge.messages import Message
 from skyedge.edge.outbox import Outbox
 from skyedge.errors import SkyedgeError
 
@@ -187,12 +188,13 @@ class MqttReporter:
 
     # ------------------------------------------------------------ sender thread
 
-    def _properties(self, kind: str):
+    def _properties(self, kind: str, schema: str | None):
         if not self.v5:
             return None
         props = Properties(PacketTypes.PUBLISH)
         props.ContentType = "application/json"
-        props.UserProperty = [("schema", f"skyedge.{kind}/1")]
+        if schema is not None:
+            props.UserProperty = [("schema", schema)]
         if kind == "classification":
             props.MessageExpiryInterval = CLASSIFICATION_EXPIRY_S
         return props
@@ -215,7 +217,9 @@ class MqttReporter:
                     break
                 # Never call into paho while holding our lock: its network thread takes its own locks and then
                 # ours (in on_publish), so the opposite order would deadlock.
-                info = self.client.publish(row.topic, row.payload, row.qos, row.retain, self._properties(row.kind))
+                info = self.client.publish(
+                    row.topic, row.payload, row.qos, row.retain, self._properties(row.kind, row.schema)
+                )
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break  # connection dropped; on_connect resets and resends
                 with self._lock:
@@ -228,10 +232,10 @@ class MqttReporter:
 
     # ------------------------------------------------------------ reporter interface
 
-    def publish(self, topic: str, payload: dict, qos: int = 1, retain: bool = False) -> None:
+    def publish(self, message: Message) -> None:
         """Queue durably; the sender forwards it."""
-        kind = topic.rsplit("/", 1)[1]
-        self.outbox.put(topic, json.dumps(payload, separators=(",", ":")).encode(), qos, retain, kind)
+        m = message
+        self.outbox.put(m.topic, json.dumps(m.payload, separators=(",", ":")).encode(), m.qos, m.retain, m.kind, m.schema)
         self._wake.set()
 
     def depth(self) -> int:

@@ -1,10 +1,20 @@
-"""Frame sources, chosen by name in the deployment YAML: each is an iterator of :class:`RawFrame` or :class:`Rejected`."""
+"""Frame sources, chosen by name in the deployment YAML: each is an iterator of what it observed.
+
+A source yields :class:`RawFrame` (a decoded frame), :class:`Rejected` (one
+input that cannot be used: counted, reported, skipped), or a change of its own
+health, :class:`SourceFailed` / :class:`SourceRecovered` (a camera that stopped
+delivering, a folder that vanished). The runtime never inspects names or
+strings to tell these apart.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+Ack = Callable[[str], None]
 
 
 @dataclass
@@ -16,7 +26,8 @@ class RawFrame:
     image: np.ndarray
     header: dict = field(default_factory=dict)
     captured: float | None = None  # POSIX time
-    ack: object = None
+    ack: Ack | None = None
+    objects: list | None = None  # telescope fields: the objects to cut stamps for at this epoch
 
 
 @dataclass
@@ -26,11 +37,30 @@ class Rejected:
     frame_id: str
     source: str
     reason: str
-    ack: object = None
+    ack: Ack | None = None
+
+
+@dataclass
+class SourceFailed:
+    """The source as a whole stopped delivering (camera gone, folder unreadable); it keeps retrying."""
+
+    source: str
+    reason: str
+
+
+@dataclass
+class SourceRecovered:
+    """The source delivers again after a :class:`SourceFailed`."""
+
+    source: str
+    reason: str
+
+
+Observation = RawFrame | Rejected | SourceFailed | SourceRecovered
 
 
 def create_source(spec, once: bool, stop_event):
-    """The source for a pipeline's ``source`` block."""
+    """The source for a pipeline's ``source`` block (its ``kind`` picks the class)."""
     if spec.kind == "directory":
         from skyedge.edge.sources.directory import DirectorySource
 

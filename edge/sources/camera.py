@@ -1,7 +1,8 @@
 """OpenCV ``VideoCapture``: a V4L2 index, an RTSP URL or a GStreamer pipeline string (nvarguscamerasrc on Jetson).
 
-A camera that drops is reopened with exponential back-off; each failure and
-recovery is yielded as a :class:`Rejected` marker so the runtime reports it.
+A camera that drops is reopened with exponential back-off; the failure and
+the recovery are yielded as :class:`SourceFailed` / :class:`SourceRecovered`
+so the runtime reports them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import threading
 import time
 
-from skyedge.edge.sources import RawFrame, Rejected
+from skyedge.edge.sources import RawFrame, SourceFailed, SourceRecovered
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class CameraSource:
                 self.cap = self._open()
                 if self.cap is None:
                     if not failed:
-                        yield Rejected("camera", str(self.spec.uri), f"camera {self.spec.uri!r} cannot be opened")
+                        yield SourceFailed(str(self.spec.uri), f"camera {self.spec.uri!r} cannot be opened")
                         failed = True
                     if self.once:
                         return
@@ -55,7 +56,7 @@ class CameraSource:
                 if self.once and self.counter:
                     return  # the end of a recorded stream
                 if not failed:
-                    yield Rejected("camera", str(self.spec.uri), f"camera {self.spec.uri!r} stopped delivering frames")
+                    yield SourceFailed(str(self.spec.uri), f"camera {self.spec.uri!r} stopped delivering frames")
                     failed = True
                 if self.once:
                     return
@@ -63,6 +64,7 @@ class CameraSource:
             if failed:
                 log.info("camera %s recovered", self.spec.uri)
                 failed, delay = False, self.spec.reconnect_initial_s
+                yield SourceRecovered(str(self.spec.uri), f"camera {self.spec.uri!r} delivers frames again")
             import cv2
 
             image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else frame

@@ -4,22 +4,22 @@ Frames are read in order of ``MJD-OBS``; each yields a :class:`RawFrame` whose
 header carries the epoch's observing conditions. The catalogue comes from a
 CSV (``id,x,y``; other columns such as ``class`` are kept for audits) or, when
 none is configured, from peaks above ``detect_threshold_sigma`` on the first
-frame. Stamps are cut by :mod:`skyedge.edge.sequences`.
+frame; each frame carries the objects to follow. Stamps are cut by
+:mod:`skyedge.edge.sequences`.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import threading
 from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
 
-from skyedge.edge.sources import RawFrame, Rejected
-from skyedge.edge.sources.directory import ProcessedState, file_key
+from skyedge.edge.sources import Ack, RawFrame, Rejected
+from skyedge.edge.sources.folder import FolderSource
+from skyedge.edge.sources.state import FileKey
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import FrameReadError, read_frame
 
@@ -92,50 +92,23 @@ def detect_sources(image: np.ndarray, threshold_sigma: float, min_separation: in
     return [CatalogEntry(f"det-{i:05d}", float(xs[j]), float(ys[j]), {}) for i, j in enumerate(order)]
 
 
-class FitsSequenceSource:
+class FitsSequenceSource(FolderSource):
     """Epoch frames in time order; ``catalog`` is available after construction (or the first frame)."""
 
-    def __init__(self, spec, once: bool, stop_event: threading.Event):
-        self.spec, self.once, self.stop = spec, once, stop_event
-        self.root = Path(spec.path)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"source.path: {self.root} is not a directory")
+    def __init__(self, spec, once: bool, stop_event):
+        super().__init__(spec, once, stop_event)
         self.catalog: list[CatalogEntry] | None = read_catalog(Path(spec.catalog)) if spec.catalog else None
-        self.state = ProcessedState(self.root / ".skyedge-state.sqlite")
 
-    def _epochs(self) -> list[tuple[float, Path, tuple]]:
+    def _sort_key(self, path: Path, st) -> tuple:
         from astropy.io import fits
 
-        found = []
-        for p in self.root.iterdir():
-            if not p.is_file() or not any(fnmatch(p.name.lower(), pat) for pat in self.spec.patterns):
-                continue
-            st = p.stat()
-            key = file_key(p, st)
-            if self.state.handled(key):
-                continue
-            try:
-                mjd = float(fits.getheader(p).get("MJD-OBS", np.nan))
-            except Exception:  # noqa: BLE001 - unreadable files are reported when read
-                mjd = np.nan
-            found.append((mjd, p, key))
-        found.sort(key=lambda r: (np.isnan(r[0]), r[0], r[1].name))
-        return found
+        try:
+            mjd = float(fits.getheader(path).get("MJD-OBS", np.nan))
+        except Exception:  # noqa: BLE001 - unreadable files are reported when read
+            mjd = np.nan
+        return (bool(np.isnan(mjd)), 0.0 if np.isnan(mjd) else mjd, path.name)
 
-    def __iter__(self):
-        while not self.stop.is_set():
-            epochs = self._epochs()
-            for _, path, key in epochs:
-                if self.stop.is_set():
-                    return
-                yield self._read(path, key)
-            if self.once:
-                return
-            if not epochs:
-                self.stop.wait(1.0)
-
-    def _read(self, path: Path, key: tuple):
-        ack = self.state.claim(key)
+    def _decode(self, path: Path, key: FileKey, ack: Ack) -> RawFrame | Rejected:
         try:
             image, header = read_frame(path)
         except FrameReadError as exc:
@@ -149,8 +122,6 @@ class FitsSequenceSource:
             self.catalog = detect_sources(image, self.spec.detect_threshold_sigma)
             log.info("detected %d sources on the reference frame %s", len(self.catalog), path.name)
         conditions = {k: float(header[v]) for k, v in HEADER_KEYS.items()}
-        return RawFrame(path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack)
-
-    def close(self) -> None:
-        """Close the state file."""
-        self.state.close()
+        return RawFrame(
+            path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack, objects=self.catalog
+        )

@@ -1,0 +1,40 @@
+"""Micro-batching across pipelines: up to ``size`` items, or whatever has arrived ``max_wait_s`` after the first.
+
+The item queue is bounded (back-pressure on file sources, drops for live
+cameras, decided by the source thread); each producer ends its stream with
+:data:`DONE`, and iteration ends when every producer has.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+
+DONE = object()
+
+
+class Batcher:
+    """Iterates lists of items from ``items`` until ``producers`` DONE markers have arrived."""
+
+    def __init__(self, items: queue.Queue, size: int, max_wait_s: float, producers: int):
+        self.items, self.size, self.max_wait_s, self.producers = items, size, max_wait_s, producers
+        self._done = 0
+
+    def __iter__(self):
+        while self._done < self.producers:
+            first = self.items.get()
+            if first is DONE:
+                self._done += 1
+                continue
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.size and self._done < self.producers:
+                try:
+                    nxt = self.items.get(timeout=max(deadline - time.monotonic(), 0))
+                except queue.Empty:
+                    break
+                if nxt is DONE:
+                    self._done += 1
+                    continue
+                batch.append(nxt)
+            yield batch

@@ -1,0 +1,43 @@
+"""One camera or telescope, assembled from its deployment section: source, task, verdicts.
+
+This is where a pipeline is checked against the model at start (a source
+that cannot feed the model, safe classes the model does not know) and where
+the frame-or-sequence choice is made, once: the card's task picks the
+:data:`~skyedge.edge.tasks.TASKS` entry, and the task brings its verdicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from skyedge.edge.config import StartupError
+from skyedge.edge.sources import create_source
+from skyedge.edge.tasks import TASKS, FrameTask, SequenceTask
+from skyedge.edge.verdicts import FrameVerdicts, NoVerdicts
+from skyedge.model_card import ModelCard
+
+
+@dataclass
+class Pipeline:
+    """A camera's source (read by its own thread), its task, and its verdicts (driven by the publisher)."""
+
+    camera: str
+    source: object
+    task: FrameTask | SequenceTask
+    verdicts: FrameVerdicts | NoVerdicts
+    live: bool  # a live camera's frames are dropped when inference falls behind; files wait on disk
+
+
+def build_pipeline(section, card: ModelCard, once: bool, stop_event) -> Pipeline:
+    """Check ``section`` against the model and assemble its pipeline."""
+    task_class = TASKS[card.task]
+    where = f"pipelines[{section.camera}]"
+    if section.source.kind not in task_class.sources:
+        raise StartupError(
+            f"{where}.source.kind: a '{section.source.kind}' source cannot feed the {card.task} model "
+            f"'{card.name}' (frames need a frame model, fits-sequence a sequence model)"
+        )
+    verdicts = task_class.verdicts(card, section)
+    task = task_class(card, section)
+    source = create_source(section.source, once, stop_event)
+    return Pipeline(section.camera, source, task, verdicts, live=section.source.kind == "camera")

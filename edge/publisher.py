@@ -1,0 +1,238 @@
+"""The publisher: the one thread that turns records into messages and hands them to the reporters.
+
+Everything observatory control reads is built here and nowhere else:
+classifications from :class:`~skyedge.edge.records.Decision`, events from what
+sources observed, state and safety changes from the pipelines' verdicts
+(which only this thread drives), periodic staleness checks and metrics, the
+retained status, and Home Assistant discovery. Schema validation therefore
+always runs on this thread, and a result's input is acknowledged (its file
+marked processed) only after its messages went to the reporters.
+
+Thread use: any thread may :meth:`Publisher.put`; only the publisher thread
+calls reporters, verdicts and acks.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from skyedge import __version__
+from skyedge.edge.device_stats import gpu_load, host_rss_mb, temperatures
+from skyedge.edge.messages import Message, MessageFactory, utc_from_timestamp, utc_now
+from skyedge.edge.records import BatchFailed, Decision, Observed, Record
+from skyedge.edge.sources import Rejected, SourceFailed, SourceRecovered
+from skyedge.edge.stats import Stats
+from skyedge.edge.verdicts import Change, StateChange
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.2  # how often the clock-driven checks run while records are quiet
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the status and metrics messages say about this device and how to read its queue depth."""
+
+    backend: str
+    precision: str
+    model_name: str
+    item_queue_depth: Callable[[], int]
+    metrics_interval_s: float
+    homeassistant_prefix: str | None = None  # None: no discovery
+
+
+class Publisher:
+    """Owns the reporters; see the module docstring for which thread calls what."""
+
+    def __init__(self, factory: MessageFactory, reporters: list, pipelines: list, stats: Stats, facts: DeviceFacts):
+        self.factory, self.reporters, self.pipelines, self.stats, self.facts = (
+            factory,
+            reporters,
+            pipelines,
+            stats,
+            facts,
+        )
+        self.started = utc_now()
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._metrics_at = time.monotonic()
+        self._handlers = {Decision: self._decision, BatchFailed: self._batch_failed, Observed: self._observed}
+
+    # ------------------------------------------------------------ any thread
+
+    def put(self, record: Record) -> None:
+        """Queue a record for publishing (never blocks)."""
+        self._queue.put(record)
+
+    def start(self) -> None:
+        """Publish 'online' (and discovery), then serve records."""
+        self._thread.start()
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Publish what is queued, the final metrics and 'offline'; close the reporters (they flush first)."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------ publisher thread
+
+    def _send(self, message: Message) -> None:
+        for reporter in self.reporters:
+            reporter.publish(message)
+
+    def _run(self) -> None:
+        self._status("online")
+        if self.facts.homeassistant_prefix is not None:
+            self._discovery()
+        try:
+            while True:
+                try:
+                    record = self._queue.get(timeout=TICK_S)
+                except queue.Empty:
+                    record = None
+                if record is _STOP:
+                    break
+                if record is not None:
+                    try:
+                        self._handlers[type(record)](record)
+                    except Exception:
+                        log.exception("publishing failed for %s", type(record).__name__)
+                        self.stats.add("failed")
+                self._periodic()
+        finally:
+            self._metrics()
+            self._status("offline")
+            for reporter in self.reporters:
+                reporter.close()
+
+    def _decision(self, d: Decision) -> None:
+        it = d.item
+        camera = it.pipeline.camera
+        total_ms = 1e3 * (time.perf_counter() - it.arrived)
+        self._send(
+            self.factory.message(
+                "classification",
+                camera,
+                task=it.pipeline.task.name,
+                frame_id=it.frame_id,
+                source=it.source,
+                captured=utc_from_timestamp(it.captured) if it.captured else None,
+                **{"class": d.label},
+                top_class=d.top_class,
+                confidence=d.confidence,
+                probabilities=d.probabilities,
+                unknown=d.unknown,
+                distance=d.distance,
+                latency_ms={
+                    "total": round(total_ms, 3),
+                    "preprocess": round(it.preprocess_ms, 3),
+                    "inference": round(d.inference_ms, 3),
+                    "queue": round(max(total_ms - it.preprocess_ms - d.inference_ms, 0.0), 3),
+                },
+                **it.extra,
+            )
+        )
+        self._changes(camera, it.pipeline.verdicts.decided(d.label, d.confidence))
+        if it.ack is not None:
+            it.ack("ok")
+        self.stats.done(total_ms, it.arrived)
+
+    def _batch_failed(self, f: BatchFailed) -> None:
+        log.error("backend failed on a batch of %d: %s", len(f.items), f.reason)
+        self.stats.add("failed", len(f.items))
+        for it in f.items:
+            if it.ack is not None:
+                it.ack(f"failed: {f.reason}")
+
+    def _observed(self, o: Observed) -> None:
+        what, camera = o.what, o.pipeline.camera
+        if isinstance(what, Rejected):
+            self.stats.add("corrupt")
+            log.warning("%s: input rejected: %s", camera, what.reason)
+            self._event(camera, "input_rejected", "warning", what.reason, frame_id=what.frame_id, source=what.source)
+            if what.ack is not None:
+                what.ack(f"rejected: {what.reason}")
+        elif isinstance(what, SourceFailed):
+            log.error("%s: source failed: %s", camera, what.reason)
+            self._event(camera, "source_failed", "warning", what.reason, source=what.source)
+            self._changes(camera, o.pipeline.verdicts.failed(what.reason))
+        elif isinstance(what, SourceRecovered):
+            log.info("%s: source recovered: %s", camera, what.reason)
+            self._event(camera, "source_recovered", "info", what.reason, source=what.source)
+
+    def _event(self, camera: str, event: str, severity: str, message: str, **details) -> None:
+        self._send(
+            self.factory.message("event", camera, event=event, severity=severity, message=message, details=details)
+        )
+
+    def _changes(self, camera: str, changes: list[Change]) -> None:
+        for change in changes:
+            if isinstance(change, StateChange):
+                t = change.transition
+                self._send(
+                    self.factory.message(
+                        "state",
+                        camera,
+                        state=t.state,
+                        previous=t.previous,
+                        since=utc_now(),
+                        confidence=t.confidence,
+                        frames=t.frames,
+                        safe=change.safe,
+                    )
+                )
+                self._event(camera, t.event, t.severity, t.message, previous=t.previous, state=t.state)
+            else:
+                log.info("%s: safety -> %s (%s)", camera, "SAFE" if change.safe else "UNSAFE", change.reason)
+                verdict = "safe" if change.safe else "unsafe"
+                severity = "info" if change.safe else "warning"
+                self._event(camera, "safety_change", severity, f"{verdict}: {change.reason}", safe=change.safe)
+
+    def _periodic(self) -> None:
+        for pipeline in self.pipelines:
+            self._changes(pipeline.camera, pipeline.verdicts.check())
+        if time.monotonic() - self._metrics_at >= self.facts.metrics_interval_s:
+            self._metrics()
+
+    def _metrics(self) -> None:
+        self._metrics_at = time.monotonic()
+        snap = self.stats.snapshot()
+        snap["counts"]["dropped"] += sum(r.dropped() for r in self.reporters)
+        depth = {"batch": self.facts.item_queue_depth(), "outbox": sum(r.depth() for r in self.reporters)}
+        self._send(
+            self.factory.message(
+                "metrics",
+                **snap,
+                queue_depth=depth,
+                backend=self.facts.backend,
+                precision=self.facts.precision,
+                host_rss_mb=host_rss_mb(),
+                device_temperature_c=temperatures() or None,
+                gpu_load=gpu_load(),
+            )
+        )
+
+    def _status(self, state: str) -> None:
+        self._send(
+            self.factory.message(
+                "status",
+                state=state,
+                version=__version__,
+                cameras=[p.camera for p in self.pipelines],
+                started=self.started,
+            )
+        )
+
+    def _discovery(self) -> None:
+        from skyedge.edge.homeassistant import discovery_messages
+
+        cameras = [p.camera for p in self.pipelines if p.verdicts.safety is not None]
+        for message in discovery_messages(
+            self.facts.homeassistant_prefix, self.factory, cameras, self.facts.model_name
+        ):
+            self._send(message)
