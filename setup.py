@@ -1,6 +1,6 @@
 """One distribution, ``skyedge``: the core package plus the four stage folders.
 
-The stage folders live at the repository root (DESIGN.md "Layout") and are
+The stage folders live at the repository root (docs/architecture.md "Layout") and are
 installed inside the ``skyedge`` namespace through ``package_dir`` so nothing
 generic such as ``export`` or ``training`` lands in site-packages.
 """

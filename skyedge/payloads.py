@@ -1,4 +1,4 @@
-"""JSON Schemas of the MQTT payloads (DESIGN.md "MQTT contract") and a validator for them.
+"""JSON Schemas of the MQTT payloads (docs/architecture.md "MQTT contract") and a validator for them.
 
 The schemas live beside this module in ``schemas/mqtt/``; observatory control
 can validate against the same files. The publisher validates every payload
