@@ -11,6 +11,7 @@ standard library's HTTP server; nothing here ever answers with a traceback.
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import logging
@@ -44,34 +45,51 @@ class SafetyMonitorDevice:
         self.lock = threading.Lock()
 
 
-def _param(params: dict[str, str], name: str) -> str | None:
-    """Alpaca parameter names are case-insensitive."""
-    for key, value in params.items():
-        if key.lower() == name.lower():
-            return value
-    return None
+class Params:
+    """A request's parameters under the Alpaca reference's casing rules.
 
+    GET query parameter names are case-insensitive. PUT form parameter names are case-sensitive: a member's
+    parameter in the wrong case is missing (HTTP 400), and a wrongly cased ClientID or ClientTransactionID is
+    ignored (ConformU's protocol checks expect exactly this).
+    """
 
-def _uint32(params: dict[str, str], name: str) -> int:
-    raw = _param(params, name)
-    if raw is None or raw == "":
-        return 0
-    try:
+    def __init__(self, method: str, pairs: list[tuple[str, str]]):
+        self.method, self.pairs = method, pairs
+
+    def get(self, name: str) -> str | None:
+        """The value of ``name`` under the method's casing rule, or None."""
+        exact = self.method == "PUT"
+        for key, value in self.pairs:
+            if key == name or (not exact and key.lower() == name.lower()):
+                return value
+        return None
+
+    def uint32(self, name: str) -> int:
+        """ClientID / ClientTransactionID: absent is 0; present, it must be an unsigned 32-bit integer."""
+        raw = self.get(name)
+        if raw is None:
+            return 0
+        if not raw.strip().isdigit():
+            raise BadRequest(f"{name} must be an unsigned 32-bit integer, got '{raw}'")
         value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an unsigned 32-bit integer, got '{raw}'") from None
-    if not 0 <= value <= UINT32_MAX:
-        raise BadRequest(f"{name} must be an unsigned 32-bit integer, got {value}")
-    return value
+        if value > UINT32_MAX:
+            raise BadRequest(f"{name} must be an unsigned 32-bit integer, got {value}")
+        return value
+
+    def boolean(self, name: str) -> bool:
+        """A True/False member parameter."""
+        raw = self.get(name)
+        if raw is None:
+            raise BadRequest(f"missing parameter {name} (PUT parameter names are case-sensitive)")
+        if raw.strip().lower() in ("true", "false"):
+            return raw.strip().lower() == "true"
+        raise BadRequest(f"{name} must be True or False, got '{raw}'")
 
 
-def _bool(params: dict[str, str], name: str) -> bool:
-    raw = _param(params, name)
-    if raw is None:
-        raise BadRequest(f"missing parameter {name}")
-    if raw.strip().lower() in ("true", "false"):
-        return raw.strip().lower() == "true"
-    raise BadRequest(f"{name} must be True or False, got '{raw}'")
+def driver_version(version: str) -> str:
+    """The interface's "n.n" form of a package version: ``0.1.0`` -> ``0.1``."""
+    parts = [p for p in version.split(".")[:2] if p.isdigit()]
+    return ".".join(parts + ["0"] * (2 - len(parts)))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -90,9 +108,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _reply(self, params: dict, value=None, error: int = 0, message: str = "") -> None:
+    def _reply(self, params: Params, value=None, error: int = 0, message: str = "") -> None:
         body = {
-            "ClientTransactionID": _uint32(params, "ClientTransactionID"),
+            "ClientTransactionID": params.uint32("ClientTransactionID"),
             "ServerTransactionID": next(self.counter),
             "ErrorNumber": error,
             "ErrorMessage": message,
@@ -101,14 +119,15 @@ class _Handler(BaseHTTPRequestHandler):
             body["Value"] = value
         self._send(200, json.dumps(body).encode(), "application/json")
 
-    def _params(self, method: str) -> tuple[str, dict]:
+    def _params(self, method: str) -> tuple[str, Params]:
         url = urlsplit(self.path)
-        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        pairs = parse_qsl(url.query, keep_blank_values=True)
         if method == "PUT":
             length = int(self.headers.get("Content-Length") or 0)
             form = self.rfile.read(length).decode("utf-8", errors="replace") if length else ""
-            params.update(parse_qsl(form, keep_blank_values=True))
-        return url.path.rstrip("/").lower(), params
+            pairs += parse_qsl(form, keep_blank_values=True)
+        path = url.path.rstrip("/") or "/"
+        return path, Params(method, pairs)
 
     def do_GET(self):
         self._handle("GET")
@@ -119,13 +138,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         try:
             path, params = self._params(method)
-            _uint32(params, "ClientTransactionID")
-            _uint32(params, "ClientID")
+            params.uint32("ClientTransactionID")
+            params.uint32("ClientID")
             parts = path.strip("/").split("/")
-            if parts[:1] == ["management"]:
+            if path != path.lower():
+                # The reference makes every path element case-sensitive and lower case; ConformU sends
+                # /api/V1/..., /SAFETYMONITOR/..., /IsSafe and expects a 4xx.
+                raise BadRequest(f"Alpaca paths are lower case: {path}")
+            if parts[0] == "setup":
+                self._setup(method, parts[1:])
+            elif parts[0] == "management":
                 self._management(method, parts[1:], params)
             elif parts[:2] == ["api", "v1"] and len(parts) == 5:
                 self._device(method, parts[2], parts[3], parts[4], params)
+            elif parts[0] == "api":
+                raise BadRequest(f"not an Alpaca device path (expected /api/v1/<type>/<number>/<member>): {path}")
             else:
                 self._send(404, f"no such Alpaca endpoint: {path}".encode(), "text/plain")
         except BadRequest as exc:
@@ -134,7 +161,31 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("alpaca request %s %s failed", method, self.path)
             self._send(500, b"internal error in the skyedge Alpaca server (see its log)", "text/plain")
 
-    def _management(self, method: str, rest: list[str], params: dict) -> None:
+    def _setup(self, method: str, rest: list[str]) -> None:
+        if method != "GET":
+            raise BadRequest("setup pages are GET only")
+        dev = self.device
+        if rest == []:
+            body = _page(
+                "skyedge Alpaca server",
+                f"<p>{html.escape(dev.name)}: <a href='/setup/v1/safetymonitor/{dev.device_number}/setup'>"
+                f"SafetyMonitor {dev.device_number}</a></p>",
+            )
+            return self._send(200, body, "text/html; charset=utf-8")
+        if rest == ["v1", "safetymonitor", str(dev.device_number), "setup"]:
+            safe = dev.policy.is_safe()
+            body = _page(
+                f"{dev.name}: SafetyMonitor {dev.device_number}",
+                f"<p>{html.escape(dev.description)}</p>"
+                f"<p>Now: <b>{'safe' if safe else 'unsafe'}</b> ({html.escape(dev.policy.reason)}); "
+                f"client connected: {dev.connected}.</p>"
+                "<p>Nothing to configure here: the safe classes, hold time and staleness limit are the "
+                "<code>safety</code> section of this camera's pipeline in the skyedge deployment YAML.</p>",
+            )
+            return self._send(200, body, "text/html; charset=utf-8")
+        self._send(404, f"no such setup page: /setup/{'/'.join(rest)}".encode(), "text/plain")
+
+    def _management(self, method: str, rest: list[str], params: Params) -> None:
         if method != "GET":
             raise BadRequest("management endpoints are GET only")
         dev = self.device
@@ -164,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._send(404, f"no such management endpoint: /management/{'/'.join(rest)}".encode(), "text/plain")
 
-    def _device(self, method: str, kind: str, number: str, member: str, params: dict) -> None:
+    def _device(self, method: str, kind: str, number: str, member: str, params: Params) -> None:
         dev = self.device
         if kind != "safetymonitor":
             raise BadRequest(f"this server has no device type '{kind}' (only safetymonitor)")
@@ -176,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
             "connecting": lambda: False,
             "description": lambda: dev.description,
             "driverinfo": lambda: f"skyedge all-sky classifier safety monitor {__version__}",
-            "driverversion": lambda: __version__,
+            "driverversion": lambda: driver_version(__version__),
             "interfaceversion": lambda: INTERFACE_VERSION,
             "name": lambda: dev.name,
             "supportedactions": lambda: [],
@@ -191,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(params, get[member]())
         if member == "connected":
             with dev.lock:
-                dev.connected = _bool(params, "Connected")
+                dev.connected = params.boolean("Connected")
             return self._reply(params)
         if member in ("connect", "disconnect"):
             with dev.lock:
@@ -199,11 +250,18 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(params)
         if member == "action":
             return self._reply(
-                params, "", ACTION_NOT_IMPLEMENTED, f"action '{_param(params, 'Action')}' is not implemented"
+                params, "", ACTION_NOT_IMPLEMENTED, f"action '{params.get('Action')}' is not implemented"
             )
         if member in ("commandblind", "commandbool", "commandstring"):
             return self._reply(params, None, NOT_IMPLEMENTED, f"{member} is not implemented")
         raise BadRequest(f"safetymonitor has no writable member '{member}'")
+
+
+def _page(title: str, body: str) -> bytes:
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    ).encode()
 
 
 def _timestamp() -> str:
