@@ -11,7 +11,7 @@ def _run(args) -> int:
     from skyedge.edge.config import load_edge_config
     from skyedge.edge.runtime import Runtime, install_signal_handlers
 
-    cfg = load_edge_config(args.config)
+    cfg = load_edge_config(args.config, check_paths=True)
     stop = threading.Event()
     runtime = Runtime(cfg, once=args.once, stop_event=stop)
     install_signal_handlers(stop)

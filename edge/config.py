@@ -59,33 +59,53 @@ class CameraSourceSection(Schema):
     reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
 
 
-class DirectorySourceSection(Schema):
+class FolderSourceSection(Schema):
+    """What both folder sources share: where to look, when a file is complete, where the state lives."""
+
+    path: PathField
+    settle_s: Annotated[float, Field(ge=0)] = Field(
+        default=1.0, description="a file must stay unchanged this long before it is read"
+    )
+    poll_s: Annotated[float, Field(gt=0)] = 0.5
+    state_file: PathField | None = Field(default=None, description="default: <path>/.skyedge-state.sqlite")
+    max_pixels: Annotated[int, Field(ge=64)] = Field(
+        default=64_000_000, description="larger images (from the file header) are refused before decoding"
+    )
+    retry_initial_s: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="a vanished or unreadable folder is retried after this, doubling"
+    )
+    retry_max_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class DirectorySourceSection(FolderSourceSection):
     """A folder where camera software drops FITS/JPEG/PNG/TIFF files."""
 
     kind: Literal["directory"]
-    path: PathField
     patterns: list[str] = Field(
         default_factory=lambda: ["*.fits", "*.fit", "*.fts", "*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff"]
     )
     recursive: bool = False
-    settle_s: Annotated[float, Field(ge=0)] = 1.0
-    poll_s: Annotated[float, Field(gt=0)] = 0.5
-    state_file: PathField | None = Field(default=None, description="default: <path>/.skyedge-state.sqlite")
+    frame_shape: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=3,
+        description="[H, W] or [H, W, 3]: only frames of this shape are accepted; default: learned and remembered",
+    )
 
 
-class FitsSequenceSourceSection(Schema):
+class FitsSequenceSourceSection(FolderSourceSection):
     """Telescope frames of one field over time, stamps cut at catalogued positions."""
 
     kind: Literal["fits-sequence"]
-    path: PathField
     catalog: PathField | None = Field(
         default=None, description="CSV with id,x,y; default: detect on the reference frame"
     )
     patterns: list[str] = Field(default_factory=lambda: ["*.fits", "*.fit", "*.fts"])
     detect_threshold_sigma: Annotated[float, Field(gt=0)] = 5.0
-    settle_s: Annotated[float, Field(ge=0)] = 1.0
     poll_s: Annotated[float, Field(gt=0)] = 1.0
-    state_file: PathField | None = Field(default=None, description="default: <path>/.skyedge-state.sqlite")
+    forget_after_epochs: Annotated[int, Field(ge=1)] = Field(
+        default=5, description="an object absent from this many consecutive epochs is forgotten (bounded memory)"
+    )
 
 
 SourceSection = Annotated[
@@ -238,8 +258,9 @@ class EdgeConfig(Schema):
         return self
 
 
-def load_edge_config(path) -> EdgeConfig:
-    """Load and validate an edge deployment file."""
+def load_edge_config(path, check_paths: bool = False) -> EdgeConfig:
+    """Load and validate an edge deployment file; ``check_paths`` also checks every path it names (at start)."""
     from skyedge.config import load_config
+    from skyedge.edge.startup import path_problems
 
-    return load_config(path, EdgeConfig)
+    return load_config(path, EdgeConfig, checks=path_problems if check_paths else None)

@@ -39,5 +39,5 @@ def build_pipeline(section, card: ModelCard, once: bool, stop_event) -> Pipeline
         )
     verdicts = task_class.verdicts(card, section)
     task = task_class(card, section)
-    source = create_source(section.source, once, stop_event)
+    source = create_source(section.source, once, stop_event, history=task.history_epochs)
     return Pipeline(section.camera, source, task, verdicts, live=section.source.kind == "camera")

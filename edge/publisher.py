@@ -25,7 +25,7 @@ from skyedge import __version__
 from skyedge.edge.device_stats import gpu_load, host_rss_mb, temperatures
 from skyedge.edge.messages import Message, MessageFactory, utc_from_timestamp, utc_now
 from skyedge.edge.records import BatchFailed, Decision, Observed, Record
-from skyedge.edge.sources import Rejected, SourceFailed, SourceRecovered
+from skyedge.edge.sources import FormatChanged, Rejected, SourceFailed, SourceRecovered, Vanished
 from skyedge.edge.stats import Stats
 from skyedge.edge.verdicts import Change, StateChange
 
@@ -62,6 +62,10 @@ class Publisher:
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._metrics_at = time.monotonic()
+        # Every durable store whose disk can fill: state files, the outbox, the audit log.
+        self._stores = [store for r in reporters for store in r.stores()]
+        self._stores += [store for p in pipelines for store in p.source.stores()]
+        self._store_problems: dict[int, str] = {}
         self._handlers = {Decision: self._decision, BatchFailed: self._batch_failed, Observed: self._observed}
 
     # ------------------------------------------------------------ any thread
@@ -164,6 +168,13 @@ class Publisher:
         elif isinstance(what, SourceRecovered):
             log.info("%s: source recovered: %s", camera, what.reason)
             self._event(camera, "source_recovered", "info", what.reason, source=what.source)
+        elif isinstance(what, Vanished):
+            self.stats.add("vanished")
+            log.warning("%s: skipped: %s", camera, what.reason)
+        elif isinstance(what, FormatChanged):
+            log.warning("%s: %s", camera, what.reason)
+            details = {"source": what.source, "previous": what.previous, "current": what.current}
+            self._event(camera, "camera_mode_changed", "warning", what.reason, **details)
 
     def _event(self, camera: str, event: str, severity: str, message: str, **details) -> None:
         self._send(
@@ -196,8 +207,26 @@ class Publisher:
     def _periodic(self) -> None:
         for pipeline in self.pipelines:
             self._changes(pipeline.camera, pipeline.verdicts.check())
+        self._check_stores()
         if time.monotonic() - self._metrics_at >= self.facts.metrics_interval_s:
             self._metrics()
+
+    def _check_stores(self) -> None:
+        """Retry what a full disk refused, and say when a store fails or recovers (once each)."""
+        for store in self._stores:
+            store.retry()
+            now, before = store.problem, self._store_problems.get(id(store))
+            if now and not before:
+                self._store_problems[id(store)] = now
+                self._device_event("storage_failed", "critical", f"cannot write {store.path}: {now}", path=str(store.path))
+            elif before and not now:
+                del self._store_problems[id(store)]
+                self._device_event("storage_recovered", "info", f"{store.path} is writable again", path=str(store.path))
+
+    def _device_event(self, event: str, severity: str, message: str, **details) -> None:
+        # Events are per camera in the contract: a device-wide one goes to every camera's event topic.
+        for pipeline in self.pipelines:
+            self._event(pipeline.camera, event, severity, message, **details)
 
     def _metrics(self) -> None:
         self._metrics_at = time.monotonic()

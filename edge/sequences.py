@@ -43,21 +43,27 @@ class ObjectEpoch:
 
 
 class SequenceAssembler:
-    """Ring buffers of the last ``max_epochs`` stamps per object."""
+    """Ring buffers of the last ``max_epochs`` stamps per object; objects absent ``forget_after`` epochs are dropped."""
 
-    def __init__(self, spec: SequenceSpec):
-        self.spec = spec
+    def __init__(self, spec: SequenceSpec, forget_after: int = 5):
+        self.spec, self.forget_after = spec, forget_after
         self.buffers: dict[str, deque] = {}
+        self.last_seen: dict[str, int] = {}
+        self.epoch = 0
 
     def add_epoch(self, image: np.ndarray, conditions: dict[str, float], catalog) -> list[ObjectEpoch]:
         """Cut every object's stamp from this epoch; return each object's inputs over its window."""
         out = []
+        self.epoch += 1
         row = np.array([conditions[k] for k in RAW_CONDITIONS], dtype=np.float64)
         for entry in catalog:
+            self.last_seen[entry.id] = self.epoch
             buf = self.buffers.setdefault(entry.id, deque(maxlen=self.spec.max_epochs))
             buf.append((cut_stamp(image, entry.x, entry.y, self.spec.stamp_size), row))
             stamps = np.stack([s for s, _ in buf])
             raw = np.stack([c for _, c in buf])
             x, c = prepare_sequence(stamps, {k: raw[:, i] for i, k in enumerate(RAW_CONDITIONS)}, self.spec)
             out.append(ObjectEpoch(entry.id, len(buf), conditions["mjd"], entry.x, entry.y, x, c))
+        for object_id in [k for k, seen in self.last_seen.items() if self.epoch - seen >= self.forget_after]:
+            del self.buffers[object_id], self.last_seen[object_id]
         return out

@@ -14,11 +14,11 @@ import numpy as np
 
 
 class Stats:
-    """Counters (processed, corrupt, dropped, failed), backend time, and recent end-to-end latencies."""
+    """Counters (processed, corrupt, dropped, failed, vanished), backend time, and recent end-to-end latencies."""
 
     def __init__(self, window: int = 10_000):
         self.started = time.monotonic()
-        self.counts = {"processed": 0, "dropped": 0, "failed": 0, "corrupt": 0}
+        self.counts = {"processed": 0, "dropped": 0, "failed": 0, "corrupt": 0, "vanished": 0}
         self.latency_ms: deque[float] = deque(maxlen=window)
         self.backend_s = 0.0
         self.batches = 0

@@ -78,6 +78,7 @@ class FrameTask:
 
     name = "frame"
     sources = ("directory", "camera")
+    history_epochs = 0  # frames are classified alone: nothing to replay after a restart
 
     def __init__(self, card: ModelCard, section):
         self.card = card
@@ -134,7 +135,8 @@ class SequenceTask:
 
     def __init__(self, card: ModelCard, section):
         self.card = card
-        self.assembler = SequenceAssembler(card.sequence)
+        self.assembler = SequenceAssembler(card.sequence, section.source.forget_after_epochs)
+        self.history_epochs = card.sequence.max_epochs
         self.stamps_name = card.input("stamps").name
         self.conditions_name = next((t.name for t in card.inputs if t.role == "conditions"), None)
         self.decoder = Decoder(card)
@@ -148,6 +150,8 @@ class SequenceTask:
         """One input per object: its history up to this epoch."""
         t0 = time.perf_counter()
         epochs = self.assembler.add_epoch(raw.image, raw.header["conditions"], raw.objects)
+        if raw.replay:
+            return []  # reported before the restart: only the histories needed it
         if not epochs:
             if raw.ack is not None:
                 raw.ack("ok")  # nothing to follow in this frame: nothing to report

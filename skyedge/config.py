@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -166,9 +166,17 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
 
 
 def load_config(
-    path: str | os.PathLike, schema: type[M], environ: Mapping[str, str] | None = None, overrides: Sequence[str] = ()
+    path: str | os.PathLike,
+    schema: type[M],
+    environ: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
+    checks: Callable[[M], list[tuple[tuple, str]]] | None = None,
 ) -> M:
-    """Load ``path`` (plus ``key=value`` overrides) and validate it against ``schema``; raise ConfigError on any problem."""
+    """Load ``path`` (plus ``key=value`` overrides) and validate it against ``schema``; raise ConfigError on any problem.
+
+    ``checks`` runs after validation (paths on disk, say) and returns ``(key path, message)`` pairs, reported
+    with their lines like any schema error.
+    """
     data, node = load_yaml(path)
     if data is None:
         raise ConfigError(str(path), ["the file is empty"])
@@ -184,7 +192,16 @@ def load_config(
         ) from None
     data = apply_overrides(data, overrides)
     try:
-        return schema.model_validate(data)
+        model = schema.model_validate(data)
     except ValidationError as exc:
         problems = format_errors(exc, data, schema, _line_finder(node))
         raise ConfigError(str(path), problems) from None
+    found = checks(model) if checks is not None else []
+    if found:
+        line_of = _line_finder(node)
+        problems = []
+        for where, message in found:
+            line = line_of(list(where))
+            problems.append(f"{dotted(list(where))}{f' (line {line})' if line else ''}: {message}")
+        raise ConfigError(str(path), problems, what="cannot start")
+    return model

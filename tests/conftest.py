@@ -95,6 +95,16 @@ def sequence_package(tiny_sequence_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def camera_frames(tmp_path_factory):
+    """60 simulated 64 px all-sky frames as FITS, as a camera program would drop them."""
+    from skyedge.training.simulate.allsky import AllskyConfig, simulate_allsky
+
+    out = tmp_path_factory.mktemp("camera")
+    simulate_allsky(60, out, seed=5, cfg=AllskyConfig(size=64), files="fits", workers=1, progress=False)
+    return sorted((out / "frames").glob("*.fits"))
+
+
+@pytest.fixture(scope="session")
 def mqtt_broker():
     """One real broker for the session: mosquitto when installed, else embedded amqtt."""
     broker = start_broker("mosquitto")

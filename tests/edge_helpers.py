@@ -50,3 +50,59 @@ def package_with_unknown_threshold(package: Path, out: Path, threshold: float) -
     card = read_card(out)
     write_card(card.model_copy(update={"metric_head": card.metric_head.model_copy(update={"unknown_threshold": threshold})}), out)
     return out
+
+
+def messages(log: Path, kind: str) -> list[dict]:
+    """Payloads of one kind from a JSON-lines audit log (empty while the log does not exist)."""
+    from skyedge.edge.reporters.jsonl import read_jsonl
+
+    if not log.exists():
+        return []
+    return [m["payload"] for m in read_jsonl(log) if m["topic"].endswith("/" + kind)]
+
+
+def wait_for(predicate, timeout: float = 20.0, every: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+class RunningDaemon:
+    """``skyedge run`` in a background thread of this process (a context manager); stops cleanly on exit."""
+
+    def __init__(self, config: Path, backend=None):
+        import threading
+
+        from skyedge.edge.config import load_edge_config
+        from skyedge.edge.runtime import Runtime
+
+        self.stop = threading.Event()
+        self.runtime = Runtime(load_edge_config(config, check_paths=True), stop_event=self.stop, backend=backend)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        try:
+            self.stats = self.runtime.run()
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the test
+            self.error = exc
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the daemon did not stop"
+        if self.error is not None:
+            raise self.error

@@ -20,16 +20,6 @@ from skyedge.payloads import validate_payload
 pytestmark = pytest.mark.slow  # needs the session's tiny trained packages
 
 
-@pytest.fixture(scope="module")
-def camera_frames(tmp_path_factory):
-    """60 simulated all-sky frames as FITS, as a camera program would drop them."""
-    from skyedge.training.simulate.allsky import AllskyConfig, simulate_allsky
-
-    out = tmp_path_factory.mktemp("camera")
-    simulate_allsky(60, out, seed=5, cfg=AllskyConfig(size=64), files="fits", workers=1)
-    return sorted((out / "frames").glob("*.fits"))
-
-
 def _messages(path, kind):
     return [m["payload"] for m in read_jsonl(path) if m["topic"].endswith("/" + kind)]
 

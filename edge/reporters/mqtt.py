@@ -238,6 +238,10 @@ class MqttReporter:
         self.outbox.put(m.topic, json.dumps(m.payload, separators=(",", ":")).encode(), m.qos, m.retain, m.kind, m.schema)
         self._wake.set()
 
+    def stores(self) -> list:
+        """The outbox is a durable store whose ``problem`` the publisher watches."""
+        return [self.outbox]
+
     def depth(self) -> int:
         """Messages not yet acknowledged by the broker."""
         return self.outbox.depth()

@@ -1,10 +1,11 @@
 """Frame sources, chosen by name in the deployment YAML: each is an iterator of what it observed.
 
 A source yields :class:`RawFrame` (a decoded frame), :class:`Rejected` (one
-input that cannot be used: counted, reported, skipped), or a change of its own
-health, :class:`SourceFailed` / :class:`SourceRecovered` (a camera that stopped
-delivering, a folder that vanished). The runtime never inspects names or
-strings to tell these apart.
+input that cannot be used: counted, reported, skipped), :class:`Vanished` (a
+file gone before it was read: counted), :class:`FormatChanged` (the camera
+switched mode), or a change of its own health, :class:`SourceFailed` /
+:class:`SourceRecovered` (a camera that stopped delivering, a folder that
+vanished). The runtime never inspects names or strings to tell these apart.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class RawFrame:
     captured: float | None = None  # POSIX time
     ack: Ack | None = None
     objects: list | None = None  # telescope fields: the objects to cut stamps for at this epoch
+    replay: bool = False  # already reported before a restart: rebuilds the task's history, reports nothing
 
 
 @dataclass
@@ -38,6 +40,25 @@ class Rejected:
     source: str
     reason: str
     ack: Ack | None = None
+
+
+@dataclass
+class Vanished:
+    """A file deleted between the folder listing and the read: skipped and counted, not an error."""
+
+    frame_id: str
+    source: str
+    reason: str
+
+
+@dataclass
+class FormatChanged:
+    """The camera's frames changed shape or bit depth for good (a new mode): accepted from now on."""
+
+    source: str
+    previous: str
+    current: str
+    reason: str
 
 
 @dataclass
@@ -56,11 +77,12 @@ class SourceRecovered:
     reason: str
 
 
-Observation = RawFrame | Rejected | SourceFailed | SourceRecovered
+Observation = RawFrame | Rejected | Vanished | FormatChanged | SourceFailed | SourceRecovered
 
 
-def create_source(spec, once: bool, stop_event):
-    """The source for a pipeline's ``source`` block (its ``kind`` picks the class)."""
+def create_source(spec, once: bool, stop_event, history: int = 0):
+    """The source for a pipeline's ``source`` block (its ``kind`` picks the class); ``history``: epochs a
+    sequence task needs replayed after a restart."""
     if spec.kind == "directory":
         from skyedge.edge.sources.directory import DirectorySource
 
@@ -72,5 +94,5 @@ def create_source(spec, once: bool, stop_event):
     if spec.kind == "fits-sequence":
         from skyedge.edge.sources.fits_sequence import FitsSequenceSource
 
-        return FitsSequenceSource(spec, once=once, stop_event=stop_event)
+        return FitsSequenceSource(spec, once=once, stop_event=stop_event, history=history)
     raise ValueError(f"source.kind: unknown source {spec.kind!r}")

@@ -73,6 +73,10 @@ class CameraSource:
             if self.spec.interval_s:
                 self.stop.wait(self.spec.interval_s)
 
+    def stores(self) -> list:
+        """A camera keeps nothing on disk."""
+        return []
+
     def close(self) -> None:
         """Release the capture."""
         if self.cap is not None:

@@ -21,7 +21,7 @@ from skyedge.edge.sources import Ack, RawFrame, Rejected
 from skyedge.edge.sources.folder import FolderSource
 from skyedge.edge.sources.state import FileKey
 from skyedge.errors import SkyedgeError
-from skyedge.imageio import FrameReadError, read_frame
+from skyedge.imageio import FrameGone, FrameReadError, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,21 @@ def detect_sources(image: np.ndarray, threshold_sigma: float, min_separation: in
 
 
 class FitsSequenceSource(FolderSource):
-    """Epoch frames in time order; ``catalog`` is available after construction (or the first frame)."""
+    """Epoch frames in time order; each frame carries the objects to follow.
 
-    def __init__(self, spec, once: bool, stop_event):
+    A restart resumes where the last run stopped: the catalogue (given, or detected on the first frame and
+    remembered in the state file) stays the same, and the last ``history`` epochs already reported are read
+    again as replays, so each object's stamp history continues instead of starting over.
+    """
+
+    def __init__(self, spec, once: bool, stop_event, history: int = 0):
         super().__init__(spec, once, stop_event)
+        self.history = history
         self.catalog: list[CatalogEntry] | None = read_catalog(Path(spec.catalog)) if spec.catalog else None
+        if self.catalog is None:
+            remembered = self.state.fact("catalog")
+            if remembered:
+                self.catalog = [CatalogEntry(i, x, y, {}) for i, x, y in remembered]
 
     def _sort_key(self, path: Path, st) -> tuple:
         from astropy.io import fits
@@ -108,20 +118,44 @@ class FitsSequenceSource(FolderSource):
             mjd = np.nan
         return (bool(np.isnan(mjd)), 0.0 if np.isnan(mjd) else mjd, path.name)
 
-    def _decode(self, path: Path, key: FileKey, ack: Ack) -> RawFrame | Rejected:
+    def _replay(self):
+        if not self.history:
+            return
+        done = []
+        for key in self.state.handled_ok():
+            path = Path(key[0])
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # rotated away: the history resumes shorter
+            if (st.st_size, st.st_mtime_ns) == key[1:]:
+                done.append((self._sort_key(path, st), path, key))
+        done.sort(key=lambda r: r[0])
+        for _, path, key in done[-self.history :]:
+            try:
+                observed = self._decode(path, key, None)
+            except FrameGone:
+                continue
+            for frame in observed:
+                if isinstance(frame, RawFrame):
+                    frame.replay = True
+                    yield frame
+
+    def _decode(self, path: Path, key: FileKey, ack: Ack | None) -> list:
         try:
-            image, header = read_frame(path)
+            image, header = read_frame(path, self.spec.max_pixels)
+        except FrameGone:
+            raise
         except FrameReadError as exc:
-            return Rejected(path.name, str(path), str(exc), ack)
+            return [Rejected(path.name, str(path), str(exc), ack)]
         missing = [v for v in HEADER_KEYS.values() if v not in header]
         if missing:
-            return Rejected(path.name, str(path), f"{path}: header lacks {', '.join(missing)}", ack)
+            return [Rejected(path.name, str(path), f"{path}: header lacks {', '.join(missing)}", ack)]
         if image.ndim != 2:
-            return Rejected(path.name, str(path), f"{path}: expected a 2-D frame, got shape {image.shape}", ack)
+            return [Rejected(path.name, str(path), f"{path}: expected a 2-D frame, got shape {image.shape}", ack)]
         if self.catalog is None:
             self.catalog = detect_sources(image, self.spec.detect_threshold_sigma)
+            self.state.remember("catalog", [[e.id, e.x, e.y] for e in self.catalog])
             log.info("detected %d sources on the reference frame %s", len(self.catalog), path.name)
         conditions = {k: float(header[v]) for k, v in HEADER_KEYS.items()}
-        return RawFrame(
-            path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack, objects=self.catalog
-        )
+        return [RawFrame(path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack, objects=self.catalog)]
