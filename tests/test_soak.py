@@ -1,0 +1,182 @@
+"""Soak: a long stream through running daemons, with bounded memory and disk and no lost result.
+
+Minutes, not hours (marked slow): an all-sky daemon classifies tens of thousands of frames while camera software
+keeps only the newest files (rotation), and a telescope daemon follows a field of a thousand objects over many
+epochs. Each daemon is a real `skyedge run` process reporting to mosquitto; its RSS is sampled from /proc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from edge_helpers import wait_for, write_config
+from mqtt_helpers import Collector
+
+pytestmark = [pytest.mark.slow, pytest.mark.mqtt5]
+
+FRAMES = 20_000
+KEEP_FILES = 1_000  # the camera program keeps this many newest frames, like indi-allsky's rotation
+WARM_UP = 0.25  # fraction of the stream after which RSS must stay flat
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+class Daemon:
+    """`skyedge run --config F` as a process, its RSS sampled every half second."""
+
+    def __init__(self, config: Path):
+        self.proc = subprocess.Popen([sys.executable, "-m", "skyedge", "run", "--config", str(config)])
+        self.samples: list[tuple[float, float]] = []  # (progress marker, RSS MiB)
+        self.progress = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self):
+        while not self._stop.wait(0.5):
+            try:
+                self.samples.append((self.progress, rss_mb(self.proc.pid)))
+            except (OSError, RuntimeError):
+                return
+
+    def rss_growth(self) -> tuple[float, float]:
+        """(RSS at warm-up, RSS at the end) in MiB: the median of the samples around each point."""
+        warm = sorted(r for p, r in self.samples if WARM_UP <= p < WARM_UP + 0.1)
+        end = sorted(r for p, r in self.samples if p >= 0.9)
+        return warm[len(warm) // 2], end[len(end) // 2]
+
+    def stop(self):
+        self._stop.set()
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=60) == 0
+
+
+def _unique(col: Collector, kind: str, key: str) -> dict:
+    """key -> payload of the messages of ``kind``, redeliveries (same msg_id) counted once."""
+    seen, out = set(), {}
+    for m in list(col.messages):
+        if m.topic.endswith("/" + kind):
+            p = json.loads(m.payload)
+            if p["msg_id"] not in seen:
+                seen.add(p["msg_id"])
+                out.setdefault(p[key], []).append(p)
+    return out
+
+
+def _db_rows(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 - test-controlled names
+
+
+def test_soak_frames_with_rotation(frame_package, camera_frames, tmp_path, mqtt_broker):
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    state, queue = tmp_path / "state.sqlite", tmp_path / "outbox.sqlite"
+    cfg = write_config(
+        tmp_path / "e.yaml",
+        frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05, "state_file": str(state)},
+        {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(queue), "metrics_interval_s": 2.0}},
+        site="soak",
+        batch_size=16,
+    )
+    col = Collector(mqtt_broker, "skyedge/soak/dev-1/+/classification", protocol=mqtt.MQTTv5)
+    daemon = Daemon(cfg)
+    written: list[Path] = []
+    started = time.monotonic()
+    try:
+        for i in range(FRAMES):
+            path = incoming / f"frame-{i:06d}.fits"
+            os.link(camera_frames[i % len(camera_frames)], path)  # a hard link: real files, no disk cost
+            written.append(path)
+            if i % 500 == 499:
+                # Let the daemon keep up (files wait on disk), then rotate away what it has reported.
+                assert wait_for(lambda n=i: len(col.messages) >= n + 1 - 1500, timeout=120), len(col.messages)
+                done = set(_unique(col, "classification", "frame_id"))
+                for old in written[: max(0, len(written) - KEEP_FILES)]:
+                    if old.name in done and old.exists():
+                        old.unlink()
+                daemon.progress = (i + 1) / FRAMES
+        assert wait_for(lambda: len(_unique(col, "classification", "frame_id")) >= FRAMES, timeout=180)
+        daemon.progress = 1.0
+        time.sleep(2.0)
+    finally:
+        daemon.stop()
+    seconds = time.monotonic() - started
+    got = _unique(col, "classification", "frame_id")
+    assert len(got) == FRAMES and all(len(v) == 1 for v in got.values()), "each frame exactly once"
+    warm, end = daemon.rss_growth()
+    print(f"soak frames: {FRAMES} in {seconds:.0f} s ({FRAMES / seconds:.0f}/s); RSS {warm:.0f} -> {end:.0f} MiB")
+    assert end <= warm * 1.05, (warm, end)
+    assert _db_rows(state, "processed") <= KEEP_FILES + 6_000  # pruned as files rotate away
+    assert _db_rows(queue, "outbox") == 0  # everything delivered
+    col.close()
+
+
+def test_soak_telescope_field(sequence_package, tmp_path, mqtt_broker):
+    from skyedge.training.simulate.field import FieldConfig, simulate_field
+    from skyedge.training.simulate.obslog import CadenceConfig
+    from skyedge.training.simulate.transients import TransientConfig
+
+    epochs = 24
+    field = simulate_field(
+        tmp_path / "field",
+        seed=11,
+        cfg=FieldConfig(size=1024, objects_per_class=150, transients=TransientConfig(cadence=CadenceConfig(epochs=epochs))),
+        progress=False,
+    )
+    frames = sorted((field / "frames").glob("*.fits"))
+    arriving = tmp_path / "arriving"
+    arriving.mkdir()
+    n_objects = len((field / "catalog.csv").read_text().splitlines()) - 1
+    cfg = write_config(
+        tmp_path / "scope.yaml",
+        sequence_package,
+        {
+            "kind": "fits-sequence",
+            "path": str(arriving),
+            "catalog": str(field / "catalog.csv"),
+            "settle_s": 0,
+            "poll_s": 0.1,
+            "state_file": str(tmp_path / "state.sqlite"),
+        },
+        {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(tmp_path / "q.sqlite")}},
+        site="soak",
+        camera="field-a",
+        batch_size=64,
+    )
+    col = Collector(mqtt_broker, "skyedge/soak/dev-1/field-a/classification", protocol=mqtt.MQTTv5)
+    daemon = Daemon(cfg)
+    started = time.monotonic()
+    try:
+        for e, frame in enumerate(frames):  # the telescope delivers one epoch at a time
+            os.link(frame, arriving / frame.name)
+            assert wait_for(lambda n=(e + 1) * n_objects: len(col.messages) >= n, timeout=120), (e, len(col.messages))
+            daemon.progress = (e + 1) / len(frames)
+        time.sleep(2.0)
+    finally:
+        daemon.stop()
+    seconds = time.monotonic() - started
+    got = _unique(col, "classification", "object_id")
+    assert len(got) == n_objects and all(len(v) == epochs for v in got.values()), "every object at every epoch"
+    warm, end = daemon.rss_growth()
+    rate = n_objects * epochs / seconds
+    print(f"soak field: {n_objects} objects x {epochs} epochs in {seconds:.0f} s ({rate:.0f} object-epochs/s); RSS {warm:.0f} -> {end:.0f} MiB")
+    assert end <= warm * 1.05, (warm, end)
+    col.close()
