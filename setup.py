@@ -71,6 +71,7 @@ EXTRAS = {
         "pyyaml>=6",
         "onnxruntime>=1.17",
         "astropy>=5.3",
+        "pillow>=9",  # EXIF capture times (header only)
     ],
     # TensorRT comes from JetPack (apt), never from pip.
     "jetson": ["pycuda>=2022.2"],

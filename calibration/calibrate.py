@@ -37,11 +37,11 @@ def calibrate_package(
     started = time.perf_counter()
     package = Path(package)
     card = read_card(package)
-    pool = load_labelled_inputs(data, card)
+    pool = load_labelled_inputs(data, card, package=package)
     chosen = stratified_subset(pool.strata, size, seed)
     calib = pool.take(chosen)
     if eval_data is not None:
-        held = load_labelled_inputs(eval_data, card)
+        held = load_labelled_inputs(eval_data, card, package=package)
         held_source = str(eval_data)
     else:
         rest = np.setdiff1d(np.arange(len(pool)), chosen)

@@ -113,12 +113,71 @@ SourceSection = Annotated[
 ]
 
 
+class MaskSection(Schema):
+    """What the model must not see: trees, buildings, a dome slit, text overlays (masked pixels are ignored)."""
+
+    image: PathField | None = Field(default=None, description="PNG the size of the camera's frames; white = sky")
+    rectangles: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=4, max_length=4)]] = Field(
+        default_factory=list, description="[x, y, width, height] boxes to hide, in frame pixels (text overlays)"
+    )
+
+
 class PreprocessSection(Schema):
     """Site-specific corrections; the model card decides the rest (size, stretch, normalisation)."""
 
     bayer: Literal["RGGB", "BGGR", "GRBG", "GBRG"] | None = None
     dark: PathField | None = None
     flat: PathField | None = None
+    mask: MaskSection = MaskSection()
+
+
+class SiteLocation(Schema):
+    """Where the cameras are: needed for the sun and moon of every frame (day gating, cross-checks)."""
+
+    latitude_deg: Annotated[float, Field(ge=-90, le=90)]
+    longitude_deg: Annotated[float, Field(ge=-180, le=180)] = Field(description="east positive")
+    elevation_m: Annotated[float, Field(ge=-500, le=9000)] = 0.0
+
+
+class CaptureTimeSection(Schema):
+    """Where a frame's capture time comes from, tried in order; the file's time is the last resort (logged)."""
+
+    sources: list[Literal["fits", "exif", "filename", "file"]] = Field(
+        default_factory=lambda: ["fits", "exif", "filename", "file"]
+    )
+    camera_timezone: str = Field(
+        default="UTC", description="time zone of EXIF times and file names: UTC, an IANA name or +HH:MM"
+    )
+    filename_format: str | None = Field(
+        default=None, description="strftime pattern found in the file name, e.g. %Y%m%d_%H%M%S"
+    )
+
+
+class ChecksSection(Schema):
+    """Physical cross-checks of the model's answer against the ephemeris: off, flag in the message, or unknown."""
+
+    moon_below_horizon: Literal["off", "flag", "unknown"] = "flag"
+    bright_moon_unseen: Literal["off", "flag", "unknown"] = Field(
+        default="flag", description="'clear' with a bright moon high and no glare where it is (needs orientation)"
+    )
+    bright_moon_min_illumination: Annotated[float, Field(ge=0, le=1)] = 0.5
+    bright_moon_min_alt_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
+
+
+class OrientationSection(Schema):
+    """How the all-sky lens maps the sky onto the frame, so the moon's position in the image is known."""
+
+    projection: Literal["equidistant", "equisolid", "stereographic"] = "equidistant"
+    centre: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.5, 0.5], min_length=2, max_length=2, description="zenith, as fractions of (x, y)"
+    )
+    horizon_radius: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.47, description="horizon circle radius as a fraction of the frame's shorter side"
+    )
+    north_angle_deg: float = Field(default=0.0, description="image angle of north from 'up', counter-clockwise")
+    east: Literal["left", "right"] = Field(
+        default="left", description="east is left of north for a camera looking up (the sky seen from below)"
+    )
 
 
 class SkyStateSection(Schema):
@@ -147,6 +206,12 @@ class PipelineSection(Schema):
     preprocess: PreprocessSection = PreprocessSection()
     sky_state: SkyStateSection = SkyStateSection()
     safety: SafetySection = SafetySection()
+    capture_time: CaptureTimeSection = CaptureTimeSection()
+    day_sun_alt_deg: Annotated[float, Field(ge=-18, le=10)] = Field(
+        default=-12.0, description="sun higher than this: the frame is 'day', not a night-sky class (needs site_location)"
+    )
+    checks: ChecksSection = ChecksSection()
+    orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")
 
 
 class TlsSection(Schema):
@@ -236,6 +301,9 @@ class EdgeConfig(Schema):
 
     site: TopicSegment
     device: TopicSegment
+    site_location: SiteLocation | None = Field(
+        default=None, description="optional; without it there is no ephemeris, day gating or cross-check"
+    )
     model: ModelSection
     backend: BackendSection = BackendSection()
     pipelines: list[PipelineSection] = Field(min_length=1)
@@ -253,6 +321,9 @@ class EdgeConfig(Schema):
             )
         if self.alpaca.enabled and self.alpaca.camera is not None and self.alpaca.camera not in cameras:
             raise ValueError(f"alpaca.camera '{self.alpaca.camera}' is not one of the pipelines ({', '.join(cameras)})")
+        oriented = [p.camera for p in self.pipelines if p.orientation is not None]
+        if oriented and self.site_location is None:
+            raise ValueError(f"pipelines {oriented} set an orientation, which needs site_location (where the sky is)")
         if self.homeassistant.enabled and self.reporters.mqtt is None:
             raise ValueError("homeassistant.enabled needs reporters.mqtt (discovery is published over MQTT)")
         return self

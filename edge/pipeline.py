@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from skyedge.edge.config import StartupError
+from skyedge.edge.ephemeris import Ephemeris
 from skyedge.edge.sources import create_source
 from skyedge.edge.tasks import TASKS, FrameTask, SequenceTask
 from skyedge.edge.verdicts import FrameVerdicts, NoVerdicts
@@ -28,8 +29,11 @@ class Pipeline:
     live: bool  # a live camera's frames are dropped when inference falls behind; files wait on disk
 
 
-def build_pipeline(section, card: ModelCard, once: bool, stop_event) -> Pipeline:
-    """Check ``section`` against the model and assemble its pipeline."""
+def build_pipeline(
+    section, card: ModelCard, once: bool, stop_event, ephemeris: Ephemeris | None = None, model_mask=None
+) -> Pipeline:
+    """Check ``section`` against the model and assemble its pipeline (``ephemeris``: the site's, if located;
+    ``model_mask``: the mask the model was trained with)."""
     task_class = TASKS[card.task]
     where = f"pipelines[{section.camera}]"
     if section.source.kind not in task_class.sources:
@@ -38,6 +42,6 @@ def build_pipeline(section, card: ModelCard, once: bool, stop_event) -> Pipeline
             f"'{card.name}' (frames need a frame model, fits-sequence a sequence model)"
         )
     verdicts = task_class.verdicts(card, section)
-    task = task_class(card, section)
+    task = task_class(card, section, ephemeris=ephemeris, model_mask=model_mask)
     source = create_source(section.source, once, stop_event, history=task.history_epochs)
     return Pipeline(section.camera, source, task, verdicts, live=section.source.kind == "camera")

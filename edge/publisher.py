@@ -138,10 +138,13 @@ class Publisher:
                     "inference": round(d.inference_ms, 3),
                     "queue": round(max(total_ms - it.preprocess_ms - d.inference_ms, 0.0), 3),
                 },
+                checks=list(d.checks) or None,
                 **it.extra,
             )
         )
-        self._changes(camera, it.pipeline.verdicts.decided(d.label, d.confidence))
+        for check in d.checks:
+            self.stats.add(f"check_{check}")
+        self._changes(camera, it.pipeline.verdicts.decided(d.label, d.confidence), it.extra.get("ephemeris"))
         if it.ack is not None:
             it.ack("ok")
         self.stats.done(total_ms, it.arrived)
@@ -181,7 +184,7 @@ class Publisher:
             self.factory.message("event", camera, event=event, severity=severity, message=message, details=details)
         )
 
-    def _changes(self, camera: str, changes: list[Change]) -> None:
+    def _changes(self, camera: str, changes: list[Change], ephemeris: dict | None = None) -> None:
         for change in changes:
             if isinstance(change, StateChange):
                 t = change.transition
@@ -195,6 +198,7 @@ class Publisher:
                         confidence=t.confidence,
                         frames=t.frames,
                         safe=change.safe,
+                        ephemeris=ephemeris,
                     )
                 )
                 self._event(camera, t.event, t.severity, t.message, previous=t.previous, state=t.state)

@@ -17,6 +17,7 @@ from skyedge.edge.sources import Ack, Rejected, SourceFailed, SourceRecovered
 
 if TYPE_CHECKING:
     from skyedge.edge.pipeline import Pipeline
+    from skyedge.edge.site import Observation
 
 
 @dataclass
@@ -30,17 +31,25 @@ class Item:
     arrived: float  # perf_counter when its frame was read
     preprocess_ms: float
     captured: float | None = None  # POSIX time the frame was taken
-    extra: dict = field(default_factory=dict)  # message fields of the task (object id, epochs, position)
+    extra: dict = field(default_factory=dict)  # message fields of the task (object id, epochs, position, ephemeris)
     ack: Ack | None = None
+    site: Observation | None = None  # what the site says about the frame (capture time, ephemeris, day)
+
+    @property
+    def gated(self) -> bool:
+        """Answered without the model (a daytime frame)."""
+        return self.site is not None and self.site.day
 
 
 @dataclass
 class Batch:
-    """Items stacked for one backend call; ``answer_epoch`` is each item's epoch to read (sequences), else None."""
+    """Items for one backend call: ``inputs`` stacks those at ``rows`` (gated items are not in it);
+    ``answer_epoch`` is each stacked item's epoch to read (sequences), else None."""
 
     items: list[Item]
     inputs: dict[str, np.ndarray]
     answer_epoch: np.ndarray | None = None
+    rows: list[int] | None = None  # indices into items of what ``inputs`` holds; None: all of them
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class Decision:
     unknown: bool
     distance: float | None
     inference_ms: float
+    checks: tuple[str, ...] = ()  # physical cross-checks the answer failed
 
 
 @dataclass(frozen=True)

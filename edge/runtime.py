@@ -22,6 +22,7 @@ import time
 
 from skyedge.edge.backends import Backend, create_backend, resolve_kind
 from skyedge.edge.batcher import DONE, Batcher
+from skyedge.edge.ephemeris import Ephemeris
 from skyedge.edge.messages import MessageFactory
 from skyedge.edge.package import open_package
 from skyedge.edge.pipeline import Pipeline, build_pipeline
@@ -30,6 +31,7 @@ from skyedge.edge.records import BatchFailed, Observed
 from skyedge.edge.reporters import create_reporters
 from skyedge.edge.sources import RawFrame, Rejected, SourceFailed
 from skyedge.edge.stats import Stats
+from skyedge.masks import card_mask
 from skyedge.preprocess import PreprocessError
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,17 @@ class Runtime:
             batch_size=b.batch_size,
             engine_dir=b.engine_dir,
         )
-        self.pipelines: list[Pipeline] = [build_pipeline(p, self.card, once, self.stop) for p in cfg.pipelines]
+        ephemeris = None
+        if cfg.site_location is not None:
+            loc = cfg.site_location
+            ephemeris = Ephemeris(loc.latitude_deg, loc.longitude_deg, loc.elevation_m)
+            ephemeris.at(time.time())  # tabulate the hours ahead now, not on the first frame
+        else:
+            log.info("no site_location: frames get no ephemeris, no day gating and no cross-checks")
+        model_mask = card_mask(self.card, self.package.path)
+        self.pipelines: list[Pipeline] = [
+            build_pipeline(p, self.card, once, self.stop, ephemeris, model_mask) for p in cfg.pipelines
+        ]
         self.stats = Stats()
         self.items: queue.Queue = queue.Queue(maxsize=max(4 * b.batch_size, 16))
         factory = MessageFactory(cfg.site, cfg.device, {**self.package.model_info, "backend": self.backend_kind})
@@ -118,7 +130,7 @@ class Runtime:
             batch = task.batch(items)
             t0 = time.perf_counter()
             try:
-                outputs = self.backend.infer(batch.inputs)
+                outputs = self.backend.infer(batch.inputs) if batch.inputs else {}
             except Exception as exc:
                 log.exception("backend failed on a batch of %d", len(items))
                 self.publisher.put(BatchFailed(items, str(exc)))

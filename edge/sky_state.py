@@ -37,6 +37,8 @@ def _event_for(state: str, previous: str | None, frames: int) -> tuple[str, str,
         return "sky_clear", "info", f"sky clear ({why})"
     if state == "moon":
         return "moon", "info", f"moon in the field ({why})"
+    if state == "day":
+        return "state_change", "info", f"daytime: the sun is above the day threshold (was {previous})"
     if state == "stale":
         return "state_change", "critical", f"no classification for the stale timeout (was {previous})"
     return "state_change", "warning" if state == "unknown" else "info", f"sky state {previous} -> {state} ({why})"

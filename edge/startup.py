@@ -91,6 +91,8 @@ def path_problems(cfg) -> list[Problem]:
             value = getattr(p.preprocess, key)
             if value is not None:
                 check(("pipelines", i, "preprocess", key), _readable_file(Path(value)))
+        if p.preprocess.mask.image is not None:
+            check(("pipelines", i, "preprocess", "mask", "image"), _readable_file(Path(p.preprocess.mask.image)))
     if cfg.reporters.jsonl is not None:
         check(("reporters", "jsonl", "path"), _writable_file(Path(cfg.reporters.jsonl.path)))
     mqtt = cfg.reporters.mqtt

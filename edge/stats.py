@@ -30,7 +30,7 @@ class Stats:
     def add(self, key: str, n: int = 1) -> None:
         """Increment a counter."""
         with self._lock:
-            self.counts[key] += n
+            self.counts[key] = self.counts.get(key, 0) + n
 
     def backend_call(self, seconds: float) -> None:
         """One backend call."""

@@ -16,11 +16,14 @@ import time
 import numpy as np
 
 from skyedge.edge.config import StartupError
+from skyedge.edge.ephemeris import Ephemeris
 from skyedge.edge.records import Batch, Decision, Item
 from skyedge.edge.sequences import SequenceAssembler
+from skyedge.edge.site import DAY, SiteView
 from skyedge.edge.sources import Ack, RawFrame
 from skyedge.edge.verdicts import FrameVerdicts, NoVerdicts
 from skyedge.imageio import read_frame
+from skyedge.masks import FrameMask, MaskError, combined
 from skyedge.model_card import ModelCard
 from skyedge.preprocess import prepare_frame
 
@@ -38,9 +41,10 @@ class Decoder:
         self.threshold = card.metric_head.unknown_threshold
 
     def __call__(
-        self, items: list[Item], probabilities: np.ndarray, outputs: dict, inference_ms: float
+        self, items: list[Item], probabilities: np.ndarray, outputs: dict, inference_ms: float, check=None
     ) -> list[Decision]:
-        """``probabilities`` (N, C) already at each item's answer epoch."""
+        """``probabilities`` (N, C) already at each item's answer epoch; ``check(label, item)`` returns the failed
+        cross-checks and whether they make the answer unknown."""
         top = probabilities.argmax(axis=1)
         distances = outputs[self.distance] if self.distance is not None else None
         out = []
@@ -49,16 +53,23 @@ class Decoder:
             distance = float(distances[i]) if distances is not None else None
             unknown = bool(distance is not None and self.threshold is not None and distance > self.threshold)
             top_class = self.classes[top[i]]
+            label = UNKNOWN if unknown else top_class
+            checks: list[str] = []
+            if check is not None:
+                checks, forced = check(label, item)
+                if forced:
+                    label = UNKNOWN
             out.append(
                 Decision(
                     item,
-                    UNKNOWN if unknown else top_class,
+                    label,
                     top_class,
                     float(p[top[i]]),
                     {c: float(v) for c, v in zip(self.classes, p, strict=True)},
                     unknown,
                     distance,
                     inference_ms,
+                    tuple(checks),
                 )
             )
         return out
@@ -74,44 +85,84 @@ def _calibration_frame(path, key: str) -> np.ndarray | None:
 
 
 class FrameTask:
-    """One all-sky camera: each frame is prepared as the card says (Bayer, dark, flat, size, stretch) and classified."""
+    """One all-sky camera: each frame is placed in time and against the sun and moon (site awareness), prepared as
+    the card says (Bayer, dark, flat, mask, size, stretch) and classified; a daytime frame is answered 'day'
+    without the model, and the model's answers are cross-checked against the ephemeris."""
 
     name = "frame"
     sources = ("directory", "camera")
     history_epochs = 0  # frames are classified alone: nothing to replay after a restart
 
-    def __init__(self, card: ModelCard, section):
+    def __init__(self, card: ModelCard, section, ephemeris: Ephemeris | None = None, model_mask: FrameMask | None = None):
         self.card = card
+        self.model_mask = model_mask  # what the model was trained without; the pipeline's mask adds the site's
         self.input_name = card.input("image").name
         self.bayer = section.preprocess.bayer
         self.dark = _calibration_frame(section.preprocess.dark, "dark")
         self.flat = _calibration_frame(section.preprocess.flat, "flat")
         self.decoder = Decoder(card)
+        self.site = SiteView(section, ephemeris)
+        mask = section.preprocess.mask
+        key = f"pipelines[{section.camera}].preprocess.mask"
+        try:
+            self.mask = FrameMask(mask.image, mask.rectangles, key=key)
+            shape = getattr(section.source, "frame_shape", None)
+            if shape:
+                for m in (self.mask, model_mask):  # a mask that cannot fit the configured frames fails at start
+                    if m is not None:
+                        m.array(tuple(shape[:2]))
+        except MaskError as exc:
+            raise StartupError(str(exc)) from None
 
     @staticmethod
     def verdicts(card: ModelCard, section) -> FrameVerdicts:
         """Sky state and safety, checked against the model's classes."""
-        unknown = sorted(set(section.safety.safe_classes) - set(card.classes))
+        unknown = sorted(set(section.safety.safe_classes) - set(card.classes) - {DAY})
         if unknown:
             raise StartupError(
-                f"pipelines[{section.camera}].safety.safe_classes: {unknown} not among the model's classes {card.classes}"
+                f"pipelines[{section.camera}].safety.safe_classes: {unknown} not among the model's classes "
+                f"{card.classes} (or '{DAY}')"
             )
         return FrameVerdicts(section)
 
     def items(self, pipeline, raw: RawFrame) -> list[Item]:
-        """The frame as one model input."""
+        """The frame as one model input (or, by day, as an answer that needs no model)."""
         t0 = time.perf_counter()
-        x = prepare_frame(raw.image, self.card.preprocess, bayer=self.bayer, dark=self.dark, flat=self.flat)
+        seen = self.site.observe(raw)
+        inputs = {}
+        if not seen.day:
+            shape = raw.image.shape[:2]
+            mask = combined(self.mask.array(shape), self.model_mask.array(shape) if self.model_mask else None)
+            x = prepare_frame(raw.image, self.card.preprocess, bayer=self.bayer, dark=self.dark, flat=self.flat, mask=mask)
+            inputs = {self.input_name: x}
         ms = 1e3 * (time.perf_counter() - t0)
-        return [Item(pipeline, raw.frame_id, raw.source, {self.input_name: x}, t0, ms, raw.captured, {}, raw.ack)]
+        extra = seen.message_fields()
+        return [Item(pipeline, raw.frame_id, raw.source, inputs, t0, ms, seen.captured, extra, raw.ack, seen)]
 
     def batch(self, items: list[Item]) -> Batch:
-        """Frames stacked on the batch axis."""
-        return Batch(items, {self.input_name: np.stack([it.inputs[self.input_name] for it in items])})
+        """The model's frames stacked on the batch axis (daytime frames stay out)."""
+        rows = [i for i, it in enumerate(items) if not it.gated]
+        inputs = {self.input_name: np.stack([items[i].inputs[self.input_name] for i in rows])} if rows else {}
+        return Batch(items, inputs, rows=rows)
 
     def decode(self, batch: Batch, outputs: dict[str, np.ndarray], inference_ms: float) -> list[Decision]:
-        """One decision per frame."""
-        return self.decoder(batch.items, outputs[self.decoder.probabilities], outputs, inference_ms)
+        """One decision per frame, in the batch's order: 'day' for gated frames, the checked model answer for the rest."""
+        answered = {}
+        if batch.rows:
+            model_items = [batch.items[i] for i in batch.rows]
+            decided = self.decoder(
+                model_items, outputs[self.decoder.probabilities], outputs, inference_ms, self._check
+            )
+            answered = dict(zip(batch.rows, decided, strict=True))
+        return [answered.get(i) or _day(it) for i, it in enumerate(batch.items)]
+
+    def _check(self, label: str, item: Item) -> tuple[list[str], bool]:
+        return self.site.check(label, item.site)
+
+
+def _day(item: Item) -> Decision:
+    """The answer for a frame taken while the sun is up: no night-sky class applies."""
+    return Decision(item, DAY, DAY, 1.0, {DAY: 1.0}, False, None, 0.0)
 
 
 class Countdown:
@@ -133,7 +184,7 @@ class SequenceTask:
     name = "sequence"
     sources = ("fits-sequence",)
 
-    def __init__(self, card: ModelCard, section):
+    def __init__(self, card: ModelCard, section, ephemeris: Ephemeris | None = None, model_mask=None):
         self.card = card
         self.assembler = SequenceAssembler(card.sequence, section.source.forget_after_epochs)
         self.history_epochs = card.sequence.max_epochs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -81,6 +82,11 @@ def export_package(
     card["files"] = {key: BY_KEY[key].file for key in ("fp32", "fp16")}
     card.pop("sha256", None)
     checked = ModelCard.model_validate(card)  # fail before the slow part
+    mask = checked.preprocess.mask
+    extra_files = []
+    if mask is not None and mask.file:
+        shutil.copyfile(run.path / mask.file, out / mask.file)  # the mask the model was trained with
+        extra_files.append(out / mask.file)
     fp32 = out / card["files"]["fp32"]
     log.info("exporting %s -> %s", run.path, fp32)
     export_onnx(run.model, card, fp32)
@@ -113,7 +119,7 @@ def export_package(
     source = _held_out_path(run.config, data)
     labelled = None
     if source is not None:
-        labelled = load_labelled_inputs(source, checked, limit=held_out)
+        labelled = load_labelled_inputs(source, checked, limit=held_out, package=out)
         report["parity"]["held_out"] = _parity(run.model, card, session, labelled.inputs, f"held-out {source}")
         report["parity"]["held_out"]["data"] = str(source)
     else:
@@ -122,7 +128,7 @@ def export_package(
     convert_fp16(fp32, fp16)
     check_tensorrt(fp16, str(fp16))
     report["fp16"] = _fp16_agreement(fp32, fp16, labelled, checked)
-    card["sha256"] = {f.name: sha256_file(f) for f in (fp32, fp16)}
+    card["sha256"] = {f.name: sha256_file(f) for f in (fp32, fp16, *extra_files)}
     framework = dict(card["provenance"].get("framework", {}))
     framework.update({"onnx": onnx.__version__, "onnxruntime": ort.__version__, "torch_export": torch.__version__})
     card["provenance"] = card["provenance"] | {"framework": framework}

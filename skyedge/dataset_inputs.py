@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from skyedge.masks import card_mask
 from skyedge.model_card import ModelCard
 from skyedge.preprocess import prepare_frame, prepare_sequence
 from skyedge.shards import DatasetError, ShardedDataset
@@ -55,8 +56,11 @@ def _condition_strata(values: np.ndarray, bins: int = 3) -> np.ndarray:
     return np.searchsorted(edges, values)
 
 
-def load_labelled_inputs(path: str | os.PathLike, card: ModelCard, limit: int | None = None) -> LabelledInputs:
-    """Read a skyedge-shards folder and prepare every item for ``card``'s model."""
+def load_labelled_inputs(
+    path: str | os.PathLike, card: ModelCard, limit: int | None = None, package: str | os.PathLike | None = None
+) -> LabelledInputs:
+    """Read a skyedge-shards folder and prepare every item for ``card``'s model (``package``: where the card's
+    mask image lives, when it names one)."""
     ds = ShardedDataset.open(path)
     if ds.task != card.task:
         raise DatasetError(f"{path}: a '{ds.task}' data set, but model '{card.name}' is a '{card.task}' model")
@@ -72,7 +76,13 @@ def load_labelled_inputs(path: str | os.PathLike, card: ModelCard, limit: int | 
     labels = remap[arrays["labels"][order]]
     image_name = card.input("image" if card.task == "frame" else "stamps").name
     if card.task == "frame":
-        frames = np.stack([prepare_frame(arrays["images"][i], card.preprocess) for i in order])
+        mask = card_mask(card, package)
+        images = arrays["images"]
+
+        def prepared(i):
+            return prepare_frame(images[i], card.preprocess, mask=mask.array(images[i].shape[:2]) if mask else None)
+
+        frames = np.stack([prepared(i) for i in order])
         brightness = np.array([float(np.median(arrays["images"][i])) for i in order])
         strata = labels * 3 + _condition_strata(brightness)
         return LabelledInputs({image_name: frames}, labels, list(card.classes), strata=strata)

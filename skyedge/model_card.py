@@ -87,6 +87,15 @@ class Stretch(_Card):
         return self
 
 
+class CardMask(_Card):
+    """The mask the model was trained with (its image travels in the package); edge and calibration apply it."""
+
+    file: str | None = Field(default=None, description="PNG in the package, white = sky")
+    rectangles: list[list[Annotated[int, Field(ge=0)]]] = Field(
+        default_factory=list, description="[x, y, width, height] boxes hidden, in frame pixels"
+    )
+
+
 class Preprocess(_Card):
     """Everything the edge does to a decoded frame or stamp before the graph."""
 
@@ -101,6 +110,7 @@ class Preprocess(_Card):
         default=0.47, gt=0, le=0.5, description="circle radius as a fraction of the image side"
     )
     resize: Literal["area", "linear", "none"] = "area"
+    mask: CardMask | None = Field(default=None, description="pixels hidden in training (and so everywhere)")
 
     @model_validator(mode="after")
     def _per_channel(self):

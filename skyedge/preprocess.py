@@ -86,8 +86,14 @@ def prepare_frame(
     bayer: str | None = None,
     dark: np.ndarray | None = None,
     flat: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One decoded frame -> a (C, H, W) float32 model input, per the card's preprocessing block."""
+    """One decoded frame -> a (C, H, W) float32 model input, per the card's preprocessing block.
+
+    Pixels that are NaN (outside some FITS cameras' field of view) or outside ``mask`` (an (H, W) boolean
+    array, True = sky) are ignored by the stretch and are zero in the model input, like the area outside
+    the card's horizon circle.
+    """
     import cv2
 
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
@@ -96,8 +102,8 @@ def prepare_frame(
     if bayer:
         image = debayer(image, bayer)
     x = image.astype(np.float32)
-    if not np.isfinite(x).any():
-        raise PreprocessError("image has no finite pixel values")
+    if mask is not None and mask.shape != x.shape[:2]:
+        raise PreprocessError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the frame is {x.shape[1]}x{x.shape[0]}")
     if dark is not None:
         if dark.shape[:2] != x.shape[:2]:
             raise PreprocessError(f"dark frame shape {dark.shape} does not match image {x.shape}")
@@ -114,6 +120,10 @@ def prepare_frame(
         x = x.mean(axis=2)
     elif spec.channels == 3 and x.ndim == 2:
         x = np.repeat(x[..., None], 3, axis=2)
+    finite = np.isfinite(x) if x.ndim == 2 else np.isfinite(x).all(axis=2)
+    valid = finite if mask is None else finite & mask
+    if not valid.any():
+        raise PreprocessError("image has no finite pixel values" if not finite.any() else "every pixel is masked")
     height, width = spec.size
     if x.shape[:2] != (height, width):
         if spec.resize == "none":
@@ -121,15 +131,17 @@ def prepare_frame(
                 f"image is {x.shape[1]}x{x.shape[0]}, the model needs {width}x{height} and resize is 'none'"
             )
         interp = cv2.INTER_AREA if spec.resize == "area" else cv2.INTER_LINEAR
-        x = np.nan_to_num(x, nan=float(np.nanmedian(x)))
+        if not valid.all():
+            # Fill what is not sky with the sky's median so no edge of a tree or overlay bleeds into the sky.
+            fill = np.where(valid if x.ndim == 2 else valid[..., None], x, np.float32(np.median(x[valid])))
+            x = fill.astype(np.float32)
         x = cv2.resize(x, (width, height), interpolation=interp)
-    mask = horizon_mask((height, width), spec.horizon_radius) if spec.horizon_mask else None
-    valid = None
-    if mask is not None:
-        valid = mask if x.ndim == 2 else np.repeat(mask[..., None], 3, axis=2)
-    x = apply_stretch(x, spec.stretch, valid, dtype_max)
-    if mask is not None:
-        x = x * (mask if x.ndim == 2 else mask[..., None])
+        valid = cv2.resize(valid.astype(np.float32), (width, height), interpolation=interp) >= 0.5
+    if spec.horizon_mask:
+        valid = valid & horizon_mask((height, width), spec.horizon_radius)
+    per_channel = valid if x.ndim == 2 else np.repeat(valid[..., None], 3, axis=2)
+    x = apply_stretch(x, spec.stretch, per_channel, dtype_max)
+    x = x * (valid if x.ndim == 2 else valid[..., None])
     if x.ndim == 2:
         x = x[None]
     else:

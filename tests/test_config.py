@@ -62,6 +62,20 @@ def test_documented_defaults_match_the_schema():
         }
     )
     assert documented == minimal
+    # ... and writes every key out, so the example is the reference for each setting.
+    text = (REPO / "configs" / "edge" / "allsky.yaml").read_text()
+
+    def keys(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield k
+                yield from keys(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from keys(v)
+
+    missing = sorted({k for k in keys(minimal.model_dump()) if f"{k}:" not in text})
+    assert not missing, f"configs/edge/allsky.yaml does not show: {missing}"
 
 
 @pytest.mark.parametrize(

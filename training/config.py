@@ -57,12 +57,22 @@ class StretchSpec(Schema):
     asinh_a: Positive = 0.1
 
 
+class MaskSpec(Schema):
+    """Pixels the model must never see (a camera's trees, buildings, text overlay); travels in the package."""
+
+    image: PathField | None = Field(default=None, description="PNG the size of the training frames, white = sky")
+    rectangles: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=4, max_length=4)]] = Field(
+        default_factory=list, description="[x, y, width, height] boxes to hide"
+    )
+
+
 class FramePreprocess(Schema):
     size: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 64], min_length=2, max_length=2)
     channels: Literal[1, 3] = 1
     stretch: StretchSpec = StretchSpec()
     horizon_mask: bool = True
     horizon_radius: Annotated[float, Field(gt=0, le=0.5)] = 0.47
+    mask: MaskSpec | None = None
 
 
 class FrameModel(Schema):

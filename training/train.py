@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -28,8 +29,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skyedge.dataset_inputs import raw_conditions
+from skyedge.masks import FrameMask
 from skyedge.metrics import classification_report, plot_accuracy_vs_epochs, plot_confusion, plot_curves
-from skyedge.model_card import Preprocess, SequenceSpec, Stretch
+from skyedge.model_card import CardMask, Preprocess, SequenceSpec, Stretch
 from skyedge.preprocess import condition_features, prepare_frame, prepare_sequence
 from skyedge.training.config import TrainConfig
 from skyedge.training.data.loaders import Loaded, load_source
@@ -46,6 +48,8 @@ from skyedge.training.models.metric_heads import (
 )
 
 log = logging.getLogger(__name__)
+
+MASK_FILE = "mask.png"  # a recipe's mask image, in the run directory and in the package
 
 
 # ---------------------------------------------------------------- set-up
@@ -217,9 +221,12 @@ def fit(model: nn.Module, cfg: TrainConfig, n_train: int, step, validate, device
 # ---------------------------------------------------------------- frames
 
 
-def frame_preprocess_spec(cfg: TrainConfig, images: list[np.ndarray]) -> Preprocess:
+def frame_preprocess_spec(cfg: TrainConfig, images: list[np.ndarray], mask: FrameMask | None = None) -> Preprocess:
     """The card's preprocessing block, with mean/std measured on (a sample of) the training frames."""
     p = cfg.preprocess
+    card_mask = None
+    if p.mask is not None:
+        card_mask = CardMask(file=MASK_FILE if p.mask.image else None, rectangles=[list(r) for r in p.mask.rectangles])
     draft = Preprocess(
         size=p.size,
         channels=p.channels,
@@ -229,16 +236,33 @@ def frame_preprocess_spec(cfg: TrainConfig, images: list[np.ndarray]) -> Preproc
         std=[1.0] * p.channels,
         horizon_mask=p.horizon_mask,
         horizon_radius=p.horizon_radius,
+        mask=card_mask,
     )
-    sample = np.stack([prepare_frame(im, draft) for im in images[:: max(1, len(images) // 256)]])
+    sample = np.stack([_prepare(im, draft, mask) for im in images[:: max(1, len(images) // 256)]])
     mean = sample.mean(axis=(0, 2, 3)).tolist()
     std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3).tolist()
     return draft.model_copy(update={"mean": mean, "std": std})
 
 
-def prepare_frames(images: list[np.ndarray], spec: Preprocess, desc: str) -> torch.Tensor:
-    arrays = [prepare_frame(im, spec) for im in tqdm(images, desc=f"preprocess {desc}", unit="frame", leave=False)]
-    return torch.from_numpy(np.stack(arrays))
+def _prepare(image: np.ndarray, spec: Preprocess, mask: FrameMask | None) -> np.ndarray:
+    return prepare_frame(image, spec, mask=mask.array(image.shape[:2]) if mask is not None else None)
+
+
+def prepare_frames(images: list[np.ndarray], spec: Preprocess, desc: str, mask: FrameMask | None = None) -> torch.Tensor:
+    """Every frame as the edge will prepare it (the recipe's mask applied)."""
+    bar = tqdm(images, desc=f"preprocess {desc}", unit="frame", leave=False)
+    return torch.from_numpy(np.stack([_prepare(im, spec, mask) for im in bar]))
+
+
+def recipe_mask(cfg: TrainConfig, out: Path) -> FrameMask | None:
+    """The recipe's mask, its image copied into the run (export puts it in the package)."""
+    spec = cfg.preprocess.mask
+    if spec is None:
+        return None
+    mask = FrameMask(spec.image, spec.rectangles, key="preprocess.mask")
+    if spec.image is not None:
+        shutil.copyfile(spec.image, out / MASK_FILE)
+    return mask
 
 
 def _augment(x: torch.Tensor) -> torch.Tensor:
@@ -295,8 +319,9 @@ def _val_accuracy_frame(model, cfg, x_fit, y_fit, x_val, y_val, device, num_clas
 def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path, device, rank: int, world: int) -> dict:
     classes, k = train.classes, len(train.classes)
     tr_idx, va_idx = stratified_split(train.labels, cfg.data.val_fraction, cfg.seed)
-    spec = frame_preprocess_spec(cfg, [train.images[i] for i in tr_idx])
-    x_all = prepare_frames(train.images, spec, "train")
+    mask = recipe_mask(cfg, out)
+    spec = frame_preprocess_spec(cfg, [train.images[i] for i in tr_idx], mask)
+    x_all = prepare_frames(train.images, spec, "train", mask)
     y_all = train.labels
     x_tr, y_tr, x_va, y_va = x_all[tr_idx], y_all[tr_idx], x_all[va_idx], y_all[va_idx]
     m = cfg.frame_model
@@ -341,7 +366,7 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
     x_te = None
     if test is not None:
         _check_classes(test, classes)
-        x_te = prepare_frames(test.images, spec, "test")
+        x_te = prepare_frames(test.images, spec, "test", mask)
         results["test"] = _evaluate_frame(classifier, x_te, test.labels, classes, threshold)
     # Every classifier the embedding supports, on the same embedding: the papers' head comparison.
     results["heads"] = {}

@@ -69,7 +69,7 @@ class CameraSource:
 
             image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else frame
             self.counter += 1
-            yield RawFrame(f"frame-{self.counter:08d}", str(self.spec.uri), image, captured=time.time())
+            yield RawFrame(f"frame-{self.counter:08d}", str(self.spec.uri), image, captured=time.time(), clock="camera")
             if self.spec.interval_s:
                 self.stop.wait(self.spec.interval_s)
 

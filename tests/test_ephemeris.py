@@ -1,0 +1,167 @@
+"""The edge's ephemeris against an independent computation: low-precision sun and moon theory written out here.
+
+The reference uses textbook series (the sun's equation of centre; the moon's largest periodic terms in
+longitude, latitude and distance, Brown/ELP as summarised by Meeus), mean sidereal time, and a topocentric
+correction by vectors. Its own accuracy is a few hundredths of a degree, so agreement within 0.1 degree says
+the astropy-based tables, their interpolation and the offline Earth-orientation choice are right.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from skyedge.edge.ephemeris import Ephemeris
+
+D2R = math.pi / 180.0
+
+
+def _sin(deg):
+    return math.sin(deg * D2R)
+
+
+def _cos(deg):
+    return math.cos(deg * D2R)
+
+
+def _sun_ecliptic(t_cent: float) -> tuple[float, float, float]:
+    """Apparent ecliptic longitude (deg), latitude 0, distance (km) of the sun."""
+    l0 = 280.46646 + 36000.76983 * t_cent
+    m = 357.52911 + 35999.05029 * t_cent
+    c = (1.914602 - 0.004817 * t_cent) * _sin(m) + (0.019993 - 0.000101 * t_cent) * _sin(2 * m) + 0.000289 * _sin(3 * m)
+    omega = 125.04 - 1934.136 * t_cent
+    lam = l0 + c - 0.00569 - 0.00478 * _sin(omega)
+    e = 0.016708634 - 0.000042037 * t_cent
+    r_au = 1.000001018 * (1 - e * e) / (1 + e * _cos(m + c))
+    return lam, 0.0, r_au * 149597870.7
+
+
+# (D, M, M', F) multipliers and coefficients: longitude sine terms (deg), distance cosine terms (km).
+LONGITUDE_DISTANCE = [
+    (0, 0, 1, 0, 6.288774, -20905.355),
+    (2, 0, -1, 0, 1.274027, -3699.111),
+    (2, 0, 0, 0, 0.658314, -2955.968),
+    (0, 0, 2, 0, 0.213618, -569.925),
+    (0, 1, 0, 0, -0.185116, 48.888),
+    (0, 0, 0, 2, -0.114332, -3.149),
+    (2, 0, -2, 0, 0.058793, 246.158),
+    (2, -1, -1, 0, 0.057066, -152.138),
+    (2, 0, 1, 0, 0.053322, -170.733),
+    (2, -1, 0, 0, 0.045758, -204.586),
+    (0, 1, -1, 0, -0.040923, -129.620),
+    (1, 0, 0, 0, -0.034720, 108.743),
+    (0, 1, 1, 0, -0.030383, 104.755),
+    (2, 0, 0, -2, 0.015327, 10.321),
+    (0, 0, 1, 2, -0.012528, 0.0),
+    (0, 0, 1, -2, 0.010980, 79.661),
+    (4, 0, -1, 0, 0.010675, -34.782),
+    (0, 0, 3, 0, 0.010034, -23.210),
+]
+LATITUDE = [
+    (0, 0, 0, 1, 5.128122),
+    (0, 0, 1, 1, 0.280602),
+    (0, 0, 1, -1, 0.277693),
+    (2, 0, 0, -1, 0.173237),
+    (2, 0, -1, 1, 0.055413),
+    (2, 0, -1, -1, 0.046271),
+    (2, 0, 0, 1, 0.032573),
+    (0, 0, 2, 1, 0.017198),
+]
+
+
+def _moon_ecliptic(t_cent: float) -> tuple[float, float, float]:
+    """Geocentric ecliptic longitude, latitude (deg) and distance (km) of the moon, largest terms only."""
+    lp = 218.3164477 + 481267.88123421 * t_cent
+    d = 297.8501921 + 445267.1114034 * t_cent
+    m = 357.5291092 + 35999.0502909 * t_cent
+    mp = 134.9633964 + 477198.8675055 * t_cent
+    f = 93.2720950 + 483202.0175233 * t_cent
+    lam, dist = lp, 385000.56
+    for kd, km, kmp, kf, sl, cr in LONGITUDE_DISTANCE:
+        arg = kd * d + km * m + kmp * mp + kf * f
+        lam += sl * _sin(arg)
+        dist += cr * _cos(arg)
+    beta = sum(c * _sin(kd * d + km * m + kmp * mp + kf * f) for kd, km, kmp, kf, c in LATITUDE)
+    nutation = -0.00478 * _sin(125.04 - 1934.136 * t_cent)
+    return lam + nutation, beta, dist
+
+
+def _topocentric_alt(lam, beta, dist_km, jd_ut, t_cent, lat, lon, elevation_m) -> float:
+    eps = 23.439291 - 0.0130042 * t_cent + 0.00256 * _cos(125.04 - 1934.136 * t_cent)
+    # Geocentric equatorial vector of the body.
+    x = dist_km * _cos(beta) * _cos(lam)
+    y = dist_km * (_cos(beta) * _sin(lam) * _cos(eps) - _sin(beta) * _sin(eps))
+    z = dist_km * (_cos(beta) * _sin(lam) * _sin(eps) + _sin(beta) * _cos(eps))
+    # The observer, rotated by local sidereal time (WGS-84-like ellipsoid).
+    gmst = 280.46061837 + 360.98564736629 * (jd_ut - 2451545.0) + 0.000387933 * t_cent**2
+    lst = gmst + lon
+    a, flattening = 6378.137, 1 / 298.257
+    e2 = flattening * (2 - flattening)
+    n = a / math.sqrt(1 - e2 * _sin(lat) ** 2)
+    h = elevation_m / 1000.0
+    ox, oy, oz = (n + h) * _cos(lat) * _cos(lst), (n + h) * _cos(lat) * _sin(lst), (n * (1 - e2) + h) * _sin(lat)
+    tx, ty, tz = x - ox, y - oy, z - oz
+    # Up direction of the site (geodetic normal).
+    ux, uy, uz = _cos(lat) * _cos(lst), _cos(lat) * _sin(lst), _sin(lat)
+    return math.degrees(math.asin((tx * ux + ty * uy + tz * uz) / math.sqrt(tx * tx + ty * ty + tz * tz)))
+
+
+def reference(posix: float, lat: float, lon: float, elevation_m: float) -> tuple[float, float, float]:
+    """(sun altitude, moon altitude, moon illumination) from the formulas above."""
+    jd_ut = 2440587.5 + posix / 86400.0
+    t_cent = (jd_ut + 69.2 / 86400.0 - 2451545.0) / 36525.0  # the series run on terrestrial time
+    sun = _sun_ecliptic(t_cent)
+    moon = _moon_ecliptic(t_cent)
+    sun_alt = _topocentric_alt(*sun, jd_ut, t_cent, lat, lon, elevation_m)
+    moon_alt = _topocentric_alt(*moon, jd_ut, t_cent, lat, lon, elevation_m)
+    elongation = math.acos(_cos(moon[1]) * _cos(moon[0] - sun[0]))
+    return sun_alt, moon_alt, (1 - math.cos(elongation)) / 2
+
+
+SITES = {
+    "la-palma": (28.7606, -17.8816, 2396.0),
+    "paranal": (-24.6272, -70.4042, 2635.0),
+    "svalbard": (78.2232, 15.6267, 520.0),
+    "south-pole": (-89.99, 0.0, 2835.0),
+    "fairbanks": (64.8378, -147.7164, 136.0),
+}
+TIMES = [
+    "2024-03-20T03:06:00",
+    "2025-06-21T22:30:00",
+    "2026-11-23T21:00:00",
+    "2027-01-15T04:45:00",
+    "2028-08-02T12:00:00",
+    "2030-12-31T23:59:00",
+]
+
+
+@pytest.mark.parametrize("site", sorted(SITES))
+def test_sun_and_moon_agree_with_an_independent_reference_within_a_tenth_of_a_degree(site):
+    lat, lon, elevation = SITES[site]
+    eph = Ephemeris(lat, lon, elevation)
+    worst = {"sun": 0.0, "moon": 0.0, "illumination": 0.0}
+    rng = np.random.default_rng(len(site))
+    stamps = [datetime.fromisoformat(t).replace(tzinfo=timezone.utc).timestamp() for t in TIMES]
+    stamps += list(rng.uniform(stamps[0], stamps[-1], 6))  # and a few random moments in between
+    for posix in stamps:
+        got = eph.at(posix)
+        sun_alt, moon_alt, illumination = reference(posix, lat, lon, elevation)
+        worst["sun"] = max(worst["sun"], abs(got.sun_alt_deg - sun_alt))
+        worst["moon"] = max(worst["moon"], abs(got.moon_alt_deg - moon_alt))
+        worst["illumination"] = max(worst["illumination"], abs(got.moon_illumination - illumination))
+    assert worst["sun"] < 0.1 and worst["moon"] < 0.1, worst
+    assert worst["illumination"] < 0.01, worst
+
+
+def test_polar_day_and_night():
+    """Near the poles the sun stays up (or down) all day: the altitude varies little and never crosses 0."""
+    pole = Ephemeris(-89.99, 0.0, 2835.0)
+    june = datetime(2026, 6, 21, tzinfo=timezone.utc).timestamp()
+    december = datetime(2026, 12, 21, tzinfo=timezone.utc).timestamp()
+    winter = [pole.at(june + h * 3600).sun_alt_deg for h in range(24)]
+    summer = [pole.at(december + h * 3600).sun_alt_deg for h in range(24)]
+    assert max(winter) < -23.0 and min(summer) > 23.0  # a fixed altitude of about -/+ 23.4 deg
+    assert max(summer) - min(summer) < 0.5

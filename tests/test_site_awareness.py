@@ -1,0 +1,278 @@
+"""Site awareness: capture times from the file, day gating by the sun, physical cross-checks, masks.
+
+The day/night, cross-check and mask tests run the real daemon (`skyedge run --once`) on files whose capture
+times are written into them, at a real site; the expected sun and moon come from the independent formulas of
+tests/test_ephemeris.py, not from the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from edge_helpers import messages, offline_frame_probabilities, package_with_unknown_threshold, write_config
+from test_ephemeris import reference
+
+from skyedge.cli import main
+from skyedge.edge.capture_time import CaptureClock, parse_timezone
+from skyedge.edge.config import CaptureTimeSection
+from skyedge.model_card import read_card
+
+LA_PALMA = {"latitude_deg": 28.7606, "longitude_deg": -17.8816, "elevation_m": 2396.0}
+SITE = (LA_PALMA["latitude_deg"], LA_PALMA["longitude_deg"], LA_PALMA["elevation_m"])
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------- capture time (fast)
+
+
+def test_capture_time_from_fits_exif_filename_or_file(tmp_path):
+    clock = CaptureClock(CaptureTimeSection(camera_timezone="Atlantic/Canary", filename_format="%Y%m%d_%H%M%S"), "cam")
+    start = _utc("2026-11-23T22:00:00")
+    got = clock.of("x.fits", {"DATE-OBS": "2026-11-23T22:00:00", "EXPTIME": 30.0}, None)
+    assert got.posix == start.timestamp() + 15 and got.source == "fits:DATE-OBS+EXPTIME/2"  # mid-exposure
+    got = clock.of("x.fits", {"DATE-AVG": "2026-11-23T22:00:10.5", "DATE-OBS": "2026-11-23T22:00:00"}, None)
+    assert got.posix == start.timestamp() + 10.5 and got.source == "fits:DATE-AVG"
+    # EXIF: local camera time, or the offset the camera wrote beside it.
+    from PIL import Image
+
+    for offset, expected in ((None, "2026-11-23T21:30:05+00:00"), ("+02:00", "2026-11-23T19:30:05+00:00")):
+        exif = Image.Exif()
+        ifd = exif.get_ifd(0x8769)
+        ifd[0x9003] = "2026:11:23 21:30:05"  # Canary winter time = UTC
+        if offset:
+            ifd[0x9011] = offset
+        path = tmp_path / f"cam-{offset}.jpg"
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(path, exif=exif)
+        got = clock.of(str(path), {}, 0.0)
+        assert got.source == "exif:DateTimeOriginal"
+        assert datetime.fromtimestamp(got.posix, timezone.utc).isoformat() == expected
+    # A file name in summer time (UTC+1 in the Canaries).
+    got = clock.of("/data/allsky/ccd1_20260715_233000.png", {}, 0.0)
+    assert got.source == "filename" and datetime.fromtimestamp(got.posix, timezone.utc) == _utc("2026-07-15T22:30:00")
+    # Nothing in the file: the file time, said so.
+    got = clock.of("/data/allsky/frame.png", {}, 1795464000.0)
+    assert got.source == "file-mtime" and got.posix == 1795464000.0
+    assert parse_timezone("-05:30").utcoffset(None) == timedelta(hours=-5, minutes=-30)
+    with pytest.raises(ValueError, match="camera_timezone"):
+        parse_timezone("Mars/Olympus_Mons")
+
+
+# ---------------------------------------------------------------- end to end (needs the tiny package)
+
+
+def _fits_at(source: Path, out: Path, when: datetime) -> Path:
+    """A copy of a FITS frame whose header says it was taken at ``when`` (and whose file time says so too)."""
+    from astropy.io import fits
+
+    data = fits.getdata(source)
+    header = fits.Header({"DATE-OBS": when.strftime("%Y-%m-%dT%H:%M:%S"), "EXPTIME": 10.0})
+    fits.PrimaryHDU(data, header=header).writeto(out)
+    os.utime(out, (when.timestamp(), when.timestamp()))  # arrival order = capture order
+    return out
+
+
+def _deploy(tmp_path, package, incoming, log, pipeline_extra: dict | None = None, **extra) -> Path:
+    cfg = write_config(
+        tmp_path / "e.yaml",
+        package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"jsonl": {"path": str(log)}},
+        site_location=LA_PALMA,
+        **extra,
+    )
+    if pipeline_extra:
+        data = yaml.safe_load(cfg.read_text())
+        data["pipelines"][0].update(pipeline_extra)
+        cfg.write_text(yaml.safe_dump(data))
+    return cfg
+
+
+@pytest.mark.slow
+def test_a_day_of_frames_is_day_by_day_and_night_classes_by_night(frame_package, camera_frames, tmp_path):
+    package = package_with_unknown_threshold(frame_package, tmp_path / "pkg", 1e9)
+    night_classes = list(read_card(package).classes)
+    incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
+    incoming.mkdir()
+    start = _utc("2026-11-23T12:00:00")
+    times = [start + timedelta(minutes=20 * k) for k in range(72)]  # one day, a frame every 20 minutes
+    for k, when in enumerate(times):
+        _fits_at(camera_frames[k % 30], incoming / f"f{k:03d}.fits", when)
+    cfg = _deploy(
+        tmp_path,
+        package,
+        incoming,
+        log,
+        {
+            "safety": {"safe_classes": night_classes, "hold_frames": 2},
+            "sky_state": {"hysteresis_frames": 2},
+        },
+    )
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    results = sorted(messages(log, "classification"), key=lambda m: m["frame_id"])
+    assert len(results) == 72
+    for when, m in zip(times, results, strict=True):
+        sun_alt = reference(when.timestamp() + 5, *SITE)[0]
+        assert m["captured_from"] == "fits:DATE-OBS+EXPTIME/2"
+        assert abs(m["ephemeris"]["sun_alt_deg"] - sun_alt) < 0.1
+        if abs(sun_alt - (-12.0)) < 0.3:
+            continue  # too close to the threshold to insist
+        if sun_alt > -12.0:
+            assert m["class"] == "day" and m["probabilities"] == {"day": 1.0}, (when, sun_alt, m["class"])
+        else:
+            assert m["class"] in night_classes, (when, sun_alt, m["class"])
+    # The state follows: day -> night classes at dusk, back to day at dawn; safety only at night.
+    states = [s["state"] for s in messages(log, "state")]
+    assert states[0] == "day" and states[-1] == "day" and any(s in night_classes for s in states)
+    day_states = [s for s in messages(log, "state") if s["state"] == "day"]
+    assert all(not s["safe"] and s["ephemeris"]["sun_alt_deg"] > -12.0 for s in day_states)
+    safety = [e["details"]["safe"] for e in messages(log, "event") if e["event"] == "safety_change"]
+    assert safety == [True, False], safety  # safe after dusk, unsafe again at dawn
+    metrics = messages(log, "metrics")[-1]
+    assert metrics["counts"]["processed"] == 72
+
+
+def _moon_frames(package, camera_frames) -> list[Path]:
+    probs = offline_frame_probabilities(package, camera_frames)
+    classes = read_card(package).classes
+    return [f for f in camera_frames if classes[int(np.argmax(probs[f.name]))] == "moon"]
+
+
+def _dark_time_with_moon(below: bool) -> datetime:
+    """A moment at La Palma with the sun well down and the moon below the horizon (or high), from the reference."""
+    t = _utc("2026-11-01T00:00:00")
+    while True:
+        sun_alt, moon_alt, _ = reference(t.timestamp(), *SITE)
+        if sun_alt < -20 and ((moon_alt < -10) if below else (moon_alt > 30)):
+            return t
+        t += timedelta(minutes=30)
+
+
+@pytest.mark.slow
+def test_moon_with_the_moon_below_the_horizon_is_flagged(frame_package, camera_frames, tmp_path):
+    package = package_with_unknown_threshold(frame_package, tmp_path / "pkg", 1e9)
+    moons = _moon_frames(package, camera_frames)
+    assert moons, "the tiny model calls none of the simulated frames 'moon'"
+    for policy in ("flag", "unknown"):
+        incoming, log = tmp_path / f"in-{policy}", tmp_path / f"{policy}.jsonl"
+        incoming.mkdir()
+        _fits_at(moons[0], incoming / "set.fits", _dark_time_with_moon(below=True))
+        _fits_at(moons[0], incoming / "up.fits", _dark_time_with_moon(below=False) + timedelta(days=60))
+        cfg = _deploy(tmp_path, package, incoming, log, {"checks": {"moon_below_horizon": policy}})
+        assert main(["run", "--config", str(cfg), "--once"]) == 0
+        got = {m["frame_id"]: m for m in messages(log, "classification")}
+        assert got["set.fits"]["checks"] == ["moon_below_horizon"] and got["set.fits"]["ephemeris"]["moon_alt_deg"] < -9
+        assert got["set.fits"]["class"] == ("moon" if policy == "flag" else "unknown")
+        assert got["set.fits"]["top_class"] == "moon"
+        assert "checks" not in got["up.fits"] and got["up.fits"]["class"] == "moon"
+        assert messages(log, "metrics")[-1]["counts"]["check_moon_below_horizon"] == 1
+
+
+def test_clear_with_a_bright_moon_and_no_glare_is_flagged():
+    """The moon's place in the image comes from the orientation; no glare there under a bright high moon is suspicious."""
+    from skyedge.edge.config import PipelineSection
+    from skyedge.edge.ephemeris import Ephemeris
+    from skyedge.edge.site import SiteView, sky_to_pixel
+    from skyedge.edge.sources import RawFrame
+
+    when = _dark_time_with_moon(below=False)
+    # Move on to a bright moon: the illumination from the reference.
+    while reference(when.timestamp(), *SITE)[2] < 0.7 or not (
+        reference(when.timestamp(), *SITE)[1] > 30 and reference(when.timestamp(), *SITE)[0] < -20
+    ):
+        when += timedelta(hours=1)
+    section = PipelineSection.model_validate(
+        {"camera": "c", "source": {"kind": "camera", "uri": 0}, "orientation": {"north_angle_deg": 30.0}}
+    )
+    view = SiteView(section, Ephemeris(*SITE))
+    dark = np.full((128, 128), 100.0, np.float32)
+    header = {"DATE-OBS": when.strftime("%Y-%m-%dT%H:%M:%S")}
+    seen = view.observe(RawFrame("f", "f.fits", dark, header))
+    assert seen.ephemeris.moon_illumination > 0.7 and seen.moon_xy is not None
+    assert view.check("clear", seen) == (["bright_moon_unseen"], False)
+    assert view.check("cloudy", seen) == ([], False)  # behind clouds, no glare is expected
+    x, y = sky_to_pixel(seen.ephemeris.moon_alt_deg, seen.ephemeris.moon_az_deg, dark.shape, section.orientation)
+    assert (x, y) == pytest.approx(seen.moon_xy)
+    glaring = dark.copy()
+    yy, xx = np.mgrid[0:128, 0:128]
+    glaring += 5000.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 4.0**2))
+    assert view.check("clear", view.observe(RawFrame("f", "f.fits", glaring, header))) == ([], False)
+
+
+def _overlay_and_trees(image: np.ndarray) -> np.ndarray:
+    """The frame as a badly placed camera would see it: a bright timestamp overlay and a dark tree line."""
+    out = image.copy()
+    top = float(np.percentile(image, 99.9))
+    out[2:9, 2:40] = top * 3  # burned-in text
+    out[54:, :] = np.minimum(out[54:, :], float(np.percentile(image, 1)))  # trees along the bottom
+    return out
+
+
+@pytest.mark.slow
+def test_a_mask_hides_an_overlay_and_trees(frame_package, camera_frames, tmp_path):
+    import cv2
+    from astropy.io import fits
+
+    incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
+    incoming.mkdir()
+    original = fits.getdata(camera_frames[3]).astype(np.float32)
+    fits.PrimaryHDU(original).writeto(incoming / "a-plain.fits")
+    fits.PrimaryHDU(_overlay_and_trees(original)).writeto(incoming / "b-overlay.fits")
+    tree_mask = np.full(original.shape, 255, np.uint8)
+    tree_mask[54:, :] = 0
+    cv2.imwrite(str(tmp_path / "trees.png"), tree_mask)
+    masked = {"preprocess": {"mask": {"image": str(tmp_path / "trees.png"), "rectangles": [[0, 0, 44, 12]]}}}
+    cfg = _deploy(tmp_path, frame_package, incoming, log, masked)
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    got = {m["frame_id"]: m for m in messages(log, "classification")}
+    assert got["a-plain.fits"]["class"] == got["b-overlay.fits"]["class"]
+    for c, v in got["a-plain.fits"]["probabilities"].items():
+        assert got["b-overlay.fits"]["probabilities"][c] == pytest.approx(v, abs=1e-6)
+    # Without the mask the overlay and the trees do change what the model sees.
+    plain = offline_frame_probabilities(frame_package, [incoming / "a-plain.fits", incoming / "b-overlay.fits"])
+    assert np.abs(plain["a-plain.fits"] - plain["b-overlay.fits"]).max() > 1e-4
+    # A mask that does not fit the camera's frames is a start-up error naming the file.
+    small = np.full((32, 32), 255, np.uint8)
+    cv2.imwrite(str(tmp_path / "small.png"), small)
+    bad = _deploy(
+        tmp_path,
+        frame_package,
+        incoming,
+        tmp_path / "bad.jsonl",
+        {"preprocess": {"mask": {"image": str(tmp_path / "small.png")}}, "source": {"kind": "directory", "path": str(incoming), "frame_shape": [64, 64]}},
+    )
+    assert main(["run", "--config", str(bad), "--once"]) == 2
+    shutil.rmtree(incoming)
+
+
+@pytest.mark.slow
+def test_a_training_recipe_with_a_mask_trains_and_the_package_carries_it(tmp_path):
+    import cv2
+    from tiny_models import recipe
+
+    from skyedge.export.package import export_package
+    from skyedge.masks import card_mask
+    from skyedge.training.train import run_training
+
+    mask = np.full((64, 64), 255, np.uint8)
+    mask[50:, :] = 0
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    cfg = recipe(tmp_path, "frame")
+    data = cfg.model_dump(mode="json")
+    data["preprocess"]["mask"] = {"image": str(tmp_path / "mask.png"), "rectangles": [[0, 0, 20, 6]]}
+    data["train"]["epochs"] = 2
+    run = run_training(type(cfg).model_validate(data))
+    package = export_package(run, tmp_path / "pkg").package
+    card = read_card(package)
+    assert card.preprocess.mask.file == "mask.png" and card.preprocess.mask.rectangles == [[0, 0, 20, 6]]
+    assert (package / "mask.png").exists() and "mask.png" in card.sha256
+    m = card_mask(card, package).array((64, 64))
+    assert not m[55, 10] and not m[2, 5] and m[30, 30]
