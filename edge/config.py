@@ -154,10 +154,10 @@ class CaptureTimeSection(Schema):
 
 
 class ChecksSection(Schema):
-    """Physical cross-checks of the model's answer against the ephemeris: off, flag in the message, or unknown."""
+    """Physical cross-checks of the model's answer against the ephemeris: off, flag in the message, or unrecognised."""
 
-    moon_below_horizon: Literal["off", "flag", "unknown"] = "flag"
-    bright_moon_unseen: Literal["off", "flag", "unknown"] = Field(
+    moon_below_horizon: Literal["off", "flag", "unrecognised"] = "flag"
+    bright_moon_unseen: Literal["off", "flag", "unrecognised"] = Field(
         default="flag", description="'clear' with a bright moon high and no glare where it is (needs orientation)"
     )
     bright_moon_min_illumination: Annotated[float, Field(ge=0, le=1)] = 0.5
@@ -191,7 +191,7 @@ class SafetySection(Schema):
     """When the roof may be open: what the ASCOM SafetyMonitor and the state's ``safe`` flag report."""
 
     safe_classes: list[str] = Field(
-        default_factory=lambda: ["clear"], description="classes that count as safe; unknown and stale never do"
+        default_factory=lambda: ["clear"], description="classes that count as safe; unrecognised and stale never do"
     )
     hold_frames: Annotated[int, Field(ge=1)] = 3
     hold_s: Annotated[float, Field(ge=0)] = 0.0

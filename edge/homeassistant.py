@@ -1,31 +1,56 @@
-"""Home Assistant MQTT discovery: retained entity configs so a device's sky state appears without hand setup.
+"""Home Assistant MQTT discovery: retained entity configs, so each camera's sky and safety appear without hand setup.
 
-Per frame camera: the sky state (sensor), "safe to observe" (binary_sensor with
-device_class ``safety``: on = unsafe, as Home Assistant defines it), the last
-classification with its confidence (sensor + attributes), and per device its
-status. Availability follows the retained status topic and its will, so a
-vanished device shows as unavailable.
+One Home Assistant device per camera (``skyedge <camera>``, area = the site), with short entity names
+(Home Assistant prefixes the device name) and entity ids that carry site, device and camera, so two sites
+with the same device names never collide:
+
+* ``Sky state``: an enum sensor over the model's classes plus ``unrecognised``, ``day`` and ``stale``;
+  attributes ``previous``, ``since``, ``safe`` (they change only when the state does, so the recorder
+  writes no row per message);
+* ``Unsafe``: a binary sensor with ``device_class: safety`` (on = unsafe, Home Assistant's convention);
+* ``Last classification``: an enum sensor (classes, ``unrecognised``, ``day``), attribute ``top_class``;
+* ``Confidence``: the verdict's confidence in %, not the top class's probability;
+* ``Connectivity``: a diagnostic binary sensor from the retained status and its will.
+
+Every entity but ``Connectivity`` is *unavailable* while the device's status is ``offline`` (or its will
+fired): a roof automation must treat ``unavailable`` and ``unknown`` as unsafe (docs/observatory-control.md).
+The configs are republished whenever Home Assistant announces itself on ``<prefix>/status``.
 """
 
 from __future__ import annotations
 
+import re
+from functools import partial
+
 from skyedge import __version__
 from skyedge.edge.messages import Message
 
+STATES_BESIDES_CLASSES = ("unrecognised", "day", "stale")
 
-def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str) -> list[Message]:
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def _entity(
+    prefix: str, node: str, dev: dict, availability: list, component: str, what: str, config: dict, available: bool = True
+) -> tuple[str, dict]:
+    payload = {
+        "unique_id": f"{node}_{what}",
+        "object_id": f"{node}_{what}",  # the entity id: site, device and camera, so sites never collide
+        "has_entity_name": True,
+        "device": dev,
+        **config,
+    }
+    if available:
+        payload["availability"] = availability
+    return f"{prefix}/{component}/{node}/{what}/config", payload
+
+
+def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str, classes: list[str]) -> list[Message]:
     """Retained entity configs to publish at start (Home Assistant's payloads, not skyedge schemas)."""
     site, device = factory.site, factory.device
-    node = f"skyedge_{site}_{device}".replace("-", "_").replace(".", "_")
     status = factory.topic("status")
-    dev = {
-        "identifiers": [node],
-        "name": f"skyedge {device}",
-        "manufacturer": "skyedge",
-        "model": model_name,
-        "sw_version": __version__,
-        "suggested_area": site,
-    }
     availability = [
         {
             "topic": status,
@@ -34,76 +59,90 @@ def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str
             "payload_not_available": "offline",
         }
     ]
-    out = [
-        (
-            f"{prefix}/sensor/{node}/status/config",
-            {
-                "name": "Status",
-                "unique_id": f"{node}_status",
-                "state_topic": status,
-                "value_template": "{{ value_json.state }}",
-                "icon": "mdi:lan-connect",
-                "device": dev,
-            },
-        )
-    ]
+    out = []
     for camera in cameras:
-        cam = camera.replace("-", "_").replace(".", "_")
+        node = _slug(f"skyedge {site} {device} {camera}")
+        dev = {
+            "identifiers": [node],
+            "name": f"skyedge {camera}",
+            "manufacturer": "skyedge",
+            "model": model_name,
+            "sw_version": __version__,
+            "suggested_area": site,
+        }
         state, classification = factory.topic("state", camera), factory.topic("classification", camera)
+        entity = partial(_entity, prefix, node, dev, availability)
         out += [
-            (
-                f"{prefix}/sensor/{node}/{cam}_sky_state/config",
+            entity(
+                "sensor",
+                "sky_state",
                 {
-                    "name": f"{camera} sky state",
-                    "unique_id": f"{node}_{cam}_sky_state",
+                    "name": "Sky state",
                     "state_topic": state,
                     "value_template": "{{ value_json.state }}",
+                    "device_class": "enum",
+                    "options": [*classes, *STATES_BESIDES_CLASSES],
                     "json_attributes_topic": state,
+                    # .get: the first state has no 'previous' (absent fields are not sent), and Home Assistant's
+                    # templates fail on an undefined value.
+                    "json_attributes_template": (
+                        "{{ {'previous': value_json.get('previous'), 'since': value_json.get('since'), "
+                        "'safe': value_json.get('safe')} | tojson }}"
+                    ),
                     "icon": "mdi:weather-night",
-                    "availability": availability,
-                    "device": dev,
                 },
             ),
-            (
-                f"{prefix}/binary_sensor/{node}/{cam}_unsafe/config",
+            entity(
+                "binary_sensor",
+                "unsafe",
                 {
-                    "name": f"{camera} unsafe to observe",
-                    "unique_id": f"{node}_{cam}_unsafe",
+                    "name": "Unsafe",
                     "device_class": "safety",
                     "state_topic": state,
                     "value_template": "{{ 'OFF' if value_json.safe else 'ON' }}",
                     "payload_on": "ON",
                     "payload_off": "OFF",
-                    "availability": availability,
-                    "device": dev,
                 },
             ),
-            (
-                f"{prefix}/sensor/{node}/{cam}_last_class/config",
+            entity(
+                "sensor",
+                "last_class",
                 {
-                    "name": f"{camera} last classification",
-                    "unique_id": f"{node}_{cam}_last_class",
+                    "name": "Last classification",
                     "state_topic": classification,
                     "value_template": "{{ value_json['class'] }}",
+                    "device_class": "enum",
+                    "options": [*classes, "unrecognised", "day"],
                     "json_attributes_topic": classification,
-                    "json_attributes_template": "{{ {'confidence': value_json.confidence, 'top_class': value_json.top_class, 'frame_id': value_json.frame_id} | tojson }}",
+                    "json_attributes_template": "{{ {'top_class': value_json.get('top_class')} | tojson }}",
                     "icon": "mdi:camera-iris",
-                    "availability": availability,
-                    "device": dev,
                 },
             ),
-            (
-                f"{prefix}/sensor/{node}/{cam}_confidence/config",
+            entity(
+                "sensor",
+                "confidence",
                 {
-                    "name": f"{camera} confidence",
-                    "unique_id": f"{node}_{cam}_confidence",
+                    "name": "Confidence",
                     "state_topic": classification,
                     "value_template": "{{ (value_json.confidence * 100) | round(1) }}",
                     "unit_of_measurement": "%",
                     "state_class": "measurement",
-                    "availability": availability,
-                    "device": dev,
+                    "icon": "mdi:gauge",
                 },
+            ),
+            entity(
+                "binary_sensor",
+                "connectivity",
+                {
+                    "name": "Connectivity",
+                    "device_class": "connectivity",
+                    "entity_category": "diagnostic",
+                    "state_topic": status,
+                    "value_template": "{{ 'ON' if value_json.state == 'online' else 'OFF' }}",
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                },
+                available=False,  # it reports offline itself rather than going unavailable
             ),
         ]
     return [Message("discovery", topic, payload, qos=1, retain=True) for topic, payload in out]

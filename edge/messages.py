@@ -25,7 +25,9 @@ def utc_from_timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-RETAINED = {"status": True, "state": True, "metrics": True, "classification": False, "event": False}
+# Classifications are retained too, so a dashboard that (re)starts sees the latest at once; their MQTT 5
+# message expiry (an hour) removes a retained one that is out of date.
+RETAINED = {"status": True, "state": True, "metrics": True, "classification": True, "event": False}
 QOS = {"status": 1, "state": 1, "classification": 1, "event": 1, "metrics": 0}
 
 

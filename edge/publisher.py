@@ -36,12 +36,20 @@ _STOP = object()
 
 
 @dataclass(frozen=True)
+class Announced:
+    """Home Assistant said something on its status topic (``online`` after it starts)."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class DeviceFacts:
     """What the status and metrics messages say about this device and how to read its queue depth."""
 
     backend: str
     precision: str
     model_name: str
+    classes: list[str]
     item_queue_depth: Callable[[], int]
     metrics_interval_s: float
     homeassistant_prefix: str | None = None  # None: no discovery
@@ -66,7 +74,12 @@ class Publisher:
         self._stores = [store for r in reporters for store in r.stores()]
         self._stores += [store for p in pipelines for store in p.source.stores()]
         self._store_problems: dict[int, str] = {}
-        self._handlers = {Decision: self._decision, BatchFailed: self._batch_failed, Observed: self._observed}
+        self._handlers = {
+            Decision: self._decision,
+            BatchFailed: self._batch_failed,
+            Observed: self._observed,
+            Announced: self._announced,
+        }
 
     # ------------------------------------------------------------ any thread
 
@@ -93,6 +106,8 @@ class Publisher:
         self._status("online")
         if self.facts.homeassistant_prefix is not None:
             self._discovery()
+            for reporter in self.reporters:  # Home Assistant asks for the configs again when it (re)starts
+                reporter.listen(f"{self.facts.homeassistant_prefix}/status", lambda payload: self.put(Announced(payload)))
         try:
             while True:
                 try:
@@ -129,6 +144,7 @@ class Publisher:
                 **{"class": d.label},
                 top_class=d.top_class,
                 confidence=d.confidence,
+                top_probability=d.top_probability,
                 probabilities=d.probabilities,
                 unknown=d.unknown,
                 distance=d.distance,
@@ -261,11 +277,16 @@ class Publisher:
             )
         )
 
+    def _announced(self, a: Announced) -> None:
+        if a.payload.strip() == b"online":
+            log.info("Home Assistant is online: republishing discovery")
+            self._discovery()
+
     def _discovery(self) -> None:
         from skyedge.edge.homeassistant import discovery_messages
 
         cameras = [p.camera for p in self.pipelines if p.verdicts.safety is not None]
         for message in discovery_messages(
-            self.facts.homeassistant_prefix, self.factory, cameras, self.facts.model_name
+            self.facts.homeassistant_prefix, self.factory, cameras, self.facts.model_name, self.facts.classes
         ):
             self._send(message)

@@ -57,14 +57,15 @@ class Decision:
     """The model's answer for one item."""
 
     item: Item
-    label: str  # the verdict: a class, or 'unknown' when the open-set check rejects it
+    label: str  # the verdict: a class, 'unrecognised' (open set or a failed cross-check), or 'day'
     top_class: str
-    confidence: float
+    confidence: float  # in the verdict (see skyedge.edge.tasks.Decoder), not the top class's probability
     probabilities: dict[str, float]
-    unknown: bool
+    unknown: bool  # the open-set check rejected it (the message's 'unknown' flag)
     distance: float | None
     inference_ms: float
     checks: tuple[str, ...] = ()  # physical cross-checks the answer failed
+    top_probability: float | None = None  # the model's probability of top_class
 
 
 @dataclass(frozen=True)

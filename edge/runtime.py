@@ -76,6 +76,7 @@ class Runtime:
             backend=self.backend_kind,
             precision=self.package.precision,
             model_name=self.card.name,
+            classes=list(self.card.classes),
             item_queue_depth=self.items.qsize,
             metrics_interval_s=mqtt.metrics_interval_s if mqtt else 30.0,
             homeassistant_prefix=cfg.homeassistant.prefix if cfg.homeassistant.enabled else None,

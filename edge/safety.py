@@ -2,7 +2,7 @@
 
 Safe only after a run of frames in a safe class lasting at least
 ``hold_frames`` frames and ``hold_s`` seconds; unsafe at once on any other
-class (``unknown`` included), when the last classification is older than
+class (``unrecognised`` included), when the last classification is older than
 ``stale_after_s``, and while the camera or pipeline has failed. Unsafe is the
 default: no frame yet means unsafe.
 """

@@ -12,8 +12,8 @@ physics (docs/observatory-control.md "Cross-checks"):
   full is higher than ``bright_moon_min_alt_deg`` and the frame shows no glare where it should be (needs
   ``orientation``).
 
-Each check is ``off``, ``flag`` (named in the message's ``checks``) or ``unknown`` (flagged, and the class
-becomes ``unknown``, so it counts as unsafe).
+Each check is ``off``, ``flag`` (named in the message's ``checks``) or ``unrecognised`` (flagged, and the
+class becomes ``unrecognised``, so it counts as unsafe).
 """
 
 from __future__ import annotations
@@ -125,14 +125,14 @@ class SiteView:
         )
 
     def check(self, label: str, seen: Observation | None) -> tuple[list[str], bool]:
-        """(failed cross-checks, whether they make the answer 'unknown')."""
+        """(failed cross-checks, whether they make the answer 'unrecognised')."""
         if seen is None or seen.ephemeris is None:
             return [], False
         failed, unknown = [], False
         eph, c = seen.ephemeris, self.checks
         if c.moon_below_horizon != "off" and label == "moon" and eph.moon_alt_deg < -MOON_SET_SLACK_DEG:
             failed.append("moon_below_horizon")
-            unknown |= c.moon_below_horizon == "unknown"
+            unknown |= c.moon_below_horizon == "unrecognised"
         if (
             label == "clear"
             and seen.moon_glare is not None
@@ -140,5 +140,5 @@ class SiteView:
             and seen.moon_glare < GLARE_MIN_RATIO
         ):
             failed.append("bright_moon_unseen")
-            unknown |= c.bright_moon_unseen == "unknown"
+            unknown |= c.bright_moon_unseen == "unrecognised"
         return failed, unknown

@@ -1,7 +1,7 @@
 """Debounced sky state: per-frame classes -> the state observatory control acts on, with events.
 
 The state changes only when ``hysteresis_frames`` consecutive frames agree on a
-new class, so one odd frame does not open or close a roof. 'unknown' (open-set
+new class, so one odd frame does not open or close a roof. 'unrecognised' (open-set
 rejection) counts as a class of its own. A camera silent for ``stale_after_s``
 is 'stale'. Whether a state is safe is the safety policy's call (:mod:`skyedge.edge.safety`).
 """
@@ -41,7 +41,7 @@ def _event_for(state: str, previous: str | None, frames: int) -> tuple[str, str,
         return "state_change", "info", f"daytime: the sun is above the day threshold (was {previous})"
     if state == "stale":
         return "state_change", "critical", f"no classification for the stale timeout (was {previous})"
-    return "state_change", "warning" if state == "unknown" else "info", f"sky state {previous} -> {state} ({why})"
+    return "state_change", "warning" if state == "unrecognised" else "info", f"sky state {previous} -> {state} ({why})"
 
 
 class SkyState:
@@ -55,7 +55,7 @@ class SkyState:
         self.last_seen = time.monotonic()
 
     def update(self, label: str, confidence: float) -> Transition | None:
-        """Feed one frame's class ('unknown' allowed); return a transition when the state changes."""
+        """Feed one frame's class ('unrecognised' and 'day' allowed); return a transition when the state changes."""
         self.last_seen = time.monotonic()
         if label != self.candidate:
             self.candidate, self.run = label, []

@@ -27,11 +27,19 @@ from skyedge.masks import FrameMask, MaskError, combined
 from skyedge.model_card import ModelCard
 from skyedge.preprocess import prepare_frame
 
-UNKNOWN = "unknown"
+# The open-set verdict: the input is unlike anything the model was trained on. Not "unknown", which Home
+# Assistant (and most dashboards) use for "no data yet": an automation must be able to tell the two apart.
+UNRECOGNISED = "unrecognised"
 
 
 class Decoder:
-    """Per-item answers from output rows: top class, its probability, and 'unknown' beyond the distance threshold."""
+    """Per-item answers from output rows: top class, its probability, and 'unrecognised' beyond the distance threshold.
+
+    ``confidence`` is the confidence in the verdict, not the top class's probability (``top_probability``):
+    for a class, its probability; for 'unrecognised' from the open-set check, how far beyond the threshold
+    the input lies, 1 - threshold / distance (0 at the threshold, towards 1 far away); for a verdict a
+    cross-check forced, 1 (physics, not the model, decided).
+    """
 
     def __init__(self, card: ModelCard):
         self.classes = list(card.classes)
@@ -44,7 +52,7 @@ class Decoder:
         self, items: list[Item], probabilities: np.ndarray, outputs: dict, inference_ms: float, check=None
     ) -> list[Decision]:
         """``probabilities`` (N, C) already at each item's answer epoch; ``check(label, item)`` returns the failed
-        cross-checks and whether they make the answer unknown."""
+        cross-checks and whether they make the answer unrecognised."""
         top = probabilities.argmax(axis=1)
         distances = outputs[self.distance] if self.distance is not None else None
         out = []
@@ -53,23 +61,25 @@ class Decoder:
             distance = float(distances[i]) if distances is not None else None
             unknown = bool(distance is not None and self.threshold is not None and distance > self.threshold)
             top_class = self.classes[top[i]]
-            label = UNKNOWN if unknown else top_class
+            label = UNRECOGNISED if unknown else top_class
+            confidence = 1.0 - self.threshold / distance if unknown else float(p[top[i]])
             checks: list[str] = []
             if check is not None:
                 checks, forced = check(label, item)
                 if forced:
-                    label = UNKNOWN
+                    label, confidence = UNRECOGNISED, 1.0
             out.append(
                 Decision(
                     item,
                     label,
                     top_class,
-                    float(p[top[i]]),
+                    float(confidence),
                     {c: float(v) for c, v in zip(self.classes, p, strict=True)},
                     unknown,
                     distance,
                     inference_ms,
                     tuple(checks),
+                    float(p[top[i]]),
                 )
             )
         return out
@@ -162,7 +172,7 @@ class FrameTask:
 
 def _day(item: Item) -> Decision:
     """The answer for a frame taken while the sun is up: no night-sky class applies."""
-    return Decision(item, DAY, DAY, 1.0, {DAY: 1.0}, False, None, 0.0)
+    return Decision(item, DAY, DAY, 1.0, {DAY: 1.0}, False, None, 0.0, (), 1.0)
 
 
 class Countdown:

@@ -9,9 +9,12 @@ import yaml
 
 
 def write_config(path: Path, package: Path, source: dict, reporters: dict, **extra) -> Path:
-    """A deployment YAML for one pipeline."""
+    """A deployment YAML for one pipeline, under a site name of its own (retained messages on a shared
+    broker never leak between tests); :func:`topic_root` gives its topic root."""
+    import uuid
+
     cfg = {
-        "site": "test-site",
+        "site": extra.pop("site", f"test-{uuid.uuid4().hex[:8]}"),
         "device": "dev-1",
         "model": {"package": str(package), "precision": extra.pop("precision", "fp32")},
         "backend": {"kind": "onnxruntime", "batch_size": extra.pop("batch_size", 8), "max_wait_ms": 20},
@@ -21,6 +24,12 @@ def write_config(path: Path, package: Path, source: dict, reporters: dict, **ext
     }
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def topic_root(config: Path) -> str:
+    """``skyedge/<site>/<device>`` of a deployment file."""
+    data = yaml.safe_load(config.read_text())
+    return f"skyedge/{data['site']}/{data['device']}"
 
 
 def offline_frame_probabilities(package: Path, files: list[Path]) -> dict[str, np.ndarray]:

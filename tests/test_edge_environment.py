@@ -19,7 +19,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from edge_helpers import RunningDaemon, package_with_unknown_threshold, wait_for, write_config
+from edge_helpers import RunningDaemon, package_with_unknown_threshold, topic_root, wait_for, write_config
 from mqtt_helpers import Collector
 
 from skyedge.cli import main
@@ -79,7 +79,7 @@ def test_a_full_disk_is_reported_survived_and_loses_or_corrupts_nothing(
     source = {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05, "state_file": str(state)}
     mqtt_cfg = {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(queue), "metrics_interval_s": 1.0}
     cfg = write_config(tmp_path / "e.yaml", frame_package, source, {"mqtt": mqtt_cfg, "jsonl": {"path": str(audit)}})
-    col = Collector(mqtt_broker, "skyedge/test-site/dev-1/#", protocol=mqtt.MQTTv5)
+    col = Collector(mqtt_broker, f"{topic_root(cfg)}/#", protocol=mqtt.MQTTv5)
 
     def classified() -> set[str]:
         return {p["frame_id"] for p in _payloads(col, "classification")}
@@ -150,7 +150,7 @@ def test_wall_clock_jumps_change_no_timing(frame_package, camera_frames, tmp_pat
     shift = tmp_path / "shift"
     shift.write_text("0\n")
     env = {**os.environ, "LD_PRELOAD": str(clockshift), "CLOCKSHIFT_FILE": str(shift)}
-    col = Collector(mqtt_broker, "skyedge/test-site/dev-1/#", protocol=mqtt.MQTTv5)
+    col = Collector(mqtt_broker, f"{topic_root(cfg)}/#", protocol=mqtt.MQTTv5)
     daemon = subprocess.Popen([sys.executable, "-m", "skyedge", "run", "--config", str(cfg)], env=env)
     try:
 

@@ -9,7 +9,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from edge_helpers import offline_frame_probabilities, write_config
+from edge_helpers import offline_frame_probabilities, topic_root, write_config
 
 from skyedge.cli import main
 from skyedge.edge.config import load_edge_config
@@ -237,7 +237,6 @@ def test_run_reports_over_mqtt_and_every_message_validates(frame_package, camera
     incoming.mkdir()
     for f in camera_frames[:20]:
         (incoming / f.name).write_bytes(f.read_bytes())
-    col = Collector(mqtt_broker, "skyedge/test-site/dev-1/#", protocol=mqtt.MQTTv5)
     mqtt_cfg = {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(tmp_path / "q.sqlite")}
     cfg = write_config(
         tmp_path / "e.yaml",
@@ -245,6 +244,7 @@ def test_run_reports_over_mqtt_and_every_message_validates(frame_package, camera
         {"kind": "directory", "path": str(incoming), "settle_s": 0},
         {"mqtt": mqtt_cfg},
     )
+    col = Collector(mqtt_broker, f"{topic_root(cfg)}/#", protocol=mqtt.MQTTv5)
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     col.wait_for(20, timeout=20)
     deadline = time.monotonic() + 5

@@ -371,7 +371,7 @@ def test_sigkilled_skyedge_run_replays_and_retained_state_is_latest(frame_packag
     """The real edge process, SIGKILLed mid-stream while the broker is down, then restarted: nothing lost."""
     import sqlite3
 
-    from edge_helpers import write_config
+    from edge_helpers import topic_root, write_config
 
     from skyedge.edge.reporters.jsonl import read_jsonl
     from skyedge.training.simulate.allsky import AllskyConfig, simulate_allsky
@@ -423,7 +423,7 @@ def test_sigkilled_skyedge_run_replays_and_retained_state_is_latest(frame_packag
         assert frame_ids() == {f.name for f in frames}  # every frame arrived, across the crash
         audit = [m["payload"] for m in read_jsonl(tmp_path / "audit.jsonl") if m["topic"].endswith("/state")]
         assert audit, "no sky state was published: the check below would prove nothing"
-        col = Collector(broker, "skyedge/test-site/dev-1/allsky/state")
+        col = Collector(broker, f"{topic_root(cfg)}/allsky/state")
         retained = json.loads(col.wait_for(1)[0].payload)
         assert retained["msg_id"] == audit[-1]["msg_id"]  # the latest state, not an older replayed one
         col.close()

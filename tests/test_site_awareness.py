@@ -161,7 +161,7 @@ def test_moon_with_the_moon_below_the_horizon_is_flagged(frame_package, camera_f
     package = package_with_unknown_threshold(frame_package, tmp_path / "pkg", 1e9)
     moons = _moon_frames(package, camera_frames)
     assert moons, "the tiny model calls none of the simulated frames 'moon'"
-    for policy in ("flag", "unknown"):
+    for policy in ("flag", "unrecognised"):
         incoming, log = tmp_path / f"in-{policy}", tmp_path / f"{policy}.jsonl"
         incoming.mkdir()
         _fits_at(moons[0], incoming / "set.fits", _dark_time_with_moon(below=True))
@@ -170,7 +170,7 @@ def test_moon_with_the_moon_below_the_horizon_is_flagged(frame_package, camera_f
         assert main(["run", "--config", str(cfg), "--once"]) == 0
         got = {m["frame_id"]: m for m in messages(log, "classification")}
         assert got["set.fits"]["checks"] == ["moon_below_horizon"] and got["set.fits"]["ephemeris"]["moon_alt_deg"] < -9
-        assert got["set.fits"]["class"] == ("moon" if policy == "flag" else "unknown")
+        assert got["set.fits"]["class"] == ("moon" if policy == "flag" else "unrecognised")
         assert got["set.fits"]["top_class"] == "moon"
         assert "checks" not in got["up.fits"] and got["up.fits"]["class"] == "moon"
         assert messages(log, "metrics")[-1]["counts"]["check_moon_below_horizon"] == 1

@@ -1,4 +1,5 @@
-"""Reporters: where messages go. Each has ``publish(message)``, ``depth()``, ``dropped()`` and ``close()``.
+"""Reporters: where messages go. Each has ``publish(message)``, ``listen(topic, callback)``, ``depth()``,
+``dropped()``, ``stores()`` and ``close()``.
 
 Only the publisher thread calls them (:mod:`skyedge.edge.publisher`).
 ``publish`` never blocks for long: the MQTT reporter only appends to its

@@ -36,6 +36,9 @@ class JsonlReporter:
         self._dropped = 0
         self.problem: str | None = None
 
+    def listen(self, topic: str, callback) -> None:
+        """A file hears nothing."""
+
     def stores(self) -> list:
         """This log is a durable store whose ``problem`` the publisher watches."""
         return [self]

@@ -76,6 +76,7 @@ class MqttReporter:
         self._last_sent = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._listeners: dict[str, object] = {}  # topic -> callback(payload bytes), called on paho's thread
         client_id = cfg.client_id or f"skyedge-{factory.site}-{factory.device}"
         if self.v5:
             self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -107,6 +108,7 @@ class MqttReporter:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
         props = None
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
@@ -134,8 +136,15 @@ class MqttReporter:
             self._inflight.clear()
             self._early.clear()
             self._last_sent = 0  # resend everything not acknowledged, in order
+        for topic in list(self._listeners):
+            client.subscribe(topic, qos=1)  # again on every connect: the session may be new
         self.connected.set()
         self._wake.set()
+
+    def _on_message(self, client, userdata, msg):
+        callback = self._listeners.get(msg.topic)
+        if callback is not None:
+            callback(msg.payload)
 
     def _on_connect_fail(self, client, userdata):
         self.last_error = f"cannot connect to {self.cfg.host}:{self.cfg.port}: {self._diagnose()}"
@@ -237,6 +246,12 @@ class MqttReporter:
         m = message
         self.outbox.put(m.topic, json.dumps(m.payload, separators=(",", ":")).encode(), m.qos, m.retain, m.kind, m.schema)
         self._wake.set()
+
+    def listen(self, topic: str, callback) -> None:
+        """Call ``callback(payload)`` for each message on ``topic`` (from paho's network thread: keep it short)."""
+        self._listeners[topic] = callback
+        if self.connected.is_set():
+            self.client.subscribe(topic, qos=1)
 
     def stores(self) -> list:
         """The outbox is a durable store whose ``problem`` the publisher watches."""

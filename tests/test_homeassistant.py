@@ -1,0 +1,156 @@
+"""Home Assistant as its users see it, without Home Assistant: the discovery configs against Home Assistant's
+documented MQTT discovery schema, and the device's behaviour over a real broker. (The run against a real Home
+Assistant is tests/test_homeassistant_real.py, marked `homeassistant`.)
+
+Numbers refer to the Home Assistant issue: the open-set word (1), the documented roof automation (2), retained
+classifications (3), the verdict's confidence (4), entity names and ids (5), stable attributes (6), republishing
+when Home Assistant comes online and the declared sensor options (7).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jinja2
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from edge_helpers import RunningDaemon, package_with_unknown_threshold, topic_root, wait_for, write_config
+from mqtt_helpers import Collector, connect
+
+from skyedge.edge.homeassistant import discovery_messages
+from skyedge.edge.messages import MessageFactory
+
+CLASSES = ["arc", "diffuse", "discrete", "cloudy", "moon", "clear"]
+MODEL = {"name": "allsky-tiny", "sha256": "0" * 64, "precision": "fp32"}
+DOCS = Path(__file__).parents[1] / "docs" / "observatory-control.md"
+
+
+def _configs(site="la-palma", device="allsky-01", cameras=("allsky",)):
+    factory = MessageFactory(site, device, MODEL)
+    return {m.topic: m.payload for m in discovery_messages("homeassistant", factory, list(cameras), "allsky-tiny", CLASSES)}
+
+
+def _render(template: str, value_json: dict):
+    # StrictUndefined, as Home Assistant's own templates: an undefined value is an error, not an empty string.
+    env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)  # noqa: S701 - JSON, not HTML
+    return env.from_string(template).render(value_json=value_json)
+
+
+def test_5_entity_names_are_short_and_ids_carry_the_site():
+    configs = _configs()
+    names = sorted(c["name"] for c in configs.values())
+    assert names == ["Confidence", "Connectivity", "Last classification", "Sky state", "Unsafe"]
+    for c in configs.values():
+        assert c["has_entity_name"] is True and c["device"]["name"] == "skyedge allsky"
+        assert c["object_id"].startswith("skyedge_la_palma_allsky_01_allsky_") and c["unique_id"] == c["object_id"]
+        assert c["device"]["suggested_area"] == "la-palma"
+    # Two sites with the same device and camera names never collide.
+    other = _configs(site="paranal")
+    ids = {c["unique_id"] for c in configs.values()} | {c["unique_id"] for c in other.values()}
+    assert len(ids) == 10 and not set(configs) & set(other)
+
+
+def test_1_7_states_are_declared_and_the_open_set_word_is_not_unknown():
+    configs = {c["name"]: c for c in _configs().values()}
+    sky, last = configs["Sky state"], configs["Last classification"]
+    assert sky["device_class"] == "enum" and sky["options"] == [*CLASSES, "unrecognised", "day", "stale"]
+    assert last["device_class"] == "enum" and last["options"] == [*CLASSES, "unrecognised", "day"]
+    for c in (sky, last):
+        assert "unknown" not in c["options"]  # Home Assistant's own word for "no data yet"
+    connectivity = configs["Connectivity"]
+    assert connectivity["device_class"] == "connectivity" and connectivity["entity_category"] == "diagnostic"
+    assert "availability" not in connectivity  # it says offline itself
+    assert all("availability" in c for n, c in configs.items() if n != "Connectivity")
+    unsafe = configs["Unsafe"]
+    assert unsafe["device_class"] == "safety"
+    assert _render(unsafe["value_template"], {"safe": False}) == "ON"
+    assert _render(unsafe["value_template"], {"safe": True}) == "OFF"
+    assert _render(connectivity["value_template"], {"state": "offline"}) == "OFF"
+
+
+def test_6_attributes_change_only_with_the_state():
+    configs = {c["name"]: c for c in _configs().values()}
+    state_message = {
+        "schema": "skyedge.state/1",
+        "ts": "2026-11-23T21:00:00.000Z",
+        "msg_id": "ab" * 16,
+        "model": MODEL,
+        "state": "cloudy",
+        "previous": "clear",
+        "since": "2026-11-23T20:58:00.000Z",
+        "confidence": 0.91,
+        "frames": 3,
+        "safe": False,
+    }
+    attributes = json.loads(_render(configs["Sky state"]["json_attributes_template"], state_message))
+    assert attributes == {"previous": "clear", "since": "2026-11-23T20:58:00.000Z", "safe": False}
+    first = {k: v for k, v in state_message.items() if k != "previous"}  # the first state has none
+    assert json.loads(_render(configs["Sky state"]["json_attributes_template"], first))["previous"] is None
+    classification = {"class": "cloudy", "top_class": "cloudy", "frame_id": "f1.fits", "msg_id": "cd" * 16, "confidence": 0.9}
+    attributes = json.loads(_render(configs["Last classification"]["json_attributes_template"], classification))
+    assert attributes == {"top_class": "cloudy"}  # no frame_id, msg_id or ts: a row per state, not per message
+    assert _render(configs["Confidence"]["value_template"], {"confidence": 0.123}) == "12.3"
+
+
+def _documented_automation() -> list[dict]:
+    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+    automation = [yaml.safe_load(b) for b in blocks if "input_boolean.turn_off" in b]
+    assert automation, "docs/observatory-control.md shows no roof automation"
+    return automation[0]
+
+
+def test_2_the_documented_roof_automation_closes_on_unsafe_unknown_unavailable_and_stale():
+    (rule,) = _documented_automation()
+    ids = {c["object_id"]: c for c in _configs().values()}
+    triggers = {t["entity_id"]: set(t["to"]) for t in rule["trigger"]}
+    unsafe = "binary_sensor.skyedge_la_palma_allsky_01_allsky_unsafe"
+    sky = "sensor.skyedge_la_palma_allsky_01_allsky_sky_state"
+    assert unsafe.split(".", 1)[1] in ids and sky.split(".", 1)[1] in ids  # the ids discovery creates
+    assert triggers[unsafe] >= {"on", "unavailable", "unknown"}
+    assert triggers[sky] >= {"unrecognised", "stale", "unavailable", "unknown"}
+    assert rule["action"][0]["service"] == "input_boolean.turn_off"
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt5
+def test_1_3_4_7_over_a_real_broker(frame_package, camera_frames, tmp_path, mqtt_broker):
+    """Unrecognised frames say so (1) with the verdict's confidence (4); the latest classification is retained (3);
+    discovery is republished when Home Assistant announces itself (7)."""
+    package = package_with_unknown_threshold(frame_package, tmp_path / "pkg", 1e-3)  # everything is unfamiliar
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    cfg = write_config(
+        tmp_path / "e.yaml",
+        package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05},
+        {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(tmp_path / "q.sqlite")}},
+        homeassistant={"enabled": True},
+    )
+    root = topic_root(cfg)
+    node = re.sub(r"[^a-z0-9]+", "_", f"skyedge {root.split('/')[1]} dev-1 allsky")
+    discovery = Collector(mqtt_broker, f"homeassistant/+/{node}/+/config", protocol=mqtt.MQTTv5)
+    live = Collector(mqtt_broker, f"{root}/allsky/classification", protocol=mqtt.MQTTv5)
+    with RunningDaemon(cfg):
+        assert wait_for(lambda: len(discovery.messages) == 5)
+        for f in camera_frames[:4]:
+            (incoming / f.name).write_bytes(f.read_bytes())
+        assert wait_for(lambda: len(live.messages) >= 4)
+        ha = connect(mqtt_broker, protocol=mqtt.MQTTv5)
+        ha.publish("homeassistant/status", "online", qos=1).wait_for_publish(10)  # Home Assistant restarted
+        assert wait_for(lambda: len(discovery.messages) == 10)  # every config again
+        ha.disconnect()
+    first = [json.loads(m.payload) for m in live.messages]
+    for c in first:
+        assert c["class"] == "unrecognised" and c["unknown"] is True
+        assert c["confidence"] == pytest.approx(1 - 1e-3 / c["distance"], rel=1e-6)
+        assert c["top_probability"] == c["probabilities"][c["top_class"]]
+    # A dashboard that starts now still sees the latest classification (retained).
+    late = Collector(mqtt_broker, f"{root}/allsky/classification", protocol=mqtt.MQTTv5)
+    retained = json.loads(late.wait_for(1)[0].payload)
+    assert retained["msg_id"] == first[-1]["msg_id"] and late.messages[0].retain
+    for col in (discovery, live, late):
+        col.close()
+
