@@ -26,6 +26,17 @@ def write_config(path: Path, package: Path, source: dict, reporters: dict, **ext
     return path
 
 
+def deliver(src: Path, dst: Path) -> Path:
+    """Put a frame into a watched folder the way camera software should: written under a hidden name,
+    then renamed, so a source with ``settle_s: 0`` never reads it half-written."""
+    import shutil
+
+    tmp = dst.with_name(f".{dst.name}.part")
+    shutil.copy(src, tmp)
+    tmp.replace(dst)
+    return dst
+
+
 def topic_root(config: Path) -> str:
     """``skyedge/<site>/<device>`` of a deployment file."""
     data = yaml.safe_load(config.read_text())
@@ -57,7 +68,10 @@ def package_with_unknown_threshold(package: Path, out: Path, threshold: float) -
 
     shutil.copytree(package, out)
     card = read_card(out)
-    write_card(card.model_copy(update={"metric_head": card.metric_head.model_copy(update={"unknown_threshold": threshold})}), out)
+    write_card(
+        card.model_copy(update={"metric_head": card.metric_head.model_copy(update={"unknown_threshold": threshold})}),
+        out,
+    )
     return out
 
 

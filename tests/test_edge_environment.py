@@ -19,7 +19,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from edge_helpers import RunningDaemon, package_with_unknown_threshold, topic_root, wait_for, write_config
+from edge_helpers import RunningDaemon, deliver, package_with_unknown_threshold, topic_root, wait_for, write_config
 from mqtt_helpers import Collector
 
 from skyedge.cli import main
@@ -32,7 +32,7 @@ TESTS = Path(__file__).parent
 
 def _copy(frames, folder, prefix):
     for f in frames:
-        shutil.copy(f, folder / f"{prefix}{f.name}")
+        deliver(f, folder / f"{prefix}{f.name}")
 
 
 def _payloads(col: Collector, kind: str) -> list[dict]:
@@ -50,7 +50,9 @@ def small_disk(tmp_path):
         pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
     mount = tmp_path / "disk"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     yield mount
@@ -84,7 +86,11 @@ def test_a_full_disk_is_reported_survived_and_loses_or_corrupts_nothing(
     def classified() -> set[str]:
         return {p["frame_id"] for p in _payloads(col, "classification")}
 
-    names = [f"{prefix}{f.name}" for prefix, part in (("a-", camera_frames[:5]), ("b-", camera_frames[5:25]), ("c-", camera_frames[25:30])) for f in part]
+    names = [
+        f"{prefix}{f.name}"
+        for prefix, part in (("a-", camera_frames[:5]), ("b-", camera_frames[5:25]), ("c-", camera_frames[25:30]))
+        for f in part
+    ]
     with RunningDaemon(cfg) as daemon:
         _copy(camera_frames[:5], incoming, "a-")
         assert wait_for(lambda: classified() >= set(names[:5]))
@@ -97,7 +103,9 @@ def test_a_full_disk_is_reported_survived_and_loses_or_corrupts_nothing(
         assert failed_paths <= {str(audit), str(state), str(queue)} and failed_paths
         assert daemon.alive()
         filler.unlink()
-        assert wait_for(lambda: {e["details"]["path"] for e in _events(col, "storage_recovered")} == failed_paths, timeout=15)
+        assert wait_for(
+            lambda: {e["details"]["path"] for e in _events(col, "storage_recovered")} == failed_paths, timeout=15
+        )
         _copy(camera_frames[25:30], incoming, "c-")
         assert wait_for(lambda: classified() >= set(names), timeout=20)
     # Nothing corrupted: every audit line is whole JSON, both databases pass SQLite's integrity check.
@@ -162,7 +170,9 @@ def test_wall_clock_jumps_change_no_timing(frame_package, camera_frames, tmp_pat
         shift.write_text("-7200\n")  # the wall clock steps back two hours
         time.sleep(0.3)
         _copy(camera_frames[1:2], incoming, "b-")  # written by the real clock: two hours in the daemon's future
-        assert wait_for(lambda: classified(f"b-{camera_frames[1].name}"), timeout=10), "a file from the future never settled"
+        assert wait_for(lambda: classified(f"b-{camera_frames[1].name}"), timeout=10), (
+            "a file from the future never settled"
+        )
         second = time.monotonic()
         assert wait_for(lambda: any(e["details"]["safe"] for e in _events(col, "safety_change")), timeout=10)
         held = time.monotonic() - second

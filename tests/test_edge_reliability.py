@@ -8,13 +8,12 @@ bounded sequence buffers (8), the telescope field resuming after a restart (9).
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import time
 
 import numpy as np
 import pytest
-from edge_helpers import RunningDaemon, messages, wait_for, write_config
+from edge_helpers import RunningDaemon, deliver, messages, wait_for, write_config
 
 from skyedge.cli import main
 
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.slow  # needs the session's tiny trained packages
 def _copy(frames, folder, prefix=""):
     folder.mkdir(parents=True, exist_ok=True)
     for f in frames:
-        shutil.copy(f, folder / f"{prefix}{f.name}")
+        deliver(f, folder / f"{prefix}{f.name}")
 
 
 class SlowBackend:
@@ -129,9 +128,19 @@ def test_3_bad_paths_at_start_are_config_errors_with_key_and_line(frame_package,
     a_file.write_text("x")
     jl = {"jsonl": {"path": str(tmp_path / "r.jsonl")}}
     cases = [
-        ({"kind": "directory", "path": str(tmp_path / "missing")}, jl, "pipelines[0].source.path (line", "does not exist"),
+        (
+            {"kind": "directory", "path": str(tmp_path / "missing")},
+            jl,
+            "pipelines[0].source.path (line",
+            "does not exist",
+        ),
         ({"kind": "directory", "path": str(a_file)}, jl, "pipelines[0].source.path (line", "it is a file"),
-        ({"kind": "directory", "path": str(folder)}, {"jsonl": {"path": str(folder)}}, "reporters.jsonl.path (line", "is a directory"),
+        (
+            {"kind": "directory", "path": str(folder)},
+            {"jsonl": {"path": str(folder)}},
+            "reporters.jsonl.path (line",
+            "is a directory",
+        ),
         (
             {"kind": "directory", "path": str(folder), "state_file": str(a_file / "state.sqlite")},
             jl,
@@ -161,7 +170,9 @@ def _big_png(path, width: int, height: int) -> None:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+    )
 
 
 def test_4_oversized_images_are_refused_from_the_header(frame_package, camera_frames, tmp_path):
@@ -177,7 +188,9 @@ def test_4_oversized_images_are_refused_from_the_header(frame_package, camera_fr
     source = {"kind": "directory", "path": str(incoming), "settle_s": 0, "max_pixels": 50_000_000}
     cfg = write_config(tmp_path / "e.yaml", frame_package, source, {"jsonl": {"path": str(log)}})
     assert main(["run", "--config", str(cfg), "--once"]) == 0
-    rejected = {e["details"]["frame_id"]: e["message"] for e in messages(log, "event") if e["event"] == "input_rejected"}
+    rejected = {
+        e["details"]["frame_id"]: e["message"] for e in messages(log, "event") if e["event"] == "input_rejected"
+    }
     assert set(rejected) == {"huge.png", "huge.fits"}
     assert "20000x20000 = 400.0 megapixels" in rejected["huge.png"] and "not decoded" in rejected["huge.png"]
     assert "9000x9000" in rejected["huge.fits"]
@@ -233,15 +246,22 @@ def test_6_symlinks_to_devices_or_nothing_are_reported_once(frame_package, camer
     (incoming / "good-link.fits").symlink_to(camera_frames[5])  # a link to a real frame is simply read
     log = tmp_path / "r.jsonl"
     cfg = write_config(
-        tmp_path / "e.yaml", frame_package, {"kind": "directory", "path": str(incoming), "settle_s": 0}, {"jsonl": {"path": str(log)}}
+        tmp_path / "e.yaml",
+        frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"jsonl": {"path": str(log)}},
     )
     for _ in range(2):  # a restart does not report them again
         assert main(["run", "--config", str(cfg), "--once"]) == 0
-    rejected = {e["details"]["frame_id"]: e["message"] for e in messages(log, "event") if e["event"] == "input_rejected"}
+    rejected = {
+        e["details"]["frame_id"]: e["message"] for e in messages(log, "event") if e["event"] == "input_rejected"
+    }
     assert set(rejected) == {"zero.fits", "dangling.png"}
     assert "/dev/zero" in rejected["zero.fits"] and "not a regular file" in rejected["zero.fits"]
     assert "does not exist" in rejected["dangling.png"]
-    assert {m["frame_id"] for m in messages(log, "classification")} == {f.name for f in camera_frames[:2]} | {"good-link.fits"}
+    assert {m["frame_id"] for m in messages(log, "classification")} == {f.name for f in camera_frames[:2]} | {
+        "good-link.fits"
+    }
 
 
 def test_7_model_packages_are_readable_by_other_users(frame_package):
@@ -314,7 +334,10 @@ def test_9_a_telescope_field_resumes_where_it_stopped(sequence_package, tmp_path
     card = read_card(sequence_package)
     sess = ort.InferenceSession(str(sequence_package / "model.onnx"), providers=["CPUExecutionProvider"])
     images = [fits.getdata(field / "frames" / p.name).astype(np.float32) for p in frames]
-    raw = {k: np.array([float(fits.getheader(field / "frames" / p.name)[HEADER_KEYS[k]]) for p in frames]) for k in RAW_CONDITIONS}
+    raw = {
+        k: np.array([float(fits.getheader(field / "frames" / p.name)[HEADER_KEYS[k]]) for p in frames])
+        for k in RAW_CONDITIONS
+    }
     last = {m["object_id"]: m for m in after if m["n_epochs"] == 6}
     for entry in read_catalog(field / "catalog.csv"):
         stamps = np.stack([cut_stamp(im, entry.x, entry.y, card.sequence.stamp_size) for im in images])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from edge_helpers import package_with_unknown_threshold, wait_for, write_config
+from edge_helpers import deliver, package_with_unknown_threshold, wait_for, write_config
 from mqtt_helpers import connect
 
 from skyedge.brokers import MosquittoBroker, free_port, wait_for_port
@@ -40,7 +39,19 @@ HA_VERSION = "2024.3.3"
 DOCS = Path(__file__).parents[1] / "docs" / "observatory-control.md"
 # What this configuration loads, plus frontend and backup, which Home Assistant loads at bootstrap (without the
 # frontend it starts in recovery mode).
-INTEGRATIONS = ("mqtt", "api", "config", "onboarding", "automation", "input_boolean", "http", "person", "analytics", "frontend", "backup")
+INTEGRATIONS = (
+    "mqtt",
+    "api",
+    "config",
+    "onboarding",
+    "automation",
+    "input_boolean",
+    "http",
+    "person",
+    "analytics",
+    "frontend",
+    "backup",
+)
 IDS = "skyedge_la_palma_allsky_01_allsky"
 
 
@@ -121,7 +132,13 @@ class HomeAssistant:
     def onboard(self) -> None:
         r = requests.post(
             f"{self.base}/api/onboarding/users",
-            json={"client_id": f"{self.base}/", "name": "Test", "username": "test", "password": "skyedge-test-1", "language": "en"},
+            json={
+                "client_id": f"{self.base}/",
+                "name": "Test",
+                "username": "test",
+                "password": "skyedge-test-1",
+                "language": "en",
+            },
             timeout=10,
         )
         r.raise_for_status()
@@ -129,13 +146,19 @@ class HomeAssistant:
         self.token, self.refresh = tokens["access_token"], tokens["refresh_token"]
 
     def api(self, method: str, path: str, **kwargs):
-        r = requests.request(method, f"{self.base}{path}", headers={"Authorization": f"Bearer {self.token}"}, timeout=20, **kwargs)
+        r = requests.request(
+            method, f"{self.base}{path}", headers={"Authorization": f"Bearer {self.token}"}, timeout=20, **kwargs
+        )
         r.raise_for_status()
         return r.json() if r.text else None
 
     def add_mqtt(self, host: str, port: int) -> None:
-        flow = self.api("POST", "/api/config/config_entries/flow", json={"handler": "mqtt", "show_advanced_options": False})
-        result = self.api("POST", f"/api/config/config_entries/flow/{flow['flow_id']}", json={"broker": host, "port": port})
+        flow = self.api(
+            "POST", "/api/config/config_entries/flow", json={"handler": "mqtt", "show_advanced_options": False}
+        )
+        result = self.api(
+            "POST", f"/api/config/config_entries/flow/{flow['flow_id']}", json={"broker": host, "port": port}
+        )
         assert result["type"] == "create_entry", result
 
     def state(self, entity_id: str) -> dict | None:
@@ -156,7 +179,11 @@ class HomeAssistant:
     def log_problems(self) -> list[str]:
         log = self.config / "home-assistant.log"
         lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-        return [line for line in lines if ("ERROR" in line or "WARNING" in line) and ("mqtt" in line.lower() or "skyedge" in line)]
+        return [
+            line
+            for line in lines
+            if ("ERROR" in line or "WARNING" in line) and ("mqtt" in line.lower() or "skyedge" in line)
+        ]
 
 
 def _skyedge(config: Path) -> subprocess.Popen:
@@ -172,7 +199,14 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
     (config / "configuration.yaml").write_text(
         yaml.safe_dump(
             {
-                "homeassistant": {"name": "Observatory", "time_zone": "UTC", "latitude": 28.76, "longitude": -17.88, "elevation": 2396, "unit_system": "metric"},
+                "homeassistant": {
+                    "name": "Observatory",
+                    "time_zone": "UTC",
+                    "latitude": 28.76,
+                    "longitude": -17.88,
+                    "elevation": 2396,
+                    "unit_system": "metric",
+                },
                 "http": {"server_host": "127.0.0.1", "server_port": port},
                 "api": {},
                 "config": {},
@@ -195,7 +229,14 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
             tmp_path / f"{name}.yaml",
             pkg,
             {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.1},
-            {"mqtt": {"host": broker.host, "port": broker.port, "queue_path": str(tmp_path / f"{name}.q"), "keepalive_s": 5}},
+            {
+                "mqtt": {
+                    "host": broker.host,
+                    "port": broker.port,
+                    "queue_path": str(tmp_path / f"{name}.q"),
+                    "keepalive_s": 5,
+                }
+            },
             site="la-palma",
             device="allsky-01",
             homeassistant={"enabled": True},
@@ -216,7 +257,7 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
         ha.add_mqtt(broker.host, broker.port)
         edge = _skyedge(deployment("edge", package))
         for f in camera_frames[:3]:
-            shutil.copy(f, incoming / f.name)
+            deliver(f, incoming / f.name)
         entities = {
             "sky": f"sensor.{IDS}_sky_state",
             "unsafe": f"binary_sensor.{IDS}_unsafe",
@@ -245,7 +286,7 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
         # (1) skyedge's open-set answer reads 'unrecognised', never Home Assistant's 'unknown'.
         strict = package_with_unknown_threshold(frame_package, tmp_path / "strict", 1e-3)
         edge = _skyedge(deployment("strict", strict))
-        shutil.copy(camera_frames[3], incoming / camera_frames[3].name)
+        deliver(camera_frames[3], incoming / camera_frames[3].name)
         assert wait_for(lambda: ha.value(entities["sky"]) == "unrecognised", timeout=60), ha.state(entities["sky"])
         assert ha.value(entities["last"]) == "unrecognised" and ha.value(entities["unsafe"]) == "on"
         last_before = ha.value(entities["last"])
@@ -253,8 +294,16 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
         # republishes them when Home Assistant says it is online, and the last classification is there at once.
         ha.stop()
         client = connect(broker)
-        for component, what in (("sensor", "sky_state"), ("binary_sensor", "unsafe"), ("sensor", "last_class"), ("sensor", "confidence"), ("binary_sensor", "connectivity")):
-            client.publish(f"homeassistant/{component}/{IDS}/{what}/config", b"", qos=1, retain=True).wait_for_publish(10)
+        for component, what in (
+            ("sensor", "sky_state"),
+            ("binary_sensor", "unsafe"),
+            ("sensor", "last_class"),
+            ("sensor", "confidence"),
+            ("binary_sensor", "connectivity"),
+        ):
+            client.publish(f"homeassistant/{component}/{IDS}/{what}/config", b"", qos=1, retain=True).wait_for_publish(
+                10
+            )
         client.disconnect()
         restarted = time.monotonic()
         ha.start()
@@ -269,4 +318,12 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
             edge.wait(timeout=30)
         ha.stop()
         broker.stop()
-    print(json.dumps({"home_assistant": HA_VERSION, "seconds": round(time.monotonic() - started, 1), **{k: round(v, 1) for k, v in timings.items()}}))
+    print(
+        json.dumps(
+            {
+                "home_assistant": HA_VERSION,
+                "seconds": round(time.monotonic() - started, 1),
+                **{k: round(v, 1) for k, v in timings.items()},
+            }
+        )
+    )
