@@ -1,0 +1,364 @@
+"""All-sky simulator physics and cameras: each effect measured on the functions and on rendered pixels."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from skyedge.training.simulate import sky_light
+from skyedge.training.simulate.allsky import (
+    CLASSES,
+    INVALID_KINDS,
+    AllskyConfig,
+    render_allsky,
+    render_invalid,
+    stored_dtype,
+)
+from skyedge.training.simulate.camera import CameraModel, dew, geometry, to_sensor
+from skyedge.training.simulate.profiles import PROFILES, profile_config
+
+# A plain linear mono camera with no vignetting: pixel values are proportional to sky brightness plus bias.
+LINEAR = CameraModel(width=96, height=96, vignetting=(0.0, 0.0), gain=(1.0, 1.0), read_noise=(2.0, 2.0), seed=0)
+
+
+def linear_cfg(**sky) -> AllskyConfig:
+    # One sky brightness and transparency for every frame, so frames compare by their conditions alone.
+    base = dict(
+        secondary_probability=0.0,
+        milky_way_probability=0.0,
+        haze_probability=0.0,
+        crescent_probability=0.0,
+        sky_e=(150.0, 150.0),
+        airglow=(1.0, 1.0),
+        extinction=(0.2, 0.2),
+    )
+    cfg = AllskyConfig(**{**base, **sky})
+    return _with_camera(cfg, LINEAR)
+
+
+def _with_camera(cfg: AllskyConfig, cam: CameraModel) -> AllskyConfig:
+    """An AllskyConfig whose plain camera is ``cam`` (the fields AllskyConfig.camera reads)."""
+    return dataclasses.replace(
+        cfg,
+        size=cam.width,
+        vignetting=cam.vignetting,
+        gain=cam.gain,
+        read_noise=cam.read_noise,
+        bias=cam.bias,
+    )
+
+
+def sky_level(image: np.ndarray, cfg: AllskyConfig) -> float:
+    """Median sky signal above bias inside 60 deg of the zenith."""
+    geo = geometry(cfg.camera)
+    inner = geo.sky & (geo.zenith < math.radians(60))
+    return float(np.median(image[inner].astype(float))) - cfg.bias
+
+
+def star_count(image: np.ndarray, cfg: AllskyConfig) -> float:
+    """Point sources inside 60 deg of the zenith: local maxima standing 6 sigma and 25% above their 5x5 median
+    (the contrast keeps the texture of a cloud deck, a few per cent, from counting)."""
+    import cv2
+
+    geo = geometry(cfg.camera)
+    x = image.astype(np.float32)
+    local = cv2.medianBlur(x, 5)
+    residual = x - local
+    inner = geo.sky & (geo.zenith < math.radians(60))
+    sigma = 1.4826 * np.median(np.abs(residual[inner])) + 1e-6
+    peaks = (residual == cv2.dilate(residual, np.ones((3, 3), np.uint8))) & (
+        residual > np.maximum(6 * sigma, 0.25 * (local - cfg.bias))
+    )
+    return float((peaks & inner).sum())
+
+
+def medians(label: str, cfg: AllskyConfig, n: int, seed: int, measure=sky_level) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return [measure(render_allsky(label, rng, cfg)[0], cfg) for _ in range(n)]
+
+
+# ---------------------------------------------------------------- sky light models
+
+
+def test_airglow_follows_van_rhijn():
+    z = np.radians([0.0, 45.0, 80.0, 90.0])
+    glow = sky_light.airglow(z, 1.0)
+    assert glow[0] == pytest.approx(1.0)
+    assert np.all(np.diff(glow) > 0)
+    # A thin layer at 90 km seen at the horizon: 1 / sqrt(1 - (R / (R + h))^2) ~ 6.
+    assert glow[-1] == pytest.approx(1 / math.sqrt(1 - (6371 / 6461) ** 2), rel=1e-6)
+
+
+def test_light_pollution_rises_to_the_horizon_and_under_a_town():
+    z = np.radians([0.0, 45.0, 75.0, 89.0])
+    towards = sky_light.light_pollution(z, np.zeros(4), 1.0, [(0.0, 5.0, 0.3)])
+    away = sky_light.light_pollution(z, np.full(4, math.pi), 1.0, [(0.0, 5.0, 0.3)])
+    assert np.all(np.diff(towards) > 0) and np.all(np.diff(away) > 0)
+    assert towards[-1] > 3 * away[-1]  # the dome of the town
+    assert towards[0] == pytest.approx(away[0], rel=0.01)  # ... seen from below only near the horizon
+
+
+def test_full_moon_sky_matches_krisciunas_schaefer_and_floods_the_sky():
+    z = np.radians(np.linspace(0, 80, 9))
+    az = np.full(z.shape, math.pi)  # the half of the sky away from the moon
+    light = sky_light.moonlight(z, az, math.radians(45.0), 0.0, 0.0, extinction=0.172)
+    zenith_mag = 21.6 - 2.5 * math.log10(1.0 + light[0])
+    # K&S 1991 (fig. 3): a full moon at 45 deg altitude puts the zenith near V = 18-18.5 mag/arcsec^2.
+    assert 17.5 < zenith_mag < 19.0
+    assert light.min() > 5.0  # the whole sky, even 120 deg from the moon, is several times the dark sky
+
+
+@pytest.mark.parametrize("vary", ["phase", "altitude"])
+def test_moonlight_rises_with_phase_and_altitude(vary):
+    z, az = np.radians([0.0, 40.0, 70.0]), np.zeros(3)
+    if vary == "phase":  # phase angle 0 is full
+        series = [sky_light.moonlight(z, az, math.radians(40), math.pi, a) for a in (150, 110, 70, 30, 0)]
+    else:
+        series = [sky_light.moonlight(z, az + math.pi, math.radians(90 - a), 0.0, 20) for a in (3, 15, 30, 60)]
+    zenith = [s[0] for s in series]
+    assert np.all(np.diff(zenith) > 0)
+    assert not sky_light.moonlight(z, az, math.radians(95), 0.0, 0.0).any()  # set: no moonlight
+
+
+def test_twilight_rises_monotonically_with_the_sun():
+    z, az = np.array([0.0, 1.2]), np.array([0.0, 0.0])
+    levels = [sky_light.twilight(z, az, alt, 0.0)[0] for alt in (-17.0, -12.0, -6.0, -1.0, 10.0, 40.0)]
+    assert np.all(np.diff(levels) > 0)
+    assert not sky_light.twilight(z, az, -18.5, 0.0).any()
+    toward, away = sky_light.twilight(np.radians([80.0, 80.0]), np.array([0.0, math.pi]), -6.0, 0.0)
+    assert toward > away  # brightest toward the sun
+
+
+def test_cloud_base_reflects_ground_light_but_not_airglow():
+    assert sky_light.cloud_radiance(0.0, 0.0, 0.0, 0.8) == 0.0
+    assert sky_light.cloud_radiance(2.0, 0.0, 0.0, 0.8) > 2.0  # brighter than the skyglow it hides
+
+
+# ---------------------------------------------------------------- rendered skies
+
+
+def test_lit_clouds_are_brighter_than_the_clear_sky_under_light_pollution():
+    cfg = linear_cfg(light_pollution=(2.0, 2.0), domes=(0, 0), moon_up_probability=0.0)
+    cloudy, clear = medians("cloudy", cfg, 6, 1), medians("clear", cfg, 6, 2)
+    assert min(cloudy) > max(clear)
+
+
+def test_dark_clouds_hide_stars_and_dim_a_dark_sky():
+    cfg = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0), moon_up_probability=0.0)
+    assert np.median(medians("cloudy", cfg, 6, 3)) < 0.8 * np.median(medians("clear", cfg, 6, 4))
+    rng = np.random.default_rng(3)
+    cloudy = [render_allsky("cloudy", rng, cfg) for _ in range(8)]
+    clear = [render_allsky("clear", rng, cfg) for _ in range(8)]
+    # The starlight reaching the camera (thick cloud, soft edges) and the stars the pixels show.
+    for _, meta in cloudy:
+        assert meta["starlight_seen"] < 1.0 - 0.75 * meta["cloud_coverage"]
+    assert all(meta["starlight_seen"] == pytest.approx(1.0) for _, meta in clear)
+    stars_cloudy = np.mean([star_count(im, cfg) for im, m in cloudy if m["cloud_coverage"] > 0.9])
+    assert stars_cloudy < 0.7 * np.mean([star_count(im, cfg) for im, _ in clear])
+
+
+def test_moonlit_clouds_are_brighter_than_moonless_ones():
+    dark = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0), moon_up_probability=0.0)
+    moonlit = dataclasses.replace(dark, moon_up_probability=1.0)
+    rng = np.random.default_rng(5)
+    lit = []
+    for _ in range(12):
+        image, meta = render_allsky("cloudy", rng, moonlit)
+        if meta.get("moon_altitude_deg", -1) > 20 and meta["moon_phase"] > 0.5:
+            lit.append(sky_level(image, moonlit))
+    assert lit, "no bright moon above 20 deg in 12 draws"
+    assert min(lit) > 3 * np.median(medians("cloudy", dark, 6, 6))
+
+
+def test_moon_class_brightens_the_whole_sky_with_phase():
+    cfg = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0))
+    rng = np.random.default_rng(7)
+    rows = []
+    for _ in range(16):
+        image, meta = render_allsky("moon", rng, cfg)
+        geo = geometry(cfg.camera)
+        # The sky far from the disc (the half of the frame away from it) still brightens with the phase.
+        mx, my = meta["moon_x"], meta["moon_y"]
+        yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+        far = geo.sky & (np.hypot(xx - mx, yy - my) > 0.5 * geo.radius_px)
+        rows.append((meta["moon_phase"], float(np.median(image[far])) - cfg.bias))
+    phase, level = np.array(rows).T
+    assert np.corrcoef(phase, level)[0, 1] > 0.5
+    clear = medians("clear", cfg, 6, 8)
+    assert np.median(level) > 2 * np.median(clear)
+
+
+def test_twilight_frames_brighten_as_the_sun_rises():
+    levels = []
+    for sun in (-17.5, -16.0, -14.0, -12.0):  # brighter than -12 a fixed exposure saturates
+        cfg = linear_cfg(sun_alt_deg=sun, light_pollution=(0.0, 0.0), domes=(0, 0), moon_up_probability=0.0)
+        levels.append(np.median(medians("clear", cfg, 3, 9)))
+    assert np.all(np.diff(levels) > 0)
+
+
+def test_haze_halos_and_fewer_faint_stars():
+    hazy = linear_cfg(haze_probability=1.0, moon_up_probability=0.0, light_pollution=(0.0, 0.0), domes=(0, 0))
+    clean = dataclasses.replace(hazy, haze_probability=0.0)
+    assert np.median(medians("clear", hazy, 8, 10, star_count)) < np.median(medians("clear", clean, 8, 10, star_count))
+
+
+def test_light_pollution_dome_brightens_its_horizon():
+    cfg = linear_cfg(light_pollution=(0.0, 0.0), domes=(1, 1), dome_strength=(20.0, 20.0), moon_up_probability=0.0)
+    image, _ = render_allsky("clear", np.random.default_rng(11), cfg)
+    geo = geometry(cfg.camera)
+    ring = geo.sky & (geo.zenith > math.radians(75))
+    az = geo.azimuth[ring]
+    values = image[ring].astype(float)
+    sectors = [np.median(values[(az >= a) & (az < a + math.pi / 4)]) for a in np.arange(0, 2 * math.pi, math.pi / 4)]
+    assert max(sectors) > 2 * min(sectors)
+
+
+# ---------------------------------------------------------------- lenses and cameras
+
+
+@pytest.mark.parametrize(
+    "projection, r45",
+    [
+        ("equidistant", 0.5),
+        ("equisolid", math.sin(math.radians(22.5)) / math.sin(math.radians(45))),
+        ("stereographic", math.tan(math.radians(22.5))),
+    ],
+)
+def test_projection_puts_the_zenith_in_the_middle_and_45_deg_where_the_formula_says(projection, r45):
+    cam = CameraModel(width=201, height=201, projection=projection, fov_deg=180, circle=1.0)
+    geo = geometry(cam)
+    x, y = geo.project(np.radians([0.0, 45.0, 90.0]), np.zeros(3))
+    assert (x[0], y[0]) == pytest.approx(geo.centre)
+    assert math.hypot(x[1] - geo.centre[0], y[1] - geo.centre[1]) / geo.radius_px == pytest.approx(r45, rel=1e-6)
+    assert math.hypot(x[2] - geo.centre[0], y[2] - geo.centre[1]) / geo.radius_px == pytest.approx(1.0, rel=1e-6)
+
+
+def test_wide_lens_sees_ground_and_cropped_circle_fills_the_frame():
+    wide = geometry(CameraModel(width=128, height=128, fov_deg=190, circle=0.9))
+    assert (wide.in_circle & ~wide.sky).sum() > 0.05 * wide.in_circle.sum()  # a ring of ground below the horizon
+    cropped = geometry(CameraModel(width=160, height=120, fov_deg=185, circle=1.15))
+    assert cropped.in_circle[0].any() and cropped.in_circle[-1].any()  # cut by the top and bottom edges
+    assert not cropped.in_circle[:, 0].any()
+
+
+@pytest.mark.parametrize(
+    "kind, open_fraction",
+    [("trees", (0.6, 0.99)), ("buildings", (0.7, 0.995)), ("mast", (0.97, 0.9999)), ("slit", (0.1, 0.5))],
+)
+def test_obstructions_hide_the_right_part_of_the_sky(kind, open_fraction):
+    cam = CameraModel(width=160, height=160, obstructions=(kind,), seed=3)
+    geo = geometry(cam)
+    above = geo.in_circle & (geo.zenith < math.pi / 2)
+    fraction = geo.sky.sum() / above.sum()
+    assert open_fraction[0] < fraction < open_fraction[1]
+    if kind != "slit":
+        assert geo.sky[geo.zenith < math.radians(30)].all()  # nothing on the ground reaches near the zenith
+    assert geometry(cam) is geo  # the same trees every frame
+
+
+def test_dew_spreads_light_and_keeps_it():
+    frame = np.zeros((64, 64, 3))
+    frame[32, 32] = 1000.0
+    fogged = dew(frame, np.random.default_rng(0), 0.6)
+    assert fogged.max() < 0.5 * frame.max()
+    assert fogged.sum() == pytest.approx(frame.sum(), rel=0.02)
+
+
+def test_bayer_mosaic_applies_white_balance_per_photosite():
+    rgb = np.ones((4, 4, 3)) * np.array([10.0, 20.0, 30.0])
+    mosaic = to_sensor(rgb, CameraModel(sensor="RGGB", white_balance=(2.0, 1.0, 0.5)))
+    assert mosaic[0, 0] == 20.0 and mosaic[0, 1] == 20.0 and mosaic[1, 0] == 20.0 and mosaic[1, 1] == 15.0
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_each_profile_writes_its_own_kind_of_file(name):
+    cfg = profile_config(name)
+    cam = cfg.camera
+    rng = np.random.default_rng(12)
+    for label in CLASSES:
+        image, meta = render_allsky(label, rng, cfg)
+        assert image.dtype == np.dtype(stored_dtype(cam))
+        assert image.shape[:2] == (cam.height, cam.width)
+        assert image.ndim == (3 if cam.sensor == "rgb" else 2)
+        assert meta["profile"] == name
+    geo = geometry(cam)
+    if cam.float_nan_outside:
+        assert np.isnan(image[~geo.in_circle]).all() and np.isfinite(image[geo.in_circle]).all()
+    if cam.overlay:
+        vertical, horizontal = cam.overlay.split("-")
+        rows = slice(0, cam.height // 8) if vertical == "top" else slice(-cam.height // 8, None)
+        cols = slice(0, cam.width // 2) if horizontal == "left" else slice(-cam.width // 2, None)
+        corner = image[rows, cols]
+        assert (corner == np.iinfo(image.dtype).max).any()  # the burned-in timestamp
+
+
+def test_profiles_are_many_and_different():
+    assert len(PROFILES) >= 6
+    cams = [p.camera for p in PROFILES.values()]
+    for field in ("projection", "sensor", "encoding", "bit_depth", "fov_deg", "circle"):
+        assert len({getattr(c, field) for c in cams}) >= 2, field
+    assert sum(bool(c.obstructions) for c in cams) >= 3 and sum(bool(c.jpeg_quality) for c in cams) >= 2
+
+
+def test_auto_stretch_camera_keeps_the_sky_level_whatever_its_brightness():
+    cfg = profile_config("suburban-colour-jpeg", secondary_probability=0.0)
+    rng = np.random.default_rng(13)
+    dark = np.median([np.median(render_allsky("clear", rng, cfg)[0]) for _ in range(6)])
+    lit = np.median([np.median(render_allsky("moon", rng, cfg)[0]) for _ in range(6)])
+    assert dark > 20 and lit < 4 * dark  # a linear camera would show the moonlit sky many times brighter
+
+
+def test_same_seed_same_frame():
+    cfg = profile_config("rpi-fisheye-jpeg")
+    a, _ = render_allsky("discrete", np.random.default_rng(14), cfg)
+    b, _ = render_allsky("discrete", np.random.default_rng(14), cfg)
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", INVALID_KINDS)
+def test_invalid_frames_render_as_the_camera_writes(kind):
+    cfg = profile_config("dark-site-mono")
+    image = render_invalid(kind, np.random.default_rng(15), cfg)
+    assert image.shape == (cfg.camera.height, cfg.camera.width)
+    if kind == "daylight":
+        night, _ = render_allsky("clear", np.random.default_rng(15), cfg)
+        assert np.median(image) > 10 * np.median(night)
+
+
+def test_day_class_is_twilight_or_daylight_and_exposure_decides_saturation():
+    from skyedge.sanity import frame_problem
+    from skyedge.training.simulate.allsky import DAY, DAY_SUN_ALT
+
+    fixed = profile_config("dark-site-mono", classes=CLASSES + (DAY,))
+    auto = profile_config("raw-bayer-fits", classes=CLASSES + (DAY,))
+    rng = np.random.default_rng(16)
+    for _ in range(6):
+        image, meta = render_allsky(DAY, rng, dataclasses.replace(fixed, sun_alt_deg=None))
+        assert DAY_SUN_ALT[0] <= meta["sun_alt_deg"] <= DAY_SUN_ALT[1]
+    # By day a fixed exposure saturates; an automatic one shortens and keeps the sky below the top.
+    noon_fixed, _ = render_allsky(DAY, rng, dataclasses.replace(fixed, sun_alt_deg=40.0))
+    noon_auto, _ = render_allsky(DAY, rng, dataclasses.replace(auto, sun_alt_deg=40.0))
+    assert frame_problem(noon_fixed) is not None and frame_problem(noon_fixed).reason in ("saturated", "constant")
+    assert frame_problem(noon_auto) is None
+    assert np.mean(noon_auto >= np.iinfo(noon_auto.dtype).max) < 0.05
+
+
+@pytest.mark.parametrize("effect", ["lit_clouds", "moonlight", "light_pollution", "obstructions", "optics"])
+def test_each_ablation_switches_its_effect_off(effect):
+    from skyedge.training.simulate.allsky import ABLATIONS
+
+    assert effect in ABLATIONS
+    name = "rpi-fisheye-jpeg" if effect != "lit_clouds" else "suburban-colour-jpeg"
+    label = {"lit_clouds": "cloudy", "moonlight": "moon"}.get(effect, "clear")
+    full = profile_config(name, secondary_probability=0.0)
+    less = dataclasses.replace(full, without=(effect,))
+    a, _ = render_allsky(label, np.random.default_rng(17), full)
+    b, _ = render_allsky(label, np.random.default_rng(17), less)
+    assert not np.array_equal(a, b)
+    if effect == "obstructions":
+        assert geometry(less.camera).sky.sum() > geometry(full.camera).sky.sum()
+    with pytest.raises(ValueError, match="unknown effects"):
+        AllskyConfig(without=("rain",))
