@@ -32,8 +32,20 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+def _options(classes: list[str], extra: tuple[str, ...]) -> list[str]:
+    """An enum sensor's declared states, each once (a model trained with a 'day' class has it already)."""
+    return list(dict.fromkeys([*classes, *extra]))
+
+
 def _entity(
-    prefix: str, node: str, dev: dict, availability: list, component: str, what: str, config: dict, available: bool = True
+    prefix: str,
+    node: str,
+    dev: dict,
+    availability: list,
+    component: str,
+    what: str,
+    config: dict,
+    available: bool = True,
 ) -> tuple[str, dict]:
     payload = {
         "unique_id": f"{node}_{what}",
@@ -81,7 +93,7 @@ def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str
                     "state_topic": state,
                     "value_template": "{{ value_json.state }}",
                     "device_class": "enum",
-                    "options": [*classes, *STATES_BESIDES_CLASSES],
+                    "options": _options(classes, STATES_BESIDES_CLASSES),
                     "json_attributes_topic": state,
                     # .get: the first state has no 'previous' (absent fields are not sent), and Home Assistant's
                     # templates fail on an undefined value.
@@ -112,7 +124,7 @@ def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str
                     "state_topic": classification,
                     "value_template": "{{ value_json['class'] }}",
                     "device_class": "enum",
-                    "options": [*classes, "unrecognised", "day"],
+                    "options": _options(classes, ("unrecognised", "day")),
                     "json_attributes_topic": classification,
                     "json_attributes_template": "{{ {'top_class': value_json.get('top_class')} | tojson }}",
                     "icon": "mdi:camera-iris",

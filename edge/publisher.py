@@ -107,7 +107,9 @@ class Publisher:
         if self.facts.homeassistant_prefix is not None:
             self._discovery()
             for reporter in self.reporters:  # Home Assistant asks for the configs again when it (re)starts
-                reporter.listen(f"{self.facts.homeassistant_prefix}/status", lambda payload: self.put(Announced(payload)))
+                reporter.listen(
+                    f"{self.facts.homeassistant_prefix}/status", lambda payload: self.put(Announced(payload))
+                )
         try:
             while True:
                 try:
@@ -160,6 +162,8 @@ class Publisher:
         )
         for check in d.checks:
             self.stats.add(f"check_{check}")
+        if it.invalid is not None:
+            self.stats.add(f"invalid_{it.invalid.reason}")
         self._changes(camera, it.pipeline.verdicts.decided(d.label, d.confidence), it.extra.get("ephemeris"))
         if it.ack is not None:
             it.ack("ok")
@@ -238,7 +242,9 @@ class Publisher:
             now, before = store.problem, self._store_problems.get(id(store))
             if now and not before:
                 self._store_problems[id(store)] = now
-                self._device_event("storage_failed", "critical", f"cannot write {store.path}: {now}", path=str(store.path))
+                self._device_event(
+                    "storage_failed", "critical", f"cannot write {store.path}: {now}", path=str(store.path)
+                )
             elif before and not now:
                 del self._store_problems[id(store)]
                 self._device_event("storage_recovered", "info", f"{store.path} is writable again", path=str(store.path))

@@ -18,6 +18,7 @@ from skyedge.edge.sources import Ack, Rejected, SourceFailed, SourceRecovered
 if TYPE_CHECKING:
     from skyedge.edge.pipeline import Pipeline
     from skyedge.edge.site import Observation
+    from skyedge.sanity import FrameProblem
 
 
 @dataclass
@@ -34,11 +35,12 @@ class Item:
     extra: dict = field(default_factory=dict)  # message fields of the task (object id, epochs, position, ephemeris)
     ack: Ack | None = None
     site: Observation | None = None  # what the site says about the frame (capture time, ephemeris, day)
+    invalid: FrameProblem | None = None  # the frame failed the input-sanity checks: no night sky to classify
 
     @property
     def gated(self) -> bool:
-        """Answered without the model (a daytime frame)."""
-        return self.site is not None and self.site.day
+        """Answered without the model (a daytime frame, or one that is not a night sky at all)."""
+        return self.invalid is not None or (self.site is not None and self.site.day)
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Decision:
     """The model's answer for one item."""
 
     item: Item
-    label: str  # the verdict: a class, 'unrecognised' (open set or a failed cross-check), or 'day'
+    label: str  # the verdict: a class, 'unrecognised' (open set, input sanity or a failed cross-check), or 'day'
     top_class: str
     confidence: float  # in the verdict (see skyedge.edge.tasks.Decoder), not the top class's probability
     probabilities: dict[str, float]

@@ -26,6 +26,7 @@ from skyedge.imageio import read_frame
 from skyedge.masks import FrameMask, MaskError, combined
 from skyedge.model_card import ModelCard
 from skyedge.preprocess import prepare_frame
+from skyedge.sanity import frame_problem
 
 # The open-set verdict: the input is unlike anything the model was trained on. Not "unknown", which Home
 # Assistant (and most dashboards) use for "no data yet": an automation must be able to tell the two apart.
@@ -95,15 +96,18 @@ def _calibration_frame(path, key: str) -> np.ndarray | None:
 
 
 class FrameTask:
-    """One all-sky camera: each frame is placed in time and against the sun and moon (site awareness), prepared as
-    the card says (Bayer, dark, flat, mask, size, stretch) and classified; a daytime frame is answered 'day'
-    without the model, and the model's answers are cross-checked against the ephemeris."""
+    """One all-sky camera: each frame is placed in time and against the sun and moon (site awareness), checked for
+    being a night sky at all, prepared as the card says (Bayer, dark, flat, mask, size, stretch) and classified;
+    a daytime frame is answered 'day' and a frame that is no night sky 'unrecognised', both without the model,
+    and the model's answers are cross-checked against the ephemeris."""
 
     name = "frame"
     sources = ("directory", "camera")
     history_epochs = 0  # frames are classified alone: nothing to replay after a restart
 
-    def __init__(self, card: ModelCard, section, ephemeris: Ephemeris | None = None, model_mask: FrameMask | None = None):
+    def __init__(
+        self, card: ModelCard, section, ephemeris: Ephemeris | None = None, model_mask: FrameMask | None = None
+    ):
         self.card = card
         self.model_mask = model_mask  # what the model was trained without; the pipeline's mask adds the site's
         self.input_name = card.input("image").name
@@ -136,18 +140,25 @@ class FrameTask:
         return FrameVerdicts(section)
 
     def items(self, pipeline, raw: RawFrame) -> list[Item]:
-        """The frame as one model input (or, by day, as an answer that needs no model)."""
+        """The frame as one model input, or as an answer that needs no model: by day, or when the frame is not a
+        night sky at all (capped lens, saturated, constant, noise: :mod:`skyedge.sanity`)."""
         t0 = time.perf_counter()
         seen = self.site.observe(raw)
-        inputs = {}
+        inputs, problem = {}, None
+        extra = seen.message_fields()
         if not seen.day:
             shape = raw.image.shape[:2]
             mask = combined(self.mask.array(shape), self.model_mask.array(shape) if self.model_mask else None)
-            x = prepare_frame(raw.image, self.card.preprocess, bayer=self.bayer, dark=self.dark, flat=self.flat, mask=mask)
-            inputs = {self.input_name: x}
+            problem = frame_problem(raw.image, mask)
+            if problem is None:
+                x = prepare_frame(
+                    raw.image, self.card.preprocess, bayer=self.bayer, dark=self.dark, flat=self.flat, mask=mask
+                )
+                inputs = {self.input_name: x}
+            else:
+                extra["invalid"] = problem.message()
         ms = 1e3 * (time.perf_counter() - t0)
-        extra = seen.message_fields()
-        return [Item(pipeline, raw.frame_id, raw.source, inputs, t0, ms, seen.captured, extra, raw.ack, seen)]
+        return [Item(pipeline, raw.frame_id, raw.source, inputs, t0, ms, seen.captured, extra, raw.ack, seen, problem)]
 
     def batch(self, items: list[Item]) -> Batch:
         """The model's frames stacked on the batch axis (daytime frames stay out)."""
@@ -156,22 +167,24 @@ class FrameTask:
         return Batch(items, inputs, rows=rows)
 
     def decode(self, batch: Batch, outputs: dict[str, np.ndarray], inference_ms: float) -> list[Decision]:
-        """One decision per frame, in the batch's order: 'day' for gated frames, the checked model answer for the rest."""
+        """One decision per frame, in the batch's order: the gate's answer for gated frames ('day', or
+        'unrecognised' for a frame that is no night sky), the checked model answer for the rest."""
         answered = {}
         if batch.rows:
             model_items = [batch.items[i] for i in batch.rows]
-            decided = self.decoder(
-                model_items, outputs[self.decoder.probabilities], outputs, inference_ms, self._check
-            )
+            decided = self.decoder(model_items, outputs[self.decoder.probabilities], outputs, inference_ms, self._check)
             answered = dict(zip(batch.rows, decided, strict=True))
-        return [answered.get(i) or _day(it) for i, it in enumerate(batch.items)]
+        return [answered.get(i) or _gated(it) for i, it in enumerate(batch.items)]
 
     def _check(self, label: str, item: Item) -> tuple[list[str], bool]:
         return self.site.check(label, item.site)
 
 
-def _day(item: Item) -> Decision:
-    """The answer for a frame taken while the sun is up: no night-sky class applies."""
+def _gated(item: Item) -> Decision:
+    """The answer for a frame the model never saw: taken while the sun is up ('day'), or not a night sky at all
+    ('unrecognised', flagged unknown: the message's ``invalid`` says why). No night-sky class applies."""
+    if item.invalid is not None:
+        return Decision(item, UNRECOGNISED, UNRECOGNISED, 1.0, {UNRECOGNISED: 1.0}, True, None, 0.0, (), 1.0)
     return Decision(item, DAY, DAY, 1.0, {DAY: 1.0}, False, None, 0.0, (), 1.0)
 
 

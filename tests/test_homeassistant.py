@@ -30,7 +30,9 @@ DOCS = Path(__file__).parents[1] / "docs" / "observatory-control.md"
 
 def _configs(site="la-palma", device="allsky-01", cameras=("allsky",)):
     factory = MessageFactory(site, device, MODEL)
-    return {m.topic: m.payload for m in discovery_messages("homeassistant", factory, list(cameras), "allsky-tiny", CLASSES)}
+    return {
+        m.topic: m.payload for m in discovery_messages("homeassistant", factory, list(cameras), "allsky-tiny", CLASSES)
+    }
 
 
 def _render(template: str, value_json: dict):
@@ -71,6 +73,13 @@ def test_1_7_states_are_declared_and_the_open_set_word_is_not_unknown():
     assert _render(connectivity["value_template"], {"state": "offline"}) == "OFF"
 
 
+def test_a_model_with_its_own_day_class_declares_day_once():
+    factory = MessageFactory("la-palma", "allsky-01", MODEL)
+    messages = discovery_messages("homeassistant", factory, ["allsky"], "allsky-tiny", [*CLASSES, "day"])
+    for options in (m.payload["options"] for m in messages if "options" in m.payload):
+        assert len(options) == len(set(options)) and "day" in options
+
+
 def test_6_attributes_change_only_with_the_state():
     configs = {c["name"]: c for c in _configs().values()}
     state_message = {
@@ -89,7 +98,13 @@ def test_6_attributes_change_only_with_the_state():
     assert attributes == {"previous": "clear", "since": "2026-11-23T20:58:00.000Z", "safe": False}
     first = {k: v for k, v in state_message.items() if k != "previous"}  # the first state has none
     assert json.loads(_render(configs["Sky state"]["json_attributes_template"], first))["previous"] is None
-    classification = {"class": "cloudy", "top_class": "cloudy", "frame_id": "f1.fits", "msg_id": "cd" * 16, "confidence": 0.9}
+    classification = {
+        "class": "cloudy",
+        "top_class": "cloudy",
+        "frame_id": "f1.fits",
+        "msg_id": "cd" * 16,
+        "confidence": 0.9,
+    }
     attributes = json.loads(_render(configs["Last classification"]["json_attributes_template"], classification))
     assert attributes == {"top_class": "cloudy"}  # no frame_id, msg_id or ts: a row per state, not per message
     assert _render(configs["Confidence"]["value_template"], {"confidence": 0.123}) == "12.3"
@@ -153,4 +168,3 @@ def test_1_3_4_7_over_a_real_broker(frame_package, camera_frames, tmp_path, mqtt
     assert retained["msg_id"] == first[-1]["msg_id"] and late.messages[0].retain
     for col in (discovery, live, late):
         col.close()
-
