@@ -21,19 +21,25 @@ from skyedge.shards import sha256_file
 log = logging.getLogger(__name__)
 
 
+def _names(data) -> str:
+    return ", ".join(map(str, data)) if isinstance(data, (list, tuple)) else str(data)
+
+
 def calibrate_package(
     package: str | Path,
-    data: str | Path,
+    data: str | Path | list,
     targets: list[str],
     *,
     method: str = "percentile",
     size: int = DEFAULT_SIZE,
-    eval_data: str | Path | None = None,
+    eval_data: str | Path | list | None = None,
     max_drop_points: float = 1.0,
     allow_drop: bool = False,
     seed: int = 0,
 ) -> dict:
-    """Quantize for each target, evaluate every precision on held-out data, write reports, apply the gate."""
+    """Quantize for each target, evaluate every precision on held-out data, write reports, apply the gate.
+
+    ``data`` and ``eval_data`` are a skyedge-shards folder or a list of them (one per camera)."""
     started = time.perf_counter()
     package = Path(package)
     card = read_card(package)
@@ -42,13 +48,13 @@ def calibrate_package(
     calib = pool.take(chosen)
     if eval_data is not None:
         held = load_labelled_inputs(eval_data, card, package=package)
-        held_source = str(eval_data)
+        held_source = _names(eval_data)
     else:
         rest = np.setdiff1d(np.arange(len(pool)), chosen)
         if len(rest) == 0:
-            raise GateError(f"{data}: every item went into calibration; pass --eval DIR with held-out data")
+            raise GateError(f"{_names(data)}: every item went into calibration; pass --eval DIR with held-out data")
         held = pool.take(rest)
-        held_source = f"{data} (items not used for calibration)"
+        held_source = f"{_names(data)} (items not used for calibration)"
     log.info("calibrating %s on %d items, evaluating on %d", card.name, len(calib), len(held))
     files = dict(card.files)
     quant_info = []
@@ -75,7 +81,7 @@ def calibrate_package(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "files": files,
         "calibration": {
-            "source": str(data),
+            "source": _names(data),
             "items": len(calib),
             "method": method,
             "per_class": {c: int((calib.labels == i).sum()) for i, c in enumerate(card.classes)},

@@ -68,13 +68,27 @@ def register(subparsers) -> None:
         epilog=(
             "example:\n"
             "  skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test "
-            "--target tensorrt --target cpu"
+            "--target tensorrt --target cpu\n"
+            "  skyedge calibrate models/allsky-tiny --data data/allsky-train-dark-site --data data/allsky-train-suburban "
+            "--eval data/allsky-test-dark-site --eval data/allsky-test-suburban   # one folder per camera"
         ),
     )
     p.add_argument("package", help="model package directory (written by skyedge export)")
-    p.add_argument("--data", required=True, help="skyedge-shards folder to draw the calibration subset from")
-    p.add_argument("--eval", default=None, help="held-out skyedge-shards folder (default: the rest of --data)")
-    p.add_argument("--target", action="append", choices=sorted(CALIBRATION_TARGETS), help="repeatable; default tensorrt")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="skyedge-shards folder to draw the calibration subset from (repeatable)",
+    )
+    p.add_argument(
+        "--eval",
+        default=None,
+        action="append",
+        help="held-out skyedge-shards folder, repeatable (default: the rest of --data)",
+    )
+    p.add_argument(
+        "--target", action="append", choices=sorted(CALIBRATION_TARGETS), help="repeatable; default tensorrt"
+    )
     p.add_argument(
         "--method",
         default="percentile",

@@ -54,6 +54,8 @@ def _held_out_path(run_config: dict, override: str | None) -> Path | None:
     if override:
         return Path(override)
     test = (run_config.get("data") or {}).get("test") or {}
+    if isinstance(test, list):  # several held-out sets: parity on the first
+        test = test[0]
     path = test.get("path") if test.get("kind") == "shards" else None
     return Path(path) if path and (Path(path) / MANIFEST).exists() else None
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from skyedge.masks import card_mask
 from skyedge.model_card import ModelCard
-from skyedge.preprocess import prepare_frame, prepare_sequence
+from skyedge.preprocess import BAYER_CODES, prepare_frame, prepare_sequence
 from skyedge.shards import DatasetError, ShardedDataset
 
 # Column order of the raw per-epoch conditions stored in sequence data sets.
@@ -50,6 +50,22 @@ class LabelledInputs:
         )
 
 
+def _concat(parts: list[LabelledInputs], paths: list) -> LabelledInputs:
+    """Several data sets as one (strata stay per set: a camera's brightness terciles are its own)."""
+    shapes = {k: {p.inputs[k].shape[1:] for p in parts} for k in parts[0].inputs}
+    for name, found in shapes.items():
+        if len(found) > 1:
+            raise DatasetError(f"{', '.join(map(str, paths))}: input '{name}' has different shapes {sorted(found)}")
+    lengths = None if parts[0].lengths is None else np.concatenate([p.lengths for p in parts])
+    return LabelledInputs(
+        {k: np.concatenate([p.inputs[k] for p in parts]) for k in parts[0].inputs},
+        np.concatenate([p.labels for p in parts]),
+        parts[0].classes,
+        lengths,
+        np.concatenate([p.strata for p in parts]),
+    )
+
+
 def _condition_strata(values: np.ndarray, bins: int = 3) -> np.ndarray:
     """Tercile index of a per-item scalar (seeing, sky level): the observing-condition stratum."""
     edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
@@ -57,10 +73,17 @@ def _condition_strata(values: np.ndarray, bins: int = 3) -> np.ndarray:
 
 
 def load_labelled_inputs(
-    path: str | os.PathLike, card: ModelCard, limit: int | None = None, package: str | os.PathLike | None = None
+    path: str | os.PathLike | list,
+    card: ModelCard,
+    limit: int | None = None,
+    package: str | os.PathLike | None = None,
 ) -> LabelledInputs:
-    """Read a skyedge-shards folder and prepare every item for ``card``'s model (``package``: where the card's
-    mask image lives, when it names one)."""
+    """Read a skyedge-shards folder (or several, e.g. one per camera) and prepare every item for ``card``'s model
+    (``package``: where the card's mask image lives, when it names one; ``limit``: per folder)."""
+    if isinstance(path, (list, tuple)):
+        if len(path) == 1:
+            return load_labelled_inputs(path[0], card, limit, package)
+        return _concat([load_labelled_inputs(p, card, limit, package) for p in path], list(path))
     ds = ShardedDataset.open(path)
     if ds.task != card.task:
         raise DatasetError(f"{path}: a '{ds.task}' data set, but model '{card.name}' is a '{card.task}' model")
@@ -78,9 +101,12 @@ def load_labelled_inputs(
     if card.task == "frame":
         mask = card_mask(card, package)
         images = arrays["images"]
+        bayers = arrays.get("meta.bayer")
 
         def prepared(i):
-            return prepare_frame(images[i], card.preprocess, mask=mask.array(images[i].shape[:2]) if mask else None)
+            bayer = str(bayers[i]) if bayers is not None and str(bayers[i]) in BAYER_CODES else None
+            m = mask.array(images[i].shape[:2]) if mask else None
+            return prepare_frame(images[i], card.preprocess, bayer=bayer, mask=m)
 
         frames = np.stack([prepared(i) for i in order])
         brightness = np.array([float(np.median(arrays["images"][i])) for i in order])

@@ -69,14 +69,21 @@ class TensorSpec(_Card):
 
 
 class Stretch(_Card):
-    """How raw counts become [0, 1] before normalisation (16-bit and FITS data keep range until here)."""
+    """How raw counts become [0, 1] before normalisation (16-bit and FITS data keep range until here).
 
-    kind: Literal["linear", "asinh", "percentile"] = "linear"
+    ``median``: asinh of the excess over the black point (``low_percentile``) in units of the sky median's
+    excess, ``ceiling`` times the median mapping to 1: no bright outlier (a text overlay, the moon, saturated
+    stars) moves the anchor, and any camera gain cancels. ``rank``: each pixel's rank among the sky's pixels:
+    unchanged by any monotone camera curve (gain, gamma, auto-stretch).
+    """
+
+    kind: Literal["linear", "asinh", "percentile", "median", "rank"] = "linear"
     low: float | None = Field(default=None, description="linear: raw value mapped to 0 (default: dtype minimum)")
     high: float | None = Field(default=None, description="linear: raw value mapped to 1 (default: dtype maximum)")
     low_percentile: float = Field(default=1.0, ge=0, le=100)
     high_percentile: float = Field(default=99.5, ge=0, le=100)
     asinh_a: float = Field(default=0.1, gt=0, description="asinh softening relative to the percentile range")
+    ceiling: float = Field(default=30.0, gt=1, description="median: excess over black, in medians, that maps to 1")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -110,6 +117,9 @@ class Preprocess(_Card):
         default=0.47, gt=0, le=0.5, description="circle radius as a fraction of the image side"
     )
     resize: Literal["area", "linear", "none"] = "area"
+    fit: Literal["stretch", "pad"] = Field(
+        default="stretch", description="a frame of another aspect: stretched to the model's, or padded (masked)"
+    )
     mask: CardMask | None = Field(default=None, description="pixels hidden in training (and so everywhere)")
 
     @model_validator(mode="after")

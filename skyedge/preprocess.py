@@ -68,6 +68,14 @@ def apply_stretch(
         low = stretch.low if stretch.low is not None else 0.0
         high = stretch.high if stretch.high is not None else (dtype_max or float(sample.max()))
         out = (x - low) / max(high - low, 1e-12)
+    elif stretch.kind == "median":
+        low, median = np.percentile(sample, [stretch.low_percentile, 50.0])
+        t = np.clip(x - low, 0, None) / max(float(median - low), 1e-6)
+        out = np.arcsinh(t) / math.asinh(stretch.ceiling)
+    elif stretch.kind == "rank":
+        ordered = np.sort(sample)
+        # Ties (8-bit and JPEG data have many) take the middle of their run of ranks.
+        out = (np.searchsorted(ordered, x, "left") + np.searchsorted(ordered, x, "right")) / (2.0 * ordered.size)
     else:
         low, high = np.percentile(sample, [stretch.low_percentile, stretch.high_percentile])
         span = max(float(high - low), 1e-6)
@@ -125,6 +133,8 @@ def prepare_frame(
     if not valid.any():
         raise PreprocessError("image has no finite pixel values" if not finite.any() else "every pixel is masked")
     height, width = spec.size
+    if spec.fit == "pad":
+        x, valid = _pad_to_aspect(x, valid, width / height)
     if x.shape[:2] != (height, width):
         if spec.resize == "none":
             raise PreprocessError(
@@ -149,6 +159,19 @@ def prepare_frame(
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
     return ((x - mean) / std).astype(np.float32)
+
+
+def _pad_to_aspect(x: np.ndarray, valid: np.ndarray, aspect: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pad the shorter side symmetrically (with masked pixels) to the model's aspect ratio: a lens circle on
+    a 4:3 sensor stays a circle."""
+    h, w = x.shape[:2]
+    target_w, target_h = max(w, int(round(h * aspect))), max(h, int(round(w / aspect)))
+    if (target_h, target_w) == (h, w):
+        return x, valid
+    top, left = (target_h - h) // 2, (target_w - w) // 2
+    pad = ((top, target_h - h - top), (left, target_w - w - left))
+    x = np.pad(x, pad + (((0, 0),) if x.ndim == 3 else ()), constant_values=np.nan)
+    return x, np.pad(valid, pad, constant_values=False)
 
 
 def condition_features(raw: dict[str, np.ndarray], names: list[str] | tuple[str, ...]) -> np.ndarray:

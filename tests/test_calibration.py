@@ -76,3 +76,23 @@ def test_gate_fails_a_bad_calibration(frame_package, tiny_frame_run, tmp_path):
     args = ["calibrate", str(package), "--data", str(bad), "--eval", str(tiny_frame_run.parent / "test"), "--size", "4"]
     assert main(args) == 3
     assert main([*args, "--allow-drop"]) == 0
+
+
+@pytest.mark.slow
+def test_several_data_folders_are_one_pool(frame_package, tiny_frame_run, tmp_path):
+    """One folder per camera: calibration and its held-out set may span several (``--data A --data B``)."""
+    from skyedge.dataset_inputs import load_labelled_inputs
+
+    card = read_card(frame_package)
+    test, train = tiny_frame_run.parent / "test", tiny_frame_run.parent / "train"
+    a = load_labelled_inputs(test, card, package=frame_package)
+    b = load_labelled_inputs(train, card, package=frame_package)
+    both = load_labelled_inputs([test, train], card, package=frame_package)
+    assert len(both) == len(a) + len(b) and len(both.strata) == len(both)
+    np.testing.assert_array_equal(both.labels, np.concatenate([a.labels, b.labels]))
+    name = next(iter(both.inputs))
+    np.testing.assert_array_equal(both.inputs[name][len(a) :], b.inputs[name])
+    package = tmp_path / "pkg"
+    shutil.copytree(frame_package, package)
+    report = calibrate_package(package, [test, train], ["cpu"], size=32, eval_data=[test], allow_drop=True)
+    assert report["calibration"]["source"] == f"{test}, {train}" and report["held_out"]["items"] == len(a)

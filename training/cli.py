@@ -10,8 +10,15 @@ def _simulate(args) -> int:
 
     if args.kind == "allsky":
         from skyedge.training.simulate.allsky import AllskyConfig, simulate_allsky
+        from skyedge.training.simulate.profiles import profile_config
 
-        cfg = AllskyConfig(size=args.size or 128, bit_depth=args.bit_depth, color=args.color, bayer=args.bayer)
+        if args.profile:
+            try:
+                cfg = profile_config(args.profile)
+            except ValueError as exc:
+                raise SystemExit(f"skyedge simulate: --profile: {exc}") from None
+        else:
+            cfg = AllskyConfig(size=args.size or 128, bit_depth=args.bit_depth, color=args.color, bayer=args.bayer)
         manifest = simulate_allsky(args.n, args.out, seed=args.seed, cfg=cfg, files=args.files, workers=args.workers)
     elif args.kind == "transients":
         from skyedge.training.simulate.obslog import CadenceConfig, read_log_csv
@@ -69,8 +76,59 @@ def _train(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from pathlib import Path
+
+    from skyedge.training.evaluate import evaluate_profiles, print_table
+
+    result = evaluate_profiles(
+        args.run, args.profile, args.n, args.seed, Path(args.data_root), args.invalid, args.site_mask
+    )
+    print_table(result)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def register_evaluate(subparsers) -> None:
+    """Add `evaluate` to the CLI."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score a trained frame model on camera profiles it never saw",
+        description=(
+            "Simulate each --profile (cached under --data-root), prepare the frames as the edge does, and report\n"
+            "accuracy, macro-F1, truly cloudy frames called clear and the open-set rate, beside the run's own\n"
+            "held-out accuracy; with --invalid, how frames that are no night sky were answered."
+        ),
+        epilog=(
+            "example:\n  skyedge evaluate runs/allsky-tiny --profile cropped-wide-jpeg --profile rpi-fisheye-jpeg "
+            "--out results/unseen.json"
+        ),
+    )
+    p.add_argument("run", help="a `skyedge train` run directory (frame model)")
+    p.add_argument("--profile", action="append", required=True, help="camera profile (repeatable)")
+    p.add_argument("--n", type=int, default=300, help="frames per profile")
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--data-root", default="data/unseen")
+    p.add_argument(
+        "--invalid",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also render N frames per kind that is no night sky (capped, saturated, ..., daylight) per profile",
+    )
+    p.add_argument(
+        "--site-mask",
+        action="store_true",
+        help="also score each profile through the mask its site would draw (trees, buildings, dome, outside the lens)",
+    )
+    p.add_argument("--out", default=None, help="write the scores as JSON")
+    p.set_defaults(func=_evaluate)
+
+
 def register(subparsers) -> None:
-    """Add `simulate` and `train` to the CLI."""
+    """Add `simulate`, `train` and `evaluate` to the CLI."""
     sim = subparsers.add_parser(
         "simulate",
         help="simulate all-sky frames, transient stamp sequences or a telescope field",
@@ -79,6 +137,7 @@ def register(subparsers) -> None:
             "examples:\n"
             "  skyedge simulate allsky --n 2400 --out data/allsky-train --seed 11\n"
             "  skyedge simulate allsky --n 60 --out data/camera --files fits --seed 5\n"
+            "  skyedge simulate allsky --n 600 --profile suburban-colour-jpeg --out data/suburb --seed 3\n"
             "  skyedge simulate transients --n 2800 --out data/transients-train --seed 11\n"
             "  skyedge simulate field --n 6 --out data/field --seed 3   # 6 objects per class"
         ),
@@ -90,6 +149,14 @@ def register(subparsers) -> None:
     sim.add_argument("--size", type=int, default=None, help="frame side (allsky 128, field 256) or stamp side (21)")
     sim.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     sim.add_argument("--bit-depth", type=int, default=16, choices=[8, 16], help="allsky")
+    sim.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME",
+        help="allsky: simulate as seen by this camera profile (training/simulate/profiles.py: dark-site-mono, "
+        "suburban-colour-jpeg, raw-bayer-fits, nan-fits-float, arctic-stereo-mono, cropped-wide-jpeg, "
+        "dome-slit-mono8, rpi-fisheye-jpeg); overrides the camera options",
+    )
     sim.add_argument("--color", default="mono", choices=["mono", "rgb"], help="allsky")
     sim.add_argument(
         "--bayer", default=None, choices=["RGGB", "BGGR", "GRBG", "GBRG"], help="allsky: raw mosaic output"
@@ -138,3 +205,4 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", default=None, help="write the result here (default: print it)")
     p.set_defaults(func=_torch_bench)
+    register_evaluate(subparsers)

@@ -45,16 +45,26 @@ class DataSource(Schema):
 
 
 class DataSection(Schema):
-    train: DataSource
-    test: DataSource | None = Field(default=None, description="held-out data (e.g. simulated with another seed)")
+    train: DataSource | Annotated[list[DataSource], Field(min_length=1)] = Field(
+        description="one data set, or several (e.g. one per camera profile) concatenated"
+    )
+    test: DataSource | Annotated[list[DataSource], Field(min_length=1)] | None = Field(
+        default=None, description="held-out data (e.g. simulated with another seed), one or several"
+    )
+    threshold: DataSource | Annotated[list[DataSource], Field(min_length=1)] | None = Field(
+        default=None,
+        description="frames: held-out frames of cameras the model is not trained on; the open-set threshold is "
+        "set at frame_model.unknown_quantile of their distances (default: of the training frames' distances)",
+    )
     val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.15
 
 
 class StretchSpec(Schema):
-    kind: Literal["linear", "asinh", "percentile"] = "asinh"
+    kind: Literal["linear", "asinh", "percentile", "median", "rank"] = "asinh"
     low_percentile: float = 1.0
     high_percentile: float = 99.5
     asinh_a: Positive = 0.1
+    ceiling: Annotated[float, Field(gt=1)] = 30.0
 
 
 class MaskSpec(Schema):
@@ -72,6 +82,7 @@ class FramePreprocess(Schema):
     stretch: StretchSpec = StretchSpec()
     horizon_mask: bool = True
     horizon_radius: Annotated[float, Field(gt=0, le=0.5)] = 0.47
+    fit: Literal["stretch", "pad"] = "stretch"  # pad: frames of another aspect are letterboxed (masked)
     mask: MaskSpec | None = None
 
 
@@ -122,7 +133,8 @@ class TrainSection(Schema):
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     schedule: Literal["onecycle", "cosine", "none"] = "onecycle"
     patience: Annotated[int, Field(ge=1)] = 5
-    augment: bool = True
+    augment: bool = True  # flips and quarter turns
+    camera_augment: bool = False  # frames: also other cameras' geometry, tone, blur, noise, obstructions
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Annotated[int, Field(ge=0)] = 0
     deterministic: bool = False
@@ -138,6 +150,12 @@ class TrainConfig(Schema):
     frame_model: FrameModel = FrameModel()
     sequence_model: SequenceModel = SequenceModel()
     train: TrainSection = TrainSection()
+
+    @model_validator(mode="after")
+    def _threshold_data_is_for_frames(self):
+        if self.data.threshold is not None and self.task != "frame":
+            raise ValueError("data.threshold applies to task 'frame' only")
+        return self
 
 
 def load_train_config(path, overrides=()) -> TrainConfig:

@@ -32,9 +32,10 @@ from skyedge.dataset_inputs import raw_conditions
 from skyedge.masks import FrameMask
 from skyedge.metrics import classification_report, plot_accuracy_vs_epochs, plot_confusion, plot_curves
 from skyedge.model_card import CardMask, Preprocess, SequenceSpec, Stretch
-from skyedge.preprocess import condition_features, prepare_frame, prepare_sequence
+from skyedge.preprocess import BAYER_CODES, condition_features, prepare_frame, prepare_sequence
+from skyedge.training.augment import camera_augment, orient
 from skyedge.training.config import TrainConfig
-from skyedge.training.data.loaders import Loaded, load_source
+from skyedge.training.data.loaders import Loaded, load_sources
 from skyedge.training.models import create_model
 from skyedge.training.models.frame import FrameClassifier, FrameEmbedder
 from skyedge.training.models.metric_heads import (
@@ -175,7 +176,9 @@ class EpochTracker:
         return False
 
 
-def train_one_epoch(net: nn.Module, batches: list, step, opt, sched, total_steps: int, desc: str, quiet: bool, clip=None):
+def train_one_epoch(
+    net: nn.Module, batches: list, step, opt, sched, total_steps: int, desc: str, quiet: bool, clip=None
+):
     """One pass over ``batches``: ``step(net, idx)`` returns the loss; returns the batch losses."""
     net.train()
     losses = []
@@ -192,7 +195,19 @@ def train_one_epoch(net: nn.Module, batches: list, step, opt, sched, total_steps
     return losses
 
 
-def fit(model: nn.Module, cfg: TrainConfig, n_train: int, step, validate, device, rank: int, world: int, *, params=None, clip=False) -> list[dict]:
+def fit(
+    model: nn.Module,
+    cfg: TrainConfig,
+    n_train: int,
+    step,
+    validate,
+    device,
+    rank: int,
+    world: int,
+    *,
+    params=None,
+    clip=False,
+) -> list[dict]:
     """The epoch loop both tasks share: optimiser and schedule, seeded batches, validation, early stopping.
 
     ``step(net, idx)`` computes one batch's loss through ``net`` (DistributedDataParallel under torchrun, so
@@ -221,7 +236,9 @@ def fit(model: nn.Module, cfg: TrainConfig, n_train: int, step, validate, device
 # ---------------------------------------------------------------- frames
 
 
-def frame_preprocess_spec(cfg: TrainConfig, images: list[np.ndarray], mask: FrameMask | None = None) -> Preprocess:
+def frame_preprocess_spec(
+    cfg: TrainConfig, images: list[np.ndarray], mask: FrameMask | None = None, bayers: list | None = None
+) -> Preprocess:
     """The card's preprocessing block, with mean/std measured on (a sample of) the training frames."""
     p = cfg.preprocess
     card_mask = None
@@ -236,22 +253,38 @@ def frame_preprocess_spec(cfg: TrainConfig, images: list[np.ndarray], mask: Fram
         std=[1.0] * p.channels,
         horizon_mask=p.horizon_mask,
         horizon_radius=p.horizon_radius,
+        fit=p.fit,
         mask=card_mask,
     )
-    sample = np.stack([_prepare(im, draft, mask) for im in images[:: max(1, len(images) // 256)]])
+    step = max(1, len(images) // 256)
+    bayers = bayers if bayers is not None else [None] * len(images)
+    sample = np.stack([_prepare(im, draft, mask, b) for im, b in zip(images[::step], bayers[::step], strict=True)])
     mean = sample.mean(axis=(0, 2, 3)).tolist()
     std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3).tolist()
     return draft.model_copy(update={"mean": mean, "std": std})
 
 
-def _prepare(image: np.ndarray, spec: Preprocess, mask: FrameMask | None) -> np.ndarray:
-    return prepare_frame(image, spec, mask=mask.array(image.shape[:2]) if mask is not None else None)
+def _prepare(image: np.ndarray, spec: Preprocess, mask: FrameMask | None, bayer: str | None = None) -> np.ndarray:
+    return prepare_frame(
+        image, spec, bayer=bayer or None, mask=mask.array(image.shape[:2]) if mask is not None else None
+    )
 
 
-def prepare_frames(images: list[np.ndarray], spec: Preprocess, desc: str, mask: FrameMask | None = None) -> torch.Tensor:
-    """Every frame as the edge will prepare it (the recipe's mask applied)."""
-    bar = tqdm(images, desc=f"preprocess {desc}", unit="frame", leave=False)
-    return torch.from_numpy(np.stack([_prepare(im, spec, mask) for im in bar]))
+def bayer_patterns(data: Loaded) -> list:
+    """Each frame's Bayer pattern (raw colour sensors: debayered as the edge would), or None."""
+    patterns = data.meta.get("bayer")
+    if patterns is None:
+        return [None] * len(data)
+    return [str(p) if str(p) in BAYER_CODES else None for p in patterns]
+
+
+def prepare_frames(
+    images: list[np.ndarray], spec: Preprocess, desc: str, mask: FrameMask | None = None, bayers: list | None = None
+) -> torch.Tensor:
+    """Every frame as the edge will prepare it (the recipe's mask applied, raw mosaics debayered)."""
+    bayers = bayers if bayers is not None else [None] * len(images)
+    bar = tqdm(list(zip(images, bayers, strict=True)), desc=f"preprocess {desc}", unit="frame", leave=False)
+    return torch.from_numpy(np.stack([_prepare(im, spec, mask, b) for im, b in bar]))
 
 
 def recipe_mask(cfg: TrainConfig, out: Path) -> FrameMask | None:
@@ -263,17 +296,6 @@ def recipe_mask(cfg: TrainConfig, out: Path) -> FrameMask | None:
     if spec.image is not None:
         shutil.copyfile(spec.image, out / MASK_FILE)
     return mask
-
-
-def _augment(x: torch.Tensor) -> torch.Tensor:
-    """Sky images have no preferred orientation on the sensor: random flips and quarter turns."""
-    flip_h = torch.rand(x.shape[0], 1, 1, 1) < 0.5
-    flip_v = torch.rand(x.shape[0], 1, 1, 1) < 0.5
-    x = torch.where(flip_h, x.flip(3), x)
-    x = torch.where(flip_v, x.flip(2), x)
-    if x.shape[2] == x.shape[3] and torch.rand(()) < 0.5:
-        x = x.transpose(2, 3)
-    return x
 
 
 def _embed(model: FrameEmbedder, x: torch.Tensor, device, batch: int = 256) -> np.ndarray:
@@ -316,12 +338,22 @@ def _val_accuracy_frame(model, cfg, x_fit, y_fit, x_val, y_val, device, num_clas
     return float((pred == y_val).mean())
 
 
-def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path, device, rank: int, world: int) -> dict:
+def train_frame(
+    cfg: TrainConfig,
+    train: Loaded,
+    test: Loaded | None,
+    out: Path,
+    device,
+    rank: int,
+    world: int,
+    threshold_data: Loaded | None = None,
+) -> dict:
     classes, k = train.classes, len(train.classes)
     tr_idx, va_idx = stratified_split(train.labels, cfg.data.val_fraction, cfg.seed)
     mask = recipe_mask(cfg, out)
-    spec = frame_preprocess_spec(cfg, [train.images[i] for i in tr_idx], mask)
-    x_all = prepare_frames(train.images, spec, "train", mask)
+    bayers = bayer_patterns(train)
+    spec = frame_preprocess_spec(cfg, [train.images[i] for i in tr_idx], mask, [bayers[i] for i in tr_idx])
+    x_all = prepare_frames(train.images, spec, "train", mask, bayers)
     y_all = train.labels
     x_tr, y_tr, x_va, y_va = x_all[tr_idx], y_all[tr_idx], x_all[va_idx], y_all[va_idx]
     m = cfg.frame_model
@@ -338,8 +370,15 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
     fit_idx = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:600]
     y_tr_t = torch.from_numpy(y_tr)
 
+    norm_mean = torch.tensor(spec.mean, dtype=torch.float32)
+    norm_std = torch.tensor(spec.std, dtype=torch.float32)
+
     def step(net, idx):
-        x = _augment(x_tr[idx]) if cfg.train.augment else x_tr[idx]
+        x = x_tr[idx]
+        if cfg.train.camera_augment:
+            x = camera_augment(x, norm_mean, norm_std)
+        elif cfg.train.augment:
+            x = orient(x)
         z = net(x.to(device))
         return loss_fn(z, model.logits(z), y_tr_t[idx].to(device))
 
@@ -359,14 +398,15 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
     if m.loss == "cross_entropy":
         heads["softmax"] = SoftmaxHead(model.logits)
     classifier = FrameClassifier(model, heads[m.classifier], distance).cpu().eval()
-    with torch.no_grad():
-        train_dist = distance(torch.from_numpy(z_tr)).numpy()
-    threshold = unknown_threshold(train_dist, m.unknown_quantile)
-    results = {"val": _evaluate_frame(classifier, x_va, y_va, classes, threshold)}
+    threshold, threshold_from = _open_set_threshold(
+        classifier, distance, z_tr, threshold_data, spec, mask, m.unknown_quantile
+    )
+    log.info("open-set threshold %.3f (quantile %.3f of %s)", threshold, m.unknown_quantile, threshold_from)
+    results = {"val": _evaluate_frame(classifier, x_va, y_va, classes, threshold), "threshold_from": threshold_from}
     x_te = None
     if test is not None:
         _check_classes(test, classes)
-        x_te = prepare_frames(test.images, spec, "test", mask)
+        x_te = prepare_frames(test.images, spec, "test", mask, bayer_patterns(test))
         results["test"] = _evaluate_frame(classifier, x_te, test.labels, classes, threshold)
     # Every classifier the embedding supports, on the same embedding: the papers' head comparison.
     results["heads"] = {}
@@ -393,6 +433,22 @@ def train_frame(cfg: TrainConfig, train: Loaded, test: Loaded | None, out: Path,
         "outputs": outputs,
     }
     return {"history": history, "results": results, "card": card}
+
+
+def _open_set_threshold(classifier, distance, z_tr, data: Loaded | None, spec, mask, quantile: float):
+    """The open-set distance threshold and where it was measured: held-out frames of cameras the model never saw
+    when the recipe names them (``data.threshold``), else the training frames (which sit closer than any new
+    camera's, so the threshold comes out too tight)."""
+    if data is None:
+        with torch.no_grad():
+            train_dist = distance(torch.from_numpy(z_tr)).numpy()
+        return unknown_threshold(train_dist, quantile), f"the training frames ({len(z_tr)})"
+    x = prepare_frames(data.images, spec, "threshold", mask, bayer_patterns(data))
+    dists = []
+    with torch.no_grad():
+        for i in range(0, len(x), 256):
+            dists.append(classifier(x[i : i + 256])[1])
+    return unknown_threshold(torch.cat(dists).numpy(), quantile), f"held-out frames of unseen cameras ({len(x)})"
 
 
 def _summary(report: dict) -> dict:
@@ -567,8 +623,8 @@ def run_training(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    train = load_source(cfg.data.train, cfg.task)
-    test = load_source(cfg.data.test, cfg.task, train.classes) if cfg.data.test is not None else None
+    train = load_sources(cfg.data.train, cfg.task)
+    test = load_sources(cfg.data.test, cfg.task, train.classes) if cfg.data.test is not None else None
     log.info(
         "training %s on %d items (%s), device %s, world size %d",
         cfg.name,
@@ -577,8 +633,11 @@ def run_training(cfg: TrainConfig) -> Path:
         device,
         world,
     )
-    trainer = train_frame if cfg.task == "frame" else train_sequence
-    outcome = trainer(cfg, train, test, out, device, rank, world)
+    if cfg.task == "frame":
+        threshold_data = load_sources(cfg.data.threshold, "frame", train.classes) if cfg.data.threshold else None
+        outcome = train_frame(cfg, train, test, out, device, rank, world, threshold_data)
+    else:
+        outcome = train_sequence(cfg, train, test, out, device, rank, world)
     if rank != 0:
         return out
     elapsed = time.perf_counter() - started

@@ -60,8 +60,12 @@ def load_shards(path, simulate=None, task: str = "frame") -> Loaded:
 def _simulate(path: Path, spec, task: str) -> None:
     if task == "frame":
         from skyedge.training.simulate.allsky import AllskyConfig, simulate_allsky
+        from skyedge.training.simulate.profiles import profile_config
 
-        simulate_allsky(spec.n, path, seed=spec.seed, cfg=AllskyConfig(**_tuples(spec.config)))
+        config = _tuples(spec.config)
+        profile = config.pop("profile", None)
+        cfg = profile_config(profile, **config) if profile else AllskyConfig(**config)
+        simulate_allsky(spec.n, path, seed=spec.seed, cfg=cfg)
     else:
         from skyedge.training.simulate.obslog import CadenceConfig
         from skyedge.training.simulate.transients import TransientConfig, simulate_transients
@@ -181,6 +185,33 @@ def load_fits_sequences(path) -> Loaded:
         meta={"length": lengths},
         data_hash=_hash_files(files),
     )
+
+
+def load_sources(sources, task: str, classes: list[str] | None = None) -> Loaded:
+    """One DataSource, or several concatenated (classes in order of first appearance; the meta columns all share)."""
+    if not isinstance(sources, (list, tuple)):
+        return load_source(sources, task, classes)
+    parts = [load_source(s, task, classes) for s in sources]
+    if len(parts) == 1:
+        return parts[0]
+    names = list(classes or [])
+    for part in parts:
+        names += [c for c in part.classes if c not in names]
+    labels = np.concatenate([np.array([names.index(p.classes[k]) for k in p.labels], dtype=np.int64) for p in parts])
+    shared = set.intersection(*(set(p.meta) for p in parts))
+    meta = {k: np.concatenate([np.asarray(p.meta[k]) for p in parts]) for k in sorted(shared)}
+    meta["source"] = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    if task == "frame":
+        images = [im for p in parts for im in p.images]
+        conditions = None
+    else:
+        shapes = {p.images.shape[1:] for p in parts}
+        if len(shapes) != 1:
+            raise DatasetError(f"sequence data sets of different shapes cannot be mixed: {sorted(shapes)}")
+        images = np.concatenate([p.images for p in parts])
+        conditions = np.concatenate([p.conditions for p in parts])
+    digest = hashlib.sha256("".join(p.data_hash for p in parts).encode()).hexdigest()
+    return Loaded(images, labels, names, conditions=conditions, meta=meta, data_hash=digest)
 
 
 def load_source(source, task: str, classes: list[str] | None = None) -> Loaded:
