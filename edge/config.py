@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from skyedge.config import PathField, Schema
 from skyedge.errors import SkyedgeError
+from skyedge.exposure import DAY_MAX_EXPOSURE_S
 
 
 class StartupError(SkyedgeError, ValueError):
@@ -209,6 +210,11 @@ class PipelineSection(Schema):
     capture_time: CaptureTimeSection = CaptureTimeSection()
     day_sun_alt_deg: Annotated[float, Field(ge=-18, le=10)] = Field(
         default=-12.0, description="sun higher than this: the frame is 'day', not a night-sky class (needs site_location)"
+    )
+    day_max_exposure_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=DAY_MAX_EXPOSURE_S,
+        description="a frame whose file records a shorter exposure (FITS EXPTIME, EXIF ExposureTime) is 'day' "
+        "(an auto-exposing camera by daylight); null: off",
     )
     checks: ChecksSection = ChecksSection()
     orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")

@@ -63,7 +63,7 @@ class Runtime:
             ephemeris = Ephemeris(loc.latitude_deg, loc.longitude_deg, loc.elevation_m)
             ephemeris.at(time.time())  # tabulate the hours ahead now, not on the first frame
         else:
-            log.info("no site_location: frames get no ephemeris, no day gating and no cross-checks")
+            log.info("no site_location: frames get no ephemeris, no day gating by the sun (only by exposure) and no cross-checks")
         model_mask = card_mask(self.card, self.package.path)
         self.pipelines: list[Pipeline] = [
             build_pipeline(p, self.card, once, self.stop, ephemeris, model_mask) for p in cfg.pipelines

@@ -25,6 +25,7 @@ import numpy as np
 
 from skyedge.edge.capture_time import CaptureClock
 from skyedge.edge.ephemeris import Ephemeris, SkyEphemeris
+from skyedge.exposure import exposure_seconds, is_daylight_exposure
 
 DAY = "day"
 MOON_SET_SLACK_DEG = 2.0
@@ -42,12 +43,18 @@ class Observation:
     day: bool
     moon_xy: tuple[float, float] | None
     moon_glare: float | None
+    exposure_s: float | None = None  # as the file records it
+    day_from: str | None = None  # why the frame is 'day': 'ephemeris' (the sun is up) or 'exposure' (a daylight one)
 
     def message_fields(self) -> dict:
         """Fields of the classification message."""
         out: dict = {}
         if self.captured_from:
             out["captured_from"] = self.captured_from
+        if self.exposure_s is not None:
+            out["exposure_s"] = self.exposure_s
+        if self.day_from is not None:
+            out["day_from"] = self.day_from
         if self.ephemeris is not None:
             out["ephemeris"] = self.ephemeris.message()
             if self.moon_xy is not None:
@@ -98,23 +105,29 @@ class SiteView:
         self.ephemeris = ephemeris
         self.clock = CaptureClock(section.capture_time, section.camera)
         self.day_sun_alt_deg = section.day_sun_alt_deg
+        self.day_max_exposure_s = section.day_max_exposure_s
         self.checks = section.checks
         self.orientation = section.orientation
 
     def observe(self, raw) -> Observation:
-        """Capture time, ephemeris, day or not, and the moon's place and glare in this frame (a RawFrame)."""
+        """Capture time, ephemeris, exposure, day or not, and the moon's place and glare in this frame (a RawFrame).
+
+        Day is decided by the sun (with a site location) or, on any camera, by a daylight exposure."""
         image, file_time = raw.image, raw.captured
         when = self.clock.of(raw.source, raw.header, raw.captured, raw.clock)
+        exposure = exposure_seconds(raw.source, raw.header) if self.day_max_exposure_s is not None else None
+        by_exposure = "exposure" if is_daylight_exposure(exposure, self.day_max_exposure_s) else None
         if when is None or self.ephemeris is None:
-            return Observation(when.posix if when else file_time, when.source if when else None, None, False, None, None)
+            captured, source = (when.posix, when.source) if when else (file_time, None)
+            return Observation(captured, source, None, by_exposure is not None, None, None, exposure, by_exposure)
         eph = self.ephemeris.at(when.posix)
-        day = eph.sun_alt_deg > self.day_sun_alt_deg
+        day_from = "ephemeris" if eph.sun_alt_deg > self.day_sun_alt_deg else by_exposure
         moon_xy = glare = None
-        if self.orientation is not None and eph.moon_alt_deg > 0 and not day:
+        if self.orientation is not None and eph.moon_alt_deg > 0 and day_from is None:
             moon_xy = sky_to_pixel(eph.moon_alt_deg, eph.moon_az_deg, image.shape[:2], self.orientation)
             if self._glare_matters(eph):
                 glare = glare_ratio(image, moon_xy, image.shape[:2], self.orientation)
-        return Observation(when.posix, when.source, eph, day, moon_xy, glare)
+        return Observation(when.posix, when.source, eph, day_from is not None, moon_xy, glare, exposure, day_from)
 
     def _glare_matters(self, eph: SkyEphemeris) -> bool:
         c = self.checks

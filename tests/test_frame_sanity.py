@@ -1,4 +1,4 @@
-"""Input sanity: frames that are no night sky (capped lens, saturated, constant, noise) never reach the model.
+"""Input sanity: frames that are no night sky (capped lens, saturated, constant, noise, daylight) never get a sky class.
 
 The checks are tried on many random instances of each kind of bad frame as every simulated camera writes them,
 on synthetic frames of other sizes and types, and on valid skies of every class and camera, which must pass.
@@ -21,7 +21,7 @@ def test_bad_frames_of_every_camera_are_caught(kind):
     for p, name in enumerate(sorted(PROFILES)):
         rng = np.random.default_rng(100 + p)
         for _ in range(25):
-            image = render_invalid(kind, rng, profile_config(name))
+            image, _ = render_invalid(kind, rng, profile_config(name))
             problem = frame_problem(image)
             assert problem is not None, (name, kind)
             assert problem.reason in REASONS and problem.detail
@@ -108,7 +108,7 @@ def test_the_daemon_never_gives_a_sky_class_to_bad_frames(frame_package, tmp_pat
         files[write_frame(incoming / f"a-good-{k}", render_allsky(CLASSES[k], rng, cfg)[0], fmt).name] = None
     for kind in BAD_KINDS:
         for j in range(4):
-            files[write_frame(incoming / f"b-{kind}-{j}", render_invalid(kind, rng, cfg), fmt).name] = kind
+            files[write_frame(incoming / f"b-{kind}-{j}", render_invalid(kind, rng, cfg)[0], fmt).name] = kind
     for n, file in enumerate(files):  # arrival order: the good frames first
         os.utime(incoming / file, (1_795_000_000 + n, 1_795_000_000 + n))
     deployment = write_config(
@@ -131,3 +131,45 @@ def test_the_daemon_never_gives_a_sky_class_to_bad_frames(frame_package, tmp_pat
     counts = messages(log, "metrics")[-1]["counts"]
     assert sum(v for key, v in counts.items() if key.startswith("invalid_")) == len(BAD_KINDS) * 4
     assert messages(log, "state")[-1]["safe"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["jpg", "fits"])
+def test_daylight_from_an_auto_exposing_camera_is_day_by_its_exposure(frame_package, tmp_path, fmt):
+    """Without a site location, daylight on an auto-exposing camera looks like a bright night sky; the exposure
+    its file records (EXIF ExposureTime, FITS EXPTIME) says 'day', and the night frames are untouched."""
+    from edge_helpers import messages, write_config
+
+    from skyedge.cli import main
+    from skyedge.exposure import DAY_MAX_EXPOSURE_S
+    from skyedge.training.simulate.frame_files import fits_header, write_frame
+
+    incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
+    incoming.mkdir()
+    rng = np.random.default_rng(12)
+    cfg = profile_config("suburban-colour-jpeg")
+    kinds = {}
+    for j in range(12):
+        kind = ("daylight", "night", "twilight")[j % 3]
+        image, meta = render_allsky(CLASSES[j % 6], rng, cfg) if kind == "night" else render_invalid(kind, rng, cfg)
+        path = write_frame(incoming / f"f-{j:02d}", image, fmt, fits_header(meta, j))
+        kinds[path.name] = (kind, meta["exposure_s"])
+    deployment = write_config(
+        tmp_path / "e.yaml",
+        frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"jsonl": {"path": str(log)}},
+    )
+    assert main(["run", "--config", str(deployment), "--once"]) == 0
+    got = {m["frame_id"]: m for m in messages(log, "classification")}
+    assert set(got) == set(kinds)
+    for name, (kind, exposure) in kinds.items():
+        m = got[name]
+        assert m["exposure_s"] == pytest.approx(exposure, rel=1e-3), name
+        if kind == "daylight":
+            assert exposure < DAY_MAX_EXPOSURE_S
+            assert m["class"] == "day" and m["day_from"] == "exposure", (name, m["class"])
+        elif kind == "night":
+            assert m["class"] != "day" and "day_from" not in m and m["distance"] is not None, name
+        else:  # twilight: day by exposure only when it is that short
+            assert (m.get("day_from") == "exposure") == (exposure < DAY_MAX_EXPOSURE_S), name

@@ -321,7 +321,7 @@ def test_same_seed_same_frame():
 @pytest.mark.parametrize("kind", INVALID_KINDS)
 def test_invalid_frames_render_as_the_camera_writes(kind):
     cfg = profile_config("dark-site-mono")
-    image = render_invalid(kind, np.random.default_rng(15), cfg)
+    image, _ = render_invalid(kind, np.random.default_rng(15), cfg)
     assert image.shape == (cfg.camera.height, cfg.camera.width)
     if kind == "daylight":
         night, _ = render_allsky("clear", np.random.default_rng(15), cfg)
@@ -362,3 +362,19 @@ def test_each_ablation_switches_its_effect_off(effect):
         assert geometry(less.camera).sky.sum() > geometry(full.camera).sky.sum()
     with pytest.raises(ValueError, match="unknown effects"):
         AllskyConfig(without=("rain",))
+
+
+def test_exposures_as_the_camera_program_records_them():
+    """Fixed cameras write their nominal exposure; auto-exposing ones seconds by night (a bright moon included)
+    and well under the edge's daylight limit by day."""
+    from skyedge.exposure import DAY_MAX_EXPOSURE_S
+
+    for name in sorted(PROFILES):
+        cfg = profile_config(name)
+        rng = np.random.default_rng(31)
+        night = [render_allsky(label, rng, cfg)[1]["exposure_s"] for label in CLASSES for _ in range(3)]
+        day = [render_invalid("daylight", rng, cfg)[1]["exposure_s"] for _ in range(6)]
+        if cfg.camera.exposure == "fixed" and cfg.camera.encoding != "auto_stretch":
+            assert set(night) | set(day) == {cfg.camera.night_exposure_s}, name
+        else:
+            assert min(night) > 1.0 and max(day) < DAY_MAX_EXPOSURE_S, (name, min(night), max(day))

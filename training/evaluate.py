@@ -7,8 +7,8 @@ clouds), and the open-set rejection rate. The model's own held-out score from tr
 
 With ``--invalid N``, each profile also renders N frames of every kind that is no night sky (capped lens,
 saturated, constant, noise, defocused, twilight, daylight) and reports how each was answered, as the edge would
-answer it: by the input-sanity checks, the open-set distance, the model's own ``day`` class, or (the failure)
-a night-sky class.
+answer it: by a daylight exposure, the input-sanity checks, the open-set distance, the model's own ``day`` class,
+or (the failure) a night-sky class.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skyedge.exposure import is_daylight_exposure
 from skyedge.metrics import classification_report
 from skyedge.model_card import ModelCard
 from skyedge.preprocess import prepare_frame
@@ -96,7 +97,9 @@ def evaluate_frames(
 
 
 def evaluate_invalid(run_dir: str | Path, profile: str, n: int, seed: int) -> dict:
-    """How frames that are no night sky are answered, per kind: counts of sanity / unrecognised / day / sky class."""
+    """How frames that are no night sky are answered, per kind: counts of exposure (a daylight exposure: 'day'
+    before any model, as the edge's default ``day_max_exposure_s`` does) / sanity / unrecognised / day (the
+    model's class) / sky class."""
     from skyedge.training.simulate.allsky import INVALID_KINDS, render_invalid
     from skyedge.training.simulate.profiles import profile_config
 
@@ -109,10 +112,13 @@ def evaluate_invalid(run_dir: str | Path, profile: str, n: int, seed: int) -> di
     for k, kind in enumerate(INVALID_KINDS):
         rng = np.random.default_rng([seed, k])
         frames = [render_invalid(kind, rng, cfg) for _ in range(n)]
-        answers = {"sanity": 0, "unrecognised": 0, "day": 0, "sky_class": 0}
+        answers = {"exposure": 0, "sanity": 0, "unrecognised": 0, "day": 0, "sky_class": 0}
         model_frames = []
-        for image in frames:
-            if frame_problem(image) is not None:
+        for image, meta in frames:
+            # The edge's order: a daylight exposure makes the frame 'day' first, then the sanity checks, then the model.
+            if is_daylight_exposure(meta.get("exposure_s")):
+                answers["exposure"] += 1
+            elif frame_problem(image) is not None:
                 answers["sanity"] += 1
             else:
                 model_frames.append(image)
@@ -186,7 +192,9 @@ def print_table(result: dict) -> None:
     invalid = {name: r["invalid"] for name, r in result["profiles"].items() if "invalid" in r}
     if invalid:
         kinds = list(next(iter(invalid.values())))
-        table = Table(title="frames that are no night sky: sanity / unrecognised / day / sky class (the failure)")
+        table = Table(
+            title="frames that are no night sky: day by exposure / sanity / unrecognised / day (model) / sky class (the failure)"
+        )
         table.add_column("profile")
         for kind in kinds:
             table.add_column(kind, justify="right")

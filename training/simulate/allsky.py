@@ -505,12 +505,16 @@ def _readout(expected_rgb: np.ndarray, sky: _Sky) -> np.ndarray:
     """Sensor, exposure, noise, converter and the camera program's encoding."""
     cam, rng = sky.cam, sky.rng
     expected = to_sensor(expected_rgb, cam)
+    scale = 1.0
     if cam.exposure == "auto" or cam.encoding == "auto_stretch":
         # A camera program with automatic exposure keeps the sky at a useful level: by day a far shorter exposure,
         # by night at most a few times the nominal one (its longest), so a dark sky stays photon-starved and noisy.
         level = float(np.median(expected[sky.geo.sky] if expected.ndim == 2 else expected[sky.geo.sky].mean(axis=1)))
         target = rng.uniform(0.05, 0.25) * cam.full_well
-        expected = expected * min(target / max(level, 1e-6), AUTO_EXPOSURE_MAX)
+        scale = min(target / max(level, 1e-6), AUTO_EXPOSURE_MAX)
+        expected = expected * scale
+    # The exposure the camera program would write into the file (FITS EXPTIME, EXIF ExposureTime).
+    sky.meta["exposure_s"] = float(cam.night_exposure_s * scale)
     expected = np.minimum(expected, cam.full_well * 1.5)
     gain, read_noise = rng.uniform(*cam.gain), rng.uniform(*cam.read_noise)
     if cam.bit_depth == 8:
@@ -554,31 +558,32 @@ def stored_dtype(cam: CameraModel) -> str:
     return "uint8" if cam.bit_depth == 8 or cam.encoding == "auto_stretch" or cam.jpeg_quality else "uint16"
 
 
-def render_invalid(kind: str, rng: np.random.Generator, cfg: AllskyConfig = AllskyConfig()) -> np.ndarray:
-    """A frame that is not a usable night sky, as ``cfg``'s camera would write it (for the sanity checks)."""
+def render_invalid(kind: str, rng: np.random.Generator, cfg: AllskyConfig = AllskyConfig()) -> tuple[np.ndarray, dict]:
+    """A frame that is not a usable night sky, as ``cfg``'s camera would write it (for the sanity checks), and its
+    metadata (``exposure_s`` where a camera program would record one)."""
     cam = cfg.camera
     shape = (cam.height, cam.width, 3) if cam.channels == 3 else (cam.height, cam.width)
     dtype = np.uint16 if stored_dtype(cam) != "uint8" else np.uint8
     top = np.iinfo(dtype).max
     if kind == "blank":  # a capped lens: bias, dark current and read noise only
         bias = (cam.bias if dtype == np.uint16 else cam.bias / 16) * rng.uniform(0.5, 1.5)
-        return np.clip(rng.normal(bias, rng.uniform(1, 4), shape), 0, top).astype(dtype)
+        return np.clip(rng.normal(bias, rng.uniform(1, 4), shape), 0, top).astype(dtype), {"kind": kind}
     if kind == "saturated":
         image = np.full(shape, top, dtype)
         image[rng.uniform(size=shape) < rng.uniform(0, 0.05)] = int(top * rng.uniform(0.3, 0.9))
-        return image
+        return image, {"kind": kind}
     if kind == "constant":
-        return np.full(shape, int(rng.uniform(0, top)), dtype)
+        return np.full(shape, int(rng.uniform(0, top)), dtype), {"kind": kind}
     if kind == "noise":
-        return rng.integers(0, top + 1, shape, dtype=np.int64).astype(dtype)
+        return rng.integers(0, top + 1, shape, dtype=np.int64).astype(dtype), {"kind": kind}
     label = CLASSES[int(rng.integers(len(CLASSES)))]
     if kind == "defocused":
-        image, _ = render_allsky(label, rng, cfg)
+        image, meta = render_allsky(label, rng, cfg)
         sigma = rng.uniform(0.04, 0.1) * cam.height
-        return cv2.GaussianBlur(image, (0, 0), sigma)
+        return cv2.GaussianBlur(image, (0, 0), sigma), {**meta, "kind": kind}
     sun = rng.uniform(-8, -2) if kind == "twilight" else rng.uniform(5, 60)
-    image, _ = render_allsky(label, rng, dataclasses.replace(cfg, sun_alt_deg=sun))
-    return image
+    image, meta = render_allsky(label, rng, dataclasses.replace(cfg, sun_alt_deg=sun))
+    return image, {**meta, "kind": kind}
 
 
 class _AllskyShard:

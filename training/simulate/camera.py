@@ -50,7 +50,7 @@ class CameraModel:
     gamma: float = 2.2
     jpeg_quality: int | None = None  # compress (and decode) as the camera's JPEG would
     float_nan_outside: bool = False  # float32 with NaN outside the image circle (some FITS cameras)
-    exposure_s: tuple[float, float] = (10.0, 30.0)
+    night_exposure_s: float = 30.0  # the nominal exposure, as written to the file; auto exposure scales it
     gain: tuple[float, float] = (0.5, 3.0)  # electrons per ADU
     read_noise: tuple[float, float] = (2.0, 8.0)
     full_well: float = 60000.0

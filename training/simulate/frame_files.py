@@ -26,10 +26,31 @@ def write_frame(path: Path, image: np.ndarray, fmt: str, header: dict | None = N
     out = image
     if fmt == "jpg" and out.dtype == np.uint16:
         out = (out >> 8).astype(np.uint8)
+    if fmt in ("jpg", "tiff") and header and "EXPTIME" in header:
+        return _write_with_exif(path, out, float(header["EXPTIME"]))
     if out.ndim == 3:
         out = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(path), out):
         raise OSError(f"OpenCV could not write {path}")
+    return path
+
+
+def _write_with_exif(path: Path, image: np.ndarray, exposure_s: float) -> Path:
+    """JPEG or TIFF with the EXIF ExposureTime a camera program writes (how the edge tells daylight)."""
+    from fractions import Fraction
+
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+
+    im = Image.fromarray(image)
+    ratio = Fraction(exposure_s).limit_denominator(1_000_000)
+    exposure = IFDRational(ratio.numerator, ratio.denominator)
+    if path.suffix == ".jpg":
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x829A] = exposure  # the Exif sub-IFD's ExposureTime
+        im.save(path, quality=95, exif=exif)
+    else:
+        im.save(path, tiffinfo={0x829A: exposure})  # TIFF carries the tag in its own directory
     return path
 
 
@@ -40,7 +61,7 @@ def fits_header(meta: dict, index: int, exptime: float = 30.0, start: datetime |
     header = {
         "IMAGETYP": "LIGHT",
         "DATE-OBS": when.strftime("%Y-%m-%dT%H:%M:%S"),
-        "EXPTIME": exptime,
+        "EXPTIME": float(f"{float(meta.get('exposure_s', exptime)):.6g}"),
         "GAIN": round(float(meta.get("gain", 1.0)), 4),
         "RDNOISE": round(float(meta.get("read_noise", 0.0)), 3),
         "INSTRUME": "skyedge-sim",
