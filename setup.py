@@ -70,8 +70,9 @@ EXTRAS = {
         "paho-mqtt>=2.0,<3",
         "pyyaml>=6",
         "onnxruntime>=1.17",
+        "onnx>=1.15",  # skyedge adapt rewrites the head of a package's graphs
         "astropy>=5.3",
-        "pillow>=9",  # EXIF capture times (header only)
+        "pillow>=9",  # EXIF capture times and exposures (header only)
     ],
     # TensorRT comes from JetPack (apt), never from pip.
     "jetson": ["pycuda>=2022.2"],

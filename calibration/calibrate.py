@@ -106,7 +106,8 @@ def calibrate_package(
     write_reports(package, report)
     card_data = card.model_dump(mode="json")
     card_data["files"] = files
-    card_data["sha256"] = {name: sha256_file(package / name) for name in files.values()}
+    # Every file the card already vouches for (mask, head statistics) stays vouched for, beside the new models.
+    card_data["sha256"] = {**card.sha256, **{name: sha256_file(package / name) for name in files.values()}}
     write_card(card_data, package)
     if failed and not allow_drop:
         raise GateError(

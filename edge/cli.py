@@ -46,6 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--once", action="store_true", help="process the files present and exit")
     p.set_defaults(func=_run)
     register_bench(subparsers)
+    register_adapt(subparsers)
     register_operator(subparsers)
 
 
@@ -193,6 +194,51 @@ def _broker(args) -> int:
     finally:
         broker.stop()
     return 0
+
+
+def _adapt(args) -> int:
+    from rich.console import Console
+
+    from skyedge.edge.adapt import AdaptError, adapt_package
+
+    try:
+        report = adapt_package(args.package, args.data, args.out, args.name, args.min_per_class)
+    except AdaptError as exc:
+        Console(stderr=True).print(f"[red]skyedge adapt: {exc}[/red]")
+        return 2
+    before, after = report["before"]["accuracy"], report["after_leave_one_out"]["accuracy"]
+    Console().print(
+        f"{report['frames']} labelled frames: accuracy {before:.3f} before, {after:.3f} after (leave-one-out); "
+        f"added classes: {', '.join(report['added_classes']) or 'none'}; {report['seconds']:.1f} s\n"
+        f"wrote {args.out} (report: {args.out}/adapt.md)"
+    )
+    return 0
+
+
+def register_adapt(subparsers) -> None:
+    """Add `adapt` to the CLI."""
+    p = subparsers.add_parser(
+        "adapt",
+        help="refit a frame model's head to your camera's labelled frames (no torch: runs on the Jetson)",
+        description=(
+            "Embed the labelled frames in DATA (DATA/<class>/<file>) with the package's own graph, refit the\n"
+            "Mahalanobis head (class means from your frames, classes without frames keep theirs, new class names\n"
+            "are added), re-estimate the open-set threshold, and write a new package with every precision file\n"
+            "updated, adapt.json/adapt.md (leave-one-out accuracy before and after) and a card naming the parent.\n"
+            "The parent package is never changed; build the TensorRT engine again for the new one."
+        ),
+        epilog=(
+            "example:\n"
+            "  skyedge adapt models/allsky-tiny --data labelled/ --out models/allsky-tiny-site\n"
+            "  skyedge engine models/allsky-tiny-site --precision int8   # on the Jetson"
+        ),
+    )
+    p.add_argument("package", help="model package directory (a frame model with a Mahalanobis head)")
+    p.add_argument("--data", required=True, help="labelled frames: a folder of class folders")
+    p.add_argument("--out", required=True, help="new package directory")
+    p.add_argument("--name", default=None, help="the new model's name (default: the parent's + '-adapted')")
+    p.add_argument("--min-per-class", type=int, default=3, help="fewest frames a labelled class may have (default 3)")
+    p.set_defaults(func=_adapt)
 
 
 def register_operator(subparsers) -> None:

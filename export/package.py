@@ -89,6 +89,13 @@ def export_package(
     if mask is not None and mask.file:
         shutil.copyfile(run.path / mask.file, out / mask.file)  # the mask the model was trained with
         extra_files.append(out / mask.file)
+    statistics = checked.metric_head.statistics
+    if statistics is not None:
+        if (run.path / statistics).is_file():
+            shutil.copyfile(run.path / statistics, out / statistics)  # what skyedge adapt refits from
+            extra_files.append(out / statistics)
+        else:  # a run from before head statistics were written: it exports, it cannot be adapted
+            card["metric_head"] = {**card["metric_head"], "statistics": None}
     fp32 = out / card["files"]["fp32"]
     log.info("exporting %s -> %s", run.path, fp32)
     export_onnx(run.model, card, fp32)

@@ -171,6 +171,9 @@ class MetricHead(_Card):
         default=None, description="min Mahalanobis distance above which a result is 'unknown'"
     )
     loss: str | None = Field(default=None, description="training loss: cross_entropy, triplet, arcface")
+    statistics: str | None = Field(
+        default=None, description="file in the package with the head's class means, covariance and counts (adapt)"
+    )
 
 
 class Provenance(_Card):
@@ -192,6 +195,18 @@ class Provenance(_Card):
         return value.astimezone(timezone.utc)
 
 
+class Adaptation(_Card):
+    """How ``skyedge adapt`` made this package from another: the parent, the site's data, what it changed."""
+
+    parent_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the parent package's FP32 model")
+    parent_name: str
+    data_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 over the labelled files (names + bytes)")
+    counts: dict[str, Annotated[int, Field(ge=0)]] = Field(description="labelled frames per class")
+    added_classes: list[str] = Field(default_factory=list)
+    created: datetime
+    report: str = Field(default="adapt.json", description="file in the package with accuracy before and after")
+
+
 class ModelCard(_Card):
     """``skyedge.json``: everything the edge needs to run a model package, nothing that needs torch."""
 
@@ -209,6 +224,7 @@ class ModelCard(_Card):
     )
     sha256: dict[str, str] = Field(default_factory=dict, description="file name -> sha256 of that file")
     provenance: Provenance
+    adaptation: Adaptation | None = Field(default=None, description="set by skyedge adapt")
 
     @field_validator("classes")
     @classmethod

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skyedge.dataset_inputs import raw_conditions
+from skyedge.head_statistics import HEAD_STATISTICS_FILE, write_head_statistics
 from skyedge.masks import FrameMask
 from skyedge.metrics import classification_report, plot_accuracy_vs_epochs, plot_confusion, plot_curves
 from skyedge.model_card import CardMask, Preprocess, SequenceSpec, Stretch
@@ -392,6 +393,10 @@ def train_frame(
     # Fit the metric classifier on all training embeddings and fold it into the network.
     z_tr = _embed(model, x_tr, device)
     means, chol = fit_gaussian(z_tr, y_tr, k)
+    # What `skyedge adapt` needs to refit the head on a site's frames without the training data.
+    write_head_statistics(
+        out / HEAD_STATISTICS_FILE, means, np.linalg.inv(chol @ chol.T), np.bincount(y_tr, minlength=k)
+    )
     distance = MinDistance(means, chol)
     w, b, temp = fit_ridge(z_tr, y_tr, k, m.ridge_alpha)
     heads: dict[str, nn.Module] = {"mahalanobis": MahalanobisHead(means, chol), "ridge": RidgeHead(w, b, temp)}
@@ -428,6 +433,7 @@ def train_frame(
             "in_graph": True,
             "unknown_threshold": threshold,
             "loss": m.loss,
+            "statistics": HEAD_STATISTICS_FILE,
         },
         "inputs": inputs,
         "outputs": outputs,
