@@ -199,6 +199,24 @@ class SafetySection(Schema):
     stale_after_s: Annotated[float, Field(gt=0)] = 300.0
 
 
+class CollectSection(Schema):
+    """Frames kept on the device for labelling (``skyedge label``, ``skyedge adapt``): copies plus JSON sidecars."""
+
+    path: PathField = Field(description="folder the copies go to (created; one subfolder per UTC day)")
+    unrecognised: bool = Field(default=True, description="every frame the verdict calls 'unrecognised'")
+    below_confidence: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=0.6, description="every frame whose verdict confidence is below this (null: off)"
+    )
+    around_changes: Annotated[int, Field(ge=0, le=20)] = Field(
+        default=2, description="frames kept before and after each sky-state change (0: off)"
+    )
+    every_minutes: Annotated[float, Field(gt=0)] | None = Field(
+        default=30.0, description="one frame every this many minutes, whatever it shows (null: off)"
+    )
+    max_files: Annotated[int, Field(ge=1)] = Field(default=5000, description="quota: frames kept, oldest go first")
+    max_bytes: Annotated[int, Field(ge=1)] = Field(default=2_000_000_000, description="quota: bytes, frames + sidecars")
+
+
 class PipelineSection(Schema):
     """One camera or telescope: a source and its per-site settings."""
 
@@ -209,7 +227,8 @@ class PipelineSection(Schema):
     safety: SafetySection = SafetySection()
     capture_time: CaptureTimeSection = CaptureTimeSection()
     day_sun_alt_deg: Annotated[float, Field(ge=-18, le=10)] = Field(
-        default=-12.0, description="sun higher than this: the frame is 'day', not a night-sky class (needs site_location)"
+        default=-12.0,
+        description="sun higher than this: the frame is 'day', not a night-sky class (needs site_location)",
     )
     day_max_exposure_s: Annotated[float, Field(gt=0)] | None = Field(
         default=DAY_MAX_EXPOSURE_S,
@@ -218,6 +237,7 @@ class PipelineSection(Schema):
     )
     checks: ChecksSection = ChecksSection()
     orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")
+    collect: CollectSection | None = Field(default=None, description="keep frames for labelling (directory sources)")
 
 
 class TlsSection(Schema):

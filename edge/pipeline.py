@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from skyedge.edge.collect import CollectPolicy, FrameCollector
 from skyedge.edge.config import StartupError
 from skyedge.edge.ephemeris import Ephemeris
 from skyedge.edge.sources import create_source
@@ -27,6 +28,8 @@ class Pipeline:
     task: FrameTask | SequenceTask
     verdicts: FrameVerdicts | NoVerdicts
     live: bool  # a live camera's frames are dropped when inference falls behind; files wait on disk
+    collect: CollectPolicy | None = None  # which frames to keep for labelling (publisher thread)
+    collector: FrameCollector | None = None  # writes them (its own thread)
 
 
 def build_pipeline(
@@ -43,5 +46,14 @@ def build_pipeline(
         )
     verdicts = task_class.verdicts(card, section)
     task = task_class(card, section, ephemeris=ephemeris, model_mask=model_mask)
+    collect = collector = None
+    if section.collect is not None:
+        if section.source.kind != "directory":
+            raise StartupError(
+                f"{where}.collect: frames are collected from a watched folder's files; "
+                f"a '{section.source.kind}' source has none to copy"
+            )
+        collect, collector = CollectPolicy(section.collect), FrameCollector(section.collect, section.camera)
     source = create_source(section.source, once, stop_event, history=task.history_epochs)
-    return Pipeline(section.camera, source, task, verdicts, live=section.source.kind == "camera")
+    live = section.source.kind == "camera"
+    return Pipeline(section.camera, source, task, verdicts, live=live, collect=collect, collector=collector)

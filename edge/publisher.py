@@ -73,6 +73,7 @@ class Publisher:
         # Every durable store whose disk can fill: state files, the outbox, the audit log.
         self._stores = [store for r in reporters for store in r.stores()]
         self._stores += [store for p in pipelines for store in p.source.stores()]
+        self._stores += [p.collector for p in pipelines if p.collector is not None]
         self._store_problems: dict[int, str] = {}
         self._handlers = {
             Decision: self._decision,
@@ -135,36 +136,40 @@ class Publisher:
         it = d.item
         camera = it.pipeline.camera
         total_ms = 1e3 * (time.perf_counter() - it.arrived)
-        self._send(
-            self.factory.message(
-                "classification",
-                camera,
-                task=it.pipeline.task.name,
-                frame_id=it.frame_id,
-                source=it.source,
-                captured=utc_from_timestamp(it.captured) if it.captured else None,
-                **{"class": d.label},
-                top_class=d.top_class,
-                confidence=d.confidence,
-                top_probability=d.top_probability,
-                probabilities=d.probabilities,
-                unknown=d.unknown,
-                distance=d.distance,
-                latency_ms={
-                    "total": round(total_ms, 3),
-                    "preprocess": round(it.preprocess_ms, 3),
-                    "inference": round(d.inference_ms, 3),
-                    "queue": round(max(total_ms - it.preprocess_ms - d.inference_ms, 0.0), 3),
-                },
-                checks=list(d.checks) or None,
-                **it.extra,
-            )
+        message = self.factory.message(
+            "classification",
+            camera,
+            task=it.pipeline.task.name,
+            frame_id=it.frame_id,
+            source=it.source,
+            captured=utc_from_timestamp(it.captured) if it.captured else None,
+            **{"class": d.label},
+            top_class=d.top_class,
+            confidence=d.confidence,
+            top_probability=d.top_probability,
+            probabilities=d.probabilities,
+            unknown=d.unknown,
+            distance=d.distance,
+            latency_ms={
+                "total": round(total_ms, 3),
+                "preprocess": round(it.preprocess_ms, 3),
+                "inference": round(d.inference_ms, 3),
+                "queue": round(max(total_ms - it.preprocess_ms - d.inference_ms, 0.0), 3),
+            },
+            checks=list(d.checks) or None,
+            **it.extra,
         )
+        self._send(message)
         for check in d.checks:
             self.stats.add(f"check_{check}")
         if it.invalid is not None:
             self.stats.add(f"invalid_{it.invalid.reason}")
-        self._changes(camera, it.pipeline.verdicts.decided(d.label, d.confidence), it.extra.get("ephemeris"))
+        changes = it.pipeline.verdicts.decided(d.label, d.confidence)
+        self._changes(camera, changes, it.extra.get("ephemeris"))
+        if it.pipeline.collect is not None:
+            changed = any(isinstance(c, StateChange) for c in changes)
+            for pick in it.pipeline.collect.picks(it.source, message.payload, changed):
+                it.pipeline.collector.offer(pick)
         if it.ack is not None:
             it.ack("ok")
         self.stats.done(total_ms, it.arrived)
@@ -258,6 +263,10 @@ class Publisher:
         self._metrics_at = time.monotonic()
         snap = self.stats.snapshot()
         snap["counts"]["dropped"] += sum(r.dropped() for r in self.reporters)
+        collectors = [p.collector for p in self.pipelines if p.collector is not None]
+        if collectors:
+            snap["counts"]["collected"] = sum(c.collected for c in collectors)
+            snap["counts"]["collect_skipped"] = sum(c.dropped + c.vanished for c in collectors)
         depth = {"batch": self.facts.item_queue_depth(), "outbox": sum(r.depth() for r in self.reporters)}
         self._send(
             self.factory.message(

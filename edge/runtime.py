@@ -169,6 +169,8 @@ class Runtime:
         self.publisher.close()
         for pipeline in self.pipelines:
             pipeline.source.close()
+            if pipeline.collector is not None:
+                pipeline.collector.close()  # after the publisher: it wrote the last picks to the queue
         self.backend.close()
 
 

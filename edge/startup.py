@@ -93,6 +93,10 @@ def path_problems(cfg) -> list[Problem]:
                 check(("pipelines", i, "preprocess", key), _readable_file(Path(value)))
         if p.preprocess.mask.image is not None:
             check(("pipelines", i, "preprocess", "mask", "image"), _readable_file(Path(p.preprocess.mask.image)))
+        if p.collect is not None:
+            folder = Path(p.collect.path)
+            problem = f"{folder} is a file; give a folder" if folder.is_file() else _writable_file(folder / ".probe")
+            check(("pipelines", i, "collect", "path"), problem)
     if cfg.reporters.jsonl is not None:
         check(("reporters", "jsonl", "path"), _writable_file(Path(cfg.reporters.jsonl.path)))
     mqtt = cfg.reporters.mqtt

@@ -18,7 +18,7 @@ def write_config(path: Path, package: Path, source: dict, reporters: dict, **ext
         "device": "dev-1",
         "model": {"package": str(package), "precision": extra.pop("precision", "fp32")},
         "backend": {"kind": "onnxruntime", "batch_size": extra.pop("batch_size", 8), "max_wait_ms": 20},
-        "pipelines": [{"camera": extra.pop("camera", "allsky"), "source": source}],
+        "pipelines": [{"camera": extra.pop("camera", "allsky"), "source": source, **extra.pop("pipeline", {})}],
         "reporters": reporters,
         **extra,
     }
