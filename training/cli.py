@@ -65,6 +65,8 @@ def _train(args) -> int:
         overrides.append(f"out={args.out}")
     if args.epochs:
         overrides.append(f"train.epochs={args.epochs}")
+    if args.init_from:
+        overrides.append(f"train.init_from={args.init_from}")
     cfg = load_train_config(args.config, overrides)
     out = run_training(cfg)
     metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
@@ -183,6 +185,9 @@ def register(subparsers) -> None:
     train.add_argument("--config", required=True)
     train.add_argument("--out", default=None, help="override the recipe's run directory")
     train.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    train.add_argument(
+        "--init-from", default=None, metavar="RUN", help="start from this run's weights (fine-tuning; train.init_from)"
+    )
     train.add_argument(
         "--set",
         action="append",

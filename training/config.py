@@ -34,6 +34,11 @@ class DataSource(Schema):
     labels_csv: PathField | None = Field(default=None, description="oath: the label table")
     file_column: str = "file"
     label_column: str = "label"
+    weight: Annotated[float, Field(gt=0)] = Field(
+        default=1.0,
+        description="train: how often each item is drawn per epoch relative to other sources (e.g. 8 for a small "
+        "labelled set of a site's camera beside simulated shards)",
+    )
 
     @model_validator(mode="after")
     def _checks(self):
@@ -135,6 +140,11 @@ class TrainSection(Schema):
     patience: Annotated[int, Field(ge=1)] = 5
     augment: bool = True  # flips and quarter turns
     camera_augment: bool = False  # frames: also other cameras' geometry, tone, blur, noise, obstructions
+    init_from: PathField | None = Field(
+        default=None,
+        description="a run directory whose weights start this training (fine-tuning on a site's frames); frames "
+        "are then prepared as that run prepared them",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Annotated[int, Field(ge=0)] = 0
     deterministic: bool = False

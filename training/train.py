@@ -339,6 +339,50 @@ def _val_accuracy_frame(model, cfg, x_fit, y_fit, x_val, y_val, device, num_clas
     return float((pred == y_val).mean())
 
 
+def oversampled(idx: np.ndarray, data: Loaded, sources, seed: int) -> np.ndarray:
+    """Training indices with each item repeated by its source's ``weight`` (fractions drawn, seeded)."""
+    weights = np.array([s.weight for s in (sources if isinstance(sources, list) else [sources])], dtype=float)
+    if np.all(weights == 1.0):
+        return idx
+    source = np.asarray(data.meta.get("source", np.zeros(len(data.labels), dtype=np.int64)))
+    w = weights[source[idx]]
+    reps = np.floor(w).astype(np.int64) + (np.random.default_rng(seed).random(len(idx)) < w - np.floor(w))
+    return np.repeat(idx, reps)
+
+
+def _parent_run(cfg: TrainConfig, model_name: str):
+    """The run ``train.init_from`` names, checked to be the same kind of model (or None)."""
+    if cfg.train.init_from is None:
+        return None
+    from skyedge.training.checkpoint import load_run
+
+    parent = load_run(cfg.train.init_from)
+    if parent.model_name != model_name:
+        raise ValueError(f"train.init_from: {cfg.train.init_from} is a {parent.model_name}, not a {model_name}")
+    return parent
+
+
+def _start_from(model: nn.Module, parent, prefix: str, model_args: dict, classes: list[str]) -> None:
+    """Copy the parent's weights into ``model``: everything whose shape fits, except the class layer when the
+    classes differ (another set or order starts it fresh); architecture settings must agree, naming the one
+    that does not."""
+    for key, value in model_args.items():
+        theirs = parent.model_args.get(key)
+        if key not in ("num_classes",) and theirs is not None and theirs != value:
+            raise ValueError(f"train.init_from: the parent run has {key}={theirs!r}, this recipe {value!r}")
+    own = model.state_dict()
+    taken = {
+        k[len(prefix) :]: v
+        for k, v in parent.model.state_dict().items()
+        if k.startswith(prefix) and k[len(prefix) :] in own and own[k[len(prefix) :]].shape == v.shape
+    }
+    if list(parent.card.get("classes", [])) != list(classes):
+        taken = {k: v for k, v in taken.items() if not k.startswith(("logits.", "classifier."))}
+    model.load_state_dict(taken, strict=False)
+    fresh = sorted(set(own) - set(taken))
+    log.info("fine-tuning from %s: %d tensors taken, fresh: %s", parent.path, len(taken), ", ".join(fresh) or "none")
+
+
 def train_frame(
     cfg: TrainConfig,
     train: Loaded,
@@ -351,9 +395,14 @@ def train_frame(
 ) -> dict:
     classes, k = train.classes, len(train.classes)
     tr_idx, va_idx = stratified_split(train.labels, cfg.data.val_fraction, cfg.seed)
+    tr_idx = oversampled(tr_idx, train, cfg.data.train, cfg.seed)
     mask = recipe_mask(cfg, out)
     bayers = bayer_patterns(train)
-    spec = frame_preprocess_spec(cfg, [train.images[i] for i in tr_idx], mask, [bayers[i] for i in tr_idx])
+    parent = _parent_run(cfg, "frame_classifier")
+    if parent is not None:  # fine-tuning: the network learned on frames prepared exactly this way
+        spec = Preprocess.model_validate(parent.card["preprocess"])
+    else:
+        spec = frame_preprocess_spec(cfg, [train.images[i] for i in tr_idx], mask, [bayers[i] for i in tr_idx])
     x_all = prepare_frames(train.images, spec, "train", mask, bayers)
     y_all = train.labels
     x_tr, y_tr, x_va, y_va = x_all[tr_idx], y_all[tr_idx], x_all[va_idx], y_all[va_idx]
@@ -366,7 +415,10 @@ def train_frame(
         "num_classes": k,
         "normalize": m.loss != "cross_entropy",
     }
-    model = FrameEmbedder(**model_args).to(device)
+    model = FrameEmbedder(**model_args)
+    if parent is not None:
+        _start_from(model, parent, "embedder.", model_args, classes)
+    model = model.to(device)
     loss_fn, extra = build_frame_loss(cfg, k)
     fit_idx = np.random.default_rng(cfg.seed).permutation(len(x_tr))[:600]
     y_tr_t = torch.from_numpy(y_tr)
@@ -517,6 +569,7 @@ def train_sequence(
 ) -> dict:
     classes, k = train.classes, len(train.classes)
     tr_idx, va_idx = stratified_split(train.labels, cfg.data.val_fraction, cfg.seed)
+    tr_idx = oversampled(tr_idx, train, cfg.data.train, cfg.seed)
     spec = sequence_spec(cfg, train, tr_idx)
     x_all, c_all = prepare_sequences(train, spec, "train")
     len_all = torch.from_numpy(_lengths(train))
@@ -534,7 +587,11 @@ def train_sequence(
         "asinh_input": spec.stamp_scaling == "asinh",
         "difference_channel": s.difference_channel,
     }
-    model = create_model("sequence_classifier", **model_args).to(device)
+    model = create_model("sequence_classifier", **model_args)
+    parent = _parent_run(cfg, "sequence_classifier")
+    if parent is not None:
+        _start_from(model, parent, "", model_args, train.classes)
+    model = model.to(device)
     t_max = x_all.shape[1]
     tr_idx_t = torch.from_numpy(tr_idx)
 

@@ -1,0 +1,61 @@
+"""Fine-tuning: `train --init-from RUN` starts from a run's weights, and sources can be weighted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skyedge.training.config import TrainConfig
+from skyedge.training.data.loaders import Loaded
+from skyedge.training.train import oversampled
+
+
+def _source(weight: float) -> object:
+    return TrainConfig.model_validate(
+        {"name": "w", "task": "frame", "out": "runs/w", "data": {"train": {"path": "d", "weight": weight}}}
+    ).data.train
+
+
+def test_source_weights_repeat_items_of_that_source():
+    data = Loaded([None] * 10, np.zeros(10, dtype=np.int64), ["a"], meta={"source": np.array([0] * 6 + [1] * 4)})
+    idx = np.arange(10)
+    sources = [_source(1.0), _source(3.0)]
+    out = oversampled(idx, data, sources, seed=0)
+    assert np.bincount(out, minlength=10).tolist() == [1] * 6 + [3] * 4
+    half = oversampled(idx, data, [_source(1.0), _source(2.5)], seed=0)
+    assert sum(np.bincount(half, minlength=10)[6:]) in range(8, 13)  # 2 or 3 each, drawn
+    assert oversampled(idx, data, _source(1.0), seed=0) is idx  # no weights: untouched
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_the_parent_weights(tiny_frame_run, tmp_path):
+    from tiny_models import recipe
+
+    from skyedge.training.checkpoint import load_run
+    from skyedge.training.train import run_training
+
+    parent = load_run(tiny_frame_run)
+    # A "site" data set of another camera resolution, classes in another order: the class layer starts fresh.
+    train = {"path": str(tmp_path / "site"), "simulate": {"n": 40, "seed": 9, "config": {"size": 96}}}
+    cfg = recipe(tmp_path, "frame", data={"train": train, "val_fraction": 0.2})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 1, "lr": 1e-9})})
+    tuned = load_run(
+        run_training(cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": tiny_frame_run})}))
+    )
+    fresh = load_run(run_training(cfg.model_copy(update={"out": tmp_path / "fresh"})))
+    key = next(k for k in parent.model.state_dict() if k.startswith("embedder.") and k.endswith("weight"))
+    p, t, f = (r.model.state_dict()[key] for r in (parent, tuned, fresh))
+    assert torch.allclose(p, t, atol=1e-6)  # lr 1e-9: the tuned network is still the parent's
+    assert not torch.allclose(p, f, atol=1e-3)
+    assert tuned.card["preprocess"] == parent.card["preprocess"]  # frames prepared as the parent's were
+    # A different architecture is refused, naming the setting.
+    wrong = cfg.model_copy(
+        update={
+            "out": tmp_path / "wrong",
+            "frame_model": cfg.frame_model.model_copy(update={"embedding_dim": 4}),
+            "train": cfg.train.model_copy(update={"init_from": tiny_frame_run}),
+        }
+    )
+    with pytest.raises(ValueError, match="embedding_dim"):
+        run_training(wrong)
