@@ -83,6 +83,7 @@ EXTRAS = {
         "amqtt>=0.11",
         "alpyca>=3.0",
         "hypothesis>=6.90",
+        "selenium>=4.10",  # the labelling page's test drives Debian's chromium through chromium-driver
     ],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "jetson" for req in reqs})

@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
     register_bench(subparsers)
     register_adapt(subparsers)
+    register_label(subparsers)
     register_operator(subparsers)
 
 
@@ -239,6 +240,58 @@ def register_adapt(subparsers) -> None:
     p.add_argument("--name", default=None, help="the new model's name (default: the parent's + '-adapted')")
     p.add_argument("--min-per-class", type=int, default=3, help="fewest frames a labelled class may have (default 3)")
     p.set_defaults(func=_adapt)
+
+
+def _label(args) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from skyedge.edge.label import LabelError, serve
+
+    root = Path(args.dir)
+    out = Path(args.out) if args.out else root / "labelled"
+    try:
+        server = serve(root, out, args.bind, args.port)
+    except (LabelError, OSError) as exc:
+        Console(stderr=True).print(f"[red]skyedge label: {exc}[/red]")
+        return 2
+    host, port = server.server_address[:2]
+    Console().print(
+        f"{len(server.store.items)} frames under {root}; labels go to {out}\n"
+        f"open http://{host}:{port}/ (Ctrl-C to stop)"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def register_label(subparsers) -> None:
+    """Add `label` to the CLI."""
+    p = subparsers.add_parser(
+        "label",
+        help="label collected frames in a local web page; writes an image-folder data set for adapt and training",
+        description=(
+            "Serve a page that shows every frame under DIR with the model's guess (from the JSON sidecars\n"
+            "collect: writes) and labels them from the keyboard: 1-9 classes, n new class, 0 clear, u undo,\n"
+            "a select all shown, click/shift-click select; filter by guess and confidence. Labels are copies in\n"
+            "OUT/<class>/ (default DIR/labelled); the frames under DIR are never changed."
+        ),
+        epilog=(
+            "example:\n"
+            "  skyedge label /var/lib/skyedge/collect --out labelled/site   # then open http://127.0.0.1:8765/\n"
+            "  skyedge adapt models/allsky-tiny --data labelled/site --out models/allsky-site"
+        ),
+    )
+    p.add_argument("dir", help="folder of frames (e.g. what collect: kept), searched recursively")
+    p.add_argument("--out", default=None, help="where the labelled copies go (default DIR/labelled)")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.set_defaults(func=_label)
 
 
 def register_operator(subparsers) -> None:

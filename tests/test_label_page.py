@@ -1,0 +1,131 @@
+"""`skyedge label`: frames labelled through the page in a real headless browser become a data set that adapts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+
+import pytest
+
+from skyedge.model_card import read_card
+
+
+@pytest.fixture
+def browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    yield session
+    session.quit()
+
+
+def _collected(root, frames, classes):
+    """What collect: leaves: frame copies with sidecars holding the model's guess."""
+    day = root / "2026-11-23"
+    day.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        guess = classes[i % 2]
+        shutil.copy(f, day / f.name)
+        probabilities = {c: (0.7 if c == guess else 0.3 / (len(classes) - 1)) for c in classes}
+        (day / f.name).with_suffix(".json").write_text(
+            json.dumps({"class": guess, "confidence": 0.7, "probabilities": probabilities})
+        )
+    return root
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_labelling_in_the_browser_writes_a_folder_that_adapts(browser, frame_package, camera_frames, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from skyedge.edge.adapt import adapt_package
+    from skyedge.edge.label import serve
+
+    classes = read_card(frame_package).classes
+    root = _collected(tmp_path / "collected", camera_frames[:12], classes)
+    before = _digest(root)
+    out = tmp_path / "labelled"
+    server = serve(root, out, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    wait = WebDriverWait(browser, 10)
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) == 12)
+
+        def cards():
+            return browser.find_elements(By.CSS_SELECTOR, ".card")
+
+        def press(key):
+            ActionChains(browser).send_keys(key).perform()
+
+        def copies(name):
+            return sorted(p.name for p in (out / name).glob("*")) if (out / name).is_dir() else []
+
+        # Three frames to the first class with its number key.
+        for i in range(3):
+            cards()[i].click()
+        press("1")
+        wait.until(lambda b: len(copies(classes[0])) == 3)
+        # A range by shift-click, then a class the model does not know, named in the prompt.
+        cards()[3].click()
+        ActionChains(browser).key_down(Keys.SHIFT).click(cards()[5]).key_up(Keys.SHIFT).perform()
+        press("n")
+        wait.until(ec.alert_is_present())
+        prompt = browser.switch_to.alert
+        prompt.send_keys("thin_cloud")
+        prompt.accept()
+        wait.until(lambda b: len(copies("thin_cloud")) == 3)
+        # A slip, undone.
+        cards()[6].click()
+        press("2")
+        wait.until(lambda b: len(copies(classes[1])) == 1)
+        press("u")
+        wait.until(lambda b: len(copies(classes[1])) == 0)
+        wait.until(lambda b: "labelled 6 of 12" in b.find_element(By.ID, "progress").text)
+        # Filters: the model's guess, and unlabelled only.
+        Select(browser.find_element(By.ID, "filter-class")).select_by_value(classes[1])
+        wait.until(lambda b: len(cards()) == 6)
+        browser.find_element(By.ID, "filter-unlabelled").click()
+        wait.until(lambda b: len(cards()) == 3)  # guessed classes[1], not yet labelled
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _digest(root.joinpath("2026-11-23")) == {k: v for k, v in before.items()}  # originals untouched
+    report = adapt_package(frame_package, out, tmp_path / "adapted")
+    assert report["frames"] == 6 and report["added_classes"] == ["thin_cloud"]
+    assert read_card(tmp_path / "adapted").classes[-1] == "thin_cloud"
+
+
+def test_the_store_refuses_bad_names_and_unknown_frames(camera_frames, tmp_path):
+    from skyedge.edge.label import LabelError, LabelStore
+
+    root = _collected(tmp_path / "c", camera_frames[:2], ["clear", "cloudy"])
+    store = LabelStore(root, tmp_path / "out")
+    with pytest.raises(LabelError, match="class name"):
+        store.set_label([0], "../etc")
+    with pytest.raises(LabelError, match="no frame"):
+        store.set_label([7], "clear")
+    store.set_label([0, 1], "clear")
+    store.set_label([1], "cloudy")
+    assert store.state()["counts"] == {"clear": 1, "cloudy": 1}
+    # A second session sees the labels already written.
+    assert LabelStore(root, tmp_path / "out").state()["labelled"] == 2
+    assert store.thumbnail(0)[:8] == b"\x89PNG\r\n\x1a\n"
