@@ -79,11 +79,16 @@ def test_labelling_in_the_browser_writes_a_folder_that_adapts(browser, frame_pac
         def copies(name):
             return sorted(p.name for p in (out / name).glob("*")) if (out / name).is_dir() else []
 
+        def shown(labelled):
+            # The page redraws its grid when the server answers: wait for that before touching the cards again.
+            wait.until(lambda b: f"labelled {labelled} of 12" in b.find_element(By.ID, "progress").text)
+
         # Three frames to the first class with its number key.
         for i in range(3):
             cards()[i].click()
         press("1")
         wait.until(lambda b: len(copies(classes[0])) == 3)
+        shown(3)
         # A range by shift-click, then a class the model does not know, named in the prompt.
         cards()[3].click()
         ActionChains(browser).key_down(Keys.SHIFT).click(cards()[5]).key_up(Keys.SHIFT).perform()
@@ -93,13 +98,15 @@ def test_labelling_in_the_browser_writes_a_folder_that_adapts(browser, frame_pac
         prompt.send_keys("thin_cloud")
         prompt.accept()
         wait.until(lambda b: len(copies("thin_cloud")) == 3)
+        shown(6)
         # A slip, undone.
         cards()[6].click()
         press("2")
         wait.until(lambda b: len(copies(classes[1])) == 1)
+        shown(7)
         press("u")
         wait.until(lambda b: len(copies(classes[1])) == 0)
-        wait.until(lambda b: "labelled 6 of 12" in b.find_element(By.ID, "progress").text)
+        shown(6)
         # Filters: the model's guess, and unlabelled only.
         Select(browser.find_element(By.ID, "filter-class")).select_by_value(classes[1])
         wait.until(lambda b: len(cards()) == 6)
