@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
-from skyedge.imageio import read_frame
+from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
 from skyedge.masks import card_mask
 from skyedge.model_card import Adaptation, ModelCard, read_card, write_card
 from skyedge.preprocess import prepare_frame
@@ -41,7 +41,7 @@ from skyedge.shards import sha256_file
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".fits", ".fit", ".fts", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES  # what read_frame reads, as the training loaders use
 MIN_PER_CLASS = 3
 THRESHOLD_QUANTILE = 0.995
 SHRINKAGE = 0.05  # of the pooled covariance toward a scaled identity, as training does
@@ -60,7 +60,7 @@ def labelled_frames(folder: Path) -> list[tuple[Path, str]]:
         (f, d.name)
         for d in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         for f in sorted(d.iterdir())
-        if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES
+        if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(IMAGE_SUFFIXES)
     ]
     if not items:
         raise AdaptError(f"--data: {folder} has no images in class folders (DIR/<class>/<file>)")

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.edge.label_page import PAGE
-from skyedge.imageio import read_frame
+from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".fits", ".fit", ".fts", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES  # what read_frame reads, as the training loaders use
 THUMB_SIDE = 160
 CLASS_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -46,7 +46,7 @@ class LabelStore:
         files = sorted(
             p
             for p in self.root.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and self.out not in p.resolve().parents
+            if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES) and self.out not in p.resolve().parents
         )
         self.items = []
         for i, path in enumerate(files):
