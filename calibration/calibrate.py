@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.calibration.evaluate import compare, predict
+from skyedge.calibration.evaluate import compare, predict, predict_step
 from skyedge.calibration.quantize import quantize
 from skyedge.calibration.report import GateError, gate, write_reports
 from skyedge.calibration.subset import DEFAULT_SIZE, stratified_subset
 from skyedge.dataset_inputs import load_labelled_inputs
 from skyedge.model_card import read_card, write_card
-from skyedge.precisions import calibration_target
+from skyedge.precisions import calibration_target, ort_session, step_file
+from skyedge.step_graph import run_chained, session_runner
 from skyedge.shards import sha256_file
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,16 @@ log = logging.getLogger(__name__)
 
 def _names(data) -> str:
     return ", ".join(map(str, data)) if isinstance(data, (list, tuple)) else str(data)
+
+
+def _step_calibration_inputs(step_fp32: Path, card, calib, limit: int = 4096) -> dict[str, np.ndarray]:
+    """Step-graph inputs (one epoch each, with the FP32 state before it) from the calibration histories, at most
+    ``limit`` of them, taken evenly over the real epochs (not the right padding)."""
+    fed: list[dict] = []
+    run_chained(session_runner(ort_session(step_fp32)), card.step, calib.inputs, collect=fed)
+    real = np.concatenate([np.flatnonzero(calib.lengths > t) + t * len(calib) for t in range(len(fed))])
+    chosen = real[np.linspace(0, len(real) - 1, min(limit, len(real))).astype(int)]
+    return {name: np.concatenate([f[name] for f in fed])[chosen] for name in fed[0]}
 
 
 def calibrate_package(
@@ -63,10 +74,22 @@ def calibrate_package(
         out = package / form.file
         quant_info.append(quantize(package / card.files["fp32"], out, calib.inputs, target, method))
         files[form.key] = out.name
+    step_files = dict(card.step.files) if card.step is not None else {}
+    if step_files:
+        # The step graph's quantization sees what the edge feeds it: every epoch of the calibration histories
+        # with the state the FP32 step graph carries to it.
+        step_calib = _step_calibration_inputs(package / step_files["fp32"], card, calib)
+        for target in targets:
+            form = calibration_target(target)
+            out = package / step_file(form.key)
+            quant_info.append(quantize(package / step_files["fp32"], out, step_calib, target, method))
+            step_files[form.key] = out.name
+    graphs = [(k, package / f, predict) for k, f in files.items()]
+    graphs += [(f"step:{k}", package / f, predict_step) for k, f in step_files.items()]
     predictions, skipped = {}, {}
-    for precision, name in files.items():
+    for precision, path, predictor in graphs:
         try:
-            predictions[precision] = predict(package / name, card, held)
+            predictions[precision] = predictor(path, card, held)
         except Exception as exc:  # noqa: BLE001 - FP16 kernels may be missing on CPU; reported, not fatal
             skipped[precision] = str(exc).splitlines()[0]
             log.warning("cannot evaluate %s on this CPU: %s", precision, skipped[precision])
@@ -74,12 +97,13 @@ def calibrate_package(
     verdicts = {}
     for target in targets:
         key = calibration_target(target).key
-        verdicts[key] = gate(results, key, max_drop_points)
+        for graph in (key, f"step:{key}") if step_files else (key,):
+            verdicts[graph] = gate(results, graph, max_drop_points)
     failed = {k: v for k, v in verdicts.items() if v}
     report = {
         "model": card.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "files": files,
+        "files": files | {f"step:{k}": v for k, v in step_files.items()},
         "calibration": {
             "source": _names(data),
             "items": len(calib),
@@ -93,6 +117,7 @@ def calibrate_package(
         "gate": {
             "max_drop_points": max_drop_points,
             "allow_drop": allow_drop,
+            "checked": sorted(verdicts),
             "failures": failed,
             "verdict": (
                 "passed"
@@ -106,8 +131,11 @@ def calibrate_package(
     write_reports(package, report)
     card_data = card.model_dump(mode="json")
     card_data["files"] = files
+    if step_files:
+        card_data["step"]["files"] = step_files
     # Every file the card already vouches for (mask, head statistics) stays vouched for, beside the new models.
-    card_data["sha256"] = {**card.sha256, **{name: sha256_file(package / name) for name in files.values()}}
+    written = [*files.values(), *step_files.values()]
+    card_data["sha256"] = {**card.sha256, **{name: sha256_file(package / name) for name in written}}
     write_card(card_data, package)
     if failed and not allow_drop:
         raise GateError(

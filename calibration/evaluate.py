@@ -10,6 +10,7 @@ from skyedge.dataset_inputs import LabelledInputs
 from skyedge.metrics import classification_report
 from skyedge.model_card import ModelCard
 from skyedge.precisions import ort_session
+from skyedge.step_graph import run_chained, session_runner
 
 
 def predict(path: Path, card: ModelCard, data: LabelledInputs, batch: int = 64) -> dict[str, np.ndarray]:
@@ -30,6 +31,16 @@ def predict(path: Path, card: ModelCard, data: LabelledInputs, batch: int = 64) 
     if any(t.role == "min_distance" for t in card.outputs):
         result["min_distance"] = out[card.output("min_distance").name].astype(np.float64)
     return result
+
+
+def predict_step(path: Path, card: ModelCard, data: LabelledInputs, batch: int = 256) -> dict[str, np.ndarray]:
+    """The step graph's probabilities at each history's last epoch, chained one epoch per call as the edge runs it."""
+    run = session_runner(ort_session(path))
+    parts = []
+    for i in range(0, len(data), batch):
+        parts.append(run_chained(run, card.step, {k: v[i : i + batch] for k, v in data.inputs.items()}))
+    prob = np.concatenate(parts)
+    return {"probabilities": prob[np.arange(len(prob)), data.lengths - 1].astype(np.float64)}
 
 
 def compare(card: ModelCard, data: LabelledInputs, predictions: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:

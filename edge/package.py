@@ -31,6 +31,12 @@ class Package:
     key: str  # the card's file key (``int8-cpu`` when ONNX Runtime runs INT8)
     onnx_file: Path
     onnx_sha256: str
+    graph: str = "full"  # or a sequence model's incremental "step" graph
+
+    @property
+    def inputs(self) -> list:
+        """The chosen graph's input tensors."""
+        return self.card.step.inputs if self.graph == "step" else self.card.inputs
 
     @property
     def model_info(self) -> dict:
@@ -38,8 +44,13 @@ class Package:
         return {"name": self.card.name, "sha256": self.onnx_sha256, "precision": self.precision}
 
 
-def open_package(path: str | Path, precision: str, backend: str, expect_classes: list[str] | None = None) -> Package:
-    """Read the card, pick and verify the file for ``precision``; raise :class:`PackageError` naming the problem."""
+def open_package(
+    path: str | Path, precision: str, backend: str, expect_classes: list[str] | None = None, graph: str | None = None
+) -> Package:
+    """Read the card, pick and verify the file for ``precision``; raise :class:`PackageError` naming the problem.
+
+    ``graph``: ``full`` or ``step``; by default a sequence model's step graph (what the field pipeline runs:
+    one epoch per object per call), else the full graph."""
     path = Path(path)
     if not path.is_dir():
         raise PackageError(f"model.package: {path} is not a directory (copy the package from the workstation)")
@@ -49,17 +60,24 @@ def open_package(path: str | Path, precision: str, backend: str, expect_classes:
             f"model.expect_classes: the deployment expects {expect_classes} but {path}/skyedge.json lists "
             f"{card.classes}: wrong model for this camera?"
         )
-    key = card_key_for(precision, backend, card.files)
-    if key not in card.files:
+    graph = graph or "full"
+    if graph == "step" and card.step is None:
         raise PackageError(
-            f"model.precision: {path} has no {precision} model (card files: {', '.join(sorted(card.files))}); "
+            f"{path}/skyedge.json: the sequence model has no step graph (the incremental form the edge runs); "
+            "re-export it with this version's `skyedge export` (and calibrate again for int8)"
+        )
+    files = card.step.files if graph == "step" else card.files
+    key = card_key_for(precision, backend, files)
+    if key not in files:
+        raise PackageError(
+            f"model.precision: {path} has no {precision} {graph} graph (card files: {', '.join(sorted(files))}); "
             "run `skyedge calibrate` (int8) or re-export (fp16)"
         )
-    file = path / card.files[key]
+    file = path / files[key]
     if not file.exists():
         raise PackageError(f"{file}: listed in the card but missing from the package")
     digest = sha256_file(file)
     expected = card.sha256.get(file.name)
     if expected is not None and expected != digest:
         raise PackageError(f"{file}: sha256 differs from the card (truncated or modified copy); copy the package again")
-    return Package(path, card, precision, key, file, digest)
+    return Package(path, card, precision, key, file, digest, graph)

@@ -32,16 +32,21 @@ def _export(args) -> int:
 def _engine(args) -> int:
     from skyedge.export.engine import build_engine
 
+    from skyedge.model_card import read_card
+
     batches = [int(b) for b in args.batch.split(",")]
-    path = build_engine(
-        args.package,
-        args.precision,
-        batches,
-        workspace_mib=args.workspace,
-        optimization_level=args.opt_level,
-        dla_core=args.dla,
-    )
-    print(path)
+    graphs = [args.graph] if args.graph != "all" else ["full"] + (["step"] if read_card(args.package).step else [])
+    for graph in graphs:
+        path = build_engine(
+            args.package,
+            args.precision,
+            batches,
+            workspace_mib=args.workspace,
+            optimization_level=args.opt_level,
+            dla_core=args.dla,
+            graph=graph,
+        )
+        print(path)
     return 0
 
 
@@ -83,4 +88,10 @@ def register(subparsers) -> None:
     e.add_argument("--workspace", type=int, default=1024, help="workspace limit in MiB (default 1024)")
     e.add_argument("--opt-level", type=int, default=3, choices=range(0, 6), help="builder optimization level")
     e.add_argument("--dla", type=int, default=None, help="DLA core (Orin), with GPU fallback")
+    e.add_argument(
+        "--graph",
+        default="all",
+        choices=["all", "full", "step"],
+        help="which graph: a sequence package's step graph is what the edge runs (default: all the package has)",
+    )
     e.set_defaults(func=_engine)

@@ -43,13 +43,17 @@ def current_gpu(index: int = 0) -> GpuInfo:
     return GpuInfo(dev.name(), f"{major}.{minor}")
 
 
-def profile_shapes(card: ModelCard, batches: list[int], epochs: tuple[int, int, int] | None = None) -> dict:
-    """Input name -> (min, opt, max) shapes: batch from ``batches``, time from the card's epoch limits."""
+def profile_shapes(
+    card: ModelCard, batches: list[int], epochs: tuple[int, int, int] | None = None, graph: str = "full"
+) -> dict:
+    """Input name -> (min, opt, max) shapes: batch from ``batches``, time from the card's epoch limits (the step
+    graph: mostly one epoch per call, up to a whole history for an object found late)."""
     lo, opt, hi = min(batches), sorted(batches)[len(batches) // 2], max(batches)
     if card.sequence is not None and epochs is None:
-        epochs = (card.sequence.min_epochs, card.sequence.max_epochs, card.sequence.max_epochs)
+        first = 1 if graph == "step" else card.sequence.min_epochs
+        epochs = (first, first if graph == "step" else card.sequence.max_epochs, card.sequence.max_epochs)
     shapes = {}
-    for spec in card.inputs:
+    for spec in card.step.inputs if graph == "step" else card.inputs:
         triple = []
         for which in range(3):
             dims = []
@@ -83,16 +87,21 @@ def build_engine(
     workspace_mib: int = 1024,
     optimization_level: int = 3,
     dla_core: int | None = None,
+    graph: str = "full",
 ) -> Path:
-    """Build ``engines/<precision>-<gpu>-trt<ver>.engine`` (+ sidecar) from the package's ONNX for ``precision``."""
+    """Build ``engines/[step-]<precision>-<gpu>-trt<ver>.engine`` (+ sidecar) from the package's ONNX for
+    ``precision`` and ``graph`` (``full``, or a sequence model's ``step`` graph, which the edge runs)."""
     import tensorrt as trt
 
     package = Path(package)
     card = read_card(package)
-    key = card_key_for(precision, "tensorrt", card.files)
-    if key not in card.files:
-        raise EngineError(f"{package}: the card lists no {precision} model (files: {sorted(card.files)})")
-    onnx_path = package / card.files[key]
+    if graph == "step" and card.step is None:
+        raise EngineError(f"{package}: the card has no step graph (only sequence models exported by this version do)")
+    files = card.step.files if graph == "step" else card.files
+    key = card_key_for(precision, "tensorrt", files)
+    if key not in files:
+        raise EngineError(f"{package}: the card lists no {precision} {graph} graph (files: {sorted(files)})")
+    onnx_path = package / files[key]
     gpu = current_gpu()
     engines = package / "engines"
     engines.mkdir(exist_ok=True)
@@ -107,7 +116,7 @@ def build_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     config.builder_optimization_level = optimization_level
-    shapes = profile_shapes(card, batches)
+    shapes = profile_shapes(card, batches, graph=graph)
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
@@ -126,7 +135,7 @@ def build_engine(
         raise EngineError(f"{onnx_path}: TensorRT could not build an engine (see the TensorRT log above)")
     seconds = time.perf_counter() - started
     cache_file.write_bytes(memoryview(config.get_timing_cache().serialize()))
-    target = engines / engine_name(precision, gpu.name, trt.__version__)
+    target = engines / engine_name(precision, gpu.name, trt.__version__, graph)
     target.write_bytes(memoryview(serialized))
     EngineSidecar(
         tensorrt=trt.__version__,

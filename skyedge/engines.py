@@ -57,10 +57,14 @@ def gpu_slug(name: str) -> str:
     return slug or "gpu"
 
 
-def engine_name(precision: str, gpu: str, tensorrt_version: str) -> str:
-    """``<precision>-<gpu>-trt<major.minor>.engine``: one file per (precision, GPU, TensorRT version)."""
+GRAPHS = ("full", "step")  # a package's graphs: the model, and a sequence model's incremental step graph
+
+
+def engine_name(precision: str, gpu: str, tensorrt_version: str, graph: str = "full") -> str:
+    """``[step-]<precision>-<gpu>-trt<major.minor>.engine``: one file per (graph, precision, GPU, TensorRT version)."""
     major_minor = ".".join(tensorrt_version.split(".")[:2])
-    return f"{precision}-{gpu_slug(gpu)}-trt{major_minor}.engine"
+    prefix = "" if graph == "full" else f"{graph}-"
+    return f"{prefix}{precision}-{gpu_slug(gpu)}-trt{major_minor}.engine"
 
 
 def read_sidecar(engine_path: Path) -> EngineSidecar:

@@ -56,7 +56,7 @@ class TensorSpec(_Card):
     """One graph input or output. A string dimension is dynamic and names its axis."""
 
     name: str = Field(min_length=1)
-    role: Literal["image", "stamps", "conditions", "probabilities", "logits", "min_distance", "embedding"]
+    role: Literal["image", "stamps", "conditions", "probabilities", "logits", "min_distance", "embedding", "state"]
     dtype: Literal["float32", "float16", "int64", "int32", "uint8"] = "float32"
     shape: list[Dim] = Field(min_length=1)
     layout: str | None = Field(default=None, description="axis letters, e.g. NCHW or NTCHW")
@@ -207,6 +207,33 @@ class Adaptation(_Card):
     report: str = Field(default="adapt.json", description="file in the package with accuracy before and after")
 
 
+class StepGraph(_Card):
+    """A sequence model's incremental form: the next epochs of each history plus the state after the earlier ones.
+
+    Same ``stamps``/``conditions``/``probabilities`` as the full graph, plus ``state`` inputs (zero for a new
+    object) and outputs; ``state`` maps each state input to the output that carries it to the next call.
+    """
+
+    inputs: list[TensorSpec] = Field(min_length=3)
+    outputs: list[TensorSpec] = Field(min_length=2)
+    state: dict[str, str] = Field(min_length=1, description="state input -> the output holding its next value")
+    files: dict[Literal[CARD_KEYS], str] = Field(description="precision -> ONNX file of the step graph")
+
+    @model_validator(mode="after")
+    def _carried(self):
+        ins = {t.name for t in self.inputs if t.role == "state"}
+        outs = {t.name for t in self.outputs if t.role == "state"}
+        if set(self.state) != ins or set(self.state.values()) != outs:
+            raise ValueError(f"state {self.state} must pair every state input {sorted(ins)} with an output {sorted(outs)}")
+        if "fp32" not in self.files:
+            raise ValueError("files must name the fp32 step graph")
+        return self
+
+    def input(self, role: str) -> TensorSpec:
+        """The input tensor with this role."""
+        return next(t for t in self.inputs if t.role == role)
+
+
 class ModelCard(_Card):
     """``skyedge.json``: everything the edge needs to run a model package, nothing that needs torch."""
 
@@ -225,6 +252,9 @@ class ModelCard(_Card):
     sha256: dict[str, str] = Field(default_factory=dict, description="file name -> sha256 of that file")
     provenance: Provenance
     adaptation: Adaptation | None = Field(default=None, description="set by skyedge adapt")
+    step: StepGraph | None = Field(
+        default=None, description="sequence models: the incremental graph the edge runs (one epoch per object per call)"
+    )
 
     @field_validator("classes")
     @classmethod
@@ -259,6 +289,8 @@ class ModelCard(_Card):
             raise ValueError("a mahalanobis head needs an output with role 'min_distance'")
         if "fp32" not in self.files:
             raise ValueError("files must name the fp32 model")
+        if self.step is not None and self.task != "sequence":
+            raise ValueError("only a sequence model has a step graph")
         return self
 
     def input(self, role: str) -> TensorSpec:

@@ -66,10 +66,15 @@ def card_key_for(precision: str, backend: str, files: dict[str, str]) -> str:
     return precision
 
 
+def step_file(key: str) -> str:
+    """The file of a sequence model's step graph in precision ``key`` (``model.step.int8.onnx``)."""
+    return "model.step" + BY_KEY[key].file.removeprefix("model")
+
+
 def target_of_file(path) -> PrecisionTarget | None:
-    """The target whose file name ``path`` carries (package naming), or None for a foreign file."""
+    """The target whose file name ``path`` carries (package naming, full or step graph), or None for a foreign file."""
     name = str(path).rsplit("/", 1)[-1]
-    return next((t for t in TARGETS if t.file == name), None)
+    return next((t for t in TARGETS if name in (t.file, step_file(t.key))), None)
 
 
 def ort_session_options(path, threads: int = 0):

@@ -45,8 +45,16 @@ def test_int8_forms_and_report(which, request):
     # Recurrent layers stay in float: nothing quantized feeds from an LSTM.
     assert {n.op_type for n in trt.graph.node} >= ({"LSTM"} if card.task == "sequence" else set())
     results = report["results"]
-    assert set(results) == {"fp32", "fp16", "int8", "int8-cpu"}
-    for precision in ("fp16", "int8", "int8-cpu"):
+    forms = {"fp32", "fp16", "int8", "int8-cpu"}
+    if card.task == "sequence":  # the step graph the edge runs is calibrated and judged in every form too
+        forms |= {f"step:{k}" for k in forms}
+        assert set(card.step.files) == {"fp32", "fp16", "int8", "int8-cpu"}
+        step_trt = onnx.load(str(package / card.step.files["int8"]))
+        assert zero_points(step_trt, "QuantizeLinear") and "LSTM" in {n.op_type for n in step_trt.graph.node}
+        assert results["step:fp32"]["top1_agreement_with_fp32"] == 1.0  # chained, it is the full graph
+        assert set(report["gate"]["checked"]) == {"int8", "int8-cpu", "step:int8", "step:int8-cpu"}
+    assert set(results) == forms
+    for precision in forms - {"fp32"}:
         assert results[precision]["top1_agreement_with_fp32"] >= 0.9, precision
     if card.task == "frame":
         assert "unknown_rate" in results["int8"]

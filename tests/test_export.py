@@ -55,10 +55,36 @@ def test_sequence_model_runs_any_length(sequence_package):
         assert out[0].shape == (3, t, len(card.classes))
 
 
+def test_the_step_graph_chained_epoch_by_epoch_is_the_full_graph(sequence_package):
+    """The edge runs the step graph; at every epoch of a history it must answer what the full graph answers."""
+    from skyedge.dataset_inputs import random_inputs
+    from skyedge.precisions import ort_session
+    from skyedge.step_graph import run_chained, session_runner
+
+    card = read_card(sequence_package)
+    assert card.step is not None and set(card.step.files) >= {"fp32", "fp16"}
+    for name in card.step.files.values():
+        assert card.sha256[name] == sha256_file(sequence_package / name)
+    inputs = random_inputs(card, 6, seed=11)
+    full = ort_session(sequence_package / "model.onnx").run(None, inputs)[0]
+    step = session_runner(ort_session(sequence_package / card.step.files["fp32"]))
+    for chunk in (1, 5):  # one epoch per call (an ongoing object), or a new object's history at once
+        chained = run_chained(step, card.step, inputs, chunk=chunk)
+        assert chained.shape == full.shape
+        np.testing.assert_allclose(chained, full, atol=1e-5)
+    # The state is what carries the history: dropping it (a zero state every epoch) changes the answers.
+    zero = run_chained(lambda feed: step({**feed, **{k: np.zeros_like(v) for k, v in feed.items() if k.startswith("state_")}}), card.step, inputs)
+    assert np.abs(zero[:, 1:] - full[:, 1:]).max() > 1e-3
+    report = json.loads((sequence_package / "export.json").read_text())["step"]
+    assert report["parity_with_full_graph"]["every_epoch"]["max_rel"] <= 1e-4
+
+
 def test_every_model_family_passes_the_tensorrt_table(frame_package, sequence_package, tmp_path):
     for package in (frame_package, sequence_package):
         for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx"):
             check_tensorrt(package / name, name)
+    for name in read_card(sequence_package).step.files.values():  # the step graph, every precision
+        check_tensorrt(sequence_package / name, name)
     # GRU (TAO-Net) too, through the same exporter path as the packages.
     from skyedge.export.onnx_export import export_onnx
     from skyedge.training.models.sequence import SequenceClassifier

@@ -80,7 +80,7 @@ def create_backend(
         backend = TensorRTBackend(engine_from_package(package, engine_dir), batch_size)
     else:
         raise BackendError(f"backend.kind: unknown backend {kind!r}; expected one of {', '.join(KINDS)}")
-    expected = [t.name for t in package.card.inputs]
+    expected = [t.name for t in package.inputs]
     if sorted(backend.input_names) != sorted(expected):
         backend.close()
         raise BackendError(

@@ -47,7 +47,7 @@ def engine_from_package(package, engine_dir: Path | None = None) -> LoadedEngine
         major, minor = device.compute_capability()
         gpu = device.name()
         engines = Path(engine_dir) if engine_dir else package.path / "engines"
-        path = engines / engine_name(package.precision, gpu, trt.__version__)
+        path = engines / engine_name(package.precision, gpu, trt.__version__, package.graph)
         check_sidecar(
             path,
             tensorrt_version=trt.__version__,
