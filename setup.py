@@ -67,6 +67,7 @@ EXTRAS = {
     "edge": [
         "numpy>=1.23",
         "opencv-python-headless>=4.8",
+        "scipy>=1.8",  # KD-tree association of detections with a field's objects
         "paho-mqtt>=2.0,<3",
         "pyyaml>=6",
         "onnxruntime>=1.17",

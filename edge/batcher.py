@@ -14,19 +14,30 @@ DONE = object()
 
 
 class Batcher:
-    """Iterates lists of items from ``items`` until ``producers`` DONE markers have arrived."""
+    """Iterates lists of items from ``items`` until ``producers`` DONE markers have arrived.
+
+    An item with a ``batch_key`` is already a batch (a field's objects at one epoch, up to the backend's batch
+    size) and goes alone, in queue order: the batch before it must have written the state it reads."""
 
     def __init__(self, items: queue.Queue, size: int, max_wait_s: float, producers: int):
         self.items, self.size, self.max_wait_s, self.producers = items, size, max_wait_s, producers
         self._done = 0
+        self._held = None
 
     def __iter__(self):
-        while self._done < self.producers:
-            first = self.items.get()
+        while self._done < self.producers or self._held is not None:
+            if self._held is not None:
+                first, self._held = self._held, None
+            else:
+                first = self.items.get()
             if first is DONE:
                 self._done += 1
                 continue
+            key = getattr(first, "batch_key", None)
             batch = [first]
+            if key is not None:
+                yield batch  # a field's items are already batches of the backend's size
+                continue
             deadline = time.monotonic() + self.max_wait_s
             while len(batch) < self.size and self._done < self.producers:
                 try:
@@ -36,5 +47,8 @@ class Batcher:
                 if nxt is DONE:
                     self._done += 1
                     continue
+                if getattr(nxt, "batch_key", None) is not None:
+                    self._held = nxt
+                    break
                 batch.append(nxt)
             yield batch

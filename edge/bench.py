@@ -176,7 +176,7 @@ def run_bench(
     kind = resolve_kind(backend)
     rows = []
     for precision in precisions:
-        pkg = open_package(package, precision, kind)
+        pkg = open_package(package, precision, kind, graph="full")
         for batch in batches:
             be = create_backend(kind, pkg, threads=threads, batch_size=batch)
             try:

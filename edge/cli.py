@@ -72,6 +72,8 @@ def _bench(args) -> int:
         return 0 if figures["received"] == figures["messages"] == figures["replayed_received"] else 1
     if not args.model:
         raise SystemExit("skyedge bench: --model is required (or --mqtt HOST:PORT for the MQTT figures)")
+    if args.field:
+        return _field_bench(args)
     frames = None
     if args.pipeline:
         folder = Path(args.pipeline)
@@ -127,6 +129,46 @@ def _bench(args) -> int:
     return 0
 
 
+def _field_bench(args) -> int:
+    import json
+    from pathlib import Path
+
+    from skyedge.edge.field_bench import graph_costs, pipeline_costs, plot_field_bench
+
+    precision = args.precision.split(",")[0]
+    batch = int(args.batch.split(",")[-1])
+    result = {
+        "model": Path(args.model).name,
+        "precision": precision,
+        "batch": batch,
+        "graph": graph_costs(
+            args.model,
+            precision,
+            args.backend,
+            [int(n) for n in args.objects.split(",")],
+            [int(h) for h in args.histories.split(",")],
+            batch,
+            args.trials,
+            args.threads,
+        ),
+    }
+    for r in result["graph"]:
+        print(f"{r['graph']:>4} graph  {r['objects']:>6} objects  history {r['history']:>3}: "
+              f"{r['ms_per_epoch']:9.1f} ms/epoch  {r['object_epochs_per_s']:9.0f} object-epochs/s")
+    if args.field is not True:
+        catalog = Path(args.field_catalog) if args.field_catalog else None
+        result["pipeline"] = pipe = pipeline_costs(args.model, precision, Path(args.field), batch, args.threads, catalog)
+        print(f"pipeline: {pipe['epochs']} epochs, {pipe['object_epochs']} object-epochs in {pipe['wall_s']:.1f} s "
+              f"({pipe['object_epochs_per_s_wall']:.0f}/s wall, {pipe['object_epochs_per_s_steady'] or 0:.0f}/s steady); "
+              f"ms per epoch: first 6 {pipe['ms_per_epoch_first_6'] or 0:.0f}, all {pipe['ms_per_epoch_all'] or 0:.0f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "field_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_field_bench(result, out / "field_bench.png")
+    print(f"wrote {out / 'field_bench.json'} and {out / 'field_bench.png'}")
+    return 0
+
+
 def register_bench(subparsers) -> None:
     """Add `bench` to the CLI."""
     p = subparsers.add_parser(
@@ -138,9 +180,11 @@ def register_bench(subparsers) -> None:
             "the whole runtime on the frames in DIR and reports end-to-end / backend-only throughput."
         ),
         epilog=(
-            "example:\n"
+            "examples:\n"
             "  skyedge bench --model models/allsky-tiny --backend onnxruntime --precision fp32,int8 --batch 1,8,32 "
-            "--pipeline data/camera/frames"
+            "--pipeline data/camera/frames\n"
+            "  skyedge bench --model models/transients-tiny --field data/field/frames --objects 100,1000,10000 "
+            "--histories 1,6,12,24 --precision fp32 --batch 1024"
         ),
     )
     p.add_argument("--model", default=None, help="model package directory")
@@ -156,6 +200,18 @@ def register_bench(subparsers) -> None:
         "--compare-torch", default=None, metavar="RUN_DIR", help="also time the run in PyTorch eager (train extra)"
     )
     p.add_argument("--out", default="results/bench", help="where bench.json and bench.png go")
+    p.add_argument(
+        "--field",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="FRAMES",
+        help="instead: a sequence model's cost per field epoch, full graph vs step graph, by --objects and "
+        "--histories (first --precision, last --batch); with a folder of field frames, also the whole runtime on them",
+    )
+    p.add_argument("--objects", default="100,1000,10000", help="--field: objects per epoch")
+    p.add_argument("--histories", default="1,6,12,24", help="--field: history lengths (epochs)")
+    p.add_argument("--field-catalog", default=None, metavar="CSV", help="--field FRAMES: follow a catalogue too")
     p.add_argument("--mqtt", default=None, metavar="HOST:PORT", help="instead: MQTT QoS 1 rate and outbox replay time")
     p.add_argument("--mqtt-messages", type=int, default=10_000)
     p.add_argument("--mqtt-protocol", default="5", choices=["5", "3.1.1"])

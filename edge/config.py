@@ -95,17 +95,40 @@ class DirectorySourceSection(FolderSourceSection):
 
 
 class FitsSequenceSourceSection(FolderSourceSection):
-    """Telescope frames of one field over time, stamps cut at catalogued positions."""
+    """Telescope frames of one field over time: a reference, difference imaging on every epoch, objects followed."""
 
     kind: Literal["fits-sequence"]
     catalog: PathField | None = Field(
-        default=None, description="CSV with id,x,y; default: detect on the reference frame"
+        default=None, description="CSV with id,x,y of objects to follow from the start; default: the reference's sources"
     )
     patterns: list[str] = Field(default_factory=lambda: ["*.fits", "*.fit", "*.fts"])
-    detect_threshold_sigma: Annotated[float, Field(gt=0)] = 5.0
+    reference: PathField | None = Field(
+        default=None,
+        description="template FITS frame (with FWHM and MAGZP in its header); default: built from the first epochs",
+    )
+    reference_epochs: Annotated[int, Field(ge=1, le=50)] = Field(
+        default=3, description="epochs median-combined into the reference when none is configured"
+    )
+    detect_threshold_sigma: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="residuals (and reference sources) beyond this S/N after the PSF-matched filter"
+    )
+    detect_new: bool = Field(default=True, description="create objects for residuals away from every known object")
+    match_radius_px: Annotated[float, Field(gt=0)] = Field(
+        default=3.0, description="a residual within this distance of an object belongs to it"
+    )
+    align: bool = Field(default=True, description="measure each epoch's drift from the stars and undo it")
+    ring_epochs: Annotated[int, Field(ge=0, le=256)] = Field(
+        default=8,
+        description="recent frames kept so a new object's history starts before its detection (memory: this many "
+        "frames; capped at the model's max_epochs - 1)",
+    )
     poll_s: Annotated[float, Field(gt=0)] = 1.0
     forget_after_epochs: Annotated[int, Field(ge=1)] = Field(
-        default=5, description="an object absent from this many consecutive epochs is forgotten (bounded memory)"
+        default=5, description="an object found by difference imaging and not detected again for this many epochs "
+        "is retired (final message; bounded memory)"
+    )
+    max_objects: Annotated[int, Field(ge=1)] = Field(
+        default=50_000, description="objects followed at once; beyond it new detections are counted, not followed"
     )
 
 
@@ -217,6 +240,23 @@ class CollectSection(Schema):
     max_bytes: Annotated[int, Field(ge=1)] = Field(default=2_000_000_000, description="quota: bytes, frames + sidecars")
 
 
+class FieldMessagesSection(Schema):
+    """Which per-object messages a telescope field publishes; every epoch also gets one summary message."""
+
+    policy: Literal["changes", "every_epoch"] = Field(
+        default="changes",
+        description="changes: an object's first answer, a class change, a transient candidate and its final "
+        "answer when retired; every_epoch: every object every epoch (small fields only)",
+    )
+    candidate_classes: list[str] = Field(
+        default_factory=lambda: ["SN"], description="classes that make an object a transient candidate"
+    )
+    candidate_probability: Annotated[float, Field(ge=0, le=1)] = 0.8
+    summary_candidates: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=50, description="the most probable candidates listed in each epoch's summary"
+    )
+
+
 class PipelineSection(Schema):
     """One camera or telescope: a source and its per-site settings."""
 
@@ -238,6 +278,9 @@ class PipelineSection(Schema):
     checks: ChecksSection = ChecksSection()
     orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")
     collect: CollectSection | None = Field(default=None, description="keep frames for labelling (directory sources)")
+    field_messages: FieldMessagesSection = Field(
+        default_factory=FieldMessagesSection, description="telescope fields: what is published per object"
+    )
 
 
 class TlsSection(Schema):

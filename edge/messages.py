@@ -27,8 +27,8 @@ def utc_from_timestamp(ts: float) -> str:
 
 # Classifications are retained too, so a dashboard that (re)starts sees the latest at once; their MQTT 5
 # message expiry (an hour) removes a retained one that is out of date.
-RETAINED = {"status": True, "state": True, "metrics": True, "classification": True, "event": False}
-QOS = {"status": 1, "state": 1, "classification": 1, "event": 1, "metrics": 0}
+RETAINED = {"status": True, "state": True, "metrics": True, "classification": True, "event": False, "field": True}
+QOS = {"status": 1, "state": 1, "classification": 1, "event": 1, "metrics": 0, "field": 1}
 
 
 @dataclass(frozen=True)

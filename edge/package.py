@@ -60,7 +60,7 @@ def open_package(
             f"model.expect_classes: the deployment expects {expect_classes} but {path}/skyedge.json lists "
             f"{card.classes}: wrong model for this camera?"
         )
-    graph = graph or "full"
+    graph = graph or ("step" if card.task == "sequence" else "full")
     if graph == "step" and card.step is None:
         raise PackageError(
             f"{path}/skyedge.json: the sequence model has no step graph (the incremental form the edge runs); "

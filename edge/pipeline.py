@@ -33,10 +33,17 @@ class Pipeline:
 
 
 def build_pipeline(
-    section, card: ModelCard, once: bool, stop_event, ephemeris: Ephemeris | None = None, model_mask=None
+    section,
+    card: ModelCard,
+    once: bool,
+    stop_event,
+    ephemeris: Ephemeris | None = None,
+    model_mask=None,
+    batch_size: int = 8,
 ) -> Pipeline:
     """Check ``section`` against the model and assemble its pipeline (``ephemeris``: the site's, if located;
-    ``model_mask``: the mask the model was trained with)."""
+    ``model_mask``: the mask the model was trained with; ``batch_size``: the backend's, which a field's
+    objects are grouped by)."""
     task_class = TASKS[card.task]
     where = f"pipelines[{section.camera}]"
     if section.source.kind not in task_class.sources:
@@ -45,7 +52,7 @@ def build_pipeline(
             f"'{card.name}' (frames need a frame model, fits-sequence a sequence model)"
         )
     verdicts = task_class.verdicts(card, section)
-    task = task_class(card, section, ephemeris=ephemeris, model_mask=model_mask)
+    task = task_class(card, section, ephemeris=ephemeris, model_mask=model_mask, batch_size=batch_size)
     collect = collector = None
     if section.collect is not None:
         if section.source.kind != "directory":

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from skyedge import __version__
 from skyedge.edge.device_stats import gpu_load, host_rss_mb, temperatures
 from skyedge.edge.messages import Message, MessageFactory, utc_from_timestamp, utc_now
-from skyedge.edge.records import BatchFailed, Decision, Observed, Record
+from skyedge.edge.records import BatchFailed, Decision, FieldDecisions, Observed, Record
 from skyedge.edge.sources import FormatChanged, Rejected, SourceFailed, SourceRecovered, Vanished
 from skyedge.edge.stats import Stats
 from skyedge.edge.verdicts import Change, StateChange
@@ -77,6 +77,7 @@ class Publisher:
         self._store_problems: dict[int, str] = {}
         self._handlers = {
             Decision: self._decision,
+            FieldDecisions: self._field,
             BatchFailed: self._batch_failed,
             Observed: self._observed,
             Announced: self._announced,
@@ -174,12 +175,33 @@ class Publisher:
             it.ack("ok")
         self.stats.done(total_ms, it.arrived)
 
+    def _field(self, fd: FieldDecisions) -> None:
+        """A batch of a field's answers: the policy's messages, and for each epoch it completed the summary, the
+        count of objects answered and the frame's ack."""
+        pipeline = fd.items[0].pipeline
+        messages, completed = pipeline.task.publishing.answered(fd, self.factory, pipeline.camera)
+        for message in messages:
+            self._send(message)
+        for ctx in completed:
+            if ctx.ack is not None:
+                ctx.ack("ok")
+            n = int(ctx.class_counts.sum()) if ctx.class_counts is not None else 0
+            if not ctx.replay:
+                self.stats.done(1e3 * (time.perf_counter() - ctx.arrived), ctx.arrived, n)
+
     def _batch_failed(self, f: BatchFailed) -> None:
         log.error("backend failed on a batch of %d: %s", len(f.items), f.reason)
         self.stats.add("failed", len(f.items))
         for it in f.items:
             if it.ack is not None:
                 it.ack(f"failed: {f.reason}")
+            ctx = it.extra.get("epoch")  # a field's epoch: its frame is acknowledged once all its batches are
+            if ctx is not None:
+                with ctx.lock:
+                    ctx.answered += 1
+                    finished = ctx.answered == ctx.batches
+                if finished and ctx.ack is not None:
+                    ctx.ack(f"failed: {f.reason}")
 
     def _observed(self, o: Observed) -> None:
         what, camera = o.what, o.pipeline.camera

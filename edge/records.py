@@ -36,6 +36,7 @@ class Item:
     ack: Ack | None = None
     site: Observation | None = None  # what the site says about the frame (capture time, ephemeris, day)
     invalid: FrameProblem | None = None  # the frame failed the input-sanity checks: no night sky to classify
+    batch_key: tuple | None = None  # items batch together only with the same key (None: any item)
 
     @property
     def gated(self) -> bool:
@@ -71,6 +72,16 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class FieldDecisions:
+    """The model's answers for a batch of a field's objects at one epoch: ``probabilities`` (N, C) in the order of
+    the items' concatenated ``rows``."""
+
+    items: list[Item]
+    probabilities: np.ndarray
+    inference_ms: float
+
+
+@dataclass(frozen=True)
 class BatchFailed:
     """The backend raised on a batch: its items are counted as failed and acknowledged as such."""
 
@@ -86,4 +97,4 @@ class Observed:
     what: Rejected | SourceFailed | SourceRecovered
 
 
-Record = Decision | BatchFailed | Observed
+Record = Decision | FieldDecisions | BatchFailed | Observed

@@ -66,7 +66,7 @@ class Runtime:
             log.info("no site_location: frames get no ephemeris, no day gating by the sun (only by exposure) and no cross-checks")
         model_mask = card_mask(self.card, self.package.path)
         self.pipelines: list[Pipeline] = [
-            build_pipeline(p, self.card, once, self.stop, ephemeris, model_mask) for p in cfg.pipelines
+            build_pipeline(p, self.card, once, self.stop, ephemeris, model_mask, b.batch_size) for p in cfg.pipelines
         ]
         self.stats = Stats()
         self.items: queue.Queue = queue.Queue(maxsize=max(4 * b.batch_size, 16))

@@ -1,69 +1,99 @@
-"""Sequence assembly: per catalogued object, the last T stamps with their times and conditions.
+"""Sequence inputs for a whole field at once: stamps cut for thousands of objects, and their carried state.
 
-Each new epoch cuts a stamp around every object and appends it to that
-object's ring buffer; every object is then classified on its history so far
-(early classification), so the class can firm up epoch by epoch.
+* stamps for thousands of objects from one frame by fancy indexing
+  (:func:`skyedge.preprocess.cut_stamps`), not a Python loop per object;
+* :func:`epoch_inputs`: model inputs for many objects at one epoch (the step
+  graph's T = 1), each with its own time since its previous epoch.
+* :func:`history_inputs`: model inputs for objects found this epoch, over the
+  recent frames kept and this one (forced photometry on stamps), so their
+  histories start before detection.
+* :class:`StateStore`: each object's recurrent state between epochs, by row;
+  only the inference thread reads and writes it.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
-
 import numpy as np
 
 from skyedge.dataset_inputs import RAW_CONDITIONS
-from skyedge.model_card import SequenceSpec
-from skyedge.preprocess import prepare_sequence
+from skyedge.model_card import SequenceSpec, StepGraph
+from skyedge.preprocess import condition_features, cut_stamps, normalised_conditions, prepare_stamps
 
 
-def cut_stamp(image: np.ndarray, x: float, y: float, size: int) -> np.ndarray:
-    """A ``size`` x ``size`` stamp centred on the pixel nearest (x, y); NaN where it leaves the frame."""
-    half = size // 2
-    ix, iy = int(round(x)), int(round(y))
-    out = np.full((size, size), np.nan, dtype=np.float32)
-    y0, y1 = max(iy - half, 0), min(iy + half + 1, image.shape[0])
-    x0, x1 = max(ix - half, 0), min(ix + half + 1, image.shape[1])
-    if y0 < y1 and x0 < x1:
-        out[y0 - (iy - half) : y1 - (iy - half), x0 - (ix - half) : x1 - (ix - half)] = image[y0:y1, x0:x1]
-    return out
+def _raw(conditions: dict) -> dict[str, float]:
+    return {k: conditions[k] for k in RAW_CONDITIONS}
 
 
-@dataclass
-class ObjectEpoch:
-    """One object after one epoch: model inputs over its history and what the message reports."""
+def epoch_inputs(
+    image: np.ndarray,
+    conditions: dict,
+    shift: tuple[float, float],
+    x: np.ndarray,
+    y: np.ndarray,
+    last_mjd: np.ndarray,
+    spec: SequenceSpec,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stamps (N, 1, 1, S, S) and conditions (N, 1, K) for N objects at one epoch (positions on the reference grid,
+    ``shift`` what moves the frame onto it); ``last_mjd`` NaN for an object's first epoch (time since the
+    previous epoch 0, as at the start of a training sequence)."""
+    cut = cut_stamps(image, x - shift[0], y - shift[1], spec.stamp_size)
+    stamps = prepare_stamps(cut, conditions["zero_point"], spec)
+    dt = np.where(np.isnan(last_mjd), 0.0, conditions["mjd"] - np.nan_to_num(last_mjd))
+    features = normalised_conditions(condition_features(_raw(conditions), spec.conditions, dt_days=dt), spec)
+    return stamps[:, None, None], features[:, None]
 
-    object_id: str
-    n_epochs: int
-    mjd: float
-    x: float
-    y: float
-    stamps: np.ndarray  # (T, 1, S, S)
-    conditions: np.ndarray  # (T, K)
+
+def history_inputs(
+    frames: list[tuple[np.ndarray, dict, tuple]], x: np.ndarray, y: np.ndarray, spec: SequenceSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stamps (N, T, 1, S, S) and conditions (N, T, K) for N objects over T frames ``(image, conditions, shift)``."""
+    stamps = np.stack(
+        [
+            prepare_stamps(cut_stamps(image, x - dx, y - dy, spec.stamp_size), cond["zero_point"], spec)
+            for image, cond, (dx, dy) in frames
+        ],
+        axis=1,
+    )
+    raw = {k: np.array([cond[k] for _, cond, _ in frames]) for k in RAW_CONDITIONS}
+    features = normalised_conditions(condition_features(raw, spec.conditions), spec)
+    return stamps[:, :, None], np.broadcast_to(features, (len(x), *features.shape)).copy()
 
 
-class SequenceAssembler:
-    """Ring buffers of the last ``max_epochs`` stamps per object; objects absent ``forget_after`` epochs are dropped."""
+class StateStore:
+    """The step graph's state per object row, grown as rows are added (inference thread only)."""
 
-    def __init__(self, spec: SequenceSpec, forget_after: int = 5):
-        self.spec, self.forget_after = spec, forget_after
-        self.buffers: dict[str, deque] = {}
-        self.last_seen: dict[str, int] = {}
-        self.epoch = 0
+    def __init__(self, step: StepGraph, capacity: int = 1024):
+        self.step = step
+        self.specs = {t.name: tuple(t.shape[1:]) for t in step.inputs if t.role == "state"}
+        self.arrays = {name: np.zeros((capacity, *shape), np.float32) for name, shape in self.specs.items()}
 
-    def add_epoch(self, image: np.ndarray, conditions: dict[str, float], catalog) -> list[ObjectEpoch]:
-        """Cut every object's stamp from this epoch; return each object's inputs over its window."""
-        out = []
-        self.epoch += 1
-        row = np.array([conditions[k] for k in RAW_CONDITIONS], dtype=np.float64)
-        for entry in catalog:
-            self.last_seen[entry.id] = self.epoch
-            buf = self.buffers.setdefault(entry.id, deque(maxlen=self.spec.max_epochs))
-            buf.append((cut_stamp(image, entry.x, entry.y, self.spec.stamp_size), row))
-            stamps = np.stack([s for s, _ in buf])
-            raw = np.stack([c for _, c in buf])
-            x, c = prepare_sequence(stamps, {k: raw[:, i] for i, k in enumerate(RAW_CONDITIONS)}, self.spec)
-            out.append(ObjectEpoch(entry.id, len(buf), conditions["mjd"], entry.x, entry.y, x, c))
-        for object_id in [k for k, seen in self.last_seen.items() if self.epoch - seen >= self.forget_after]:
-            del self.buffers[object_id], self.last_seen[object_id]
+    def gather(self, rows: np.ndarray, fresh: np.ndarray) -> dict[str, np.ndarray]:
+        """State inputs for ``rows``; zero where ``fresh`` (an object's first call)."""
+        self._fit(int(rows.max()) + 1 if len(rows) else 0)
+        out = {}
+        for name, array in self.arrays.items():
+            got = array[rows]
+            got[fresh] = 0.0
+            out[name] = got
         return out
+
+    def scatter(self, rows: np.ndarray, outputs: dict[str, np.ndarray]) -> None:
+        """Keep the state after this call for ``rows``."""
+        self._fit(int(rows.max()) + 1 if len(rows) else 0)
+        for name, out in self.step.state.items():
+            self.arrays[name][rows] = outputs[out]
+
+    def _fit(self, n: int) -> None:
+        have = len(next(iter(self.arrays.values())))
+        if n <= have:
+            return
+        size = max(n, 2 * have)
+        for name, array in self.arrays.items():
+            grown = np.zeros((size, *array.shape[1:]), np.float32)
+            grown[:have] = array
+            self.arrays[name] = grown
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held."""
+        return sum(a.nbytes for a in self.arrays.values())

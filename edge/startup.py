@@ -85,8 +85,10 @@ def path_problems(cfg) -> list[Problem]:
             elif folder is None:
                 hint = "; the watched folder is read-only here: set source.state_file to a writable place"
                 check((*where, "path"), _writable_file(Path(src.path) / STATE_FILE), hint)
-            if src.kind == "fits-sequence" and src.catalog is not None:
-                check((*where, "catalog"), _readable_file(Path(src.catalog)))
+            if src.kind == "fits-sequence":
+                for key in ("catalog", "reference"):
+                    if getattr(src, key) is not None:
+                        check((*where, key), _readable_file(Path(getattr(src, key))))
         for key in ("dark", "flat"):
             value = getattr(p.preprocess, key)
             if value is not None:

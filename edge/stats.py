@@ -38,13 +38,14 @@ class Stats:
             self.backend_s += seconds
             self.batches += 1
 
-    def done(self, latency_ms: float, arrived: float) -> None:
-        """One result published, ``latency_ms`` after its input arrived (perf_counter ``arrived``)."""
+    def done(self, latency_ms: float, arrived: float, n: int = 1) -> None:
+        """``n`` results (a field's objects) answered, ``latency_ms`` after their input arrived (perf_counter
+        ``arrived``)."""
         with self._lock:
             if self.first_arrival is None or arrived < self.first_arrival:
                 self.first_arrival = arrived
             self.last_done = time.perf_counter()
-            self.counts["processed"] += 1
+            self.counts["processed"] += n
             self.latency_ms.append(latency_ms)
 
     def snapshot(self) -> dict:

@@ -10,18 +10,17 @@ other stage asks which kind of model it serves.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 
 from skyedge.edge.config import StartupError
 from skyedge.edge.ephemeris import Ephemeris
+from skyedge.edge.field_task import SequenceTask
 from skyedge.edge.records import Batch, Decision, Item
-from skyedge.edge.sequences import SequenceAssembler
 from skyedge.edge.site import DAY, SiteView
 from skyedge.edge.sources import Ack, RawFrame
-from skyedge.edge.verdicts import FrameVerdicts, NoVerdicts
+from skyedge.edge.verdicts import FrameVerdicts
 from skyedge.imageio import read_frame
 from skyedge.masks import FrameMask, MaskError, combined
 from skyedge.model_card import ModelCard
@@ -106,7 +105,12 @@ class FrameTask:
     history_epochs = 0  # frames are classified alone: nothing to replay after a restart
 
     def __init__(
-        self, card: ModelCard, section, ephemeris: Ephemeris | None = None, model_mask: FrameMask | None = None
+        self,
+        card: ModelCard,
+        section,
+        ephemeris: Ephemeris | None = None,
+        model_mask: FrameMask | None = None,
+        batch_size: int = 8,
     ):
         self.card = card
         self.model_mask = model_mask  # what the model was trained without; the pipeline's mask adds the site's
@@ -186,78 +190,6 @@ def _gated(item: Item) -> Decision:
     if item.invalid is not None:
         return Decision(item, UNRECOGNISED, UNRECOGNISED, 1.0, {UNRECOGNISED: 1.0}, True, None, 0.0, (), 1.0)
     return Decision(item, DAY, DAY, 1.0, {DAY: 1.0}, False, None, 0.0, (), 1.0)
-
-
-class Countdown:
-    """Acks an epoch frame once every object cut from it has been reported (called from the publisher thread)."""
-
-    def __init__(self, n: int, ack: Ack | None):
-        self.n, self.ack, self._lock = n, ack, threading.Lock()
-
-    def __call__(self, status: str = "ok") -> None:
-        with self._lock:
-            self.n -= 1
-            if self.n == 0 and self.ack is not None:
-                self.ack(status)
-
-
-class SequenceTask:
-    """One telescope field: each epoch extends every object's stamp history, and every object is classified again."""
-
-    name = "sequence"
-    sources = ("fits-sequence",)
-
-    def __init__(self, card: ModelCard, section, ephemeris: Ephemeris | None = None, model_mask=None):
-        self.card = card
-        self.assembler = SequenceAssembler(card.sequence, section.source.forget_after_epochs)
-        self.history_epochs = card.sequence.max_epochs
-        self.stamps_name = card.input("stamps").name
-        self.conditions_name = next((t.name for t in card.inputs if t.role == "conditions"), None)
-        self.decoder = Decoder(card)
-
-    @staticmethod
-    def verdicts(card: ModelCard, section) -> NoVerdicts:
-        """Nobody closes a roof on a telescope field."""
-        return NoVerdicts()
-
-    def items(self, pipeline, raw: RawFrame) -> list[Item]:
-        """One input per object: its history up to this epoch."""
-        t0 = time.perf_counter()
-        epochs = self.assembler.add_epoch(raw.image, raw.header["conditions"], raw.objects)
-        if raw.replay:
-            return []  # reported before the restart: only the histories needed it
-        if not epochs:
-            if raw.ack is not None:
-                raw.ack("ok")  # nothing to follow in this frame: nothing to report
-            return []
-        ms = 1e3 * (time.perf_counter() - t0) / len(epochs)
-        done = Countdown(len(epochs), raw.ack)
-        items = []
-        for e in epochs:
-            inputs = {self.stamps_name: e.stamps}
-            if self.conditions_name:
-                inputs[self.conditions_name] = e.conditions
-            extra = {"object_id": e.object_id, "n_epochs": e.n_epochs, "mjd": e.mjd, "position": {"x": e.x, "y": e.y}}
-            items.append(Item(pipeline, f"{raw.frame_id}:{e.object_id}", raw.source, inputs, t0, ms, None, extra, done))
-        return items
-
-    def batch(self, items: list[Item]) -> Batch:
-        """Histories right-padded to the longest: the recurrence is causal, so each is read at its own last epoch."""
-        lengths = np.array([len(it.inputs[self.stamps_name]) for it in items])
-        t = int(lengths.max())
-        inputs = {}
-        for name in items[0].inputs:
-            first = items[0].inputs[name]
-            arr = np.zeros((len(items), t, *first.shape[1:]), dtype=np.float32)
-            for i, it in enumerate(items):
-                arr[i, : lengths[i]] = it.inputs[name]
-            inputs[name] = arr
-        return Batch(items, inputs, lengths - 1)
-
-    def decode(self, batch: Batch, outputs: dict[str, np.ndarray], inference_ms: float) -> list[Decision]:
-        """One decision per object, at its latest epoch."""
-        probabilities = outputs[self.decoder.probabilities][np.arange(len(batch.items)), batch.answer_epoch]
-        return self.decoder(batch.items, probabilities, outputs, inference_ms)
 
 
 TASKS = {"frame": FrameTask, "sequence": SequenceTask}

@@ -19,6 +19,15 @@ from skyedge.shards import DatasetError, ShardedDataset
 
 # Column order of the raw per-epoch conditions stored in sequence data sets.
 RAW_CONDITIONS = ("mjd", "fwhm", "sky", "zero_point", "exptime", "airmass")
+# The FITS header keywords an observatory pipeline writes for them (telescope epoch frames).
+HEADER_KEYS = {
+    "mjd": "MJD-OBS",
+    "fwhm": "FWHM",
+    "sky": "SKYLEVEL",
+    "zero_point": "MAGZP",
+    "exptime": "EXPTIME",
+    "airmass": "AIRMASS",
+}
 
 
 def raw_conditions(c: np.ndarray) -> dict[str, np.ndarray]:

@@ -29,7 +29,7 @@ __all__ = [
     "validate_payload",
 ]
 
-KINDS = ("status", "classification", "state", "event", "metrics")
+KINDS = ("status", "classification", "state", "event", "metrics", "field")
 SCHEMA_VERSION = 1
 
 

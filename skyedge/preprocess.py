@@ -174,27 +174,64 @@ def _pad_to_aspect(x: np.ndarray, valid: np.ndarray, aspect: float) -> tuple[np.
     return x, np.pad(valid, pad, constant_values=False)
 
 
-def condition_features(raw: dict[str, np.ndarray], names: list[str] | tuple[str, ...]) -> np.ndarray:
-    """Per-epoch features (T, K) from raw conditions (mjd, fwhm, sky, zero_point, exptime, airmass)."""
+def cut_stamp(image: np.ndarray, x: float, y: float, size: int) -> np.ndarray:
+    """A ``size`` x ``size`` stamp centred on the pixel nearest (x, y); NaN where it leaves the frame."""
+    return cut_stamps(image, np.array([x]), np.array([y]), size)[0]
+
+
+def cut_stamps(image: np.ndarray, x: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
+    """(N, size, size) stamps centred on the pixels nearest (x, y); NaN where a stamp leaves the frame."""
+    half = size // 2
+    padded = np.pad(image.astype(np.float32, copy=False), half, constant_values=np.nan)
+    ix = np.rint(np.asarray(x, dtype=np.float64)).astype(np.int64)
+    iy = np.rint(np.asarray(y, dtype=np.float64)).astype(np.int64)
+    # Objects wholly off the frame (a drifted edge) read the NaN border instead of wrapping around.
+    ix = np.clip(ix, -half - 1, image.shape[1] + half) + half
+    iy = np.clip(iy, -half - 1, image.shape[0] + half) + half
+    offsets = np.arange(-half, half + 1)
+    rows = np.clip(iy[:, None] + offsets[None, :], 0, padded.shape[0] - 1)
+    cols = np.clip(ix[:, None] + offsets[None, :], 0, padded.shape[1] - 1)
+    stamps = padded[rows[:, :, None], cols[:, None, :]]
+    outside = (iy[:, None] + offsets < 0) | (iy[:, None] + offsets >= padded.shape[0])
+    outside_x = (ix[:, None] + offsets < 0) | (ix[:, None] + offsets >= padded.shape[1])
+    stamps[outside[:, :, None] | outside_x[:, None, :]] = np.nan
+    return stamps
+
+
+def condition_features(
+    raw: dict[str, np.ndarray], names: list[str] | tuple[str, ...], dt_days: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-epoch features (T, K) from raw conditions (mjd, fwhm, sky, zero_point, exptime, airmass).
+
+    ``dt_days``: the time since each row's previous epoch, when the rows are not one history (one epoch of many
+    objects, each with its own previous epoch); by default the differences of ``mjd``."""
     columns = []
     for name in names:
         if name == "log_sky":
             columns.append(np.log10(np.clip(raw["sky"], 1.0, None)))
         elif name == "log_dt":
-            mjd = np.asarray(raw["mjd"], dtype=np.float64)
-            dt = np.diff(mjd, prepend=mjd[:1])
-            columns.append(np.log1p(np.clip(dt, 0.0, None) * 24.0))  # hours since the previous epoch
+            if dt_days is None:
+                mjd = np.asarray(raw["mjd"], dtype=np.float64)
+                dt_days = np.diff(mjd, prepend=mjd[:1])
+            columns.append(np.log1p(np.clip(dt_days, 0.0, None) * 24.0))  # hours since the previous epoch
         elif name in ("fwhm", "zero_point", "airmass", "exptime"):
             columns.append(np.asarray(raw[name], dtype=np.float64))
         else:
             raise PreprocessError(f"unknown condition feature {name!r}; known: {', '.join(CONDITION_FEATURES)}")
-    return np.stack(columns, axis=-1).astype(np.float32)
+    return np.stack(np.broadcast_arrays(*columns), axis=-1).astype(np.float32)
 
 
-def prepare_sequence(
-    stamps: np.ndarray, raw: dict[str, np.ndarray], spec: SequenceSpec
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stamps (T, S, S) in electrons + raw conditions -> model inputs (T, 1, S, S) and (T, K), float32.
+def normalised_conditions(features: np.ndarray, spec: SequenceSpec) -> np.ndarray:
+    """Condition features scaled by the card's training mean and spread."""
+    if spec.conditions_mean:
+        features = (features - np.asarray(spec.conditions_mean, np.float32)) / np.asarray(
+            spec.conditions_std, np.float32
+        )
+    return features.astype(np.float32)
+
+
+def prepare_stamps(stamps: np.ndarray, zero_point, spec: SequenceSpec) -> np.ndarray:
+    """Stamps (N, S, S) in electrons -> model stamps (N, S, S), each with its epoch's zero point (scalar or (N,)).
 
     Each stamp is background-subtracted (median of its border), scaled to the card's
     reference zero point with that epoch's zero point, so a constant star has a
@@ -202,23 +239,26 @@ def prepare_sequence(
     for ``asinh`` scaling, compressed. Linear scaling keeps the sum over a
     stamp equal to the flux whatever the seeing.
     """
-    if stamps.ndim != 3 or stamps.shape[1] != spec.stamp_size or stamps.shape[2] != spec.stamp_size:
-        raise PreprocessError(f"expected stamps of shape (T, {spec.stamp_size}, {spec.stamp_size}), got {stamps.shape}")
     x = stamps.astype(np.float32)
     # Background from the stamp's outer 2-pixel frame: the median of the whole stamp is biased by the wings
     # of a bright source under poor seeing.
     border = np.ones(x.shape[1:], dtype=bool)
     border[2:-2, 2:-2] = False
     x = x - np.nanmedian(x[:, border], axis=1)[:, None, None]
-    scale = 10.0 ** (0.4 * (spec.flux_reference_zp - np.asarray(raw["zero_point"], dtype=np.float64)))
-    x = x * scale.astype(np.float32)[:, None, None]
+    scale = 10.0 ** (0.4 * (spec.flux_reference_zp - np.asarray(zero_point, dtype=np.float64)))
+    x = x * np.broadcast_to(scale, (len(x),)).astype(np.float32)[:, None, None]
     x = np.nan_to_num(x) / spec.asinh_softening
     if spec.stamp_scaling == "asinh":
         x = np.arcsinh(x)
-    x = x.astype(np.float32)
-    features = condition_features(raw, spec.conditions)
-    if spec.conditions_mean:
-        features = (features - np.asarray(spec.conditions_mean, np.float32)) / np.asarray(
-            spec.conditions_std, np.float32
-        )
-    return x[:, None], features.astype(np.float32)
+    return x.astype(np.float32)
+
+
+def prepare_sequence(
+    stamps: np.ndarray, raw: dict[str, np.ndarray], spec: SequenceSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stamps (T, S, S) in electrons + raw conditions -> model inputs (T, 1, S, S) and (T, K), float32
+    (:func:`prepare_stamps`, :func:`condition_features`)."""
+    if stamps.ndim != 3 or stamps.shape[1] != spec.stamp_size or stamps.shape[2] != spec.stamp_size:
+        raise PreprocessError(f"expected stamps of shape (T, {spec.stamp_size}, {spec.stamp_size}), got {stamps.shape}")
+    x = prepare_stamps(stamps, raw["zero_point"], spec)
+    return x[:, None], normalised_conditions(condition_features(raw, spec.conditions), spec)

@@ -270,23 +270,36 @@ def test_7_model_packages_are_readable_by_other_users(frame_package):
         assert mode & 0o044 == 0o044, f"{name} is {oct(mode)}"
 
 
-def test_8_sequence_buffers_forget_objects_that_are_gone():
-    from skyedge.edge.sequences import SequenceAssembler
-    from skyedge.edge.sources.fits_sequence import CatalogEntry
-    from skyedge.model_card import SequenceSpec
+def test_8_a_field_retires_transients_that_are_gone():
+    """Ten new transients every epoch, each seen once (what difference imaging finds on a busy field): the
+    objects followed stay bounded, each retired object is named once, and the recent-frame ring stays bounded."""
+    from types import SimpleNamespace
 
-    spec = SequenceSpec(stamp_size=9, max_epochs=6, conditions=["fwhm"])
-    assembler = SequenceAssembler(spec, forget_after=3)
-    image = np.random.default_rng(0).normal(100, 5, (64, 64)).astype(np.float32)
-    conditions = {"mjd": 0.0, "fwhm": 2.0, "sky": 100.0, "zero_point": 25.0, "exptime": 30.0, "airmass": 1.1}
-    sizes = []
+    from skyedge.edge.config import FitsSequenceSourceSection
+    from skyedge.edge.field import FieldTracker
+
+    spec = FitsSequenceSourceSection(kind="fits-sequence", path="/tmp", forget_after_epochs=3, ring_epochs=4)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    stars = [(20, 20), (100, 30), (60, 100), (30, 90)]
+
+    def frame(epoch, blobs):
+        image = rng.normal(100, 5, (128, 128)).astype(np.float32)
+        for x, y, flux in [(sx, sy, 5000.0) for sx, sy in stars] + blobs:
+            image += (flux / (2 * np.pi * 1.5**2) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))).astype(np.float32)
+        cond = {"mjd": 60000.0 + epoch, "fwhm": 3.5, "sky": 100.0, "zero_point": 25.0, "exptime": 30.0, "airmass": 1.1}
+        return SimpleNamespace(frame_id=f"e{epoch:03d}", image=image, header={"conditions": cond}, replay=False)
+
+    tracker = FieldTracker(spec, max_epochs=24)
+    followed, retired = [], []
     for epoch in range(40):
-        # Ten objects visible per epoch, a new set every epoch (what detection on every epoch produces).
-        objects = [CatalogEntry(f"e{epoch}-{k}", 10 + 4 * k, 30, {}) for k in range(10)]
-        assembler.add_epoch(image, {**conditions, "mjd": float(epoch)}, objects)
-        sizes.append(len(assembler.buffers))
-    assert max(sizes) <= 30, sizes  # at most forget_after epochs' worth of objects, however long the run
-    assert all(len(b) <= spec.max_epochs for b in assembler.buffers.values())
+        blobs = [] if epoch < 3 else [(float(x), float(y), 3000.0) for x, y in rng.uniform(10, 118, (10, 2))]
+        for view in tracker.observe(frame(epoch, blobs)):
+            followed.append(len(view.followed))
+            retired += [oid for oid, _ in view.retired]
+            assert len(view.history) <= 4
+    assert max(followed) <= len(stars) + 10 * 3 + 10, followed  # forget_after epochs' worth of transients
+    assert len(retired) == len(set(retired)) > 200  # every transient retired once
 
 
 def test_9_a_telescope_field_resumes_where_it_stopped(sequence_package, tmp_path):
@@ -294,8 +307,9 @@ def test_9_a_telescope_field_resumes_where_it_stopped(sequence_package, tmp_path
     from astropy.io import fits
 
     from skyedge.dataset_inputs import RAW_CONDITIONS
-    from skyedge.edge.sequences import cut_stamp
-    from skyedge.edge.sources.fits_sequence import HEADER_KEYS, read_catalog
+    from skyedge.dataset_inputs import HEADER_KEYS
+    from skyedge.edge.sources.fits_sequence import read_catalog
+    from skyedge.preprocess import cut_stamp
     from skyedge.model_card import read_card
     from skyedge.preprocess import prepare_sequence
     from skyedge.training.simulate.field import FieldConfig, simulate_field
@@ -317,10 +331,17 @@ def test_9_a_telescope_field_resumes_where_it_stopped(sequence_package, tmp_path
     cfg = write_config(
         tmp_path / "scope.yaml",
         sequence_package,
-        {"kind": "fits-sequence", "path": str(field / "frames"), "catalog": str(field / "catalog.csv"), "settle_s": 0},
+        {
+            "kind": "fits-sequence",
+            "path": str(field / "frames"),
+            "catalog": str(field / "catalog.csv"),
+            "detect_new": False,
+            "settle_s": 0,
+        },
         {"jsonl": {"path": str(log)}},
         camera="field-a",
         batch_size=16,
+        pipeline={"field_messages": {"policy": "every_epoch"}},
     )
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     first = messages(log, "classification")

@@ -151,10 +151,17 @@ def test_telescope_field_matches_offline_sequence_inference(sequence_package, tm
     cfg = write_config(
         tmp_path / "scope.yaml",
         sequence_package,
-        {"kind": "fits-sequence", "path": str(field / "frames"), "catalog": str(field / "catalog.csv")},
+        {
+            "kind": "fits-sequence",
+            "path": str(field / "frames"),
+            "catalog": str(field / "catalog.csv"),
+            "detect_new": False,
+            "reference_epochs": 1,
+        },
         {"jsonl": {"path": str(log)}},
         camera="field-a",
         batch_size=16,
+        pipeline={"field_messages": {"policy": "every_epoch"}},
     )
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     results = _messages(log, "classification")
@@ -165,8 +172,9 @@ def test_telescope_field_matches_offline_sequence_inference(sequence_package, tm
     from astropy.io import fits
 
     from skyedge.dataset_inputs import RAW_CONDITIONS
-    from skyedge.edge.sequences import cut_stamp
-    from skyedge.edge.sources.fits_sequence import HEADER_KEYS, read_catalog
+    from skyedge.dataset_inputs import HEADER_KEYS
+    from skyedge.edge.sources.fits_sequence import read_catalog
+    from skyedge.preprocess import cut_stamp
     from skyedge.preprocess import prepare_sequence
 
     card = read_card(sequence_package)

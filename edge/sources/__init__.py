@@ -29,7 +29,6 @@ class RawFrame:
     captured: float | None = None  # POSIX time: the file's modification time, or the camera read's clock
     ack: Ack | None = None
     clock: str = "file-mtime"  # what ``captured`` is, when the frame itself carries no capture time
-    objects: list | None = None  # telescope fields: the objects to cut stamps for at this epoch
     replay: bool = False  # already reported before a restart: rebuilds the task's history, reports nothing
 
 

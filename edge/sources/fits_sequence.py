@@ -1,11 +1,12 @@
-"""Telescope frames of one field over time, plus a catalogue of object positions.
+"""Telescope frames of one field over time, in order of ``MJD-OBS``.
 
-Frames are read in order of ``MJD-OBS``; each yields a :class:`RawFrame` whose
-header carries the epoch's observing conditions. The catalogue comes from a
-CSV (``id,x,y``; other columns such as ``class`` are kept for audits) or, when
-none is configured, from peaks above ``detect_threshold_sigma`` on the first
-frame; each frame carries the objects to follow. Stamps are cut by
-:mod:`skyedge.edge.sequences`.
+Each frame yields a :class:`RawFrame` whose header carries the epoch's
+observing conditions; what is in the field is the sequence task's business
+(:mod:`skyedge.edge.field`). An optional catalogue CSV (``id,x,y``; other
+columns such as ``class`` are kept for audits) names objects to follow from
+the start. After a restart the source first re-reads the frames the reference
+was built from (``reference_only``), then the last epochs already reported
+(``replay``), so the reference, the objects and their histories continue.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.dataset_inputs import HEADER_KEYS
 from skyedge.edge.sources import Ack, RawFrame, Rejected
 from skyedge.edge.sources.folder import FolderSource
 from skyedge.edge.sources.state import FileKey
@@ -25,14 +27,6 @@ from skyedge.imageio import FrameGone, FrameReadError, read_frame
 
 log = logging.getLogger(__name__)
 
-HEADER_KEYS = {
-    "mjd": "MJD-OBS",
-    "fwhm": "FWHM",
-    "sky": "SKYLEVEL",
-    "zero_point": "MAGZP",
-    "exptime": "EXPTIME",
-    "airmass": "AIRMASS",
-}
 
 
 class CatalogError(SkyedgeError, ValueError):
@@ -76,38 +70,15 @@ def read_catalog(path: Path) -> list[CatalogEntry]:
     return entries
 
 
-def detect_sources(image: np.ndarray, threshold_sigma: float, min_separation: int = 10) -> list[CatalogEntry]:
-    """Local maxima above median + threshold x robust sigma, at least ``min_separation`` px apart."""
-    import cv2
-
-    data = np.nan_to_num(image.astype(np.float32))
-    median = float(np.median(data))
-    sigma = 1.4826 * float(np.median(np.abs(data - median))) or 1.0
-    smooth = cv2.GaussianBlur(data, (0, 0), 1.5)
-    peaks = (smooth == cv2.dilate(smooth, np.ones((min_separation, min_separation), np.uint8))) & (
-        smooth > median + threshold_sigma * sigma / 2.0
-    )
-    ys, xs = np.nonzero(peaks)
-    order = np.argsort(-smooth[ys, xs])
-    return [CatalogEntry(f"det-{i:05d}", float(xs[j]), float(ys[j]), {}) for i, j in enumerate(order)]
-
-
 class FitsSequenceSource(FolderSource):
-    """Epoch frames in time order; each frame carries the objects to follow.
-
-    A restart resumes where the last run stopped: the catalogue (given, or detected on the first frame and
-    remembered in the state file) stays the same, and the last ``history`` epochs already reported are read
-    again as replays, so each object's stamp history continues instead of starting over.
-    """
+    """Epoch frames in time order; a restart re-reads the reference's frames and the last ``history`` epochs."""
 
     def __init__(self, spec, once: bool, stop_event, history: int = 0):
         super().__init__(spec, once, stop_event)
         self.history = history
-        self.catalog: list[CatalogEntry] | None = read_catalog(Path(spec.catalog)) if spec.catalog else None
-        if self.catalog is None:
-            remembered = self.state.fact("catalog")
-            if remembered:
-                self.catalog = [CatalogEntry(i, x, y, {}) for i, x, y in remembered]
+        # The first epochs build the reference (unless one is configured): remember which, to rebuild it.
+        self.reference_frames: list[str] = list(self.state.fact("reference_frames") or [])
+        self._restarted = bool(self.reference_frames)
 
     def _sort_key(self, path: Path, st) -> tuple:
         from astropy.io import fits
@@ -119,6 +90,19 @@ class FitsSequenceSource(FolderSource):
         return (bool(np.isnan(mjd)), 0.0 if np.isnan(mjd) else mjd, path.name)
 
     def _replay(self):
+        if self._restarted:
+            for name in self.reference_frames:
+                path = Path(name)
+                try:
+                    observed = self._decode(path, None, None)
+                except (FrameGone, OSError):
+                    log.warning("%s: a reference frame is gone; the reference is rebuilt from later epochs", path)
+                    continue
+                for frame in observed:
+                    if isinstance(frame, RawFrame):
+                        frame.replay = True
+                        frame.header["reference_only"] = True
+                        yield frame
         if not self.history:
             return
         done = []
@@ -153,9 +137,8 @@ class FitsSequenceSource(FolderSource):
             return [Rejected(path.name, str(path), f"{path}: header lacks {', '.join(missing)}", ack)]
         if image.ndim != 2:
             return [Rejected(path.name, str(path), f"{path}: expected a 2-D frame, got shape {image.shape}", ack)]
-        if self.catalog is None:
-            self.catalog = detect_sources(image, self.spec.detect_threshold_sigma)
-            self.state.remember("catalog", [[e.id, e.x, e.y] for e in self.catalog])
-            log.info("detected %d sources on the reference frame %s", len(self.catalog), path.name)
+        if ack is not None and self.spec.reference is None and len(self.reference_frames) < self.spec.reference_epochs:
+            self.reference_frames.append(str(path))
+            self.state.remember("reference_frames", self.reference_frames)
         conditions = {k: float(header[v]) for k, v in HEADER_KEYS.items()}
-        return [RawFrame(path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack, objects=self.catalog)]
+        return [RawFrame(path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack)]
