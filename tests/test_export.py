@@ -83,8 +83,9 @@ def test_every_model_family_passes_the_tensorrt_table(frame_package, sequence_pa
     for package in (frame_package, sequence_package):
         for name in ("model.onnx", "model.fp16.onnx", "model.int8.onnx"):
             check_tensorrt(package / name, name)
-    for name in read_card(sequence_package).step.files.values():  # the step graph, every precision
-        check_tensorrt(sequence_package / name, name)
+    for key, name in read_card(sequence_package).step.files.items():  # the step graph, every TensorRT form
+        if key != "int8-cpu":
+            check_tensorrt(sequence_package / name, name)
     # GRU (TAO-Net) too, through the same exporter path as the packages.
     from skyedge.export.onnx_export import export_onnx
     from skyedge.training.models.sequence import SequenceClassifier

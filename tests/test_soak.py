@@ -169,6 +169,7 @@ def test_soak_telescope_field(sequence_package, tmp_path, field_broker):
             "path": str(arriving),
             "catalog": str(field / "catalog.csv"),
             "detect_new": False,
+            "reference_epochs": 1,  # the test waits for each epoch's answers before delivering the next
             "settle_s": 0,
             "poll_s": 0.1,
             "state_file": str(tmp_path / "state.sqlite"),
