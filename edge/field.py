@@ -191,6 +191,12 @@ class FieldTracker:
             self._build_reference()
             waiting, self.pending = self.pending, []
             return [self._epoch(f, image, shift) for f, image, shift in waiting]
+        if frame.image.shape != self.reference.image.shape:
+            # Reported by the runtime as a rejected input naming the file; the field carries on.
+            raise ValueError(
+                f"frame shape {frame.image.shape} differs from the reference's {self.reference.image.shape} "
+                "(binning or window changed?): not differenced"
+            )
         image = frame.image.astype(np.float32)
         image = image - np.float32(sky_level(image))
         return [self._epoch(frame, image, self._shift(image, frame))]

@@ -181,3 +181,29 @@ def test_bench_field_writes_costs_by_objects_and_history(sequence_package, drift
     pipe = result["pipeline"]
     assert pipe["epochs"] == 10 and pipe["object_epochs"] > 0 and len(pipe["ms_per_epoch"]) == 10 - 3
     assert (out / "field_bench.png").stat().st_size > 10_000
+
+
+def test_a_frame_of_another_shape_is_rejected_and_the_field_carries_on(sequence_package, drifting_field, tmp_path):
+    from astropy.io import fits
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    paths = sorted((drifting_field / "frames").glob("*.fits"))
+    for p in paths[:6]:
+        (frames / p.name).write_bytes(p.read_bytes())
+    with fits.open(paths[6]) as hdul:  # a binned frame in the middle of the field
+        fits.PrimaryHDU(hdul[0].data[::2, ::2], hdul[0].header).writeto(frames / paths[6].name)
+    for p in paths[7:]:
+        (frames / p.name).write_bytes(p.read_bytes())
+    log = tmp_path / "scope.jsonl"
+    cfg = write_config(
+        tmp_path / "scope.yaml",
+        sequence_package,
+        {"kind": "fits-sequence", "path": str(frames), "settle_s": 0},
+        {"jsonl": {"path": str(log)}},
+        camera="field-a",
+    )
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    events = [e for e in _messages(log, "skyedge.event") if e["event"] == "input_rejected"]
+    assert len(events) == 1 and paths[6].name in events[0]["message"] and "shape" in events[0]["message"]
+    assert len(_messages(log, "skyedge.field")) == 9  # every other epoch summarised
