@@ -16,8 +16,8 @@ from skyedge.calibration.subset import DEFAULT_SIZE, stratified_subset
 from skyedge.dataset_inputs import load_labelled_inputs
 from skyedge.model_card import read_card, write_card
 from skyedge.precisions import calibration_target, ort_session, step_file
-from skyedge.step_graph import run_chained, session_runner
 from skyedge.shards import sha256_file
+from skyedge.step_graph import run_chained, session_runner
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from skyedge.edge.ephemeris import Ephemeris
 from skyedge.edge.field_task import SequenceTask
 from skyedge.edge.records import Batch, Decision, Item
 from skyedge.edge.site import DAY, SiteView
-from skyedge.edge.sources import Ack, RawFrame
+from skyedge.edge.sources import RawFrame
 from skyedge.edge.verdicts import FrameVerdicts
 from skyedge.imageio import read_frame
 from skyedge.masks import FrameMask, MaskError, combined

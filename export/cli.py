@@ -31,7 +31,6 @@ def _export(args) -> int:
 
 def _engine(args) -> int:
     from skyedge.export.engine import build_engine
-
     from skyedge.model_card import read_card
 
     batches = [int(b) for b in args.batch.split(",")]

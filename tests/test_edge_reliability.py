@@ -306,12 +306,10 @@ def test_9_a_telescope_field_resumes_where_it_stopped(sequence_package, tmp_path
     import onnxruntime as ort
     from astropy.io import fits
 
-    from skyedge.dataset_inputs import RAW_CONDITIONS
-    from skyedge.dataset_inputs import HEADER_KEYS
+    from skyedge.dataset_inputs import HEADER_KEYS, RAW_CONDITIONS
     from skyedge.edge.sources.fits_sequence import read_catalog
-    from skyedge.preprocess import cut_stamp
     from skyedge.model_card import read_card
-    from skyedge.preprocess import prepare_sequence
+    from skyedge.preprocess import cut_stamp, prepare_sequence
     from skyedge.training.simulate.field import FieldConfig, simulate_field
     from skyedge.training.simulate.obslog import CadenceConfig
     from skyedge.training.simulate.transients import TransientConfig

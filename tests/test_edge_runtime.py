@@ -171,11 +171,9 @@ def test_telescope_field_matches_offline_sequence_inference(sequence_package, tm
     # The last epoch of each object equals offline inference on the same stamps, cut and scaled independently.
     from astropy.io import fits
 
-    from skyedge.dataset_inputs import RAW_CONDITIONS
-    from skyedge.dataset_inputs import HEADER_KEYS
+    from skyedge.dataset_inputs import HEADER_KEYS, RAW_CONDITIONS
     from skyedge.edge.sources.fits_sequence import read_catalog
-    from skyedge.preprocess import cut_stamp
-    from skyedge.preprocess import prepare_sequence
+    from skyedge.preprocess import cut_stamp, prepare_sequence
 
     card = read_card(sequence_package)
     sess = ort.InferenceSession(str(sequence_package / "model.onnx"), providers=["CPUExecutionProvider"])
