@@ -109,6 +109,12 @@ class ObjectTable:
         return np.flatnonzero(self.active)
 
 
+def _background_free(frame) -> np.ndarray:
+    """The frame's pixels minus its sky level, float32."""
+    image = frame.image.astype(np.float32)
+    return image - np.float32(sky_level(image))
+
+
 class FieldTracker:
     """Reference, alignment, detection and association for one field (see the module docstring)."""
 
@@ -120,7 +126,6 @@ class FieldTracker:
         self.ring: deque = deque(maxlen=max(0, min(spec.ring_epochs, max_epochs - 1)))
         self.pending: list = []  # (frame, background-free image, shift) waiting for the reference to be built
         self.epoch = 0
-        self.unaligned = 0  # epochs whose drift could not be measured
         self.grid_stars = None  # the stars of the reference grid, which each epoch is aligned to
         if reference is not None:
             self.grid_stars = stars(reference.image, reference.fwhm)
@@ -149,18 +154,20 @@ class FieldTracker:
             self.pending.clear()
 
     def _pending(self, frame) -> None:
-        image = frame.image.astype(np.float32)
-        image = image - np.float32(sky_level(image))
-        if not self.pending and self.spec.align:
-            self.grid_stars = stars(image, frame.header["conditions"]["fwhm"])  # the first epoch sets the grid
-        self.pending.append((frame, image, self._shift(image, frame)))
+        image = _background_free(frame)
+        if self.pending:
+            shift = self._shift(image, frame)
+        else:  # the first epoch sets the grid
+            shift = (0.0, 0.0)
+            if self.spec.align:
+                self.grid_stars = stars(image, frame.header["conditions"]["fwhm"])
+        self.pending.append((frame, image, shift))
 
     def _shift(self, image: np.ndarray, frame) -> tuple[float, float]:
         if not self.spec.align:
             return (0.0, 0.0)
         found = measure_shift(self.grid_stars, stars(image, frame.header["conditions"]["fwhm"]))
         if found is None:
-            self.unaligned += 1
             log.warning("%s: too few stars agree on a drift; the frame is taken as aligned", frame.frame_id)
             return (0.0, 0.0)
         return found if np.hypot(*found) >= MIN_SHIFT_PX else (0.0, 0.0)
@@ -197,8 +204,7 @@ class FieldTracker:
                 f"frame shape {frame.image.shape} differs from the reference's {self.reference.image.shape} "
                 "(binning or window changed?): not differenced"
             )
-        image = frame.image.astype(np.float32)
-        image = image - np.float32(sky_level(image))
+        image = _background_free(frame)
         return [self._epoch(frame, image, self._shift(image, frame))]
 
     def _epoch(self, frame, image: np.ndarray, shift: tuple[float, float]) -> EpochView:

@@ -45,11 +45,7 @@ class FieldPublishing:
             offset += n
             if n:
                 messages += self._objects(it, ctx, probabilities, factory, camera)
-            with ctx.lock:
-                ctx.answered += 1
-                ctx.inference_ms += decisions.inference_ms / len(decisions.items)
-                finished = ctx.answered == ctx.batches
-            if finished:
+            if ctx.batch_answered(decisions.inference_ms / len(decisions.items)):
                 completed.append(ctx)
                 if not ctx.replay:
                     messages += self._finals(ctx, factory, camera)

@@ -18,7 +18,6 @@ there (:mod:`skyedge.edge.field_messages`).
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,14 +48,19 @@ class EpochContext:
     preprocess_ms: float
     replay: bool
     ack: object
-    batches: int = 0
+    batches: int = 0  # set by the source thread before the epoch's items are queued
+    # Everything below is the publisher thread's (skyedge.edge.field_messages), as the epoch's batches come back.
     answered: int = 0
     inference_ms: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    # Filled by the publisher thread (skyedge.edge.field_messages) as the epoch's batches are answered.
     class_counts: np.ndarray | None = None
     candidates: list = field(default_factory=list)
     messages: int = 0
+
+    def batch_answered(self, inference_ms: float = 0.0) -> bool:
+        """Count one of the epoch's batches as answered (or failed); True when it was the last."""
+        self.answered += 1
+        self.inference_ms += inference_ms
+        return self.answered == self.batches
 
 
 def load_reference(path, key: str) -> Reference:

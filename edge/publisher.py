@@ -196,12 +196,8 @@ class Publisher:
             if it.ack is not None:
                 it.ack(f"failed: {f.reason}")
             ctx = it.extra.get("epoch")  # a field's epoch: its frame is acknowledged once all its batches are
-            if ctx is not None:
-                with ctx.lock:
-                    ctx.answered += 1
-                    finished = ctx.answered == ctx.batches
-                if finished and ctx.ack is not None:
-                    ctx.ack(f"failed: {f.reason}")
+            if ctx is not None and ctx.batch_answered() and ctx.ack is not None:
+                ctx.ack(f"failed: {f.reason}")
 
     def _observed(self, o: Observed) -> None:
         what, camera = o.what, o.pipeline.camera
