@@ -59,3 +59,45 @@ def test_init_from_starts_from_the_parent_weights(tiny_frame_run, tmp_path):
     )
     with pytest.raises(ValueError, match="embedding_dim"):
         run_training(wrong)
+
+
+def _recipe_with(**train) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {"name": "f", "task": "frame", "out": "runs/f", "data": {"train": {"path": "d"}}, "train": train}
+    )
+
+
+def test_freezing_the_backbone_needs_a_parent_and_fits_in_the_epochs():
+    with pytest.raises(ValueError, match="freeze_backbone_epochs needs train.init_from"):
+        _recipe_with(freeze_backbone_epochs=2)
+    with pytest.raises(ValueError, match=r"freeze_backbone_epochs \(5\) exceeds train.epochs \(3\)"):
+        _recipe_with(freeze_backbone_epochs=5, epochs=3, init_from="runs/parent")
+    assert _recipe_with(freeze_backbone_epochs=3, epochs=3, init_from="runs/parent").train.freeze_backbone_epochs == 3
+
+
+def test_a_frozen_backbone_holds_its_weights_and_statistics_then_thaws():
+    from skyedge.training.train import fit
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU())
+    model = torch.nn.Sequential(backbone, torch.nn.Linear(8, 3))
+    x, y = torch.randn(64, 4) * 3 + 1, torch.randint(0, 3, (64,))
+    cfg = _recipe_with(epochs=3, freeze_backbone_epochs=2, init_from="runs/parent", batch_size=16, patience=3)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    def step(net, idx):
+        return torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+
+    def validate():  # each epoch better than the last, so the last is the one kept
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return float(len(seen))
+
+    fit(model, cfg, len(x), step, validate, torch.device("cpu"), 0, 1, backbone=backbone)
+    for epoch in (0, 1):  # frozen: weights and BatchNorm running statistics untouched, the head learns
+        for key in ("0.0.weight", "0.1.weight", "0.1.running_mean", "0.1.running_var"):
+            assert torch.equal(seen[epoch][key], start[key]), (epoch, key)
+        assert not torch.equal(seen[epoch]["1.weight"], start["1.weight"])
+    assert not torch.equal(seen[2]["0.0.weight"], start["0.0.weight"])  # thawed for the last epoch
+    assert not torch.equal(seen[2]["0.1.running_mean"], start["0.1.running_mean"])
+    assert all(p.requires_grad for p in model.parameters())

@@ -101,6 +101,8 @@ def _train(args) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     if args.init_from:
         overrides.append(f"train.init_from={args.init_from}")
+    if args.freeze_backbone_epochs is not None:
+        overrides.append(f"train.freeze_backbone_epochs={args.freeze_backbone_epochs}")
     cfg = load_train_config(args.config, overrides)
     out = run_training(cfg)
     metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
@@ -248,13 +250,21 @@ def register(subparsers) -> None:
         "train",
         help="train a frame or sequence classifier from a YAML recipe",
         description="Train, evaluate on held-out data, and write checkpoint, metrics.json, plots and card.json.",
-        epilog="example:\n  skyedge train --config configs/train/allsky-tiny.yaml\n  skyedge train --config configs/train/allsky-tiny.yaml --set frame_model.loss=triplet --set seed=1 --out runs/t1\n  torchrun --nproc-per-node 2 -m skyedge train --config configs/train/allsky-r18-triplet.yaml",
+        epilog="example:\n  skyedge train --config configs/train/allsky-tiny.yaml\n  skyedge train --config configs/train/allsky-tiny.yaml --set frame_model.loss=triplet --set seed=1 --out runs/t1\n  skyedge train --config configs/train/allsky-site.yaml --init-from runs/allsky-tiny --freeze-backbone-epochs 3\n  torchrun --nproc-per-node 2 -m skyedge train --config configs/train/allsky-r18-triplet.yaml",
     )
     train.add_argument("--config", required=True)
     train.add_argument("--out", default=None, help="override the recipe's run directory")
     train.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     train.add_argument(
         "--init-from", default=None, metavar="RUN", help="start from this run's weights (fine-tuning; train.init_from)"
+    )
+    train.add_argument(
+        "--freeze-backbone-epochs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --init-from: train only the layers after the backbone for the first N epochs "
+        "(train.freeze_backbone_epochs)",
     )
     train.add_argument(
         "--set",

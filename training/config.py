@@ -145,6 +145,12 @@ class TrainSection(Schema):
         description="a run directory whose weights start this training (fine-tuning on a site's frames); frames "
         "are then prepared as that run prepared them",
     )
+    freeze_backbone_epochs: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="with init_from: train only the layers after the backbone (frames: embedding and class "
+        "layer; sequences: recurrent layer and class layer) for this many first epochs, its BatchNorm "
+        "statistics kept, so a few site frames cannot wreck the features before the new head fits them",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Annotated[int, Field(ge=0)] = 0
     deterministic: bool = False
@@ -165,6 +171,15 @@ class TrainConfig(Schema):
     def _threshold_data_is_for_frames(self):
         if self.data.threshold is not None and self.task != "frame":
             raise ValueError("data.threshold applies to task 'frame' only")
+        return self
+
+    @model_validator(mode="after")
+    def _freezing_needs_a_parent(self):
+        t = self.train
+        if t.freeze_backbone_epochs and t.init_from is None:
+            raise ValueError("train.freeze_backbone_epochs needs train.init_from: a random backbone, frozen, learns nothing")
+        if t.freeze_backbone_epochs > t.epochs:
+            raise ValueError(f"train.freeze_backbone_epochs ({t.freeze_backbone_epochs}) exceeds train.epochs ({t.epochs})")
         return self
 
 

@@ -178,10 +178,12 @@ class EpochTracker:
 
 
 def train_one_epoch(
-    net: nn.Module, batches: list, step, opt, sched, total_steps: int, desc: str, quiet: bool, clip=None
+    net: nn.Module, batches: list, step, opt, sched, total_steps: int, desc: str, quiet: bool, clip=None, frozen=None
 ):
     """One pass over ``batches``: ``step(net, idx)`` returns the loss; returns the batch losses."""
     net.train()
+    if frozen is not None:
+        frozen.eval()  # BatchNorm keeps the parent's statistics, not a few site frames'
     losses = []
     for idx in tqdm(batches, desc=desc, unit="batch", leave=False, disable=quiet):
         loss = step(net, idx)
@@ -208,26 +210,41 @@ def fit(
     *,
     params=None,
     clip=False,
+    backbone: nn.Module | None = None,
 ) -> list[dict]:
     """The epoch loop both tasks share: optimiser and schedule, seeded batches, validation, early stopping.
 
     ``step(net, idx)`` computes one batch's loss through ``net`` (DistributedDataParallel under torchrun, so
     gradients are synchronised); ``validate()`` returns the validation accuracy. The best epoch's weights are
-    loaded back into ``model``; returns the per-epoch history.
+    loaded back into ``model``; returns the per-epoch history. ``backbone`` is the part
+    ``train.freeze_backbone_epochs`` holds still at the start.
     """
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     total_steps = cfg.train.epochs * max(1, n_train // (cfg.train.batch_size * world))
     params = list(model.parameters()) if params is None else params
     opt, sched = make_optimizer(params, cfg, total_steps)
     rng = np.random.default_rng(cfg.seed)  # the same on every rank: _batches strides it
     tracker = EpochTracker(cfg.train.patience, rank)
+    net, was_frozen = None, None
     for epoch in range(1, cfg.train.epochs + 1):
         t0 = time.perf_counter()
+        frozen = backbone if backbone is not None and epoch <= cfg.train.freeze_backbone_epochs else None
+        if net is None or (frozen is not None) != was_frozen:
+            if backbone is not None:
+                backbone.requires_grad_(frozen is None)  # no gradient: the optimiser skips these weights
+            if frozen is not None and rank == 0:
+                log.info("backbone frozen for the first %d epochs", cfg.train.freeze_backbone_epochs)
+            # DistributedDataParallel registers the weights needing gradients when wrapped: wrap again on thawing.
+            net = model
+            if world > 1:
+                net = nn.parallel.DistributedDataParallel(
+                    model, device_ids=[device.index] if device.type == "cuda" else None
+                )
+            was_frozen = frozen is not None
         batches = list(_batches(n_train, cfg.train.batch_size, rng, rank, world))
         desc = f"epoch {epoch}/{cfg.train.epochs}"
-        losses = train_one_epoch(net, batches, step, opt, sched, total_steps, desc, rank != 0, params if clip else None)
+        losses = train_one_epoch(
+            net, batches, step, opt, sched, total_steps, desc, rank != 0, params if clip else None, frozen
+        )
         if tracker.update(epoch, losses, validate(), time.perf_counter() - t0, model):
             break
     model.load_state_dict(tracker.best_state)
@@ -439,7 +456,7 @@ def train_frame(
         return _val_accuracy_frame(model, cfg, x_tr[fit_idx], y_tr[fit_idx], x_va, y_va, device, k)
 
     params = list(model.parameters()) + extra
-    history = fit(model, cfg, len(x_tr), step, validate, device, rank, world, params=params)
+    history = fit(model, cfg, len(x_tr), step, validate, device, rank, world, params=params, backbone=model.backbone)
     if rank != 0:
         return {}
     # Fit the metric classifier on all training embeddings and fold it into the network.
@@ -611,7 +628,7 @@ def train_sequence(
         labels, lengths = train.labels[va_idx], len_all[va_idx].numpy()
         return _evaluate_sequence(model, x_all[va_idx], c_all[va_idx], labels, lengths, classes, device)["accuracy"]
 
-    history = fit(model, cfg, len(tr_idx), step, validate, device, rank, world, clip=True)
+    history = fit(model, cfg, len(tr_idx), step, validate, device, rank, world, clip=True, backbone=model.encoder)
     if rank != 0:
         return {}
     model = model.cpu().eval()
