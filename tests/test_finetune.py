@@ -36,8 +36,10 @@ def test_init_from_starts_from_the_parent_weights(tiny_frame_run, tmp_path):
     from skyedge.training.train import run_training
 
     parent = load_run(tiny_frame_run)
-    # A "site" data set of another camera resolution, classes in another order: the class layer starts fresh.
-    train = {"path": str(tmp_path / "site"), "simulate": {"n": 40, "seed": 9, "config": {"size": 96}}}
+    # A "site" data set of another camera resolution and classes: the class layer follows by name.
+    site_classes = ["clear", "cloudy", "moon", "arc", "day"]  # another order, a class the parent never knew
+    config = {"size": 96, "classes": site_classes}
+    train = {"path": str(tmp_path / "site"), "simulate": {"n": 40, "seed": 9, "config": config}}
     cfg = recipe(tmp_path, "frame", data={"train": train, "val_fraction": 0.2})
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 1, "lr": 1e-9})})
     tuned = load_run(
@@ -49,6 +51,12 @@ def test_init_from_starts_from_the_parent_weights(tiny_frame_run, tmp_path):
     assert torch.allclose(p, t, atol=1e-6)  # lr 1e-9: the tuned network is still the parent's
     assert not torch.allclose(p, f, atol=1e-3)
     assert tuned.card["preprocess"] == parent.card["preprocess"]  # frames prepared as the parent's were
+    known, site = parent.card["classes"], tuned.card["classes"]
+    assert sorted(site) == sorted(site_classes) and "day" not in known
+    for part in ("weight", "bias"):
+        mine, theirs = (r.model.state_dict()[f"embedder.logits.{part}"] for r in (parent, tuned))
+        for name in ("clear", "cloudy", "moon", "arc"):
+            assert torch.allclose(mine[known.index(name)], theirs[site.index(name)], atol=1e-6), (part, name)
     # A different architecture is refused, naming the setting.
     wrong = cfg.model_copy(
         update={
