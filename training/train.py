@@ -224,22 +224,21 @@ def fit(
     opt, sched = make_optimizer(params, cfg, total_steps)
     rng = np.random.default_rng(cfg.seed)  # the same on every rank: _batches strides it
     tracker = EpochTracker(cfg.train.patience, rank)
-    net, was_frozen = None, None
+    frozen_epochs = cfg.train.freeze_backbone_epochs if backbone is not None else 0
     for epoch in range(1, cfg.train.epochs + 1):
         t0 = time.perf_counter()
-        frozen = backbone if backbone is not None and epoch <= cfg.train.freeze_backbone_epochs else None
-        if net is None or (frozen is not None) != was_frozen:
+        if epoch in (1, frozen_epochs + 1):  # the only epochs where the backbone freezes or thaws
             if backbone is not None:
-                backbone.requires_grad_(frozen is None)  # no gradient: the optimiser skips these weights
-            if frozen is not None and rank == 0:
-                log.info("backbone frozen for the first %d epochs", cfg.train.freeze_backbone_epochs)
+                backbone.requires_grad_(epoch > frozen_epochs)  # no gradient: the optimiser skips these weights
+            if epoch <= frozen_epochs and rank == 0:
+                log.info("backbone frozen for the first %d epochs", frozen_epochs)
             # DistributedDataParallel registers the weights needing gradients when wrapped: wrap again on thawing.
             net = model
             if world > 1:
                 net = nn.parallel.DistributedDataParallel(
                     model, device_ids=[device.index] if device.type == "cuda" else None
                 )
-            was_frozen = frozen is not None
+        frozen = backbone if epoch <= frozen_epochs else None
         batches = list(_batches(n_train, cfg.train.batch_size, rng, rank, world))
         desc = f"epoch {epoch}/{cfg.train.epochs}"
         losses = train_one_epoch(
