@@ -1,42 +1,19 @@
-"""One distribution, ``skyedge``: the core package plus the four stage folders.
+"""One distribution, ``skyedge``: the core package and its four stage subpackages.
 
-The stage folders live at the repository root (docs/architecture.md "Layout") and are
-installed inside the ``skyedge`` namespace through ``package_dir`` so nothing
-generic such as ``export`` or ``training`` lands in site-packages.
+The stages live inside the package (``skyedge/training``, ``skyedge/export``,
+``skyedge/calibration``, ``skyedge/edge``), so the import names are the file
+paths and static tools (editors, type checkers, import graphs) resolve them
+without a remap (docs/architecture.md "Layout").
 """
 
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "skyedge" / "__init__.py").read_text()).group(1)
 
-STAGES = ("training", "export", "calibration", "edge")
-
-
-def stage_packages():
-    """Every package under each stage folder, named inside the skyedge namespace."""
-    packages, package_dir = [], {"skyedge": "skyedge"}
-    for stage in STAGES:
-        root = HERE / stage
-        for init in sorted(root.rglob("__init__.py")):
-            rel = init.parent.relative_to(HERE)
-            name = "skyedge." + ".".join(rel.parts)
-            packages.append(name)
-            package_dir[name] = str(rel)
-    return packages, package_dir
-
-
-def core_packages():
-    """Every package and data folder under skyedge/ (schemas/ holds only JSON, still a package to setuptools)."""
-    root = HERE / "skyedge"
-    dirs = [root] + [d for d in root.rglob("*") if d.is_dir() and d.name != "__pycache__"]
-    return sorted(".".join(d.relative_to(HERE).parts) for d in dirs)
-
-
-stage_pkgs, stage_dirs = stage_packages()
 
 # Kept small: the core must install on a Jetson (Python 3.10, aarch64 wheels).
 CORE = [
@@ -96,11 +73,9 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=core_packages() + stage_pkgs,
-    package_dir={**stage_dirs, "skyedge": "skyedge"},
+    packages=find_packages(include=["skyedge", "skyedge.*"]),
     package_data={
-        "skyedge.schemas": ["*.json"],
-        "skyedge.schemas.mqtt": ["*.json"],
+        "skyedge": ["schemas/*.json", "schemas/mqtt/*.json"],
         "skyedge.export": ["data/*.json"],
     },
     include_package_data=True,

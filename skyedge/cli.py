@@ -24,7 +24,7 @@ COMMAND_MODULES = (
     "skyedge.calibration.cli",
     "skyedge.edge.cli",
     "skyedge.info",
-    "skyedge.demo_cli",
+    "skyedge.demo.cli",
 )
 
 

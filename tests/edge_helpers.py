@@ -103,7 +103,7 @@ class RunningDaemon:
         import threading
 
         from skyedge.edge.config import load_edge_config
-        from skyedge.edge.runtime import Runtime
+        from skyedge.edge.runtime.lifecycle import Runtime
 
         self.stop = threading.Event()
         self.runtime = Runtime(load_edge_config(config, check_paths=True), stop_event=self.stop, backend=backend)

@@ -10,9 +10,9 @@ import sys
 import time
 
 from skyedge.edge.config import MqttSection
-from skyedge.edge.messages import MessageFactory
-from skyedge.edge.mqtt_bench import sample_classification
 from skyedge.edge.reporters.mqtt import MqttReporter
+from skyedge.edge.runtime.messages import MessageFactory
+from skyedge.edge.tools.mqtt_bench import sample_classification
 
 
 def main() -> None:

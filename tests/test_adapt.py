@@ -90,7 +90,7 @@ def test_adapt_imports_no_torch(frame_package, tmp_path):
     data = _labelled(tmp_path / "labelled", {c: c for c in card.classes[:2]}, 3, seed=7)
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
-        "from skyedge.edge.adapt import adapt_package\n"
+        "from skyedge.edge.labelling.adapt import adapt_package\n"
         f"r = adapt_package({str(frame_package)!r}, {str(data)!r}, {str(tmp_path / 'out')!r})\n"
         "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
         "print('frames', r['frames'])\n"

@@ -17,9 +17,9 @@ from edge_helpers import offline_frame_probabilities, package_with_unknown_thres
 
 from skyedge.brokers import free_port
 from skyedge.edge.config import load_edge_config
+from skyedge.edge.observatory.safety import SafetyPolicy
 from skyedge.edge.reporters.jsonl import read_jsonl
-from skyedge.edge.runtime import Runtime
-from skyedge.edge.safety import SafetyPolicy
+from skyedge.edge.runtime.lifecycle import Runtime
 from skyedge.model_card import read_card
 
 pytestmark = pytest.mark.slow  # needs the session's tiny trained frame package

@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from skyedge.brokers import free_port
-from skyedge.edge.alpaca import AlpacaServer
 from skyedge.edge.config import AlpacaSection
-from skyedge.edge.safety import SafetyPolicy
+from skyedge.edge.observatory.alpaca import AlpacaServer
+from skyedge.edge.observatory.safety import SafetyPolicy
 
 
 @pytest.fixture(scope="module")

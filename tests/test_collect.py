@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from skyedge.edge.collect import CollectPolicy, FrameCollector, Pick
 from skyedge.edge.config import CollectSection
+from skyedge.edge.labelling.collect import CollectPolicy, FrameCollector, Pick
 
 
 def _msg(label="clear", confidence=0.9, n=0):

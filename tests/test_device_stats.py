@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skyedge.edge.device_stats import gpu_load, temperatures
+from skyedge.edge.runtime.device_stats import gpu_load, temperatures
 
 
 def test_jetson_thermal_zones_and_gpu_load(tmp_path):

@@ -276,7 +276,7 @@ def test_8_a_field_retires_transients_that_are_gone():
     from types import SimpleNamespace
 
     from skyedge.edge.config import FitsSequenceSourceSection
-    from skyedge.edge.field import FieldTracker
+    from skyedge.edge.field.tracker import FieldTracker
 
     spec = FitsSequenceSourceSection(kind="fits-sequence", path="/tmp", forget_after_epochs=3, ring_epochs=4)
     rng = np.random.default_rng(0)

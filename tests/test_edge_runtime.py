@@ -14,7 +14,7 @@ from edge_helpers import offline_frame_probabilities, topic_root, write_config
 from skyedge.cli import main
 from skyedge.edge.config import load_edge_config
 from skyedge.edge.reporters.jsonl import read_jsonl
-from skyedge.edge.runtime import Runtime
+from skyedge.edge.runtime.lifecycle import Runtime
 from skyedge.payloads import validate_payload
 
 pytestmark = pytest.mark.slow  # needs the session's tiny trained packages

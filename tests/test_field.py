@@ -38,7 +38,7 @@ def test_cut_stamps_is_the_per_object_cut_for_every_object():
 
 
 def test_alignment_finds_a_drift_of_a_few_pixels_and_ignores_a_hot_column():
-    from skyedge.edge.difference import measure_shift, stars
+    from skyedge.edge.field.difference import measure_shift, stars
 
     rng = np.random.default_rng(2)
     yy, xx = np.mgrid[:300, :300]

@@ -56,8 +56,8 @@ def test_labelling_in_the_browser_writes_a_folder_that_adapts(browser, frame_pac
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    from skyedge.edge.adapt import adapt_package
-    from skyedge.edge.label import serve
+    from skyedge.edge.labelling.adapt import adapt_package
+    from skyedge.edge.labelling.label import serve
 
     classes = read_card(frame_package).classes
     root = _collected(tmp_path / "collected", camera_frames[:12], classes)
@@ -122,7 +122,7 @@ def test_labelling_in_the_browser_writes_a_folder_that_adapts(browser, frame_pac
 
 
 def test_the_store_refuses_bad_names_and_unknown_frames(camera_frames, tmp_path):
-    from skyedge.edge.label import LabelError, LabelStore
+    from skyedge.edge.labelling.label import LabelError, LabelStore
 
     root = _collected(tmp_path / "c", camera_frames[:2], ["clear", "cloudy"])
     store = LabelStore(root, tmp_path / "out")

@@ -20,10 +20,10 @@ from mqtt_helpers import Collector
 
 from skyedge.brokers import AmqttBroker, MosquittoBroker
 from skyedge.edge.config import MqttSection
-from skyedge.edge.messages import MessageFactory
-from skyedge.edge.mqtt_bench import sample_classification
-from skyedge.edge.outbox import Outbox
 from skyedge.edge.reporters.mqtt import MqttReporter
+from skyedge.edge.reporters.outbox import Outbox
+from skyedge.edge.runtime.messages import MessageFactory
+from skyedge.edge.tools.mqtt_bench import sample_classification
 from skyedge.payloads import validate_payload
 
 HERE = Path(__file__).parent
@@ -324,7 +324,7 @@ def test_wrong_password_is_refused_with_a_clear_error(tmp_path):
 def test_watch_shows_devices_and_prints_json_lines(mqtt_broker, tmp_path):
     import io
 
-    from skyedge.edge.watch import watch
+    from skyedge.edge.tools.watch import watch
 
     reporter = _reporter(mqtt_broker, tmp_path)
     factory = _factory()
@@ -358,7 +358,7 @@ def test_watch_shows_devices_and_prints_json_lines(mqtt_broker, tmp_path):
 
 @pytest.mark.mqtt5
 def test_mqtt_figures_count_every_message_at_the_subscriber(mqtt_broker):
-    from skyedge.edge.mqtt_bench import mqtt_figures
+    from skyedge.edge.tools.mqtt_bench import mqtt_figures
 
     figures = mqtt_figures(mqtt_broker.host, mqtt_broker.port, n=300, protocol="5")
     assert figures["received"] == 300 and figures["replayed_received"] == 300

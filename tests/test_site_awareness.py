@@ -19,7 +19,7 @@ from edge_helpers import messages, offline_frame_probabilities, package_with_unk
 from test_ephemeris import reference
 
 from skyedge.cli import main
-from skyedge.edge.capture_time import CaptureClock, parse_timezone
+from skyedge.edge.allsky.capture_time import CaptureClock, parse_timezone
 from skyedge.edge.config import CaptureTimeSection
 from skyedge.model_card import read_card
 
@@ -178,9 +178,9 @@ def test_moon_with_the_moon_below_the_horizon_is_flagged(frame_package, camera_f
 
 def test_clear_with_a_bright_moon_and_no_glare_is_flagged():
     """The moon's place in the image comes from the orientation; no glare there under a bright high moon is suspicious."""
+    from skyedge.edge.allsky.ephemeris import Ephemeris
+    from skyedge.edge.allsky.site import SiteView, sky_to_pixel
     from skyedge.edge.config import PipelineSection
-    from skyedge.edge.ephemeris import Ephemeris
-    from skyedge.edge.site import SiteView, sky_to_pixel
     from skyedge.edge.sources import RawFrame
 
     when = _dark_time_with_moon(below=False)

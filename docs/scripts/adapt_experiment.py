@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from skyedge.edge.adapt import adapt_package
+from skyedge.edge.labelling.adapt import adapt_package
 from skyedge.model_card import read_card
 from skyedge.preprocess import prepare_frame
 from skyedge.training.simulate.allsky import render_allsky

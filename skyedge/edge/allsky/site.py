@@ -1,0 +1,157 @@
+"""What the sky should look like for one frame of one camera: capture time, sun and moon, day gating, cross-checks.
+
+For each frame, :meth:`SiteView.observe` finds the capture time (:mod:`skyedge.edge.allsky.capture_time`), the sun
+and moon then (:mod:`skyedge.edge.allsky.ephemeris`), whether it is day (sun above ``day_sun_alt_deg``: the frame
+is not given to the night-sky model), and, with a camera orientation, where the moon is in the image and
+whether its glare is there. After the model answers, :meth:`SiteView.check` holds the answer against
+physics (docs/observatory-control.md "Cross-checks"):
+
+* ``moon_below_horizon``: the model says ``moon`` while the moon is more than 2 degrees below the horizon
+  (2 degrees of slack: refraction and the glow of a just-set moon);
+* ``bright_moon_unseen``: the model says ``clear`` while a moon at least ``bright_moon_min_illumination``
+  full is higher than ``bright_moon_min_alt_deg`` and the frame shows no glare where it should be (needs
+  ``orientation``).
+
+Each check is ``off``, ``flag`` (named in the message's ``checks``) or ``unrecognised`` (flagged, and the
+class becomes ``unrecognised``, so it counts as unsafe).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from skyedge.edge.allsky.capture_time import CaptureClock
+from skyedge.edge.allsky.ephemeris import Ephemeris, SkyEphemeris
+from skyedge.exposure import exposure_seconds, is_daylight_exposure
+
+DAY = "day"
+MOON_SET_SLACK_DEG = 2.0
+GLARE_MIN_RATIO = 1.3  # median brightness near the moon over the sky's median: below this, no visible glare
+GLARE_RADIUS = 0.12  # of the horizon radius
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the site says about one frame before the model sees it."""
+
+    captured: float | None
+    captured_from: str | None
+    ephemeris: SkyEphemeris | None
+    day: bool
+    moon_xy: tuple[float, float] | None
+    moon_glare: float | None
+    exposure_s: float | None = None  # as the file records it
+    day_from: str | None = None  # why the frame is 'day': 'ephemeris' (the sun is up) or 'exposure' (a daylight one)
+
+    def message_fields(self) -> dict:
+        """Fields of the classification message."""
+        out: dict = {}
+        if self.captured_from:
+            out["captured_from"] = self.captured_from
+        if self.exposure_s is not None:
+            out["exposure_s"] = self.exposure_s
+        if self.day_from is not None:
+            out["day_from"] = self.day_from
+        if self.ephemeris is not None:
+            out["ephemeris"] = self.ephemeris.message()
+            if self.moon_xy is not None:
+                out["ephemeris"]["moon_xy"] = [round(self.moon_xy[0], 1), round(self.moon_xy[1], 1)]
+        return out
+
+
+def sky_to_pixel(alt_deg: float, az_deg: float, shape: tuple[int, int], orientation) -> tuple[float, float]:
+    """(x, y) pixel of a sky direction for an all-sky lens with the given orientation."""
+    h, w = shape
+    radius = orientation.horizon_radius * min(h, w)
+    z = math.radians(90.0 - alt_deg)
+    if orientation.projection == "equidistant":
+        r = radius * z / (math.pi / 2)
+    elif orientation.projection == "equisolid":
+        r = radius * math.sin(z / 2) / math.sin(math.pi / 4)
+    else:  # stereographic
+        r = radius * math.tan(z / 2) / math.tan(math.pi / 4)
+    # Image angle, counter-clockwise from 'up': north at north_angle_deg, east to its left (camera looking up).
+    sign = 1.0 if orientation.east == "left" else -1.0
+    angle = math.radians(orientation.north_angle_deg + sign * az_deg)
+    cx, cy = orientation.centre[0] * (w - 1), orientation.centre[1] * (h - 1)
+    return cx - r * math.sin(angle), cy - r * math.cos(angle)
+
+
+def glare_ratio(image: np.ndarray, xy: tuple[float, float], shape: tuple[int, int], orientation) -> float | None:
+    """Median brightness within a small disc around ``xy`` over the median of the whole sky circle."""
+    h, w = shape
+    radius = orientation.horizon_radius * min(h, w)
+    cx, cy = orientation.centre[0] * (w - 1), orientation.centre[1] * (h - 1)
+    gray = image.astype(np.float32) if image.ndim == 2 else image.astype(np.float32).mean(axis=2)
+    yy, xx = np.ogrid[0:h, 0:w]
+    sky = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
+    near = (xx - xy[0]) ** 2 + (yy - xy[1]) ** 2 <= (GLARE_RADIUS * radius) ** 2
+    near &= sky
+    sky_values = gray[sky & np.isfinite(gray)]
+    near_values = gray[near & np.isfinite(gray)]
+    if sky_values.size == 0 or near_values.size == 0:
+        return None
+    base = float(np.median(sky_values))
+    return float(np.median(near_values)) / max(base, 1e-6)
+
+
+class SiteView:
+    """One pipeline's site awareness (thread use: ``observe`` on the source thread, ``check`` on inference)."""
+
+    def __init__(self, section, ephemeris: Ephemeris | None):
+        self.ephemeris = ephemeris
+        self.clock = CaptureClock(section.capture_time, section.camera)
+        self.day_sun_alt_deg = section.day_sun_alt_deg
+        self.day_max_exposure_s = section.day_max_exposure_s
+        self.checks = section.checks
+        self.orientation = section.orientation
+
+    def observe(self, raw) -> Observation:
+        """Capture time, ephemeris, exposure, day or not, and the moon's place and glare in this frame (a RawFrame).
+
+        Day is decided by the sun (with a site location) or, on any camera, by a daylight exposure."""
+        image, file_time = raw.image, raw.captured
+        when = self.clock.of(raw.source, raw.header, raw.captured, raw.clock)
+        exposure = exposure_seconds(raw.source, raw.header) if self.day_max_exposure_s is not None else None
+        by_exposure = "exposure" if is_daylight_exposure(exposure, self.day_max_exposure_s) else None
+        if when is None or self.ephemeris is None:
+            captured, source = (when.posix, when.source) if when else (file_time, None)
+            return Observation(captured, source, None, by_exposure is not None, None, None, exposure, by_exposure)
+        eph = self.ephemeris.at(when.posix)
+        day_from = "ephemeris" if eph.sun_alt_deg > self.day_sun_alt_deg else by_exposure
+        moon_xy = glare = None
+        if self.orientation is not None and eph.moon_alt_deg > 0 and day_from is None:
+            moon_xy = sky_to_pixel(eph.moon_alt_deg, eph.moon_az_deg, image.shape[:2], self.orientation)
+            if self._glare_matters(eph):
+                glare = glare_ratio(image, moon_xy, image.shape[:2], self.orientation)
+        return Observation(when.posix, when.source, eph, day_from is not None, moon_xy, glare, exposure, day_from)
+
+    def _glare_matters(self, eph: SkyEphemeris) -> bool:
+        c = self.checks
+        return (
+            c.bright_moon_unseen != "off"
+            and eph.moon_alt_deg >= c.bright_moon_min_alt_deg
+            and eph.moon_illumination >= c.bright_moon_min_illumination
+        )
+
+    def check(self, label: str, seen: Observation | None) -> tuple[list[str], bool]:
+        """(failed cross-checks, whether they make the answer 'unrecognised')."""
+        if seen is None or seen.ephemeris is None:
+            return [], False
+        failed, unknown = [], False
+        eph, c = seen.ephemeris, self.checks
+        if c.moon_below_horizon != "off" and label == "moon" and eph.moon_alt_deg < -MOON_SET_SLACK_DEG:
+            failed.append("moon_below_horizon")
+            unknown |= c.moon_below_horizon == "unrecognised"
+        if (
+            label == "clear"
+            and seen.moon_glare is not None
+            and self._glare_matters(eph)
+            and seen.moon_glare < GLARE_MIN_RATIO
+        ):
+            failed.append("bright_moon_unseen")
+            unknown |= c.bright_moon_unseen == "unrecognised"
+        return failed, unknown

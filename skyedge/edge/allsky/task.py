@@ -1,0 +1,195 @@
+"""The two things a model can be asked, each as one class: a whole frame (:class:`FrameTask`) or object histories
+(:class:`SequenceTask`). Chosen once per pipeline from the card's task (:data:`TASKS`).
+
+A task turns a source's frame into model inputs (:meth:`items`), stacks items
+for one backend call (:meth:`batch`), and reads the model's answer for each
+item out of the batch's outputs (:meth:`decode`): the top class, its
+probability, and the open-set verdict from the card's distance threshold. No
+other stage asks which kind of model it serves.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from skyedge.edge.allsky.ephemeris import Ephemeris
+from skyedge.edge.allsky.site import DAY, SiteView
+from skyedge.edge.config import StartupError
+from skyedge.edge.field.task import SequenceTask
+from skyedge.edge.observatory.verdicts import FrameVerdicts
+from skyedge.edge.runtime.records import Batch, Decision, Item
+from skyedge.edge.sources import RawFrame
+from skyedge.imageio import read_frame
+from skyedge.masks import FrameMask, MaskError, combined
+from skyedge.model_card import ModelCard
+from skyedge.preprocess import prepare_frame
+from skyedge.sanity import frame_problem
+
+# The open-set verdict: the input is unlike anything the model was trained on. Not "unknown", which Home
+# Assistant (and most dashboards) use for "no data yet": an automation must be able to tell the two apart.
+UNRECOGNISED = "unrecognised"
+
+
+class Decoder:
+    """Per-item answers from output rows: top class, its probability, and 'unrecognised' beyond the distance threshold.
+
+    ``confidence`` is the confidence in the verdict, not the top class's probability (``top_probability``):
+    for a class, its probability; for 'unrecognised' from the open-set check, how far beyond the threshold
+    the input lies, 1 - threshold / distance (0 at the threshold, towards 1 far away); for a verdict a
+    cross-check forced, 1 (physics, not the model, decided).
+    """
+
+    def __init__(self, card: ModelCard):
+        self.classes = list(card.classes)
+        self.probabilities = card.output("probabilities").name
+        distance = next((t for t in card.outputs if t.role == "min_distance"), None)
+        self.distance = distance.name if distance is not None else None
+        self.threshold = card.metric_head.unknown_threshold
+
+    def __call__(
+        self, items: list[Item], probabilities: np.ndarray, outputs: dict, inference_ms: float, check=None
+    ) -> list[Decision]:
+        """``probabilities`` (N, C) already at each item's answer epoch; ``check(label, item)`` returns the failed
+        cross-checks and whether they make the answer unrecognised."""
+        top = probabilities.argmax(axis=1)
+        distances = outputs[self.distance] if self.distance is not None else None
+        out = []
+        for i, item in enumerate(items):
+            p = probabilities[i]
+            distance = float(distances[i]) if distances is not None else None
+            unknown = bool(distance is not None and self.threshold is not None and distance > self.threshold)
+            top_class = self.classes[top[i]]
+            label = UNRECOGNISED if unknown else top_class
+            confidence = 1.0 - self.threshold / distance if unknown else float(p[top[i]])
+            checks: list[str] = []
+            if check is not None:
+                checks, forced = check(label, item)
+                if forced:
+                    label, confidence = UNRECOGNISED, 1.0
+            out.append(
+                Decision(
+                    item,
+                    label,
+                    top_class,
+                    float(confidence),
+                    {c: float(v) for c, v in zip(self.classes, p, strict=True)},
+                    unknown,
+                    distance,
+                    inference_ms,
+                    tuple(checks),
+                    float(p[top[i]]),
+                )
+            )
+        return out
+
+
+def _calibration_frame(path, key: str) -> np.ndarray | None:
+    if path is None:
+        return None
+    try:
+        return read_frame(path)[0]
+    except Exception as exc:  # noqa: BLE001 - reported as a config error naming the key
+        raise StartupError(f"preprocess.{key}: cannot read {path}: {exc}") from None
+
+
+class FrameTask:
+    """One all-sky camera: each frame is placed in time and against the sun and moon (site awareness), checked for
+    being a night sky at all, prepared as the card says (Bayer, dark, flat, mask, size, stretch) and classified;
+    a daytime frame is answered 'day' and a frame that is no night sky 'unrecognised', both without the model,
+    and the model's answers are cross-checked against the ephemeris."""
+
+    name = "frame"
+    sources = ("directory", "camera")
+    history_epochs = 0  # frames are classified alone: nothing to replay after a restart
+
+    def __init__(
+        self,
+        card: ModelCard,
+        section,
+        ephemeris: Ephemeris | None = None,
+        model_mask: FrameMask | None = None,
+        batch_size: int = 8,
+    ):
+        self.card = card
+        self.model_mask = model_mask  # what the model was trained without; the pipeline's mask adds the site's
+        self.input_name = card.input("image").name
+        self.bayer = section.preprocess.bayer
+        self.dark = _calibration_frame(section.preprocess.dark, "dark")
+        self.flat = _calibration_frame(section.preprocess.flat, "flat")
+        self.decoder = Decoder(card)
+        self.site = SiteView(section, ephemeris)
+        mask = section.preprocess.mask
+        key = f"pipelines[{section.camera}].preprocess.mask"
+        try:
+            self.mask = FrameMask(mask.image, mask.rectangles, key=key)
+            shape = getattr(section.source, "frame_shape", None)
+            if shape:
+                for m in (self.mask, model_mask):  # a mask that cannot fit the configured frames fails at start
+                    if m is not None:
+                        m.array(tuple(shape[:2]))
+        except MaskError as exc:
+            raise StartupError(str(exc)) from None
+
+    @staticmethod
+    def verdicts(card: ModelCard, section) -> FrameVerdicts:
+        """Sky state and safety, checked against the model's classes."""
+        unknown = sorted(set(section.safety.safe_classes) - set(card.classes) - {DAY})
+        if unknown:
+            raise StartupError(
+                f"pipelines[{section.camera}].safety.safe_classes: {unknown} not among the model's classes "
+                f"{card.classes} (or '{DAY}')"
+            )
+        return FrameVerdicts(section)
+
+    def items(self, pipeline, raw: RawFrame) -> list[Item]:
+        """The frame as one model input, or as an answer that needs no model: by day, or when the frame is not a
+        night sky at all (capped lens, saturated, constant, noise: :mod:`skyedge.sanity`)."""
+        t0 = time.perf_counter()
+        seen = self.site.observe(raw)
+        inputs, problem = {}, None
+        extra = seen.message_fields()
+        if not seen.day:
+            shape = raw.image.shape[:2]
+            mask = combined(self.mask.array(shape), self.model_mask.array(shape) if self.model_mask else None)
+            problem = frame_problem(raw.image, mask)
+            if problem is None:
+                x = prepare_frame(
+                    raw.image, self.card.preprocess, bayer=self.bayer, dark=self.dark, flat=self.flat, mask=mask
+                )
+                inputs = {self.input_name: x}
+            else:
+                extra["invalid"] = problem.message()
+        ms = 1e3 * (time.perf_counter() - t0)
+        return [Item(pipeline, raw.frame_id, raw.source, inputs, t0, ms, seen.captured, extra, raw.ack, seen, problem)]
+
+    def batch(self, items: list[Item]) -> Batch:
+        """The model's frames stacked on the batch axis (daytime frames stay out)."""
+        rows = [i for i, it in enumerate(items) if not it.gated]
+        inputs = {self.input_name: np.stack([items[i].inputs[self.input_name] for i in rows])} if rows else {}
+        return Batch(items, inputs, rows=rows)
+
+    def decode(self, batch: Batch, outputs: dict[str, np.ndarray], inference_ms: float) -> list[Decision]:
+        """One decision per frame, in the batch's order: the gate's answer for gated frames ('day', or
+        'unrecognised' for a frame that is no night sky), the checked model answer for the rest."""
+        answered = {}
+        if batch.rows:
+            model_items = [batch.items[i] for i in batch.rows]
+            decided = self.decoder(model_items, outputs[self.decoder.probabilities], outputs, inference_ms, self._check)
+            answered = dict(zip(batch.rows, decided, strict=True))
+        return [answered.get(i) or _gated(it) for i, it in enumerate(batch.items)]
+
+    def _check(self, label: str, item: Item) -> tuple[list[str], bool]:
+        return self.site.check(label, item.site)
+
+
+def _gated(item: Item) -> Decision:
+    """The answer for a frame the model never saw: taken while the sun is up ('day'), or not a night sky at all
+    ('unrecognised', flagged unknown: the message's ``invalid`` says why). No night-sky class applies."""
+    if item.invalid is not None:
+        return Decision(item, UNRECOGNISED, UNRECOGNISED, 1.0, {UNRECOGNISED: 1.0}, True, None, 0.0, (), 1.0)
+    return Decision(item, DAY, DAY, 1.0, {DAY: 1.0}, False, None, 0.0, (), 1.0)
+
+
+TASKS = {"frame": FrameTask, "sequence": SequenceTask}

@@ -1,0 +1,375 @@
+"""`skyedge run`."""
+
+from __future__ import annotations
+
+
+def _run(args) -> int:
+    import threading
+
+    from rich.console import Console
+
+    from skyedge.edge.config import load_edge_config
+    from skyedge.edge.runtime.lifecycle import Runtime, install_signal_handlers
+
+    cfg = load_edge_config(args.config, check_paths=True)
+    stop = threading.Event()
+    runtime = Runtime(cfg, once=args.once, stop_event=stop)
+    install_signal_handlers(stop)
+    stats = runtime.run()
+    snap = stats.snapshot()
+    c = snap["counts"]
+    Console(stderr=True).print(
+        f"skyedge run: {c['processed']} classified, {c['corrupt']} rejected, {c['dropped']} dropped, "
+        f"{c['failed']} failed; p50 latency {snap['latency_ms']['p50']:.1f} ms ({runtime.backend_kind}, "
+        f"{runtime.package.precision})"
+    )
+    return 1 if c["failed"] else 0
+
+
+def register(subparsers) -> None:
+    """Add `run` to the CLI."""
+    p = subparsers.add_parser(
+        "run",
+        help="run the edge runtime from a deployment YAML (until SIGINT/SIGTERM, or --once)",
+        description=(
+            "Read frames from the configured sources, classify them with the model package, and report\n"
+            "classifications, the debounced sky state, events and metrics over MQTT and/or a JSON-lines log.\n"
+            "SIGINT/SIGTERM stop cleanly (drain, flush, status offline)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  skyedge run --config configs/edge/allsky.yaml\n"
+            "  skyedge run --config configs/edge/telescope.yaml --once   # process what is there, then exit"
+        ),
+    )
+    p.add_argument("--config", required=True, help="deployment YAML (see configs/edge/)")
+    p.add_argument("--once", action="store_true", help="process the files present and exit")
+    p.set_defaults(func=_run)
+    register_bench(subparsers)
+    register_adapt(subparsers)
+    register_label(subparsers)
+    register_operator(subparsers)
+
+
+def _bench(args) -> int:
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from skyedge.edge.tools.bench import plot_bench, run_bench
+
+    if args.mqtt:
+        from skyedge.edge.tools.mqtt_bench import mqtt_figures
+
+        host, port = _split_broker(args.mqtt)
+        figures = mqtt_figures(host, port, args.mqtt_messages, args.mqtt_protocol)
+        print(json.dumps(figures, indent=2))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "mqtt.json").write_text(json.dumps(figures, indent=2) + "\n")
+        return 0 if figures["received"] == figures["messages"] == figures["replayed_received"] else 1
+    if not args.model:
+        raise SystemExit("skyedge bench: --model is required (or --mqtt HOST:PORT for the MQTT figures)")
+    if args.field:
+        return _field_bench(args)
+    frames = None
+    if args.pipeline:
+        folder = Path(args.pipeline)
+        frames = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in (".fits", ".fit", ".png", ".jpg", ".tif", ".tiff")
+        )
+        if not frames:
+            raise SystemExit(f"skyedge bench: --pipeline {folder}: no image files there")
+    result = run_bench(
+        args.model,
+        args.backend,
+        args.precision.split(","),
+        [int(b) for b in args.batch.split(",")],
+        threads=args.threads,
+        trials=args.trials,
+        seconds=args.seconds,
+        frames=frames,
+        copies=args.copies,
+        compare_torch=args.compare_torch,
+    )
+    table = Table(title=f"{result['model']} — {result['device']['cpu']}, {result['device']['cores']} cores")
+    cols = ["backend", "prec", "batch", "items/s", "min–max", "p50 ms", "p99 ms", "acc", "e2e/s", "e2e ratio"]
+    if args.compare_torch:
+        cols += ["torch/s", "vs torch"]
+    for col in cols:
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in result["rows"]:
+        acc = r["accuracy"]
+        pipe = r.get("pipeline")
+        table.add_row(
+            r["backend"][:4],
+            r["precision"],
+            str(r["batch"]),
+            f"{r['items_per_s']:.1f}",
+            f"{r['items_per_s_min']:.0f}–{r['items_per_s_max']:.0f}",
+            f"{r['latency_ms']['p50']:.2f}",
+            f"{r['latency_ms']['p99']:.2f}",
+            f"{acc['accuracy']:.3f}" if acc else "–",
+            f"{pipe['items_per_s']:.1f}" if pipe else "–",
+            f"{pipe['efficiency']:.2f}" if pipe else "–",
+            *(
+                [f"{r['torch_eager']['items_per_s']:.1f}", f"{r['torch_eager']['speedup']:.2f}x"]
+                if args.compare_torch and r.get("torch_eager", {}).get("items_per_s")
+                else (["–", "–"] if args.compare_torch else [])
+            ),
+        )
+    Console(width=max(Console().width, 140)).print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_bench(result, out / "bench.png")
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0
+
+
+def _field_bench(args) -> int:
+    import json
+    from pathlib import Path
+
+    from skyedge.edge.tools.field_bench import graph_costs, pipeline_costs, plot_field_bench
+
+    precision = args.precision.split(",")[0]
+    batch = int(args.batch.split(",")[-1])
+    result = {
+        "model": Path(args.model).name,
+        "precision": precision,
+        "batch": batch,
+        "graph": graph_costs(
+            args.model,
+            precision,
+            args.backend,
+            [int(n) for n in args.objects.split(",")],
+            [int(h) for h in args.histories.split(",")],
+            batch,
+            args.trials,
+            args.threads,
+        ),
+    }
+    for r in result["graph"]:
+        print(f"{r['graph']:>4} graph  {r['objects']:>6} objects  history {r['history']:>3}: "
+              f"{r['ms_per_epoch']:9.1f} ms/epoch  {r['object_epochs_per_s']:9.0f} object-epochs/s")
+    if args.field is not True:
+        catalog = Path(args.field_catalog) if args.field_catalog else None
+        result["pipeline"] = pipe = pipeline_costs(args.model, precision, Path(args.field), batch, args.threads, catalog)
+        print(f"pipeline: {pipe['epochs']} epochs, {pipe['object_epochs']} object-epochs in {pipe['wall_s']:.1f} s "
+              f"({pipe['object_epochs_per_s_wall']:.0f}/s wall, {pipe['object_epochs_per_s_steady'] or 0:.0f}/s steady); "
+              f"ms per epoch: first 6 {pipe['ms_per_epoch_first_6'] or 0:.0f}, all {pipe['ms_per_epoch_all'] or 0:.0f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "field_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_field_bench(result, out / "field_bench.png")
+    print(f"wrote {out / 'field_bench.json'} and {out / 'field_bench.png'}")
+    return 0
+
+
+def register_bench(subparsers) -> None:
+    """Add `bench` to the CLI."""
+    p = subparsers.add_parser(
+        "bench",
+        help="throughput and latency per backend, precision and batch (and end-to-end pipeline efficiency)",
+        description=(
+            "Time the backend on the model package for every precision x batch (warm-up excluded, median of\n"
+            "--trials), beside each precision's held-out accuracy from report.json. --pipeline DIR also runs\n"
+            "the whole runtime on the frames in DIR and reports end-to-end / backend-only throughput."
+        ),
+        epilog=(
+            "examples:\n"
+            "  skyedge bench --model models/allsky-tiny --backend onnxruntime --precision fp32,int8 --batch 1,8,32 "
+            "--pipeline data/camera/frames\n"
+            "  skyedge bench --model models/transients-tiny --field data/field/frames --objects 100,1000,10000 "
+            "--histories 1,6,12,24 --precision fp32 --batch 1024"
+        ),
+    )
+    p.add_argument("--model", default=None, help="model package directory")
+    p.add_argument("--backend", default="auto", choices=["onnxruntime", "tensorrt", "auto"])
+    p.add_argument("--precision", default="fp32,int8", help="comma-separated: fp32,fp16,int8")
+    p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: library default)")
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per trial")
+    p.add_argument("--pipeline", default=None, metavar="DIR", help="frames for the end-to-end comparison")
+    p.add_argument("--copies", type=int, default=4, help="--pipeline: copies of DIR's frames to process")
+    p.add_argument(
+        "--compare-torch", default=None, metavar="RUN_DIR", help="also time the run in PyTorch eager (train extra)"
+    )
+    p.add_argument("--out", default="results/bench", help="where bench.json and bench.png go")
+    p.add_argument(
+        "--field",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="FRAMES",
+        help="instead: a sequence model's cost per field epoch, full graph vs step graph, by --objects and "
+        "--histories (first --precision, last --batch); with a folder of field frames, also the whole runtime on them",
+    )
+    p.add_argument("--objects", default="100,1000,10000", help="--field: objects per epoch")
+    p.add_argument("--histories", default="1,6,12,24", help="--field: history lengths (epochs)")
+    p.add_argument("--field-catalog", default=None, metavar="CSV", help="--field FRAMES: follow a catalogue too")
+    p.add_argument("--mqtt", default=None, metavar="HOST:PORT", help="instead: MQTT QoS 1 rate and outbox replay time")
+    p.add_argument("--mqtt-messages", type=int, default=10_000)
+    p.add_argument("--mqtt-protocol", default="5", choices=["5", "3.1.1"])
+    p.set_defaults(func=_bench)
+
+
+def _split_broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "1883")
+    return host, int(port)
+
+
+def _watch(args) -> int:
+    from skyedge.edge.tools.watch import watch
+
+    host, port = _split_broker(args.broker)
+    watch(host, port, args.site, args.json, args.protocol, args.seconds)
+    return 0
+
+
+def _broker(args) -> int:
+    import time
+
+    from skyedge.brokers import AmqttBroker
+
+    broker = AmqttBroker(args.host, args.port)
+    broker.start()
+    print(
+        f'embedded amqtt broker on {broker.host}:{broker.port} (MQTT 3.1.1 only; set reporters.mqtt.protocol: "3.1.1"). '
+        "For production run mosquitto with configs/mosquitto/mosquitto.conf. Ctrl-C stops it.",
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def _adapt(args) -> int:
+    from rich.console import Console
+
+    from skyedge.edge.labelling.adapt import AdaptError, adapt_package
+
+    try:
+        report = adapt_package(args.package, args.data, args.out, args.name, args.min_per_class)
+    except AdaptError as exc:
+        Console(stderr=True).print(f"[red]skyedge adapt: {exc}[/red]")
+        return 2
+    before, after = report["before"]["accuracy"], report["after_leave_one_out"]["accuracy"]
+    Console().print(
+        f"{report['frames']} labelled frames: accuracy {before:.3f} before, {after:.3f} after (leave-one-out); "
+        f"added classes: {', '.join(report['added_classes']) or 'none'}; {report['seconds']:.1f} s\n"
+        f"wrote {args.out} (report: {args.out}/adapt.md)"
+    )
+    return 0
+
+
+def register_adapt(subparsers) -> None:
+    """Add `adapt` to the CLI."""
+    p = subparsers.add_parser(
+        "adapt",
+        help="refit a frame model's head to your camera's labelled frames (no torch: runs on the Jetson)",
+        description=(
+            "Embed the labelled frames in DATA (DATA/<class>/<file>) with the package's own graph, refit the\n"
+            "Mahalanobis head (class means from your frames, classes without frames keep theirs, new class names\n"
+            "are added), re-estimate the open-set threshold, and write a new package with every precision file\n"
+            "updated, adapt.json/adapt.md (leave-one-out accuracy before and after) and a card naming the parent.\n"
+            "The parent package is never changed; build the TensorRT engine again for the new one."
+        ),
+        epilog=(
+            "example:\n"
+            "  skyedge adapt models/allsky-tiny --data labelled/ --out models/allsky-tiny-site\n"
+            "  skyedge engine models/allsky-tiny-site --precision int8   # on the Jetson"
+        ),
+    )
+    p.add_argument("package", help="model package directory (a frame model with a Mahalanobis head)")
+    p.add_argument("--data", required=True, help="labelled frames: a folder of class folders")
+    p.add_argument("--out", required=True, help="new package directory")
+    p.add_argument("--name", default=None, help="the new model's name (default: the parent's + '-adapted')")
+    p.add_argument("--min-per-class", type=int, default=3, help="fewest frames a labelled class may have (default 3)")
+    p.set_defaults(func=_adapt)
+
+
+def _label(args) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from skyedge.edge.labelling.label import LabelError, serve
+
+    root = Path(args.dir)
+    out = Path(args.out) if args.out else root / "labelled"
+    try:
+        server = serve(root, out, args.bind, args.port)
+    except (LabelError, OSError) as exc:
+        Console(stderr=True).print(f"[red]skyedge label: {exc}[/red]")
+        return 2
+    host, port = server.server_address[:2]
+    Console().print(
+        f"{len(server.store.items)} frames under {root}; labels go to {out}\n"
+        f"open http://{host}:{port}/ (Ctrl-C to stop)"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def register_label(subparsers) -> None:
+    """Add `label` to the CLI."""
+    p = subparsers.add_parser(
+        "label",
+        help="label collected frames in a local web page; writes an image-folder data set for adapt and training",
+        description=(
+            "Serve a page that shows every frame under DIR with the model's guess (from the JSON sidecars\n"
+            "collect: writes) and labels them from the keyboard: 1-9 classes, n new class, 0 clear, u undo,\n"
+            "a select all shown, click/shift-click select; filter by guess and confidence. Labels are copies in\n"
+            "OUT/<class>/ (default DIR/labelled); the frames under DIR are never changed."
+        ),
+        epilog=(
+            "example:\n"
+            "  skyedge label /var/lib/skyedge/collect --out labelled/site   # then open http://127.0.0.1:8765/\n"
+            "  skyedge adapt models/allsky-tiny --data labelled/site --out models/allsky-site"
+        ),
+    )
+    p.add_argument("dir", help="folder of frames (e.g. what collect: kept), searched recursively")
+    p.add_argument("--out", default=None, help="where the labelled copies go (default DIR/labelled)")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.set_defaults(func=_label)
+
+
+def register_operator(subparsers) -> None:
+    """Add `watch` and `broker` to the CLI."""
+    w = subparsers.add_parser(
+        "watch",
+        help="live table of every skyedge device on a broker (or --json lines)",
+        description="Subscribe to skyedge/<site|+>/# and show devices, online status, sky state, last classification, rates and outbox depth.",
+        epilog="examples:\n  skyedge watch --broker localhost:1883\n  skyedge watch --broker mqtt.observatory.lan --site la-palma --json",
+    )
+    w.add_argument("--broker", default="localhost:1883", help="HOST[:PORT] (default localhost:1883)")
+    w.add_argument("--site", default=None, help="only this site")
+    w.add_argument("--json", action="store_true", help="print each message as a JSON line")
+    w.add_argument("--protocol", default="5", choices=["5", "3.1.1"])
+    w.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    w.set_defaults(func=_watch)
+    b = subparsers.add_parser(
+        "broker",
+        help="an embedded MQTT 3.1.1 broker (amqtt) for demos and tests; use mosquitto in production",
+        description="Run the pure-Python amqtt broker until Ctrl-C. It speaks MQTT 3.1.1 only.",
+        epilog="example:\n  skyedge broker --port 1883",
+    )
+    b.add_argument("--host", default="127.0.0.1")
+    b.add_argument("--port", type=int, default=1883)
+    b.set_defaults(func=_broker)

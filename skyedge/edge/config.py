@@ -1,0 +1,406 @@
+"""The edge deployment file (``configs/edge/*.yaml``): one device, its model, its pipelines, its reporters.
+
+Validated in full when ``skyedge run`` starts (docs/architecture.md "Edge runtime"), so a
+typo in a camera name or a missing password variable stops the service at
+once instead of an hour into the night. Defaults are documented in
+``configs/edge/allsky.yaml``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from skyedge.config import PathField, Schema
+from skyedge.errors import SkyedgeError
+from skyedge.exposure import DAY_MAX_EXPOSURE_S
+
+
+class StartupError(SkyedgeError, ValueError):
+    """A deployment that validates but cannot start here (a model that cannot serve it, a path that cannot be
+    used): the message names the key and says what to do, like any other config error."""
+
+
+# One MQTT topic level: these names become topic segments skyedge/<site>/<device>/<camera>/...
+TopicSegment = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class ModelSection(Schema):
+    """Which model package to run and how."""
+
+    package: PathField = Field(description="model package directory (holds skyedge.json)")
+    precision: Precision = "fp32"
+    expect_classes: list[str] | None = Field(
+        default=None, description="when set, start fails unless the card lists exactly these classes"
+    )
+
+
+class BackendSection(Schema):
+    """The inference backend shared by every pipeline of this device."""
+
+    kind: Literal["onnxruntime", "tensorrt", "auto"] = "auto"
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    threads: Annotated[int, Field(ge=0)] = 0
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
+    max_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 50.0
+    engine_dir: PathField | None = Field(default=None, description="default: <package>/engines")
+    dla_core: Annotated[int, Field(ge=0)] | None = None
+
+
+class CameraSourceSection(Schema):
+    """OpenCV VideoCapture: a V4L2 index, an RTSP URL or a GStreamer pipeline string."""
+
+    kind: Literal["camera"]
+    uri: int | str
+    api: Literal["any", "v4l2", "ffmpeg", "gstreamer"] = "any"
+    interval_s: Annotated[float, Field(ge=0)] = 0.0
+    reconnect_initial_s: Annotated[float, Field(gt=0)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class FolderSourceSection(Schema):
+    """What both folder sources share: where to look, when a file is complete, where the state lives."""
+
+    path: PathField
+    settle_s: Annotated[float, Field(ge=0)] = Field(
+        default=1.0, description="a file must stay unchanged this long before it is read"
+    )
+    poll_s: Annotated[float, Field(gt=0)] = 0.5
+    state_file: PathField | None = Field(default=None, description="default: <path>/.skyedge-state.sqlite")
+    max_pixels: Annotated[int, Field(ge=64)] = Field(
+        default=64_000_000, description="larger images (from the file header) are refused before decoding"
+    )
+    retry_initial_s: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="a vanished or unreadable folder is retried after this, doubling"
+    )
+    retry_max_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class DirectorySourceSection(FolderSourceSection):
+    """A folder where camera software drops FITS/JPEG/PNG/TIFF files."""
+
+    kind: Literal["directory"]
+    patterns: list[str] = Field(
+        default_factory=lambda: ["*.fits", "*.fit", "*.fts", "*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff"]
+    )
+    recursive: bool = False
+    frame_shape: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=3,
+        description="[H, W] or [H, W, 3]: only frames of this shape are accepted; default: learned and remembered",
+    )
+
+
+class FitsSequenceSourceSection(FolderSourceSection):
+    """Telescope frames of one field over time: a reference, difference imaging on every epoch, objects followed."""
+
+    kind: Literal["fits-sequence"]
+    catalog: PathField | None = Field(
+        default=None, description="CSV with id,x,y of objects to follow from the start; default: the reference's sources"
+    )
+    patterns: list[str] = Field(default_factory=lambda: ["*.fits", "*.fit", "*.fts"])
+    reference: PathField | None = Field(
+        default=None,
+        description="template FITS frame (with FWHM and MAGZP in its header); default: built from the first epochs",
+    )
+    reference_epochs: Annotated[int, Field(ge=1, le=50)] = Field(
+        default=3, description="epochs median-combined into the reference when none is configured"
+    )
+    detect_threshold_sigma: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="residuals (and reference sources) beyond this S/N after the PSF-matched filter"
+    )
+    detect_new: bool = Field(default=True, description="create objects for residuals away from every known object")
+    match_radius_px: Annotated[float, Field(gt=0)] = Field(
+        default=3.0, description="a residual within this distance of an object belongs to it"
+    )
+    align: bool = Field(default=True, description="measure each epoch's drift from the stars and undo it")
+    ring_epochs: Annotated[int, Field(ge=0, le=256)] = Field(
+        default=8,
+        description="recent frames kept so a new object's history starts before its detection (memory: this many "
+        "frames; capped at the model's max_epochs - 1)",
+    )
+    poll_s: Annotated[float, Field(gt=0)] = 1.0
+    forget_after_epochs: Annotated[int, Field(ge=1)] = Field(
+        default=5, description="an object found by difference imaging and not detected again for this many epochs "
+        "is retired (final message; bounded memory)"
+    )
+    max_objects: Annotated[int, Field(ge=1)] = Field(
+        default=50_000, description="objects followed at once; beyond it new detections are counted, not followed"
+    )
+
+
+SourceSection = Annotated[
+    CameraSourceSection | DirectorySourceSection | FitsSequenceSourceSection, Field(discriminator="kind")
+]
+
+
+class MaskSection(Schema):
+    """What the model must not see: trees, buildings, a dome slit, text overlays (masked pixels are ignored)."""
+
+    image: PathField | None = Field(default=None, description="PNG the size of the camera's frames; white = sky")
+    rectangles: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=4, max_length=4)]] = Field(
+        default_factory=list, description="[x, y, width, height] boxes to hide, in frame pixels (text overlays)"
+    )
+
+
+class PreprocessSection(Schema):
+    """Site-specific corrections; the model card decides the rest (size, stretch, normalisation)."""
+
+    bayer: Literal["RGGB", "BGGR", "GRBG", "GBRG"] | None = None
+    dark: PathField | None = None
+    flat: PathField | None = None
+    mask: MaskSection = MaskSection()
+
+
+class SiteLocation(Schema):
+    """Where the cameras are: needed for the sun and moon of every frame (day gating, cross-checks)."""
+
+    latitude_deg: Annotated[float, Field(ge=-90, le=90)]
+    longitude_deg: Annotated[float, Field(ge=-180, le=180)] = Field(description="east positive")
+    elevation_m: Annotated[float, Field(ge=-500, le=9000)] = 0.0
+
+
+class CaptureTimeSection(Schema):
+    """Where a frame's capture time comes from, tried in order; the file's time is the last resort (logged)."""
+
+    sources: list[Literal["fits", "exif", "filename", "file"]] = Field(
+        default_factory=lambda: ["fits", "exif", "filename", "file"]
+    )
+    camera_timezone: str = Field(
+        default="UTC", description="time zone of EXIF times and file names: UTC, an IANA name or +HH:MM"
+    )
+    filename_format: str | None = Field(
+        default=None, description="strftime pattern found in the file name, e.g. %Y%m%d_%H%M%S"
+    )
+
+
+class ChecksSection(Schema):
+    """Physical cross-checks of the model's answer against the ephemeris: off, flag in the message, or unrecognised."""
+
+    moon_below_horizon: Literal["off", "flag", "unrecognised"] = "flag"
+    bright_moon_unseen: Literal["off", "flag", "unrecognised"] = Field(
+        default="flag", description="'clear' with a bright moon high and no glare where it is (needs orientation)"
+    )
+    bright_moon_min_illumination: Annotated[float, Field(ge=0, le=1)] = 0.5
+    bright_moon_min_alt_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
+
+
+class OrientationSection(Schema):
+    """How the all-sky lens maps the sky onto the frame, so the moon's position in the image is known."""
+
+    projection: Literal["equidistant", "equisolid", "stereographic"] = "equidistant"
+    centre: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.5, 0.5], min_length=2, max_length=2, description="zenith, as fractions of (x, y)"
+    )
+    horizon_radius: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.47, description="horizon circle radius as a fraction of the frame's shorter side"
+    )
+    north_angle_deg: float = Field(default=0.0, description="image angle of north from 'up', counter-clockwise")
+    east: Literal["left", "right"] = Field(
+        default="left", description="east is left of north for a camera looking up (the sky seen from below)"
+    )
+
+
+class SkyStateSection(Schema):
+    """Debouncing of per-frame classes into the sky state observatory control acts on."""
+
+    hysteresis_frames: Annotated[int, Field(ge=1)] = 3
+    stale_after_s: Annotated[float, Field(gt=0)] = 300.0
+
+
+class SafetySection(Schema):
+    """When the roof may be open: what the ASCOM SafetyMonitor and the state's ``safe`` flag report."""
+
+    safe_classes: list[str] = Field(
+        default_factory=lambda: ["clear"], description="classes that count as safe; unrecognised and stale never do"
+    )
+    hold_frames: Annotated[int, Field(ge=1)] = 3
+    hold_s: Annotated[float, Field(ge=0)] = 0.0
+    stale_after_s: Annotated[float, Field(gt=0)] = 300.0
+
+
+class CollectSection(Schema):
+    """Frames kept on the device for labelling (``skyedge label``, ``skyedge adapt``): copies plus JSON sidecars."""
+
+    path: PathField = Field(description="folder the copies go to (created; one subfolder per UTC day)")
+    unrecognised: bool = Field(default=True, description="every frame the verdict calls 'unrecognised'")
+    below_confidence: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=0.6, description="every frame whose verdict confidence is below this (null: off)"
+    )
+    around_changes: Annotated[int, Field(ge=0, le=20)] = Field(
+        default=2, description="frames kept before and after each sky-state change (0: off)"
+    )
+    every_minutes: Annotated[float, Field(gt=0)] | None = Field(
+        default=30.0, description="one frame every this many minutes, whatever it shows (null: off)"
+    )
+    max_files: Annotated[int, Field(ge=1)] = Field(default=5000, description="quota: frames kept, oldest go first")
+    max_bytes: Annotated[int, Field(ge=1)] = Field(default=2_000_000_000, description="quota: bytes, frames + sidecars")
+
+
+class FieldMessagesSection(Schema):
+    """Which per-object messages a telescope field publishes; every epoch also gets one summary message."""
+
+    policy: Literal["changes", "every_epoch"] = Field(
+        default="changes",
+        description="changes: an object's first answer, a class change, a transient candidate and its final "
+        "answer when retired; every_epoch: every object every epoch (small fields only)",
+    )
+    candidate_classes: list[str] = Field(
+        default_factory=lambda: ["SN"], description="classes that make an object a transient candidate"
+    )
+    candidate_probability: Annotated[float, Field(ge=0, le=1)] = 0.8
+    summary_candidates: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=50, description="the most probable candidates listed in each epoch's summary"
+    )
+
+
+class PipelineSection(Schema):
+    """One camera or telescope: a source and its per-site settings."""
+
+    camera: TopicSegment
+    source: SourceSection
+    preprocess: PreprocessSection = PreprocessSection()
+    sky_state: SkyStateSection = SkyStateSection()
+    safety: SafetySection = SafetySection()
+    capture_time: CaptureTimeSection = CaptureTimeSection()
+    day_sun_alt_deg: Annotated[float, Field(ge=-18, le=10)] = Field(
+        default=-12.0,
+        description="sun higher than this: the frame is 'day', not a night-sky class (needs site_location)",
+    )
+    day_max_exposure_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=DAY_MAX_EXPOSURE_S,
+        description="a frame whose file records a shorter exposure (FITS EXPTIME, EXIF ExposureTime) is 'day' "
+        "(an auto-exposing camera by daylight); null: off",
+    )
+    checks: ChecksSection = ChecksSection()
+    orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")
+    collect: CollectSection | None = Field(default=None, description="keep frames for labelling (directory sources)")
+    field_messages: FieldMessagesSection = Field(
+        default_factory=FieldMessagesSection, description="telescope fields: what is published per object"
+    )
+
+
+class TlsSection(Schema):
+    """TLS to the broker; the hostname check is on unless explicitly turned off."""
+
+    ca_file: PathField
+    cert_file: PathField | None = None
+    key_file: PathField | None = None
+    check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _pair(self):
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate authentication)")
+        return self
+
+
+class MqttSection(Schema):
+    """The broker skyedge reports to."""
+
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = Field(default=None, description="default: skyedge-<site>-<device>")
+    username: str | None = None
+    password: Annotated[SecretStr, Field(strict=False)] | None = Field(
+        default=None, description="use ${ENV_VAR}; never write it in the file"
+    )
+    password_file: PathField | None = None
+    tls: TlsSection | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    session_expiry_s: Annotated[int, Field(ge=0)] = 86_400
+    queue_path: PathField | None = Field(default=None, description="store-and-forward SQLite file")
+    queue_max_messages: Annotated[int, Field(ge=100)] = 100_000
+    metrics_interval_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _one_password(self):
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
+
+
+class JsonlSection(Schema):
+    """An append-only JSON-lines audit log of every message."""
+
+    path: PathField
+
+
+class ReportersSection(Schema):
+    """Where results go; at least one reporter is required."""
+
+    mqtt: MqttSection | None = None
+    jsonl: JsonlSection | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self):
+        if self.mqtt is None and self.jsonl is None:
+            raise ValueError("configure at least one reporter (mqtt or jsonl)")
+        return self
+
+
+class AlpacaSection(Schema):
+    """An ASCOM Alpaca SafetyMonitor served by the edge process (N.I.N.A., SGP, TheSkyX, ACP poll it)."""
+
+    enabled: bool = False
+    bind: str = Field(default="127.0.0.1", description="loopback by default; 0.0.0.0 to serve the LAN")
+    port: Annotated[int, Field(ge=1, le=65535)] = 11111
+    device_number: Annotated[int, Field(ge=0)] = 0
+    camera: TopicSegment | None = Field(
+        default=None, description="pipeline whose safety it reports; default: the first"
+    )
+    discovery: bool = True
+    discovery_port: Annotated[int, Field(ge=1, le=65535)] = 32227
+    location: str = ""
+
+
+class HomeAssistantSection(Schema):
+    """Home Assistant MQTT discovery: retained entity configs so the sky state shows up without hand setup."""
+
+    enabled: bool = False
+    prefix: TopicSegment = "homeassistant"
+
+
+class EdgeConfig(Schema):
+    """A whole device: identity, model, backend, pipelines and reporters."""
+
+    site: TopicSegment
+    device: TopicSegment
+    site_location: SiteLocation | None = Field(
+        default=None, description="optional; without it there is no ephemeris, day gating or cross-check"
+    )
+    model: ModelSection
+    backend: BackendSection = BackendSection()
+    pipelines: list[PipelineSection] = Field(min_length=1)
+    reporters: ReportersSection
+    alpaca: AlpacaSection = AlpacaSection()
+    homeassistant: HomeAssistantSection = HomeAssistantSection()
+
+    @model_validator(mode="after")
+    def _unique_cameras(self):
+        cameras = [p.camera for p in self.pipelines]
+        repeated = sorted({c for c in cameras if cameras.count(c) > 1})
+        if repeated:
+            raise ValueError(
+                f"camera names must be unique per device (they are topic levels); repeated: {', '.join(repeated)}"
+            )
+        if self.alpaca.enabled and self.alpaca.camera is not None and self.alpaca.camera not in cameras:
+            raise ValueError(f"alpaca.camera '{self.alpaca.camera}' is not one of the pipelines ({', '.join(cameras)})")
+        oriented = [p.camera for p in self.pipelines if p.orientation is not None]
+        if oriented and self.site_location is None:
+            raise ValueError(f"pipelines {oriented} set an orientation, which needs site_location (where the sky is)")
+        if self.homeassistant.enabled and self.reporters.mqtt is None:
+            raise ValueError("homeassistant.enabled needs reporters.mqtt (discovery is published over MQTT)")
+        return self
+
+
+def load_edge_config(path, check_paths: bool = False) -> EdgeConfig:
+    """Load and validate an edge deployment file; ``check_paths`` also checks every path it names (at start)."""
+    from skyedge.config import load_config
+    from skyedge.edge.runtime.startup import path_problems
+
+    return load_config(path, EdgeConfig, checks=path_problems if check_paths else None)

@@ -1,0 +1,1 @@
+"""Telescope fields: tracker, difference imaging, step-graph state, the field task and what it publishes."""

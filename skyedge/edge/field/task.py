@@ -1,0 +1,188 @@
+"""The sequence task: a telescope field, followed epoch by epoch with the step graph.
+
+Source thread (:meth:`SequenceTask.items`): the tracker places the epoch
+against the reference (:mod:`skyedge.edge.field.tracker`); stamps are cut and prepared
+for every followed object at once (:mod:`skyedge.edge.field.sequences`), one epoch
+each for objects already followed, the recent frames plus this one for objects
+found now; the objects go out in items of up to ``batch_size``, all keyed to the
+epoch so that no batch mixes epochs.
+
+Inference thread (:meth:`batch`, :meth:`decode`): each object's recurrent
+state is read from the :class:`~skyedge.edge.field.sequences.StateStore` (zero for a
+new object), the step graph runs, the state after it is stored. A new epoch
+therefore costs one encoder step and one recurrence step per object, whatever
+the history's length. Answers go to the publisher as
+:class:`~skyedge.edge.runtime.records.FieldDecisions`; what is published is decided
+there (:mod:`skyedge.edge.field.publishing`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.edge.config import StartupError
+from skyedge.edge.field.difference import Reference, sky_level
+from skyedge.edge.field.publishing import FieldPublishing
+from skyedge.edge.field.sequences import StateStore, epoch_inputs, history_inputs
+from skyedge.edge.field.tracker import EpochView, FieldTracker
+from skyedge.edge.observatory.verdicts import NoVerdicts
+from skyedge.edge.runtime.records import Batch, FieldDecisions, Item
+from skyedge.edge.sources import RawFrame
+from skyedge.edge.sources.fits_sequence import HEADER_KEYS, CatalogError, read_catalog
+from skyedge.imageio import read_frame
+from skyedge.model_card import ModelCard
+
+
+@dataclass
+class EpochContext:
+    """One epoch on its way through the stages: what its summary says, and how many batches are still out."""
+
+    view: EpochView
+    frame_id: str
+    source: str
+    arrived: float  # perf_counter when its frame was read
+    preprocess_ms: float
+    replay: bool
+    ack: object
+    batches: int = 0  # set by the source thread before the epoch's items are queued
+    # Everything below is the publisher thread's (skyedge.edge.field.publishing), as the epoch's batches come back.
+    answered: int = 0
+    inference_ms: float = 0.0
+    class_counts: np.ndarray | None = None
+    candidates: list = field(default_factory=list)
+    messages: int = 0
+
+    def batch_answered(self, inference_ms: float = 0.0) -> bool:
+        """Count one of the epoch's batches as answered (or failed); True when it was the last."""
+        self.answered += 1
+        self.inference_ms += inference_ms
+        return self.answered == self.batches
+
+
+def load_reference(path, key: str) -> Reference:
+    """A configured template frame, with its seeing and zero point from its header."""
+    try:
+        image, header = read_frame(Path(path))
+        fwhm, zero_point = float(header[HEADER_KEYS["fwhm"]]), float(header[HEADER_KEYS["zero_point"]])
+    except KeyError as exc:
+        raise StartupError(f"{key}: {path} lacks header keyword {exc} (FWHM and MAGZP are needed)") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a start-up error naming the key
+        raise StartupError(f"{key}: cannot read {path}: {exc}") from None
+    image = image.astype(np.float32)
+    return Reference(image - np.float32(sky_level(image)), fwhm, zero_point, 1)
+
+
+class SequenceTask:
+    """One telescope field: find what is there and what is new each epoch, and classify every object followed."""
+
+    name = "sequence"
+    sources = ("fits-sequence",)
+
+    def __init__(self, card: ModelCard, section, ephemeris=None, model_mask=None, batch_size: int = 256):
+        self.card, self.spec = card, card.sequence
+        src = section.source
+        where = f"pipelines[{section.camera}].source"
+        try:
+            catalog = read_catalog(Path(src.catalog)) if src.catalog else None
+        except CatalogError as exc:
+            raise StartupError(f"{where}.catalog: {exc}") from None
+        reference = load_reference(src.reference, f"{where}.reference") if src.reference else None
+        self.tracker = FieldTracker(src, card.sequence.max_epochs, catalog, reference)
+        self.states = StateStore(card.step)
+        self.batch_size = batch_size
+        self.history_epochs = card.sequence.max_epochs
+        self.stamps_name = card.step.input("stamps").name
+        self.conditions_name = next((t.name for t in card.step.inputs if t.role == "conditions"), None)
+        self.probabilities = next(t.name for t in card.step.outputs if t.role == "probabilities")
+        self.publishing = FieldPublishing(section.field_messages, list(card.classes))  # publisher thread only
+
+    @staticmethod
+    def verdicts(card: ModelCard, section) -> NoVerdicts:
+        """Nobody closes a roof on a telescope field."""
+        return NoVerdicts()
+
+    # ------------------------------------------------------------ source thread
+
+    def items(self, pipeline, raw: RawFrame) -> list[Item]:
+        """The model inputs of every epoch this frame completes (none while the reference is built)."""
+        t0 = time.perf_counter()
+        if raw.header.get("reference_only"):
+            self.tracker.add_reference_frame(raw)
+            return []
+        out = []
+        for view in self.tracker.observe(raw):
+            out += self._epoch_items(pipeline, view, t0)
+        return out
+
+    def _epoch_items(self, pipeline, view: EpochView, t0: float) -> list[Item]:
+        o, spec, raw = self.tracker.objects, self.spec, view.frame
+        rows = view.followed
+        is_new = np.isin(rows, view.new)
+        groups = []  # (rows, fresh, stamps, conditions)
+        ongoing = rows[~is_new]
+        if len(ongoing):
+            stamps, conditions = epoch_inputs(
+                view.image, view.conditions, view.shift, o.x[ongoing], o.y[ongoing], o.last_mjd[ongoing], spec
+            )
+            groups.append((ongoing, o.n_epochs[ongoing] == 0, stamps, conditions))
+        if len(view.new):
+            frames = [*view.history, (view.image, view.conditions, view.shift)]
+            stamps, conditions = history_inputs(frames, o.x[view.new], o.y[view.new], spec)
+            groups.append((view.new, np.ones(len(view.new), dtype=bool), stamps, conditions))
+            o.n_epochs[view.new] = len(frames) - 1  # the increment below adds this epoch
+        o.n_epochs[rows] += 1
+        o.last_mjd[rows] = view.conditions["mjd"]
+        ms = 1e3 * (time.perf_counter() - t0)
+        context = EpochContext(view, raw.frame_id, raw.source, t0, ms, raw.replay, raw.ack)
+        items = []
+        for group_rows, fresh, stamps, conditions in groups:
+            for i in range(0, len(group_rows), self.batch_size):
+                part = slice(i, i + self.batch_size)
+                inputs = {self.stamps_name: stamps[part]}
+                if self.conditions_name:
+                    inputs[self.conditions_name] = conditions[part]
+                r = group_rows[part]
+                # What the publisher reports is copied now: by the time it runs, a retired object's row may
+                # already belong to an object found in a later epoch.
+                extra = {
+                    "rows": r,
+                    "fresh": fresh[part],
+                    "epoch": context,
+                    "ids": o.ids[r].copy(),
+                    "x": o.x[r].copy(),
+                    "y": o.y[r].copy(),
+                    "n_epochs": o.n_epochs[r].copy(),
+                    "static": o.static[r].copy(),
+                }
+                key = (pipeline.camera, view.epoch, stamps.shape[1])
+                items.append(Item(pipeline, raw.frame_id, raw.source, inputs, t0, ms, None, extra, batch_key=key))
+        if not items:  # nothing to follow: the epoch still gets its summary (and its file its ack)
+            extra = {"rows": np.zeros(0, dtype=np.int64), "fresh": np.zeros(0, dtype=bool), "epoch": context}
+            items.append(Item(pipeline, raw.frame_id, raw.source, {}, t0, ms, None, extra, batch_key=(pipeline.camera, view.epoch, 0)))
+        context.batches = len(items)
+        return items
+
+    # ------------------------------------------------------------ inference thread
+
+    def batch(self, items: list[Item]) -> Batch:
+        """The items' objects stacked, with the state each carries from its previous epoch."""
+        rows = np.concatenate([it.extra["rows"] for it in items])
+        if not len(rows):
+            return Batch(items, {})
+        fresh = np.concatenate([it.extra["fresh"] for it in items])
+        inputs = {name: np.concatenate([it.inputs[name] for it in items]) for name in items[0].inputs}
+        return Batch(items, inputs | self.states.gather(rows, fresh))
+
+    def decode(self, batch: Batch, outputs: dict[str, np.ndarray], inference_ms: float) -> list[FieldDecisions]:
+        """Store each object's new state; its answer is the probabilities at its latest epoch."""
+        rows = np.concatenate([it.extra["rows"] for it in batch.items])
+        if len(rows):
+            self.states.scatter(rows, outputs)
+            probabilities = outputs[self.probabilities][:, -1]
+        else:
+            probabilities = np.zeros((0, len(self.card.classes)), np.float32)
+        return [FieldDecisions(batch.items, probabilities, inference_ms)]

@@ -1,0 +1,208 @@
+"""``skyedge label DIR``: a local web page for labelling collected frames fast; it writes an image-folder data set.
+
+The page (one HTML file with its script, no framework) shows every frame under DIR as a thumbnail with the
+model's guess from its sidecar (``collect:`` writes them), and labels them from the keyboard: 1-9 for the
+classes, ``n`` for a new class name, ``0`` to clear, ``u`` to undo; click, shift-click and ``a`` select; the
+guess and a confidence limit filter the grid; counts show progress. Each label is a *copy* of the frame in
+``OUT/<class>/`` (what ``skyedge adapt`` and ``image_folder`` recipes read); changing or clearing a label moves or
+removes the copy. The frames under DIR are only ever read. The server binds to loopback unless told otherwise.
+
+Thread use: the standard library's threading HTTP server answers each request on its own thread; the
+:class:`LabelStore` serialises label changes with a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.edge.labelling.label_page import PAGE
+from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES  # what read_frame reads, as the training loaders use
+THUMB_SIDE = 160
+CLASS_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+class LabelError(ValueError):
+    """A request the store refuses (unknown frame, bad class name)."""
+
+
+class LabelStore:
+    """The frames under ``root`` (outside ``out``), their guesses, and the labels kept as copies in ``out``."""
+
+    def __init__(self, root: Path, out: Path):
+        self.root, self.out = root.resolve(), out.resolve()
+        self._lock = threading.Lock()
+        files = sorted(
+            p
+            for p in self.root.rglob("*")
+            if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES) and self.out not in p.resolve().parents
+        )
+        self.items = []
+        for i, path in enumerate(files):
+            side = path.with_suffix(".json")
+            guess = {}
+            if side.is_file():
+                try:
+                    guess = json.loads(side.read_text())
+                except (OSError, ValueError):
+                    log.warning("%s: unreadable sidecar; the frame is shown without a guess", side)
+            self.items.append(
+                {
+                    "id": i,
+                    "file": str(path.relative_to(self.root)),
+                    "predicted": guess.get("class"),
+                    "confidence": guess.get("confidence"),
+                    "probabilities": guess.get("probabilities") or {},
+                    "label": None,
+                }
+            )
+        self.paths = files
+        self._classes = list(dict.fromkeys(c for it in self.items for c in it["probabilities"]))
+        # Labels already written (a second session continues the first).
+        if self.out.is_dir():
+            by_name = {self._copy_name(i): i for i in range(len(files))}
+            for class_dir in sorted(d for d in self.out.iterdir() if d.is_dir()):
+                for copy in class_dir.iterdir():
+                    if copy.name in by_name:
+                        self.items[by_name[copy.name]]["label"] = class_dir.name
+                        self._add_class(class_dir.name)
+
+    def _copy_name(self, i: int) -> str:
+        # Frames from different day folders may share a name: the relative path keeps copies apart.
+        return str(self.paths[i].relative_to(self.root)).replace("/", "__")
+
+    def _add_class(self, name: str) -> None:
+        if name not in self._classes:
+            self._classes.append(name)
+
+    def state(self) -> dict:
+        """Everything the page shows."""
+        with self._lock:
+            counts = {c: sum(it["label"] == c for it in self.items) for c in self._classes}
+            return {
+                "classes": list(self._classes),
+                "items": [dict(it) for it in self.items],
+                "labelled": sum(it["label"] is not None for it in self.items),
+                "total": len(self.items),
+                "counts": counts,
+                "out": str(self.out),
+            }
+
+    def set_label(self, ids: list[int], label: str | None) -> None:
+        """Label frames (copy into ``out/<label>/``), move them to another label, or clear them (None)."""
+        if label is not None:
+            label = label.strip().lower()
+            if not label or not set(label) <= CLASS_NAME_CHARS or label.startswith((".", "-")):
+                raise LabelError(f"class name {label!r}: use lower-case letters, digits, '_' and '-'")
+        with self._lock:
+            for i in ids:
+                if not isinstance(i, int) or not 0 <= i < len(self.items):
+                    raise LabelError(f"no frame with id {i!r}")
+            for i in ids:
+                item, name = self.items[i], self._copy_name(i)
+                if item["label"] == label:
+                    continue
+                if item["label"] is not None:
+                    (self.out / item["label"] / name).unlink(missing_ok=True)
+                if label is not None:
+                    (self.out / label).mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(self.paths[i], self.out / label / name)
+                    self._add_class(label)
+                item["label"] = label
+
+    def thumbnail(self, i: int) -> bytes:
+        """A PNG of frame ``i``, stretched for the eye (1-99.5 percentile, square root)."""
+        if not 0 <= i < len(self.paths):
+            raise LabelError(f"no frame with id {i!r}")
+        return _thumbnail(str(self.paths[i]))
+
+
+@lru_cache(maxsize=4096)
+def _thumbnail(path: str) -> bytes:
+    import cv2
+
+    image = np.asarray(read_frame(path)[0], dtype=np.float32)
+    finite = np.isfinite(image)
+    lo, hi = np.percentile(image[finite], [1.0, 99.5]) if finite.any() else (0.0, 1.0)
+    x = np.sqrt(np.clip((np.nan_to_num(image, nan=lo) - lo) / max(hi - lo, 1e-6), 0, 1))
+    scale = THUMB_SIDE / max(x.shape[:2])
+    x = cv2.resize(
+        x, (max(1, round(x.shape[1] * scale)), max(1, round(x.shape[0] * scale))), interpolation=cv2.INTER_AREA
+    )
+    x = (255 * x).astype(np.uint8)
+    if x.ndim == 3:
+        x = cv2.cvtColor(x, cv2.COLOR_RGB2BGR)
+    ok, png = cv2.imencode(".png", x)
+    if not ok:
+        raise LabelError(f"{path}: cannot make a thumbnail")
+    return png.tobytes()
+
+
+def _handler(store: LabelStore):
+    page = PAGE.encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt, *args):  # quiet: the terminal shows what matters
+            log.debug(fmt, *args)
+
+        def _send(self, code: int, body: bytes, kind: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, code: int, data) -> None:
+            self._send(code, json.dumps(data).encode(), "application/json")
+
+        def do_GET(self):
+            try:
+                if self.path in ("/", "/index.html"):
+                    self._send(200, page, "text/html; charset=utf-8")
+                elif self.path == "/api/state":
+                    self._json(200, store.state())
+                elif self.path.startswith("/thumb/"):
+                    self._send(200, store.thumbnail(int(self.path.rsplit("/", 1)[1])), "image/png")
+                else:
+                    self._json(404, {"error": f"no such page {self.path}"})
+            except (LabelError, ValueError) as exc:
+                self._json(400, {"error": str(exc)})
+
+        def do_POST(self):
+            if self.path != "/api/label":
+                self._json(404, {"error": f"no such endpoint {self.path}"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                store.set_label(list(body.get("ids", [])), body.get("label"))
+                self._json(200, store.state())
+            except (LabelError, ValueError, OSError) as exc:
+                self._json(400, {"error": str(exc)})
+
+    return Handler
+
+
+def serve(root: Path, out: Path, bind: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    """A labelling server for ``root`` writing to ``out`` (not started: call ``serve_forever``)."""
+    if not root.is_dir():
+        raise LabelError(f"{root}: not a folder of frames")
+    store = LabelStore(root, out)
+    if not store.items:
+        raise LabelError(f"{root}: no frames ({', '.join(IMAGE_SUFFIXES)}) to label")
+    server = ThreadingHTTPServer((bind, port), _handler(store))
+    server.daemon_threads = True
+    server.store = store
+    return server

@@ -1,0 +1,160 @@
+"""Home Assistant MQTT discovery: retained entity configs, so each camera's sky and safety appear without hand setup.
+
+One Home Assistant device per camera (``skyedge <camera>``, area = the site), with short entity names
+(Home Assistant prefixes the device name) and entity ids that carry site, device and camera, so two sites
+with the same device names never collide:
+
+* ``Sky state``: an enum sensor over the model's classes plus ``unrecognised``, ``day`` and ``stale``;
+  attributes ``previous``, ``since``, ``safe`` (they change only when the state does, so the recorder
+  writes no row per message);
+* ``Unsafe``: a binary sensor with ``device_class: safety`` (on = unsafe, Home Assistant's convention);
+* ``Last classification``: an enum sensor (classes, ``unrecognised``, ``day``), attribute ``top_class``;
+* ``Confidence``: the verdict's confidence in %, not the top class's probability;
+* ``Connectivity``: a diagnostic binary sensor from the retained status and its will.
+
+Every entity but ``Connectivity`` is *unavailable* while the device's status is ``offline`` (or its will
+fired): a roof automation must treat ``unavailable`` and ``unknown`` as unsafe (docs/observatory-control.md).
+The configs are republished whenever Home Assistant announces itself on ``<prefix>/status``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+
+from skyedge import __version__
+from skyedge.edge.runtime.messages import Message
+
+STATES_BESIDES_CLASSES = ("unrecognised", "day", "stale")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def _options(classes: list[str], extra: tuple[str, ...]) -> list[str]:
+    """An enum sensor's declared states, each once (a model trained with a 'day' class has it already)."""
+    return list(dict.fromkeys([*classes, *extra]))
+
+
+def _entity(
+    prefix: str,
+    node: str,
+    dev: dict,
+    availability: list,
+    component: str,
+    what: str,
+    config: dict,
+    available: bool = True,
+) -> tuple[str, dict]:
+    payload = {
+        "unique_id": f"{node}_{what}",
+        "object_id": f"{node}_{what}",  # the entity id: site, device and camera, so sites never collide
+        "has_entity_name": True,
+        "device": dev,
+        **config,
+    }
+    if available:
+        payload["availability"] = availability
+    return f"{prefix}/{component}/{node}/{what}/config", payload
+
+
+def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str, classes: list[str]) -> list[Message]:
+    """Retained entity configs to publish at start (Home Assistant's payloads, not skyedge schemas)."""
+    site, device = factory.site, factory.device
+    status = factory.topic("status")
+    availability = [
+        {
+            "topic": status,
+            "value_template": "{{ value_json.state }}",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+        }
+    ]
+    out = []
+    for camera in cameras:
+        node = _slug(f"skyedge {site} {device} {camera}")
+        dev = {
+            "identifiers": [node],
+            "name": f"skyedge {camera}",
+            "manufacturer": "skyedge",
+            "model": model_name,
+            "sw_version": __version__,
+            "suggested_area": site,
+        }
+        state, classification = factory.topic("state", camera), factory.topic("classification", camera)
+        entity = partial(_entity, prefix, node, dev, availability)
+        out += [
+            entity(
+                "sensor",
+                "sky_state",
+                {
+                    "name": "Sky state",
+                    "state_topic": state,
+                    "value_template": "{{ value_json.state }}",
+                    "device_class": "enum",
+                    "options": _options(classes, STATES_BESIDES_CLASSES),
+                    "json_attributes_topic": state,
+                    # .get: the first state has no 'previous' (absent fields are not sent), and Home Assistant's
+                    # templates fail on an undefined value.
+                    "json_attributes_template": (
+                        "{{ {'previous': value_json.get('previous'), 'since': value_json.get('since'), "
+                        "'safe': value_json.get('safe')} | tojson }}"
+                    ),
+                    "icon": "mdi:weather-night",
+                },
+            ),
+            entity(
+                "binary_sensor",
+                "unsafe",
+                {
+                    "name": "Unsafe",
+                    "device_class": "safety",
+                    "state_topic": state,
+                    "value_template": "{{ 'OFF' if value_json.safe else 'ON' }}",
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                },
+            ),
+            entity(
+                "sensor",
+                "last_class",
+                {
+                    "name": "Last classification",
+                    "state_topic": classification,
+                    "value_template": "{{ value_json['class'] }}",
+                    "device_class": "enum",
+                    "options": _options(classes, ("unrecognised", "day")),
+                    "json_attributes_topic": classification,
+                    "json_attributes_template": "{{ {'top_class': value_json.get('top_class')} | tojson }}",
+                    "icon": "mdi:camera-iris",
+                },
+            ),
+            entity(
+                "sensor",
+                "confidence",
+                {
+                    "name": "Confidence",
+                    "state_topic": classification,
+                    "value_template": "{{ (value_json.confidence * 100) | round(1) }}",
+                    "unit_of_measurement": "%",
+                    "state_class": "measurement",
+                    "icon": "mdi:gauge",
+                },
+            ),
+            entity(
+                "binary_sensor",
+                "connectivity",
+                {
+                    "name": "Connectivity",
+                    "device_class": "connectivity",
+                    "entity_category": "diagnostic",
+                    "state_topic": status,
+                    "value_template": "{{ 'ON' if value_json.state == 'online' else 'OFF' }}",
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                },
+                available=False,  # it reports offline itself rather than going unavailable
+            ),
+        ]
+    return [Message("discovery", topic, payload, qos=1, retain=True) for topic, payload in out]

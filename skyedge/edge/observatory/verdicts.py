@@ -1,0 +1,68 @@
+"""What observatory control acts on, per pipeline: the debounced sky state and the safety verdict.
+
+A frame pipeline's :class:`FrameVerdicts` folds each decision into its
+:class:`~skyedge.edge.observatory.sky_state.SkyState` and
+:class:`~skyedge.edge.observatory.safety.SafetyPolicy` and returns what changed; a
+telescope pipeline has :class:`NoVerdicts`. Driven by the publisher thread
+only (decisions, source failures, the periodic clock check); the safety policy
+keeps its own lock because the Alpaca server's threads read it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from skyedge.edge.observatory.safety import SafetyChange, SafetyPolicy
+from skyedge.edge.observatory.sky_state import SkyState, Transition
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """A sky-state transition and the safety verdict at that moment."""
+
+    transition: Transition
+    safe: bool
+
+
+Change = StateChange | SafetyChange
+
+
+class FrameVerdicts:
+    """Sky state and safety of one all-sky camera."""
+
+    def __init__(self, section):
+        self.sky = SkyState(section.sky_state.hysteresis_frames, section.sky_state.stale_after_s)
+        s = section.safety
+        self.safety = SafetyPolicy(s.safe_classes, s.hold_frames, s.hold_s, s.stale_after_s)
+
+    def _state(self, transition: Transition | None) -> list[Change]:
+        return [] if transition is None else [StateChange(transition, self.safety.is_safe())]
+
+    def decided(self, label: str, confidence: float) -> list[Change]:
+        """One classification: the safety flip (if any) first, then the state change (if any)."""
+        changes: list[Change] = [c for c in (self.safety.frame(label),) if c is not None]
+        return changes + self._state(self.sky.update(label, confidence))
+
+    def failed(self, reason: str) -> list[Change]:
+        """The camera or pipeline failed: unsafe until the next good frame."""
+        return [c for c in (self.safety.failed(reason),) if c is not None]
+
+    def check(self) -> list[Change]:
+        """Clock-driven changes: hold time reached, classification stale."""
+        changes: list[Change] = [c for c in (self.safety.check(),) if c is not None]
+        return changes + self._state(self.sky.check_stale())
+
+
+class NoVerdicts:
+    """A pipeline nobody closes a roof on (telescope fields): no state, no safety."""
+
+    safety = None
+
+    def decided(self, label: str, confidence: float) -> list[Change]:
+        return []
+
+    def failed(self, reason: str) -> list[Change]:
+        return []
+
+    def check(self) -> list[Change]:
+        return []

@@ -1,0 +1,144 @@
+"""Telescope frames of one field over time, in order of ``MJD-OBS``.
+
+Each frame yields a :class:`RawFrame` whose header carries the epoch's
+observing conditions; what is in the field is the sequence task's business
+(:mod:`skyedge.edge.field.tracker`). An optional catalogue CSV (``id,x,y``; other
+columns such as ``class`` are kept for audits) names objects to follow from
+the start. After a restart the source first re-reads the frames the reference
+was built from (``reference_only``), then the last epochs already reported
+(``replay``), so the reference, the objects and their histories continue.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.dataset_inputs import HEADER_KEYS
+from skyedge.edge.sources import Ack, RawFrame, Rejected
+from skyedge.edge.sources.folder import FolderSource
+from skyedge.edge.sources.state import FileKey
+from skyedge.errors import SkyedgeError
+from skyedge.imageio import FrameGone, FrameReadError, read_frame
+
+log = logging.getLogger(__name__)
+
+
+
+class CatalogError(SkyedgeError, ValueError):
+    """A catalogue the source cannot use."""
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One object to follow."""
+
+    id: str
+    x: float
+    y: float
+    extra: dict
+
+
+def read_catalog(path: Path) -> list[CatalogEntry]:
+    """``id,x,y[,...]`` rows; errors name the file and row."""
+    entries = []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"id", "x", "y"} - set(reader.fieldnames or [])
+        if missing:
+            raise CatalogError(f"{path}: catalogue lacks column(s) {', '.join(sorted(missing))} (need id,x,y)")
+        for n, row in enumerate(reader, start=2):
+            try:
+                entries.append(
+                    CatalogEntry(
+                        row["id"],
+                        float(row["x"]),
+                        float(row["y"]),
+                        {k: v for k, v in row.items() if k not in ("id", "x", "y")},
+                    )
+                )
+            except (TypeError, ValueError):
+                raise CatalogError(
+                    f"{path}, row {n}: x and y must be numbers, got {row.get('x')!r}, {row.get('y')!r}"
+                ) from None
+    if not entries:
+        raise CatalogError(f"{path}: catalogue has no objects")
+    return entries
+
+
+class FitsSequenceSource(FolderSource):
+    """Epoch frames in time order; a restart re-reads the reference's frames and the last ``history`` epochs."""
+
+    def __init__(self, spec, once: bool, stop_event, history: int = 0):
+        super().__init__(spec, once, stop_event)
+        self.history = history
+        # The first epochs build the reference (unless one is configured): remember which, to rebuild it.
+        self.reference_frames: list[str] = list(self.state.fact("reference_frames") or [])
+        self._restarted = bool(self.reference_frames)
+
+    def _sort_key(self, path: Path, st) -> tuple:
+        from astropy.io import fits
+
+        try:
+            mjd = float(fits.getheader(path).get("MJD-OBS", np.nan))
+        except Exception:  # noqa: BLE001 - unreadable files are reported when read
+            mjd = np.nan
+        return (bool(np.isnan(mjd)), 0.0 if np.isnan(mjd) else mjd, path.name)
+
+    def _replay(self):
+        if self._restarted:
+            for name in self.reference_frames:
+                path = Path(name)
+                try:
+                    observed = self._decode(path, None, None)
+                except (FrameGone, OSError):
+                    log.warning("%s: a reference frame is gone; the reference is rebuilt from later epochs", path)
+                    continue
+                for frame in observed:
+                    if isinstance(frame, RawFrame):
+                        frame.replay = True
+                        frame.header["reference_only"] = True
+                        yield frame
+        if not self.history:
+            return
+        done = []
+        for key in self.state.handled_ok():
+            path = Path(key[0])
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # rotated away: the history resumes shorter
+            if (st.st_size, st.st_mtime_ns) == key[1:]:
+                done.append((self._sort_key(path, st), path, key))
+        done.sort(key=lambda r: r[0])
+        for _, path, key in done[-self.history :]:
+            try:
+                observed = self._decode(path, key, None)
+            except FrameGone:
+                continue
+            for frame in observed:
+                if isinstance(frame, RawFrame):
+                    frame.replay = True
+                    yield frame
+
+    def _decode(self, path: Path, key: FileKey, ack: Ack | None) -> list:
+        try:
+            image, header = read_frame(path, self.spec.max_pixels)
+        except FrameGone:
+            raise
+        except FrameReadError as exc:
+            return [Rejected(path.name, str(path), str(exc), ack)]
+        missing = [v for v in HEADER_KEYS.values() if v not in header]
+        if missing:
+            return [Rejected(path.name, str(path), f"{path}: header lacks {', '.join(missing)}", ack)]
+        if image.ndim != 2:
+            return [Rejected(path.name, str(path), f"{path}: expected a 2-D frame, got shape {image.shape}", ack)]
+        if ack is not None and self.spec.reference is None and len(self.reference_frames) < self.spec.reference_epochs:
+            self.reference_frames.append(str(path))
+            self.state.remember("reference_frames", self.reference_frames)
+        conditions = {k: float(header[v]) for k, v in HEADER_KEYS.items()}
+        return [RawFrame(path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack)]

@@ -1,0 +1,1 @@
+"""Operator tools beside the daemon: benchmarks and the watch table. Nothing in the runtime imports them."""
