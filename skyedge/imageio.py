@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.errors import InputError
+
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fz")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
-class FrameReadError(ValueError):
+class FrameReadError(InputError):
     """A file that is not a usable image, with the file name in the message."""
 
 

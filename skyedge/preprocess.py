@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from skyedge.errors import InputError
 from skyedge.model_card import Preprocess, SequenceSpec, Stretch
 
 BAYER_CODES = {
@@ -25,7 +26,7 @@ BAYER_CODES = {
 CONDITION_FEATURES = ("fwhm", "log_sky", "zero_point", "airmass", "exptime", "log_dt")
 
 
-class PreprocessError(ValueError):
+class PreprocessError(InputError):
     """Input that cannot be turned into a model input (wrong shape, NaN-only, ...)."""
 
 

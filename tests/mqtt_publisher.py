@@ -10,8 +10,8 @@ import sys
 import time
 
 from skyedge.edge.config import MqttSection
+from skyedge.edge.messages import MessageFactory
 from skyedge.edge.reporters.mqtt import MqttReporter
-from skyedge.edge.runtime.messages import MessageFactory
 from skyedge.edge.tools.mqtt_bench import sample_classification
 
 

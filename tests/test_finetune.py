@@ -8,7 +8,7 @@ import torch
 
 from skyedge.training.config import TrainConfig
 from skyedge.training.data.loaders import Loaded
-from skyedge.training.train import oversampled
+from skyedge.training.loop import oversampled
 
 
 def _source(weight: float) -> object:
@@ -84,7 +84,7 @@ def test_freezing_the_backbone_needs_a_parent_and_fits_in_the_epochs():
 
 
 def test_a_frozen_backbone_holds_its_weights_and_statistics_then_thaws():
-    from skyedge.training.train import fit
+    from skyedge.training.loop import fit
 
     torch.manual_seed(0)
     backbone = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU())

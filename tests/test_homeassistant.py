@@ -20,8 +20,8 @@ import yaml
 from edge_helpers import RunningDaemon, package_with_unknown_threshold, topic_root, wait_for, write_config
 from mqtt_helpers import Collector, connect
 
+from skyedge.edge.messages import MessageFactory
 from skyedge.edge.observatory.homeassistant import discovery_messages
-from skyedge.edge.runtime.messages import MessageFactory
 
 CLASSES = ["arc", "diffuse", "discrete", "cloudy", "moon", "clear"]
 MODEL = {"name": "allsky-tiny", "sha256": "0" * 64, "precision": "fp32"}

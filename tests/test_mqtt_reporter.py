@@ -20,9 +20,9 @@ from mqtt_helpers import Collector
 
 from skyedge.brokers import AmqttBroker, MosquittoBroker
 from skyedge.edge.config import MqttSection
+from skyedge.edge.messages import MessageFactory
 from skyedge.edge.reporters.mqtt import MqttReporter
 from skyedge.edge.reporters.outbox import Outbox
-from skyedge.edge.runtime.messages import MessageFactory
 from skyedge.edge.tools.mqtt_bench import sample_classification
 from skyedge.payloads import validate_payload
 

@@ -330,7 +330,7 @@ def test_invalid_frames_render_as_the_camera_writes(kind):
 
 def test_day_class_is_twilight_or_daylight_and_exposure_decides_saturation():
     from skyedge.sanity import frame_problem
-    from skyedge.training.simulate.allsky import DAY, DAY_SUN_ALT
+    from skyedge.training.simulate.allsky_scene import DAY, DAY_SUN_ALT
 
     fixed = profile_config("dark-site-mono", classes=CLASSES + (DAY,))
     auto = profile_config("raw-bayer-fits", classes=CLASSES + (DAY,))

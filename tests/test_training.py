@@ -12,7 +12,7 @@ from tiny_models import recipe
 from skyedge.config import ConfigError
 from skyedge.model_card import ModelCard
 from skyedge.training.config import TrainConfig, load_train_config
-from skyedge.training.train import stratified_split
+from skyedge.training.loop import stratified_split
 
 REPO = Path(__file__).resolve().parents[1]
 

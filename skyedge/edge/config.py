@@ -401,6 +401,6 @@ class EdgeConfig(Schema):
 def load_edge_config(path, check_paths: bool = False) -> EdgeConfig:
     """Load and validate an edge deployment file; ``check_paths`` also checks every path it names (at start)."""
     from skyedge.config import load_config
-    from skyedge.edge.runtime.startup import path_problems
+    from skyedge.edge.startup import path_problems
 
     return load_config(path, EdgeConfig, checks=path_problems if check_paths else None)

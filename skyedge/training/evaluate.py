@@ -25,7 +25,7 @@ from skyedge.preprocess import prepare_frame
 from skyedge.sanity import frame_problem
 from skyedge.training.checkpoint import load_run
 from skyedge.training.data.loaders import Loaded, load_shards
-from skyedge.training.train import bayer_patterns, prepare_frames
+from skyedge.training.frame_training import bayer_patterns, prepare_frames
 
 DANGEROUS = ("cloudy", "clear")  # truly cloudy, called clear
 DAY = "day"

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
+from skyedge.errors import SkyedgeError
+
 log = logging.getLogger(__name__)
 
 _FIELDS = {
@@ -37,7 +39,7 @@ _FIELDS = {
 }
 
 
-class CaptureTimeError(ValueError):
+class CaptureTimeError(SkyedgeError, ValueError):
     """A capture-time setting that cannot work (named key)."""
 
 

@@ -1,11 +1,13 @@
-"""The two things a model can be asked, each as one class: a whole frame (:class:`FrameTask`) or object histories
-(:class:`SequenceTask`). Chosen once per pipeline from the card's task (:data:`TASKS`).
+"""The frame task: one all-sky camera's frames in, one :class:`~skyedge.edge.allsky.records.Decision` per frame out.
 
-A task turns a source's frame into model inputs (:meth:`items`), stacks items
-for one backend call (:meth:`batch`), and reads the model's answer for each
-item out of the batch's outputs (:meth:`decode`): the top class, its
-probability, and the open-set verdict from the card's distance threshold. No
-other stage asks which kind of model it serves.
+The task turns a source's frame into a model input (:meth:`FrameTask.items`,
+source thread), stacks items for one backend call (:meth:`FrameTask.batch`),
+and reads the model's answer for each item out of the batch's outputs
+(:meth:`FrameTask.decode`, inference thread): the top class, its probability,
+the open-set verdict from the card's distance threshold, and the cross-checks
+against the sky. The telescope field's task is
+:class:`skyedge.edge.field.task.SequenceTask`; the pipeline picks one from the
+card (:data:`skyedge.edge.runtime.pipeline.TASKS`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ import time
 import numpy as np
 
 from skyedge.edge.allsky.ephemeris import Ephemeris
+from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
 from skyedge.edge.config import StartupError
-from skyedge.edge.field.task import SequenceTask
-from skyedge.edge.observatory.verdicts import FrameVerdicts
-from skyedge.edge.runtime.records import Batch, Decision, Item
+from skyedge.edge.records import Batch
 from skyedge.edge.sources import RawFrame
 from skyedge.imageio import read_frame
 from skyedge.masks import FrameMask, MaskError, combined
@@ -49,7 +50,7 @@ class Decoder:
         self.threshold = card.metric_head.unknown_threshold
 
     def __call__(
-        self, items: list[Item], probabilities: np.ndarray, outputs: dict, inference_ms: float, check=None
+        self, items: list[FrameItem], probabilities: np.ndarray, outputs: dict, inference_ms: float, check=None
     ) -> list[Decision]:
         """``probabilities`` (N, C) already at each item's answer epoch; ``check(label, item)`` returns the failed
         cross-checks and whether they make the answer unrecognised."""
@@ -70,16 +71,16 @@ class Decoder:
                     label, confidence = UNRECOGNISED, 1.0
             out.append(
                 Decision(
-                    item,
-                    label,
-                    top_class,
-                    float(confidence),
-                    {c: float(v) for c, v in zip(self.classes, p, strict=True)},
-                    unknown,
-                    distance,
-                    inference_ms,
-                    tuple(checks),
-                    float(p[top[i]]),
+                    item=item,
+                    label=label,
+                    top_class=top_class,
+                    confidence=float(confidence),
+                    probabilities={c: float(v) for c, v in zip(self.classes, p, strict=True)},
+                    unknown=unknown,
+                    distance=distance,
+                    inference_ms=inference_ms,
+                    checks=tuple(checks),
+                    top_probability=float(p[top[i]]),
                 )
             )
         return out
@@ -132,24 +133,12 @@ class FrameTask:
         except MaskError as exc:
             raise StartupError(str(exc)) from None
 
-    @staticmethod
-    def verdicts(card: ModelCard, section) -> FrameVerdicts:
-        """Sky state and safety, checked against the model's classes."""
-        unknown = sorted(set(section.safety.safe_classes) - set(card.classes) - {DAY})
-        if unknown:
-            raise StartupError(
-                f"pipelines[{section.camera}].safety.safe_classes: {unknown} not among the model's classes "
-                f"{card.classes} (or '{DAY}')"
-            )
-        return FrameVerdicts(section)
-
-    def items(self, pipeline, raw: RawFrame) -> list[Item]:
+    def items(self, pipeline, raw: RawFrame) -> list[FrameItem]:
         """The frame as one model input, or as an answer that needs no model: by day, or when the frame is not a
         night sky at all (capped lens, saturated, constant, noise: :mod:`skyedge.sanity`)."""
         t0 = time.perf_counter()
         seen = self.site.observe(raw)
         inputs, problem = {}, None
-        extra = seen.message_fields()
         if not seen.day:
             shape = raw.image.shape[:2]
             mask = combined(self.mask.array(shape), self.model_mask.array(shape) if self.model_mask else None)
@@ -159,16 +148,26 @@ class FrameTask:
                     raw.image, self.card.preprocess, bayer=self.bayer, dark=self.dark, flat=self.flat, mask=mask
                 )
                 inputs = {self.input_name: x}
-            else:
-                extra["invalid"] = problem.message()
-        ms = 1e3 * (time.perf_counter() - t0)
-        return [Item(pipeline, raw.frame_id, raw.source, inputs, t0, ms, seen.captured, extra, raw.ack, seen, problem)]
+        return [
+            FrameItem(
+                pipeline=pipeline,
+                frame_id=raw.frame_id,
+                source=raw.source,
+                inputs=inputs,
+                arrived=t0,
+                preprocess_ms=1e3 * (time.perf_counter() - t0),
+                ack=raw.ack,
+                captured=seen.captured,
+                site=seen,
+                invalid=problem,
+            )
+        ]
 
-    def batch(self, items: list[Item]) -> Batch:
+    def batch(self, items: list[FrameItem]) -> Batch:
         """The model's frames stacked on the batch axis (daytime frames stay out)."""
         rows = [i for i, it in enumerate(items) if not it.gated]
         inputs = {self.input_name: np.stack([items[i].inputs[self.input_name] for i in rows])} if rows else {}
-        return Batch(items, inputs, rows=rows)
+        return Batch(items=items, inputs=inputs, rows=rows)
 
     def decode(self, batch: Batch, outputs: dict[str, np.ndarray], inference_ms: float) -> list[Decision]:
         """One decision per frame, in the batch's order: the gate's answer for gated frames ('day', or
@@ -180,16 +179,20 @@ class FrameTask:
             answered = dict(zip(batch.rows, decided, strict=True))
         return [answered.get(i) or _gated(it) for i, it in enumerate(batch.items)]
 
-    def _check(self, label: str, item: Item) -> tuple[list[str], bool]:
+    def _check(self, label: str, item: FrameItem) -> tuple[list[str], bool]:
         return self.site.check(label, item.site)
 
 
-def _gated(item: Item) -> Decision:
+def _gated(item: FrameItem) -> Decision:
     """The answer for a frame the model never saw: taken while the sun is up ('day'), or not a night sky at all
     ('unrecognised', flagged unknown: the message's ``invalid`` says why). No night-sky class applies."""
-    if item.invalid is not None:
-        return Decision(item, UNRECOGNISED, UNRECOGNISED, 1.0, {UNRECOGNISED: 1.0}, True, None, 0.0, (), 1.0)
-    return Decision(item, DAY, DAY, 1.0, {DAY: 1.0}, False, None, 0.0, (), 1.0)
-
-
-TASKS = {"frame": FrameTask, "sequence": SequenceTask}
+    label = UNRECOGNISED if item.invalid is not None else DAY
+    return Decision(
+        item=item,
+        label=label,
+        top_class=label,
+        confidence=1.0,
+        probabilities={label: 1.0},
+        unknown=item.invalid is not None,
+        top_probability=1.0,
+    )

@@ -12,57 +12,115 @@ followed, new, retired, classified, the residuals detected, counts per class
 and the most probable candidates.
 
 Publisher thread only: :class:`FieldPublishing` keeps each object's last
-answer (bounded by the objects followed: retired ones are dropped).
+answer (bounded by the objects followed: retired ones are dropped) and the
+tally of each epoch whose batches are still coming back.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
-from skyedge.edge.runtime.messages import Message, MessageFactory
+from skyedge.edge.field.records import FieldDecisions, FieldEpoch, FieldItem
+from skyedge.edge.messages import Message, MessageFactory
+
+
+class PublishReason(str, Enum):
+    """Why a per-object message was published (its ``published_because``)."""
+
+    NEW = "new"
+    CLASS_CHANGED = "class_changed"
+    CANDIDATE = "candidate"
+    RETIRED = "retired"
+    EVERY_EPOCH = "every_epoch"
+
+
+@dataclass
+class EpochTally:
+    """What the publisher has seen of one epoch's batches so far."""
+
+    epoch: FieldEpoch
+    answered: int = 0
+    inference_ms: float = 0.0
+    class_counts: np.ndarray | None = None
+    candidates: list = field(default_factory=list)
+    messages: int = 0
 
 
 class FieldPublishing:
-    """The publishing policy of one field and the last answer of each object it follows."""
+    """The publishing policy of one field, the last answer of each object it follows, and the open epochs."""
 
     def __init__(self, section, classes: list[str]):
         self.section, self.classes = section, classes
         self.candidate = np.isin(np.array(classes), section.candidate_classes)
         self.last: dict[str, tuple] = {}  # object id -> (class index, probabilities, n_epochs, x, y)
         self.announced: dict[str, int] = {}  # candidate object id -> class it was announced as
+        self._open: dict[int, EpochTally] = {}  # epoch number -> tally, until its last batch is back
 
-    def answered(self, decisions, factory: MessageFactory, camera: str) -> tuple[list[Message], list]:
+    def _tally(self, epoch: FieldEpoch) -> EpochTally:
+        tally = self._open.get(epoch.view.epoch)
+        if tally is None:
+            tally = self._open[epoch.view.epoch] = EpochTally(epoch)
+        return tally
+
+    def _batch_back(self, tally: EpochTally, inference_ms: float) -> bool:
+        """Count one of the epoch's batches as answered (or failed); True when it was the last."""
+        tally.answered += 1
+        tally.inference_ms += inference_ms
+        if tally.answered < tally.epoch.batches:
+            return False
+        del self._open[tally.epoch.view.epoch]
+        return True
+
+    def answered(
+        self, decisions: FieldDecisions, factory: MessageFactory, camera: str
+    ) -> tuple[list[Message], list[EpochTally]]:
         """Messages for one batch of answers, and the epochs it completed (their summaries are among the messages)."""
         messages: list[Message] = []
         completed = []
         offset = 0
         for it in decisions.items:
-            ctx = it.extra["epoch"]
-            n = len(it.extra["rows"])
+            tally = self._tally(it.epoch)
+            n = len(it.objects)
             probabilities = decisions.probabilities[offset : offset + n]
             offset += n
             if n:
-                messages += self._objects(it, ctx, probabilities, factory, camera)
-            if ctx.batch_answered(decisions.inference_ms / len(decisions.items)):
-                completed.append(ctx)
-                if not ctx.replay:
-                    messages += self._finals(ctx, factory, camera)
-                    messages.append(self._summary(ctx, factory, camera))
-                for object_id, _ in ctx.view.retired:
-                    self.last.pop(object_id, None)
-                    self.announced.pop(object_id, None)
+                messages += self._objects(it, tally, probabilities, factory, camera)
+            if self._batch_back(tally, decisions.inference_ms / len(decisions.items)):
+                completed.append(tally)
+                if not it.epoch.replay:
+                    messages += self._finals(tally, factory, camera)
+                    messages.append(self._summary(tally, factory, camera))
+                self._forget_retired(it.epoch)
         return messages, completed
 
-    def _objects(self, it, ctx, probabilities: np.ndarray, factory, camera) -> list[Message]:
+    def failed(self, items: list[FieldItem]) -> list[EpochTally]:
+        """The backend failed on these items: the epochs whose last batch this was (their frames get acked)."""
+        completed = []
+        for it in items:
+            tally = self._tally(it.epoch)
+            if self._batch_back(tally, 0.0):
+                completed.append(tally)
+                self._forget_retired(it.epoch)
+        return completed
+
+    def _forget_retired(self, epoch: FieldEpoch) -> None:
+        for object_id, _ in epoch.view.retired:
+            self.last.pop(object_id, None)
+            self.announced.pop(object_id, None)
+
+    def _objects(self, it: FieldItem, tally: EpochTally, probabilities: np.ndarray, factory, camera) -> list[Message]:
+        ctx = it.epoch
         top = probabilities.argmax(axis=1)
         p_top = probabilities[np.arange(len(top)), top]
         candidate = self.candidate[top] & (p_top >= self.section.candidate_probability)
-        if ctx.class_counts is None:
-            ctx.class_counts = np.zeros(len(self.classes), dtype=np.int64)
-        ctx.class_counts += np.bincount(top, minlength=len(self.classes))
-        ids, xs, ys, epochs = it.extra["ids"], it.extra["x"], it.extra["y"], it.extra["n_epochs"]
+        if tally.class_counts is None:
+            tally.class_counts = np.zeros(len(self.classes), dtype=np.int64)
+        tally.class_counts += np.bincount(top, minlength=len(self.classes))
+        ids, xs, ys, epochs = it.objects.ids, it.objects.x, it.objects.y, it.objects.n_epochs
         every = self.section.policy == "every_epoch"
         out = []
         for i in range(len(top)):
@@ -70,26 +128,27 @@ class FieldPublishing:
             previous = self.last.get(oid)
             self.last[oid] = (int(top[i]), probabilities[i], int(epochs[i]), float(xs[i]), float(ys[i]))
             if candidate[i]:
-                ctx.candidates.append((float(p_top[i]), oid, int(top[i]), int(epochs[i]), float(xs[i]), float(ys[i])))
+                tally.candidates.append((float(p_top[i]), oid, int(top[i]), int(epochs[i]), float(xs[i]), float(ys[i])))
             if ctx.replay:
                 continue  # reported before a restart: only the histories needed it
             reason = None
             if every:
-                reason = "every_epoch"
+                reason = PublishReason.EVERY_EPOCH
             elif previous is None:
-                reason = "new"
+                reason = PublishReason.NEW
             elif previous[0] != top[i]:
-                reason = "class_changed"
+                reason = PublishReason.CLASS_CHANGED
             elif candidate[i] and self.announced.get(oid) != top[i]:
-                reason = "candidate"
+                reason = PublishReason.CANDIDATE
             if candidate[i]:
                 self.announced[oid] = int(top[i])
             if reason is not None:
-                out.append(self._message(factory, camera, ctx, oid, reason))
-        ctx.messages += len(out)
+                out.append(self._message(factory, camera, tally, oid, reason))
+        tally.messages += len(out)
         return out
 
-    def _message(self, factory: MessageFactory, camera: str, ctx, oid: str, reason: str) -> Message:
+    def _message(self, factory: MessageFactory, camera: str, tally: EpochTally, oid: str, reason: PublishReason) -> Message:
+        ctx = tally.epoch
         top, probabilities, n_epochs, x, y = self.last[oid]
         total_ms = 1e3 * (time.perf_counter() - ctx.arrived)
         label = self.classes[top]
@@ -108,25 +167,27 @@ class FieldPublishing:
             latency_ms={
                 "total": round(total_ms, 3),
                 "preprocess": round(ctx.preprocess_ms, 3),
-                "inference": round(ctx.inference_ms, 3),
-                "queue": round(max(total_ms - ctx.preprocess_ms - ctx.inference_ms, 0.0), 3),
+                "inference": round(tally.inference_ms, 3),
+                "queue": round(max(total_ms - ctx.preprocess_ms - tally.inference_ms, 0.0), 3),
             },
             object_id=oid,
             n_epochs=n_epochs,
             mjd=float(ctx.view.conditions["mjd"]),
             position={"x": x, "y": y},
-            published_because=reason,
+            published_because=reason.value,
         )
 
-    def _finals(self, ctx, factory, camera) -> list[Message]:
-        out = [self._message(factory, camera, ctx, oid, "retired") for oid, _ in ctx.view.retired if oid in self.last]
-        ctx.messages += len(out)
+    def _finals(self, tally: EpochTally, factory, camera) -> list[Message]:
+        retired = tally.epoch.view.retired
+        out = [self._message(factory, camera, tally, oid, PublishReason.RETIRED) for oid, _ in retired if oid in self.last]
+        tally.messages += len(out)
         return out
 
-    def _summary(self, ctx, factory: MessageFactory, camera: str) -> Message:
+    def _summary(self, tally: EpochTally, factory: MessageFactory, camera: str) -> Message:
+        ctx = tally.epoch
         view = ctx.view
-        counts = ctx.class_counts if ctx.class_counts is not None else np.zeros(len(self.classes), dtype=np.int64)
-        best = sorted(ctx.candidates, reverse=True)[: self.section.summary_candidates]
+        counts = tally.class_counts if tally.class_counts is not None else np.zeros(len(self.classes), dtype=np.int64)
+        best = sorted(tally.candidates, reverse=True)[: self.section.summary_candidates]
         return factory.message(
             "field",
             camera,
@@ -158,7 +219,7 @@ class FieldPublishing:
             latency_ms={
                 "total": round(1e3 * (time.perf_counter() - ctx.arrived), 3),
                 "preprocess": round(ctx.preprocess_ms, 3),
-                "inference": round(ctx.inference_ms, 3),
+                "inference": round(tally.inference_ms, 3),
             },
-            messages=ctx.messages,
+            messages=tally.messages,
         )

@@ -12,55 +12,28 @@ state is read from the :class:`~skyedge.edge.field.sequences.StateStore` (zero f
 new object), the step graph runs, the state after it is stored. A new epoch
 therefore costs one encoder step and one recurrence step per object, whatever
 the history's length. Answers go to the publisher as
-:class:`~skyedge.edge.runtime.records.FieldDecisions`; what is published is decided
-there (:mod:`skyedge.edge.field.publishing`).
+:class:`~skyedge.edge.field.records.FieldDecisions`; what is published is the
+pipeline's policy's business (:mod:`skyedge.edge.field.publishing`, publisher
+thread), not the task's.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from skyedge.edge.config import StartupError
 from skyedge.edge.field.difference import Reference, sky_level
-from skyedge.edge.field.publishing import FieldPublishing
+from skyedge.edge.field.records import FieldDecisions, FieldEpoch, FieldItem, ObjectRows
 from skyedge.edge.field.sequences import StateStore, epoch_inputs, history_inputs
 from skyedge.edge.field.tracker import EpochView, FieldTracker
-from skyedge.edge.observatory.verdicts import NoVerdicts
-from skyedge.edge.runtime.records import Batch, FieldDecisions, Item
+from skyedge.edge.records import Batch
 from skyedge.edge.sources import RawFrame
 from skyedge.edge.sources.fits_sequence import HEADER_KEYS, CatalogError, read_catalog
 from skyedge.imageio import read_frame
 from skyedge.model_card import ModelCard
-
-
-@dataclass
-class EpochContext:
-    """One epoch on its way through the stages: what its summary says, and how many batches are still out."""
-
-    view: EpochView
-    frame_id: str
-    source: str
-    arrived: float  # perf_counter when its frame was read
-    preprocess_ms: float
-    replay: bool
-    ack: object
-    batches: int = 0  # set by the source thread before the epoch's items are queued
-    # Everything below is the publisher thread's (skyedge.edge.field.publishing), as the epoch's batches come back.
-    answered: int = 0
-    inference_ms: float = 0.0
-    class_counts: np.ndarray | None = None
-    candidates: list = field(default_factory=list)
-    messages: int = 0
-
-    def batch_answered(self, inference_ms: float = 0.0) -> bool:
-        """Count one of the epoch's batches as answered (or failed); True when it was the last."""
-        self.answered += 1
-        self.inference_ms += inference_ms
-        return self.answered == self.batches
 
 
 def load_reference(path, key: str) -> Reference:
@@ -98,16 +71,10 @@ class SequenceTask:
         self.stamps_name = card.step.input("stamps").name
         self.conditions_name = next((t.name for t in card.step.inputs if t.role == "conditions"), None)
         self.probabilities = next(t.name for t in card.step.outputs if t.role == "probabilities")
-        self.publishing = FieldPublishing(section.field_messages, list(card.classes))  # publisher thread only
-
-    @staticmethod
-    def verdicts(card: ModelCard, section) -> NoVerdicts:
-        """Nobody closes a roof on a telescope field."""
-        return NoVerdicts()
 
     # ------------------------------------------------------------ source thread
 
-    def items(self, pipeline, raw: RawFrame) -> list[Item]:
+    def items(self, pipeline, raw: RawFrame) -> list[FieldItem]:
         """The model inputs of every epoch this frame completes (none while the reference is built)."""
         t0 = time.perf_counter()
         if raw.header.get("reference_only"):
@@ -118,7 +85,7 @@ class SequenceTask:
             out += self._epoch_items(pipeline, view, t0)
         return out
 
-    def _epoch_items(self, pipeline, view: EpochView, t0: float) -> list[Item]:
+    def _epoch_items(self, pipeline, view: EpochView, t0: float) -> list[FieldItem]:
         o, spec, raw = self.tracker.objects, self.spec, view.frame
         rows = view.followed
         is_new = np.isin(rows, view.new)
@@ -136,9 +103,7 @@ class SequenceTask:
             o.n_epochs[view.new] = len(frames) - 1  # the increment below adds this epoch
         o.n_epochs[rows] += 1
         o.last_mjd[rows] = view.conditions["mjd"]
-        ms = 1e3 * (time.perf_counter() - t0)
-        context = EpochContext(view, raw.frame_id, raw.source, t0, ms, raw.replay, raw.ack)
-        items = []
+        parts = []  # (objects, inputs, time axis length) of each batch
         for group_rows, fresh, stamps, conditions in groups:
             for i in range(0, len(group_rows), self.batch_size):
                 part = slice(i, i + self.batch_size)
@@ -146,43 +111,62 @@ class SequenceTask:
                 if self.conditions_name:
                     inputs[self.conditions_name] = conditions[part]
                 r = group_rows[part]
-                # What the publisher reports is copied now: by the time it runs, a retired object's row may
-                # already belong to an object found in a later epoch.
-                extra = {
-                    "rows": r,
-                    "fresh": fresh[part],
-                    "epoch": context,
-                    "ids": o.ids[r].copy(),
-                    "x": o.x[r].copy(),
-                    "y": o.y[r].copy(),
-                    "n_epochs": o.n_epochs[r].copy(),
-                    "static": o.static[r].copy(),
-                }
-                key = (pipeline.camera, view.epoch, stamps.shape[1])
-                items.append(Item(pipeline, raw.frame_id, raw.source, inputs, t0, ms, None, extra, batch_key=key))
-        if not items:  # nothing to follow: the epoch still gets its summary (and its file its ack)
-            extra = {"rows": np.zeros(0, dtype=np.int64), "fresh": np.zeros(0, dtype=bool), "epoch": context}
-            items.append(Item(pipeline, raw.frame_id, raw.source, {}, t0, ms, None, extra, batch_key=(pipeline.camera, view.epoch, 0)))
-        context.batches = len(items)
-        return items
+                # Copied now: by the time the publisher reports them, a retired object's row may already belong
+                # to an object found in a later epoch.
+                objects = ObjectRows(
+                    rows=r,
+                    fresh=fresh[part],
+                    ids=o.ids[r].copy(),
+                    x=o.x[r].copy(),
+                    y=o.y[r].copy(),
+                    n_epochs=o.n_epochs[r].copy(),
+                    static=o.static[r].copy(),
+                )
+                parts.append((objects, inputs, stamps.shape[1]))
+        if not parts:  # nothing to follow: the epoch still gets its summary (and its file its ack)
+            parts.append((ObjectRows.empty(), {}, 0))
+        epoch = FieldEpoch(
+            view=view,
+            frame_id=raw.frame_id,
+            source=raw.source,
+            arrived=t0,
+            preprocess_ms=1e3 * (time.perf_counter() - t0),
+            replay=raw.replay,
+            ack=raw.ack,
+            batches=len(parts),
+        )
+        return [
+            FieldItem(
+                pipeline=pipeline,
+                frame_id=raw.frame_id,
+                source=raw.source,
+                inputs=inputs,
+                arrived=t0,
+                preprocess_ms=epoch.preprocess_ms,
+                batch_key=(pipeline.camera, view.epoch, steps),
+                epoch=epoch,
+                objects=objects,
+            )
+            for objects, inputs, steps in parts
+        ]
 
     # ------------------------------------------------------------ inference thread
 
-    def batch(self, items: list[Item]) -> Batch:
+    def batch(self, items: list[FieldItem]) -> Batch:
         """The items' objects stacked, with the state each carries from its previous epoch."""
-        rows = np.concatenate([it.extra["rows"] for it in items])
+        rows = np.concatenate([it.objects.rows for it in items])
         if not len(rows):
-            return Batch(items, {})
-        fresh = np.concatenate([it.extra["fresh"] for it in items])
+            return Batch(items=items, inputs={})
+        fresh = np.concatenate([it.objects.fresh for it in items])
         inputs = {name: np.concatenate([it.inputs[name] for it in items]) for name in items[0].inputs}
-        return Batch(items, inputs | self.states.gather(rows, fresh))
+        return Batch(items=items, inputs=inputs | self.states.gather(rows, fresh))
 
     def decode(self, batch: Batch, outputs: dict[str, np.ndarray], inference_ms: float) -> list[FieldDecisions]:
         """Store each object's new state; its answer is the probabilities at its latest epoch."""
-        rows = np.concatenate([it.extra["rows"] for it in batch.items])
+        rows = np.concatenate([it.objects.rows for it in batch.items])
         if len(rows):
             self.states.scatter(rows, outputs)
             probabilities = outputs[self.probabilities][:, -1]
         else:
             probabilities = np.zeros((0, len(self.card.classes)), np.float32)
-        return [FieldDecisions(batch.items, probabilities, inference_ms)]
+        return [FieldDecisions(items=batch.items, probabilities=probabilities, inference_ms=inference_ms)]

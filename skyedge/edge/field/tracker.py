@@ -38,6 +38,7 @@ from skyedge.edge.field.difference import (
     sky_level,
     stars,
 )
+from skyedge.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class FieldTracker:
             return [self._epoch(f, image, shift) for f, image, shift in waiting]
         if frame.image.shape != self.reference.image.shape:
             # Reported by the runtime as a rejected input naming the file; the field carries on.
-            raise ValueError(
+            raise InputError(
                 f"frame shape {frame.image.shape} differs from the reference's {self.reference.image.shape} "
                 "(binning or window changed?): not differenced"
             )

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
 from skyedge.masks import card_mask
@@ -48,7 +49,7 @@ SHRINKAGE = 0.05  # of the pooled covariance toward a scaled identity, as traini
 NEW_COVARIANCE_WEIGHT = 0.5  # the most the site's own within-class scatter counts against training's
 
 
-class AdaptError(ValueError):
+class AdaptError(SkyedgeError, ValueError):
     """Input adapt cannot use: says which file, folder or class."""
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.edge.labelling.label_page import PAGE
+from skyedge.errors import SkyedgeError
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ THUMB_SIDE = 160
 CLASS_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
-class LabelError(ValueError):
+class LabelError(SkyedgeError, ValueError):
     """A request the store refuses (unknown frame, bad class name)."""
 
 

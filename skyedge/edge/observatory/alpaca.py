@@ -265,7 +265,7 @@ def _page(title: str, body: str) -> bytes:
 
 
 def _timestamp() -> str:
-    from skyedge.edge.runtime.messages import utc_now
+    from skyedge.edge.messages import utc_now
 
     return utc_now()
 
@@ -331,7 +331,7 @@ def server_for(cfg, pipelines: list, model_name: str) -> AlpacaServer:
     """The SafetyMonitor for the deployment's ``alpaca`` section, reporting one frame pipeline's safety."""
     from skyedge.edge.config import StartupError
 
-    frames = [p for p in pipelines if p.verdicts.safety is not None]
+    frames = [p for p in pipelines if p.verdicts is not None]
     if not frames:
         raise StartupError("alpaca.enabled: the SafetyMonitor needs a frame (all-sky) pipeline")
     wanted = cfg.alpaca.camera

@@ -23,7 +23,7 @@ import re
 from functools import partial
 
 from skyedge import __version__
-from skyedge.edge.runtime.messages import Message
+from skyedge.edge.messages import Message
 
 STATES_BESIDES_CLASSES = ("unrecognised", "day", "stale")
 

@@ -2,10 +2,10 @@
 
 A frame pipeline's :class:`FrameVerdicts` folds each decision into its
 :class:`~skyedge.edge.observatory.sky_state.SkyState` and
-:class:`~skyedge.edge.observatory.safety.SafetyPolicy` and returns what changed; a
-telescope pipeline has :class:`NoVerdicts`. Driven by the publisher thread
+:class:`~skyedge.edge.observatory.safety.SafetyPolicy` and returns what changed. Driven by the publisher thread
 only (decisions, source failures, the periodic clock check); the safety policy
-keeps its own lock because the Alpaca server's threads read it too.
+keeps its own lock because the Alpaca server's threads read it too. A
+telescope pipeline has none (nobody closes a roof on a field).
 """
 
 from __future__ import annotations
@@ -51,18 +51,3 @@ class FrameVerdicts:
         """Clock-driven changes: hold time reached, classification stale."""
         changes: list[Change] = [c for c in (self.safety.check(),) if c is not None]
         return changes + self._state(self.sky.check_stale())
-
-
-class NoVerdicts:
-    """A pipeline nobody closes a roof on (telescope fields): no state, no safety."""
-
-    safety = None
-
-    def decided(self, label: str, confidence: float) -> list[Change]:
-        return []
-
-    def failed(self, reason: str) -> list[Change]:
-        return []
-
-    def check(self) -> list[Change]:
-        return []

@@ -15,7 +15,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
-from skyedge.edge.runtime.messages import Message
+from skyedge.edge.messages import Message
 
 log = logging.getLogger(__name__)
 

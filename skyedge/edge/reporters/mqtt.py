@@ -26,8 +26,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from skyedge import __version__
+from skyedge.edge.messages import Message
 from skyedge.edge.reporters.outbox import Outbox
-from skyedge.edge.runtime.messages import Message
 from skyedge.errors import SkyedgeError
 
 log = logging.getLogger(__name__)

@@ -22,17 +22,17 @@ import time
 
 from skyedge.edge.allsky.ephemeris import Ephemeris
 from skyedge.edge.backends import Backend, create_backend, resolve_kind
+from skyedge.edge.messages import MessageFactory
 from skyedge.edge.package import open_package
+from skyedge.edge.records import BatchFailed, Observed
 from skyedge.edge.reporters import create_reporters
 from skyedge.edge.runtime.batcher import DONE, Batcher
-from skyedge.edge.runtime.messages import MessageFactory
 from skyedge.edge.runtime.pipeline import Pipeline, build_pipeline
 from skyedge.edge.runtime.publisher import DeviceFacts, Publisher
-from skyedge.edge.runtime.records import BatchFailed, Observed
 from skyedge.edge.runtime.stats import Stats
 from skyedge.edge.sources import RawFrame, Rejected, SourceFailed
+from skyedge.errors import InputError
 from skyedge.masks import card_mask
-from skyedge.preprocess import PreprocessError
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +95,26 @@ class Runtime:
         try:
             for observed in pipeline.source:
                 if not isinstance(observed, RawFrame):
-                    self.publisher.put(Observed(pipeline, observed))
+                    self.publisher.put(Observed(pipeline=pipeline, what=observed))
                     continue
                 try:
                     items = pipeline.task.items(pipeline, observed)
-                except (PreprocessError, ValueError) as exc:
+                except InputError as exc:  # this frame cannot be used: reported naming the file, the rest go on
                     reason = f"{observed.source}: {exc}"
-                    self.publisher.put(Observed(pipeline, Rejected(observed.frame_id, observed.source, reason, observed.ack)))
+                    rejected = Rejected(observed.frame_id, observed.source, reason, observed.ack)
+                    self.publisher.put(Observed(pipeline=pipeline, what=rejected))
+                    continue
+                except Exception:  # a bug, not a bad frame: loud, counted, and the file stays unhandled
+                    log.exception("%s: internal error on %s (a bug; the file is left for a restart)", pipeline.camera, observed.source)
+                    self.stats.add("failed")
                     continue
                 for item in items:
                     self._enqueue(pipeline, item)
         except Exception as exc:
             log.exception("%s: source failed", pipeline.camera)
             self.stats.add("failed")
-            self.publisher.put(Observed(pipeline, SourceFailed(pipeline.camera, f"source stopped: {exc}")))
+            failed = SourceFailed(pipeline.camera, f"source stopped: {exc}")
+            self.publisher.put(Observed(pipeline=pipeline, what=failed))
         finally:
             self.items.put(DONE)
 
@@ -134,7 +140,7 @@ class Runtime:
                 outputs = self.backend.infer(batch.inputs) if batch.inputs else {}
             except Exception as exc:
                 log.exception("backend failed on a batch of %d", len(items))
-                self.publisher.put(BatchFailed(items, str(exc)))
+                self.publisher.put(BatchFailed(items=items, reason=str(exc)))
                 continue
             seconds = time.perf_counter() - t0
             self.stats.backend_call(seconds)

@@ -1,7 +1,7 @@
 """The publisher: the one thread that turns records into messages and hands them to the reporters.
 
 Everything observatory control reads is built here and nowhere else:
-classifications from :class:`~skyedge.edge.runtime.records.Decision`, events from what
+classifications from :class:`~skyedge.edge.allsky.records.Decision`, events from what
 sources observed, state and safety changes from the pipelines' verdicts
 (which only this thread drives), periodic staleness checks and metrics, the
 retained status, and Home Assistant discovery. Schema validation therefore
@@ -22,10 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from skyedge import __version__
+from skyedge.edge.allsky.records import Decision
+from skyedge.edge.field.records import FieldDecisions, FieldItem
+from skyedge.edge.messages import Message, MessageFactory, utc_from_timestamp, utc_now
 from skyedge.edge.observatory.verdicts import Change, StateChange
+from skyedge.edge.records import BatchFailed, Observed
 from skyedge.edge.runtime.device_stats import gpu_load, host_rss_mb, temperatures
-from skyedge.edge.runtime.messages import Message, MessageFactory, utc_from_timestamp, utc_now
-from skyedge.edge.runtime.records import BatchFailed, Decision, FieldDecisions, Observed, Record
 from skyedge.edge.runtime.stats import Stats
 from skyedge.edge.sources import FormatChanged, Rejected, SourceFailed, SourceRecovered, Vanished
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.2  # how often the clock-driven checks run while records are quiet
 _STOP = object()
+
+Record = Decision | FieldDecisions | BatchFailed | Observed
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ class Publisher:
                 "queue": round(max(total_ms - it.preprocess_ms - d.inference_ms, 0.0), 3),
             },
             checks=list(d.checks) or None,
-            **it.extra,
+            **it.message_fields(),
         )
         self._send(message)
         for check in d.checks:
@@ -166,7 +170,7 @@ class Publisher:
         if it.invalid is not None:
             self.stats.add(f"invalid_{it.invalid.reason}")
         changes = it.pipeline.verdicts.decided(d.label, d.confidence)
-        self._changes(camera, changes, it.extra.get("ephemeris"))
+        self._changes(camera, changes, message.payload.get("ephemeris"))
         if it.pipeline.collect is not None:
             changed = any(isinstance(c, StateChange) for c in changes)
             for pick in it.pipeline.collect.picks(it.source, message.payload, changed):
@@ -179,25 +183,28 @@ class Publisher:
         """A batch of a field's answers: the policy's messages, and for each epoch it completed the summary, the
         count of objects answered and the frame's ack."""
         pipeline = fd.items[0].pipeline
-        messages, completed = pipeline.task.publishing.answered(fd, self.factory, pipeline.camera)
+        messages, completed = pipeline.policy.answered(fd, self.factory, pipeline.camera)
         for message in messages:
             self._send(message)
-        for ctx in completed:
-            if ctx.ack is not None:
-                ctx.ack("ok")
-            n = int(ctx.class_counts.sum()) if ctx.class_counts is not None else 0
-            if not ctx.replay:
-                self.stats.done(1e3 * (time.perf_counter() - ctx.arrived), ctx.arrived, n)
+        for tally in completed:
+            epoch = tally.epoch
+            if epoch.ack is not None:
+                epoch.ack("ok")
+            n = int(tally.class_counts.sum()) if tally.class_counts is not None else 0
+            if not epoch.replay:
+                self.stats.done(1e3 * (time.perf_counter() - epoch.arrived), epoch.arrived, n)
 
     def _batch_failed(self, f: BatchFailed) -> None:
         log.error("backend failed on a batch of %d: %s", len(f.items), f.reason)
         self.stats.add("failed", len(f.items))
+        fields = [it for it in f.items if isinstance(it, FieldItem)]
         for it in f.items:
             if it.ack is not None:
                 it.ack(f"failed: {f.reason}")
-            ctx = it.extra.get("epoch")  # a field's epoch: its frame is acknowledged once all its batches are
-            if ctx is not None and ctx.batch_answered() and ctx.ack is not None:
-                ctx.ack(f"failed: {f.reason}")
+        if fields:  # a field's frame is acknowledged once all the batches of its epoch are back
+            for tally in fields[0].pipeline.policy.failed(fields):
+                if tally.epoch.ack is not None:
+                    tally.epoch.ack(f"failed: {f.reason}")
 
     def _observed(self, o: Observed) -> None:
         what, camera = o.what, o.pipeline.camera
@@ -210,7 +217,8 @@ class Publisher:
         elif isinstance(what, SourceFailed):
             log.error("%s: source failed: %s", camera, what.reason)
             self._event(camera, "source_failed", "warning", what.reason, source=what.source)
-            self._changes(camera, o.pipeline.verdicts.failed(what.reason))
+            if o.pipeline.verdicts is not None:
+                self._changes(camera, o.pipeline.verdicts.failed(what.reason))
         elif isinstance(what, SourceRecovered):
             log.info("%s: source recovered: %s", camera, what.reason)
             self._event(camera, "source_recovered", "info", what.reason, source=what.source)
@@ -253,7 +261,8 @@ class Publisher:
 
     def _periodic(self) -> None:
         for pipeline in self.pipelines:
-            self._changes(pipeline.camera, pipeline.verdicts.check())
+            if pipeline.verdicts is not None:
+                self._changes(pipeline.camera, pipeline.verdicts.check())
         self._check_stores()
         if time.monotonic() - self._metrics_at >= self.facts.metrics_interval_s:
             self._metrics()
@@ -318,7 +327,7 @@ class Publisher:
     def _discovery(self) -> None:
         from skyedge.edge.observatory.homeassistant import discovery_messages
 
-        cameras = [p.camera for p in self.pipelines if p.verdicts.safety is not None]
+        cameras = [p.camera for p in self.pipelines if p.verdicts is not None]
         for message in discovery_messages(
             self.facts.homeassistant_prefix, self.factory, cameras, self.facts.model_name, self.facts.classes
         ):

@@ -18,8 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from skyedge.brokers import free_port
 from skyedge.edge.config import MqttSection
+from skyedge.edge.messages import Message, MessageFactory
 from skyedge.edge.reporters.mqtt import MqttReporter
-from skyedge.edge.runtime.messages import Message, MessageFactory
 
 _MODEL = {"name": "bench", "sha256": "0" * 64, "precision": "fp32"}
 
