@@ -60,11 +60,15 @@ def gpu_slug(name: str) -> str:
 GRAPHS = ("full", "step")  # a package's graphs: the model, and a sequence model's incremental step graph
 
 
-def engine_name(precision: str, gpu: str, tensorrt_version: str, graph: str = "full") -> str:
-    """``[step-]<precision>-<gpu>-trt<major.minor>.engine``: one file per (graph, precision, GPU, TensorRT version)."""
+def engine_name(
+    precision: str, gpu: str, tensorrt_version: str, graph: str = "full", dla_core: int | None = None
+) -> str:
+    """``[step-]<precision>-<gpu>[-dla<N>]-trt<major.minor>.engine``: one file per (graph, precision, GPU or DLA
+    core, TensorRT version), so an engine built for a DLA core never replaces the GPU's."""
     major_minor = ".".join(tensorrt_version.split(".")[:2])
     prefix = "" if graph == "full" else f"{graph}-"
-    return f"{prefix}{precision}-{gpu_slug(gpu)}-trt{major_minor}.engine"
+    dla = "" if dla_core is None else f"-dla{dla_core}"
+    return f"{prefix}{precision}-{gpu_slug(gpu)}{dla}-trt{major_minor}.engine"
 
 
 def read_sidecar(engine_path: Path) -> EngineSidecar:
@@ -84,11 +88,21 @@ def read_sidecar(engine_path: Path) -> EngineSidecar:
 
 
 def check_sidecar(
-    engine_path: Path, *, tensorrt_version: str, gpu: str, compute_capability: str, onnx_sha256: str
+    engine_path: Path,
+    *,
+    tensorrt_version: str,
+    gpu: str,
+    compute_capability: str,
+    onnx_sha256: str,
+    dla_core: int | None = None,
 ) -> EngineSidecar:
-    """The sidecar if the engine matches this TensorRT, GPU and ONNX file; else :class:`EngineError`."""
+    """The sidecar if the engine matches this TensorRT, GPU (or DLA core) and ONNX file; else :class:`EngineError`."""
     side = read_sidecar(engine_path)
     problems = []
+    if side.dla_core != dla_core:
+        built = "the GPU" if side.dla_core is None else f"DLA core {side.dla_core}"
+        wanted = "the GPU" if dla_core is None else f"DLA core {dla_core}"
+        problems.append(f"built for {built}, backend.dla_core asks for {wanted}")
     if side.tensorrt != tensorrt_version:
         problems.append(f"built with TensorRT {side.tensorrt}, this device runs {tensorrt_version}")
     if side.gpu != gpu or side.compute_capability != compute_capability:

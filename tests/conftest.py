@@ -1,4 +1,11 @@
-"""Test rig: hardware markers that skip with a reason, and real MQTT brokers on loopback."""
+"""Test rig: hardware markers that skip with a reason, real MQTT brokers on loopback, and the models tests use.
+
+Two tiers of models. Stub packages (``stub_frame_package``, ``stub_sequence_package``: written in
+milliseconds, nothing learned, the same answers on every machine) serve every test of plumbing. Trained
+packages (``tiny_*_run``, ``frame_package``, ``sequence_package``: real tiny trainings) serve the tests of
+training, export, calibration and model quality; every test that asks for one is marked ``slow`` here, so
+``-m "not slow"`` trains nothing.
+"""
 
 from __future__ import annotations
 
@@ -41,11 +48,17 @@ def _mosquitto_reason() -> str | None:
     return "needs the mosquitto binary: amqtt, the fallback broker, speaks MQTT 3.1.1 only (apt-get install mosquitto)"
 
 
+TRAINED = {"tiny_frame_run", "tiny_sequence_run", "frame_package", "sequence_package"}
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     reasons = {"tensorrt": _tensorrt_reason(), "gpu": _gpu_reason(), "mqtt5": _mosquitto_reason()}
     if reasons["mqtt5"] and os.environ.get("SKYEDGE_REQUIRE_MOSQUITTO") == "1":
         raise pytest.UsageError("SKYEDGE_REQUIRE_MOSQUITTO=1 but mosquitto is not installed")
     for item in items:
+        if TRAINED & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)  # it trains a model (seconds to minutes): not in the fast tier
         for marker, reason in reasons.items():
             if reason and marker in item.keywords:
                 item.add_marker(pytest.mark.skip(reason=reason))
@@ -92,6 +105,22 @@ def frame_package(tiny_frame_run, tmp_path_factory):
 def sequence_package(tiny_sequence_run, tmp_path_factory):
     """The tiny sequence run, likewise."""
     return _package(tiny_sequence_run, tmp_path_factory, "sequence-pkg")
+
+
+@pytest.fixture(scope="session")
+def stub_frame_package(tmp_path_factory):
+    """A frame package without training (tests/stub_packages.py): 32 px mono, the six sky classes."""
+    from stub_packages import frame_package
+
+    return frame_package(tmp_path_factory.mktemp("stub-frame") / "pkg")
+
+
+@pytest.fixture(scope="session")
+def stub_sequence_package(tmp_path_factory):
+    """A sequence package with its step graph, without training."""
+    from stub_packages import sequence_package
+
+    return sequence_package(tmp_path_factory.mktemp("stub-sequence") / "pkg")
 
 
 @pytest.fixture(scope="session")

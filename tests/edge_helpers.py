@@ -10,14 +10,19 @@ import yaml
 
 def write_config(path: Path, package: Path, source: dict, reporters: dict, **extra) -> Path:
     """A deployment YAML for one pipeline, under a site name of its own (retained messages on a shared
-    broker never leak between tests); :func:`topic_root` gives its topic root."""
+    broker never leak between tests); :func:`topic_root` gives its topic root. ``script``: answers for the
+    scripted backend instead of running the model."""
     import uuid
 
+    script = extra.pop("script", None)
+    backend = {"kind": "onnxruntime", "batch_size": extra.pop("batch_size", 8), "max_wait_ms": 20}
+    if script is not None:
+        backend.update(kind="scripted", script=list(script))
     cfg = {
         "site": extra.pop("site", f"test-{uuid.uuid4().hex[:8]}"),
         "device": "dev-1",
         "model": {"package": str(package), "precision": extra.pop("precision", "fp32")},
-        "backend": {"kind": "onnxruntime", "batch_size": extra.pop("batch_size", 8), "max_wait_ms": 20},
+        "backend": backend,
         "pipelines": [{"camera": extra.pop("camera", "allsky"), "source": source, **extra.pop("pipeline", {})}],
         "reporters": reporters,
         **extra,

@@ -2,7 +2,7 @@
 
 The SafetyMonitor is exercised with the official Python client `alpyca`
 (discovery, management API, SafetyMonitor) against the running edge on
-loopback; IsSafe follows a scripted sequence of real frames through the policy.
+loopback; IsSafe follows a scripted sequence of answers (the scripted backend) through the policy.
 """
 
 from __future__ import annotations
@@ -10,19 +10,15 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
 import requests
-from edge_helpers import offline_frame_probabilities, package_with_unknown_threshold, write_config
+from edge_helpers import write_config
 
 from skyedge.brokers import free_port
 from skyedge.edge.config import load_edge_config
 from skyedge.edge.observatory.safety import SafetyPolicy
 from skyedge.edge.reporters.jsonl import read_jsonl
 from skyedge.edge.runtime.lifecycle import Runtime
-from skyedge.model_card import read_card
-
-pytestmark = pytest.mark.slow  # needs the session's tiny trained frame package
 
 
 def test_policy_holds_then_trips_at_once_and_goes_stale():
@@ -54,25 +50,6 @@ def test_asking_is_safe_never_swallows_a_safety_change():
     assert not p.is_safe(80) and p.check(80).safe is False  # stale, likewise
 
 
-@pytest.fixture(scope="module")
-def scripted_frames(frame_package, tmp_path_factory):
-    """Frames the package classifies (offline) as one class, and frames it puts in another class."""
-    from skyedge.training.simulate.allsky import AllskyConfig, simulate_allsky
-
-    out = tmp_path_factory.mktemp("alpaca-cam")
-    simulate_allsky(60, out, seed=7, cfg=AllskyConfig(size=64), files="fits", workers=1)
-    files = sorted((out / "frames").glob("*.fits"))
-    probs = offline_frame_probabilities(frame_package, files)
-    classes = read_card(frame_package).classes
-    labels = {f: classes[int(np.argmax(probs[f.name]))] for f in files}
-    counts = {c: sum(v == c for v in labels.values()) for c in classes}
-    safe_class = max(counts, key=counts.get)
-    safe = [f for f in files if labels[f] == safe_class]
-    unsafe = [f for f in files if labels[f] != safe_class]
-    assert len(safe) >= 6 and unsafe, counts
-    return safe_class, safe, unsafe
-
-
 def _wait(predicate, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,25 +59,27 @@ def _wait(predicate, timeout=10.0):
     return False
 
 
-def test_safety_monitor_with_alpyca(frame_package, scripted_frames, tmp_path):
+def test_safety_monitor_with_alpyca(stub_frame_package, camera_frames, tmp_path):
     from alpaca import discovery, management
     from alpaca.exceptions import ActionNotImplementedException
     from alpaca.safetymonitor import SafetyMonitor
 
-    safe_class, safe, unsafe = scripted_frames
+    # The frames are answered in the order they are dropped: three safe, one unsafe, three safe.
+    safe_class = "clear"
+    script = [safe_class] * 3 + ["cloudy"] + [safe_class] * 3
+    safe, unsafe = camera_frames[:6], camera_frames[6:7]
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     log = tmp_path / "r.jsonl"
     port = free_port()
-    # Unknown (open-set) frames would also be unsafe; keep the threshold out of this script's way.
-    package = package_with_unknown_threshold(frame_package, tmp_path / "pkg", 1e9)
     cfg_path = write_config(
         tmp_path / "e.yaml",
-        package,
+        stub_frame_package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05},
         {"jsonl": {"path": str(log)}},
         alpaca={"enabled": True, "port": port, "location": "test dome"},
         batch_size=1,
+        script=script,
     )
     policy = f"  safety: {{safe_classes: [{safe_class}], hold_frames: 3, stale_after_s: 3.0}}\n"
     text = cfg_path.read_text().replace("camera: allsky\n", "camera: allsky\n" + policy)
@@ -123,7 +102,7 @@ def test_safety_monitor_with_alpyca(frame_package, scripted_frames, tmp_path):
 
     try:
         assert _wait(lambda: _listening(port))
-        found = discovery.search_ipv4(numquery=2, timeout=1)
+        found = discovery.search_ipv4(numquery=1, timeout=1)  # a query per interface, a second each
         assert address in found, found
         devices = management.configureddevices(address)
         assert devices[0]["DeviceType"] == "SafetyMonitor" and devices[0]["DeviceNumber"] == 0

@@ -115,8 +115,7 @@ def test_a_full_disk_pauses_collection_and_it_resumes(tmp_path):
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-@pytest.mark.slow
-def test_the_daemon_collects_within_its_quota(frame_package, camera_frames, tmp_path):
+def test_the_daemon_collects_within_its_quota(stub_frame_package, camera_frames, tmp_path):
     from edge_helpers import messages, write_config
 
     from skyedge.cli import main
@@ -124,7 +123,7 @@ def test_the_daemon_collects_within_its_quota(frame_package, camera_frames, tmp_
     collected = tmp_path / "collected"
     deployment = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        stub_frame_package,
         {
             "kind": "directory",
             "path": str(camera_frames[0].parent),

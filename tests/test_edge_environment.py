@@ -25,7 +25,7 @@ from mqtt_helpers import Collector
 from skyedge.cli import main
 from skyedge.model_card import read_card
 
-pytestmark = [pytest.mark.slow, pytest.mark.mqtt5]
+pytestmark = pytest.mark.mqtt5
 
 TESTS = Path(__file__).parent
 
@@ -62,25 +62,25 @@ def small_disk(tmp_path):
 def _fill(disk: Path) -> Path:
     """Write zeros until the filesystem refuses (ENOSPC); return the filler file."""
     filler = disk / "filler"
-    with open(filler, "wb") as fh:
+    # Unbuffered: a buffered file would try the refused bytes again on close and raise there.
+    with open(filler, "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * 65536)
-                fh.flush()
         except OSError as exc:
             assert exc.errno == 28, exc  # ENOSPC
     return filler
 
 
 def test_a_full_disk_is_reported_survived_and_loses_or_corrupts_nothing(
-    frame_package, camera_frames, tmp_path, mqtt_broker, small_disk
+    stub_frame_package, camera_frames, tmp_path, mqtt_broker, small_disk
 ):
     incoming = tmp_path / "in"
     incoming.mkdir()
     audit, state, queue = small_disk / "audit.jsonl", small_disk / "state.sqlite", small_disk / "outbox.sqlite"
     source = {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05, "state_file": str(state)}
     mqtt_cfg = {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(queue), "metrics_interval_s": 1.0}
-    cfg = write_config(tmp_path / "e.yaml", frame_package, source, {"mqtt": mqtt_cfg, "jsonl": {"path": str(audit)}})
+    cfg = write_config(tmp_path / "e.yaml", stub_frame_package, source, {"mqtt": mqtt_cfg, "jsonl": {"path": str(audit)}})
     col = Collector(mqtt_broker, f"{topic_root(cfg)}/#", protocol=mqtt.MQTTv5)
 
     def classified() -> set[str]:
@@ -137,8 +137,8 @@ def clockshift(tmp_path_factory):
     return lib
 
 
-def test_wall_clock_jumps_change_no_timing(frame_package, camera_frames, tmp_path, mqtt_broker, clockshift):
-    package = package_with_unknown_threshold(frame_package, tmp_path / "pkg", 1e9)
+def test_wall_clock_jumps_change_no_timing(stub_frame_package, camera_frames, tmp_path, mqtt_broker, clockshift):
+    package = package_with_unknown_threshold(stub_frame_package, tmp_path / "pkg", 1e9)
     classes = read_card(package).classes
     incoming = tmp_path / "in"
     incoming.mkdir()

@@ -12,12 +12,9 @@ import stat
 import time
 
 import numpy as np
-import pytest
 from edge_helpers import RunningDaemon, deliver, messages, wait_for, write_config
 
 from skyedge.cli import main
-
-pytestmark = pytest.mark.slow  # needs the session's tiny trained packages
 
 
 def _copy(frames, folder, prefix=""):
@@ -27,7 +24,7 @@ def _copy(frames, folder, prefix=""):
 
 
 class SlowBackend:
-    """The package's real backend, slowed down, so the source blocks on a full queue mid-listing."""
+    """The package's ONNX Runtime backend, slowed down, so the source blocks on a full queue mid-listing."""
 
     def __init__(self, package, seconds: float):
         from skyedge.edge.backends import create_backend
@@ -56,13 +53,13 @@ def _as_png(frames, folder):
     return [folder / f"{f.stem}.png" for f in frames]
 
 
-def test_1_files_deleted_between_listing_and_read_are_skipped_and_counted(frame_package, camera_frames, tmp_path):
+def test_1_files_deleted_between_listing_and_read_are_skipped_and_counted(stub_frame_package, camera_frames, tmp_path):
     incoming = tmp_path / "in"
     pngs = _as_png(camera_frames[:40], incoming)
     log = tmp_path / "r.jsonl"
     cfg = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        stub_frame_package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0},
         {"jsonl": {"path": str(log)}},
         batch_size=1,
@@ -70,7 +67,7 @@ def test_1_files_deleted_between_listing_and_read_are_skipped_and_counted(frame_
     # The source lists all 40 files, then blocks on the full item queue while the slow backend works;
     # meanwhile camera software rotates the last 10 away.
     doomed = sorted(pngs, key=lambda p: (p.stat().st_mtime, p.name))[-10:]
-    with RunningDaemon(cfg, backend=SlowBackend(frame_package, 0.05)) as daemon:
+    with RunningDaemon(cfg, backend=SlowBackend(stub_frame_package, 0.05)) as daemon:
         assert wait_for(lambda: len(messages(log, "classification")) >= 3)
         for f in doomed:
             f.unlink()
@@ -84,14 +81,14 @@ def test_1_files_deleted_between_listing_and_read_are_skipped_and_counted(frame_
     assert not any(e["event"] == "source_failed" for e in messages(log, "event"))
 
 
-def test_2_a_vanished_folder_is_reported_retried_and_resumed(frame_package, camera_frames, tmp_path):
+def test_2_a_vanished_folder_is_reported_retried_and_resumed(stub_frame_package, camera_frames, tmp_path):
     incoming, away = tmp_path / "in", tmp_path / "away"
     _copy(camera_frames[:3], incoming)
     log = tmp_path / "r.jsonl"
     state = tmp_path / "state" / "s.sqlite"  # outside the folder, as on a network share
     cfg = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        stub_frame_package,
         {
             "kind": "directory",
             "path": str(incoming),
@@ -121,7 +118,7 @@ def test_2_a_vanished_folder_is_reported_retried_and_resumed(frame_package, came
     assert not any(e["event"] == "safety_change" and e["details"]["safe"] for e in messages(log, "event"))
 
 
-def test_3_bad_paths_at_start_are_config_errors_with_key_and_line(frame_package, tmp_path, capsys):
+def test_3_bad_paths_at_start_are_config_errors_with_key_and_line(stub_frame_package, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     a_file = tmp_path / "a-file"
@@ -149,7 +146,7 @@ def test_3_bad_paths_at_start_are_config_errors_with_key_and_line(frame_package,
         ),
     ]
     for i, (source, reporters, key, reason) in enumerate(cases):
-        cfg = write_config(tmp_path / f"c{i}.yaml", frame_package, source, reporters)
+        cfg = write_config(tmp_path / f"c{i}.yaml", stub_frame_package, source, reporters)
         status = main(["run", "--config", str(cfg), "--once"])
         err = capsys.readouterr().err
         assert status == 2, (i, err)
@@ -175,7 +172,7 @@ def _big_png(path, width: int, height: int) -> None:
     )
 
 
-def test_4_oversized_images_are_refused_from_the_header(frame_package, camera_frames, tmp_path):
+def test_4_oversized_images_are_refused_from_the_header(stub_frame_package, camera_frames, tmp_path):
     from astropy.io import fits
 
     incoming = tmp_path / "in"
@@ -186,7 +183,7 @@ def test_4_oversized_images_are_refused_from_the_header(frame_package, camera_fr
     (incoming / "huge.fits").write_bytes(header.tostring().encode())  # the header promises 81 megapixels
     log = tmp_path / "r.jsonl"
     source = {"kind": "directory", "path": str(incoming), "settle_s": 0, "max_pixels": 50_000_000}
-    cfg = write_config(tmp_path / "e.yaml", frame_package, source, {"jsonl": {"path": str(log)}})
+    cfg = write_config(tmp_path / "e.yaml", stub_frame_package, source, {"jsonl": {"path": str(log)}})
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     rejected = {
         e["details"]["frame_id"]: e["message"] for e in messages(log, "event") if e["event"] == "input_rejected"
@@ -197,14 +194,14 @@ def test_4_oversized_images_are_refused_from_the_header(frame_package, camera_fr
     assert len(messages(log, "classification")) == 2
 
 
-def test_5_the_camera_format_survives_restarts_and_a_mode_change_is_an_event(frame_package, camera_frames, tmp_path):
+def test_5_the_camera_format_survives_restarts_and_a_mode_change_is_an_event(stub_frame_package, camera_frames, tmp_path):
     from astropy.io import fits
 
     incoming = tmp_path / "in"
     log = tmp_path / "r.jsonl"
     cfg = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        stub_frame_package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0},
         {"jsonl": {"path": str(log)}},
     )
@@ -228,7 +225,7 @@ def test_5_the_camera_format_survives_restarts_and_a_mode_change_is_an_event(fra
     # Pinned: nothing but the configured shape is ever accepted.
     pinned = write_config(
         tmp_path / "p.yaml",
-        frame_package,
+        stub_frame_package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0, "frame_shape": [64, 64]},
         {"jsonl": {"path": str(tmp_path / "p.jsonl")}},
     )
@@ -238,7 +235,7 @@ def test_5_the_camera_format_survives_restarts_and_a_mode_change_is_an_event(fra
     assert len(reasons) == 1 and "source.frame_shape is 64x64" in reasons[0]
 
 
-def test_6_symlinks_to_devices_or_nothing_are_reported_once(frame_package, camera_frames, tmp_path):
+def test_6_symlinks_to_devices_or_nothing_are_reported_once(stub_frame_package, camera_frames, tmp_path):
     incoming = tmp_path / "in"
     _copy(camera_frames[:2], incoming)
     (incoming / "zero.fits").symlink_to("/dev/zero")
@@ -247,7 +244,7 @@ def test_6_symlinks_to_devices_or_nothing_are_reported_once(frame_package, camer
     log = tmp_path / "r.jsonl"
     cfg = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        stub_frame_package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0},
         {"jsonl": {"path": str(log)}},
     )
@@ -302,7 +299,7 @@ def test_8_a_field_retires_transients_that_are_gone():
     assert len(retired) == len(set(retired)) > 200  # every transient retired once
 
 
-def test_9_a_telescope_field_resumes_where_it_stopped(sequence_package, tmp_path):
+def test_9_a_telescope_field_resumes_where_it_stopped(stub_sequence_package, tmp_path):
     import onnxruntime as ort
     from astropy.io import fits
 
@@ -328,7 +325,7 @@ def test_9_a_telescope_field_resumes_where_it_stopped(sequence_package, tmp_path
     log = tmp_path / "scope.jsonl"
     cfg = write_config(
         tmp_path / "scope.yaml",
-        sequence_package,
+        stub_sequence_package,
         {
             "kind": "fits-sequence",
             "path": str(field / "frames"),
@@ -350,8 +347,8 @@ def test_9_a_telescope_field_resumes_where_it_stopped(sequence_package, tmp_path
     n_objects = len({m["object_id"] for m in first})
     assert len(first) == 3 * n_objects and len(after) == 3 * n_objects  # nothing twice
     assert sorted({m["n_epochs"] for m in after}) == [4, 5, 6]  # histories continue, not restart at 1
-    card = read_card(sequence_package)
-    sess = ort.InferenceSession(str(sequence_package / "model.onnx"), providers=["CPUExecutionProvider"])
+    card = read_card(stub_sequence_package)
+    sess = ort.InferenceSession(str(stub_sequence_package / "model.onnx"), providers=["CPUExecutionProvider"])
     images = [fits.getdata(field / "frames" / p.name).astype(np.float32) for p in frames]
     raw = {
         k: np.array([float(fits.getheader(field / "frames" / p.name)[HEADER_KEYS[k]]) for p in frames])

@@ -22,6 +22,8 @@ def _sidecar(**over):
 
 def test_engine_names_are_per_precision_gpu_and_version():
     assert engine_name("fp16", "NVIDIA Jetson Orin Nano", "10.3.0.30") == "fp16-jetson-orin-nano-trt10.3.engine"
+    # A DLA core's engine has a name of its own: building one never replaces the GPU's.
+    assert engine_name("int8", "Orin (nvgpu)", "10.3.0", dla_core=1) == "int8-orin-nvgpu-dla1-trt10.3.engine"
     assert gpu_slug("NVIDIA H100 80GB HBM3") == "h100-80gb-hbm3"
 
 
@@ -35,9 +37,14 @@ def test_stale_or_foreign_engines_are_refused_with_the_reason(tmp_path):
         ({"tensorrt_version": "11.0.0"}, "TensorRT 10.3.0"),
         ({"gpu": "NVIDIA H100", "compute_capability": "9.0"}, "built for Orin"),
         ({"onnx_sha256": "b" * 64}, "different model.int8.onnx"),
+        ({"dla_core": 0}, "built for the GPU, backend.dla_core asks for DLA core 0"),
     ):
         with pytest.raises(EngineError, match=needle):
             check_sidecar(engine, **{**facts, **change})
+    _sidecar(dla_core=0).write(engine)
+    assert check_sidecar(engine, **facts, dla_core=0).dla_core == 0
+    with pytest.raises(EngineError, match="built for DLA core 0, backend.dla_core asks for the GPU"):
+        check_sidecar(engine, **facts)
     (tmp_path / "int8.engine.json").unlink()
     with pytest.raises(EngineError, match="no sidecar"):
         read_sidecar(engine)

@@ -79,7 +79,7 @@ def drifting_field(tmp_path_factory):
     )
 
 
-def test_a_field_without_catalogue_finds_what_is_new(sequence_package, drifting_field, tmp_path):
+def test_a_field_without_catalogue_finds_what_is_new(stub_sequence_package, drifting_field, tmp_path):
     """No catalogue, a few pixels of drift, hostless supernovae: the objects that reach 5 sigma in the difference
     image are found (asteroids and hostless supernovae too, which appear after the first epoch), each epoch gets
     one summary, and the default policy publishes far fewer messages than every object every epoch."""
@@ -88,7 +88,7 @@ def test_a_field_without_catalogue_finds_what_is_new(sequence_package, drifting_
     log = tmp_path / "scope.jsonl"
     cfg = write_config(
         tmp_path / "scope.yaml",
-        sequence_package,
+        stub_sequence_package,
         {"kind": "fits-sequence", "path": str(drifting_field / "frames"), "settle_s": 0, "forget_after_epochs": 3},
         {"jsonl": {"path": str(log)}},
         camera="field-a",
@@ -101,7 +101,7 @@ def test_a_field_without_catalogue_finds_what_is_new(sequence_package, drifting_
     for s, (dx, dy) in zip(summaries, truth_offsets, strict=True):
         # The drift undone is the drift the simulator applied (the first epoch sets the grid).
         assert abs(s["alignment"]["dx"] + dx) < 0.15 and abs(s["alignment"]["dy"] + dy) < 0.15, s["alignment"]
-    report = field_report(drifting_field, log, sequence_package)
+    report = field_report(drifting_field, log, stub_sequence_package)
     assert report["detectable"] >= 15
     assert report["completeness"] >= 0.9, report["by_class"]
     assert report["by_class"]["asteroid"]["found"] >= 1 and report["hostless_sn"]["found"] >= 1
@@ -121,7 +121,7 @@ def test_a_field_without_catalogue_finds_what_is_new(sequence_package, drifting_
     assert new and max(m["n_epochs"] for m in new) > 1
 
 
-def test_every_epoch_policy_and_the_step_graph_match_the_full_graph(sequence_package, drifting_field, tmp_path):
+def test_every_epoch_policy_and_the_step_graph_match_the_full_graph(stub_sequence_package, drifting_field, tmp_path):
     """Every object every epoch, and each answer equals the full graph run on the object's whole history (stamps
     cut where the edge followed it, on the frames as taken)."""
     from astropy.io import fits
@@ -134,7 +134,7 @@ def test_every_epoch_policy_and_the_step_graph_match_the_full_graph(sequence_pac
     log = tmp_path / "scope.jsonl"
     cfg = write_config(
         tmp_path / "scope.yaml",
-        sequence_package,
+        stub_sequence_package,
         {"kind": "fits-sequence", "path": str(drifting_field / "frames"), "settle_s": 0, "detect_new": False},
         {"jsonl": {"path": str(log)}},
         camera="field-a",
@@ -146,14 +146,14 @@ def test_every_epoch_policy_and_the_step_graph_match_the_full_graph(sequence_pac
     summaries = _messages(log, "skyedge.field")
     ids = {m["object_id"] for m in per_object}
     assert len(per_object) == 10 * len(ids) and all(m["published_because"] == "every_epoch" for m in per_object)
-    card = read_card(sequence_package)
+    card = read_card(stub_sequence_package)
     frames = sorted((drifting_field / "frames").glob("*.fits"), key=lambda p: fits.getheader(p)["MJD-OBS"])
     images = []
     for p in frames:
         image = fits.getdata(p).astype(np.float32)
         images.append(image - np.float32(np.nanmedian(image[::4, ::4])))
     raw = {k: np.array([float(fits.getheader(p)[HEADER_KEYS[k]]) for p in frames]) for k in RAW_CONDITIONS}
-    session = ort_session(sequence_package / "model.onnx")
+    session = ort_session(stub_sequence_package / "model.onnx")
     last = {m["object_id"]: m for m in per_object if m["n_epochs"] == 10}
     for oid in sorted(ids)[:12]:
         x, y = last[oid]["position"]["x"], last[oid]["position"]["y"]
@@ -169,9 +169,9 @@ def test_every_epoch_policy_and_the_step_graph_match_the_full_graph(sequence_pac
         np.testing.assert_allclose(got, p, atol=1e-4, err_msg=oid)
 
 
-def test_bench_field_writes_costs_by_objects_and_history(sequence_package, drifting_field, tmp_path):
+def test_bench_field_writes_costs_by_objects_and_history(stub_sequence_package, drifting_field, tmp_path):
     out = tmp_path / "bench"
-    args = ["bench", "--model", str(sequence_package), "--field", str(drifting_field / "frames"), "--objects", "5,40"]
+    args = ["bench", "--model", str(stub_sequence_package), "--field", str(drifting_field / "frames"), "--objects", "5,40"]
     args += ["--histories", "1,4", "--precision", "fp32", "--batch", "16", "--trials", "1", "--out", str(out)]
     assert main(args) == 0
     result = json.loads((out / "field_bench.json").read_text())
@@ -183,7 +183,7 @@ def test_bench_field_writes_costs_by_objects_and_history(sequence_package, drift
     assert (out / "field_bench.png").stat().st_size > 10_000
 
 
-def test_a_frame_of_another_shape_is_rejected_and_the_field_carries_on(sequence_package, drifting_field, tmp_path):
+def test_a_frame_of_another_shape_is_rejected_and_the_field_carries_on(stub_sequence_package, drifting_field, tmp_path):
     from astropy.io import fits
 
     frames = tmp_path / "frames"
@@ -198,7 +198,7 @@ def test_a_frame_of_another_shape_is_rejected_and_the_field_carries_on(sequence_
     log = tmp_path / "scope.jsonl"
     cfg = write_config(
         tmp_path / "scope.yaml",
-        sequence_package,
+        stub_sequence_package,
         {"kind": "fits-sequence", "path": str(frames), "settle_s": 0},
         {"jsonl": {"path": str(log)}},
         camera="field-a",

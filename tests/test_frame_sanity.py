@@ -62,6 +62,7 @@ def test_nan_outside_the_circle_and_masks_are_not_sky():
     assert frame_problem(sky, np.zeros(sky.shape, bool)).reason == "constant"  # everything masked: no sky
 
 
+@pytest.mark.slow  # renders 480 frames through eight cameras (about 10 s)
 def test_valid_skies_of_every_class_and_camera_pass():
     flagged = []
     for p, name in enumerate(sorted(PROFILES)):
@@ -85,11 +86,10 @@ def test_valid_skies_of_every_class_and_camera_pass():
 # ---------------------------------------------------------------- end to end (needs the tiny package)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "fmt, name", [("fits", "dark-site-mono"), ("jpg", "suburban-colour-jpeg"), ("png", "rpi-fisheye-jpeg")]
 )
-def test_the_daemon_never_gives_a_sky_class_to_bad_frames(frame_package, tmp_path, fmt, name):
+def test_the_daemon_never_gives_a_sky_class_to_bad_frames(stub_frame_package, tmp_path, fmt, name):
     """`skyedge run` on bad frames as one camera writes them, after good ones: each is 'unrecognised' with the
     reason, counted, and the sky is unsafe; the good frames still reach the model."""
     import os
@@ -113,7 +113,7 @@ def test_the_daemon_never_gives_a_sky_class_to_bad_frames(frame_package, tmp_pat
         os.utime(incoming / file, (1_795_000_000 + n, 1_795_000_000 + n))
     deployment = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        stub_frame_package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0},
         {"jsonl": {"path": str(log)}},
     )
@@ -133,9 +133,8 @@ def test_the_daemon_never_gives_a_sky_class_to_bad_frames(frame_package, tmp_pat
     assert messages(log, "state")[-1]["safe"] is False
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jpg", "fits"])
-def test_daylight_from_an_auto_exposing_camera_is_day_by_its_exposure(frame_package, tmp_path, fmt):
+def test_daylight_from_an_auto_exposing_camera_is_day_by_its_exposure(stub_frame_package, tmp_path, fmt):
     """Without a site location, daylight on an auto-exposing camera looks like a bright night sky; the exposure
     its file records (EXIF ExposureTime, FITS EXPTIME) says 'day', and the night frames are untouched."""
     from edge_helpers import messages, write_config
@@ -156,7 +155,7 @@ def test_daylight_from_an_auto_exposing_camera_is_day_by_its_exposure(frame_pack
         kinds[path.name] = (kind, meta["exposure_s"])
     deployment = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        stub_frame_package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0},
         {"jsonl": {"path": str(log)}},
     )

@@ -129,12 +129,11 @@ def test_2_the_documented_roof_automation_closes_on_unsafe_unknown_unavailable_a
     assert rule["action"][0]["service"] == "input_boolean.turn_off"
 
 
-@pytest.mark.slow
 @pytest.mark.mqtt5
-def test_1_3_4_7_over_a_real_broker(frame_package, camera_frames, tmp_path, mqtt_broker):
+def test_1_3_4_7_over_a_real_broker(stub_frame_package, camera_frames, tmp_path, mqtt_broker):
     """Unrecognised frames say so (1) with the verdict's confidence (4); the latest classification is retained (3);
     discovery is republished when Home Assistant announces itself (7)."""
-    package = package_with_unknown_threshold(frame_package, tmp_path / "pkg", 1e-3)  # everything is unfamiliar
+    package = package_with_unknown_threshold(stub_frame_package, tmp_path / "pkg", 1e-3)  # everything is unfamiliar
     incoming = tmp_path / "in"
     incoming.mkdir()
     cfg = write_config(

@@ -367,8 +367,9 @@ def test_mqtt_figures_count_every_message_at_the_subscriber(mqtt_broker):
 
 @pytest.mark.mqtt5
 @pytest.mark.slow
-def test_sigkilled_skyedge_run_replays_and_retained_state_is_latest(frame_package, tmp_path):
-    """The real edge process, SIGKILLed mid-stream while the broker is down, then restarted: nothing lost."""
+def test_sigkilled_skyedge_run_replays_and_retained_state_is_latest(stub_frame_package, tmp_path):
+    """The real edge process, SIGKILLed mid-stream while the broker is down, then restarted: nothing lost. The
+    answers are scripted (clear and cloudy spells), so sky states are published whatever the machine."""
     import sqlite3
 
     from edge_helpers import topic_root, write_config
@@ -385,10 +386,11 @@ def test_sigkilled_skyedge_run_replays_and_retained_state_is_latest(frame_packag
     mqtt_cfg = {"host": broker.host, "port": broker.port, "queue_path": str(queue)}
     cfg = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        stub_frame_package,
         {"kind": "directory", "path": str(cam / "frames"), "settle_s": 0, "poll_s": 0.1},
         {"mqtt": mqtt_cfg, "jsonl": {"path": str(tmp_path / "audit.jsonl")}},
         batch_size=1,
+        script=["clear"] * 4 + ["cloudy"] * 4,
     )
     run = [sys.executable, "-m", "skyedge", "run", "--config", str(cfg)]
     try:

@@ -84,13 +84,13 @@ def _db_rows(path: Path, table: str) -> int:
         return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 - test-controlled names
 
 
-def test_soak_frames_with_rotation(frame_package, camera_frames, tmp_path, mqtt_broker):
+def test_soak_frames_with_rotation(stub_frame_package, camera_frames, tmp_path, mqtt_broker):
     incoming = tmp_path / "in"
     incoming.mkdir()
     state, queue = tmp_path / "state.sqlite", tmp_path / "outbox.sqlite"
     cfg = write_config(
         tmp_path / "e.yaml",
-        frame_package,
+        stub_frame_package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05, "state_file": str(state)},
         {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(queue), "metrics_interval_s": 2.0}},
         site="soak",
@@ -145,7 +145,7 @@ def field_broker(mqtt_broker):
     broker.stop()
 
 
-def test_soak_telescope_field(sequence_package, tmp_path, field_broker):
+def test_soak_telescope_field(stub_sequence_package, tmp_path, field_broker):
     from skyedge.training.simulate.field import FieldConfig, simulate_field
     from skyedge.training.simulate.obslog import CadenceConfig
     from skyedge.training.simulate.transients import TransientConfig
@@ -163,7 +163,7 @@ def test_soak_telescope_field(sequence_package, tmp_path, field_broker):
     n_objects = len((field / "catalog.csv").read_text().splitlines()) - 1
     cfg = write_config(
         tmp_path / "scope.yaml",
-        sequence_package,
+        stub_sequence_package,
         {
             "kind": "fits-sequence",
             "path": str(arriving),

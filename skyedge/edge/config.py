@@ -40,13 +40,28 @@ class ModelSection(Schema):
 class BackendSection(Schema):
     """The inference backend shared by every pipeline of this device."""
 
-    kind: Literal["onnxruntime", "tensorrt", "auto"] = "auto"
+    kind: Literal["onnxruntime", "tensorrt", "auto", "scripted"] = Field(
+        default="auto",
+        description="auto: TensorRT where usable, else ONNX Runtime; scripted: answers from `script`, no model run "
+        "(rehearse observatory control before a model is trained)",
+    )
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     threads: Annotated[int, Field(ge=0)] = 0
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
     max_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 50.0
     engine_dir: PathField | None = Field(default=None, description="default: <package>/engines")
-    dla_core: Annotated[int, Field(ge=0)] | None = None
+    dla_core: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="TensorRT: run the engine built for this DLA core (skyedge engine --dla N)"
+    )
+    script: list[str | dict[str, float]] | None = Field(
+        default=None, description="kind scripted: answers in turn (class names, class -> probability, 'unrecognised')"
+    )
+
+    @model_validator(mode="after")
+    def _script_for_scripted(self):
+        if (self.kind == "scripted") != (self.script is not None):
+            raise ValueError("script goes with kind: scripted (and kind: scripted needs a script)")
+        return self
 
 
 class CameraSourceSection(Schema):

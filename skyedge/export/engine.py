@@ -135,7 +135,7 @@ def build_engine(
         raise EngineError(f"{onnx_path}: TensorRT could not build an engine (see the TensorRT log above)")
     seconds = time.perf_counter() - started
     cache_file.write_bytes(memoryview(config.get_timing_cache().serialize()))
-    target = engines / engine_name(precision, gpu.name, trt.__version__, graph)
+    target = engines / engine_name(precision, gpu.name, trt.__version__, graph, dla_core)
     target.write_bytes(memoryview(serialized))
     EngineSidecar(
         tensorrt=trt.__version__,

@@ -21,7 +21,7 @@ from skyedge.errors import SkyedgeError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("onnxruntime", "tensorrt")
+KINDS = ("onnxruntime", "tensorrt", "scripted")
 
 
 class BackendError(SkyedgeError, ValueError):
@@ -68,6 +68,8 @@ def create_backend(
     threads: int = 0,
     batch_size: int = 8,
     engine_dir: Path | None = None,
+    dla_core: int | None = None,
+    script: list | None = None,
 ) -> Backend:
     """Build the backend ``kind`` (already resolved) for a verified package; its inputs must be the card's."""
     if kind == "onnxruntime":
@@ -77,7 +79,11 @@ def create_backend(
     elif kind == "tensorrt":
         from skyedge.edge.backends.tensorrt_backend import TensorRTBackend, engine_from_package
 
-        backend = TensorRTBackend(engine_from_package(package, engine_dir), batch_size)
+        backend = TensorRTBackend(engine_from_package(package, engine_dir, dla_core), batch_size)
+    elif kind == "scripted":
+        from skyedge.edge.backends.scripted import ScriptedBackend
+
+        backend = ScriptedBackend(package, script or [])
     else:
         raise BackendError(f"backend.kind: unknown backend {kind!r}; expected one of {', '.join(KINDS)}")
     expected = [t.name for t in package.inputs]

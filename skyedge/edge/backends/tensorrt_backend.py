@@ -34,8 +34,9 @@ class LoadedEngine:
     gpu: str
 
 
-def engine_from_package(package, engine_dir: Path | None = None) -> LoadedEngine:
-    """The engine for this device, package precision and TensorRT version, checked against its sidecar."""
+def engine_from_package(package, engine_dir: Path | None = None, dla_core: int | None = None) -> LoadedEngine:
+    """The engine for this device (its GPU, or DLA core ``dla_core`` on a Jetson Orin), package precision and
+    TensorRT version, checked against its sidecar."""
     import pycuda.driver as cuda
     import tensorrt as trt
 
@@ -47,15 +48,18 @@ def engine_from_package(package, engine_dir: Path | None = None) -> LoadedEngine
         major, minor = device.compute_capability()
         gpu = device.name()
         engines = Path(engine_dir) if engine_dir else package.path / "engines"
-        path = engines / engine_name(package.precision, gpu, trt.__version__, package.graph)
+        path = engines / engine_name(package.precision, gpu, trt.__version__, package.graph, dla_core)
         check_sidecar(
             path,
             tensorrt_version=trt.__version__,
             gpu=gpu,
             compute_capability=f"{major}.{minor}",
             onnx_sha256=package.onnx_sha256,
+            dla_core=dla_core,
         )
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        if dla_core is not None:
+            runtime.DLA_core = dla_core  # IRuntime: the DLA core an engine deserialized from now on runs on
         engine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise EngineError(f"{path}: TensorRT could not deserialize the engine; rebuild it with `skyedge engine`")

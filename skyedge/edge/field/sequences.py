@@ -40,7 +40,9 @@ def epoch_inputs(
     stamps = prepare_stamps(cut, conditions["zero_point"], spec)
     dt = np.where(np.isnan(last_mjd), 0.0, conditions["mjd"] - np.nan_to_num(last_mjd))
     features = normalised_conditions(condition_features(_raw(conditions), spec.conditions, dt_days=dt), spec)
-    return stamps[:, None, None], features[:, None]
+    # Features that do not depend on the object (all but log_dt) come back once for the epoch: one row each.
+    features = np.broadcast_to(features, (len(x), features.shape[-1]))
+    return stamps[:, None, None], features[:, None].astype(np.float32, copy=True)
 
 
 def history_inputs(

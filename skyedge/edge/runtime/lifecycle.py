@@ -56,6 +56,8 @@ class Runtime:
             threads=b.threads,
             batch_size=b.batch_size,
             engine_dir=b.engine_dir,
+            dla_core=b.dla_core,
+            script=b.script,
         )
         ephemeris = None
         if cfg.site_location is not None:
