@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from skyedge.edge.allsky.ephemeris import Ephemeris
+from skyedge.ephemeris import Ephemeris
 
 D2R = math.pi / 180.0
 

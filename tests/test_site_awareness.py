@@ -170,10 +170,10 @@ def test_moon_with_the_moon_below_the_horizon_is_flagged(stub_frame_package, cam
 
 def test_clear_with_a_bright_moon_and_no_glare_is_flagged():
     """The moon's place in the image comes from the orientation; no glare there under a bright high moon is suspicious."""
-    from skyedge.edge.allsky.ephemeris import Ephemeris
     from skyedge.edge.allsky.site import SiteView, sky_to_pixel
     from skyedge.edge.config import PipelineSection
     from skyedge.edge.sources import RawFrame
+    from skyedge.ephemeris import Ephemeris
 
     when = _dark_time_with_moon(below=False)
     # Move on to a bright moon: the illumination from the reference.

@@ -1,7 +1,7 @@
 """What the sky should look like for one frame of one camera: capture time, sun and moon, day gating, cross-checks.
 
 For each frame, :meth:`SiteView.observe` finds the capture time (:mod:`skyedge.edge.allsky.capture_time`), the sun
-and moon then (:mod:`skyedge.edge.allsky.ephemeris`), whether it is day (sun above ``day_sun_alt_deg``: the frame
+and moon then (:mod:`skyedge.ephemeris`), whether it is day (sun above ``day_sun_alt_deg``: the frame
 is not given to the night-sky model), and, with a camera orientation, where the moon is in the image and
 whether its glare is there. After the model answers, :meth:`SiteView.check` holds the answer against
 physics (docs/observatory-control.md "Cross-checks"):
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skyedge.edge.allsky.capture_time import CaptureClock
-from skyedge.edge.allsky.ephemeris import Ephemeris, SkyEphemeris
+from skyedge.ephemeris import Ephemeris, SkyEphemeris
 from skyedge.exposure import exposure_seconds, is_daylight_exposure
 
 DAY = "day"

@@ -16,12 +16,12 @@ import time
 
 import numpy as np
 
-from skyedge.edge.allsky.ephemeris import Ephemeris
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
 from skyedge.edge.config import StartupError
 from skyedge.edge.records import Batch
 from skyedge.edge.sources import RawFrame
+from skyedge.ephemeris import Ephemeris
 from skyedge.imageio import read_frame
 from skyedge.masks import FrameMask, MaskError, combined
 from skyedge.model_card import ModelCard

@@ -20,7 +20,6 @@ import signal
 import threading
 import time
 
-from skyedge.edge.allsky.ephemeris import Ephemeris
 from skyedge.edge.backends import Backend, create_backend, resolve_kind
 from skyedge.edge.messages import MessageFactory
 from skyedge.edge.package import open_package
@@ -31,6 +30,7 @@ from skyedge.edge.runtime.pipeline import Pipeline, build_pipeline
 from skyedge.edge.runtime.publisher import DeviceFacts, Publisher
 from skyedge.edge.runtime.stats import Stats
 from skyedge.edge.sources import RawFrame, Rejected, SourceFailed
+from skyedge.ephemeris import Ephemeris
 from skyedge.errors import InputError
 from skyedge.masks import card_mask
 

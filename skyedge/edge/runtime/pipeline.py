@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from skyedge.edge.allsky.ephemeris import Ephemeris
 from skyedge.edge.allsky.site import DAY
 from skyedge.edge.allsky.task import FrameTask
 from skyedge.edge.config import StartupError
@@ -21,6 +20,7 @@ from skyedge.edge.labelling.collect import CollectPolicy, FrameCollector
 from skyedge.edge.observatory.verdicts import FrameVerdicts
 from skyedge.edge.protocols import Source, Task
 from skyedge.edge.sources import create_source
+from skyedge.ephemeris import Ephemeris
 from skyedge.model_card import ModelCard
 
 TASKS: dict[str, type] = {"frame": FrameTask, "sequence": SequenceTask}

@@ -1,0 +1,154 @@
+"""LabelMe annotations of all-sky frames: the frame, per-pixel sky/cloud truth, and a frame label from the sky itself.
+
+LabelMe (JSON, version 4-5) is a common format for hand-drawn polygons; all-sky
+cloud data sets use it with polygons labelled ``sky``, ``cloud`` and
+``contamination`` (dome, masts, lens artefacts). The frame is inside the JSON
+(``imageData``, base64) or beside it (``imagePath``). Pixels are drawn in the
+order sky, cloud, contamination, so a cloud drawn over the sky is cloud and
+anything in a contamination polygon is no sky at all; a pixel in no polygon is
+outside the sky. Hand-typed labels are matched to those three names when they
+are close (``contination`` -> contamination, ``clode`` -> cloud); any other
+label is reported once and ignored.
+
+A frame-level class needs more than the polygons: whether it was day, and
+whether a bright moon was up. :func:`frame_label` decides it from the cloud
+fraction and the ephemeris at the capture time, by :data:`RULE` (documented in
+docs/results.md, "Real all-sky data").
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.shards import DatasetError
+
+log = logging.getLogger(__name__)
+
+REGIONS = ("sky", "cloud", "contamination")  # drawing order: later ones win
+
+# How a night frame's class follows from its cloud fraction and the moon (sun below RULE["night_sun_alt_deg"]).
+RULE = {
+    "night_sun_alt_deg": -12.0,  # above: 'day'
+    "moon_min_alt_deg": 15.0,  # a moon at least this high and this full, over a (nearly) clear sky: 'moon'
+    "moon_min_illumination": 0.5,
+    "moon_max_cloud": 0.05,
+    "clear_max_cloud": 0.01,  # at most this cloud fraction: 'clear'
+    "cloudy_min_cloud": 0.95,  # at least: 'cloudy'; anything between is 'partly' (partly cloudy)
+}
+PARTLY = "partly"
+
+
+@dataclass(frozen=True)
+class AnnotatedFrame:
+    """One annotated frame: RGB pixels and boolean region masks of the same size."""
+
+    name: str
+    image: np.ndarray  # (H, W, 3) uint8, RGB
+    sky: np.ndarray  # clear sky
+    cloud: np.ndarray
+    contamination: np.ndarray
+
+    @property
+    def cloud_fraction(self) -> float:
+        """Cloud pixels over all sky pixels (clear + cloud); NaN where no sky was drawn."""
+        cloud, sky = int(self.cloud.sum()), int(self.sky.sum())
+        return cloud / (cloud + sky) if cloud + sky else float("nan")
+
+
+_warned: set[str] = set()
+
+
+def region_of(label: str) -> str | None:
+    """The region a polygon label names (close misspellings accepted), or None."""
+    name = label.strip().lower()
+    if name in REGIONS:
+        return name
+    close = difflib.get_close_matches(name, REGIONS, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    if name not in _warned:
+        _warned.add(name)
+        log.warning("LabelMe label %r is none of %s: its polygons are ignored", label, ", ".join(REGIONS))
+    return None
+
+
+def _decode(path: Path, doc: dict) -> np.ndarray:
+    import cv2
+
+    if doc.get("imageData"):
+        data = np.frombuffer(base64.b64decode(doc["imageData"]), np.uint8)
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    else:
+        file = path.parent / doc.get("imagePath", "")
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR) if file.is_file() else None
+    if image is None:
+        raise DatasetError(f"{path}: no readable image (imageData empty and imagePath {doc.get('imagePath')!r} unreadable)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_labelme(path: str | Path) -> AnnotatedFrame:
+    """One LabelMe JSON file as an :class:`AnnotatedFrame`; errors name the file and the field."""
+    import cv2
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not a LabelMe JSON file ({exc})") from None
+    if "shapes" not in doc:
+        raise DatasetError(f"{path}: no 'shapes' (not a LabelMe annotation)")
+    image = _decode(path, doc)
+    h, w = image.shape[:2]
+    masks = {r: np.zeros((h, w), np.uint8) for r in REGIONS}
+    for n, shape in enumerate(doc["shapes"]):
+        region = region_of(str(shape.get("label", "")))
+        if region is None:
+            continue
+        points = np.asarray(shape.get("points", []), np.float64)
+        if shape.get("shape_type", "polygon") != "polygon" or points.ndim != 2 or len(points) < 3:
+            log.warning("%s: shapes[%d] is not a polygon of 3 points or more; ignored", path, n)
+            continue
+        cv2.fillPoly(masks[region], [np.rint(points).astype(np.int32)], 1)
+    contamination = masks["contamination"].astype(bool)
+    cloud = masks["cloud"].astype(bool) & ~contamination
+    sky = masks["sky"].astype(bool) & ~cloud & ~contamination
+    return AnnotatedFrame(path.stem, image, sky, cloud, contamination)
+
+
+def capture_time(name: str, fmt: str, utc_offset_hours: float) -> datetime:
+    """The UTC capture time a file name encodes in local time (``fmt`` as for strptime)."""
+    try:
+        local = datetime.strptime(name, fmt)
+    except ValueError:
+        raise DatasetError(f"{name}: does not match the capture-time format {fmt!r}") from None
+    return (local - timedelta(hours=utc_offset_hours)).replace(tzinfo=timezone.utc)
+
+
+def frame_label(cloud_fraction: float, sun_alt_deg: float, moon_alt_deg: float, moon_illumination: float) -> str:
+    """'day', 'moon', 'clear', 'cloudy' or 'partly' by :data:`RULE`."""
+    r = RULE
+    if sun_alt_deg > r["night_sun_alt_deg"]:
+        return "day"
+    bright_moon = moon_alt_deg > r["moon_min_alt_deg"] and moon_illumination > r["moon_min_illumination"]
+    if bright_moon and cloud_fraction <= r["moon_max_cloud"]:
+        return "moon"
+    if cloud_fraction <= r["clear_max_cloud"]:
+        return "clear"
+    if cloud_fraction >= r["cloudy_min_cloud"]:
+        return "cloudy"
+    return PARTLY
+
+
+def night_of(when: datetime, longitude_deg: float) -> str:
+    """The local night a moment belongs to (its evening's date at the site's solar time): frames of one night
+    share it, so a split by night keeps a night's frames together."""
+    solar = when + timedelta(hours=longitude_deg / 15.0)
+    return (solar - timedelta(hours=12)).date().isoformat()
