@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 DAY_MAX_EXPOSURE_S = 0.01  # shorter than a 25 fps video frame (0.04 s), far longer than daylight's ~0.001 s
+NIGHT_MIN_EXPOSURE_S = 1.0  # this long or longer: no camera exposes daylight so long, it is night (or twilight)
 _EXIF_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff")
 _EXIF_IFD, _EXPOSURE_TIME = 0x8769, 0x829A
 
@@ -48,3 +49,8 @@ def exposure_seconds(path: str | Path, header: dict | None = None) -> float | No
 def is_daylight_exposure(exposure_s: float | None, limit_s: float | None = DAY_MAX_EXPOSURE_S) -> bool:
     """Whether an exposure this short means a daytime frame (False when either is unknown or the check is off)."""
     return exposure_s is not None and limit_s is not None and exposure_s < limit_s
+
+
+def is_night_exposure(exposure_s: float | None, limit_s: float | None = NIGHT_MIN_EXPOSURE_S) -> bool:
+    """Whether a recorded exposure is one only a night sky gets (``limit_s`` or longer)."""
+    return exposure_s is not None and limit_s is not None and exposure_s >= limit_s

@@ -56,7 +56,9 @@ class TensorSpec(_Card):
     """One graph input or output. A string dimension is dynamic and names its axis."""
 
     name: str = Field(min_length=1)
-    role: Literal["image", "stamps", "conditions", "probabilities", "logits", "min_distance", "embedding", "state"]
+    role: Literal[
+        "image", "stamps", "conditions", "probabilities", "logits", "min_distance", "embedding", "state", "cloud_map"
+    ]
     dtype: Literal["float32", "float16", "int64", "int32", "uint8"] = "float32"
     shape: list[Dim] = Field(min_length=1)
     layout: str | None = Field(default=None, description="axis letters, e.g. NCHW or NTCHW")

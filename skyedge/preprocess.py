@@ -162,6 +162,34 @@ def prepare_frame(
     return ((x - mean) / std).astype(np.float32)
 
 
+NO_SKY = 255  # cloud truth of a pixel that shows no sky (simulator truth and real masks alike)
+
+
+def prepare_cloud_truth(truth: np.ndarray, spec: Preprocess) -> np.ndarray:
+    """Per-pixel cloud truth (uint8: opacity x 250, :data:`NO_SKY` where no sky shows) -> (2, H, W) float32 on the
+    model input's grid: cloud x known, and known (the share of each model pixel whose truth is known). The same
+    letterboxing, resizing and horizon circle as :func:`prepare_frame`, so truth and frame stay aligned."""
+    import cv2
+
+    known = truth != NO_SKY
+    cloud = np.where(known, truth.astype(np.float32) / 250.0, 0.0).astype(np.float32)
+    height, width = spec.size
+    if spec.fit == "pad":
+        cloud, _ = _pad_to_aspect(cloud, known, width / height)
+        known = _pad_to_aspect(known.astype(np.float32), known, width / height)[0] > 0.5
+        cloud = np.nan_to_num(cloud)
+    weight = known.astype(np.float32)
+    if cloud.shape != (height, width):
+        cloud = cv2.resize(cloud * weight, (width, height), interpolation=cv2.INTER_AREA)
+        weight = cv2.resize(weight, (width, height), interpolation=cv2.INTER_AREA)
+    else:
+        cloud = cloud * weight
+    if spec.horizon_mask:
+        inside = horizon_mask((height, width), spec.horizon_radius)
+        cloud, weight = cloud * inside, weight * inside
+    return np.stack([cloud, weight]).astype(np.float32)
+
+
 def _pad_to_aspect(x: np.ndarray, valid: np.ndarray, aspect: float) -> tuple[np.ndarray, np.ndarray]:
     """Pad the shorter side symmetrically (with masked pixels) to the model's aspect ratio: a lens circle on
     a 4:3 sensor stays a circle."""

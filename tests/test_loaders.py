@@ -102,3 +102,90 @@ def test_fits_without_image_data(tmp_path):
     fits.HDUList([fits.PrimaryHDU()]).writeto(tmp_path / "header-only.fits")
     with pytest.raises(FrameReadError, match="no image data"):
         read_frame(tmp_path / "header-only.fits")
+
+
+def _labelme(path, image, shapes):
+    """A LabelMe 5 file with the frame inside, as the annotation tool writes it."""
+    import base64
+    import json
+
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    doc = {
+        "version": "5.2.1",
+        "flags": {},
+        "shapes": [{"label": lab, "points": pts, "shape_type": "polygon", "flags": {}} for lab, pts in shapes],
+        "imagePath": f"../{path.stem}.jpg",
+        "imageData": base64.b64encode(data.tobytes()).decode(),
+        "imageHeight": image.shape[0],
+        "imageWidth": image.shape[1],
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_labelme_frames_get_pixel_truth_labels_from_the_sky_and_split_by_night(tmp_path):
+    from skyedge.training.config import DataSource
+    from skyedge.training.data.labelme import read_labelme
+    from skyedge.training.data.loaders import load_sources
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    sky = [[8, 8], [56, 8], [56, 56], [8, 56]]
+    half_cloud = [[8, 8], [56, 8], [56, 32], [8, 32]]
+    mast = [[30, 40], [34, 40], [34, 56], [30, 56]]
+    root = tmp_path / "camera"
+    root.mkdir()
+    # La Palma, local time = UTC (file names in local time). Two nights, two dark frames and one daytime frame each.
+    names = {
+        "2026-01-10-23-00-00": [("sky", sky)],  # moonless? the ephemeris decides; cloud fraction 0
+        "2026-01-11-02-00-00": [("sky", sky), ("clode", half_cloud), ("contination", mast)],  # misspelt labels
+        "2026-01-11-12-00-00": [("sky", sky), ("cloud", sky)],  # noon: day
+        "2026-01-20-23-30-00": [("sky", sky), ("cloud", sky)],  # overcast
+        "2026-01-21-01-00-00": [("sky", sky), ("tree", mast)],  # unknown label: ignored
+    }
+    for name, shapes in names.items():
+        _labelme(root / f"{name}.json", image, shapes)
+    frame = read_labelme(root / "2026-01-11-02-00-00.json")
+    assert frame.image.shape == (64, 64, 3)
+    assert frame.contamination[45, 32] and not frame.sky[45, 32] and not frame.cloud[45, 32]
+    assert 0.4 < frame.cloud_fraction < 0.6
+    site = {"latitude_deg": 28.76, "longitude_deg": -17.88, "elevation_m": 2396}
+    source = DataSource(kind="labelme", path=root, site=site, utc_offset_hours=0.0)
+    data = load_sources(source, "frame")
+    truth = dict(zip([f.split("/")[-1] for f in data.meta["file"]], data.meta["truth"], strict=True))
+    assert truth["2026-01-11-12-00-00.json"] == "day"
+    assert truth["2026-01-11-02-00-00.json"] == "partly" and truth["2026-01-20-23-30-00.json"] == "cloudy"
+    assert truth["2026-01-10-23-00-00.json"] in ("clear", "moon")
+    assert "partly" not in data.classes  # partly cloudy trains as cloudy (partly_as)
+    truth_map = data.cloud[list(data.meta["file"]).index(str(root / "2026-01-20-23-30-00.json"))]
+    assert truth_map[32, 32] == 250 and truth_map[0, 0] == 255  # cloud inside, no sky outside the polygons
+    # Split by night: the two frames of one night are never on both sides.
+    parts = {
+        part: set(
+            load_sources(DataSource(**{**source.model_dump(), "nights": {"part": part, "seed": 1}}), "frame").meta[
+                "night"
+            ]
+        )
+        for part in ("train", "test")
+    }
+    assert parts["train"] and parts["test"] and not parts["train"] & parts["test"]
+    # A source kept outside the repository may be absent: left out with a warning when not required.
+    missing = DataSource(kind="labelme", path=tmp_path / "nowhere", site=site, required=False)
+    assert len(load_sources([source, missing], "frame")) == len(data)
+
+
+def test_simulated_frames_carry_per_pixel_cloud_truth():
+    from skyedge.training.simulate.allsky import NO_SKY, AllskyConfig, render_allsky
+
+    cfg = AllskyConfig(size=64, cloud_cover=(0.5, 0.5))
+    image, meta = render_allsky("cloudy", np.random.default_rng(2), cfg)
+    truth = meta["cloud_truth"]
+    assert truth.shape == image.shape[:2] and truth.dtype == np.uint8
+    assert truth[0, 0] == NO_SKY  # a corner outside the circle
+    known = truth != NO_SKY
+    assert abs((truth[known] >= 125).mean() - meta["cloud_fraction"]) < 0.01  # (125 is 0.5 after rounding)
+    assert 0.2 < meta["cloud_fraction"] < 0.8
+    _, clear = render_allsky("clear", np.random.default_rng(3), cfg)
+    assert clear["cloud_fraction"] == 0.0  # a clear frame is one a dome may open under: no cloud at all

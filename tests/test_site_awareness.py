@@ -238,7 +238,10 @@ def test_a_mask_hides_an_overlay_and_trees(stub_frame_package, camera_frames, tm
         stub_frame_package,
         incoming,
         tmp_path / "bad.jsonl",
-        {"preprocess": {"mask": {"image": str(tmp_path / "small.png")}}, "source": {"kind": "directory", "path": str(incoming), "frame_shape": [64, 64]}},
+        {
+            "preprocess": {"mask": {"image": str(tmp_path / "small.png")}},
+            "source": {"kind": "directory", "path": str(incoming), "frame_shape": [64, 64]},
+        },
     )
     assert main(["run", "--config", str(bad), "--once"]) == 2
     shutil.rmtree(incoming)
@@ -267,3 +270,45 @@ def test_a_training_recipe_with_a_mask_trains_and_the_package_carries_it(tmp_pat
     assert (package / "mask.png").exists() and "mask.png" in card.sha256
     m = card_mask(card, package).array((64, 64))
     assert not m[55, 10] and not m[2, 5] and m[30, 30]
+
+
+def test_the_models_day_never_overrules_a_night_the_sun_or_the_exposure_vouches_for(tmp_path, camera_frames):
+    """A model with its own 'day' class says 'day' (scripted). With the site, the sun 20+ deg down wins: the best
+    night class answers, flagged day_at_night. Without a site, a 10 s exposure says night just as well; with
+    neither, the model's 'day' stands and the message says the model was the only evidence."""
+    from stub_packages import FRAME_CLASSES, frame_package
+
+    package = frame_package(tmp_path / "pkg", classes=[*FRAME_CLASSES, "day"])
+    answer = [{"day": 0.7, "clear": 0.2, "cloudy": 0.1}]
+    night = _dark_time_with_moon(below=True)
+    cases = {
+        "site": (True, 10.0, "clear", "sun"),
+        "exposure": (False, 10.0, "clear", "exposure"),
+        "nothing": (False, None, "day", "model"),
+    }
+    for name, (located, exposure, want, evidence) in cases.items():
+        incoming, log = tmp_path / f"in-{name}", tmp_path / f"{name}.jsonl"
+        incoming.mkdir()
+        frame = _fits_at(camera_frames[0], incoming / "f.fits", night)
+        if exposure is None:
+            from astropy.io import fits
+
+            with fits.open(frame, mode="update") as hdul:
+                del hdul[0].header["EXPTIME"]
+        extra = {"script": answer}
+        if located:
+            cfg = _deploy(tmp_path, package, incoming, log, **extra)
+        else:
+            cfg = write_config(
+                tmp_path / f"{name}.yaml",
+                package,
+                {"kind": "directory", "path": str(incoming), "settle_s": 0},
+                {"jsonl": {"path": str(log)}},
+                **extra,
+            )
+        assert main(["run", "--config", str(cfg), "--once"]) == 0
+        (m,) = messages(log, "classification")
+        assert (m["class"], m["day_evidence"]) == (want, evidence), (name, m)
+        assert ("day_at_night" in m.get("checks", [])) == (want != "day"), (name, m)
+        if want != "day":
+            assert m["probabilities"]["day"] == 0.0 and m["top_class"] == "clear"

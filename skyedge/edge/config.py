@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from skyedge.config import PathField, Schema
 from skyedge.errors import SkyedgeError
-from skyedge.exposure import DAY_MAX_EXPOSURE_S
+from skyedge.exposure import DAY_MAX_EXPOSURE_S, NIGHT_MIN_EXPOSURE_S
 
 
 class StartupError(SkyedgeError, ValueError):
@@ -289,6 +289,11 @@ class PipelineSection(Schema):
         default=DAY_MAX_EXPOSURE_S,
         description="a frame whose file records a shorter exposure (FITS EXPTIME, EXIF ExposureTime) is 'day' "
         "(an auto-exposing camera by daylight); null: off",
+    )
+    night_min_exposure_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=NIGHT_MIN_EXPOSURE_S,
+        description="a frame whose file records this long an exposure is night: the model may not call it 'day' "
+        "(without site_location; with it, the sun decides); null: off",
     )
     checks: ChecksSection = ChecksSection()
     orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")

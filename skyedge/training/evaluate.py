@@ -47,7 +47,7 @@ def _infer(run, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     probs, dists = [], []
     with torch.no_grad():
         for i in range(0, len(x), 256):
-            p, d, _ = run.model(x[i : i + 256])
+            p, d = run.model(x[i : i + 256])[:2]
             probs.append(p)
             dists.append(d)
     return torch.cat(probs).numpy(), torch.cat(dists).numpy()

@@ -18,14 +18,14 @@ from skyedge.head_statistics import HEAD_STATISTICS_FILE, write_head_statistics
 from skyedge.masks import FrameMask
 from skyedge.metrics import classification_report
 from skyedge.model_card import CardMask, Preprocess, Stretch
-from skyedge.preprocess import BAYER_CODES, prepare_frame
+from skyedge.preprocess import BAYER_CODES, prepare_cloud_truth, prepare_frame
 from skyedge.training.augment import camera_augment, orient
 from skyedge.training.checkpoint_io import check_classes, save_checkpoint, summary
 from skyedge.training.config import TrainConfig
 from skyedge.training.data.loaders import Loaded
 from skyedge.training.finetune import parent_run, start_from
 from skyedge.training.loop import fit, oversampled, stratified_split
-from skyedge.training.models.frame import FrameClassifier, FrameEmbedder
+from skyedge.training.models.frame import SPATIAL_BACKBONES, FrameClassifier, FrameEmbedder
 from skyedge.training.models.metric_heads import (
     MahalanobisHead,
     MinDistance,
@@ -143,6 +143,32 @@ def _val_accuracy_frame(model, cfg, x_fit, y_fit, x_val, y_val, device, num_clas
     return float((pred == y_val).mean())
 
 
+def prepare_truths(data: Loaded, spec: Preprocess) -> torch.Tensor:
+    """Every frame's cloud truth on the model input's grid (N, 2, H, W) half floats: cloud x known, known; zero
+    where a frame has no truth (it then teaches the classifier only)."""
+    h, w = spec.size
+    out = torch.zeros((len(data), 2, h, w), dtype=torch.float16)
+    for i, truth in enumerate(data.cloud or []):
+        if truth is not None:
+            out[i] = torch.from_numpy(prepare_cloud_truth(truth, spec))
+    return out
+
+
+def pooled_truth(truth: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model-grid truth (B, 2, H, W) -> (cloud fraction of the known sky per map cell, known share per cell)."""
+    pooled = nn.functional.adaptive_avg_pool2d(truth, size)
+    known = pooled[:, 1:2]
+    return pooled[:, 0:1] / known.clamp(min=1e-6), known
+
+
+def cloud_loss(cloud: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the cloud map against the cells' cloud fractions, weighted by how much of each
+    cell is known sky (frames without truth weigh nothing)."""
+    target, known = pooled_truth(truth, cloud.shape[-2:])
+    bce = nn.functional.binary_cross_entropy(cloud.clamp(1e-6, 1 - 1e-6), target.clamp(0, 1), reduction="none")
+    return (bce * known).sum() / known.sum().clamp(min=1.0)
+
+
 def train_frame(
     cfg: TrainConfig,
     train: Loaded,
@@ -175,7 +201,11 @@ def train_frame(
         "num_classes": k,
         "normalize": m.loss != "cross_entropy",
     }
+    if m.backbone in SPATIAL_BACKBONES:
+        model_args.update(pretrained=m.pretrained and parent is None, frozen_stages=m.frozen_stages, cloud_map=m.cloud_map)
     model = FrameEmbedder(**model_args)
+    truth_all = prepare_truths(train, spec) if m.cloud_map else None
+    truth_tr = truth_all[tr_idx] if truth_all is not None else None
     if parent is not None:
         start_from(model, parent, "embedder.", model_args, classes)
     model = model.to(device)
@@ -186,14 +216,23 @@ def train_frame(
     norm_mean = torch.tensor(spec.mean, dtype=torch.float32)
     norm_std = torch.tensor(spec.std, dtype=torch.float32)
 
-    def step(net, idx):
-        x = x_tr[idx]
+    def augmented(x: torch.Tensor, truth: torch.Tensor | None):
         if cfg.train.camera_augment:
-            x = camera_augment(x, norm_mean, norm_std)
-        elif cfg.train.augment:
-            x = orient(x)
-        z = net(x.to(device))
-        return loss_fn(z, model.logits(z), y_tr_t[idx].to(device))
+            return camera_augment(x, norm_mean, norm_std, truth) if truth is not None else (camera_augment(x, norm_mean, norm_std), None)
+        if not cfg.train.augment:
+            return x, truth
+        if truth is None:
+            return orient(x), None
+        both = orient(torch.cat([x, truth], 1))
+        return both[:, : x.shape[1]], both[:, x.shape[1] :]
+
+    def step(net, idx):
+        x, truth = augmented(x_tr[idx], truth_tr[idx].float() if truth_tr is not None else None)
+        if truth is None:
+            z = net(x.to(device))
+            return loss_fn(z, model.logits(z), y_tr_t[idx].to(device))
+        z, cloud = net(x.to(device), with_cloud=True)  # through net: DistributedDataParallel syncs both heads
+        return loss_fn(z, model.logits(z), y_tr_t[idx].to(device)) + m.cloud_weight * cloud_loss(cloud, truth.to(device))
 
     def validate() -> float:
         return _val_accuracy_frame(model, cfg, x_tr[fit_idx], y_tr[fit_idx], x_va, y_va, device, k)
@@ -273,7 +312,7 @@ def _evaluate_frame(classifier: FrameClassifier, x: torch.Tensor, y: np.ndarray,
     probs, dists = [], []
     with torch.no_grad():
         for i in range(0, len(x), 256):
-            p, d, _ = classifier(x[i : i + 256])
+            p, d = classifier(x[i : i + 256])[:2]
             probs.append(p)
             dists.append(d)
     prob, dist = torch.cat(probs).numpy(), torch.cat(dists).numpy()

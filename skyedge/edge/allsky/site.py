@@ -25,7 +25,7 @@ import numpy as np
 
 from skyedge.edge.allsky.capture_time import CaptureClock
 from skyedge.ephemeris import Ephemeris, SkyEphemeris
-from skyedge.exposure import exposure_seconds, is_daylight_exposure
+from skyedge.exposure import exposure_seconds, is_daylight_exposure, is_night_exposure
 
 DAY = "day"
 MOON_SET_SLACK_DEG = 2.0
@@ -45,10 +45,18 @@ class Observation:
     moon_glare: float | None
     exposure_s: float | None = None  # as the file records it
     day_from: str | None = None  # why the frame is 'day': 'ephemeris' (the sun is up) or 'exposure' (a daylight one)
+    # What decided day or night: 'sun' (site and capture time), 'exposure' (a daylight or a night-long one), or
+    # 'model' (neither known: the model's own 'day' class decides).
+    day_evidence: str = "model"
+
+    @property
+    def night_known(self) -> bool:
+        """Physics says it is night: the model's 'day' class may not overrule it."""
+        return not self.day and self.day_evidence != "model"
 
     def message_fields(self) -> dict:
         """Fields of the classification message."""
-        out: dict = {}
+        out: dict = {"day_evidence": self.day_evidence}
         if self.captured_from:
             out["captured_from"] = self.captured_from
         if self.exposure_s is not None:
@@ -106,6 +114,7 @@ class SiteView:
         self.clock = CaptureClock(section.capture_time, section.camera)
         self.day_sun_alt_deg = section.day_sun_alt_deg
         self.day_max_exposure_s = section.day_max_exposure_s
+        self.night_min_exposure_s = section.night_min_exposure_s
         self.checks = section.checks
         self.orientation = section.orientation
 
@@ -115,11 +124,16 @@ class SiteView:
         Day is decided by the sun (with a site location) or, on any camera, by a daylight exposure."""
         image, file_time = raw.image, raw.captured
         when = self.clock.of(raw.source, raw.header, raw.captured, raw.clock)
-        exposure = exposure_seconds(raw.source, raw.header) if self.day_max_exposure_s is not None else None
+        wanted = self.day_max_exposure_s is not None or self.night_min_exposure_s is not None
+        exposure = exposure_seconds(raw.source, raw.header) if wanted else None
         by_exposure = "exposure" if is_daylight_exposure(exposure, self.day_max_exposure_s) else None
         if when is None or self.ephemeris is None:
             captured, source = (when.posix, when.source) if when else (file_time, None)
-            return Observation(captured, source, None, by_exposure is not None, None, None, exposure, by_exposure)
+            night = is_night_exposure(exposure, self.night_min_exposure_s)
+            evidence = "exposure" if by_exposure or night else "model"
+            return Observation(
+                captured, source, None, by_exposure is not None, None, None, exposure, by_exposure, evidence
+            )
         eph = self.ephemeris.at(when.posix)
         day_from = "ephemeris" if eph.sun_alt_deg > self.day_sun_alt_deg else by_exposure
         moon_xy = glare = None
@@ -127,7 +141,8 @@ class SiteView:
             moon_xy = sky_to_pixel(eph.moon_alt_deg, eph.moon_az_deg, image.shape[:2], self.orientation)
             if self._glare_matters(eph):
                 glare = glare_ratio(image, moon_xy, image.shape[:2], self.orientation)
-        return Observation(when.posix, when.source, eph, day_from is not None, moon_xy, glare, exposure, day_from)
+        evidence = "exposure" if day_from == "exposure" else "sun"
+        return Observation(when.posix, when.source, eph, day_from is not None, moon_xy, glare, exposure, day_from, evidence)
 
     def _glare_matters(self, eph: SkyEphemeris) -> bool:
         c = self.checks

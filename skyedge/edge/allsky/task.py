@@ -120,6 +120,7 @@ class FrameTask:
         self.dark = _calibration_frame(section.preprocess.dark, "dark")
         self.flat = _calibration_frame(section.preprocess.flat, "flat")
         self.decoder = Decoder(card)
+        self.day_index = list(card.classes).index(DAY) if DAY in card.classes else None
         self.site = SiteView(section, ephemeris)
         mask = section.preprocess.mask
         key = f"pipelines[{section.camera}].preprocess.mask"
@@ -175,12 +176,30 @@ class FrameTask:
         answered = {}
         if batch.rows:
             model_items = [batch.items[i] for i in batch.rows]
-            decided = self.decoder(model_items, outputs[self.decoder.probabilities], outputs, inference_ms, self._check)
+            probabilities, overruled = self._night(model_items, outputs[self.decoder.probabilities])
+
+            def check(label: str, item: FrameItem) -> tuple[list[str], bool]:
+                failed, forced = self.site.check(label, item.site)
+                return (["day_at_night", *failed] if id(item) in overruled else failed), forced
+
+            decided = self.decoder(model_items, probabilities, outputs, inference_ms, check)
             answered = dict(zip(batch.rows, decided, strict=True))
         return [answered.get(i) or _gated(it) for i, it in enumerate(batch.items)]
 
-    def _check(self, label: str, item: FrameItem) -> tuple[list[str], bool]:
-        return self.site.check(label, item.site)
+    def _night(self, items: list[FrameItem], probabilities: np.ndarray) -> tuple[np.ndarray, set[int]]:
+        """The model's 'day' may agree with physics, never overrule it: where the sun (or a night-long exposure)
+        says night, 'day' is taken out and the night classes share its probability; the frames whose top class
+        this changed are flagged (check ``day_at_night``)."""
+        if self.day_index is None:
+            return probabilities, set()
+        night = np.array([it.site is not None and it.site.night_known for it in items])
+        if not night.any():
+            return probabilities, set()
+        p = probabilities.copy()
+        overruled = {id(items[i]) for i in np.flatnonzero(night & (p.argmax(axis=1) == self.day_index))}
+        p[night, self.day_index] = 0.0
+        p[night] /= np.clip(p[night].sum(axis=1, keepdims=True), 1e-12, None)
+        return p, overruled
 
 
 def _gated(item: FrameItem) -> Decision:

@@ -152,3 +152,51 @@ def night_of(when: datetime, longitude_deg: float) -> str:
     share it, so a split by night keeps a night's frames together."""
     solar = when + timedelta(hours=longitude_deg / 15.0)
     return (solar - timedelta(hours=12)).date().isoformat()
+
+
+def load_labelme(source):
+    """A recipe's ``kind: labelme`` source as a :class:`~skyedge.training.data.loaders.Loaded`: frames, classes by
+    :func:`frame_label` (partly cloudy as ``source.partly_as``), per-pixel cloud truth, and each frame's night."""
+    from skyedge.ephemeris import Ephemeris
+    from skyedge.training.data.loaders import Loaded, _hash_files
+
+    root = Path(source.path)
+    files = sorted(root.glob("*.json"))
+    if not files:
+        raise DatasetError(f"{root}: no LabelMe JSON files")
+    site = source.site
+    eph = Ephemeris(site.latitude_deg, site.longitude_deg, site.elevation_m)
+    rows = []
+    for file in files:
+        when = capture_time(file.stem, source.time_format, source.utc_offset_hours)
+        rows.append((file, when, night_of(when, site.longitude_deg)))
+    if source.nights is not None:
+        nights = sorted({night for _, _, night in rows})
+        order = np.random.default_rng(source.nights.seed).permutation(len(nights))
+        test = {nights[i] for i in order[: int(round(source.nights.fraction * len(nights)))]}
+        rows = [r for r in rows if (r[2] in test) == (source.nights.part == "test")]
+    images, labels, clouds, kept, night_names, fractions = [], [], [], [], [], []
+    for file, when, night in rows:
+        frame = read_labelme(file)
+        sky = eph.at(when.timestamp())
+        label = frame_label(frame.cloud_fraction, sky.sun_alt_deg, sky.moon_alt_deg, sky.moon_illumination)
+        if label == "day" and not source.include_day:
+            continue
+        images.append(frame.image)
+        labels.append(source.partly_as if label == PARTLY else label)
+        truth = np.full(frame.sky.shape, 255, np.uint8)
+        truth[frame.sky] = 0
+        truth[frame.cloud] = 250
+        clouds.append(truth)
+        kept.append(file)
+        night_names.append(night)
+        fractions.append(label)
+    classes = sorted(set(labels))
+    return Loaded(
+        images,
+        np.array([classes.index(lab) for lab in labels], dtype=np.int64),
+        classes,
+        meta={"file": np.array([str(f) for f in kept]), "night": np.array(night_names), "truth": np.array(fractions)},
+        data_hash=_hash_files(kept),
+        cloud=clouds,
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
 from skyedge.shards import MANIFEST, DatasetError, ShardedDataset
 
 IMAGE_SUFFIXES = RASTER_SUFFIXES + FITS_SUFFIXES
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Loaded:
     conditions: np.ndarray | None = None  # (N, T, 6) raw: mjd, fwhm, sky, zero_point, exptime, airmass
     meta: dict[str, np.ndarray] = field(default_factory=dict)
     data_hash: str = ""
+    cloud: list | None = None  # frames: per-pixel cloud truth (uint8 opacity x 250, 255 no sky) or None per frame
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -47,6 +50,7 @@ def load_shards(path, simulate=None, task: str = "frame") -> Loaded:
     arrays = ds.load()
     meta = {k[5:]: v for k, v in arrays.items() if k.startswith("meta.")}
     images = arrays["images"]
+    cloud = list(arrays["cloud"]) if "cloud" in arrays else None
     return Loaded(
         images=list(images) if task == "frame" else images,
         labels=arrays["labels"],
@@ -54,6 +58,7 @@ def load_shards(path, simulate=None, task: str = "frame") -> Loaded:
         conditions=arrays.get("conditions"),
         meta=meta,
         data_hash=ds.content_hash(),
+        cloud=cloud,
     )
 
 
@@ -187,10 +192,26 @@ def load_fits_sequences(path) -> Loaded:
     )
 
 
+def _present(sources) -> list:
+    """The sources to load: those marked ``required: false`` whose path is missing are left out with a warning
+    (real data kept outside the repository)."""
+    listed = list(sources) if isinstance(sources, (list, tuple)) else [sources]
+    present = []
+    for n, source in enumerate(listed):
+        if not source.required and not Path(source.path).exists():
+            log.warning("data source %d (%s): %s does not exist; left out (required: false)", n, source.kind, source.path)
+            continue
+        present.append(source)
+    if not present:
+        raise DatasetError(f"none of the data sources exist ({', '.join(str(s.path) for s in listed)})")
+    return present
+
+
 def load_sources(sources, task: str, classes: list[str] | None = None) -> Loaded:
     """One DataSource, or several concatenated (classes in order of first appearance; the meta columns all share)."""
-    if not isinstance(sources, (list, tuple)):
-        return load_source(sources, task, classes)
+    sources = _present(sources)
+    if len(sources) == 1:
+        return load_source(sources[0], task, classes)
     parts = [load_source(s, task, classes) for s in sources]
     if len(parts) == 1:
         return parts[0]
@@ -201,9 +222,12 @@ def load_sources(sources, task: str, classes: list[str] | None = None) -> Loaded
     shared = set.intersection(*(set(p.meta) for p in parts))
     meta = {k: np.concatenate([np.asarray(p.meta[k]) for p in parts]) for k in sorted(shared)}
     meta["source"] = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    cloud = None
     if task == "frame":
         images = [im for p in parts for im in p.images]
         conditions = None
+        if any(p.cloud is not None for p in parts):
+            cloud = [c for p in parts for c in (p.cloud if p.cloud is not None else [None] * len(p))]
     else:
         shapes = {p.images.shape[1:] for p in parts}
         if len(shapes) != 1:
@@ -211,11 +235,15 @@ def load_sources(sources, task: str, classes: list[str] | None = None) -> Loaded
         images = np.concatenate([p.images for p in parts])
         conditions = np.concatenate([p.conditions for p in parts])
     digest = hashlib.sha256("".join(p.data_hash for p in parts).encode()).hexdigest()
-    return Loaded(images, labels, names, conditions=conditions, meta=meta, data_hash=digest)
+    return Loaded(images, labels, names, conditions=conditions, meta=meta, data_hash=digest, cloud=cloud)
 
 
 def load_source(source, task: str, classes: list[str] | None = None) -> Loaded:
     """Dispatch on a recipe's DataSource."""
+    if source.kind == "labelme":
+        from skyedge.training.data.labelme import load_labelme
+
+        return load_labelme(source)
     if source.kind == "shards":
         return load_shards(source.path, source.simulate, task)
     if source.kind == "image_folder":

@@ -1,7 +1,12 @@
-"""Frame classifier: a torchvision backbone -> embedding -> class scores (Endo & Matsumoto 2022).
+"""Frame classifier: a backbone -> embedding -> class scores (Endo & Matsumoto 2022), and optionally a cloud map.
 
 Backbones are chosen by name and adapted to the input's channel count (the
 first convolution is rebuilt) and size (no max-pool for inputs under 64 px).
+The torchvision ones train from scratch; ``efficientnet_lite0`` starts from the
+ImageNet weights its registry package ships (``pretrained``), may keep its
+first stages frozen (``frozen_stages``), and can add a cloud-map head: a
+per-cell cloud probability at stride 16 from the same features, computed in
+the same graph call.
 The embedding is trained with cross-entropy, a triplet margin loss with a
 miner, or ArcFace; afterwards a Mahalanobis or ridge classifier is fitted on
 the training embeddings and becomes layers of the network
@@ -73,6 +78,29 @@ register_backbone("mobilenet_v3_large")(_features_classifier(torchvision.models.
 register_backbone("efficientnet_b0")(_features_classifier(torchvision.models.efficientnet_b0))
 
 
+@register_backbone("efficientnet_lite0")
+def _efficientnet_lite0(in_channels: int, size: int) -> tuple[nn.Module, int]:
+    from skyedge.training.models.efficientnet_lite import EfficientNetLite0
+
+    net = EfficientNetLite0(size, in_channels)
+    return net, net.out_features
+
+
+SPATIAL_BACKBONES = ("efficientnet_lite0",)  # the ones with stages a cloud map or frozen stages can use
+CLOUD_STAGE = 4  # the stage whose map (stride 16) the cloud head reads
+
+
+class CloudHead(nn.Module):
+    """Per-cell cloud probability from a stride-16 feature map: 1x1 convolutions, a sigmoid."""
+
+    def __init__(self, channels: int, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU6(inplace=True), nn.Conv2d(hidden, 1, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(features))
+
+
 class FrameEmbedder(nn.Module):
     """Backbone + linear embedding head; ``logits`` exists for the cross-entropy baseline."""
 
@@ -85,33 +113,94 @@ class FrameEmbedder(nn.Module):
         embedding_dim: int,
         num_classes: int,
         normalize: bool = True,
+        pretrained: bool = False,
+        frozen_stages: int = 0,
+        cloud_map: bool = False,
     ):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; available: {', '.join(sorted(BACKBONES))}")
+        if (pretrained or frozen_stages or cloud_map) and backbone not in SPATIAL_BACKBONES:
+            raise ValueError(
+                f"frame_model.backbone {backbone!r}: pretrained weights, frozen stages and a cloud map need one of "
+                f"{', '.join(SPATIAL_BACKBONES)}"
+            )
+        if len({int(v) for v in ((size, size) if isinstance(size, int) else size)}) != 1 and backbone in SPATIAL_BACKBONES:
+            raise ValueError(f"frame_model.backbone {backbone!r} needs a square preprocess.size, got {size}")
         self.input_size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         self.in_channels, self.embedding_dim, self.num_classes = in_channels, embedding_dim, num_classes
         self.backbone, features = BACKBONES[backbone](in_channels, min(self.input_size))
+        if pretrained:
+            from skyedge.training.models.efficientnet_lite import load_imagenet_weights
+
+            load_imagenet_weights(self.backbone)
+        self.frozen = self._freeze(frozen_stages)
         self.embed = nn.Linear(features, embedding_dim)
         self.normalize = normalize
         self.logits = nn.Linear(embedding_dim, num_classes)
+        self.cloud = CloudHead(self._cloud_channels()) if cloud_map else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Embeddings (B, D), L2-normalised when metric losses need it."""
-        z = self.embed(self.backbone(x))
+    def _freeze(self, stages: int) -> list[nn.Module]:
+        """Hold the stem and the first ``stages`` stages at their (ImageNet) weights, BatchNorm statistics too."""
+        if not stages:
+            return []
+        net = self.backbone
+        frozen = [net._conv_stem, net._bn0, *net._blocks[: net.stage_ends[stages - 1] + 1]]
+        for module in frozen:
+            module.requires_grad_(False)
+        return frozen
+
+    def _cloud_channels(self) -> int:
+        from skyedge.training.models.efficientnet_lite import STAGES
+
+        return STAGES[CLOUD_STAGE][5]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()  # frozen BatchNorm keeps its running statistics
+        return self
+
+    @property
+    def cloud_map_size(self) -> tuple[int, int] | None:
+        """(h, w) of the cloud map, or None without one."""
+        if self.cloud is None:
+            return None
+        return tuple(-(-(-(-s // 2) // 4) // 2) for s in self.input_size)  # ceil(size / 16) through the strides
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pooled backbone features, cloud map or None)."""
+        if self.cloud is None:
+            return self.backbone(x), None
+        stages = self.backbone.stages(x)
+        pooled = torch.flatten(self.backbone.pool(self.backbone.head(stages[-1])), 1)
+        return pooled, self.cloud(stages[CLOUD_STAGE])
+
+    def embed_features(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Embeddings from pooled features, L2-normalised when metric losses need it."""
+        z = self.embed(pooled)
         return nn.functional.normalize(z, dim=1) if self.normalize else z
+
+    def forward(self, x: torch.Tensor, with_cloud: bool = False):
+        """Embeddings (B, D), L2-normalised when metric losses need it; ``with_cloud``: (embeddings, cloud map)."""
+        pooled, cloud = self.features(x)
+        z = self.embed_features(pooled)
+        return (z, cloud) if with_cloud else z
 
 
 class FrameClassifier(nn.Module):
-    """What gets exported: image -> (probabilities, min Mahalanobis distance, embedding)."""
+    """What gets exported: image -> (probabilities, min Mahalanobis distance, embedding[, cloud map])."""
 
     def __init__(self, embedder: FrameEmbedder, head: nn.Module, distance: nn.Module):
         super().__init__()
         self.embedder, self.head, self.distance = embedder, head, distance
 
     def forward(self, image: torch.Tensor):
-        z = self.embedder(image)
-        return self.head(z), self.distance(z), z
+        pooled, cloud = self.embedder.features(image)
+        z = self.embedder.embed_features(pooled)
+        if cloud is None:
+            return self.head(z), self.distance(z), z
+        return self.head(z), self.distance(z), z, cloud
 
     def card_io(self) -> tuple[list[dict], list[dict]]:
         """The model card's ``inputs`` and ``outputs`` for this graph."""
@@ -130,6 +219,8 @@ class FrameClassifier(nn.Module):
             {"name": "min_distance", "role": "min_distance", "shape": ["batch"]},
             {"name": "embedding", "role": "embedding", "shape": ["batch", e.embedding_dim]},
         ]
+        if e.cloud_map_size is not None:
+            outputs.append({"name": "cloud_map", "role": "cloud_map", "shape": ["batch", 1, *e.cloud_map_size]})
         return inputs, outputs
 
 

@@ -55,6 +55,9 @@ ABLATIONS = {
     "obstructions": "no trees, buildings, masts or dome slits",
     "overlays": "no text burned into the corners",
     "optics": "no vignetting, dew or lens flare",
+    "milky_way": "no Milky Way band (with its dust lanes and denser stars)",
+    "cloud_texture": "clouds as smooth blobs: no fine structure, wisps or bright rims",
+    "enhancement": "no camera-program enhancement (local contrast, saturation, tint) on stretched frames",
 }
 @dataclass(frozen=True)
 class AllskyConfig:
@@ -66,6 +69,9 @@ class AllskyConfig:
     """
 
     size: int = 128
+    # Render the profile's camera at this frame height (width by its aspect), keeping its noise per photosite:
+    # real cameras have 1-4 k pixels, and stars, cloud edges and the moon's glare look different at 128.
+    resolution: int | None = None
     bit_depth: int = 16
     color: str = "mono"  # mono | rgb
     bayer: str | None = None  # RGGB | BGGR | GRBG | GBRG: raw colour sensor output (implies color=rgb)
@@ -82,6 +88,9 @@ class AllskyConfig:
     gain: tuple[float, float] = (0.5, 3.0)  # electrons per ADU
     read_noise: tuple[float, float] = (2.0, 8.0)  # electrons
     bias: float = 100.0  # ADU (16-bit); scaled for 8-bit
+    # The 'cloudy' class's cloud cover, drawn per frame; None: overcast (0.6-1) in 60% of the frames, broken or a
+    # few banks over a clear sky (0.08-0.6) in the rest: any cloud that matters to a dome.
+    cloud_cover: tuple[float, float] | None = None
     secondary_probability: float = 0.35
     milky_way_probability: float = 0.5
     haze_probability: float = 0.3  # thin cirrus or haze: fewer faint stars, halos
@@ -125,13 +134,24 @@ class AllskyConfig:
             changes["overlay"] = None
         if "optics" in self.without:
             changes.update(vignetting=(0.0, 0.0), dew_probability=0.0, flare=False)
+        if "enhancement" in self.without:
+            changes["enhance"] = False
         return dataclasses.replace(cam, **changes) if changes else cam
 
     def _camera(self) -> CameraModel:
         if self.profile is not None:
             from skyedge.training.simulate.profiles import PROFILES
 
-            return PROFILES[self.profile].camera
+            cam = PROFILES[self.profile].camera
+            if self.resolution is not None and self.resolution != cam.height:
+                factor = self.resolution / cam.height
+                cam = dataclasses.replace(
+                    cam,
+                    height=self.resolution,
+                    width=int(round(cam.width * factor)),
+                    binning=max(1, int(round(cam.binning / factor))),
+                )
+            return cam
         return CameraModel(
             width=self.size,
             height=self.size,
@@ -165,7 +185,20 @@ def render_allsky(label: str, rng: np.random.Generator, cfg: AllskyConfig = Alls
     image = readout(combine(sky), sky)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
+    sky.meta["cloud_truth"] = cloud_truth(sky)
     return image, sky.meta
+
+
+NO_SKY = 255  # cloud truth of a pixel that shows no sky (outside the circle, below the horizon, obstructed)
+
+
+def cloud_truth(sky: Sky) -> np.ndarray:
+    """Per-pixel cloud opacity of the frame, uint8 0-250 (250 = opaque), :data:`NO_SKY` where no sky shows;
+    ``cloud_fraction`` in the metadata is the share of the visible sky behind cloud of opacity 0.5 or more."""
+    visible = sky.geo.sky
+    truth = np.where(visible, np.rint(np.clip(sky.cloud_opacity, 0, 1) * 250), NO_SKY).astype(np.uint8)
+    sky.meta["cloud_fraction"] = float((sky.cloud_opacity[visible] >= 0.5).mean()) if visible.any() else 0.0
+    return truth
 
 
 def stored_dtype(cam: CameraModel) -> str:
@@ -213,9 +246,10 @@ class _AllskyShard:
         from skyedge.training.simulate.frame_files import fits_header, write_frame
 
         rng = np.random.default_rng(seed_seq)
-        images, meta_rows = [], []
+        images, clouds, meta_rows = [], [], []
         for j, label in enumerate(labels):
             image, meta = render_allsky(label, rng, self.cfg)
+            clouds.append(meta.pop("cloud_truth"))
             item = index * 100_000 + j
             if self.files:
                 folder = out / "frames"
@@ -225,7 +259,8 @@ class _AllskyShard:
             images.append(image)
             meta_rows.append(meta)
         labels_idx = np.array([self.cfg.classes.index(m["label"]) for m in meta_rows], dtype=np.int64)
-        return {"images": np.stack(images), "labels": labels_idx}, meta_rows
+        arrays = {"images": np.stack(images), "labels": labels_idx, "cloud": np.stack(clouds)}
+        return arrays, meta_rows
 
 
 def simulate_allsky(
@@ -263,7 +298,12 @@ def simulate_allsky(
                 "color": "mono" if cam.sensor == "mono" else "rgb",
                 "bayer": cam.sensor if cam.sensor in BAYER_OFFSETS else None,
                 "profile": cfg.profile,
-            }
+            },
+            "cloud": {
+                "dtype": "uint8",
+                "shape": [cam.height, cam.width],
+                "unit": f"cloud opacity x 250 per pixel, {NO_SKY} where no sky shows",
+            },
         },
         simulator={"name": "allsky", "config": cfg.to_dict()},
     )

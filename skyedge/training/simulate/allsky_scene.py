@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from skyedge.training.simulate import sky_light
+from skyedge.training.simulate.aurora import arc, diffuse, discrete
 from skyedge.training.simulate.camera import (
     BAYER_OFFSETS,
     CameraModel,
@@ -39,6 +40,8 @@ AUTO_EXPOSURE_MAX = 4.0  # an auto-exposing camera's longest exposure, in units 
 # Relative response of (R, G, B) channels to each emission, for colour cameras.
 SPECTRA = {
     "star": (1.0, 1.0, 1.0),
+    "star_hot": (0.8, 0.9, 1.15),
+    "star_cool": (1.15, 0.95, 0.7),
     "airglow": (0.75, 1.0, 0.8),
     "light_pollution": (1.0, 0.8, 0.5),
     "aurora_green": (0.25, 1.0, 0.35),
@@ -82,7 +85,7 @@ class Sky:
 
     def smooth_noise(self, scale: float, octaves: int = 1, persistence: float = 0.5) -> np.ndarray:
         """Value noise in [-1, 1]-ish with features of ``scale`` (fraction of the sky's diameter), in sky coordinates."""
-        raster = 256
+        raster = 256 if max(self.dx.shape) <= 256 else 512  # fine structure survives on larger frames
         total = np.zeros(self.dx.shape, dtype=np.float32)
         amp, norm = 1.0, 0.0
         # Sky-plane coordinates [-1.3, 1.3] -> raster pixels.
@@ -112,6 +115,19 @@ def _stars(sky: Sky) -> None:
     mags = np.log10(lo + u * (hi - lo)) / 0.5
     zen = np.arccos(rng.uniform(0.0, 1.0, n_stars))  # uniform on the upper hemisphere
     az = rng.uniform(0, 2 * math.pi, n_stars)
+    band = getattr(sky, "milky_way", None)
+    if band is not None:
+        # Faint stars crowd towards the Milky Way: a third of them are redrawn near its plane.
+        extra = int(n_stars * 0.35)
+        ang, off, width = band
+        t = rng.uniform(-1.3, 1.3, extra)
+        d = off + rng.normal(0, width * 1.5, extra)
+        px, py = t * math.cos(ang) + d * math.sin(ang), t * math.sin(ang) - d * math.cos(ang)
+        rho = np.hypot(px, py)
+        keep = rho < 1.0
+        zen = np.concatenate([zen, rho[keep] * math.pi / 2])
+        az = np.concatenate([az, np.arctan2(px[keep], -py[keep]) % (2 * math.pi)])
+        mags = np.concatenate([mags, rng.uniform(m_lim - 1.5, m_lim, int(keep.sum()))])
     x, y = sky.geo.project(zen, az)
     # Stars and sky share one exposure: a pixel of dark sky is as bright as a star of magnitude
     # 21.6 - 2.5 log10(pixel area in arcsec^2) (about mag 3 for a 128-pixel all-sky circle), and holds sky0 electrons.
@@ -120,23 +136,27 @@ def _stars(sky: Sky) -> None:
     zp = pixel_mag + 2.5 * math.log10(sky.sky0)
     flux = mag_to_electrons(mags + sky.extinction * airmass(np.minimum(zen, math.radians(89.0))), zp)
     h, w = sky.zenith.shape
-    image = np.zeros((h, w))
-    # Bilinear splat keeps sub-pixel positions; the PSF blur below spreads each star.
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    fx, fy = x - x0, y - y0
-    for ox, oy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi, yi = x0 + ox, y0 + oy
-        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        np.add.at(image, (yi[ok], xi[ok]), flux[ok] * wt[ok])
+    # Two populations by colour (hot blue-white, cool orange), each splatted bilinearly (sub-pixel positions kept).
+    hot = rng.uniform(size=len(flux)) < 0.55
     fwhm = rng.uniform(*cfg.fwhm_px)
-    image = cv2.GaussianBlur(image, (0, 0), fwhm / 2.3548)
-    if sky.halo > 0:
-        # Thin cirrus: fewer faint stars (extinction) and halos around the bright ones (forward scattering).
-        halos = cv2.GaussianBlur(image, (0, 0), max(h, w) * 0.015)
-        image = (1 - sky.halo) * image + sky.halo * halos
-    sky.add("star", image)
-    sky.star_image = image
-    sky.meta.update(limiting_mag=m_lim, zero_point=zp, fwhm_px=fwhm, n_stars=n_stars)
+    total = np.zeros((h, w))
+    for spectrum, chosen in (("star_hot", hot), ("star_cool", ~hot)):
+        image = np.zeros((h, w))
+        x0, y0 = np.floor(x[chosen]).astype(int), np.floor(y[chosen]).astype(int)
+        fx, fy, f = x[chosen] - x0, y[chosen] - y0, flux[chosen]
+        for ox, oy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            xi, yi = x0 + ox, y0 + oy
+            ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            np.add.at(image, (yi[ok], xi[ok]), f[ok] * wt[ok])
+        image = cv2.GaussianBlur(image, (0, 0), fwhm / 2.3548)
+        if sky.halo > 0:
+            # Thin cirrus: fewer faint stars (extinction) and halos around the bright ones (forward scattering).
+            halos = cv2.GaussianBlur(image, (0, 0), max(h, w) * 0.015)
+            image = (1 - sky.halo) * image + sky.halo * halos
+        sky.add(spectrum, image)
+        total += image
+    sky.star_image = total
+    sky.meta.update(limiting_mag=m_lim, zero_point=zp, fwhm_px=fwhm, n_stars=len(flux))
 
 
 def _background(sky: Sky) -> None:
@@ -155,11 +175,15 @@ def _background(sky: Sky) -> None:
     sky.lp_map = lp_map
     sky.add("light_pollution", sky.sky0 * lp_map)
     sky.meta.update(sky_e=sky.sky0, airglow=glow, light_pollution=lp, domes=len(domes))
-    if rng.uniform() < cfg.milky_way_probability:
-        ang, off = rng.uniform(0, math.pi), rng.uniform(-0.5, 0.5)
+    if rng.uniform() < cfg.milky_way_probability and "milky_way" not in cfg.without:
+        # The Milky Way: at a dark site as bright as the airglow or brighter, mottled by star clouds and cut by
+        # dark dust lanes along its middle.
+        ang, off, width = rng.uniform(0, math.pi), rng.uniform(-0.5, 0.5), rng.uniform(0.07, 0.14)
         dist = sky.dx * math.sin(ang) - sky.dy * math.cos(ang) - off
-        band = np.exp(-0.5 * (dist / rng.uniform(0.08, 0.15)) ** 2) * (1 + 0.4 * sky.smooth_noise(0.1, 3))
-        sky.add("star", sky.sky0 * rng.uniform(0.05, 0.2) * np.clip(band, 0, None))
+        band = np.exp(-0.5 * (dist / width) ** 2) * (1 + 0.5 * sky.smooth_noise(0.06, 4))
+        lanes = 1.0 - 0.6 * np.exp(-0.5 * (dist / (0.3 * width)) ** 2) * np.clip(sky.smooth_noise(0.08, 3) + 0.3, 0, 1)
+        sky.add("star", sky.sky0 * rng.uniform(0.2, 0.9) * np.clip(band * lanes, 0, None))
+        sky.milky_way = (ang, off, width)
 
 
 def _moonlight(sky: Sky, alt_deg: float, phase_angle_deg: float) -> None:
@@ -185,7 +209,8 @@ def _moonlight(sky: Sky, alt_deg: float, phase_angle_deg: float) -> None:
     brightness = 4000.0 * illumination
     sky.add("moon", sky.sky0 * brightness * disk)
     # Lens glare: light scattered in the optics around the disc, proportional to the moon's brightness.
-    glare = rng.uniform(20, 80) / (1.0 + (d / rng.uniform(0.03, 0.08)) ** 2)
+    # Real all-sky lenses scatter a bright moon over a third of the sky or more.
+    glare = rng.uniform(20, 120) / (1.0 + (d / rng.uniform(0.03, 0.2)) ** 2)
     sky.add("moon_sky", sky.sky0 * illumination * glare)
     if sky.halo > 0.2 and rng.uniform() < 0.5:
         # The 22-degree halo of ice crystals in cirrus.
@@ -201,52 +226,33 @@ def _moon(sky: Sky, strength: float) -> None:
     _moonlight(sky, sky.rng.uniform(12, 80), phase_angle)
 
 
-def _arc(sky: Sky, strength: float) -> None:
-    rng = sky.rng
-    for _ in range(rng.integers(1, 4)):
-        v0, curvature = rng.uniform(-0.45, 0.45), rng.uniform(-0.5, 0.5)
-        width = rng.uniform(0.02, 0.05)
-        dist = sky.v - (v0 + curvature * sky.u**2)
-        along = 0.7 + 0.3 * sky.smooth_noise(0.5)
-        brightness = sky.sky0 * strength * rng.uniform(4.0, 15.0)
-        sky.add("aurora_green", brightness * along * np.exp(-0.5 * (dist / width) ** 2))
-
-
-def _discrete(sky: Sky, strength: float) -> None:
-    rng = sky.rng
-    for _ in range(rng.integers(1, 3)):
-        v0, curvature = rng.uniform(-0.5, 0.5), rng.uniform(-0.6, 0.6)
-        folds = rng.uniform(0.04, 0.15) * np.sin(2 * math.pi * rng.uniform(1, 3.5) * sky.u + rng.uniform(0, 6.3))
-        edge = v0 + curvature * sky.u**2 + folds
-        dist = sky.v - edge
-        height = rng.uniform(0.06, 0.2)
-        # Sharp lower border, light extending up the field lines (here: one side of the band).
-        profile = np.where(dist < 0, np.exp(-0.5 * (dist / 0.015) ** 2), np.exp(-dist / height))
-        rays_freq = rng.uniform(15, 45)
-        rays = 0.55 + 0.45 * np.sin(2 * math.pi * rays_freq * sky.u + 3 * sky.smooth_noise(0.2)) ** 2
-        brightness = sky.sky0 * strength * rng.uniform(6.0, 20.0)
-        sky.add("aurora_green", brightness * profile * rays)
-        if rng.uniform() < 0.4:
-            sky.add("aurora_red", 0.3 * brightness * np.exp(-np.abs(dist - 2 * height) / height) * rays)
-
-
-def _diffuse(sky: Sky, strength: float) -> None:
-    rng = sky.rng
-    field_ = sky.smooth_noise(rng.uniform(0.12, 0.3), octaves=2)
-    patches = np.clip(field_ - rng.uniform(0.0, 0.4), 0, None)
-    patches /= np.quantile(patches[sky.mask], 0.95) + 1e-9 if sky.mask.any() else 1.0
-    sky.add("aurora_green", sky.sky0 * strength * rng.uniform(2.0, 5.0) * patches)
-
-
 def _cloud(sky: Sky, strength: float) -> None:
-    """Cloud cover of ``strength`` (the class: most of the sky; as a secondary: a few patches)."""
+    """Cloud cover of ``strength`` (the class: from a few banks to overcast; as a secondary: a few patches)."""
     rng = sky.rng
-    coverage = np.clip(strength * rng.uniform(0.6, 1.0), 0.05, 1.0)
+    if strength >= 0.5 and sky.cfg.cloud_cover is not None:
+        coverage = rng.uniform(*sky.cfg.cloud_cover)
+    elif strength >= 0.5:
+        # The class is any cloud that matters to a dome: overcast, broken, or a few banks over a clear sky.
+        coverage = rng.uniform(0.6, 1.0) if rng.uniform() < 0.6 else rng.uniform(0.08, 0.6)
+    else:
+        coverage = np.clip(strength * rng.uniform(0.6, 1.0), 0.05, 1.0)
+    textured = "cloud_texture" not in sky.cfg.without
+    # The shapes come from smooth noise (banks, holes); the texture within them from finer noise that changes
+    # their thickness and brightness, not their outline.
     noise = sky.smooth_noise(rng.uniform(0.15, 0.4), octaves=4, persistence=0.55)
+    if textured and rng.uniform() < 0.35:
+        # Streets and rolls along the wind: the shapes stretched along one direction.
+        a = rng.uniform(0, math.pi)
+        along = sky.dx * math.cos(a) + sky.dy * math.sin(a)
+        rolls = np.sin(2 * math.pi * rng.uniform(2, 5) * along + 2.0 * sky.smooth_noise(0.25, 2))
+        noise = 0.75 * noise + 0.25 * rolls
     threshold = np.quantile(noise, 1.0 - coverage)
     # Thick cloud (the class) lets almost no starlight through; thin patches (a secondary) are translucent.
     thickness = rng.uniform(0.9, 1.0) if strength >= 0.5 else rng.uniform(0.4, 0.9)
     opacity = np.clip((noise - threshold) / rng.uniform(0.05, 0.3), 0.0, 1.0) * thickness
+    if textured:
+        detail = sky.smooth_noise(rng.uniform(0.04, 0.08), octaves=3, persistence=0.6)
+        opacity = np.clip(opacity * (1.0 + 0.35 * detail * (opacity < 0.95)), 0.0, 1.0)
     sky.cloud_opacity = np.maximum(sky.cloud_opacity, opacity)
     sky.meta.update(cloud_coverage=float(coverage), cloud_albedo=float(rng.uniform(0.4, 0.9)))
 
@@ -278,7 +284,7 @@ def _day(sky: Sky) -> float:
     return float(sky.rng.uniform(lo, 0.0) if sky.rng.uniform() < 0.5 else sky.rng.uniform(0.0, hi))
 
 
-PHENOMENA = {"arc": _arc, "discrete": _discrete, "diffuse": _diffuse, "cloudy": _cloud, "moon": _moon}
+PHENOMENA = {"arc": arc, "discrete": discrete, "diffuse": diffuse, "cloudy": _cloud, "moon": _moon}
 # A weaker second phenomenon that can accompany each class.
 SECONDARY = {
     "arc": ("diffuse", "cloudy"),
@@ -286,7 +292,7 @@ SECONDARY = {
     "diffuse": ("arc", "cloudy"),
     "cloudy": ("diffuse",),
     "moon": ("cloudy",),
-    "clear": ("diffuse", "cloudy"),
+    "clear": ("diffuse",),  # never cloud: a clear frame is one a dome may open under
     DAY: ("cloudy",),
 }
 # Strength of the secondary relative to a full-strength primary: low enough that the label stays right.
@@ -348,7 +354,11 @@ def combine(sky: Sky) -> np.ndarray:
         lit_by = (
             SPECTRA["cloud_moon"] if sky.moon and np.mean(moon_above) > np.mean(sky.lp_map) else SPECTRA["cloud_lp"]
         )
-        cloud = sky.sky0 * radiance * sky.cloud_opacity * (0.85 + 0.15 * sky.smooth_noise(0.05))
+        variation = 0.85 + 0.15 * sky.smooth_noise(0.05)
+        if "cloud_texture" not in sky.cfg.without:
+            # Lit clouds show their structure: brighter thick parts, fine mottling.
+            variation = 0.75 + 0.2 * sky.smooth_noise(0.05, 3) + 0.25 * sky.cloud_opacity
+        cloud = sky.sky0 * radiance * sky.cloud_opacity * variation
         expected += cloud[..., None] * np.asarray(lit_by)[None, None, :]
     geo, cam = sky.geo, sky.cam
     expected *= geo.sky[..., None]

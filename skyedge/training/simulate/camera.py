@@ -62,6 +62,9 @@ class CameraModel:
     overlay: str | None = None  # text overlay corner: top-left | bottom-left | top-right | bottom-right
     dew_probability: float = 0.0
     flare: bool = False
+    # The camera program "enhances" its stretched frames, as indi-allsky, AllSkyAI and many observatory pipelines
+    # do: local contrast (CLAHE), saturation and a colour tint, drawn per frame.
+    enhance: bool = False
     seed: int = 0  # fixes the obstruction shapes
 
     @property
@@ -227,6 +230,8 @@ def encode(adu: np.ndarray, cam: CameraModel, geo: Geometry, rng: np.random.Gene
         lo, hi = np.percentile(x[inside], [rng.uniform(0.5, 5), rng.uniform(99.5, 99.99)])
         x = np.clip((x - lo) / max(hi - lo, 1e-6), 0, 1) ** (1 / cam.gamma)
         image = (x * 255).astype(np.uint8)
+        if cam.enhance:
+            image = enhance(image, geo.in_circle, rng)
     elif cam.bit_depth == 8 and adu.dtype != np.uint8:
         image = (adu >> 8).astype(np.uint8)
     else:
@@ -245,6 +250,21 @@ def encode(adu: np.ndarray, cam: CameraModel, geo: Geometry, rng: np.random.Gene
         outside = ~geo.in_circle
         image[outside if image.ndim == 2 else np.repeat(outside[..., None], 3, axis=2)] = np.nan
     return image
+
+
+def enhance(image: np.ndarray, circle: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What a camera program does to make a stretched frame look good: CLAHE on the lightness, a saturation boost
+    and a colour tint (8-bit, mono or RGB)."""
+    clahe = cv2.createCLAHE(clipLimit=float(rng.uniform(1.2, 2.5)), tileGridSize=(4, 4))
+    if image.ndim == 2:
+        return np.where(circle, clahe.apply(image), image).astype(np.uint8)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+    lab[..., 0] = clahe.apply(lab[..., 0])
+    out = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB).astype(np.float32)
+    grey = out.mean(axis=2, keepdims=True)
+    out = grey + (out - grey) * rng.uniform(1.0, 2.2)
+    out *= rng.uniform(0.8, 1.2, 3)[None, None, :]
+    return np.where(circle[..., None], np.clip(out, 0, 255), image).astype(np.uint8)
 
 
 def _burn_text(image: np.ndarray, corner: str, text: str) -> np.ndarray:

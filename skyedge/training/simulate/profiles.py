@@ -184,6 +184,78 @@ _register(
 )
 
 
+_register(
+    Profile(
+        "observatory-enhanced-jpeg",
+        "An observatory's colour all-sky camera at 320 px whose program auto-stretches, enhances (local contrast, "
+        "saturation, tint) and writes JPEG; equidistant 180 deg in a small circle, a mast and buildings, flare.",
+        CameraModel(
+            width=320,
+            height=320,
+            projection="equidistant",
+            fov_deg=180,
+            circle=0.84,
+            sensor="rgb",
+            white_balance=(1.0, 1.05, 0.9),
+            bit_depth=8,
+            encoding="auto_stretch",
+            exposure="auto",
+            gamma=2.0,
+            jpeg_quality=85,
+            obstructions=("mast", "buildings"),
+            flare=True,
+            enhance=True,
+            binning=3,
+            seed=9,
+        ),
+        {"light_pollution": (0.0, 0.8), "limiting_mag": (5.0, 6.8), "fwhm_px": (1.0, 1.8)},
+    )
+)
+_register(
+    Profile(
+        "white-light-imager-mono",
+        "A white-light auroral imager (THEMIS-like): 256 px 16-bit mono, equidistant 170 deg, automatic exposure, "
+        "a dark high-latitude site.",
+        CameraModel(
+            width=256,
+            height=256,
+            projection="equidistant",
+            fov_deg=170,
+            circle=0.95,
+            exposure="auto",
+            binning=4,
+            seed=10,
+        ),
+        {"light_pollution": (0.0, 0.3), "magnetic_axis_deg": 75.0, "limiting_mag": (4.5, 6.0)},
+    )
+)
+# Added last and never used to tune anything (recipes, thresholds, the simulator): the independent check of
+# docs/results.md. A 16-bit colour CMOS writing linear PNG through a 200 deg stereographic lens, off-centre.
+_register(
+    Profile(
+        "independent-png16-stereo",
+        "A 16-bit colour CMOS writing linear PNG, stereographic 200 deg (a ground ring), off-centre, heavy "
+        "vignetting, trees and a mast, a town glow; used only to check, never to train or tune.",
+        CameraModel(
+            width=288,
+            height=288,
+            projection="stereographic",
+            fov_deg=200,
+            circle=0.9,
+            centre_offset=(0.03, 0.02),
+            rotation_deg=-20,
+            sensor="rgb",
+            white_balance=(1.3, 1.0, 1.2),
+            vignetting=(0.35, 0.6),
+            obstructions=("trees", "mast"),
+            binning=4,
+            seed=11,
+        ),
+        {"light_pollution": (0.3, 1.5), "domes": (0, 2)},
+    )
+)
+
+
 def profile_config(name: str, **overrides):
     """An AllskyConfig for profile ``name``: the site's sky, then ``overrides`` (tuples for ranges)."""
     from skyedge.training.simulate.allsky import AllskyConfig
