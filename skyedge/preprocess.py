@@ -97,7 +97,22 @@ def prepare_frame(
     flat: np.ndarray | None = None,
     mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One decoded frame -> a (C, H, W) float32 model input, per the card's preprocessing block.
+    """One decoded frame -> a (C, H, W) float32 model input, per the card's preprocessing block
+    (:func:`prepare_frame_and_sky`, without the sky mask)."""
+    return prepare_frame_and_sky(image, spec, bayer=bayer, dark=dark, flat=flat, mask=mask)[0]
+
+
+def prepare_frame_and_sky(
+    image: np.ndarray,
+    spec: Preprocess,
+    *,
+    bayer: str | None = None,
+    dark: np.ndarray | None = None,
+    flat: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One decoded frame -> (a (C, H, W) float32 model input, the (H, W) boolean sky it shows), per the card's
+    preprocessing block.
 
     Pixels that are NaN (outside some FITS cameras' field of view) or outside ``mask`` (an (H, W) boolean
     array, True = sky) are ignored by the stretch and are zero in the model input, like the area outside
@@ -159,7 +174,7 @@ def prepare_frame(
         x = np.moveaxis(x, -1, 0)
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
-    return ((x - mean) / std).astype(np.float32)
+    return ((x - mean) / std).astype(np.float32), valid
 
 
 NO_SKY = 255  # cloud truth of a pixel that shows no sky (simulator truth and real masks alike)

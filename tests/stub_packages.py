@@ -36,10 +36,16 @@ def _provenance() -> dict:
 
 
 def frame_package(
-    out: Path, classes: list[str] | None = None, size: int = 32, channels: int = 1, unknown_threshold: float = 1e3
+    out: Path,
+    classes: list[str] | None = None,
+    size: int = 32,
+    channels: int = 1,
+    unknown_threshold: float = 1e3,
+    cloud_map: bool = False,
 ) -> Path:
     """A frame package: image -> a fixed random projection (the embedding) -> softmax of a fixed linear map;
-    ``min_distance`` is the embedding's length (far beyond any sky at the default threshold)."""
+    ``min_distance`` is the embedding's length (far beyond any sky at the default threshold). ``cloud_map``: also
+    a (batch, 1, size/16, size/16) map, the sigmoid of each 16 x 16 block's mean input (bright = cloudy)."""
     classes = list(classes or FRAME_CLASSES)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -53,17 +59,20 @@ def frame_package(
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
         helper.make_node("ReduceL2", ["embedding"], ["min_distance"], axes=[1], keepdims=0),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "stub-frame",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", channels, size, size])],
-        [
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", k]),
-            helper.make_tensor_value_info("min_distance", TensorProto.FLOAT, ["batch"]),
-            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim]),
-        ],
-        [w, m],
-    )
+    outputs = [
+        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", k]),
+        helper.make_tensor_value_info("min_distance", TensorProto.FLOAT, ["batch"]),
+        helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim]),
+    ]
+    cells = size // 16
+    if cloud_map:
+        nodes += [
+            helper.make_node("ReduceMean", ["image"], ["grey"], axes=[1], keepdims=1),
+            helper.make_node("AveragePool", ["grey"], ["blocks"], kernel_shape=[16, 16], strides=[16, 16]),
+            helper.make_node("Sigmoid", ["blocks"], ["cloud_map"]),
+        ]
+        outputs.append(helper.make_tensor_value_info("cloud_map", TensorProto.FLOAT, ["batch", 1, cells, cells]))
+    graph = helper.make_graph(nodes, "stub-frame", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", channels, size, size])], outputs, [w, m])
     _save(graph, out / "model.onnx")
     card = {
         "schema_version": 1,
@@ -77,7 +86,8 @@ def frame_package(
             {"name": "probabilities", "role": "probabilities", "shape": ["batch", k]},
             {"name": "min_distance", "role": "min_distance", "shape": ["batch"]},
             {"name": "embedding", "role": "embedding", "shape": ["batch", dim]},
-        ],
+        ]
+        + ([{"name": "cloud_map", "role": "cloud_map", "shape": ["batch", 1, cells, cells]}] if cloud_map else []),
         "preprocess": {
             "size": [size, size],
             "channels": channels,

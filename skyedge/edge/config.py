@@ -235,6 +235,14 @@ class SafetySection(Schema):
     hold_frames: Annotated[int, Field(ge=1)] = 3
     hold_s: Annotated[float, Field(ge=0)] = 0.0
     stale_after_s: Annotated[float, Field(gt=0)] = 300.0
+    max_cloud_cover: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        default=None,
+        description="models with a cloud map: a frame is unsafe, whatever its class, when more than this percentage "
+        "of the sky within cloud_zenith_deg is cloudy (null: the class rule alone)",
+    )
+    cloud_zenith_deg: Annotated[float, Field(gt=0, le=90)] = Field(
+        default=54.0, description="the zenith rings the cloud-cover rule looks at (18, 36, 54, 72 or 90 deg)"
+    )
 
 
 class CollectSection(Schema):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
+from skyedge.edge.allsky.cloud_map import CloudReport
 from skyedge.edge.allsky.site import Observation
 from skyedge.edge.records import Item
 from skyedge.sanity import FrameProblem
@@ -17,6 +20,8 @@ class FrameItem(Item):
     captured: float | None = None  # POSIX time the frame was taken
     site: Observation | None = None  # capture time, ephemeris, day
     invalid: FrameProblem | None = None  # failed the input-sanity checks: no night sky to classify
+    frame_shape: tuple[int, int] | None = None  # (height, width) of the frame as read
+    sky: np.ndarray | None = None  # the model input's sky pixels (masks, letterbox, horizon circle)
 
     @property
     def gated(self) -> bool:
@@ -46,3 +51,4 @@ class Decision:
     inference_ms: float = 0.0
     checks: tuple[str, ...] = ()  # physical cross-checks the answer failed
     top_probability: float | None = None  # the model's probability of top_class
+    cloud: CloudReport | None = None  # the model's cloud map, reduced (models with a cloud_map output)

@@ -12,10 +12,12 @@ card (:data:`skyedge.edge.runtime.pipeline.TASKS`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
+from skyedge.edge.allsky.cloud_map import CloudMapper
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
 from skyedge.edge.config import StartupError
@@ -25,7 +27,7 @@ from skyedge.ephemeris import Ephemeris
 from skyedge.imageio import read_frame
 from skyedge.masks import FrameMask, MaskError, combined
 from skyedge.model_card import ModelCard
-from skyedge.preprocess import prepare_frame
+from skyedge.preprocess import prepare_frame_and_sky
 from skyedge.sanity import frame_problem
 
 # The open-set verdict: the input is unlike anything the model was trained on. Not "unknown", which Home
@@ -121,6 +123,9 @@ class FrameTask:
         self.flat = _calibration_frame(section.preprocess.flat, "flat")
         self.decoder = Decoder(card)
         self.day_index = list(card.classes).index(DAY) if DAY in card.classes else None
+        cloud = next((t for t in card.outputs if t.role == "cloud_map"), None)
+        self.cloud_name = cloud.name if cloud is not None else None
+        self.clouds = CloudMapper(card.preprocess, section.orientation) if cloud is not None else None
         self.site = SiteView(section, ephemeris)
         mask = section.preprocess.mask
         key = f"pipelines[{section.camera}].preprocess.mask"
@@ -139,13 +144,13 @@ class FrameTask:
         night sky at all (capped lens, saturated, constant, noise: :mod:`skyedge.sanity`)."""
         t0 = time.perf_counter()
         seen = self.site.observe(raw)
-        inputs, problem = {}, None
+        inputs, problem, sky = {}, None, None
+        shape = raw.image.shape[:2]
         if not seen.day:
-            shape = raw.image.shape[:2]
             mask = combined(self.mask.array(shape), self.model_mask.array(shape) if self.model_mask else None)
             problem = frame_problem(raw.image, mask)
             if problem is None:
-                x = prepare_frame(
+                x, sky = prepare_frame_and_sky(
                     raw.image, self.card.preprocess, bayer=self.bayer, dark=self.dark, flat=self.flat, mask=mask
                 )
                 inputs = {self.input_name: x}
@@ -161,6 +166,8 @@ class FrameTask:
                 captured=seen.captured,
                 site=seen,
                 invalid=problem,
+                frame_shape=shape,
+                sky=sky if self.clouds is not None else None,
             )
         ]
 
@@ -183,6 +190,12 @@ class FrameTask:
                 return (["day_at_night", *failed] if id(item) in overruled else failed), forced
 
             decided = self.decoder(model_items, probabilities, outputs, inference_ms, check)
+            if self.clouds is not None:
+                maps = outputs[self.cloud_name]
+                decided = [
+                    dataclasses.replace(d, cloud=self.clouds.report(maps[j], d.item.frame_shape, d.item.sky))
+                    for j, d in enumerate(decided)
+                ]
             answered = dict(zip(batch.rows, decided, strict=True))
         return [answered.get(i) or _gated(it) for i, it in enumerate(batch.items)]
 

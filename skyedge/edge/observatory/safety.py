@@ -64,12 +64,16 @@ class SafetyPolicy:
         self._reported, self.reason = verdict, why
         return SafetyChange(verdict, why) if changed else None
 
-    def frame(self, label: str, now: float | None = None) -> SafetyChange | None:
-        """Feed one classification; return the change of verdict, if any."""
+    def frame(self, label: str, now: float | None = None, veto: str | None = None) -> SafetyChange | None:
+        """Feed one classification; return the change of verdict, if any. ``veto``: why this frame is unsafe
+        whatever its class (the cloud map's rule)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             self._last_frame, self._failed = now, None
-            if label in self.safe_classes:
+            if veto is not None:
+                self._run, self._run_start = 0, None
+                self.reason = veto
+            elif label in self.safe_classes:
                 if self._run == 0:
                     self._run_start = now
                 self._run += 1

@@ -34,13 +34,27 @@ class FrameVerdicts:
         self.sky = SkyState(section.sky_state.hysteresis_frames, section.sky_state.stale_after_s)
         s = section.safety
         self.safety = SafetyPolicy(s.safe_classes, s.hold_frames, s.hold_s, s.stale_after_s)
+        self.max_cloud_cover, self.cloud_zenith_deg = s.max_cloud_cover, s.cloud_zenith_deg
+
+    def _veto(self, cloud) -> str | None:
+        """The cloud map's rule: unsafe above ``max_cloud_cover`` percent within ``cloud_zenith_deg`` of the zenith."""
+        if self.max_cloud_cover is None or cloud is None:
+            return None
+        fraction = cloud.clear_within(self.cloud_zenith_deg)
+        if fraction is None or 100.0 * fraction <= self.max_cloud_cover:
+            return None
+        return (
+            f"cloud cover {100.0 * fraction:.0f}% within {self.cloud_zenith_deg:g} deg of the zenith "
+            f"(limit {self.max_cloud_cover:g}%)"
+        )
 
     def _state(self, transition: Transition | None) -> list[Change]:
         return [] if transition is None else [StateChange(transition, self.safety.is_safe())]
 
-    def decided(self, label: str, confidence: float) -> list[Change]:
-        """One classification: the safety flip (if any) first, then the state change (if any)."""
-        changes: list[Change] = [c for c in (self.safety.frame(label),) if c is not None]
+    def decided(self, label: str, confidence: float, cloud=None) -> list[Change]:
+        """One classification (and its cloud map, if the model has one): the safety flip (if any) first, then the
+        state change (if any)."""
+        changes: list[Change] = [c for c in (self.safety.frame(label, veto=self._veto(cloud)),) if c is not None]
         return changes + self._state(self.sky.update(label, confidence))
 
     def failed(self, reason: str) -> list[Change]:

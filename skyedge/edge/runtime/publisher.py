@@ -162,6 +162,8 @@ class Publisher:
                 "queue": round(max(total_ms - it.preprocess_ms - d.inference_ms, 0.0), 3),
             },
             checks=list(d.checks) or None,
+            cloud_cover=d.cloud.cloud_cover if d.cloud is not None else None,
+            cloud_map=d.cloud.message() if d.cloud is not None else None,
             **it.message_fields(),
         )
         self._send(message)
@@ -169,8 +171,8 @@ class Publisher:
             self.stats.add(f"check_{check}")
         if it.invalid is not None:
             self.stats.add(f"invalid_{it.invalid.reason}")
-        changes = it.pipeline.verdicts.decided(d.label, d.confidence)
-        self._changes(camera, changes, message.payload.get("ephemeris"))
+        changes = it.pipeline.verdicts.decided(d.label, d.confidence, d.cloud)
+        self._changes(camera, changes, message.payload.get("ephemeris"), message.payload.get("cloud_cover"))
         if it.pipeline.collect is not None:
             changed = any(isinstance(c, StateChange) for c in changes)
             for pick in it.pipeline.collect.picks(it.source, message.payload, changed):
@@ -235,7 +237,9 @@ class Publisher:
             self.factory.message("event", camera, event=event, severity=severity, message=message, details=details)
         )
 
-    def _changes(self, camera: str, changes: list[Change], ephemeris: dict | None = None) -> None:
+    def _changes(
+        self, camera: str, changes: list[Change], ephemeris: dict | None = None, cloud_cover: float | None = None
+    ) -> None:
         for change in changes:
             if isinstance(change, StateChange):
                 t = change.transition
@@ -250,6 +254,7 @@ class Publisher:
                         frames=t.frames,
                         safe=change.safe,
                         ephemeris=ephemeris,
+                        cloud_cover=cloud_cover,
                     )
                 )
                 self._event(camera, t.event, t.severity, t.message, previous=t.previous, state=t.state)

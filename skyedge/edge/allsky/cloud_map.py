@@ -1,0 +1,147 @@
+"""How much of the sky is clear, and where: the model's cloud map reduced to sectors and a cloud cover.
+
+The frame model's ``cloud_map`` output is a coarse grid (stride 16 of the model
+input) of cloud probabilities. This module maps every point of it back to the
+frame, and from the frame to the sky (zenith angle, azimuth) through the
+camera's geometry, then averages over the visible sky:
+
+* ``cloud_cover``: the percentage of the visible sky that is cloudy (0-100),
+  horizon, obstructions and masked pixels left out;
+* sectors on the cloudynight layout (Mommert 2020, AJ 159:178), 33 in all:
+  sector 0 is the zenith disc (zenith angle below 18 deg); then four rings
+  from the zenith outwards, 18-36, 36-54, 54-72 and 72-90 deg, each of eight
+  45-deg azimuth segments from north through east (segment k covers azimuth
+  45k to 45(k+1) deg). Ring r (1-4), segment k (0-7) is sector 1 + 8(r-1) + k.
+  A sector the camera does not see (obstructed, cropped) is None.
+
+The geometry is the pipeline's ``orientation`` when configured (zenith pixel,
+horizon radius, north, projection, east) and otherwise the frame's centre, the
+model card's horizon circle, north up and an equidistant lens: the message says
+which (``geometry``: ``configured`` or ``default``). Cached per frame shape;
+inference thread only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+LAYOUT = "cloudynight-33"
+RING_EDGES_DEG = (18.0, 36.0, 54.0, 72.0, 90.0)  # the zenith disc's edge, then the outer edge of each ring
+SEGMENTS = 8
+SECTORS = 1 + SEGMENTS * (len(RING_EDGES_DEG) - 1)
+UPSAMPLE = 4  # map points per cell along each axis: sectors smaller than a cell still get their share
+CLOUDY_AT = 0.5  # a sector (or map point) at least this cloudy counts as cloudy
+
+
+def sector_of(zenith_deg: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
+    """Sector index (0-32) of sky directions; -1 below the horizon."""
+    ring = np.searchsorted(np.asarray(RING_EDGES_DEG), zenith_deg, side="right")
+    segment = np.floor((np.asarray(azimuth_deg) % 360.0) / (360.0 / SEGMENTS)).astype(np.int64)
+    sector = np.where(ring == 0, 0, 1 + SEGMENTS * (ring - 1) + segment)
+    return np.where(np.asarray(zenith_deg) > RING_EDGES_DEG[-1], -1, sector).astype(np.int64)
+
+
+def _zenith_of(r: np.ndarray, projection: str) -> np.ndarray:
+    """Zenith angle (rad) at normalised radius ``r`` (1 = horizon) for the lens projection."""
+    if projection == "equidistant":
+        return r * math.pi / 2
+    if projection == "equisolid":
+        return 2 * np.arcsin(np.clip(r * math.sin(math.pi / 4), -1, 1))
+    return 2 * np.arctan(r * math.tan(math.pi / 4))  # stereographic
+
+
+@dataclass(frozen=True)
+class CloudReport:
+    """One frame's cloud map, reduced."""
+
+    cloud_cover: float  # percent of the visible sky
+    sectors: tuple[float | None, ...]  # cloud fraction per sector, None where no sky is seen
+    geometry: str  # 'configured' or 'default'
+    source: str = "model"
+
+    def message(self) -> dict:
+        """The classification message's ``cloud_map`` object."""
+        return {
+            "layout": LAYOUT,
+            "sectors": [None if v is None else round(v, 3) for v in self.sectors],
+            "source": self.source,
+            "geometry": self.geometry,
+        }
+
+    def clear_within(self, zenith_max_deg: float) -> float | None:
+        """Cloud fraction of the sectors whose rings lie within ``zenith_max_deg`` of the zenith (None: unseen)."""
+        rings = sum(1 for edge in RING_EDGES_DEG if edge <= zenith_max_deg + 1e-9)
+        wanted = [v for i, v in enumerate(self.sectors[: 1 + SEGMENTS * max(rings - 1, 0)]) if v is not None]
+        return float(np.mean(wanted)) if wanted else None
+
+
+class CloudMapper:
+    """Turns a model cloud map into a :class:`CloudReport` for frames of one pipeline."""
+
+    def __init__(self, preprocess, orientation=None):
+        self.pre, self.orientation = preprocess, orientation
+        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _points(self, frame_shape: tuple[int, int], map_shape: tuple[int, int], valid: np.ndarray | None):
+        """(sector per map point, sky weight per map point) on the upsampled map grid."""
+        key = (frame_shape, map_shape, None if valid is None else hash(valid.tobytes()))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        H, W = self.pre.size  # model input
+        mh, mw = map_shape[0] * UPSAMPLE, map_shape[1] * UPSAMPLE
+        # Map point centres in model-input pixels, then in the letterboxed frame, then in the frame.
+        u = (np.arange(mw) + 0.5) * W / mw - 0.5
+        v = (np.arange(mh) + 0.5) * H / mh - 0.5
+        h, w = frame_shape
+        if self.pre.fit == "pad":
+            aspect = W / H
+            th, tw = max(h, int(round(w / aspect))), max(w, int(round(h * aspect)))
+            top, left = (th - h) // 2, (tw - w) // 2
+        else:
+            th, tw, top, left = h, w, 0, 0
+        fx = (u + 0.5) * tw / W - 0.5 - left
+        fy = (v + 0.5) * th / H - 0.5 - top
+        xx, yy = np.meshgrid(fx, fy)
+        o = self.orientation
+        radius = (o.horizon_radius if o else self.pre.horizon_radius) * min(h, w)
+        cx, cy = (o.centre[0] * (w - 1), o.centre[1] * (h - 1)) if o else ((w - 1) / 2, (h - 1) / 2)
+        dx, dy = xx - cx, yy - cy
+        r = np.hypot(dx, dy) / max(radius, 1e-9)
+        zenith = np.degrees(_zenith_of(np.minimum(r, 2.0), o.projection if o else "equidistant"))
+        # Image angle of a direction, counter-clockwise from up; azimuth from north through east (east left of
+        # north for a camera looking up, unless configured otherwise).
+        angle = np.degrees(np.arctan2(-dx, -dy))
+        north = o.north_angle_deg if o else 0.0
+        sign = 1.0 if (o is None or o.east == "left") else -1.0
+        azimuth = ((angle - north) * sign) % 360.0
+        sector = np.where(r <= 1.0, sector_of(zenith, azimuth), -1)
+        weight = np.ones((mh, mw), np.float32)
+        if valid is not None:  # the model input's sky pixels (masks, letterbox, horizon circle)
+            import cv2
+
+            weight = cv2.resize(valid.astype(np.float32), (mw, mh), interpolation=cv2.INTER_AREA)
+        weight = np.where(sector >= 0, weight, 0.0).astype(np.float32)
+        if len(self._cache) > 16:
+            self._cache.clear()
+        self._cache[key] = (sector, weight)
+        return sector, weight
+
+    def report(self, cloud_map: np.ndarray, frame_shape: tuple[int, int], valid: np.ndarray | None = None) -> CloudReport:
+        """``cloud_map`` (1, h, w) or (h, w) probabilities for a frame of ``frame_shape``; ``valid``: the model
+        input's sky pixels (H, W) where known."""
+        import cv2
+
+        grid = np.asarray(cloud_map, np.float32).reshape(cloud_map.shape[-2:])
+        sector, weight = self._points(frame_shape, grid.shape, valid)
+        fine = cv2.resize(grid, (weight.shape[1], weight.shape[0]), interpolation=cv2.INTER_LINEAR)
+        total = float(weight.sum())
+        cover = 100.0 * float((fine * weight).sum()) / total if total > 0 else 0.0
+        sums = np.bincount(sector[sector >= 0], (fine * weight)[sector >= 0], minlength=SECTORS)
+        weights = np.bincount(sector[sector >= 0], weight[sector >= 0], minlength=SECTORS)
+        # A sector is seen when at least one map point's worth of it is sky.
+        sectors = tuple(float(s / w) if w >= 1.0 else None for s, w in zip(sums, weights, strict=True))
+        return CloudReport(round(cover, 2), sectors, "configured" if self.orientation else "default")

@@ -1,0 +1,99 @@
+"""The cloud map: sectors on the cloudynight layout through the camera's geometry, cloud cover in the messages,
+and the optional safety rule on it. Stub packages: the map is a fixed function of the frame (bright = cloudy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from edge_helpers import messages, write_config
+
+from skyedge.cli import main
+from skyedge.edge.allsky.cloud_map import LAYOUT, SECTORS, CloudMapper, sector_of
+from skyedge.edge.config import OrientationSection
+from skyedge.model_card import Preprocess, Stretch
+from skyedge.payloads import validate_payload
+
+SPEC = Preprocess(
+    size=(160, 160),
+    channels=1,
+    color="mono",
+    stretch=Stretch(kind="rank"),
+    mean=[0.5],
+    std=[0.29],
+    horizon_mask=True,
+    horizon_radius=0.47,
+    fit="pad",
+)
+
+
+def test_the_layout_is_a_zenith_disc_and_four_rings_of_eight_segments():
+    assert SECTORS == 33
+    assert sector_of(np.array([0.0, 17.9]), np.array([0.0, 300.0])).tolist() == [0, 0]
+    # Ring 1 (18-36 deg), segments of 45 deg from north through east.
+    assert sector_of(np.full(8, 20.0), np.arange(8) * 45.0 + 1.0).tolist() == list(range(1, 9))
+    assert sector_of(np.array([40.0, 60.0, 80.0]), np.array([0.0, 0.0, 359.0])).tolist() == [9, 17, 32]
+    assert sector_of(np.array([95.0]), np.array([0.0])).tolist() == [-1]  # below the horizon
+
+
+def _map_north_cloudy(n: int = 10) -> np.ndarray:
+    """A model-grid map (1, n, n): cloud over the upper half of the model input (north, with north up)."""
+    grid = np.zeros((1, n, n), np.float32)
+    grid[:, : n // 2] = 1.0
+    return grid
+
+
+def test_sectors_follow_the_geometry_north_up_or_rotated():
+    default = CloudMapper(SPEC).report(_map_north_cloudy(), (480, 640))
+    assert default.geometry == "default" and len(default.sectors) == SECTORS
+    assert 45.0 < default.cloud_cover < 55.0  # half the sky
+    north, south = [default.sectors[1 + 8 * 2 + k] for k in (0, 4)]  # ring 3, segments N (0-45) and S (180-225)
+    assert north > 0.9 and south < 0.1
+    # The same map from a camera whose north points down the image: the cloud is now in the south.
+    turned = OrientationSection(north_angle_deg=180.0, horizon_radius=0.47)
+    report = CloudMapper(SPEC, turned).report(_map_north_cloudy(), (480, 640))
+    assert report.geometry == "configured"
+    assert report.sectors[1 + 8 * 2 + 0] < 0.1 and report.sectors[1 + 8 * 2 + 4] > 0.9
+    # The zenith rings alone: the disc sits on the boundary, ring 1 is half cloudy.
+    assert report.clear_within(36.0) == pytest.approx(0.5, abs=0.15)
+
+
+def test_unseen_sectors_are_none_and_masked_sky_does_not_count():
+    valid = np.ones((160, 160), bool)
+    valid[:, 80:] = False  # the model saw only the left half of the frame (a building, a mask)
+    report = CloudMapper(SPEC).report(np.ones((1, 10, 10), np.float32), (480, 480), valid)
+    assert report.cloud_cover == pytest.approx(100.0)
+    seen = [s for s in report.sectors if s is not None]
+    assert 0 < len(seen) < SECTORS and all(s == pytest.approx(1.0) for s in seen)
+
+
+def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_safety(tmp_path, camera_frames):
+    """A stub model with a cloud map (bright = cloudy), every class counted safe. With the map rule on, frames with
+    cloud are unsafe whatever the class says."""
+    from stub_packages import FRAME_CLASSES, frame_package
+
+    package = frame_package(tmp_path / "pkg", size=64, cloud_map=True)
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    for f in camera_frames[:8]:
+        (incoming / f.name).write_bytes(f.read_bytes())
+    for rule, want_safe in ((None, True), (0.0, False)):
+        log = tmp_path / f"r-{rule}.jsonl"
+        safety = {"safe_classes": FRAME_CLASSES, "hold_frames": 2, "max_cloud_cover": rule}
+        cfg = write_config(
+            tmp_path / f"e-{rule}.yaml",
+            package,
+            {"kind": "directory", "path": str(incoming), "settle_s": 0, "state_file": str(tmp_path / f"s-{rule}.db")},
+            {"jsonl": {"path": str(log)}},
+            pipeline={"safety": safety, "sky_state": {"hysteresis_frames": 1}},
+        )
+        assert main(["run", "--config", str(cfg), "--once"]) == 0
+        got = messages(log, "classification")
+        assert len(got) == 8
+        for m in got:
+            validate_payload("classification", m)
+            assert 0.0 < m["cloud_cover"] <= 100.0 and m["cloud_map"]["layout"] == LAYOUT
+            assert m["cloud_map"]["geometry"] == "default" and len(m["cloud_map"]["sectors"]) == SECTORS
+        events = [e for e in messages(log, "event") if e["event"] == "safety_change"]
+        assert bool(events) == want_safe, events  # never safe: never a change
+        states = messages(log, "state")
+        assert states and all("cloud_cover" in s for s in states)
