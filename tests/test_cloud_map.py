@@ -97,3 +97,19 @@ def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_safety(tmp_pat
         assert bool(events) == want_safe, events  # never safe: never a change
         states = messages(log, "state")
         assert states and all("cloud_cover" in s for s in states)
+
+
+def test_the_watch_table_shows_cloud_cover():
+    import io
+
+    from rich.console import Console
+
+    from skyedge.edge.tools.watch import Board
+
+    board = Board()
+    board.update("skyedge/site/dev/status", {"state": "online"})
+    board.update("skyedge/site/dev/allsky/classification", {"class": "cloudy", "confidence": 0.9, "cloud_cover": 37.4})
+    console = Console(file=io.StringIO(), width=200)
+    console.print(board.table())
+    text = console.file.getvalue()
+    assert "cloud %" in text and " 37 " in text

@@ -167,3 +167,18 @@ def test_1_3_4_7_over_a_real_broker(stub_frame_package, camera_frames, tmp_path,
     assert retained["msg_id"] == first[-1]["msg_id"] and late.messages[0].retain
     for col in (discovery, live, late):
         col.close()
+
+
+def test_a_model_with_a_cloud_map_gets_a_cloud_cover_sensor():
+    factory = MessageFactory("la-palma", "allsky-01", MODEL)
+    plain = discovery_messages("homeassistant", factory, ["allsky"], "allsky-tiny", CLASSES)
+    assert "Cloud cover" not in {m.payload["name"] for m in plain}
+    with_map = {
+        m.payload["name"]: m.payload
+        for m in discovery_messages("homeassistant", factory, ["allsky"], "allsky", CLASSES, cloud_map=True)
+    }
+    cover = with_map["Cloud cover"]
+    assert cover["unit_of_measurement"] == "%" and cover["state_class"] == "measurement"
+    assert cover["object_id"].endswith("_cloud_cover") and "availability" in cover
+    assert _render(cover["value_template"], {"cloud_cover": 37.5}) == "37.5"
+    assert _render(cover["value_template"], {"class": "day"}) == "None"  # no map by day: unknown in Home Assistant

@@ -10,6 +10,8 @@ with the same device names never collide:
 * ``Unsafe``: a binary sensor with ``device_class: safety`` (on = unsafe, Home Assistant's convention);
 * ``Last classification``: an enum sensor (classes, ``unrecognised``, ``day``), attribute ``top_class``;
 * ``Confidence``: the verdict's confidence in %, not the top class's probability;
+* ``Cloud cover``: percent of the visible sky that is cloudy (models with a cloud map; ``unknown`` for frames
+  without one: daytime, not a night sky);
 * ``Connectivity``: a diagnostic binary sensor from the retained status and its will.
 
 Every entity but ``Connectivity`` is *unavailable* while the device's status is ``offline`` (or its will
@@ -59,7 +61,9 @@ def _entity(
     return f"{prefix}/{component}/{node}/{what}/config", payload
 
 
-def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str, classes: list[str]) -> list[Message]:
+def discovery_messages(
+    prefix: str, factory, cameras: list[str], model_name: str, classes: list[str], cloud_map: bool = False
+) -> list[Message]:
     """Retained entity configs to publish at start (Home Assistant's payloads, not skyedge schemas)."""
     site, device = factory.site, factory.device
     status = factory.topic("status")
@@ -141,6 +145,24 @@ def discovery_messages(prefix: str, factory, cameras: list[str], model_name: str
                     "state_class": "measurement",
                     "icon": "mdi:gauge",
                 },
+            ),
+            *(
+                [
+                    entity(
+                        "sensor",
+                        "cloud_cover",
+                        {
+                            "name": "Cloud cover",
+                            "state_topic": classification,
+                            "value_template": "{{ value_json.get('cloud_cover') }}",
+                            "unit_of_measurement": "%",
+                            "state_class": "measurement",
+                            "icon": "mdi:weather-cloudy",
+                        },
+                    )
+                ]
+                if cloud_map
+                else []
             ),
             entity(
                 "binary_sensor",

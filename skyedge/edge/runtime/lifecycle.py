@@ -82,6 +82,7 @@ class Runtime:
             item_queue_depth=self.items.qsize,
             metrics_interval_s=mqtt.metrics_interval_s if mqtt else 30.0,
             homeassistant_prefix=cfg.homeassistant.prefix if cfg.homeassistant.enabled else None,
+            cloud_map=any(t.role == "cloud_map" for t in self.card.outputs),
         )
         self.publisher = Publisher(factory, create_reporters(cfg, factory), self.pipelines, self.stats, facts)
         self.alpaca = None

@@ -57,6 +57,7 @@ class DeviceFacts:
     item_queue_depth: Callable[[], int]
     metrics_interval_s: float
     homeassistant_prefix: str | None = None  # None: no discovery
+    cloud_map: bool = False  # the model has a cloud map (Home Assistant gets a cloud cover sensor)
 
 
 class Publisher:
@@ -334,6 +335,11 @@ class Publisher:
 
         cameras = [p.camera for p in self.pipelines if p.verdicts is not None]
         for message in discovery_messages(
-            self.facts.homeassistant_prefix, self.factory, cameras, self.facts.model_name, self.facts.classes
+            self.facts.homeassistant_prefix,
+            self.factory,
+            cameras,
+            self.facts.model_name,
+            self.facts.classes,
+            self.facts.cloud_map,
         ):
             self._send(message)

@@ -52,7 +52,12 @@ class Board:
                     label = payload.get("class")
                     if payload.get("object_id"):
                         label = f"{payload['object_id']}: {label}"
-                    cam.update(last=label, confidence=payload.get("confidence"), ts=payload.get("ts"))
+                    cam.update(
+                        last=label,
+                        confidence=payload.get("confidence"),
+                        ts=payload.get("ts"),
+                        cloud=payload.get("cloud_cover"),
+                    )
                     self.rates[(device, parts[3])].append(time.monotonic())
                 elif kind == "event":
                     cam.update(event=payload.get("message"))
@@ -75,6 +80,7 @@ class Board:
             "camera",
             "sky state",
             "last classification",
+            "cloud %",
             "rate/s",
             "outbox",
             "dropped",
@@ -99,6 +105,7 @@ class Board:
                         cam,
                         state_txt,
                         last,
+                        f"{c['cloud']:.0f}" if c.get("cloud") is not None else "–",
                         f"{self.rate((device, cam)):.2f}" if cam != "–" else "–",
                         str(info.get("queue", "–")) if i == 0 else "",
                         str(info.get("dropped", "–")) if i == 0 else "",
