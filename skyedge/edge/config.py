@@ -245,6 +245,31 @@ class SafetySection(Schema):
     )
 
 
+class WeatherFilesSection(Schema):
+    """Files observatory software reads without a driver: Boltwood II (ACP, Voyager, SkyRoof, CCD Commander) and
+    INDI Weather Watcher (Ekos); docs/observatory-control.md."""
+
+    boltwood: PathField | None = Field(default=None, description="Boltwood II one-line file to write")
+    weather_watcher: PathField | None = Field(default=None, description="INDI Weather Watcher key=value file")
+    clear_below: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=20.0, description="cloud cover (percent) below which the sky is 'clear' (models with a cloud map)"
+    )
+    very_cloudy_above: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=70.0, description="cloud cover from which the sky is 'very cloudy'"
+    )
+    stale_after_s: Annotated[float, Field(gt=0)] = Field(
+        default=300.0, description="no classification for this long: the files say so (unknown, alert, close)"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.very_cloudy_above < self.clear_below:
+            raise ValueError("very_cloudy_above must not be below clear_below")
+        if self.boltwood is None and self.weather_watcher is None:
+            raise ValueError("name a boltwood or a weather_watcher file (or leave weather_files out)")
+        return self
+
+
 class CollectSection(Schema):
     """Frames kept on the device for labelling (``skyedge label``, ``skyedge adapt``): copies plus JSON sidecars."""
 
@@ -306,6 +331,9 @@ class PipelineSection(Schema):
     checks: ChecksSection = ChecksSection()
     orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")
     collect: CollectSection | None = Field(default=None, description="keep frames for labelling (directory sources)")
+    weather_files: WeatherFilesSection | None = Field(
+        default=None, description="Boltwood II and Weather Watcher files for observatory software (all-sky)"
+    )
     field_messages: FieldMessagesSection = Field(
         default_factory=FieldMessagesSection, description="telescope fields: what is published per object"
     )

@@ -99,6 +99,10 @@ def path_problems(cfg) -> list[Problem]:
             folder = Path(p.collect.path)
             problem = f"{folder} is a file; give a folder" if folder.is_file() else _writable_file(folder / ".probe")
             check(("pipelines", i, "collect", "path"), problem)
+        if p.weather_files is not None:
+            for key in ("boltwood", "weather_watcher"):
+                if getattr(p.weather_files, key) is not None:
+                    check(("pipelines", i, "weather_files", key), _writable_file(Path(getattr(p.weather_files, key))))
     if cfg.reporters.jsonl is not None:
         check(("reporters", "jsonl", "path"), _writable_file(Path(cfg.reporters.jsonl.path)))
     mqtt = cfg.reporters.mqtt

@@ -10,10 +10,12 @@ telescope pipeline has none (nobody closes a roof on a field).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from skyedge.edge.observatory.safety import SafetyChange, SafetyPolicy
 from skyedge.edge.observatory.sky_state import SkyState, Transition
+from skyedge.edge.observatory.weather_files import Reading, WeatherFiles
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class FrameVerdicts:
         s = section.safety
         self.safety = SafetyPolicy(s.safe_classes, s.hold_frames, s.hold_s, s.stale_after_s)
         self.max_cloud_cover, self.cloud_zenith_deg = s.max_cloud_cover, s.cloud_zenith_deg
+        self.files = WeatherFiles(section.weather_files, s.safe_classes) if section.weather_files else None
 
     def _veto(self, cloud) -> str | None:
         """The cloud map's rule: unsafe above ``max_cloud_cover`` percent within ``cloud_zenith_deg`` of the zenith."""
@@ -51,17 +54,23 @@ class FrameVerdicts:
     def _state(self, transition: Transition | None) -> list[Change]:
         return [] if transition is None else [StateChange(transition, self.safety.is_safe())]
 
-    def decided(self, label: str, confidence: float, cloud=None) -> list[Change]:
+    def decided(self, label: str, confidence: float, cloud=None, sun_alt_deg: float | None = None) -> list[Change]:
         """One classification (and its cloud map, if the model has one): the safety flip (if any) first, then the
-        state change (if any)."""
+        state change (if any); the weather files follow."""
         changes: list[Change] = [c for c in (self.safety.frame(label, veto=self._veto(cloud)),) if c is not None]
-        return changes + self._state(self.sky.update(label, confidence))
+        changes += self._state(self.sky.update(label, confidence))
+        if self.files is not None:
+            cover = cloud.cloud_cover if cloud is not None else None
+            self.files.update(Reading(time.time(), label, cover, sun_alt_deg, self.safety.is_safe()))
+        return changes
 
     def failed(self, reason: str) -> list[Change]:
         """The camera or pipeline failed: unsafe until the next good frame."""
         return [c for c in (self.safety.failed(reason),) if c is not None]
 
     def check(self) -> list[Change]:
-        """Clock-driven changes: hold time reached, classification stale."""
+        """Clock-driven changes: hold time reached, classification stale (the weather files say so too)."""
+        if self.files is not None:
+            self.files.check()
         changes: list[Change] = [c for c in (self.safety.check(),) if c is not None]
         return changes + self._state(self.sky.check_stale())

@@ -79,6 +79,7 @@ class Publisher:
         self._stores = [store for r in reporters for store in r.stores()]
         self._stores += [store for p in pipelines for store in p.source.stores()]
         self._stores += [p.collector for p in pipelines if p.collector is not None]
+        self._stores += [p.verdicts.files for p in pipelines if p.verdicts is not None and p.verdicts.files is not None]
         self._store_problems: dict[int, str] = {}
         self._handlers = {
             Decision: self._decision,
@@ -172,7 +173,8 @@ class Publisher:
             self.stats.add(f"check_{check}")
         if it.invalid is not None:
             self.stats.add(f"invalid_{it.invalid.reason}")
-        changes = it.pipeline.verdicts.decided(d.label, d.confidence, d.cloud)
+        sun = (message.payload.get("ephemeris") or {}).get("sun_alt_deg")
+        changes = it.pipeline.verdicts.decided(d.label, d.confidence, d.cloud, sun)
         self._changes(camera, changes, message.payload.get("ephemeris"), message.payload.get("cloud_cover"))
         if it.pipeline.collect is not None:
             changed = any(isinstance(c, StateChange) for c in changes)
