@@ -116,3 +116,18 @@ class Ephemeris:
         sun_alt, sun_az = _vector_to_altaz(sun)
         moon_alt, moon_az = _vector_to_altaz(moon)
         return SkyEphemeris(sun_alt, sun_az, moon_alt, moon_az, float((1 - w) * illumination[i] + w * illumination[i + 1]))
+
+    def altaz(self, ra_deg: float, dec_deg: float, posix: float) -> tuple[float, float]:
+        """(altitude, azimuth) in degrees of a J2000 (ICRS) direction at POSIX time ``posix``, offline as above
+        (precession, nutation and aberration included; refraction not)."""
+        import astropy.units as u
+        from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+        from astropy.time import Time
+
+        location = EarthLocation(lat=self.latitude_deg * u.deg, lon=self.longitude_deg * u.deg, height=self.elevation_m * u.m)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = Time(posix, format="unix", scale="utc")
+            t.delta_ut1_utc = 0.0
+            there = SkyCoord(ra=ra_deg * u.deg, dec=dec_deg * u.deg).transform_to(AltAz(obstime=t, location=location))
+        return float(there.alt.deg), float(there.az.deg)

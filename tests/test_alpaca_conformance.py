@@ -16,6 +16,7 @@ import requests
 from skyedge.brokers import free_port
 from skyedge.edge.config import AlpacaSection
 from skyedge.edge.observatory.alpaca import AlpacaServer
+from skyedge.edge.observatory.alpaca_devices import SafetyMonitor
 from skyedge.edge.observatory.safety import SafetyPolicy
 
 
@@ -23,7 +24,8 @@ from skyedge.edge.observatory.safety import SafetyPolicy
 def server():
     policy = SafetyPolicy(["clear"], hold_frames=1)
     cfg = AlpacaSection.model_validate({"enabled": True, "port": free_port(), "discovery": False})
-    srv = AlpacaServer(policy, cfg, "skyedge test allsky", "All-sky safety for tests").start()
+    device = SafetyMonitor(policy, "skyedge test allsky", 0, "All-sky safety for tests", "a" * 8)
+    srv = AlpacaServer([device], cfg).start()
     base = f"http://127.0.0.1:{srv.port}"
     requests.put(f"{base}/api/v1/safetymonitor/0/connected", data={"Connected": "True"}, timeout=5)
     yield base, policy

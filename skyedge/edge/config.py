@@ -13,6 +13,14 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from skyedge.config import PathField, Schema
+from skyedge.edge.config_observatory import (
+    AlpacaSection,
+    HomeAssistantSection,
+    SafetySection,
+    SkyStateSection,
+    WeatherFilesSection,
+)
+from skyedge.edge.config_types import Precision, TopicSegment
 from skyedge.errors import SkyedgeError
 from skyedge.exposure import DAY_MAX_EXPOSURE_S, NIGHT_MIN_EXPOSURE_S
 
@@ -22,9 +30,6 @@ class StartupError(SkyedgeError, ValueError):
     used): the message names the key and says what to do, like any other config error."""
 
 
-# One MQTT topic level: these names become topic segments skyedge/<site>/<device>/<camera>/...
-TopicSegment = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)]
-Precision = Literal["fp32", "fp16", "int8"]
 
 
 class ModelSection(Schema):
@@ -219,55 +224,7 @@ class OrientationSection(Schema):
     )
 
 
-class SkyStateSection(Schema):
-    """Debouncing of per-frame classes into the sky state observatory control acts on."""
 
-    hysteresis_frames: Annotated[int, Field(ge=1)] = 3
-    stale_after_s: Annotated[float, Field(gt=0)] = 300.0
-
-
-class SafetySection(Schema):
-    """When the roof may be open: what the ASCOM SafetyMonitor and the state's ``safe`` flag report."""
-
-    safe_classes: list[str] = Field(
-        default_factory=lambda: ["clear"], description="classes that count as safe; unrecognised and stale never do"
-    )
-    hold_frames: Annotated[int, Field(ge=1)] = 3
-    hold_s: Annotated[float, Field(ge=0)] = 0.0
-    stale_after_s: Annotated[float, Field(gt=0)] = 300.0
-    max_cloud_cover: Annotated[float, Field(ge=0, le=100)] | None = Field(
-        default=None,
-        description="models with a cloud map: a frame is unsafe, whatever its class, when more than this percentage "
-        "of the sky within cloud_zenith_deg is cloudy (null: the class rule alone)",
-    )
-    cloud_zenith_deg: Annotated[float, Field(gt=0, le=90)] = Field(
-        default=54.0, description="the zenith rings the cloud-cover rule looks at (18, 36, 54, 72 or 90 deg)"
-    )
-
-
-class WeatherFilesSection(Schema):
-    """Files observatory software reads without a driver: Boltwood II (ACP, Voyager, SkyRoof, CCD Commander) and
-    INDI Weather Watcher (Ekos); docs/observatory-control.md."""
-
-    boltwood: PathField | None = Field(default=None, description="Boltwood II one-line file to write")
-    weather_watcher: PathField | None = Field(default=None, description="INDI Weather Watcher key=value file")
-    clear_below: Annotated[float, Field(ge=0, le=100)] = Field(
-        default=20.0, description="cloud cover (percent) below which the sky is 'clear' (models with a cloud map)"
-    )
-    very_cloudy_above: Annotated[float, Field(ge=0, le=100)] = Field(
-        default=70.0, description="cloud cover from which the sky is 'very cloudy'"
-    )
-    stale_after_s: Annotated[float, Field(gt=0)] = Field(
-        default=300.0, description="no classification for this long: the files say so (unknown, alert, close)"
-    )
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.very_cloudy_above < self.clear_below:
-            raise ValueError("very_cloudy_above must not be below clear_below")
-        if self.boltwood is None and self.weather_watcher is None:
-            raise ValueError("name a boltwood or a weather_watcher file (or leave weather_files out)")
-        return self
 
 
 class CollectSection(Schema):
@@ -399,26 +356,6 @@ class ReportersSection(Schema):
         return self
 
 
-class AlpacaSection(Schema):
-    """An ASCOM Alpaca SafetyMonitor served by the edge process (N.I.N.A., SGP, TheSkyX, ACP poll it)."""
-
-    enabled: bool = False
-    bind: str = Field(default="127.0.0.1", description="loopback by default; 0.0.0.0 to serve the LAN")
-    port: Annotated[int, Field(ge=1, le=65535)] = 11111
-    device_number: Annotated[int, Field(ge=0)] = 0
-    camera: TopicSegment | None = Field(
-        default=None, description="pipeline whose safety it reports; default: the first"
-    )
-    discovery: bool = True
-    discovery_port: Annotated[int, Field(ge=1, le=65535)] = 32227
-    location: str = ""
-
-
-class HomeAssistantSection(Schema):
-    """Home Assistant MQTT discovery: retained entity configs so the sky state shows up without hand setup."""
-
-    enabled: bool = False
-    prefix: TopicSegment = "homeassistant"
 
 
 class EdgeConfig(Schema):

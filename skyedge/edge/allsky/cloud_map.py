@@ -24,7 +24,7 @@ inference thread only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,6 +61,8 @@ class CloudReport:
     sectors: tuple[float | None, ...]  # cloud fraction per sector, None where no sky is seen
     geometry: str  # 'configured' or 'default'
     source: str = "model"
+    # Every map point's (zenith deg, azimuth deg, cloud probability, sky weight), for questions about a direction.
+    points: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def message(self) -> dict:
         """The classification message's ``cloud_map`` object."""
@@ -70,6 +72,21 @@ class CloudReport:
             "source": self.source,
             "geometry": self.geometry,
         }
+
+    def around(self, alt_deg: float, az_deg: float, radius_deg: float) -> tuple[float | None, float]:
+        """(cloud fraction of the sky seen within ``radius_deg`` of a direction, or None when the camera sees none of
+        it; the share of that circle the camera sees)."""
+        if self.points is None:
+            return None, 0.0
+        zen, az, cloud, weight = self.points
+        a1, a2 = np.radians(90.0 - zen), math.radians(alt_deg)
+        cos_d = np.sin(a1) * math.sin(a2) + np.cos(a1) * math.cos(a2) * np.cos(np.radians(az - az_deg))
+        near = np.degrees(np.arccos(np.clip(cos_d, -1, 1))) <= radius_deg
+        seen = float(weight[near].sum())
+        if seen < 1.0:
+            return None, 0.0
+        # The share of the circle seen: its map points with sky against all its map points above the horizon.
+        return float((cloud[near] * weight[near]).sum() / seen), float((weight[near] > 0).mean())
 
     def clear_within(self, zenith_max_deg: float) -> float | None:
         """Cloud fraction of the sectors whose rings lie within ``zenith_max_deg`` of the zenith (None: unseen)."""
@@ -83,7 +100,7 @@ class CloudMapper:
 
     def __init__(self, preprocess, orientation=None):
         self.pre, self.orientation = preprocess, orientation
-        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[tuple, tuple[np.ndarray, ...]] = {}
 
     def _points(self, frame_shape: tuple[int, int], map_shape: tuple[int, int], valid: np.ndarray | None):
         """(sector per map point, sky weight per map point) on the upsampled map grid."""
@@ -119,6 +136,7 @@ class CloudMapper:
         sign = 1.0 if (o is None or o.east == "left") else -1.0
         azimuth = ((angle - north) * sign) % 360.0
         sector = np.where(r <= 1.0, sector_of(zenith, azimuth), -1)
+        inside = sector >= 0
         weight = np.ones((mh, mw), np.float32)
         if valid is not None:  # the model input's sky pixels (masks, letterbox, horizon circle)
             import cv2
@@ -127,8 +145,9 @@ class CloudMapper:
         weight = np.where(sector >= 0, weight, 0.0).astype(np.float32)
         if len(self._cache) > 16:
             self._cache.clear()
-        self._cache[key] = (sector, weight)
-        return sector, weight
+        hit = (sector, weight, zenith[inside], azimuth[inside], inside)
+        self._cache[key] = hit
+        return hit
 
     def report(self, cloud_map: np.ndarray, frame_shape: tuple[int, int], valid: np.ndarray | None = None) -> CloudReport:
         """``cloud_map`` (1, h, w) or (h, w) probabilities for a frame of ``frame_shape``; ``valid``: the model
@@ -136,7 +155,7 @@ class CloudMapper:
         import cv2
 
         grid = np.asarray(cloud_map, np.float32).reshape(cloud_map.shape[-2:])
-        sector, weight = self._points(frame_shape, grid.shape, valid)
+        sector, weight, zenith, azimuth, inside = self._points(frame_shape, grid.shape, valid)
         fine = cv2.resize(grid, (weight.shape[1], weight.shape[0]), interpolation=cv2.INTER_LINEAR)
         total = float(weight.sum())
         cover = 100.0 * float((fine * weight).sum()) / total if total > 0 else 0.0
@@ -144,4 +163,5 @@ class CloudMapper:
         weights = np.bincount(sector[sector >= 0], weight[sector >= 0], minlength=SECTORS)
         # A sector is seen when at least one map point's worth of it is sky.
         sectors = tuple(float(s / w) if w >= 1.0 else None for s, w in zip(sums, weights, strict=True))
-        return CloudReport(round(cover, 2), sectors, "configured" if self.orientation else "default")
+        points = (zenith, azimuth, fine[inside], weight[inside])
+        return CloudReport(round(cover, 2), sectors, "configured" if self.orientation else "default", points=points)

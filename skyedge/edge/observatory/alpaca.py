@@ -1,12 +1,16 @@
-"""An ASCOM Alpaca SafetyMonitor served by the edge process, with Alpaca UDP discovery.
+"""The ASCOM Alpaca server of the edge process, with Alpaca UDP discovery, and a cloud query for schedulers.
 
-What N.I.N.A., SGP, TheSkyX and ACP poll to decide whether the roof may stay
-open. Implements the Alpaca device API for SafetyMonitor (``issafe`` plus the
-common members, ASCOM Platform 7 ``connect``/``disconnect``/``connecting``/
-``devicestate`` included), the management API, Client/ServerTransactionID
-handling, Alpaca error numbers in the JSON body, and HTTP 400 with a plain-text
-reason for malformed requests, per the ASCOM Alpaca API reference. Built on the
-standard library's HTTP server; nothing here ever answers with a traceback.
+What N.I.N.A., SGP, TheSkyX and ACP poll: a SafetyMonitor (whether the roof may stay open) and, for models with a
+cloud map, an ObservingConditions device with the cloud cover (:mod:`skyedge.edge.observatory.alpaca_devices`).
+Implements the Alpaca device API (the members every device shares, ASCOM Platform 7 ``connect``/``disconnect``/
+``connecting``/``devicestate`` included), the management API, Client/ServerTransactionID handling, Alpaca error
+numbers in the JSON body, and HTTP 400 with a plain-text reason for malformed requests, per the ASCOM Alpaca API
+reference.
+
+Schedulers ask ``GET /skyedge/v1/clear?alt=..&az=..&radius=..`` (or ``ra=..&dec=..`` with the site located) whether
+the sky around a target is clear, answered from the last cloud map in JSON: a plain HTTP GET because every
+scheduler can poll one synchronously, on the server already running for Alpaca (docs/observatory-control.md).
+Built on the standard library's HTTP server; nothing here ever answers with a traceback.
 """
 
 from __future__ import annotations
@@ -22,27 +26,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from skyedge import __version__
+from skyedge.edge.observatory.alpaca_devices import (
+    AlpacaDevice,
+    AlpacaError,
+    BadRequest,
+    ObservingConditions,
+    SafetyMonitor,
+    driver_version,
+)
+
+__all__ = ["AlpacaServer", "BadRequest", "Params", "driver_version", "server_for"]
 
 log = logging.getLogger(__name__)
 
 DISCOVERY_QUERY = b"alpacadiscovery1"
-INTERFACE_VERSION = 3  # ISafetyMonitorV3 (ASCOM Platform 7)
-NOT_IMPLEMENTED, INVALID_VALUE, ACTION_NOT_IMPLEMENTED = 0x400, 0x401, 0x40C
 UINT32_MAX = 2**32 - 1
-
-
-class BadRequest(Exception):
-    """A malformed request: HTTP 400 with this text."""
-
-
-class SafetyMonitorDevice:
-    """The device state the HTTP handler reads; ``policy`` is a :class:`~skyedge.edge.observatory.safety.SafetyPolicy`."""
-
-    def __init__(self, policy, name: str, device_number: int, description: str, unique_id: str):
-        self.policy, self.name, self.device_number = policy, name, device_number
-        self.description, self.unique_id = description, unique_id
-        self.connected = False
-        self.lock = threading.Lock()
 
 
 class Params:
@@ -86,16 +84,11 @@ class Params:
         raise BadRequest(f"{name} must be True or False, got '{raw}'")
 
 
-def driver_version(version: str) -> str:
-    """The interface's "n.n" form of a package version: ``0.1.0`` -> ``0.1``."""
-    parts = [p for p in version.split(".")[:2] if p.isdigit()]
-    return ".".join(parts + ["0"] * (2 - len(parts)))
-
-
 class _Handler(BaseHTTPRequestHandler):
     server_version = f"skyedge/{__version__}"
-    device: SafetyMonitorDevice
+    devices: dict[tuple[str, int], AlpacaDevice]
     location: str
+    clear_query = None  # a callable(params) -> dict for /skyedge/v1/clear, or None without a cloud map
     counter = itertools.count(1)
 
     def log_message(self, fmt, *args):  # route http.server's access log to ours, at debug level
@@ -153,6 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._device(method, parts[2], parts[3], parts[4], params)
             elif parts[0] == "api":
                 raise BadRequest(f"not an Alpaca device path (expected /api/v1/<type>/<number>/<member>): {path}")
+            elif parts == ["skyedge", "v1", "clear"] and method == "GET":
+                self._clear(params)
             else:
                 self._send(404, f"no such Alpaca endpoint: {path}".encode(), "text/plain")
         except BadRequest as exc:
@@ -164,31 +159,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _setup(self, method: str, rest: list[str]) -> None:
         if method != "GET":
             raise BadRequest("setup pages are GET only")
-        dev = self.device
         if rest == []:
-            body = _page(
-                "skyedge Alpaca server",
-                f"<p>{html.escape(dev.name)}: <a href='/setup/v1/safetymonitor/{dev.device_number}/setup'>"
-                f"SafetyMonitor {dev.device_number}</a></p>",
+            links = "".join(
+                f"<p>{html.escape(d.name)}: <a href='/setup/v1/{d.path}/{d.device_number}/setup'>"
+                f"{d.device_type} {d.device_number}</a></p>"
+                for d in self.devices.values()
             )
-            return self._send(200, body, "text/html; charset=utf-8")
-        if rest == ["v1", "safetymonitor", str(dev.device_number), "setup"]:
-            safe = dev.policy.is_safe()
-            body = _page(
-                f"{dev.name}: SafetyMonitor {dev.device_number}",
-                f"<p>{html.escape(dev.description)}</p>"
-                f"<p>Now: <b>{'safe' if safe else 'unsafe'}</b> ({html.escape(dev.policy.reason)}); "
-                f"client connected: {dev.connected}.</p>"
-                "<p>Nothing to configure here: the safe classes, hold time and staleness limit are the "
-                "<code>safety</code> section of this camera's pipeline in the skyedge deployment YAML.</p>",
-            )
-            return self._send(200, body, "text/html; charset=utf-8")
+            return self._send(200, _page("skyedge Alpaca server", links), "text/html; charset=utf-8")
+        if len(rest) == 4 and rest[0] == "v1" and rest[3] == "setup" and rest[2].isdigit():
+            dev = self.devices.get((rest[1], int(rest[2])))
+            if dev is not None:
+                body = _page(f"{dev.name}: {dev.device_type} {dev.device_number}", dev.setup_html())
+                return self._send(200, body, "text/html; charset=utf-8")
         self._send(404, f"no such setup page: /setup/{'/'.join(rest)}".encode(), "text/plain")
 
     def _management(self, method: str, rest: list[str], params: Params) -> None:
         if method != "GET":
             raise BadRequest("management endpoints are GET only")
-        dev = self.device
         if rest == ["apiversions"]:
             return self._reply(params, [1])
         if rest == ["v1", "description"]:
@@ -202,59 +189,29 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         if rest == ["v1", "configureddevices"]:
-            return self._reply(
-                params,
-                [
-                    {
-                        "DeviceName": dev.name,
-                        "DeviceType": "SafetyMonitor",
-                        "DeviceNumber": dev.device_number,
-                        "UniqueID": dev.unique_id,
-                    }
-                ],
-            )
+            return self._reply(params, [d.configured() for d in self.devices.values()])
         self._send(404, f"no such management endpoint: /management/{'/'.join(rest)}".encode(), "text/plain")
 
     def _device(self, method: str, kind: str, number: str, member: str, params: Params) -> None:
-        dev = self.device
-        if kind != "safetymonitor":
-            raise BadRequest(f"this server has no device type '{kind}' (only safetymonitor)")
-        if not number.isdigit() or int(number) != dev.device_number:
-            raise BadRequest(f"no safetymonitor number {number} (configured: {dev.device_number})")
-        get = {
-            "issafe": lambda: bool(dev.connected and dev.policy.is_safe()),
-            "connected": lambda: dev.connected,
-            "connecting": lambda: False,
-            "description": lambda: dev.description,
-            "driverinfo": lambda: f"skyedge all-sky classifier safety monitor {__version__}",
-            "driverversion": lambda: driver_version(__version__),
-            "interfaceversion": lambda: INTERFACE_VERSION,
-            "name": lambda: dev.name,
-            "supportedactions": lambda: [],
-            "devicestate": lambda: [
-                {"Name": "IsSafe", "Value": bool(dev.connected and dev.policy.is_safe())},
-                {"Name": "TimeStamp", "Value": _timestamp()},
-            ],
-        }
-        if method == "GET":
-            if member not in get:
-                raise BadRequest(f"safetymonitor has no readable member '{member}'")
-            return self._reply(params, get[member]())
-        if member == "connected":
-            with dev.lock:
-                dev.connected = params.boolean("Connected")
-            return self._reply(params)
-        if member in ("connect", "disconnect"):
-            with dev.lock:
-                dev.connected = member == "connect"
-            return self._reply(params)
-        if member == "action":
-            return self._reply(
-                params, "", ACTION_NOT_IMPLEMENTED, f"action '{params.get('Action')}' is not implemented"
-            )
-        if member in ("commandblind", "commandbool", "commandstring"):
-            return self._reply(params, None, NOT_IMPLEMENTED, f"{member} is not implemented")
-        raise BadRequest(f"safetymonitor has no writable member '{member}'")
+        if kind not in {k for k, _ in self.devices}:
+            raise BadRequest(f"this server has no device type '{kind}' ({', '.join(sorted({k for k, _ in self.devices}))})")
+        dev = self.devices.get((kind, int(number))) if number.isdigit() else None
+        if dev is None:
+            raise BadRequest(f"no {kind} number {number}")
+        try:
+            value = dev.get(member, params) if method == "GET" else dev.put(member, params)
+        except AlpacaError as exc:
+            return self._reply(params, "" if member == "action" else None, exc.number, str(exc))
+        self._reply(params, value)
+
+    def _clear(self, params: Params) -> None:
+        if self.clear_query is None:
+            return self._send(404, b"no cloud map: the model has none", "text/plain")
+        try:
+            answer = self.clear_query(params)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        self._send(200, json.dumps(answer).encode(), "application/json")
 
 
 def _page(title: str, body: str) -> bytes:
@@ -264,19 +221,13 @@ def _page(title: str, body: str) -> bytes:
     ).encode()
 
 
-def _timestamp() -> str:
-    from skyedge.edge.messages import utc_now
-
-    return utc_now()
-
-
 class AlpacaServer:
     """The HTTP server and (optionally) the UDP discovery responder, each on its own thread."""
 
-    def __init__(self, policy, cfg, name: str, description: str):
-        unique = str(uuid.uuid5(uuid.NAMESPACE_URL, f"skyedge:{name}:{cfg.device_number}"))
-        self.device = SafetyMonitorDevice(policy, name, cfg.device_number, description, unique)
-        handler = type("Handler", (_Handler,), {"device": self.device, "location": cfg.location})
+    def __init__(self, devices: list[AlpacaDevice], cfg, clear_query=None):
+        self.devices = {(d.path, d.device_number): d for d in devices}
+        attrs = {"devices": self.devices, "location": cfg.location, "clear_query": staticmethod(clear_query) if clear_query else None}
+        handler = type("Handler", (_Handler,), attrs)
         self.httpd = ThreadingHTTPServer((cfg.bind, cfg.port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -290,6 +241,11 @@ class AlpacaServer:
             self._udp.settimeout(0.5)
             self._threads.append(threading.Thread(target=self._discovery, name="alpaca-discovery", daemon=True))
         self._stop = threading.Event()
+
+    @property
+    def device(self) -> AlpacaDevice:
+        """The SafetyMonitor."""
+        return next(d for d in self.devices.values() if isinstance(d, SafetyMonitor))
 
     def _discovery(self) -> None:
         loopback_only = self.bind.startswith("127.") or self.bind == "localhost"
@@ -310,12 +266,8 @@ class AlpacaServer:
         """Serve in the background."""
         for t in self._threads:
             t.start()
-        log.info(
-            "Alpaca SafetyMonitor on http://%s:%d/api/v1/safetymonitor/%d",
-            self.bind,
-            self.port,
-            self.device.device_number,
-        )
+        for d in self.devices.values():
+            log.info("Alpaca %s on http://%s:%d/api/v1/%s/%d", d.device_type, self.bind, self.port, d.path, d.device_number)
         return self
 
     def stop(self) -> None:
@@ -327,19 +279,38 @@ class AlpacaServer:
             self._udp.close()
 
 
-def server_for(cfg, pipelines: list, model_name: str) -> AlpacaServer:
-    """The SafetyMonitor for the deployment's ``alpaca`` section, reporting one frame pipeline's safety."""
+def server_for(cfg, pipelines: list, model_name: str, cloud_map: bool = False, ephemeris=None) -> AlpacaServer:
+    """The Alpaca devices for the deployment's ``alpaca`` section, reporting one frame pipeline: its SafetyMonitor,
+    and with a cloud map its ObservingConditions and the cloud query."""
     from skyedge.edge.config import StartupError
+    from skyedge.edge.observatory.target_query import clear_query
 
     frames = [p for p in pipelines if p.verdicts is not None]
     if not frames:
         raise StartupError("alpaca.enabled: the SafetyMonitor needs a frame (all-sky) pipeline")
     wanted = cfg.alpaca.camera
     pipeline = next((p for p in frames if p.camera == wanted), frames[0]) if wanted else frames[0]
+    number = cfg.alpaca.device_number
+    where = f"{cfg.site}/{cfg.device}/{pipeline.camera}"
+
     name = f"skyedge {cfg.device} {pipeline.camera}"
-    description = f"All-sky safety from {model_name} on {cfg.site}/{cfg.device}/{pipeline.camera}"
+
+    def unique(kind: str) -> str:  # the SafetyMonitor keeps the identity clients already saved
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"skyedge:{name}:{number}" + ("" if kind == "safety" else f":{kind}")))
+
+    devices: list[AlpacaDevice] = [
+        SafetyMonitor(
+            pipeline.verdicts.safety, name, number, f"All-sky safety from {model_name} on {where}", unique("safety")
+        )
+    ]
+    query = None
+    if cloud_map and cfg.alpaca.observing_conditions:
+        conditions = pipeline.verdicts.conditions
+        description = f"Cloud cover from {model_name}'s cloud map on {where}"
+        devices.append(ObservingConditions(conditions, name, number, description, unique("conditions")))
+        query = clear_query(conditions, ephemeris, pipeline.verdicts.safety.stale_after_s)
     try:
-        return AlpacaServer(pipeline.verdicts.safety, cfg.alpaca, name, description)
+        return AlpacaServer(devices, cfg.alpaca, query)
     except OSError as exc:
         raise StartupError(
             f"alpaca: cannot listen on {cfg.alpaca.bind}:{cfg.alpaca.port} or UDP {cfg.alpaca.discovery_port}: {exc}"

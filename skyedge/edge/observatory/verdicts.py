@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from skyedge.edge.observatory.conditions import SkyConditions
 from skyedge.edge.observatory.safety import SafetyChange, SafetyPolicy
 from skyedge.edge.observatory.sky_state import SkyState, Transition
 from skyedge.edge.observatory.weather_files import Reading, WeatherFiles
@@ -38,6 +39,7 @@ class FrameVerdicts:
         self.safety = SafetyPolicy(s.safe_classes, s.hold_frames, s.hold_s, s.stale_after_s)
         self.max_cloud_cover, self.cloud_zenith_deg = s.max_cloud_cover, s.cloud_zenith_deg
         self.files = WeatherFiles(section.weather_files, s.safe_classes) if section.weather_files else None
+        self.conditions = SkyConditions()  # read by the Alpaca server's threads
 
     def _veto(self, cloud) -> str | None:
         """The cloud map's rule: unsafe above ``max_cloud_cover`` percent within ``cloud_zenith_deg`` of the zenith."""
@@ -59,6 +61,8 @@ class FrameVerdicts:
         state change (if any); the weather files follow."""
         changes: list[Change] = [c for c in (self.safety.frame(label, veto=self._veto(cloud)),) if c is not None]
         changes += self._state(self.sky.update(label, confidence))
+        if cloud is not None:
+            self.conditions.update(cloud)
         if self.files is not None:
             cover = cloud.cloud_cover if cloud is not None else None
             self.files.update(Reading(time.time(), label, cover, sun_alt_deg, self.safety.is_safe()))

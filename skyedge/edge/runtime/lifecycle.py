@@ -89,7 +89,8 @@ class Runtime:
         if cfg.alpaca.enabled:
             from skyedge.edge.observatory.alpaca import server_for
 
-            self.alpaca = server_for(cfg, self.pipelines, self.card.name)
+            cloud_map = any(t.role == "cloud_map" for t in self.card.outputs)
+            self.alpaca = server_for(cfg, self.pipelines, self.card.name, cloud_map, ephemeris)
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------ source threads
