@@ -88,18 +88,10 @@ def apply_stretch(
     return np.clip(np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0).astype(np.float32)
 
 
-def prepare_frame(
-    image: np.ndarray,
-    spec: Preprocess,
-    *,
-    bayer: str | None = None,
-    dark: np.ndarray | None = None,
-    flat: np.ndarray | None = None,
-    mask: np.ndarray | None = None,
-) -> np.ndarray:
+def prepare_frame(image: np.ndarray, spec: Preprocess, **options) -> np.ndarray:
     """One decoded frame -> a (C, H, W) float32 model input, per the card's preprocessing block
-    (:func:`prepare_frame_and_sky`, without the sky mask)."""
-    return prepare_frame_and_sky(image, spec, bayer=bayer, dark=dark, flat=flat, mask=mask)[0]
+    (:func:`prepare_frame_and_sky` with the same ``bayer``, ``dark``, ``flat`` and ``mask``, without the sky)."""
+    return prepare_frame_and_sky(image, spec, **options)[0]
 
 
 def prepare_frame_and_sky(

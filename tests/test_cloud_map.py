@@ -113,3 +113,17 @@ def test_the_watch_table_shows_cloud_cover():
     console.print(board.table())
     text = console.file.getvalue()
     assert "cloud %" in text and " 37 " in text
+
+
+def test_cloudmap_draws_the_map_over_a_frame(tmp_path, camera_frames, capsys):
+    import cv2
+    from stub_packages import frame_package
+
+    package = frame_package(tmp_path / "pkg", size=64, cloud_map=True)
+    out = tmp_path / "map.png"
+    assert main(["cloudmap", str(camera_frames[0]), "--model", str(package), "--out", str(out)]) == 0
+    picture = cv2.imread(str(out))
+    assert picture.shape[:2] == (64, 64) and "cloud cover" in capsys.readouterr().out
+    plain = frame_package(tmp_path / "plain", size=64)
+    assert main(["cloudmap", str(camera_frames[0]), "--model", str(plain), "--out", str(out)]) == 2
+    assert "no cloud map" in capsys.readouterr().err

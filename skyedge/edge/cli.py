@@ -373,3 +373,33 @@ def register_operator(subparsers) -> None:
     b.add_argument("--host", default="127.0.0.1")
     b.add_argument("--port", type=int, default=1883)
     b.set_defaults(func=_broker)
+    c = subparsers.add_parser(
+        "cloudmap",
+        help="draw a frame's cloud map (sectors, cloud cover) over the frame as a PNG",
+        description="Run the package's cloud map on one frame as `skyedge run` would and draw it (docs/mqtt.md: cloud_map).",
+        epilog="example:\n  skyedge cloudmap frames/2026-12-03T22-15-00.jpg --model models/allsky --out map.png "
+        "[--config configs/edge/allsky.yaml --camera allsky]",
+    )
+    c.add_argument("frame", help="an all-sky frame (FITS, PNG, JPEG, TIFF)")
+    c.add_argument("--model", required=True, help="a frame package with a cloud map")
+    c.add_argument("--out", required=True, help="PNG to write")
+    c.add_argument("--config", default=None, help="deployment YAML whose pipeline orientation to use")
+    c.add_argument("--camera", default=None, help="the pipeline in --config (default: the first)")
+    c.set_defaults(func=_cloudmap)
+
+
+def _cloudmap(args) -> int:
+    from pathlib import Path
+
+    from skyedge.edge.tools.cloud_overlay import write_overlay
+
+    orientation = None
+    if args.config:
+        from skyedge.edge.config import load_edge_config
+
+        pipelines = load_edge_config(args.config).pipelines
+        chosen = next((p for p in pipelines if p.camera == args.camera), pipelines[0]) if args.camera else pipelines[0]
+        orientation = chosen.orientation
+    report = write_overlay(Path(args.model), Path(args.frame), Path(args.out), orientation)
+    print(f"cloud cover {report.cloud_cover:.1f}% ({report.geometry} geometry) -> {args.out}")
+    return 0

@@ -154,49 +154,73 @@ def night_of(when: datetime, longitude_deg: float) -> str:
     return (solar - timedelta(hours=12)).date().isoformat()
 
 
-def load_labelme(source):
-    """A recipe's ``kind: labelme`` source as a :class:`~skyedge.training.data.loaders.Loaded`: frames, classes by
-    :func:`frame_label` (partly cloudy as ``source.partly_as``), per-pixel cloud truth, and each frame's night."""
-    from skyedge.ephemeris import Ephemeris
-    from skyedge.training.data.loaders import Loaded, _hash_files
+@dataclass(frozen=True)
+class Labelled:
+    """One annotated frame placed in time, with its label from the sky."""
 
-    root = Path(source.path)
+    path: Path
+    captured: datetime
+    night: str
+    frame: AnnotatedFrame
+    label: str  # day, moon, clear, cloudy or partly
+    sun_alt_deg: float
+
+
+def labelled_frames(root, site, time_format: str, utc_offset_hours: float, nights=None) -> list[Labelled]:
+    """Every LabelMe file in ``root`` with its label (:func:`frame_label`) from the ephemeris at ``site``
+    (``latitude_deg``, ``longitude_deg``, ``elevation_m``); ``nights``: a part of the nights only (``part``,
+    ``fraction``, ``seed``: the seeded draw a recipe's night split makes)."""
+    from skyedge.ephemeris import Ephemeris
+
+    root = Path(root)
     files = sorted(root.glob("*.json"))
     if not files:
         raise DatasetError(f"{root}: no LabelMe JSON files")
-    site = source.site
     eph = Ephemeris(site.latitude_deg, site.longitude_deg, site.elevation_m)
-    rows = []
+    placed = []
     for file in files:
-        when = capture_time(file.stem, source.time_format, source.utc_offset_hours)
-        rows.append((file, when, night_of(when, site.longitude_deg)))
-    if source.nights is not None:
-        nights = sorted({night for _, _, night in rows})
-        order = np.random.default_rng(source.nights.seed).permutation(len(nights))
-        test = {nights[i] for i in order[: int(round(source.nights.fraction * len(nights)))]}
-        rows = [r for r in rows if (r[2] in test) == (source.nights.part == "test")]
-    images, labels, clouds, kept, night_names, fractions = [], [], [], [], [], []
-    for file, when, night in rows:
+        when = capture_time(file.stem, time_format, utc_offset_hours)
+        placed.append((file, when, night_of(when, site.longitude_deg)))
+    if nights is not None:
+        names = sorted({night for _, _, night in placed})
+        order = np.random.default_rng(nights.seed).permutation(len(names))
+        test = {names[i] for i in order[: int(round(nights.fraction * len(names)))]}
+        placed = [r for r in placed if (r[2] in test) == (nights.part == "test")]
+    out = []
+    for file, when, night in placed:
         frame = read_labelme(file)
         sky = eph.at(when.timestamp())
         label = frame_label(frame.cloud_fraction, sky.sun_alt_deg, sky.moon_alt_deg, sky.moon_illumination)
-        if label == "day" and not source.include_day:
-            continue
-        images.append(frame.image)
-        labels.append(source.partly_as if label == PARTLY else label)
-        truth = np.full(frame.sky.shape, 255, np.uint8)
-        truth[frame.sky] = 0
-        truth[frame.cloud] = 250
-        clouds.append(truth)
-        kept.append(file)
-        night_names.append(night)
-        fractions.append(label)
+        out.append(Labelled(file, when, night, frame, label, sky.sun_alt_deg))
+    return out
+
+
+def cloud_truth(frame: AnnotatedFrame) -> np.ndarray:
+    """The frame's polygons as per-pixel cloud truth (uint8: 250 cloud, 0 clear sky, 255 no sky)."""
+    truth = np.full(frame.sky.shape, 255, np.uint8)
+    truth[frame.sky] = 0
+    truth[frame.cloud] = 250
+    return truth
+
+
+def load_labelme(source):
+    """A recipe's ``kind: labelme`` source as a :class:`~skyedge.training.data.loaders.Loaded`: frames, classes by
+    :func:`frame_label` (partly cloudy as ``source.partly_as``), per-pixel cloud truth, and each frame's night."""
+    from skyedge.training.data.loaders import Loaded, _hash_files
+
+    rows = labelled_frames(source.path, source.site, source.time_format, source.utc_offset_hours, source.nights)
+    rows = [r for r in rows if r.label != "day" or source.include_day]
+    labels = [source.partly_as if r.label == PARTLY else r.label for r in rows]
     classes = sorted(set(labels))
     return Loaded(
-        images,
+        [r.frame.image for r in rows],
         np.array([classes.index(lab) for lab in labels], dtype=np.int64),
         classes,
-        meta={"file": np.array([str(f) for f in kept]), "night": np.array(night_names), "truth": np.array(fractions)},
-        data_hash=_hash_files(kept),
-        cloud=clouds,
+        meta={
+            "file": np.array([str(r.path) for r in rows]),
+            "night": np.array([r.night for r in rows]),
+            "truth": np.array([r.label for r in rows]),
+        },
+        data_hash=_hash_files([r.path for r in rows]),
+        cloud=[cloud_truth(r.frame) for r in rows],
     )

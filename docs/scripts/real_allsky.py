@@ -1,0 +1,224 @@
+"""Score an all-sky package on a real camera's annotated frames, through the edge as it runs on a device.
+
+    python docs/scripts/real_allsky.py PACKAGE LABELME_DIR OUT [--precision fp32] [--nights test] \\
+        [--site 38.607,93.896,4200] [--utc-offset 8] [--adapt 3,5,10]
+
+The frames of the chosen half of the nights (the recipe's split: fraction 0.5, seed 0; ``--nights all`` for
+every night) are written as JPEG files named by their local capture time, and `skyedge run --once` classifies
+them with the site located (so day is the sun's, not the model's), the default geometry and the package's
+cloud map. Scored against the labels the polygons and the ephemeris give (skyedge/training/data/labelme.py):
+
+* safe rate per truth class (safe = clear or moon, as a safety policy with those safe classes would count);
+* exact accuracy per class (partly cloudy counts as cloudy), night frames called day, unrecognised rate;
+* cloud cover against the polygons (mean absolute error in points) and per-sector clear/cloudy accuracy
+  (sector truth from the polygons on the same geometry, both at 0.5);
+* with ``--adapt``: `skyedge adapt` with k labelled frames per class from the other half's nights, then the
+  same scores (3 draws per k).
+
+Writes OUT/real.json and OUT/real.md. The real data never enters the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import yaml
+
+from skyedge.edge.allsky.cloud_map import CloudMapper
+from skyedge.edge.config import load_edge_config
+from skyedge.edge.reporters.jsonl import read_jsonl
+from skyedge.edge.runtime.lifecycle import Runtime
+from skyedge.model_card import read_card
+from skyedge.preprocess import prepare_cloud_truth
+from skyedge.training.data.labelme import PARTLY, cloud_truth, labelled_frames
+
+SAFE = ("clear", "moon")
+
+
+def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precision: str) -> dict[str, dict]:
+    """Classify ``frames`` (Labelled) with `skyedge run --once`; the classification message per frame name."""
+    shutil.rmtree(work, ignore_errors=True)
+    folder = work / "frames"
+    folder.mkdir(parents=True)
+    for r in frames:
+        cv2.imwrite(str(folder / f"{r.path.stem}.jpg"), cv2.cvtColor(r.frame.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    sign = "+" if utc_offset >= 0 else "-"
+    tz = f"{sign}{int(abs(utc_offset)):02d}:{int(round(abs(utc_offset) % 1 * 60)):02d}"
+    cfg = {
+        "site": "real",
+        "device": "eval",
+        "site_location": {"latitude_deg": site.latitude_deg, "longitude_deg": site.longitude_deg, "elevation_m": site.elevation_m},
+        "model": {"package": str(package), "precision": precision},
+        "backend": {"kind": "onnxruntime", "batch_size": 16, "max_wait_ms": 20},
+        "pipelines": [
+            {
+                "camera": "real",
+                "source": {"kind": "directory", "path": str(folder), "settle_s": 0, "state_file": str(work / "state.db")},
+                "capture_time": {"sources": ["filename"], "camera_timezone": tz, "filename_format": "%Y-%m-%d-%H-%M-%S"},
+                "safety": {"safe_classes": list(SAFE)},
+            }
+        ],
+        "reporters": {"jsonl": {"path": str(work / "results.jsonl")}},
+    }
+    (work / "edge.yaml").write_text(yaml.safe_dump(cfg))
+    Runtime(load_edge_config(work / "edge.yaml"), once=True).run()
+    return {
+        m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"]
+        for m in read_jsonl(work / "results.jsonl")
+        if m["topic"].endswith("/classification")
+    }
+
+
+def sector_truth(package: Path, frame) -> tuple[float, list]:
+    """(cloud cover in percent, per-sector cloud fraction) of the polygons on the cloud map's own geometry."""
+    card = read_card(package)
+    map_shape = next(t.shape for t in card.outputs if t.role == "cloud_map")[-2:]
+    truth = prepare_cloud_truth(cloud_truth(frame), card.preprocess)
+    h, w = card.preprocess.size
+    mh, mw = int(map_shape[0]), int(map_shape[1])
+    fine = cv2.resize(truth[0], (mw * 4, mh * 4), interpolation=cv2.INTER_AREA)
+    known = cv2.resize(truth[1], (mw * 4, mh * 4), interpolation=cv2.INTER_AREA)
+    grid = np.where(known > 0, fine / np.maximum(known, 1e-6), 0.0)
+    # Truth at the map's 4x upsampled grid, reduced exactly as the edge reduces the model's map.
+    mapper = CloudMapper(card.preprocess)
+    small = cv2.resize(grid.astype(np.float32), (mw, mh), interpolation=cv2.INTER_AREA)
+    report = mapper.report(small[None], frame.image.shape[:2], truth[1] > 0.5)
+    return report.cloud_cover, list(report.sectors)
+
+
+def score(package: Path, frames, results: dict[str, dict]) -> dict:
+    """The figures of the module docstring for one run."""
+    rows = []
+    for r in frames:
+        m = results.get(r.path.stem)
+        if m is None:
+            continue
+        rows.append((r, m))
+    night = [(r, m) for r, m in rows if r.label != "day"]
+    out: dict = {"frames": len(rows), "night_frames": len(night)}
+    for truth in ("clear", "moon", "cloudy", PARTLY):
+        chosen = [m for r, m in night if r.label == truth]
+        if not chosen:
+            continue
+        want = "cloudy" if truth == PARTLY else truth
+        out[truth] = {
+            "n": len(chosen),
+            "called_safe": round(float(np.mean([m["class"] in SAFE for m in chosen])), 4),
+            "exact": round(float(np.mean([m["class"] == want for m in chosen])), 4),
+            "answers": dict(Counter(m["class"] for m in chosen)),
+        }
+    clearish = [m for r, m in night if r.label in SAFE]
+    cloudish = [m for r, m in night if r.label in ("cloudy", PARTLY)]
+    out["clear_or_moon_called_safe"] = round(float(np.mean([m["class"] in SAFE for m in clearish])), 4) if clearish else None
+    out["cloudy_or_partly_called_safe"] = round(float(np.mean([m["class"] in SAFE for m in cloudish])), 4) if cloudish else None
+    out["night_called_day"] = round(float(np.mean([m["class"] == "day" for _, m in night])), 4) if night else None
+    out["night_unrecognised"] = round(float(np.mean([m["class"] == "unrecognised" for _, m in night])), 4) if night else None
+    out["day_frames_called_day"] = round(float(np.mean([m["class"] == "day" for r, m in rows if r.label == "day"])), 4) if any(r.label == "day" for r, _ in rows) else None
+    mapped = [(r, m) for r, m in night if "cloud_cover" in m]
+    if mapped:
+        errors, hits, total = [], 0, 0
+        for r, m in mapped:
+            cover, sectors = sector_truth(package, r.frame)
+            errors.append(abs(cover - m["cloud_cover"]))
+            for t, p in zip(sectors, m["cloud_map"]["sectors"], strict=True):
+                if t is not None and p is not None:
+                    hits += (t >= 0.5) == (p >= 0.5)
+                    total += 1
+        out["cloud_cover_mae_points"] = round(float(np.mean(errors)), 2)
+        out["sector_accuracy"] = round(hits / total, 4) if total else None
+        out["swapped_clear_overcast"] = int(
+            sum((r.label == "clear" and m["cloud_cover"] >= 95) or (r.label == "cloudy" and m["cloud_cover"] <= 5) for r, m in mapped)
+        )
+    return out
+
+
+def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks) -> dict:
+    """`skyedge adapt` with k frames per class from the training nights, scored on the test nights."""
+    from skyedge.edge.labelling.adapt import adapt_package
+
+    pools = {}
+    for r in train:
+        if r.label == "day":
+            continue
+        pools.setdefault("cloudy" if r.label == PARTLY else r.label, []).append(r)
+    out = {}
+    for k in ks:
+        runs = []
+        for draw in range(3):
+            rng = np.random.default_rng(100 * k + draw)
+            data = work / f"adapt-k{k}-d{draw}" / "labels"
+            shutil.rmtree(data.parent, ignore_errors=True)
+            for label, pool in pools.items():
+                (data / label).mkdir(parents=True)
+                for i in rng.permutation(len(pool))[:k]:
+                    r = pool[i]
+                    cv2.imwrite(str(data / label / f"{r.path.stem}.jpg"), cv2.cvtColor(r.frame.image, cv2.COLOR_RGB2BGR))
+            adapted = data.parent / "pkg"
+            adapt_package(package, data, adapted, min_per_class=min(k, 3))
+            results = run_edge(adapted, test, data.parent / "run", site, utc_offset, precision)
+            runs.append(score(adapted, test, results))
+        keys = ("clear_or_moon_called_safe", "cloudy_or_partly_called_safe", "night_called_day")
+        out[f"k{k}"] = {key: [r[key] for r in runs] for key in keys}
+        out[f"k{k}"]["exact"] = [
+            float(np.mean([r[c]["exact"] for c in ("clear", "moon", "cloudy") if c in r])) for r in runs
+        ]
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = ["| truth | n | called safe | exact | answers |", "|---|---|---|---|---|"]
+    for truth in ("clear", "moon", "cloudy", PARTLY):
+        if truth in result:
+            t = result[truth]
+            lines.append(f"| {truth} | {t['n']} | {t['called_safe']:.3f} | {t['exact']:.3f} | {t['answers']} |")
+    lines.append("")
+    for key in ("clear_or_moon_called_safe", "cloudy_or_partly_called_safe", "night_called_day", "night_unrecognised", "day_frames_called_day", "cloud_cover_mae_points", "sector_accuracy", "swapped_clear_overcast"):
+        if key in result:
+            lines.append(f"- {key}: {result[key]}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("package", type=Path)
+    ap.add_argument("labelme", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--nights", choices=["test", "train", "all"], default="test")
+    ap.add_argument("--site", default="38.607,93.896,4200")
+    ap.add_argument("--utc-offset", type=float, default=8.0)
+    ap.add_argument("--adapt", default="", help="k values, e.g. 3,5,10")
+    args = ap.parse_args(argv)
+    lat, lon, elev = (float(v) for v in args.site.split(","))
+    site = SimpleNamespace(latitude_deg=lat, longitude_deg=lon, elevation_m=elev)
+
+    def part(name):
+        return None if name == "all" else SimpleNamespace(part=name, fraction=0.5, seed=0)
+
+    fmt = "%Y-%m-%d-%H-%M-%S"
+    frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, part(args.nights))
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = run_edge(args.package, frames, args.out / "run", site, args.utc_offset, args.precision)
+    result = {"package": str(args.package), "precision": args.precision, "nights": args.nights, **score(args.package, frames, results)}
+    if args.adapt:
+        train = labelled_frames(args.labelme, site, fmt, args.utc_offset, part("train"))
+        ks = [int(k) for k in args.adapt.split(",")]
+        result["adapt"] = adapt_runs(args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks)
+    (args.out / "real.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "real.md").write_text(markdown(result))
+    print(markdown(result))
+    if "adapt" in result:
+        print(json.dumps(result["adapt"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""``skyedge cloudmap``: a frame with its cloud map drawn over it, as a PNG (people look at maps, not numbers).
+
+The package's cloud map is computed for the frame exactly as ``skyedge run`` does (the core's preprocessing,
+ONNX Runtime, the same geometry: the deployment pipeline's ``orientation`` when given, else the default),
+and drawn: cloudy map points shaded red in proportion to their cloud probability, the sector rings and
+segments, and each visible sector's cloud fraction; the title says the cloud cover and the geometry.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.edge.allsky.cloud_map import RING_EDGES_DEG, SEGMENTS, CloudMapper, CloudReport
+from skyedge.edge.package import open_package
+from skyedge.imageio import read_frame
+from skyedge.model_card import read_card
+from skyedge.precisions import ort_session
+from skyedge.preprocess import apply_stretch, prepare_frame_and_sky
+
+
+def cloud_report(package: Path, image: np.ndarray, orientation=None) -> tuple[CloudReport, np.ndarray]:
+    """(the frame's cloud report, the model's raw map) from the package's FP32 graph."""
+    card = read_card(package)
+    cloud = next((t for t in card.outputs if t.role == "cloud_map"), None)
+    if cloud is None:
+        from skyedge.errors import SkyedgeError
+
+        raise SkyedgeError(f"--model {package}: this model has no cloud map (train one with frame_model.cloud_map)")
+    pkg = open_package(package, "fp32", "onnxruntime")
+    x, sky = prepare_frame_and_sky(image, card.preprocess)
+    session = ort_session(pkg.onnx_file)
+    grid = session.run([cloud.name], {card.input("image").name: x[None]})[0][0]
+    return CloudMapper(card.preprocess, orientation).report(grid, image.shape[:2], sky), grid
+
+
+def _geometry(shape, preprocess, orientation):
+    h, w = shape
+    if orientation is not None:
+        return (orientation.centre[0] * (w - 1), orientation.centre[1] * (h - 1)), orientation.horizon_radius * min(h, w), orientation
+    return ((w - 1) / 2, (h - 1) / 2), preprocess.horizon_radius * min(h, w), None
+
+
+def draw(image: np.ndarray, report: CloudReport, preprocess, orientation=None) -> np.ndarray:
+    """An 8-bit RGB picture of ``image`` with the cloud map over it."""
+    import cv2
+
+    grey = image if image.ndim == 2 else image.mean(axis=2)
+    base = (apply_stretch(grey.astype(np.float32), preprocess.stretch) * 255).astype(np.uint8)
+    out = cv2.cvtColor(base, cv2.COLOR_GRAY2RGB).astype(np.float32)
+    (cx, cy), radius, o = _geometry(image.shape[:2], preprocess, orientation)
+    projection = o.projection if o else "equidistant"
+    north = math.radians(o.north_angle_deg if o else 0.0)
+    sign = 1.0 if (o is None or o.east == "left") else -1.0
+
+    def pixel(zenith_deg: np.ndarray, azimuth_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z = np.radians(zenith_deg)
+        r = {"equidistant": z / (math.pi / 2), "equisolid": np.sin(z / 2) / math.sin(math.pi / 4)}.get(
+            projection, np.tan(z / 2) / math.tan(math.pi / 4)
+        ) * radius
+        angle = north + sign * np.radians(azimuth_deg)
+        return cx - r * np.sin(angle), cy - r * np.cos(angle)
+
+    if report.points is not None:
+        zen, az, cloud, weight = report.points
+        xs, ys = pixel(zen, az)
+        step = max(2, int(radius / 40))
+        shade = np.zeros(out.shape[:2], np.float32)
+        for x, y, c, wgt in zip(xs, ys, cloud, weight, strict=True):
+            if wgt > 0:
+                cv2.circle(shade, (int(x), int(y)), step, float(c), -1)
+        shade = cv2.GaussianBlur(shade, (0, 0), step)
+        out = out * (1 - 0.55 * shade[..., None]) + np.array([255, 40, 40], np.float32) * 0.55 * shade[..., None]
+    out = np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))  # OpenCV draws text on 8-bit pictures
+    line = max(1, int(radius / 150))
+    for edge in RING_EDGES_DEG:
+        cv2.circle(out, (int(cx), int(cy)), int(np.hypot(*(np.array(pixel(np.array([edge]), np.array([0.0]))) - [[cx], [cy]]).ravel())), (255, 255, 0), line)
+    for k in range(SEGMENTS):
+        x0, y0 = pixel(np.array([RING_EDGES_DEG[0]]), np.array([45.0 * k]))
+        x1, y1 = pixel(np.array([90.0]), np.array([45.0 * k]))
+        cv2.line(out, (int(x0[0]), int(y0[0])), (int(x1[0]), int(y1[0])), (255, 255, 0), line)
+    nx, ny = pixel(np.array([95.0]), np.array([0.0]))
+    scale = max(0.4, radius / 400)
+    cv2.putText(out, "N", (int(nx[0]) - 5, int(ny[0]) + 5), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 0), line)
+    for i, value in enumerate(report.sectors):
+        if value is None:
+            continue
+        ring, segment = (0, 0) if i == 0 else (1 + (i - 1) // SEGMENTS, (i - 1) % SEGMENTS)
+        zen = 0.0 if i == 0 else (RING_EDGES_DEG[ring - 1] + RING_EDGES_DEG[ring]) / 2
+        x, y = pixel(np.array([zen]), np.array([45.0 * segment + 22.5]))
+        cv2.putText(out, f"{value:.1f}", (int(x[0]) - 12, int(y[0]) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6, (255, 255, 255), line)
+    title = f"cloud cover {report.cloud_cover:.0f}%  geometry: {report.geometry}"
+    cv2.putText(out, title, (8, int(24 * scale + 6)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), line + 1)
+    return out
+
+
+def write_overlay(package: Path, frame: Path, out: Path, orientation=None) -> CloudReport:
+    """Compute the frame's cloud map with the package and write the picture to ``out`` (PNG)."""
+    import cv2
+
+    image = read_frame(frame)[0]
+    report, _ = cloud_report(package, image, orientation)
+    picture = draw(image, report, read_card(package).preprocess, orientation)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    return report
