@@ -134,3 +134,40 @@ class RunningDaemon:
         assert not self.thread.is_alive(), "the daemon did not stop"
         if self.error is not None:
             raise self.error
+
+
+def catalogue_field_config(path: Path, package: Path, field: Path, log: Path, **source) -> Path:
+    """A deployment following a simulated field's catalogue objects (no new ones), every object every epoch."""
+    spec = {"kind": "fits-sequence", "path": str(field / "frames"), "catalog": str(field / "catalog.csv")}
+    return write_config(
+        path,
+        package,
+        {**spec, "detect_new": False, **source},
+        {"jsonl": {"path": str(log)}},
+        camera="field-a",
+        batch_size=16,
+        pipeline={"field_messages": {"policy": "every_epoch"}},
+    )
+
+
+def assert_last_epochs_match_offline(package: Path, field: Path, frames: list[Path], last: dict[str, dict]) -> None:
+    """Each catalogue object's answer at its last epoch (``last``: object id -> message) equals the full graph run
+    offline by ONNX Runtime on the same stamps, cut and scaled independently of the edge."""
+    import onnxruntime as ort
+    from astropy.io import fits
+
+    from skyedge.dataset_inputs import HEADER_KEYS, RAW_CONDITIONS
+    from skyedge.edge.sources.fits_sequence import read_catalog
+    from skyedge.model_card import read_card
+    from skyedge.preprocess import cut_stamp, prepare_sequence
+
+    card = read_card(package)
+    sess = ort.InferenceSession(str(package / "model.onnx"), providers=["CPUExecutionProvider"])
+    images = [fits.getdata(p).astype(np.float32) for p in frames]
+    raw = {k: np.array([float(fits.getheader(p)[HEADER_KEYS[k]]) for p in frames]) for k in RAW_CONDITIONS}
+    for entry in read_catalog(field / "catalog.csv"):
+        stamps = np.stack([cut_stamp(im, entry.x, entry.y, card.sequence.stamp_size) for im in images])
+        x, c = prepare_sequence(stamps, raw, card.sequence)
+        p = sess.run(["probabilities"], {"stamps": x[None], "conditions": c[None]})[0][0, -1]
+        got = np.array([last[entry.id]["probabilities"][k] for k in card.classes])
+        np.testing.assert_allclose(got, p, atol=1e-5, err_msg=entry.id)

@@ -12,7 +12,15 @@ import stat
 import time
 
 import numpy as np
-from edge_helpers import RunningDaemon, deliver, messages, wait_for, write_config
+from edge_helpers import (
+    RunningDaemon,
+    assert_last_epochs_match_offline,
+    catalogue_field_config,
+    deliver,
+    messages,
+    wait_for,
+    write_config,
+)
 
 from skyedge.cli import main
 
@@ -300,13 +308,8 @@ def test_8_a_field_retires_transients_that_are_gone():
 
 
 def test_9_a_telescope_field_resumes_where_it_stopped(stub_sequence_package, tmp_path):
-    import onnxruntime as ort
     from astropy.io import fits
 
-    from skyedge.dataset_inputs import HEADER_KEYS, RAW_CONDITIONS
-    from skyedge.edge.sources.fits_sequence import read_catalog
-    from skyedge.model_card import read_card
-    from skyedge.preprocess import cut_stamp, prepare_sequence
     from skyedge.training.simulate.field import FieldConfig, simulate_field
     from skyedge.training.simulate.obslog import CadenceConfig
     from skyedge.training.simulate.transients import TransientConfig
@@ -323,21 +326,7 @@ def test_9_a_telescope_field_resumes_where_it_stopped(stub_sequence_package, tmp
     for f in frames[3:]:
         f.rename(later / f.name)  # the telescope has taken three epochs so far
     log = tmp_path / "scope.jsonl"
-    cfg = write_config(
-        tmp_path / "scope.yaml",
-        stub_sequence_package,
-        {
-            "kind": "fits-sequence",
-            "path": str(field / "frames"),
-            "catalog": str(field / "catalog.csv"),
-            "detect_new": False,
-            "settle_s": 0,
-        },
-        {"jsonl": {"path": str(log)}},
-        camera="field-a",
-        batch_size=16,
-        pipeline={"field_messages": {"policy": "every_epoch"}},
-    )
+    cfg = catalogue_field_config(tmp_path / "scope.yaml", stub_sequence_package, field, log, settle_s=0)
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     first = messages(log, "classification")
     for f in frames[3:]:
@@ -347,17 +336,5 @@ def test_9_a_telescope_field_resumes_where_it_stopped(stub_sequence_package, tmp
     n_objects = len({m["object_id"] for m in first})
     assert len(first) == 3 * n_objects and len(after) == 3 * n_objects  # nothing twice
     assert sorted({m["n_epochs"] for m in after}) == [4, 5, 6]  # histories continue, not restart at 1
-    card = read_card(stub_sequence_package)
-    sess = ort.InferenceSession(str(stub_sequence_package / "model.onnx"), providers=["CPUExecutionProvider"])
-    images = [fits.getdata(field / "frames" / p.name).astype(np.float32) for p in frames]
-    raw = {
-        k: np.array([float(fits.getheader(field / "frames" / p.name)[HEADER_KEYS[k]]) for p in frames])
-        for k in RAW_CONDITIONS
-    }
     last = {m["object_id"]: m for m in after if m["n_epochs"] == 6}
-    for entry in read_catalog(field / "catalog.csv"):
-        stamps = np.stack([cut_stamp(im, entry.x, entry.y, card.sequence.stamp_size) for im in images])
-        x, c = prepare_sequence(stamps, raw, card.sequence)
-        p = sess.run(["probabilities"], {"stamps": x[None], "conditions": c[None]})[0][0, -1]
-        got = np.array([last[entry.id]["probabilities"][k] for k in card.classes])
-        np.testing.assert_allclose(got, p, atol=1e-5, err_msg=entry.id)
+    assert_last_epochs_match_offline(stub_sequence_package, field, [field / "frames" / p.name for p in frames], last)

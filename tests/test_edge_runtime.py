@@ -10,7 +10,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from edge_helpers import offline_frame_probabilities, topic_root, write_config
+from edge_helpers import (
+    assert_last_epochs_match_offline,
+    catalogue_field_config,
+    offline_frame_probabilities,
+    topic_root,
+    write_config,
+)
 
 from skyedge.cli import main
 from skyedge.edge.config import load_edge_config
@@ -132,9 +138,7 @@ def test_sky_state_is_debounced_and_retained_as_changes_only(stub_frame_package,
 
 
 def test_telescope_field_matches_offline_sequence_inference(stub_sequence_package, tmp_path):
-    import onnxruntime as ort
 
-    from skyedge.model_card import read_card
     from skyedge.training.simulate.field import FieldConfig, simulate_field
     from skyedge.training.simulate.obslog import CadenceConfig
     from skyedge.training.simulate.transients import TransientConfig
@@ -146,21 +150,7 @@ def test_telescope_field_matches_offline_sequence_inference(stub_sequence_packag
         progress=False,
     )
     log = tmp_path / "scope.jsonl"
-    cfg = write_config(
-        tmp_path / "scope.yaml",
-        stub_sequence_package,
-        {
-            "kind": "fits-sequence",
-            "path": str(field / "frames"),
-            "catalog": str(field / "catalog.csv"),
-            "detect_new": False,
-            "reference_epochs": 1,
-        },
-        {"jsonl": {"path": str(log)}},
-        camera="field-a",
-        batch_size=16,
-        pipeline={"field_messages": {"policy": "every_epoch"}},
-    )
+    cfg = catalogue_field_config(tmp_path / "scope.yaml", stub_sequence_package, field, log, reference_epochs=1)
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     results = _messages(log, "classification")
     objects = {r["object_id"] for r in results}
@@ -169,22 +159,10 @@ def test_telescope_field_matches_offline_sequence_inference(stub_sequence_packag
     # The last epoch of each object equals offline inference on the same stamps, cut and scaled independently.
     from astropy.io import fits
 
-    from skyedge.dataset_inputs import HEADER_KEYS, RAW_CONDITIONS
-    from skyedge.edge.sources.fits_sequence import read_catalog
-    from skyedge.preprocess import cut_stamp, prepare_sequence
-
-    card = read_card(stub_sequence_package)
-    sess = ort.InferenceSession(str(stub_sequence_package / "model.onnx"), providers=["CPUExecutionProvider"])
     frames = sorted((field / "frames").glob("*.fits"), key=lambda p: fits.getheader(p)["MJD-OBS"])
-    images = [fits.getdata(p).astype(np.float32) for p in frames]
-    raw = {k: np.array([float(fits.getheader(p)[HEADER_KEYS[k]]) for p in frames]) for k in RAW_CONDITIONS}
-    last = {r["object_id"]: r for r in results if r["n_epochs"] == 6}
-    for entry in read_catalog(field / "catalog.csv"):
-        stamps = np.stack([cut_stamp(im, entry.x, entry.y, card.sequence.stamp_size) for im in images])
-        x, c = prepare_sequence(stamps, raw, card.sequence)
-        p = sess.run(["probabilities"], {"stamps": x[None], "conditions": c[None]})[0][0, -1]
-        got = np.array([last[entry.id]["probabilities"][k] for k in card.classes])
-        np.testing.assert_allclose(got, p, atol=1e-5, err_msg=entry.id)
+    assert_last_epochs_match_offline(
+        stub_sequence_package, field, frames, {r["object_id"]: r for r in results if r["n_epochs"] == 6}
+    )
 
 
 def test_start_fails_with_clear_messages(stub_frame_package, stub_sequence_package, tmp_path, capsys):
