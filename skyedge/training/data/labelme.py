@@ -132,11 +132,16 @@ def capture_time(name: str, fmt: str, utc_offset_hours: float) -> datetime:
     return (local - timedelta(hours=utc_offset_hours)).replace(tzinfo=timezone.utc)
 
 
-def frame_label(cloud_fraction: float, sun_alt_deg: float, moon_alt_deg: float, moon_illumination: float) -> str:
-    """'day', 'moon', 'clear', 'cloudy' or 'partly' by :data:`RULE`."""
+def frame_label(
+    cloud_fraction: float, sun_alt_deg: float, moon_alt_deg: float, moon_illumination: float
+) -> str | None:
+    """'day', 'moon', 'clear', 'cloudy' or 'partly' by :data:`RULE`; None for a night frame whose polygons draw no
+    sky at all (nothing to say about its clouds)."""
     r = RULE
     if sun_alt_deg > r["night_sun_alt_deg"]:
         return "day"
+    if not np.isfinite(cloud_fraction):
+        return None
     bright_moon = moon_alt_deg > r["moon_min_alt_deg"] and moon_illumination > r["moon_min_illumination"]
     if bright_moon and cloud_fraction <= r["moon_max_cloud"]:
         return "moon"
@@ -191,6 +196,9 @@ def labelled_frames(root, site, time_format: str, utc_offset_hours: float, night
         frame = read_labelme(file)
         sky = eph.at(when.timestamp())
         label = frame_label(frame.cloud_fraction, sky.sun_alt_deg, sky.moon_alt_deg, sky.moon_illumination)
+        if label is None:
+            log.info("%s: no sky drawn at night; left out", file)
+            continue
         out.append(Labelled(file, when, night, frame, label, sky.sun_alt_deg))
     return out
 
