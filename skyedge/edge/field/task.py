@@ -32,6 +32,7 @@ from skyedge.edge.field.tracker import EpochView, FieldTracker
 from skyedge.edge.records import Batch
 from skyedge.edge.sources import RawFrame
 from skyedge.edge.sources.fits_sequence import HEADER_KEYS, CatalogError, read_catalog
+from skyedge.edge.sources.state import STATE_FILE
 from skyedge.imageio import read_frame
 from skyedge.model_card import ModelCard
 
@@ -64,7 +65,9 @@ class SequenceTask:
         except CatalogError as exc:
             raise StartupError(f"{where}.catalog: {exc}") from None
         reference = load_reference(src.reference, f"{where}.reference") if src.reference else None
-        self.tracker = FieldTracker(src, card.sequence.max_epochs, catalog, reference)
+        state = Path(src.state_file) if src.state_file else Path(src.path) / STATE_FILE
+        memory = state.with_name(f"{state.name}.reference.json")
+        self.tracker = FieldTracker(src, card.sequence.max_epochs, catalog, reference, memory)
         self.states = StateStore(card.step)
         self.batch_size = batch_size
         self.history_epochs = card.sequence.max_epochs
@@ -77,9 +80,6 @@ class SequenceTask:
     def items(self, pipeline, raw: RawFrame) -> list[FieldItem]:
         """The model inputs of every epoch this frame completes (none while the reference is built)."""
         t0 = time.perf_counter()
-        if raw.header.get("reference_only"):
-            self.tracker.add_reference_frame(raw)
-            return []
         out = []
         for view in self.tracker.observe(raw):
             out += self._epoch_items(pipeline, view, t0)

@@ -22,9 +22,12 @@ work is array work. Only the source thread calls the tracker.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -119,10 +122,13 @@ def _background_free(frame) -> np.ndarray:
 class FieldTracker:
     """Reference, alignment, detection and association for one field (see the module docstring)."""
 
-    def __init__(self, spec, max_epochs: int, catalog=None, reference: Reference | None = None):
+    def __init__(
+        self, spec, max_epochs: int, catalog=None, reference: Reference | None = None, memory: Path | None = None
+    ):
         self.spec = spec
         self.catalog = catalog
         self.reference = reference
+        self.memory = memory  # where the frames the reference was built from are listed, for a restart
         self.objects = ObjectTable()
         self.ring: deque = deque(maxlen=max(0, min(spec.ring_epochs, max_epochs - 1)))
         self.pending: list = []  # (frame, background-free image, shift) waiting for the reference to be built
@@ -131,6 +137,35 @@ class FieldTracker:
         if reference is not None:
             self.grid_stars = stars(reference.image, reference.fwhm)
             self._seed_objects()
+        else:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """After a restart: the reference again from the frames it was built from (those still on disk; a gone
+        one is replaced by a later epoch)."""
+        if self.memory is None or not self.memory.exists():
+            return
+        from skyedge.edge.sources import RawFrame
+        from skyedge.edge.sources.fits_sequence import read_epoch
+        from skyedge.imageio import FrameGone
+
+        try:
+            names = json.loads(self.memory.read_text())["frames"]
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("%s: unreadable (%s); the reference is built from the next epochs", self.memory, exc)
+            return
+        for name in names:
+            try:
+                frame = read_epoch(Path(name))
+            except (FrameGone, OSError):
+                frame = None
+            if not isinstance(frame, RawFrame):
+                log.warning(
+                    "%s: a reference frame is gone or unusable; the reference is rebuilt from later epochs", name
+                )
+                continue
+            frame.replay = True  # reported before the restart: should it become an epoch again, it says nothing
+            self.add_reference_frame(frame)
 
     # ------------------------------------------------------------------ reference
 
@@ -179,6 +214,13 @@ class FieldTracker:
 
     def _build_reference(self) -> None:
         frames = [f for f, _, _ in self.pending]
+        if self.memory is not None:
+            try:
+                tmp = self.memory.with_name(f".{self.memory.name}.tmp")
+                tmp.write_text(json.dumps({"frames": [f.source for f in frames]}))
+                os.replace(tmp, self.memory)
+            except OSError as exc:  # the field goes on; a restart then builds its reference anew
+                log.warning("%s: cannot remember the reference's frames (%s)", self.memory, exc)
         conditions = [f.header["conditions"] for f in frames]
         self.reference = Reference.stack(
             [self._on_grid(im, s) for _, im, s in self.pending],
@@ -269,7 +311,9 @@ class FieldTracker:
         refused = max(len(keep) - room, 0)
         keep = keep[:room]
         if refused:
-            log.warning("%s: %d new residuals not followed (max_objects %d reached)", frame_id, refused, self.spec.max_objects)
+            log.warning(
+                "%s: %d new residuals not followed (max_objects %d reached)", frame_id, refused, self.spec.max_objects
+            )
         if not keep:
             return np.zeros(0, dtype=np.int64), refused
         ids = [f"{frame_id}-n{k:04d}" for k in range(len(keep))]

@@ -4,9 +4,9 @@ Each frame yields a :class:`RawFrame` whose header carries the epoch's
 observing conditions; what is in the field is the sequence task's business
 (:mod:`skyedge.edge.field.tracker`). An optional catalogue CSV (``id,x,y``; other
 columns such as ``class`` are kept for audits) names objects to follow from
-the start. After a restart the source first re-reads the frames the reference
-was built from (``reference_only``), then the last epochs already reported
-(``replay``), so the reference, the objects and their histories continue.
+the start. After a restart the source first replays the last epochs already
+reported (``replay``), so the objects' histories continue; the reference is the
+tracker's own business (:mod:`skyedge.edge.field.tracker` rebuilds it).
 """
 
 from __future__ import annotations
@@ -76,9 +76,6 @@ class FitsSequenceSource(FolderSource):
     def __init__(self, spec, once: bool, stop_event, history: int = 0):
         super().__init__(spec, once, stop_event)
         self.history = history
-        # The first epochs build the reference (unless one is configured): remember which, to rebuild it.
-        self.reference_frames: list[str] = list(self.state.fact("reference_frames") or [])
-        self._restarted = bool(self.reference_frames)
 
     def _sort_key(self, path: Path, st) -> tuple:
         from astropy.io import fits
@@ -90,19 +87,6 @@ class FitsSequenceSource(FolderSource):
         return (bool(np.isnan(mjd)), 0.0 if np.isnan(mjd) else mjd, path.name)
 
     def _replay(self):
-        if self._restarted:
-            for name in self.reference_frames:
-                path = Path(name)
-                try:
-                    observed = self._decode(path, None, None)
-                except (FrameGone, OSError):
-                    log.warning("%s: a reference frame is gone; the reference is rebuilt from later epochs", path)
-                    continue
-                for frame in observed:
-                    if isinstance(frame, RawFrame):
-                        frame.replay = True
-                        frame.header["reference_only"] = True
-                        yield frame
         if not self.history:
             return
         done = []
@@ -126,19 +110,22 @@ class FitsSequenceSource(FolderSource):
                     yield frame
 
     def _decode(self, path: Path, key: FileKey, ack: Ack | None) -> list:
-        try:
-            image, header = read_frame(path, self.spec.max_pixels)
-        except FrameGone:
-            raise
-        except FrameReadError as exc:
-            return [Rejected(path.name, str(path), str(exc), ack)]
-        missing = [v for v in HEADER_KEYS.values() if v not in header]
-        if missing:
-            return [Rejected(path.name, str(path), f"{path}: header lacks {', '.join(missing)}", ack)]
-        if image.ndim != 2:
-            return [Rejected(path.name, str(path), f"{path}: expected a 2-D frame, got shape {image.shape}", ack)]
-        if ack is not None and self.spec.reference is None and len(self.reference_frames) < self.spec.reference_epochs:
-            self.reference_frames.append(str(path))
-            self.state.remember("reference_frames", self.reference_frames)
-        conditions = {k: float(header[v]) for k, v in HEADER_KEYS.items()}
-        return [RawFrame(path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack)]
+        return [read_epoch(path, self.spec.max_pixels, ack)]
+
+
+def read_epoch(path: Path, max_pixels: int | None = None, ack: Ack | None = None) -> RawFrame | Rejected:
+    """One epoch's frame with its observing conditions, or why it cannot be one (raises FrameGone if it
+    vanished)."""
+    try:
+        image, header = read_frame(path, max_pixels)
+    except FrameGone:
+        raise
+    except FrameReadError as exc:
+        return Rejected(path.name, str(path), str(exc), ack)
+    missing = [v for v in HEADER_KEYS.values() if v not in header]
+    if missing:
+        return Rejected(path.name, str(path), f"{path}: header lacks {', '.join(missing)}", ack)
+    if image.ndim != 2:
+        return Rejected(path.name, str(path), f"{path}: expected a 2-D frame, got shape {image.shape}", ack)
+    conditions = {k: float(header[v]) for k, v in HEADER_KEYS.items()}
+    return RawFrame(path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack)
