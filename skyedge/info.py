@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from skyedge import __version__
+from skyedge.commands import add_command
 
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
@@ -32,6 +33,17 @@ L4T_TO_JETPACK = {
     "35.4": "5.1.2",
     "35.3": "5.1.1",
 }
+
+
+_INFO_HELP = """\
+info: versions, execution providers, GPUs and Jetson release of this machine
+
+Report the software and hardware skyedge sees on this machine.
+
+example:
+  skyedge info
+  skyedge info --json > device-info.json
+"""
 
 
 def _dist_version(name: str) -> str | None:
@@ -204,11 +216,6 @@ def main(args) -> int:
 
 def register(subparsers) -> None:
     """Add `skyedge info` to the CLI."""
-    parser = subparsers.add_parser(
-        "info",
-        help="versions, execution providers, GPUs and Jetson release of this machine",
-        description="Report the software and hardware skyedge sees on this machine.",
-        epilog="example:\n  skyedge info\n  skyedge info --json > device-info.json",
-    )
+    parser = add_command(subparsers, _INFO_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=main)

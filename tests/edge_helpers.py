@@ -171,3 +171,29 @@ def assert_last_epochs_match_offline(package: Path, field: Path, frames: list[Pa
         p = sess.run(["probabilities"], {"stamps": x[None], "conditions": c[None]})[0][0, -1]
         got = np.array([last[entry.id]["probabilities"][k] for k in card.classes])
         np.testing.assert_allclose(got, p, atol=1e-5, err_msg=entry.id)
+
+
+def classify_folder(tmp_path: Path, package: Path, incoming: Path, log: Path, **extra) -> dict[str, dict]:
+    """`skyedge run --once` over a folder with a fresh deployment; the classification message per frame name."""
+    from skyedge.cli import main
+
+    cfg = write_config(
+        tmp_path / f"{log.stem}.yaml",
+        package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"jsonl": {"path": str(log)}},
+        **extra,
+    )
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    return {m["frame_id"]: m for m in messages(log, "classification")}
+
+
+def small_field(root: Path, seed: int, size: int, per_class: int, epochs: int = 6) -> Path:
+    """A small simulated field with a catalogue (seconds), at ``root``."""
+    from skyedge.training.simulate.field import FieldConfig, simulate_field
+    from skyedge.training.simulate.obslog import CadenceConfig
+    from skyedge.training.simulate.transients import TransientConfig
+
+    transients = TransientConfig(cadence=CadenceConfig(epochs=epochs))
+    cfg = FieldConfig(size=size, objects_per_class=per_class, transients=transients)
+    return simulate_field(root, seed=seed, cfg=cfg, progress=False)

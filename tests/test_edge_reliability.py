@@ -18,6 +18,7 @@ from edge_helpers import (
     catalogue_field_config,
     deliver,
     messages,
+    small_field,
     wait_for,
     write_config,
 )
@@ -310,16 +311,7 @@ def test_8_a_field_retires_transients_that_are_gone():
 def test_9_a_telescope_field_resumes_where_it_stopped(stub_sequence_package, tmp_path):
     from astropy.io import fits
 
-    from skyedge.training.simulate.field import FieldConfig, simulate_field
-    from skyedge.training.simulate.obslog import CadenceConfig
-    from skyedge.training.simulate.transients import TransientConfig
-
-    field = simulate_field(
-        tmp_path / "field",
-        seed=4,
-        cfg=FieldConfig(size=160, objects_per_class=1, transients=TransientConfig(cadence=CadenceConfig(epochs=6))),
-        progress=False,
-    )
+    field = small_field(tmp_path / "field", seed=4, size=160, per_class=1)
     frames = sorted((field / "frames").glob("*.fits"), key=lambda p: fits.getheader(p)["MJD-OBS"])
     later = tmp_path / "later"
     later.mkdir()

@@ -14,6 +14,7 @@ from edge_helpers import (
     assert_last_epochs_match_offline,
     catalogue_field_config,
     offline_frame_probabilities,
+    small_field,
     topic_root,
     write_config,
 )
@@ -139,16 +140,7 @@ def test_sky_state_is_debounced_and_retained_as_changes_only(stub_frame_package,
 
 def test_telescope_field_matches_offline_sequence_inference(stub_sequence_package, tmp_path):
 
-    from skyedge.training.simulate.field import FieldConfig, simulate_field
-    from skyedge.training.simulate.obslog import CadenceConfig
-    from skyedge.training.simulate.transients import TransientConfig
-
-    field = simulate_field(
-        tmp_path / "field",
-        seed=3,
-        cfg=FieldConfig(size=200, objects_per_class=2, transients=TransientConfig(cadence=CadenceConfig(epochs=6))),
-        progress=False,
-    )
+    field = small_field(tmp_path / "field", seed=3, size=200, per_class=2)
     log = tmp_path / "scope.jsonl"
     cfg = catalogue_field_config(tmp_path / "scope.yaml", stub_sequence_package, field, log, reference_epochs=1)
     assert main(["run", "--config", str(cfg), "--once"]) == 0

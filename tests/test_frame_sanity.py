@@ -94,9 +94,8 @@ def test_the_daemon_never_gives_a_sky_class_to_bad_frames(stub_frame_package, tm
     reason, counted, and the sky is unsafe; the good frames still reach the model."""
     import os
 
-    from edge_helpers import messages, write_config
+    from edge_helpers import classify_folder, messages
 
-    from skyedge.cli import main
     from skyedge.training.simulate.frame_files import write_frame
 
     incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
@@ -111,14 +110,7 @@ def test_the_daemon_never_gives_a_sky_class_to_bad_frames(stub_frame_package, tm
             files[write_frame(incoming / f"b-{kind}-{j}", render_invalid(kind, rng, cfg)[0], fmt).name] = kind
     for n, file in enumerate(files):  # arrival order: the good frames first
         os.utime(incoming / file, (1_795_000_000 + n, 1_795_000_000 + n))
-    deployment = write_config(
-        tmp_path / "e.yaml",
-        stub_frame_package,
-        {"kind": "directory", "path": str(incoming), "settle_s": 0},
-        {"jsonl": {"path": str(log)}},
-    )
-    assert main(["run", "--config", str(deployment), "--once"]) == 0
-    got = {m["frame_id"]: m for m in messages(log, "classification")}
+    got = classify_folder(tmp_path, stub_frame_package, incoming, log)
     assert set(got) == set(files)
     for file, kind in files.items():
         m = got[file]
@@ -137,9 +129,8 @@ def test_the_daemon_never_gives_a_sky_class_to_bad_frames(stub_frame_package, tm
 def test_daylight_from_an_auto_exposing_camera_is_day_by_its_exposure(stub_frame_package, tmp_path, fmt):
     """Without a site location, daylight on an auto-exposing camera looks like a bright night sky; the exposure
     its file records (EXIF ExposureTime, FITS EXPTIME) says 'day', and the night frames are untouched."""
-    from edge_helpers import messages, write_config
+    from edge_helpers import classify_folder
 
-    from skyedge.cli import main
     from skyedge.exposure import DAY_MAX_EXPOSURE_S
     from skyedge.training.simulate.frame_files import fits_header, write_frame
 
@@ -153,14 +144,7 @@ def test_daylight_from_an_auto_exposing_camera_is_day_by_its_exposure(stub_frame
         image, meta = render_allsky(CLASSES[j % 6], rng, cfg) if kind == "night" else render_invalid(kind, rng, cfg)
         path = write_frame(incoming / f"f-{j:02d}", image, fmt, fits_header(meta, j))
         kinds[path.name] = (kind, meta["exposure_s"])
-    deployment = write_config(
-        tmp_path / "e.yaml",
-        stub_frame_package,
-        {"kind": "directory", "path": str(incoming), "settle_s": 0},
-        {"jsonl": {"path": str(log)}},
-    )
-    assert main(["run", "--config", str(deployment), "--once"]) == 0
-    got = {m["frame_id"]: m for m in messages(log, "classification")}
+    got = classify_folder(tmp_path, stub_frame_package, incoming, log)
     assert set(got) == set(kinds)
     for name, (kind, exposure) in kinds.items():
         m = got[name]

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+from skyedge.commands import add_command
 from skyedge.precisions import CALIBRATION_TARGETS
+
+_CALIBRATE_HELP = """\
+calibrate: INT8 Q/DQ models from a representative subset, accuracy report per precision, and the gate
+
+Draw a calibration subset stratified by class and observing conditions from DIR, write
+model.int8.onnx (--target tensorrt: symmetric INT8, per-channel weights) and/or
+model.int8-cpu.onnx (--target cpu: U8S8 for ONNX Runtime), evaluate FP32/FP16/INT8 on held-out
+data (--eval, or the items of DIR not used for calibration) into report.json and report.md.
+Exits 3 when INT8 loses more than --max-drop accuracy points against FP32, unless --allow-drop.
+
+example:
+  skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test --target tensorrt --target cpu
+  skyedge calibrate models/allsky-tiny --data data/allsky-train-dark-site --data data/allsky-train-suburban --eval data/allsky-test-dark-site --eval data/allsky-test-suburban   # one folder per camera
+"""
 
 
 def _calibrate(args) -> int:
@@ -55,24 +70,7 @@ def _calibrate(args) -> int:
 
 def register(subparsers) -> None:
     """Add `calibrate` to the CLI."""
-    p = subparsers.add_parser(
-        "calibrate",
-        help="INT8 Q/DQ models from a representative subset, accuracy report per precision, and the gate",
-        description=(
-            "Draw a calibration subset stratified by class and observing conditions from DIR, write\n"
-            "model.int8.onnx (--target tensorrt: symmetric INT8, per-channel weights) and/or\n"
-            "model.int8-cpu.onnx (--target cpu: U8S8 for ONNX Runtime), evaluate FP32/FP16/INT8 on held-out\n"
-            "data (--eval, or the items of DIR not used for calibration) into report.json and report.md.\n"
-            "Exits 3 when INT8 loses more than --max-drop accuracy points against FP32, unless --allow-drop."
-        ),
-        epilog=(
-            "example:\n"
-            "  skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test "
-            "--target tensorrt --target cpu\n"
-            "  skyedge calibrate models/allsky-tiny --data data/allsky-train-dark-site --data data/allsky-train-suburban "
-            "--eval data/allsky-test-dark-site --eval data/allsky-test-suburban   # one folder per camera"
-        ),
-    )
+    p = add_command(subparsers, _CALIBRATE_HELP)
     p.add_argument("package", help="model package directory (written by skyedge export)")
     p.add_argument(
         "--data",

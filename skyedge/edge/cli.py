@@ -2,6 +2,87 @@
 
 from __future__ import annotations
 
+from skyedge.commands import add_command
+
+_RUN_HELP = """\
+run: run the edge runtime from a deployment YAML (until SIGINT/SIGTERM, or --once)
+
+Read frames from the configured sources, classify them with the model package, and report
+classifications, the debounced sky state, events and metrics over MQTT and/or a JSON-lines log.
+SIGINT/SIGTERM stop cleanly (drain, flush, status offline).
+
+examples:
+  skyedge run --config configs/edge/allsky.yaml
+  skyedge run --config configs/edge/telescope.yaml --once   # process what is there, then exit
+"""
+
+_BENCH_HELP = """\
+bench: throughput and latency per backend, precision and batch (and end-to-end pipeline efficiency)
+
+Time the backend on the model package for every precision x batch (warm-up excluded, median of
+--trials), beside each precision's held-out accuracy from report.json. --pipeline DIR also runs
+the whole runtime on the frames in DIR and reports end-to-end / backend-only throughput.
+
+examples:
+  skyedge bench --model models/allsky-tiny --backend onnxruntime --precision fp32,int8 --batch 1,8,32 --pipeline data/camera/frames
+  skyedge bench --model models/transients-tiny --field data/field/frames --objects 100,1000,10000 --histories 1,6,12,24 --precision fp32 --batch 1024
+"""
+
+_ADAPT_HELP = """\
+adapt: refit a frame model's head to your camera's labelled frames (no torch: runs on the Jetson)
+
+Embed the labelled frames in DATA (DATA/<class>/<file>) with the package's own graph, refit the
+Mahalanobis head (class means from your frames, classes without frames keep theirs, new class names
+are added), re-estimate the open-set threshold, and write a new package with every precision file
+updated, adapt.json/adapt.md (leave-one-out accuracy before and after) and a card naming the parent.
+The parent package is never changed; build the TensorRT engine again for the new one.
+
+example:
+  skyedge adapt models/allsky-tiny --data labelled/ --out models/allsky-tiny-site
+  skyedge engine models/allsky-tiny-site --precision int8   # on the Jetson
+"""
+
+_LABEL_HELP = """\
+label: label collected frames in a local web page; writes an image-folder data set for adapt and training
+
+Serve a page that shows every frame under DIR with the model's guess (from the JSON sidecars
+collect: writes) and labels them from the keyboard: 1-9 classes, n new class, 0 clear, u undo,
+a select all shown, click/shift-click select; filter by guess and confidence. Labels are copies in
+OUT/<class>/ (default DIR/labelled); the frames under DIR are never changed.
+
+example:
+  skyedge label /var/lib/skyedge/collect --out labelled/site   # then open http://127.0.0.1:8765/
+  skyedge adapt models/allsky-tiny --data labelled/site --out models/allsky-site
+"""
+
+_WATCH_HELP = """\
+watch: live table of every skyedge device on a broker (or --json lines)
+
+Subscribe to skyedge/<site|+>/# and show devices, online status, sky state, last classification, rates and outbox depth.
+
+examples:
+  skyedge watch --broker localhost:1883
+  skyedge watch --broker mqtt.observatory.lan --site la-palma --json
+"""
+
+_BROKER_HELP = """\
+broker: an embedded MQTT 3.1.1 broker (amqtt) for demos and tests; use mosquitto in production
+
+Run the pure-Python amqtt broker until Ctrl-C. It speaks MQTT 3.1.1 only.
+
+example:
+  skyedge broker --port 1883
+"""
+
+_CLOUDMAP_HELP = """\
+cloudmap: draw a frame's cloud map (sectors, cloud cover) over the frame as a PNG
+
+Run the package's cloud map on one frame as `skyedge run` would and draw it (docs/mqtt.md: cloud_map).
+
+example:
+  skyedge cloudmap frames/2026-12-03T22-15-00.jpg --model models/allsky --out map.png [--config configs/edge/allsky.yaml --camera allsky]
+"""
+
 
 def _run(args) -> int:
     import threading
@@ -28,20 +109,7 @@ def _run(args) -> int:
 
 def register(subparsers) -> None:
     """Add `run` to the CLI."""
-    p = subparsers.add_parser(
-        "run",
-        help="run the edge runtime from a deployment YAML (until SIGINT/SIGTERM, or --once)",
-        description=(
-            "Read frames from the configured sources, classify them with the model package, and report\n"
-            "classifications, the debounced sky state, events and metrics over MQTT and/or a JSON-lines log.\n"
-            "SIGINT/SIGTERM stop cleanly (drain, flush, status offline)."
-        ),
-        epilog=(
-            "examples:\n"
-            "  skyedge run --config configs/edge/allsky.yaml\n"
-            "  skyedge run --config configs/edge/telescope.yaml --once   # process what is there, then exit"
-        ),
-    )
+    p = add_command(subparsers, _RUN_HELP)
     p.add_argument("--config", required=True, help="deployment YAML (see configs/edge/)")
     p.add_argument("--once", action="store_true", help="process the files present and exit")
     p.set_defaults(func=_run)
@@ -171,22 +239,7 @@ def _field_bench(args) -> int:
 
 def register_bench(subparsers) -> None:
     """Add `bench` to the CLI."""
-    p = subparsers.add_parser(
-        "bench",
-        help="throughput and latency per backend, precision and batch (and end-to-end pipeline efficiency)",
-        description=(
-            "Time the backend on the model package for every precision x batch (warm-up excluded, median of\n"
-            "--trials), beside each precision's held-out accuracy from report.json. --pipeline DIR also runs\n"
-            "the whole runtime on the frames in DIR and reports end-to-end / backend-only throughput."
-        ),
-        epilog=(
-            "examples:\n"
-            "  skyedge bench --model models/allsky-tiny --backend onnxruntime --precision fp32,int8 --batch 1,8,32 "
-            "--pipeline data/camera/frames\n"
-            "  skyedge bench --model models/transients-tiny --field data/field/frames --objects 100,1000,10000 "
-            "--histories 1,6,12,24 --precision fp32 --batch 1024"
-        ),
-    )
+    p = add_command(subparsers, _BENCH_HELP)
     p.add_argument("--model", default=None, help="model package directory")
     p.add_argument("--backend", default="auto", choices=["onnxruntime", "tensorrt", "auto"])
     p.add_argument("--precision", default="fp32,int8", help="comma-separated: fp32,fp16,int8")
@@ -274,22 +327,7 @@ def _adapt(args) -> int:
 
 def register_adapt(subparsers) -> None:
     """Add `adapt` to the CLI."""
-    p = subparsers.add_parser(
-        "adapt",
-        help="refit a frame model's head to your camera's labelled frames (no torch: runs on the Jetson)",
-        description=(
-            "Embed the labelled frames in DATA (DATA/<class>/<file>) with the package's own graph, refit the\n"
-            "Mahalanobis head (class means from your frames, classes without frames keep theirs, new class names\n"
-            "are added), re-estimate the open-set threshold, and write a new package with every precision file\n"
-            "updated, adapt.json/adapt.md (leave-one-out accuracy before and after) and a card naming the parent.\n"
-            "The parent package is never changed; build the TensorRT engine again for the new one."
-        ),
-        epilog=(
-            "example:\n"
-            "  skyedge adapt models/allsky-tiny --data labelled/ --out models/allsky-tiny-site\n"
-            "  skyedge engine models/allsky-tiny-site --precision int8   # on the Jetson"
-        ),
-    )
+    p = add_command(subparsers, _ADAPT_HELP)
     p.add_argument("package", help="model package directory (a frame model with a Mahalanobis head)")
     p.add_argument("--data", required=True, help="labelled frames: a folder of class folders")
     p.add_argument("--out", required=True, help="new package directory")
@@ -328,21 +366,7 @@ def _label(args) -> int:
 
 def register_label(subparsers) -> None:
     """Add `label` to the CLI."""
-    p = subparsers.add_parser(
-        "label",
-        help="label collected frames in a local web page; writes an image-folder data set for adapt and training",
-        description=(
-            "Serve a page that shows every frame under DIR with the model's guess (from the JSON sidecars\n"
-            "collect: writes) and labels them from the keyboard: 1-9 classes, n new class, 0 clear, u undo,\n"
-            "a select all shown, click/shift-click select; filter by guess and confidence. Labels are copies in\n"
-            "OUT/<class>/ (default DIR/labelled); the frames under DIR are never changed."
-        ),
-        epilog=(
-            "example:\n"
-            "  skyedge label /var/lib/skyedge/collect --out labelled/site   # then open http://127.0.0.1:8765/\n"
-            "  skyedge adapt models/allsky-tiny --data labelled/site --out models/allsky-site"
-        ),
-    )
+    p = add_command(subparsers, _LABEL_HELP)
     p.add_argument("dir", help="folder of frames (e.g. what collect: kept), searched recursively")
     p.add_argument("--out", default=None, help="where the labelled copies go (default DIR/labelled)")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default loopback only)")
@@ -352,34 +376,18 @@ def register_label(subparsers) -> None:
 
 def register_operator(subparsers) -> None:
     """Add `watch` and `broker` to the CLI."""
-    w = subparsers.add_parser(
-        "watch",
-        help="live table of every skyedge device on a broker (or --json lines)",
-        description="Subscribe to skyedge/<site|+>/# and show devices, online status, sky state, last classification, rates and outbox depth.",
-        epilog="examples:\n  skyedge watch --broker localhost:1883\n  skyedge watch --broker mqtt.observatory.lan --site la-palma --json",
-    )
+    w = add_command(subparsers, _WATCH_HELP)
     w.add_argument("--broker", default="localhost:1883", help="HOST[:PORT] (default localhost:1883)")
     w.add_argument("--site", default=None, help="only this site")
     w.add_argument("--json", action="store_true", help="print each message as a JSON line")
     w.add_argument("--protocol", default="5", choices=["5", "3.1.1"])
     w.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     w.set_defaults(func=_watch)
-    b = subparsers.add_parser(
-        "broker",
-        help="an embedded MQTT 3.1.1 broker (amqtt) for demos and tests; use mosquitto in production",
-        description="Run the pure-Python amqtt broker until Ctrl-C. It speaks MQTT 3.1.1 only.",
-        epilog="example:\n  skyedge broker --port 1883",
-    )
+    b = add_command(subparsers, _BROKER_HELP)
     b.add_argument("--host", default="127.0.0.1")
     b.add_argument("--port", type=int, default=1883)
     b.set_defaults(func=_broker)
-    c = subparsers.add_parser(
-        "cloudmap",
-        help="draw a frame's cloud map (sectors, cloud cover) over the frame as a PNG",
-        description="Run the package's cloud map on one frame as `skyedge run` would and draw it (docs/mqtt.md: cloud_map).",
-        epilog="example:\n  skyedge cloudmap frames/2026-12-03T22-15-00.jpg --model models/allsky --out map.png "
-        "[--config configs/edge/allsky.yaml --camera allsky]",
-    )
+    c = add_command(subparsers, _CLOUDMAP_HELP)
     c.add_argument("frame", help="an all-sky frame (FITS, PNG, JPEG, TIFF)")
     c.add_argument("--model", required=True, help="a frame package with a cloud map")
     c.add_argument("--out", required=True, help="PNG to write")

@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
+from skyedge.commands import add_command
 from skyedge.precisions import PRECISIONS
+
+_EXPORT_HELP = """\
+export: training run -> verified model package (ONNX FP32 + FP16, model card)
+
+Export a `skyedge train` run to ONNX (dynamic batch, and time for sequence models), check it
+(onnx.checker, shape inference, TensorRT 10.3 parser table), measure parity with PyTorch on
+random and held-out inputs, convert to FP16, and write skyedge.json and export.json.
+
+example:
+  skyedge export runs/allsky-tiny --out models/allsky-tiny
+"""
+
+_ENGINE_HELP = """\
+engine: build a TensorRT engine from a package (run this on the Jetson)
+
+Build a strongly typed TensorRT engine from the package's ONNX for --precision, with an
+optimization profile over --batch (and the card's epoch range), a persistent timing cache,
+and a sidecar JSON. Needs TensorRT 10.3+ and pycuda (`pip install skyedge[jetson]`).
+
+example:
+  skyedge engine models/allsky-tiny --precision int8 --batch 1,8,32
+"""
 
 
 def _export(args) -> int:
@@ -51,16 +74,7 @@ def _engine(args) -> int:
 
 def register(subparsers) -> None:
     """Add `export` and `engine` to the CLI."""
-    p = subparsers.add_parser(
-        "export",
-        help="training run -> verified model package (ONNX FP32 + FP16, model card)",
-        description=(
-            "Export a `skyedge train` run to ONNX (dynamic batch, and time for sequence models), check it\n"
-            "(onnx.checker, shape inference, TensorRT 10.3 parser table), measure parity with PyTorch on\n"
-            "random and held-out inputs, convert to FP16, and write skyedge.json and export.json."
-        ),
-        epilog="example:\n  skyedge export runs/allsky-tiny --out models/allsky-tiny",
-    )
+    p = add_command(subparsers, _EXPORT_HELP)
     p.add_argument("run", help="run directory written by skyedge train")
     p.add_argument("--out", required=True, help="model package directory to write")
     p.add_argument("--name", default=None, help="model name in the card (default: the recipe's name)")
@@ -71,16 +85,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="also print export.json")
     p.set_defaults(func=_export)
 
-    e = subparsers.add_parser(
-        "engine",
-        help="build a TensorRT engine from a package (run this on the Jetson)",
-        description=(
-            "Build a strongly typed TensorRT engine from the package's ONNX for --precision, with an\n"
-            "optimization profile over --batch (and the card's epoch range), a persistent timing cache,\n"
-            "and a sidecar JSON. Needs TensorRT 10.3+ and pycuda (`pip install skyedge[jetson]`)."
-        ),
-        epilog="example:\n  skyedge engine models/allsky-tiny --precision int8 --batch 1,8,32",
-    )
+    e = add_command(subparsers, _ENGINE_HELP)
     e.add_argument("package")
     e.add_argument("--precision", default="fp16", choices=list(PRECISIONS))
     e.add_argument("--batch", default="1,8,32", help="comma-separated: min, typical, max batch (default 1,8,32)")

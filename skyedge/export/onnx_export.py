@@ -60,17 +60,7 @@ def _export_dynamo(model, inputs, path, input_names, output_names, card, opset) 
                     named[dim] = torch.export.Dim(dim, min=1, max=card["sequence"]["max_epochs"])
                 axes[axis] = named[dim]
         dims.append(axes)
-    torch.onnx.export(
-        model.eval(),
-        inputs,
-        str(path),
-        input_names=input_names,
-        output_names=output_names,
-        opset_version=opset,
-        dynamo=True,
-        dynamic_shapes=tuple(dims),
-        external_data=False,
-    )
+    _onnx_export(model, inputs, path, input_names, output_names, opset, dynamo=True, dynamic_shapes=tuple(dims), external_data=False)
 
 
 def _export_torchscript(model, inputs, path, input_names, output_names, card, opset) -> None:
@@ -80,6 +70,11 @@ def _export_torchscript(model, inputs, path, input_names, output_names, card, op
     axes = {}
     for spec in card["inputs"] + card["outputs"]:
         axes[spec["name"]] = {i: d for i, d in enumerate(spec["shape"]) if isinstance(d, str)}
+    _onnx_export(model, inputs, path, input_names, output_names, opset, dynamo=False, dynamic_axes=axes, do_constant_folding=True)
+
+
+def _onnx_export(model, inputs, path, input_names, output_names, opset, **exporter) -> None:
+    """torch.onnx.export with the names and opset both exporters share; ``exporter``: the one's own options."""
     torch.onnx.export(
         model.eval(),
         inputs,
@@ -87,9 +82,7 @@ def _export_torchscript(model, inputs, path, input_names, output_names, card, op
         input_names=input_names,
         output_names=output_names,
         opset_version=opset,
-        dynamo=False,
-        dynamic_axes=axes,
-        do_constant_folding=True,
+        **exporter,
     )
 
 

@@ -5,6 +5,67 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from skyedge.commands import add_command
+
+_EVALUATE_HELP = """\
+evaluate: score a trained frame model on camera profiles it never saw
+
+Simulate each --profile (cached under --data-root), prepare the frames as the edge does, and report
+accuracy, macro-F1, truly cloudy frames called clear and the open-set rate, beside the run's own
+held-out accuracy; with --invalid, how frames that are no night sky were answered.
+
+example:
+  skyedge evaluate runs/allsky-tiny --profile cropped-wide-jpeg --profile rpi-fisheye-jpeg --out results/unseen.json
+"""
+
+_SIMULATE_HELP = """\
+simulate: simulate all-sky frames, transient stamp sequences or a telescope field
+
+Write a simulated data set (sharded .npz + manifest.json) or, for 'field', FITS frames and a catalogue.
+
+examples:
+  skyedge simulate allsky --n 2400 --out data/allsky-train --seed 11
+  skyedge simulate allsky --n 60 --out data/camera --files fits --seed 5
+  skyedge simulate allsky --n 600 --profile suburban-colour-jpeg --out data/suburb --seed 3
+  skyedge simulate transients --n 2800 --out data/transients-train --seed 11
+  skyedge simulate field --n 6 --out data/field --seed 3   # 6 objects per class
+"""
+
+_FIELD_REPORT_HELP = """\
+field-report: judge a telescope field run against the simulator's truth (completeness, how early, accuracy)
+
+Read a simulated field (simulated with --truth-snr) and the JSON-lines log of `skyedge run` on it;
+report detection completeness (overall, per class, against magnitude), the epoch each class was
+first reported against the epoch it became detectable, and the last published class against the
+model's offline answer on the same objects. Writes field_report.json and field_report.png.
+
+example:
+  skyedge simulate field --n 20 --size 512 --epochs 16 --drift-px 3 --hostless-fraction 0.5 --truth-snr 3 --out data/field
+  skyedge run --config configs/edge/telescope.yaml --once
+  skyedge field-report data/field results/scope-01.jsonl --model models/transients-tiny
+"""
+
+_TRAIN_HELP = """\
+train: train a frame or sequence classifier from a YAML recipe
+
+Train, evaluate on held-out data, and write checkpoint, metrics.json, plots and card.json.
+
+example:
+  skyedge train --config configs/train/allsky-tiny.yaml
+  skyedge train --config configs/train/allsky-tiny.yaml --set frame_model.loss=triplet --set seed=1 --out runs/t1
+  skyedge train --config configs/train/allsky-site.yaml --init-from runs/allsky-tiny --freeze-backbone-epochs 3
+  torchrun --nproc-per-node 2 -m skyedge train --config configs/train/allsky-r18-triplet.yaml
+"""
+
+_TORCH_BENCH_HELP = """\
+torch-bench: PyTorch eager throughput of a training run (what `bench --compare-torch` compares against)
+
+Time the run's model in PyTorch eager on the CPU; print or write JSON.
+
+example:
+  skyedge torch-bench runs/allsky-tiny --batch 1,8 --json results/torch.json
+"""
+
 
 def _simulate(args) -> int:
     from pathlib import Path
@@ -131,19 +192,7 @@ def _evaluate(args) -> int:
 
 def register_evaluate(subparsers) -> None:
     """Add `evaluate` to the CLI."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="score a trained frame model on camera profiles it never saw",
-        description=(
-            "Simulate each --profile (cached under --data-root), prepare the frames as the edge does, and report\n"
-            "accuracy, macro-F1, truly cloudy frames called clear and the open-set rate, beside the run's own\n"
-            "held-out accuracy; with --invalid, how frames that are no night sky were answered."
-        ),
-        epilog=(
-            "example:\n  skyedge evaluate runs/allsky-tiny --profile cropped-wide-jpeg --profile rpi-fisheye-jpeg "
-            "--out results/unseen.json"
-        ),
-    )
+    p = add_command(subparsers, _EVALUATE_HELP)
     p.add_argument("run", help="a `skyedge train` run directory (frame model)")
     p.add_argument("--profile", action="append", required=True, help="camera profile (repeatable)")
     p.add_argument("--n", type=int, default=300, help="frames per profile")
@@ -167,19 +216,7 @@ def register_evaluate(subparsers) -> None:
 
 def register(subparsers) -> None:
     """Add `simulate`, `train` and `evaluate` to the CLI."""
-    sim = subparsers.add_parser(
-        "simulate",
-        help="simulate all-sky frames, transient stamp sequences or a telescope field",
-        description="Write a simulated data set (sharded .npz + manifest.json) or, for 'field', FITS frames and a catalogue.",
-        epilog=(
-            "examples:\n"
-            "  skyedge simulate allsky --n 2400 --out data/allsky-train --seed 11\n"
-            "  skyedge simulate allsky --n 60 --out data/camera --files fits --seed 5\n"
-            "  skyedge simulate allsky --n 600 --profile suburban-colour-jpeg --out data/suburb --seed 3\n"
-            "  skyedge simulate transients --n 2800 --out data/transients-train --seed 11\n"
-            "  skyedge simulate field --n 6 --out data/field --seed 3   # 6 objects per class"
-        ),
-    )
+    sim = add_command(subparsers, _SIMULATE_HELP)
     sim.add_argument("kind", choices=["allsky", "transients", "field"])
     sim.add_argument("--n", type=int, required=True, help="items (field: objects per class)")
     sim.add_argument("--out", required=True)
@@ -222,23 +259,7 @@ def register(subparsers) -> None:
     )
     sim.set_defaults(func=_simulate)
 
-    report = subparsers.add_parser(
-        "field-report",
-        help="judge a telescope field run against the simulator's truth (completeness, how early, accuracy)",
-        description=(
-            "Read a simulated field (simulated with --truth-snr) and the JSON-lines log of `skyedge run` on it;\n"
-            "report detection completeness (overall, per class, against magnitude), the epoch each class was\n"
-            "first reported against the epoch it became detectable, and the last published class against the\n"
-            "model's offline answer on the same objects. Writes field_report.json and field_report.png."
-        ),
-        epilog=(
-            "example:\n"
-            "  skyedge simulate field --n 20 --size 512 --epochs 16 --drift-px 3 --hostless-fraction 0.5 "
-            "--truth-snr 3 --out data/field\n"
-            "  skyedge run --config configs/edge/telescope.yaml --once\n"
-            "  skyedge field-report data/field results/scope-01.jsonl --model models/transients-tiny"
-        ),
-    )
+    report = add_command(subparsers, _FIELD_REPORT_HELP)
     report.add_argument("field", help="simulated field folder (frames/, truth.json)")
     report.add_argument("results", help="JSON-lines log of the run (reporters.jsonl)")
     report.add_argument("--model", required=True, help="the model package the run used")
@@ -246,12 +267,7 @@ def register(subparsers) -> None:
     report.add_argument("--out", default="results/field-report")
     report.set_defaults(func=_field_report)
 
-    train = subparsers.add_parser(
-        "train",
-        help="train a frame or sequence classifier from a YAML recipe",
-        description="Train, evaluate on held-out data, and write checkpoint, metrics.json, plots and card.json.",
-        epilog="example:\n  skyedge train --config configs/train/allsky-tiny.yaml\n  skyedge train --config configs/train/allsky-tiny.yaml --set frame_model.loss=triplet --set seed=1 --out runs/t1\n  skyedge train --config configs/train/allsky-site.yaml --init-from runs/allsky-tiny --freeze-backbone-epochs 3\n  torchrun --nproc-per-node 2 -m skyedge train --config configs/train/allsky-r18-triplet.yaml",
-    )
+    train = add_command(subparsers, _TRAIN_HELP)
     train.add_argument("--config", required=True)
     train.add_argument("--out", default=None, help="override the recipe's run directory")
     train.add_argument("--epochs", type=int, default=None, help="override train.epochs")
@@ -275,12 +291,7 @@ def register(subparsers) -> None:
     )
     train.set_defaults(func=_train)
 
-    p = subparsers.add_parser(
-        "torch-bench",
-        help="PyTorch eager throughput of a training run (what `bench --compare-torch` compares against)",
-        description="Time the run's model in PyTorch eager on the CPU; print or write JSON.",
-        epilog="example:\n  skyedge torch-bench runs/allsky-tiny --batch 1,8 --json results/torch.json",
-    )
+    p = add_command(subparsers, _TORCH_BENCH_HELP)
     p.add_argument("run")
     p.add_argument("--batch", default="1,8")
     p.add_argument("--trials", type=int, default=3)
