@@ -152,7 +152,9 @@ def catalogue_field_config(path: Path, package: Path, field: Path, log: Path, **
 
 def assert_last_epochs_match_offline(package: Path, field: Path, frames: list[Path], last: dict[str, dict]) -> None:
     """Each catalogue object's answer at its last epoch (``last``: object id -> message) equals the full graph run
-    offline by ONNX Runtime on the same stamps, cut and scaled independently of the edge."""
+    offline by ONNX Runtime on the same stamps, cut and scaled independently of the edge. The edge cuts its stamps
+    from frames whose single-pixel spikes are repaired and whose background is a map, not a level: answers agree
+    to 2e-3 (a state or stamp mix-up moves them by tenths)."""
     import onnxruntime as ort
     from astropy.io import fits
 
@@ -170,7 +172,7 @@ def assert_last_epochs_match_offline(package: Path, field: Path, frames: list[Pa
         x, c = prepare_sequence(stamps, raw, card.sequence)
         p = sess.run(["probabilities"], {"stamps": x[None], "conditions": c[None]})[0][0, -1]
         got = np.array([last[entry.id]["probabilities"][k] for k in card.classes])
-        np.testing.assert_allclose(got, p, atol=1e-5, err_msg=entry.id)
+        np.testing.assert_allclose(got, p, atol=2e-3, err_msg=entry.id)
 
 
 def classify_folder(tmp_path: Path, package: Path, incoming: Path, log: Path, **extra) -> dict[str, dict]:

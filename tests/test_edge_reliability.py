@@ -293,8 +293,10 @@ def test_8_a_field_retires_transients_that_are_gone():
         image = rng.normal(100, 5, (128, 128)).astype(np.float32)
         for x, y, flux in [(sx, sy, 5000.0) for sx, sy in stars] + blobs:
             image += (flux / (2 * np.pi * 1.5**2) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.5**2))).astype(np.float32)
-        cond = {"mjd": 60000.0 + epoch, "fwhm": 3.5, "sky": 100.0, "zero_point": 25.0, "exptime": 30.0, "airmass": 1.1}
-        return SimpleNamespace(frame_id=f"e{epoch:03d}", image=image, header={"conditions": cond}, replay=False)
+        header = {"MJD-OBS": 60000.0 + epoch, "FWHM": 3.5, "SKYLEVEL": 100.0, "MAGZP": 25.0, "EXPTIME": 30.0, "AIRMASS": 1.1}
+        return SimpleNamespace(
+            frame_id=f"e{epoch:03d}", source=f"e{epoch:03d}.fits", image=image, header=header, replay=False
+        )
 
     tracker = FieldTracker(spec, max_epochs=24)
     followed, retired = [], []

@@ -83,6 +83,19 @@ example:
   skyedge cloudmap frames/2026-12-03T22-15-00.jpg --model models/allsky --out map.png [--config configs/edge/allsky.yaml --camera allsky]
 """
 
+_FIELD_INJECT_HELP = """\
+field-inject: plant artificial sources into real telescope frames, to measure what the field pipeline finds
+
+Measure and align every frame as the edge does, then plant point sources at fixed sky positions that follow the
+field's drift: rising supernovae, moving asteroids, variable stars, with the frame's seeing, at a target S/N in the
+difference image. OUT gets frames/ (run the edge on it) and truth.json (what skyedge field-report scores).
+
+example:
+  skyedge field-inject data/hatp32 runs/inject --per-kind 10 --snr 5,30 --seed 0
+  skyedge run --config configs/edge/telescope.yaml --once   # source.path: runs/inject/frames
+  skyedge field-report runs/inject results/scope-01.jsonl --model models/transients-tiny
+"""
+
 
 def _run(args) -> int:
     import threading
@@ -375,7 +388,7 @@ def register_label(subparsers) -> None:
 
 
 def register_operator(subparsers) -> None:
-    """Add `watch` and `broker` to the CLI."""
+    """Add `watch`, `broker`, `cloudmap` and `field-inject` to the CLI."""
     w = add_command(subparsers, _WATCH_HELP)
     w.add_argument("--broker", default="localhost:1883", help="HOST[:PORT] (default localhost:1883)")
     w.add_argument("--site", default=None, help="only this site")
@@ -394,6 +407,25 @@ def register_operator(subparsers) -> None:
     c.add_argument("--config", default=None, help="deployment YAML whose pipeline orientation to use")
     c.add_argument("--camera", default=None, help="the pipeline in --config (default: the first)")
     c.set_defaults(func=_cloudmap)
+    f = add_command(subparsers, _FIELD_INJECT_HELP)
+    f.add_argument("frames", help="folder of FITS frames of one field")
+    f.add_argument("out", help="folder to write the injected frames and truth.json to")
+    f.add_argument("--per-kind", type=int, default=10, help="sources of each kind (default 10)")
+    f.add_argument("--snr", default="5,30", help="peak S/N range in the difference image (default 5,30)")
+    f.add_argument("--reference-epochs", type=int, default=3, help="as the field's config (default 3): no SN before")
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=_field_inject)
+
+
+def _field_inject(args) -> int:
+    from pathlib import Path
+
+    from skyedge.edge.tools.field_inject import inject
+
+    low, high = (float(v) for v in args.snr.split(","))
+    out = inject(Path(args.frames), Path(args.out), args.per_kind, (low, high), args.reference_epochs, args.seed)
+    print(f"wrote {out / 'frames'} and {out / 'truth.json'}")
+    return 0
 
 
 def _cloudmap(args) -> int:

@@ -124,7 +124,8 @@ class FitsSequenceSourceSection(FolderSourceSection):
     patterns: list[str] = Field(default_factory=lambda: ["*.fits", "*.fit", "*.fts"])
     reference: PathField | None = Field(
         default=None,
-        description="template FITS frame (with FWHM and MAGZP in its header); default: built from the first epochs",
+        description="template FITS frame (FWHM and MAGZP from its header, else measured and zero_point); "
+        "default: built from the first epochs",
     )
     reference_epochs: Annotated[int, Field(ge=1, le=50)] = Field(
         default=3, description="epochs median-combined into the reference when none is configured"
@@ -133,10 +134,24 @@ class FitsSequenceSourceSection(FolderSourceSection):
         default=5.0, description="residuals (and reference sources) beyond this S/N after the PSF-matched filter"
     )
     detect_new: bool = Field(default=True, description="create objects for residuals away from every known object")
+    real_bogus: bool = Field(
+        default=True,
+        description="judge new residuals before they become objects: cosmic rays and flickering pixels (sharper "
+        "than the frame's stars), misregistration dipoles; bogus ones are counted in the field message",
+    )
     match_radius_px: Annotated[float, Field(gt=0)] = Field(
         default=3.0, description="a residual within this distance of an object belongs to it"
     )
-    align: bool = Field(default=True, description="measure each epoch's drift from the stars and undo it")
+    align: bool = Field(
+        default=True,
+        description="match each epoch's stars to the reference's and undo the drift, rotation or meridian flip "
+        "(false: frames are already registered)",
+    )
+    zero_point: float = Field(
+        default=25.0,
+        description="magnitude zero point given to the reference when its frames' headers have no MAGZP; every "
+        "epoch's is then measured relative to it from the stars (clouds show as a drop)",
+    )
     ring_epochs: Annotated[int, Field(ge=0, le=256)] = Field(
         default=8,
         description="recent frames kept so a new object's history starts before its detection (memory: this many "

@@ -1,7 +1,7 @@
-"""Judging a field run against the simulator's truth: what was found, how early, and how well it was classified.
+"""Judging a field run against its truth: what was found, how early, and how well it was classified.
 
-``skyedge field-report FIELD RESULTS.jsonl`` reads a simulated field (its
-``truth.json``) and what the edge published about it, and reports:
+``skyedge field-report FIELD RESULTS.jsonl`` reads a simulated field, or real frames with sources planted by
+``skyedge field-inject`` (either way a ``truth.json``), and what the edge published about it, and reports:
 
 * **detectability**: each object's S/N in the difference image per epoch, which
   the simulator records (``truth_snr``: a PSF fit to the object's noise-free
@@ -44,7 +44,8 @@ def read_results(path: Path) -> tuple[dict[str, list], list[dict]]:
 
 
 def field_report(field: Path, results: Path, package: Path, match_radius: float = 3.0) -> dict:
-    """Completeness, how early, and classification of a field run against the simulator's truth."""
+    """Completeness, how early, and classification of a field run against its truth (a simulated field, or real
+    frames with sources planted by ``skyedge field-inject``)."""
     from scipy.spatial import cKDTree
 
     field, results, package = Path(field), Path(results), Path(package)
@@ -58,7 +59,7 @@ def field_report(field: Path, results: Path, package: Path, match_radius: float 
     ids = list(objects)
     pos = np.array([[m[0]["position"]["x"], m[0]["position"]["y"]] for m in objects.values()]).reshape(-1, 2)
     tree = cKDTree(pos) if len(pos) else None
-    offline = _offline_last_class(field, package, truth)
+    offline = _offline_last_class(field, package, truth, summaries)
     rows = []
     for k, t in enumerate(truth):
         snr = np.array(t["snr"])
@@ -73,13 +74,16 @@ def field_report(field: Path, results: Path, package: Path, match_radius: float 
             "found": False,
             "offline_class": offline[k],
         }
+        # A moving object is found where it was when it was detectable; a fixed one where it is.
+        places = np.array(t["track"])[snr >= DETECTABLE_SNR] if "track" in t and detectable else [[t["x"], t["y"]]]
         if tree is not None:
-            d, j = tree.query([t["x"], t["y"]], distance_upper_bound=match_radius)
-            if np.isfinite(d):
-                msgs = objects[ids[j]]
+            d, j = tree.query(places, distance_upper_bound=match_radius)
+            hit = np.flatnonzero(np.isfinite(d))
+            if len(hit):
+                msgs = objects[ids[j[hit[0]]]]
                 row.update(
                     found=True,
-                    object_id=ids[j],
+                    object_id=ids[j[hit[0]]],
                     first_epoch=epoch_of_mjd.get(round(msgs[0]["mjd"], 6)),
                     edge_class=msgs[-1]["class"],
                 )
@@ -87,32 +91,53 @@ def field_report(field: Path, results: Path, package: Path, match_radius: float 
     return _summarise(rows, summaries)
 
 
-def _offline_last_class(field: Path, package: Path, truth: list[dict]) -> list[str]:
-    """The model's answer at the last epoch, from the full graph over stamps cut at each object's true position."""
+def _epochs(field: Path, truth: list[dict], summaries: list[dict], spec) -> list[tuple[Path, dict, np.ndarray]]:
+    """(frame, raw conditions, (N, 2) positions in that frame) of the last ``max_epochs`` epochs: a run with
+    condition-bearing summaries gives the conditions the edge used; else the simulator's headers and offsets."""
     from astropy.io import fits
 
     from skyedge.dataset_inputs import HEADER_KEYS, RAW_CONDITIONS
+
+    if summaries and "conditions" in summaries[0] and "frame_xy" in truth[0]:
+        ordered = sorted(summaries, key=lambda s: s["epoch"])[-spec.max_epochs :]
+        out = []
+        for s in ordered:
+            e = s["epoch"] - 1
+            xy = np.array([t["frame_xy"][e] for t in truth])
+            out.append((Path(s["source"]), {k: s["conditions"][k]["value"] for k in RAW_CONDITIONS}, xy))
+        return out
+    offsets = np.array(json.loads((field / "truth.json").read_text())["offsets"])
+    frames = sorted((field / "frames").glob("*.fits"), key=lambda p: fits.getheader(p)["MJD-OBS"])
+    xy = np.array([[t["x"], t["y"]] for t in truth])
+    first = max(len(frames) - spec.max_epochs, 0)
+    out = []
+    for e in range(first, len(frames)):
+        header = fits.getheader(frames[e])
+        out.append((frames[e], {k: float(header[HEADER_KEYS[k]]) for k in RAW_CONDITIONS}, xy + offsets[e]))
+    return out
+
+
+def _offline_last_class(field: Path, package: Path, truth: list[dict], summaries: list[dict]) -> list[str]:
+    """The model's answer at the last epoch, from the full graph over stamps cut at each object's true position."""
+    from astropy.io import fits
+
+    from skyedge.dataset_inputs import RAW_CONDITIONS
     from skyedge.model_card import read_card
     from skyedge.precisions import ort_session
     from skyedge.preprocess import condition_features, cut_stamps, normalised_conditions, prepare_stamps
 
     card = read_card(package)
     spec = card.sequence
-    offsets = np.array(json.loads((field / "truth.json").read_text())["offsets"])
-    frames = sorted((field / "frames").glob("*.fits"), key=lambda p: fits.getheader(p)["MJD-OBS"])
-    x = np.array([t["x"] for t in truth])
-    y = np.array([t["y"] for t in truth])
     stamps, raw = [], {k: [] for k in RAW_CONDITIONS}
-    for e, path in enumerate(frames[-spec.max_epochs :]):
-        e += max(len(frames) - spec.max_epochs, 0)
-        with fits.open(path) as hdul:
-            image, header = hdul[0].data.astype(np.float32), hdul[0].header
-        cut = cut_stamps(image, x + offsets[e, 0], y + offsets[e, 1], spec.stamp_size)
-        stamps.append(prepare_stamps(cut, float(header[HEADER_KEYS["zero_point"]]), spec))
+    for path, conditions, xy in _epochs(field, truth, summaries, spec):
+        image = fits.getdata(path).astype(np.float32)
+        cut = cut_stamps(image, xy[:, 0], xy[:, 1], spec.stamp_size)
+        stamps.append(prepare_stamps(cut, float(conditions["zero_point"]), spec))
         for k in RAW_CONDITIONS:
-            raw[k].append(float(header[HEADER_KEYS[k]]))
+            raw[k].append(float(conditions[k]))
     features = normalised_conditions(condition_features({k: np.array(v) for k, v in raw.items()}, spec.conditions), spec)
-    inputs = {"stamps": np.stack(stamps, axis=1)[:, :, None], "conditions": np.broadcast_to(features, (len(x), *features.shape)).copy()}
+    n = len(truth)
+    inputs = {"stamps": np.stack(stamps, axis=1)[:, :, None], "conditions": np.broadcast_to(features, (n, *features.shape)).copy()}
     session = ort_session(package / card.files["fp32"])
     names = [t.name for t in card.inputs]
     prob = session.run(None, {n: inputs[t.role] for n, t in zip(names, card.inputs, strict=True)})[0]

@@ -1,14 +1,11 @@
-"""Difference imaging for a telescope field: alignment, a reference, PSF matching, and residual detection.
+"""Difference imaging for a telescope field: stars, a reference, PSF matching, and residual detection.
 
 What a survey pipeline does to find what is new in a frame, in array
 operations (numpy and OpenCV), sized for a 4k x 4k frame every minute on a
 Jetson's CPU:
 
-* :func:`measure_shift`: the frame's drift against the reference, found from
-  the stars (:func:`stars`) by voting on the offsets between star pairs (a few
-  pixels of pointing drift between epochs is normal; a hot column or a
-  satellite trail does not vote);
-* :func:`shift_image`: a frame moved onto the reference's pixel grid;
+* :func:`stars`: isolated, round point sources, brightest first (what alignment,
+  :mod:`skyedge.edge.field.align`, matches and seeing is measured on);
 * :class:`Reference`: the template, a median of the first epochs (or a
   configured frame), with its seeing and zero point;
 * :func:`difference`: frame minus reference, the sharper of the two blurred to
@@ -35,6 +32,38 @@ def sky_level(image: np.ndarray) -> float:
     return float(np.nanmedian(sample))
 
 
+BACKGROUND_BOX = 64  # px: the mesh of the background map (a sky gradient, vignetting, a moonlit corner)
+
+
+def background(image: np.ndarray, box: int = BACKGROUND_BOX) -> np.ndarray:
+    """The frame's smooth background: the median of each box of a coarse mesh (robust to the stars in it),
+    median-filtered over 3x3 boxes (robust to a bright star filling one), interpolated to every pixel. A single
+    level when the frame is smaller than two boxes."""
+    import cv2
+    from scipy.ndimage import median_filter
+
+    h, w = image.shape
+    ny, nx = max(h // box, 1), max(w // box, 1)
+    if ny < 2 and nx < 2:
+        return np.full(image.shape, sky_level(image), np.float32)
+    # Every pixel lands in one of ny x nx cells (the last ones take the remainder); a 1-in-4 sample is plenty.
+    ys = np.minimum(np.arange(0, h, 2) * ny // h, ny - 1)
+    xs = np.minimum(np.arange(0, w, 2) * nx // w, nx - 1)
+    sample = image[::2, ::2].astype(np.float32)
+    cells = np.full((ny, nx), np.nan, np.float32)
+    for j in range(ny):
+        rows = sample[ys == j]
+        for i in range(nx):
+            values = rows[:, xs == i]
+            values = values[np.isfinite(values)]
+            if values.size:
+                cells[j, i] = np.median(values)
+    cells = np.where(np.isfinite(cells), cells, np.nanmedian(cells))
+    if ny >= 3 and nx >= 3:
+        cells = median_filter(cells, size=3, mode="nearest")
+    return cv2.resize(cells, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def robust_sigma(image: np.ndarray) -> float:
     """Noise from the median absolute deviation of a pixel sample."""
     sample = image[::3, ::3]
@@ -44,7 +73,6 @@ def robust_sigma(image: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(sample - np.median(sample)))) or 1.0
 
 
-MAX_DRIFT_PX = 25.0  # largest pointing drift between an epoch and the reference that alignment looks for
 ALIGN_STARS = 300  # brightest round sources used to align
 
 
@@ -83,46 +111,6 @@ def stars(image: np.ndarray, fwhm: float, limit: int = ALIGN_STARS) -> np.ndarra
     return np.stack([x[keep] + cx[keep], y[keep] + cy[keep]], axis=1)
 
 
-def measure_shift(reference_stars: np.ndarray, image_stars: np.ndarray) -> tuple[float, float] | None:
-    """(dx, dy) that moves the image onto the reference's grid, by voting: every pair of a reference star and an
-    image star within :data:`MAX_DRIFT_PX` votes for its offset; the offsets near the most voted one are
-    averaged. None when too few stars agree (the frame keeps its grid; the caller says so)."""
-    from scipy.spatial import cKDTree
-
-    if len(reference_stars) < 3 or len(image_stars) < 3:
-        return None
-    pairs = cKDTree(image_stars).query_ball_point(reference_stars, MAX_DRIFT_PX)
-    ref_i = np.repeat(np.arange(len(reference_stars)), [len(p) for p in pairs])
-    img_i = np.fromiter((j for p in pairs for j in p), dtype=np.int64, count=len(ref_i))
-    if len(ref_i) == 0:
-        return None
-    d = reference_stars[ref_i] - image_stars[img_i]
-    bins = np.arange(-MAX_DRIFT_PX - 0.5, MAX_DRIFT_PX + 1.0, 1.0)
-    votes, xe, ye = np.histogram2d(d[:, 0], d[:, 1], bins=(bins, bins))
-    ix, iy = np.unravel_index(np.argmax(votes), votes.shape)
-    if votes[ix, iy] < 3:
-        return None
-    centre = np.array([0.5 * (xe[ix] + xe[ix + 1]), 0.5 * (ye[iy] + ye[iy + 1])])
-    near = np.all(np.abs(d - centre) <= 1.0, axis=1)
-    dx, dy = np.median(d[near], axis=0)
-    return float(dx), float(dy)
-
-
-def shift_image(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """``image`` moved by (dx, dy) px (bilinear), NaN where no data came in."""
-    import cv2
-
-    matrix = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], dtype=np.float64)
-    return cv2.warpAffine(
-        image.astype(np.float32),
-        matrix,
-        image.shape[::-1],
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=float("nan"),
-    )
-
-
 def blur_to(image: np.ndarray, fwhm_from: float, fwhm_to: float) -> np.ndarray:
     """``image`` convolved with the Gaussian that widens a PSF of ``fwhm_from`` to ``fwhm_to`` (no-op if narrower)."""
     import cv2
@@ -155,12 +143,15 @@ class Reference:
         return cls(np.nan_to_num(image).astype(np.float32), broadest, zp, len(frames))
 
 
-def difference(image: np.ndarray, fwhm: float, zero_point: float, reference: Reference) -> tuple[np.ndarray, float]:
-    """Background-free frame minus the PSF- and flux-matched reference; and the seeing both now share."""
+def difference(
+    image: np.ndarray, fwhm: float, zero_point: float, reference: Reference
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Background-free frame minus the PSF- and flux-matched reference; the seeing both now share; and that
+    matched reference (what the difference's noise near sources is judged by)."""
     ref = reference.image * np.float32(10.0 ** (0.4 * (zero_point - reference.zero_point)))
     common = max(fwhm, reference.fwhm)
-    diff = blur_to(image, fwhm, common) - blur_to(ref, reference.fwhm, common)
-    return diff, common
+    template = blur_to(ref, reference.fwhm, common)
+    return blur_to(image, fwhm, common) - template, common, template
 
 
 @dataclass
@@ -171,28 +162,98 @@ class Residuals:
     y: np.ndarray
     snr: np.ndarray
     sigma: float
+    filtered: np.ndarray | None = None  # the PSF-filtered difference (what real/bogus judges lobes on)
+    noise: np.ndarray | float = 0.0  # its noise, per pixel where the template's stars raise it
+    template: np.ndarray | None = None  # the flux-matched reference, filtered alike
 
 
-def detect_residuals(diff: np.ndarray, fwhm: float, threshold: float, min_separation: int = 5) -> Residuals:
+def detect_residuals(
+    diff: np.ndarray,
+    fwhm: float,
+    threshold: float,
+    min_separation: int = 5,
+    usable: np.ndarray | None = None,
+    template: np.ndarray | None = None,
+) -> Residuals:
     """Local extrema of the PSF-filtered difference beyond ``threshold`` sigma, positive (brightened, appeared)
-    and negative (faded), at least ``min_separation`` px apart."""
+    and negative (faded), at least ``min_separation`` px apart; only where ``usable`` (the noise is measured
+    there too: masked pixels neither detect nor set the threshold).
+
+    ``template``: the flux-matched reference on the same grid. Near its stars the difference is noisier than the
+    sky (their photon noise, and what PSF matching leaves of them); the noise there is measured on this very
+    difference (:func:`noise_model`), so a bright star's residue is not a discovery while empty sky keeps the
+    full sensitivity."""
     import cv2
 
     data = np.nan_to_num(diff).astype(np.float32)
-    filtered = cv2.GaussianBlur(data, (0, 0), max(fwhm * FWHM_TO_SIGMA, 0.5))
-    sigma = robust_sigma(filtered)
+    if usable is not None:
+        data = np.where(usable, data, 0.0).astype(np.float32)
+    width = max(fwhm * FWHM_TO_SIGMA, 0.5)
+    filtered = cv2.GaussianBlur(data, (0, 0), width)
+    sigma = robust_sigma(np.where(usable, filtered, np.nan)) if usable is not None else robust_sigma(filtered)
+    noise: np.ndarray | float = sigma
+    smooth = None
+    if template is not None:
+        smooth = cv2.GaussianBlur(np.nan_to_num(template).astype(np.float32), (0, 0), width)
+        noise = noise_model(filtered, smooth, sigma, usable, fwhm)
     kernel = np.ones((min_separation, min_separation), np.uint8)
     xs, ys, snr = [], [], []
     for sign in (1.0, -1.0):
         signed = sign * filtered
-        peaks = (signed >= cv2.dilate(signed, kernel)) & (signed > threshold * sigma)
+        peaks = (signed >= cv2.dilate(signed, kernel)) & (signed > threshold * noise)
+        if usable is not None:
+            peaks &= usable
         y, x = np.nonzero(peaks)
         xs.append(x)
         ys.append(y)
-        snr.append(filtered[y, x] / sigma)
+        snr.append(filtered[y, x] / (noise[y, x] if isinstance(noise, np.ndarray) else noise))
     return Residuals(
-        np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.float64), np.concatenate(snr), sigma
+        np.concatenate(xs).astype(np.float64),
+        np.concatenate(ys).astype(np.float64),
+        np.concatenate(snr),
+        sigma,
+        filtered,
+        noise,
+        smooth,
     )
+
+
+def noise_model(
+    filtered: np.ndarray, smooth_template: np.ndarray, sigma: float, usable: np.ndarray | None, fwhm: float
+) -> np.ndarray:
+    """Per-pixel noise of the filtered difference: ``sigma**2 + a*t + (f*t)**2`` with ``t`` the filtered template.
+    ``a`` (photon noise) and ``f`` (the share of a star PSF matching leaves) are fitted to the difference's scatter
+    at the template's stars, binned by brightness: measured on each epoch, not promised by a header's gain."""
+    import cv2
+
+    t = smooth_template
+    peaks = (t >= cv2.dilate(t, np.ones((5, 5), np.uint8))) & (t > 5.0 * robust_sigma(t))
+    if usable is not None:
+        peaks &= usable
+    y, x = np.nonzero(peaks)
+    a = f2 = 0.0
+    if len(x) >= 40:
+        level, resid = t[y, x].astype(np.float64), filtered[y, x].astype(np.float64)
+        edges = np.quantile(level, np.linspace(0, 1, min(10, len(x) // 20) + 1))
+        rows, var = [], []
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            inside = (level >= lo) & (level <= hi)
+            if inside.sum() >= 10:
+                r = resid[inside]
+                mid = float(np.median(level[inside]))
+                rows.append([mid, mid * mid])
+                var.append(max((1.4826 * np.median(np.abs(r - np.median(r)))) ** 2 - sigma**2, 0.0))
+        if len(rows) >= 2:
+            from scipy.optimize import nnls
+
+            design, target = np.array(rows), np.array(var)
+            scale = 1.0 / np.maximum(target, sigma**2)  # relative errors: faint and bright bins count alike
+            (a, f2), _ = nnls(design * scale[:, None], target * scale)
+    # What PSF matching leaves of a star lies around its peak (a ring, a dipole), where the template is fainter:
+    # each pixel is judged by the brightest template pixel within a seeing disc.
+    reach = 2 * int(np.ceil(2.0 * fwhm)) + 1
+    t = cv2.dilate(np.clip(t, 0.0, None), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
+    return np.sqrt(sigma**2 + a * t + f2 * t * t).astype(np.float32)
 
 
 def detect_sources(image: np.ndarray, fwhm: float, threshold: float, min_separation: int = 10) -> Residuals:

@@ -202,6 +202,7 @@ class FieldPublishing:
                 "classified": int(counts.sum()),
                 "detections": int(view.detections),
                 "refused": int(view.refused),
+                "bogus": {k: int(n) for k, n in view.bogus.items()},
             },
             classes={c: int(n) for c, n in zip(self.classes, counts, strict=True)},
             candidates=[
@@ -214,7 +215,8 @@ class FieldPublishing:
                 }
                 for p, oid, k, n, x, y in best
             ],
-            alignment={"dx": round(view.shift[0], 3), "dy": round(view.shift[1], 3)},
+            alignment=view.alignment.message(),
+            conditions=_conditions_message(view.conditions, view.sources),
             difference_sigma=round(float(view.sigma), 4),
             latency_ms={
                 "total": round(1e3 * (time.perf_counter() - ctx.arrived), 3),
@@ -223,3 +225,14 @@ class FieldPublishing:
             },
             messages=tally.messages,
         )
+
+
+def _conditions_message(conditions: dict, sources: dict) -> dict:
+    """The epoch's observing conditions and where each came from (header keyword, measured, assumed)."""
+    out = {}
+    for name in ("mjd", "exptime", "airmass", "fwhm", "sky", "zero_point"):
+        value = conditions.get(name)
+        if value is None or not np.isfinite(value):
+            continue
+        out[name] = {"value": round(float(value), 6 if name == "mjd" else 4), "source": sources.get(name, "source")}
+    return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from skyedge.dataset_inputs import RAW_CONDITIONS
+from skyedge.edge.field.align import Alignment
 from skyedge.model_card import SequenceSpec, StepGraph
 from skyedge.preprocess import condition_features, cut_stamps, normalised_conditions, prepare_stamps
 
@@ -27,16 +28,16 @@ def _raw(conditions: dict) -> dict[str, float]:
 def epoch_inputs(
     image: np.ndarray,
     conditions: dict,
-    shift: tuple[float, float],
+    alignment: Alignment,
     x: np.ndarray,
     y: np.ndarray,
     last_mjd: np.ndarray,
     spec: SequenceSpec,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stamps (N, 1, 1, S, S) and conditions (N, 1, K) for N objects at one epoch (positions on the reference grid,
-    ``shift`` what moves the frame onto it); ``last_mjd`` NaN for an object's first epoch (time since the
+    ``alignment`` what maps the frame onto it); ``last_mjd`` NaN for an object's first epoch (time since the
     previous epoch 0, as at the start of a training sequence)."""
-    cut = cut_stamps(image, x - shift[0], y - shift[1], spec.stamp_size)
+    cut = cut_stamps(image, *alignment.to_frame(x, y), spec.stamp_size)
     stamps = prepare_stamps(cut, conditions["zero_point"], spec)
     dt = np.where(np.isnan(last_mjd), 0.0, conditions["mjd"] - np.nan_to_num(last_mjd))
     features = normalised_conditions(condition_features(_raw(conditions), spec.conditions, dt_days=dt), spec)
@@ -46,13 +47,13 @@ def epoch_inputs(
 
 
 def history_inputs(
-    frames: list[tuple[np.ndarray, dict, tuple]], x: np.ndarray, y: np.ndarray, spec: SequenceSpec
+    frames: list[tuple[np.ndarray, dict, Alignment]], x: np.ndarray, y: np.ndarray, spec: SequenceSpec
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stamps (N, T, 1, S, S) and conditions (N, T, K) for N objects over T frames ``(image, conditions, shift)``."""
+    """Stamps (N, T, 1, S, S) and conditions (N, T, K) for N objects over T frames ``(image, conditions, alignment)``."""
     stamps = np.stack(
         [
-            prepare_stamps(cut_stamps(image, x - dx, y - dy, spec.stamp_size), cond["zero_point"], spec)
-            for image, cond, (dx, dy) in frames
+            prepare_stamps(cut_stamps(image, *alignment.to_frame(x, y), spec.stamp_size), cond["zero_point"], spec)
+            for image, cond, alignment in frames
         ],
         axis=1,
     )

@@ -25,29 +25,33 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.edge.config import StartupError
-from skyedge.edge.field.difference import Reference, sky_level
+from skyedge.edge.field.conditions import header_conditions, star_fwhm
+from skyedge.edge.field.difference import Reference, background, stars
+from skyedge.edge.field.epoch_prep import DEFAULT_FWHM_PX
 from skyedge.edge.field.records import FieldDecisions, FieldEpoch, FieldItem, ObjectRows
 from skyedge.edge.field.sequences import StateStore, epoch_inputs, history_inputs
 from skyedge.edge.field.tracker import EpochView, FieldTracker
 from skyedge.edge.records import Batch
 from skyedge.edge.sources import RawFrame
-from skyedge.edge.sources.fits_sequence import HEADER_KEYS, CatalogError, read_catalog
+from skyedge.edge.sources.fits_sequence import CatalogError, read_catalog
 from skyedge.edge.sources.state import STATE_FILE
 from skyedge.imageio import read_frame
 from skyedge.model_card import ModelCard
 
 
-def load_reference(path, key: str) -> Reference:
-    """A configured template frame, with its seeing and zero point from its header."""
+def load_reference(path, key: str, zero_point: float) -> Reference:
+    """A configured template frame: seeing and zero point from its header, else measured and ``zero_point``."""
     try:
         image, header = read_frame(Path(path))
-        fwhm, zero_point = float(header[HEADER_KEYS["fwhm"]]), float(header[HEADER_KEYS["zero_point"]])
-    except KeyError as exc:
-        raise StartupError(f"{key}: {path} lacks header keyword {exc} (FWHM and MAGZP are needed)") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a start-up error naming the key
         raise StartupError(f"{key}: cannot read {path}: {exc}") from None
+    if image.ndim != 2:
+        raise StartupError(f"{key}: {path} is not a 2-D frame (shape {image.shape})")
     image = image.astype(np.float32)
-    return Reference(image - np.float32(sky_level(image)), fwhm, zero_point, 1)
+    image = image - background(image)
+    conditions, _ = header_conditions(header, str(path))
+    fwhm = conditions.get("fwhm") or star_fwhm(image, stars(image, DEFAULT_FWHM_PX), np.inf) or DEFAULT_FWHM_PX
+    return Reference(image, float(fwhm), float(conditions.get("zero_point", zero_point)), 1)
 
 
 class SequenceTask:
@@ -64,7 +68,7 @@ class SequenceTask:
             catalog = read_catalog(Path(src.catalog)) if src.catalog else None
         except CatalogError as exc:
             raise StartupError(f"{where}.catalog: {exc}") from None
-        reference = load_reference(src.reference, f"{where}.reference") if src.reference else None
+        reference = load_reference(src.reference, f"{where}.reference", src.zero_point) if src.reference else None
         state = Path(src.state_file) if src.state_file else Path(src.path) / STATE_FILE
         memory = state.with_name(f"{state.name}.reference.json")
         self.tracker = FieldTracker(src, card.sequence.max_epochs, catalog, reference, memory)
@@ -93,11 +97,11 @@ class SequenceTask:
         ongoing = rows[~is_new]
         if len(ongoing):
             stamps, conditions = epoch_inputs(
-                view.image, view.conditions, view.shift, o.x[ongoing], o.y[ongoing], o.last_mjd[ongoing], spec
+                view.image, view.conditions, view.alignment, o.x[ongoing], o.y[ongoing], o.last_mjd[ongoing], spec
             )
             groups.append((ongoing, o.n_epochs[ongoing] == 0, stamps, conditions))
         if len(view.new):
-            frames = [*view.history, (view.image, view.conditions, view.shift)]
+            frames = [*view.history, (view.image, view.conditions, view.alignment)]
             stamps, conditions = history_inputs(frames, o.x[view.new], o.y[view.new], spec)
             groups.append((view.new, np.ones(len(view.new), dtype=bool), stamps, conditions))
             o.n_epochs[view.new] = len(frames) - 1  # the increment below adds this epoch

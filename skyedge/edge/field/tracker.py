@@ -7,7 +7,11 @@ appear in, so their histories start before detection), and the ones retired.
 
 * Objects present in the reference (or listed in a catalogue) are followed from
   the first epoch, for as long as the field is observed.
-* Every epoch is differenced against the reference (:mod:`skyedge.edge.field.difference`);
+* Every frame is measured, aligned and masked first (:mod:`skyedge.edge.field.epoch_prep`): conditions from
+  the header or measured, a transform onto the reference grid (drift, rotation, a meridian flip), and the
+  pixels that must not be differenced (saturation, hot pixels, bad lines, the edges after the warp).
+* Every epoch is differenced against the reference (:mod:`skyedge.edge.field.difference`), on the pixels
+  both have;
   a residual within ``match_radius_px`` of an object confirms it, any other
   residual becomes a new object (residuals closer than the radius to each
   other, such as a dipole's two lobes, make one). Moving objects therefore
@@ -31,21 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.edge.field.difference import (
-    Reference,
-    detect_residuals,
-    detect_sources,
-    difference,
-    measure_shift,
-    shift_image,
-    sky_level,
-    stars,
-)
+from skyedge.edge.field.align import Alignment, warp
+from skyedge.edge.field.conditions import relative_flux
+from skyedge.edge.field.difference import Reference, detect_residuals, detect_sources, difference
+from skyedge.edge.field.epoch_prep import FramePreparer, Prepared
+from skyedge.edge.field.vetting import Vetter
 from skyedge.errors import InputError
 
 log = logging.getLogger(__name__)
 
-MIN_SHIFT_PX = 0.25  # below this a measured drift is noise (on a small or sparse frame) or harmless: no resampling
+MIN_SHIFT_PX = 0.25  # below this a pure drift is noise (on a small or sparse frame) or harmless: no resampling
+EDGE_MARGIN_FWHM = 2.0  # pixels this close (in seeing FWHMs) to where either image has no data are not differenced
 
 
 @dataclass
@@ -54,16 +54,18 @@ class EpochView:
 
     frame: object  # the RawFrame
     epoch: int  # 1, 2, ... in the order processed
-    image: np.ndarray  # background-free, as taken (stamps are cut here, at each position minus ``shift``)
+    image: np.ndarray  # background-free, as taken (stamps are cut here, where the alignment maps each position)
     conditions: dict
-    shift: tuple[float, float]  # what moves this frame onto the reference grid
+    alignment: Alignment  # frame pixels -> the reference grid
     detections: int  # residuals beyond the threshold
     followed: np.ndarray  # rows followed this epoch (new ones included)
     new: np.ndarray  # rows created this epoch
-    history: list  # (image, conditions, shift) of the recent epochs before this one, oldest first
+    history: list  # (image, conditions, alignment) of the recent epochs before this one, oldest first
     retired: list[tuple[str, int]] = field(default_factory=list)  # (object id, row) retired after this epoch
     refused: int = 0  # new residuals not followed because max_objects was reached
+    bogus: dict = field(default_factory=dict)  # residuals judged bogus, by reason (skyedge.edge.field.vetting)
     sigma: float = 0.0  # noise of the filtered difference image
+    sources: dict = field(default_factory=dict)  # where each condition came from (header, measured, assumed)
 
 
 class ObjectTable:
@@ -113,12 +115,6 @@ class ObjectTable:
         return np.flatnonzero(self.active)
 
 
-def _background_free(frame) -> np.ndarray:
-    """The frame's pixels minus its sky level, float32."""
-    image = frame.image.astype(np.float32)
-    return image - np.float32(sky_level(image))
-
-
 class FieldTracker:
     """Reference, alignment, detection and association for one field (see the module docstring)."""
 
@@ -130,12 +126,20 @@ class FieldTracker:
         self.reference = reference
         self.memory = memory  # where the frames the reference was built from are listed, for a restart
         self.objects = ObjectTable()
-        self.ring: deque = deque(maxlen=max(0, min(spec.ring_epochs, max_epochs - 1)))
-        self.pending: list = []  # (frame, background-free image, shift) waiting for the reference to be built
+        # Recent frames serve only objects found by differencing (their histories start before detection).
+        keep = min(spec.ring_epochs, max_epochs - 1) if spec.detect_new else 0
+        self.ring: deque = deque(maxlen=max(0, keep))
+        self.pending: list[Prepared] = []  # frames waiting for the reference to be built
+        self.preparer = FramePreparer(spec)
+        self.vetter = Vetter()
+        self.reference_bad: np.ndarray | None = None  # the reference grid's pixels not to difference
         self.epoch = 0
         self.grid_stars = None  # the stars of the reference grid, which each epoch is aligned to
         if reference is not None:
+            from skyedge.edge.field.difference import stars
+
             self.grid_stars = stars(reference.image, reference.fwhm)
+            self.reference_bad = np.zeros(reference.image.shape, bool)
             self._seed_objects()
         else:
             self._rebuild()
@@ -189,31 +193,33 @@ class FieldTracker:
             self._build_reference()
             self.pending.clear()
 
+    def _prepare(self, frame) -> Prepared:
+        """The frame prepared; a drift too small to matter is not undone (no resampling, stamps where they were)."""
+        p = self.preparer.prepare(frame, self.grid_stars)
+        a = p.alignment
+        if a.is_translation and np.hypot(*a.shift) < MIN_SHIFT_PX:
+            p.alignment = Alignment.identity(a.matched, a.residual_px)
+        return p
+
     def _pending(self, frame) -> None:
-        image = _background_free(frame)
-        if self.pending:
-            shift = self._shift(image, frame)
-        else:  # the first epoch sets the grid
-            shift = (0.0, 0.0)
-            if self.spec.align:
-                self.grid_stars = stars(image, frame.header["conditions"]["fwhm"])
-        self.pending.append((frame, image, shift))
+        prepared = self._prepare(frame)
+        if self.grid_stars is None:  # the first epoch sets the grid
+            self.grid_stars = prepared.stars
+        self.pending.append(prepared)
 
-    def _shift(self, image: np.ndarray, frame) -> tuple[float, float]:
-        if not self.spec.align:
-            return (0.0, 0.0)
-        found = measure_shift(self.grid_stars, stars(image, frame.header["conditions"]["fwhm"]))
-        if found is None:
-            log.warning("%s: too few stars agree on a drift; the frame is taken as aligned", frame.frame_id)
-            return (0.0, 0.0)
-        return found if np.hypot(*found) >= MIN_SHIFT_PX else (0.0, 0.0)
+    def _on_grid(self, image: np.ndarray, alignment: Alignment) -> np.ndarray:
+        """``image`` (frame pixels) on the reference grid."""
+        if alignment.is_translation and alignment.shift == (0.0, 0.0):
+            return image.astype(np.float32)
+        return warp(image, alignment, image.shape)
 
-    @staticmethod
-    def _on_grid(image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
-        return shift_image(image, *shift) if shift != (0.0, 0.0) else image
+    def _bad_on_grid(self, p: Prepared) -> np.ndarray:
+        """The frame's bad pixels on the reference grid: every grid pixel any of them reaches (a lone hot pixel
+        moved by half a pixel touches four, none of them by more than half)."""
+        return np.nan_to_num(self._on_grid(p.bad.astype(np.float32), p.alignment)) > 1e-3
 
     def _build_reference(self) -> None:
-        frames = [f for f, _, _ in self.pending]
+        frames = [p.frame for p in self.pending]
         if self.memory is not None:
             try:
                 tmp = self.memory.with_name(f".{self.memory.name}.tmp")
@@ -221,67 +227,100 @@ class FieldTracker:
                 os.replace(tmp, self.memory)
             except OSError as exc:  # the field goes on; a restart then builds its reference anew
                 log.warning("%s: cannot remember the reference's frames (%s)", self.memory, exc)
-        conditions = [f.header["conditions"] for f in frames]
+        first = self.pending[0]
+        base = first.conditions["zero_point"]
+        if not np.isfinite(base):
+            base = self.spec.zero_point
+            first.conditions["zero_point"], first.sources["zero_point"] = base, "configured"
+        on_grid = [self._on_grid(p.clean, p.alignment) for p in self.pending]
+        for p, image in zip(self.pending[1:], on_grid[1:], strict=True):
+            self._zero_point(p, image, on_grid[0], base, first.stars)
         self.reference = Reference.stack(
-            [self._on_grid(im, s) for _, im, s in self.pending],
-            [c["fwhm"] for c in conditions],
-            [c["zero_point"] for c in conditions],
+            on_grid, [p.conditions["fwhm"] for p in self.pending], [p.conditions["zero_point"] for p in self.pending]
         )
+        bad = [self._bad_on_grid(p) for p in self.pending]
+        self.reference_bad = np.logical_or.reduce(bad)
         log.info("reference built from %d epochs (FWHM %.2f px)", len(frames), self.reference.fwhm)
         self._seed_objects()
+
+    def _zero_point(self, p: Prepared, on_grid: np.ndarray, against: np.ndarray, base: float, xy: np.ndarray) -> None:
+        """The frame's zero point relative to an image on the same grid whose zero point is ``base``, from the
+        stars both show (header MAGZP, when given, stays)."""
+        if np.isfinite(p.conditions.get("zero_point", np.nan)):
+            return
+        ratio = relative_flux(on_grid, against, xy[:50], radius=1.5 * p.conditions["fwhm"])
+        if ratio is None:
+            p.conditions["zero_point"], p.sources["zero_point"] = base, "assumed"
+        else:
+            p.conditions["zero_point"], p.sources["zero_point"] = base + 2.5 * np.log10(ratio), "measured"
 
     # ------------------------------------------------------------------ epochs
 
     def observe(self, frame) -> list[EpochView]:
         """The epochs ready after ``frame``: none while the reference is being built, then each waiting one."""
+        if self.reference is not None and frame.image.shape != self.reference.image.shape:
+            # Reported by the runtime as a rejected input naming the file; the field carries on.
+            raise InputError(
+                f"frame shape {frame.image.shape} differs from the reference's {self.reference.image.shape} "
+                "(binning or window changed?): not differenced"
+            )
         if self.reference is None:
             self._pending(frame)
             if len(self.pending) < self.spec.reference_epochs:
                 return []
             self._build_reference()
             waiting, self.pending = self.pending, []
-            return [self._epoch(f, image, shift) for f, image, shift in waiting]
-        if frame.image.shape != self.reference.image.shape:
-            # Reported by the runtime as a rejected input naming the file; the field carries on.
-            raise InputError(
-                f"frame shape {frame.image.shape} differs from the reference's {self.reference.image.shape} "
-                "(binning or window changed?): not differenced"
-            )
-        image = _background_free(frame)
-        return [self._epoch(frame, image, self._shift(image, frame))]
+            return [self._epoch(p) for p in waiting]
+        return [self._epoch(self._prepare(frame))]
 
-    def _epoch(self, frame, image: np.ndarray, shift: tuple[float, float]) -> EpochView:
-        """Difference, detect, associate, retire; ``image`` is background-free, ``shift`` moves it onto the grid.
-        Stamps are cut from ``image`` itself (the model never saw resampled pixels); only the difference image is
-        made on the reference grid."""
+    def _epoch(self, p: Prepared) -> EpochView:
+        """Difference, detect, associate, retire. Stamps are cut from the frame as taken (the model never saw
+        resampled pixels); only the difference image is made on the reference grid, from the pixels both have."""
+        import cv2
+
         self.epoch += 1
-        cond = frame.header["conditions"]
-        diff, fwhm = difference(self._on_grid(image, shift), cond["fwhm"], cond["zero_point"], self.reference)
-        found = detect_residuals(diff, fwhm, self.spec.detect_threshold_sigma)
+        on_grid = self._on_grid(p.clean, p.alignment)
+        ref_xy = np.stack(p.alignment.to_reference(p.stars[:, 0], p.stars[:, 1]), axis=1) if len(p.stars) else p.stars
+        self._zero_point(p, on_grid, self.reference.image, self.reference.zero_point, ref_xy)
+        cond = p.conditions
+        diff, fwhm, template = difference(on_grid, cond["fwhm"], cond["zero_point"], self.reference)
+        usable = np.isfinite(on_grid) & np.isfinite(self.reference.image)
+        usable &= ~self._bad_on_grid(p) & ~self.reference_bad
+        margin = max(3, int(round(EDGE_MARGIN_FWHM * fwhm)))
+        # Outside the grid counts as no data: the frame's own edge is an edge too.
+        usable = cv2.erode(
+            usable.astype(np.uint8),
+            np.ones((2 * margin + 1, 2 * margin + 1), np.uint8),
+            borderType=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        ).astype(bool)
+        found = detect_residuals(diff, fwhm, self.spec.detect_threshold_sigma, usable=usable, template=template)
         rows = self.objects.rows()
-        new, refused = self._associate(found, rows, frame.frame_id)
+        new, refused, bogus = self._associate(found, rows, p, fwhm)
         retired = self._retire()
         view = EpochView(
-            frame=frame,
+            frame=p.frame,
             epoch=self.epoch,
-            image=image,
+            image=p.image,
             conditions=cond,
-            shift=shift,
+            alignment=p.alignment,
             detections=len(found.x),
             followed=self.objects.rows(),
             new=new,
             history=list(self.ring),
             retired=retired,
             refused=refused,
+            bogus=bogus,
             sigma=found.sigma,
+            sources=p.sources,
         )
         if self.ring.maxlen:
-            self.ring.append((image, cond, shift))
+            self.ring.append((p.image, cond, p.alignment))
         return view
 
-    def _associate(self, found, rows: np.ndarray, frame_id: str) -> tuple[np.ndarray, int]:
-        """Mark objects with a residual within the radius as detected; return rows of new objects and how many
-        residuals were refused for lack of room."""
+    def _associate(self, found, rows: np.ndarray, p: Prepared, fwhm: float) -> tuple[np.ndarray, int, dict]:
+        """Mark objects with a residual within the radius as detected; return rows of new objects, how many
+        residuals were refused for lack of room, and how many were bogus (by reason)."""
         from scipy.spatial import cKDTree
 
         radius = self.spec.match_radius_px
@@ -294,8 +333,12 @@ class FieldTracker:
             self.objects.last_detected[rows[idx[hit]]] = self.epoch
             unmatched = ~hit
         if not self.spec.detect_new or not unmatched.any():
-            return np.zeros(0, dtype=np.int64), 0
+            return np.zeros(0, dtype=np.int64), 0, {}
         candidates = np.flatnonzero(unmatched)
+        bogus = {}
+        if self.spec.real_bogus:
+            vetted = self.vetter.vet(found, candidates, p, fwhm)
+            candidates, bogus = candidates[vetted.real], vetted.bogus
         candidates = candidates[np.argsort(-np.abs(found.snr[candidates]))]  # strongest first
         keep: list[int] = []
         if len(candidates) > 1:
@@ -310,15 +353,16 @@ class FieldTracker:
         room = max(self.spec.max_objects - len(self.objects), 0)
         refused = max(len(keep) - room, 0)
         keep = keep[:room]
+        frame_id = p.frame.frame_id
         if refused:
             log.warning(
                 "%s: %d new residuals not followed (max_objects %d reached)", frame_id, refused, self.spec.max_objects
             )
         if not keep:
-            return np.zeros(0, dtype=np.int64), refused
+            return np.zeros(0, dtype=np.int64), refused, bogus
         ids = [f"{frame_id}-n{k:04d}" for k in range(len(keep))]
         new = self.objects.add(ids, found.x[keep], found.y[keep], static=False, epoch=self.epoch, snr=found.snr[keep])
-        return new, refused
+        return new, refused, bogus
 
     def _retire(self) -> list[tuple[str, int]]:
         o = self.objects

@@ -1,7 +1,8 @@
-"""Telescope frames of one field over time, in order of ``MJD-OBS``.
+"""Telescope frames of one field over time, in order of observation time (``MJD-OBS``, ``DATE-OBS``, ...,
+the file's time last).
 
-Each frame yields a :class:`RawFrame` whose header carries the epoch's
-observing conditions; what is in the field is the sequence task's business
+Each frame yields a :class:`RawFrame` with its header as written; the epoch's observing conditions are the
+field's business (:mod:`skyedge.edge.field.conditions`), as is what is in the field
 (:mod:`skyedge.edge.field.tracker`). An optional catalogue CSV (``id,x,y``; other
 columns such as ``class`` are kept for audits) names objects to follow from
 the start. After a restart the source first replays the last epochs already
@@ -18,15 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.dataset_inputs import HEADER_KEYS
 from skyedge.edge.sources import Ack, RawFrame, Rejected
 from skyedge.edge.sources.folder import FolderSource
+from skyedge.edge.sources.observation_time import observation_time
 from skyedge.edge.sources.state import FileKey
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import FrameGone, FrameReadError, read_frame
 
 log = logging.getLogger(__name__)
-
 
 
 class CatalogError(SkyedgeError, ValueError):
@@ -81,7 +81,7 @@ class FitsSequenceSource(FolderSource):
         from astropy.io import fits
 
         try:
-            mjd = float(fits.getheader(path).get("MJD-OBS", np.nan))
+            mjd, _ = observation_time(dict(fits.getheader(path)), str(path))
         except Exception:  # noqa: BLE001 - unreadable files are reported when read
             mjd = np.nan
         return (bool(np.isnan(mjd)), 0.0 if np.isnan(mjd) else mjd, path.name)
@@ -114,18 +114,16 @@ class FitsSequenceSource(FolderSource):
 
 
 def read_epoch(path: Path, max_pixels: int | None = None, ack: Ack | None = None) -> RawFrame | Rejected:
-    """One epoch's frame with its observing conditions, or why it cannot be one (raises FrameGone if it
-    vanished)."""
+    """One epoch's frame as the camera wrote it, or why it cannot be one (raises FrameGone if it vanished).
+
+    No keyword is required: conditions a raw frame lacks (seeing, sky, zero point, airmass) are measured when
+    it is prepared (:mod:`skyedge.edge.field.conditions`)."""
     try:
         image, header = read_frame(path, max_pixels)
     except FrameGone:
         raise
     except FrameReadError as exc:
         return Rejected(path.name, str(path), str(exc), ack)
-    missing = [v for v in HEADER_KEYS.values() if v not in header]
-    if missing:
-        return Rejected(path.name, str(path), f"{path}: header lacks {', '.join(missing)}", ack)
     if image.ndim != 2:
         return Rejected(path.name, str(path), f"{path}: expected a 2-D frame, got shape {image.shape}", ack)
-    conditions = {k: float(header[v]) for k, v in HEADER_KEYS.items()}
-    return RawFrame(path.stem, str(path), image, {"conditions": conditions, **header}, ack=ack)
+    return RawFrame(path.stem, str(path), image, dict(header), ack=ack)
