@@ -9,6 +9,7 @@ dynamic range until the card's stretch maps them to [0, 1].
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -280,7 +281,9 @@ def prepare_stamps(stamps: np.ndarray, zero_point, spec: SequenceSpec) -> np.nda
     # of a bright source under poor seeing.
     border = np.ones(x.shape[1:], dtype=bool)
     border[2:-2, 2:-2] = False
-    x = x - np.nanmedian(x[:, border], axis=1)[:, None, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a stamp wholly off the frame: all NaN, zeros below
+        x = x - np.nanmedian(x[:, border], axis=1)[:, None, None]
     scale = 10.0 ** (0.4 * (spec.flux_reference_zp - np.asarray(zero_point, dtype=np.float64)))
     x = x * np.broadcast_to(scale, (len(x),)).astype(np.float32)[:, None, None]
     x = np.nan_to_num(x) / spec.asinh_softening

@@ -30,6 +30,17 @@ def _summaries(log: Path) -> list[dict]:
     return out
 
 
+def _run(package: Path, frames: Path, tmp_path: Path, **extra) -> list[dict]:
+    """`skyedge run --once` over ``frames`` with a fresh state; the field summaries (the log is tmp_path/scope.jsonl)."""
+    log = tmp_path / "scope.jsonl"
+    source = {"kind": "fits-sequence", "path": str(frames), "settle_s": 0, "state_file": str(tmp_path / "state.sqlite")}
+    cfg = write_config(
+        tmp_path / "scope.yaml", package, source, {"jsonl": {"path": str(log)}}, camera="field-a", batch_size=64, **extra
+    )
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    return _summaries(log)
+
+
 @pytest.fixture(scope="module")
 def raw_field(tmp_path_factory):
     return raw_camera_field(tmp_path_factory.mktemp("raw") / "frames", seed=1)
@@ -55,17 +66,7 @@ def test_header_conditions_take_what_camera_software_writes(tmp_path):
 
 
 def test_raw_frames_are_accepted_measured_aligned_and_raise_no_false_alarms(stub_sequence_package, raw_field, tmp_path):
-    log = tmp_path / "scope.jsonl"
-    cfg = write_config(
-        tmp_path / "scope.yaml",
-        stub_sequence_package,
-        {"kind": "fits-sequence", "path": str(raw_field), "settle_s": 0},
-        {"jsonl": {"path": str(log)}},
-        camera="field-a",
-        batch_size=64,
-    )
-    assert main(["run", "--config", str(cfg), "--once"]) == 0
-    summaries = _summaries(log)
+    summaries = _run(stub_sequence_package, raw_field, tmp_path)
     assert [s["epoch"] for s in summaries] == list(range(1, 13))  # every frame accepted
     for s in summaries:
         c = s["conditions"]
@@ -82,6 +83,30 @@ def test_raw_frames_are_accepted_measured_aligned_and_raise_no_false_alarms(stub
     assert sum(sum(s["objects"]["bogus"].values()) for s in summaries) >= 1  # cosmic-ray tracks judged bogus
 
 
+@pytest.mark.parametrize("min_detections", [2, 0])
+def test_a_star_that_never_changed_is_no_candidate_whatever_the_model_says(stub_sequence_package, raw_field, tmp_path, min_detections):
+    """A model that calls everything a supernova (scripted) floods a field with candidates unless an object must
+    first show in the difference image: the reference's stars never do."""
+    summaries = _run(
+        stub_sequence_package,
+        raw_field,
+        tmp_path,
+        script=[{"SN": 0.95, "bogus": 0.05}],
+        pipeline={"field_messages": {"candidate_min_detections": min_detections, "summary_candidates": 1000}},
+    )
+    assert len(summaries) == 12
+    candidates = {c["object_id"]: c for s in summaries for c in s["candidates"]}
+    stars = [oid for oid in candidates if oid.startswith("src-")]
+    if min_detections:
+        assert all(c["detections"] >= 2 for c in candidates.values())
+        assert not stars, stars
+        per_object = [json.loads(line)["payload"] for line in (tmp_path / "scope.jsonl").read_text().splitlines()]
+        announced = [m for m in per_object if m.get("published_because") == "candidate"]
+        assert all(m["detections"] >= 2 for m in announced)
+    else:
+        assert len(stars) >= 50  # the model alone: every reference star is a supernova
+
+
 def test_sources_planted_in_raw_frames_are_found(stub_sequence_package, raw_field, tmp_path):
     from skyedge.training.field_evaluation import field_report
 
@@ -89,17 +114,8 @@ def test_sources_planted_in_raw_frames_are_found(stub_sequence_package, raw_fiel
     assert main(["field-inject", str(raw_field), str(injected), "--per-kind", "6", "--snr", "12,30", "--seed", "3"]) == 0
     truth = json.loads((injected / "truth.json").read_text())
     assert {o["class"] for o in truth["objects"]} == {"SN", "asteroid", "RRLyrae"}
-    log = tmp_path / "scope.jsonl"
-    cfg = write_config(
-        tmp_path / "scope.yaml",
-        stub_sequence_package,
-        {"kind": "fits-sequence", "path": str(injected / "frames"), "settle_s": 0},
-        {"jsonl": {"path": str(log)}},
-        camera="field-a",
-        batch_size=64,
-    )
-    assert main(["run", "--config", str(cfg), "--once"]) == 0
-    report = field_report(injected, log, stub_sequence_package)
+    _run(stub_sequence_package, injected / "frames", tmp_path)
+    report = field_report(injected, tmp_path / "scope.jsonl", stub_sequence_package)
     assert report["detectable"] >= 15
     assert report["completeness"] >= 0.9, {c: v["completeness"] for c, v in report["by_class"].items()}
     assert report["by_class"]["asteroid"]["found"] >= 0.8 * report["by_class"]["asteroid"]["detectable"]

@@ -78,13 +78,16 @@ def run() -> None:
     out.mkdir(parents=True, exist_ok=True)
     reports = {s: one(int(s), Path(args.model), out, args.precision) for s in args.seeds.split(",")}
     (out / "field_experiment.json").write_text(json.dumps(reports, indent=2) + "\n")
-    print("| seed | detectable | found | completeness | asteroids | hostless SN | edge accuracy | offline | agreement |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| seed | detectable | found | completeness | asteroids | hostless SN | artefacts followed | edge accuracy "
+        "| offline | agreement |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for s, r in reports.items():
-        c, a, h = r["classification"], r["by_class"]["asteroid"], r["hostless_sn"]
+        c, a, h, b = r["classification"], r["by_class"]["asteroid"], r["hostless_sn"], r["artefacts"]
         print(
             f"| {s} | {r['detectable']} | {r['found']} | {r['completeness']:.3f} | {a['found']}/{a['detectable']} | "
-            f"{h['found']}/{h['detectable']} | {c['edge_last_epoch_accuracy']:.3f} | "
+            f"{h['found']}/{h['detectable']} | {b['followed']}/{b['detectable']} | {c['edge_last_epoch_accuracy']:.3f} | "
             f"{c['offline_accuracy_same_objects']:.3f} | {c['agreement_edge_offline']:.3f} |"
         )
 

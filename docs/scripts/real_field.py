@@ -58,15 +58,19 @@ def run_edge(frames: Path, out: Path, model: Path, name: str) -> tuple[Path, flo
 
 
 def night(log: Path) -> dict:
-    """Per-epoch summaries and the SN candidates (an object's answer with p(SN) >= 0.5 at any epoch)."""
-    summaries, candidates = [], {}
+    """Per-epoch summaries and the SN candidates: an object's answer with p(SN) >= 0.5 at any epoch once the object
+    was brighter than the reference on two epochs (``detections`` >= 2, the edge's default candidate rule); the
+    model's answer alone is counted too, to show what the rule removes."""
+    summaries, candidates, model_alone = [], {}, {}
     for line in log.read_text().splitlines():
         p = json.loads(line)["payload"]
         if p["schema"].startswith("skyedge.field"):
             summaries.append(p)
         elif p["schema"].startswith("skyedge.classification") and p.get("probabilities", {}).get("SN", 0) >= 0.5:
-            best = candidates.get(p["object_id"], 0.0)
-            candidates[p["object_id"]] = max(best, p["probabilities"]["SN"])
+            oid, sn = p["object_id"], p["probabilities"]["SN"]
+            model_alone[oid] = max(model_alone.get(oid, 0.0), sn)
+            if p.get("detections", 0) >= 2:
+                candidates[oid] = max(candidates.get(oid, 0.0), sn)
     new = [s["objects"]["new"] for s in summaries]
     return {
         "epochs": len(summaries),
@@ -75,6 +79,7 @@ def night(log: Path) -> dict:
         "new_after_reference_total": int(sum(new[3:])),
         "bogus_total": {k: sum(s["objects"].get("bogus", {}).get(k, 0) for s in summaries) for k in ("sharp", "dipole", "warm_pixel")},
         "sn_candidates_p05": len(candidates),
+        "sn_answers_p05_model_alone": len(model_alone),
         "sn_candidates": candidates,
         "summaries": summaries,
     }

@@ -272,6 +272,13 @@ class FieldMessagesSection(Schema):
         default_factory=lambda: ["SN"], description="classes that make an object a transient candidate"
     )
     candidate_probability: Annotated[float, Field(ge=0, le=1)] = 0.8
+    candidate_min_detections: Annotated[int, Field(ge=0)] = Field(
+        default=2,
+        description="epochs in which the object must have been brighter than the reference in the difference "
+        "image (beyond detect_threshold_sigma, not judged an artefact) before it can be a candidate: a star that "
+        "never changed is no transient, whatever the model answers for it, and one noise peak is not enough "
+        "(surveys ask for two detections); 0: the model's answer alone",
+    )
     summary_candidates: Annotated[int, Field(ge=0, le=1000)] = Field(
         default=50, description="the most probable candidates listed in each epoch's summary"
     )

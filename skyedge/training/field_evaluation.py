@@ -10,7 +10,11 @@
   ones a survey can find;
 * **completeness**: the share of those followed by the edge (an object is
   followed when an object the edge reported lies within ``match_radius`` px of
-  it), overall, per class and against peak magnitude (a plot);
+  it), overall, per class and against peak magnitude (a plot). The simulator's
+  ``bogus`` objects (cosmic rays, hot pixels, subtraction artefacts) are not
+  sources to find: the edge should judge them artefacts before they become
+  objects, so they are left out of completeness and counted apart
+  (``artefacts``: detectable, followed);
 * **how early**: per class, the epoch of the first message about the object,
   against the epoch it first reached 5 sigma;
 * **classification**: the class the edge last published for each found object,
@@ -144,13 +148,17 @@ def _offline_last_class(field: Path, package: Path, truth: list[dict], summaries
     return [card.classes[i] for i in prob[:, -1].argmax(1)]
 
 
+ARTEFACT = "bogus"  # the simulator's class of detector and subtraction artefacts
+
+
 def _summarise(rows: list[dict], summaries: list[dict]) -> dict:
-    detectable = [r for r in rows if r["detectable_epoch"] is not None]
+    artefacts = [r for r in rows if r["class"] == ARTEFACT and r["detectable_epoch"] is not None]
+    detectable = [r for r in rows if r["detectable_epoch"] is not None and r["class"] != ARTEFACT]
     found = [r for r in detectable if r["found"]]
     classified = [r for r in rows if r["found"]]
     by_class = {}
     for c in sorted({r["class"] for r in rows}):
-        d = [r for r in detectable if r["class"] == c]
+        d = [r for r in (artefacts if c == ARTEFACT else detectable) if r["class"] == c]
         f = [r for r in d if r["found"]]
         lag = [r["first_epoch"] - r["detectable_epoch"] for r in f if r.get("first_epoch") is not None]
         by_class[c] = {
@@ -170,6 +178,7 @@ def _summarise(rows: list[dict], summaries: list[dict]) -> dict:
         "found": len(found),
         "completeness": len(found) / len(detectable) if detectable else None,
         "hostless_sn": {"detectable": len(hostless), "found": sum(r["found"] for r in hostless)},
+        "artefacts": {"detectable": len(artefacts), "followed": sum(r["found"] for r in artefacts)},
         "by_class": by_class,
         "classification": {
             "objects": len(classified),

@@ -23,6 +23,9 @@ TRIANGLE_STARS = 40  # brightest stars that form triangles
 NEIGHBOURS = 5  # each star's triangles use its nearest neighbours
 TOLERANCE_PX = 2.0  # a star pair agrees with a transform within this
 MIN_MATCHED = 6  # fewer agreeing stars: not aligned
+ENOUGH_SHARE = 0.3  # this share of the shorter star list agreeing ends the search
+GUESS_REACH_PX = 15.0  # the previous epoch's transform is tried for drifts up to this since then ...
+GUESS_MAX_RESIDUAL_PX = 0.35  # ... and kept only when it fits this well (else the stars are matched afresh)
 SHIFT_PREFERRED = 1.15  # a pure shift whose residual is within this factor of the similarity's is the answer
 
 
@@ -135,12 +138,24 @@ def _agreeing(matrix: np.ndarray, src: np.ndarray, tree, dst: np.ndarray) -> tup
     return np.flatnonzero(ok), idx[ok]
 
 
-def align(frame_stars: np.ndarray, reference_stars: np.ndarray, max_scale_change: float = 0.05) -> Alignment | None:
+def align(
+    frame_stars: np.ndarray, reference_stars: np.ndarray, max_scale_change: float = 0.05, guess: np.ndarray | None = None
+) -> Alignment | None:
     """The transform putting ``frame_stars`` (N, 2, brightest first) onto ``reference_stars``; None when fewer than
-    :data:`MIN_MATCHED` stars agree on one."""
+    :data:`MIN_MATCHED` stars agree on one. ``guess`` (a 2x3 matrix, e.g. the previous epoch's) is tried first:
+    when enough stars agree with it, no triangles are matched (a tracked telescope's next frame is close)."""
     from scipy.spatial import cKDTree
 
-    src = np.asarray(frame_stars, np.float64)[:TRIANGLE_STARS]
+    all_src = np.asarray(frame_stars, np.float64)
+    all_dst = np.asarray(reference_stars, np.float64)
+    tree = cKDTree(all_dst) if len(all_dst) else None
+    # Enough agreement to stop searching: a good share of the stars both lists could have in common.
+    enough = max(3 * MIN_MATCHED, int(ENOUGH_SHARE * min(len(all_src), len(all_dst))))
+    if guess is not None and tree is not None and len(all_src) >= MIN_MATCHED:
+        found = _from_guess(guess, all_src, all_dst, tree)
+        if found is not None and found.matched >= enough and found.residual_px <= GUESS_MAX_RESIDUAL_PX:
+            return found
+    src = all_src[:TRIANGLE_STARS]
     dst = np.asarray(reference_stars, np.float64)[:TRIANGLE_STARS]
     if len(src) < 3 or len(dst) < 3:
         return None
@@ -149,9 +164,6 @@ def align(frame_stars: np.ndarray, reference_stars: np.ndarray, max_scale_change
     if not len(inv_s) or not len(inv_d):
         return None
     candidates = cKDTree(inv_d).query_ball_point(inv_s, r=0.02)
-    all_src = np.asarray(frame_stars, np.float64)
-    all_dst = np.asarray(reference_stars, np.float64)
-    tree = cKDTree(all_dst)
     best, best_n = None, 0
     tried = 0
     for i, hits in enumerate(candidates):
@@ -170,7 +182,33 @@ def align(frame_stars: np.ndarray, reference_stars: np.ndarray, max_scale_change
             break
     if best is None or best_n < MIN_MATCHED:
         return None
-    si, di = best
+    return _refined(all_src, all_dst, tree, *best)
+
+
+def _from_guess(guess: np.ndarray, src: np.ndarray, dst: np.ndarray, tree) -> Alignment | None:
+    """The guess corrected by the offset most nearest-neighbour pairs agree on (the drift since the guess was
+    made, up to GUESS_REACH_PX), then refined."""
+    moved = src @ guess[:, :2].T + guess[:, 2]
+    dist, idx = tree.query(moved, distance_upper_bound=GUESS_REACH_PX)
+    near = np.isfinite(dist)
+    if near.sum() < MIN_MATCHED:
+        return None
+    offsets = dst[idx[near]] - moved[near]
+    edges = np.arange(-GUESS_REACH_PX, GUESS_REACH_PX + 1.0)
+    votes, _, _ = np.histogram2d(offsets[:, 0], offsets[:, 1], bins=(edges, edges))
+    bx, by = np.unravel_index(int(votes.argmax()), votes.shape)
+    peak = np.array([edges[bx] + 0.5, edges[by] + 0.5])
+    close = np.linalg.norm(offsets - peak, axis=1) <= 1.5
+    if close.sum() < MIN_MATCHED:
+        return None
+    corrected = guess.copy()
+    corrected[:, 2] += offsets[close].mean(axis=0)
+    si, di = _agreeing(corrected, src, tree, dst)
+    return _refined(src, dst, tree, si, di) if len(si) >= MIN_MATCHED else None
+
+
+def _refined(all_src: np.ndarray, all_dst: np.ndarray, tree, si: np.ndarray, di: np.ndarray) -> Alignment | None:
+    """The transform fitted to the stars that agree, refitted to every star that agrees with it."""
     m = _similarity(all_src[si], all_dst[di])
     si, di = _agreeing(m, all_src, tree, all_dst)  # refined: everyone who agrees now
     if len(si) < MIN_MATCHED:

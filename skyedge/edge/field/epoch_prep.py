@@ -59,6 +59,7 @@ class FramePreparer:
         self.hot_counts: np.ndarray | None = None
         self.frames_seen = 0
         self.warned_sparse = False
+        self.last_matrix: np.ndarray | None = None  # the previous epoch's alignment: the next one's first guess
 
     def prepare(self, frame, grid_stars: np.ndarray | None) -> Prepared:
         """``frame`` measured and (with ``grid_stars``, the reference grid's) aligned; the first frame sets the grid."""
@@ -96,13 +97,13 @@ class FramePreparer:
                 )
                 self.warned_sparse = True
         elif grid_stars is not None and self.spec.align:
-            got = align(xy, grid_stars)
+            got = align(xy, grid_stars, guess=self.last_matrix)
             if got is None:
                 raise InputError(
                     f"{frame.source}: cannot be aligned to the reference ({len(xy)} stars found, fewer than {MIN_MATCHED} "
                     "agree on one transform): clouds, a wrong target or a lost guide star? Not differenced"
                 )
-            alignment = got
+            alignment, self.last_matrix = got, got.matrix
         taken = np.nan_to_num(raw) - smooth
         return Prepared(frame, taken, image, found, sources, alignment, xy, _saturation_mask(saturated))
 
@@ -145,12 +146,11 @@ def _saturation_mask(saturated: np.ndarray) -> np.ndarray:
 
 def _bad_lines(data: np.ndarray, sigma: float = 6.0) -> np.ndarray:
     """Columns and rows whose median stands out from their neighbours' (a bad column, a hot row)."""
-    from scipy.ndimage import median_filter
-
     bad = np.zeros(data.shape, bool)
     for axis in (0, 1):
-        profile = np.median(data, axis=axis)
-        smooth = median_filter(profile, size=9, mode="nearest")
+        # Every fourth line across is enough to see a whole line stand out (and four times cheaper).
+        profile = np.median(data[::4] if axis == 0 else data[:, ::4], axis=axis)
+        smooth = np.median(np.lib.stride_tricks.sliding_window_view(np.pad(profile, 4, mode="edge"), 9), axis=1)
         spread = 1.4826 * np.median(np.abs(profile - smooth)) or 1.0
         off = np.abs(profile - smooth) > sigma * spread
         if axis == 0:

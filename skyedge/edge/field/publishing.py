@@ -4,7 +4,10 @@ A field of ten thousand objects classified every epoch would flood the broker
 and whoever reads it, so by default (``field_messages.policy: changes``) an
 object's answer is published when it is the object's first, when its class
 changed, when it becomes a transient candidate (a ``candidate_classes`` class
-at ``candidate_probability`` or more, once per class), and a final time when
+at ``candidate_probability`` or more, once per class, for an object that was
+brighter than the reference in the difference image on
+``candidate_min_detections`` epochs: a star that never changed is no transient
+whatever the model says), and a final time when
 the object is retired. ``every_epoch`` publishes every object every epoch.
 Each per-object message says why it was published (``published_because``).
 After an epoch's last batch, a ``field`` message summarises it: objects
@@ -56,7 +59,7 @@ class FieldPublishing:
     def __init__(self, section, classes: list[str]):
         self.section, self.classes = section, classes
         self.candidate = np.isin(np.array(classes), section.candidate_classes)
-        self.last: dict[str, tuple] = {}  # object id -> (class index, probabilities, n_epochs, x, y)
+        self.last: dict[str, tuple] = {}  # object id -> (class index, probabilities, n_epochs, x, y, detections)
         self.announced: dict[str, int] = {}  # candidate object id -> class it was announced as
         self._open: dict[int, EpochTally] = {}  # epoch number -> tally, until its last batch is back
 
@@ -116,7 +119,12 @@ class FieldPublishing:
         ctx = it.epoch
         top = probabilities.argmax(axis=1)
         p_top = probabilities[np.arange(len(top)), top]
-        candidate = self.candidate[top] & (p_top >= self.section.candidate_probability)
+        detections = it.objects.detections
+        candidate = (
+            self.candidate[top]
+            & (p_top >= self.section.candidate_probability)
+            & (detections >= self.section.candidate_min_detections)
+        )
         if tally.class_counts is None:
             tally.class_counts = np.zeros(len(self.classes), dtype=np.int64)
         tally.class_counts += np.bincount(top, minlength=len(self.classes))
@@ -126,9 +134,11 @@ class FieldPublishing:
         for i in range(len(top)):
             oid = ids[i]
             previous = self.last.get(oid)
-            self.last[oid] = (int(top[i]), probabilities[i], int(epochs[i]), float(xs[i]), float(ys[i]))
+            self.last[oid] = (int(top[i]), probabilities[i], int(epochs[i]), float(xs[i]), float(ys[i]), int(detections[i]))
             if candidate[i]:
-                tally.candidates.append((float(p_top[i]), oid, int(top[i]), int(epochs[i]), float(xs[i]), float(ys[i])))
+                tally.candidates.append(
+                    (float(p_top[i]), oid, int(top[i]), int(epochs[i]), float(xs[i]), float(ys[i]), int(detections[i]))
+                )
             if ctx.replay:
                 continue  # reported before a restart: only the histories needed it
             reason = None
@@ -149,7 +159,7 @@ class FieldPublishing:
 
     def _message(self, factory: MessageFactory, camera: str, tally: EpochTally, oid: str, reason: PublishReason) -> Message:
         ctx = tally.epoch
-        top, probabilities, n_epochs, x, y = self.last[oid]
+        top, probabilities, n_epochs, x, y, detections = self.last[oid]
         total_ms = 1e3 * (time.perf_counter() - ctx.arrived)
         label = self.classes[top]
         return factory.message(
@@ -172,6 +182,7 @@ class FieldPublishing:
             },
             object_id=oid,
             n_epochs=n_epochs,
+            detections=detections,
             mjd=float(ctx.view.conditions["mjd"]),
             position={"x": x, "y": y},
             published_because=reason.value,
@@ -211,9 +222,10 @@ class FieldPublishing:
                     "class": self.classes[k],
                     "probability": round(p, 4),
                     "n_epochs": n,
+                    "detections": d,
                     "position": {"x": x, "y": y},
                 }
-                for p, oid, k, n, x, y in best
+                for p, oid, k, n, x, y, d in best
             ],
             alignment=view.alignment.message(),
             conditions=_conditions_message(view.conditions, view.sources),

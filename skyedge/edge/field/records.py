@@ -45,6 +45,7 @@ class ObjectRows:
     x: np.ndarray
     y: np.ndarray
     n_epochs: np.ndarray
+    detections: np.ndarray  # epochs in which each object showed in the difference image
     static: np.ndarray
 
     def __len__(self) -> int:
@@ -61,6 +62,7 @@ class ObjectRows:
             x=none,
             y=none,
             n_epochs=np.zeros(0, dtype=np.int64),
+            detections=np.zeros(0, dtype=np.int64),
             static=np.zeros(0, dtype=bool),
         )
 

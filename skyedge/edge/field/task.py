@@ -124,6 +124,7 @@ class SequenceTask:
                     x=o.x[r].copy(),
                     y=o.y[r].copy(),
                     n_epochs=o.n_epochs[r].copy(),
+                    detections=o.detected_epochs[r].copy(),
                     static=o.static[r].copy(),
                 )
                 parts.append((objects, inputs, stamps.shape[1]))

@@ -81,6 +81,7 @@ class ObjectTable:
         self.n_epochs = np.zeros(capacity, dtype=np.int64)
         self.last_mjd = np.zeros(capacity)
         self.first_snr = np.zeros(capacity)
+        self.detected_epochs = np.zeros(capacity, dtype=np.int64)  # epochs brighter than the reference (vetted)
 
     def __len__(self) -> int:
         return int(self.active.sum())
@@ -100,11 +101,12 @@ class ObjectTable:
         self.n_epochs[rows] = 0
         self.last_mjd[rows] = np.nan
         self.first_snr[rows] = 0.0 if snr is None else snr
+        self.detected_epochs[rows] = 0 if static else 1  # found by differencing: its first detection
         return rows
 
     def _grow(self, needed: int) -> None:
         size = max(needed, 2 * len(self.active))
-        for name in ("ids", "x", "y", "static", "active", "last_detected", "n_epochs", "last_mjd", "first_snr"):
+        for name in ("ids", "x", "y", "static", "active", "last_detected", "n_epochs", "last_mjd", "first_snr", "detected_epochs"):
             old = getattr(self, name)
             new = np.zeros(size, dtype=old.dtype) if old.dtype != object else np.empty(size, dtype=object)
             new[: len(old)] = old
@@ -331,6 +333,13 @@ class FieldTracker:
             dist, idx = tree.query(points, distance_upper_bound=radius)
             hit = np.isfinite(dist)
             self.objects.last_detected[rows[idx[hit]]] = self.epoch
+            # A detection counts towards an object being a candidate only when it brightened and is no artefact:
+            # a bright star's misregistration dipole or a faded reference pixel is at the star, and would
+            # otherwise make bright stars "transients".
+            counted = np.flatnonzero(hit & (found.snr > 0))
+            if self.spec.real_bogus and len(counted):
+                counted = counted[self.vetter.vet(found, counted, p, fwhm).real]
+            self.objects.detected_epochs[rows[np.unique(idx[counted])]] += 1
             unmatched = ~hit
         if not self.spec.detect_new or not unmatched.any():
             return np.zeros(0, dtype=np.int64), 0, {}
