@@ -137,6 +137,7 @@ def clockshift(tmp_path_factory):
     return lib
 
 
+@pytest.mark.slow  # reason: compiles an LD_PRELOAD shim and runs the daemon through clock steps (about 9 s)
 def test_wall_clock_jumps_change_no_timing(stub_frame_package, camera_frames, tmp_path, mqtt_broker, clockshift):
     package = package_with_unknown_threshold(stub_frame_package, tmp_path / "pkg", 1e9)
     classes = read_card(package).classes

@@ -373,6 +373,7 @@ def test_each_ablation_switches_its_effect_off(effect):
         AllskyConfig(without=("rain",))
 
 
+@pytest.mark.slow  # reason: renders day and night frames for every camera profile (about 10 s on 2 cores)
 def test_exposures_as_the_camera_program_records_them():
     """Fixed cameras write their nominal exposure; auto-exposing ones seconds by night (a bright moon included)
     and well under the edge's daylight limit by day."""
