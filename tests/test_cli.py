@@ -101,3 +101,14 @@ def test_json_log_lines_carry_extra_fields():
     assert entry["message"] == "corrupt frame a.fits"
     assert entry["camera"] == "allsky" and entry["level"] == "WARNING"
     assert entry["ts"].endswith("Z")
+
+
+def test_the_demo_finds_its_recipes_in_the_checkout():
+    """`skyedge demo` (README's first command) reads its recipes from the checkout's configs/demo/: they must be
+    there and load as training configs (the demo itself takes minutes, run by hand; a wrong path broke it once)."""
+    from skyedge.demo.run import RECIPES, _recipe
+    from skyedge.training.config import load_train_config
+
+    for _, name in RECIPES:
+        assert _recipe(name).is_file(), _recipe(name)
+        load_train_config(_recipe(name))

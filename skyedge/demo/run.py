@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # skyedge/demo/run.py -> the checkout's configs/
 
 
 def _step(console, workdir: Path, title: str, args: list[str]) -> float:
@@ -34,6 +34,9 @@ def _step(console, workdir: Path, title: str, args: list[str]) -> float:
         raise RuntimeError(f"demo step '{title}' failed (exit {result.returncode}); log {log}:\n{tail}")
     console.print(f"[green]✓[/] {title} [dim]({seconds:.0f} s, log {log.name})[/]")
     return seconds
+
+
+RECIPES = (("allsky", "allsky-demo.yaml"), ("transients", "transients-demo.yaml"))
 
 
 def _recipe(name: str) -> Path:
@@ -150,7 +153,7 @@ def run_demo(workdir: Path, keep: bool = True) -> dict:
     summary: dict = {"models": {}}
     data, runs, models = workdir / "data", workdir / "runs", workdir / "models"
     console.rule("skyedge demo")
-    for kind, recipe in (("allsky", "allsky-demo.yaml"), ("transients", "transients-demo.yaml")):
+    for kind, recipe in RECIPES:
         local, train_dirs, test_dirs = _localised(_recipe(recipe), workdir, kind)
         args = ["train", "--config", str(local)]
         times[f"train {kind}"] = _step(
