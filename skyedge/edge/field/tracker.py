@@ -80,13 +80,12 @@ class ObjectTable:
         self.last_detected = np.zeros(capacity, dtype=np.int64)
         self.n_epochs = np.zeros(capacity, dtype=np.int64)
         self.last_mjd = np.zeros(capacity)
-        self.first_snr = np.zeros(capacity)
         self.detected_epochs = np.zeros(capacity, dtype=np.int64)  # epochs brighter than the reference (vetted)
 
     def __len__(self) -> int:
         return int(self.active.sum())
 
-    def add(self, ids: list[str], x: np.ndarray, y: np.ndarray, static: bool, epoch: int, snr=None) -> np.ndarray:
+    def add(self, ids: list[str], x: np.ndarray, y: np.ndarray, static: bool, epoch: int) -> np.ndarray:
         """Rows for new objects (freed rows first, growing the arrays when full)."""
         free = np.flatnonzero(~self.active)
         if len(free) < len(ids):
@@ -100,13 +99,12 @@ class ObjectTable:
         self.last_detected[rows] = epoch
         self.n_epochs[rows] = 0
         self.last_mjd[rows] = np.nan
-        self.first_snr[rows] = 0.0 if snr is None else snr
         self.detected_epochs[rows] = 0 if static else 1  # found by differencing: its first detection
         return rows
 
     def _grow(self, needed: int) -> None:
         size = max(needed, 2 * len(self.active))
-        for name in ("ids", "x", "y", "static", "active", "last_detected", "n_epochs", "last_mjd", "first_snr", "detected_epochs"):
+        for name in ("ids", "x", "y", "static", "active", "last_detected", "n_epochs", "last_mjd", "detected_epochs"):
             old = getattr(self, name)
             new = np.zeros(size, dtype=old.dtype) if old.dtype != object else np.empty(size, dtype=object)
             new[: len(old)] = old
@@ -370,7 +368,7 @@ class FieldTracker:
         if not keep:
             return np.zeros(0, dtype=np.int64), refused, bogus
         ids = [f"{frame_id}-n{k:04d}" for k in range(len(keep))]
-        new = self.objects.add(ids, found.x[keep], found.y[keep], static=False, epoch=self.epoch, snr=found.snr[keep])
+        new = self.objects.add(ids, found.x[keep], found.y[keep], static=False, epoch=self.epoch)
         return new, refused, bogus
 
     def _retire(self) -> list[tuple[str, int]]:
