@@ -141,10 +141,18 @@ class SequenceSpec(_Card):
     min_epochs: Annotated[int, Field(ge=1)] = 1
     max_epochs: Annotated[int, Field(ge=1)]
     conditions: list[str] = Field(default_factory=list, description="feature order of the conditions input")
-    flux_reference_zp: float = Field(
-        default=25.0, description="stamps are scaled to this zero point with each epoch's MAGZP"
+    flux_scale: Literal["zero_point", "noise"] = Field(
+        default="zero_point",
+        description="zero_point: flux scaled to flux_reference_zp with each epoch's zero point (an error in the "
+        "assumed zero point scales every stamp); noise: flux in units of the epoch's pixel noise (no zero point)",
     )
-    asinh_softening: float = Field(default=10.0, gt=0, description="flux scale of the stamp scaling")
+    flux_reference_zp: float = Field(
+        default=25.0, description="flux_scale zero_point: stamps are scaled to this zero point with each epoch's MAGZP"
+    )
+    asinh_softening: float = Field(
+        default=10.0, gt=0, description="flux scale of the stamp scaling (electrons at the reference zero point, or "
+        "noise sigmas)"
+    )
     stamp_scaling: Literal["asinh", "linear"] = Field(
         default="asinh",
         description="asinh(flux/softening), or flux/softening: linear keeps a PSF's pixel sum equal to its flux",

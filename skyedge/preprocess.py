@@ -267,14 +267,18 @@ def normalised_conditions(features: np.ndarray, spec: SequenceSpec) -> np.ndarra
     return features.astype(np.float32)
 
 
-def prepare_stamps(stamps: np.ndarray, zero_point, spec: SequenceSpec) -> np.ndarray:
-    """Stamps (N, S, S) in electrons -> model stamps (N, S, S), each with its epoch's zero point (scalar or (N,)).
+def prepare_stamps(stamps: np.ndarray, zero_point, spec: SequenceSpec, reference=None) -> np.ndarray:
+    """Stamps (N, S, S) -> model stamps (N, S, S), with each epoch's zero point (scalar or (N,)).
 
-    Each stamp is background-subtracted (median of its border), scaled to the card's
-    reference zero point with that epoch's zero point, so a constant star has a
-    constant flux whatever the transparency, then divided by the softening and,
-    for ``asinh`` scaling, compressed. Linear scaling keeps the sum over a
-    stamp equal to the flux whatever the seeing.
+    Each stamp is background-subtracted (median of its border) and scaled with its
+    epoch's zero point, so a constant star has a constant flux whatever the
+    transparency, onto the card's flux scale: ``zero_point``: the card's reference
+    zero point (stamps in electrons); ``noise``: the pixel noise of the sequence's
+    reference epoch, ``reference`` = (its zero point, its noise, in the stamps'
+    unit). Only zero-point differences enter the noise scale, so an assumed zero
+    point that is off by a magnitude, or a wrong gain, changes nothing. Then
+    divided by the softening and, for ``asinh`` scaling, compressed. Linear scaling
+    keeps the sum over a stamp proportional to the flux whatever the seeing.
     """
     x = stamps.astype(np.float32)
     # Background from the stamp's outer 2-pixel frame: the median of the whole stamp is biased by the wings
@@ -284,12 +288,36 @@ def prepare_stamps(stamps: np.ndarray, zero_point, spec: SequenceSpec) -> np.nda
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a stamp wholly off the frame: all NaN, zeros below
         x = x - np.nanmedian(x[:, border], axis=1)[:, None, None]
-    scale = 10.0 ** (0.4 * (spec.flux_reference_zp - np.asarray(zero_point, dtype=np.float64)))
+    zero_point = np.asarray(zero_point, dtype=np.float64)
+    if spec.flux_scale == "noise":
+        if reference is None:
+            raise PreprocessError("this model measures flux in a reference epoch's noise: give (zero point, noise)")
+        ref_zp, ref_noise = (float(v) for v in reference)
+        if not (np.isfinite(ref_noise) and ref_noise > 0 and np.isfinite(ref_zp)):
+            raise PreprocessError(f"the reference epoch's noise must be positive and its zero point finite, got "
+                                  f"noise {ref_noise}, zero point {ref_zp}")
+        scale = 10.0 ** (0.4 * (ref_zp - zero_point)) / ref_noise
+    else:
+        scale = 10.0 ** (0.4 * (spec.flux_reference_zp - zero_point))
     x = x * np.broadcast_to(scale, (len(x),)).astype(np.float32)[:, None, None]
     x = np.nan_to_num(x) / spec.asinh_softening
     if spec.stamp_scaling == "asinh":
         x = np.arcsinh(x)
     return x.astype(np.float32)
+
+
+def sky_noise(raw: dict[str, np.ndarray]) -> np.ndarray:
+    """Each epoch's pixel noise: the measured ``noise`` when the conditions carry it, else the sky's Poisson noise
+    (``sky`` in electrons; read noise is small beside a night sky's)."""
+    if "noise" in raw:
+        return np.asarray(raw["noise"], dtype=np.float64)
+    return np.sqrt(np.clip(np.asarray(raw["sky"], dtype=np.float64), 1.0, None))
+
+
+def sequence_reference(raw: dict[str, np.ndarray]) -> tuple[float, float]:
+    """A sequence's flux reference for noise scaling: its first epoch's zero point and pixel noise (what the edge's
+    reference frame is to a field)."""
+    return float(np.asarray(raw["zero_point"])[0]), float(sky_noise(raw)[0])
 
 
 def prepare_sequence(
@@ -299,5 +327,5 @@ def prepare_sequence(
     (:func:`prepare_stamps`, :func:`condition_features`)."""
     if stamps.ndim != 3 or stamps.shape[1] != spec.stamp_size or stamps.shape[2] != spec.stamp_size:
         raise PreprocessError(f"expected stamps of shape (T, {spec.stamp_size}, {spec.stamp_size}), got {stamps.shape}")
-    x = prepare_stamps(stamps, raw["zero_point"], spec)
+    x = prepare_stamps(stamps, raw["zero_point"], spec, reference=sequence_reference(raw))
     return x[:, None], normalised_conditions(condition_features(raw, spec.conditions), spec)

@@ -147,7 +147,9 @@ def _sequence_graph(name: str, k: int, stamp: int, n_cond: int, step: bool):
     return helper.make_graph(nodes, name, inputs, outputs, inits)
 
 
-def sequence_package(out: Path, classes: list[str] | None = None, stamp: int = 21, max_epochs: int = 30) -> Path:
+def sequence_package(
+    out: Path, classes: list[str] | None = None, stamp: int = 21, max_epochs: int = 30, flux_scale: str = "zero_point"
+) -> Path:
     """A sequence package with its step graph: each epoch's answer is a fixed function of that epoch's stamp."""
     classes = list(classes or SEQUENCE_CLASSES)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,6 +183,7 @@ def sequence_package(out: Path, classes: list[str] | None = None, stamp: int = 2
             "conditions": conditions,
             "conditions_mean": [3.0, 5.0, 25.0, 1.3],
             "conditions_std": [1.0, 1.0, 1.0, 0.2],
+            "flux_scale": flux_scale,
         },
         "metric_head": {"kind": "softmax", "loss": "cross_entropy"},
         "files": {"fp32": "model.onnx"},

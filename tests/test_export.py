@@ -49,9 +49,8 @@ def test_sequence_model_runs_any_length(sequence_package):
     card = read_card(sequence_package)
     s = card.sequence.stamp_size
     for t in (1, 3, card.sequence.max_epochs):
-        out = sess.run(
-            None, {"stamps": np.zeros((3, t, 1, s, s), np.float32), "conditions": np.zeros((3, t, 5), np.float32)}
-        )
+        k = len(card.sequence.conditions)
+        out = sess.run(None, {"stamps": np.zeros((3, t, 1, s, s), np.float32), "conditions": np.zeros((3, t, k), np.float32)})
         assert out[0].shape == (3, t, len(card.classes))
 
 

@@ -30,10 +30,11 @@ def _summaries(log: Path) -> list[dict]:
     return out
 
 
-def _run(package: Path, frames: Path, tmp_path: Path, **extra) -> list[dict]:
+def _run(package: Path, frames: Path, tmp_path: Path, source_extra: dict | None = None, **extra) -> list[dict]:
     """`skyedge run --once` over ``frames`` with a fresh state; the field summaries (the log is tmp_path/scope.jsonl)."""
     log = tmp_path / "scope.jsonl"
     source = {"kind": "fits-sequence", "path": str(frames), "settle_s": 0, "state_file": str(tmp_path / "state.sqlite")}
+    source.update(source_extra or {})
     cfg = write_config(
         tmp_path / "scope.yaml", package, source, {"jsonl": {"path": str(log)}}, camera="field-a", batch_size=64, **extra
     )
@@ -81,6 +82,31 @@ def test_raw_frames_are_accepted_measured_aligned_and_raise_no_false_alarms(stub
     after_reference = [s["objects"]["new"] for s in summaries[3:]]
     assert np.median(after_reference) <= 1 and sum(after_reference) <= 6, after_reference
     assert sum(sum(s["objects"]["bogus"].values()) for s in summaries) >= 1  # cosmic-ray tracks judged bogus
+
+
+@pytest.mark.parametrize("flux_scale", ["noise", "zero_point"])
+def test_a_noise_scaled_model_answers_alike_whatever_zero_point_the_field_assumes(raw_field, tmp_path, flux_scale):
+    """Raw frames carry no MAGZP: the field's zero point is the configured one. A model whose stamps are measured
+    in the reference frame's noise gives the same answers when that guess is a magnitude off; a zero-point-scaled
+    model does not (so the test can tell)."""
+    from stub_packages import sequence_package
+
+    package = sequence_package(tmp_path / "pkg", flux_scale=flux_scale)
+    answers = []
+    for zp in (25.0, 26.0):
+        run = tmp_path / f"zp{zp}"
+        run.mkdir()
+        _run(package, raw_field, run, {"zero_point": zp}, pipeline={"field_messages": {"policy": "every_epoch"}})
+        messages = [json.loads(line)["payload"] for line in (run / "scope.jsonl").read_text().splitlines()]
+        answers.append(
+            {(m["object_id"], m["n_epochs"]): m["probabilities"] for m in messages if "object_id" in m}
+        )
+    assert answers[0].keys() == answers[1].keys() and len(answers[0]) > 50
+    diff = max(abs(a[c] - answers[1][k][c]) for k, a in answers[0].items() for c in a)
+    if flux_scale == "noise":
+        assert diff < 1e-4
+    else:
+        assert diff > 0.01
 
 
 @pytest.mark.parametrize("min_detections", [2, 0])

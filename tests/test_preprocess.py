@@ -127,3 +127,61 @@ def test_fast_fits_reader_equals_astropy(tmp_path, dtype):
     np.testing.assert_array_equal(fast, slow)
     for key in ("OBJECT", "EXPTIME", "FLAG", "BITPIX"):
         assert header[key] == slow_header[key], key
+
+
+def _star_sequence(zero_point: float, gain: float = 1.0):
+    """Four epochs of a star on a sky, in ADU at ``gain`` (e-/ADU), with the conditions an archive would give."""
+    from skyedge.training.simulate.psf import gaussian_stamp
+
+    rng = np.random.default_rng(4)
+    electrons = np.stack([400.0 + 3000.0 * f * gaussian_stamp(21, 10, 10, 3.5) for f in (1.0, 1.0, 2.0, 0.5)])
+    electrons = rng.poisson(electrons).astype(np.float32)
+    raw = {
+        "mjd": np.arange(4.0),
+        "fwhm": np.full(4, 3.5),
+        "sky": np.full(4, 400.0) / gain,
+        "noise": np.full(4, 20.0) / gain,
+        "zero_point": np.full(4, zero_point),
+        "exptime": np.full(4, 86.0),
+        "airmass": np.full(4, 1.2),
+    }
+    return electrons / gain, raw
+
+
+def test_noise_flux_scale_does_not_hinge_on_the_zero_point_or_the_gain():
+    card = ModelCard.model_validate(sequence_card())
+    noise_spec = card.sequence.model_copy(
+        update={"flux_scale": "noise", "conditions": ["airmass"], "conditions_mean": [1.0], "conditions_std": [1.0]}
+    )
+    base, _ = prepare_sequence(*_star_sequence(31.5), noise_spec)
+    for zp, gain in ((30.5, 1.0), (32.5, 1.0), (31.5, 4.0)):
+        x, _ = prepare_sequence(*_star_sequence(zp, gain), noise_spec)
+        np.testing.assert_allclose(x, base, atol=1e-4)
+    # The brighter epoch stays brighter: only a common scale went.
+    assert base[2, 0, 10, 10] > base[0, 0, 10, 10] > base[3, 0, 10, 10]
+    # The zero-point scaling is what the noise scaling replaces: a magnitude off changes its stamps.
+    zp_spec = noise_spec.model_copy(update={"flux_scale": "zero_point"})
+    a, _ = prepare_sequence(*_star_sequence(31.5), zp_spec)
+    b, _ = prepare_sequence(*_star_sequence(30.5), zp_spec)
+    assert a[2, 0, 10, 10] / b[2, 0, 10, 10] < 0.7  # 2.5x fainter, less a little asinh compression
+
+
+def test_noise_flux_scale_takes_the_sky_noise_when_none_is_measured_and_refuses_a_bad_one():
+    from skyedge.preprocess import prepare_stamps
+
+    card = ModelCard.model_validate(sequence_card())
+    spec = card.sequence.model_copy(
+        update={"flux_scale": "noise", "conditions": ["airmass"], "conditions_mean": [1.0], "conditions_std": [1.0]}
+    )
+    spec = spec.model_copy(update={"asinh_softening": 1.0, "stamp_scaling": "linear"})
+    stamps, raw = _star_sequence(31.5)
+    raw.pop("noise")
+    x, _ = prepare_sequence(stamps, raw, spec)
+    border = np.ones((21, 21), dtype=bool)
+    border[2:-2, 2:-2] = False
+    expected = (stamps[:, 10, 10] - np.median(stamps[:, border], axis=1)) / 20.0  # sqrt(400 e of sky)
+    np.testing.assert_allclose(x[:, 0, 10, 10], expected, rtol=1e-4)
+    with pytest.raises(PreprocessError, match="reference epoch's noise"):
+        prepare_stamps(stamps, 31.5, spec)
+    with pytest.raises(PreprocessError, match="positive"):
+        prepare_stamps(stamps, 31.5, spec, reference=(31.5, 0.0))

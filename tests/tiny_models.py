@@ -30,7 +30,15 @@ def recipe(root: Path, task: str, **overrides) -> TrainConfig:
         cadence = {"epochs": 8}
         base["data"]["train"]["simulate"] = {"n": 420, "seed": 1, "config": {"cadence": cadence}}
         base["data"]["test"]["simulate"] = {"n": 140, "seed": 2, "config": {"cadence": cadence}}
-        base["sequence_model"] = {"hidden": 24, "encoder_channels": [8, 16]}
+        # The recommended flux scale (stamps in the reference epoch's noise), so export, calibration and the edge
+        # are tested on it.
+        base["sequence_model"] = {
+            "hidden": 24,
+            "encoder_channels": [8, 16],
+            "flux_scale": "noise",
+            "asinh_softening": 5.0,
+            "conditions": ["fwhm", "log_sky", "airmass", "log_dt"],
+        }
         base["train"]["epochs"] = 12
     base.update(overrides)
     return TrainConfig.model_validate(base)

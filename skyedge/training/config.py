@@ -44,9 +44,10 @@ class NightSplit(Schema):
 
 class DataSource(Schema):
     """A data set: a sharded folder (optionally simulated on first use), an image folder, an OATH-style table,
-    FITS stamp sequences, or LabelMe annotations of a real camera (frames, cloud polygons, labels from the sky)."""
+    FITS stamp sequences (per-epoch files, or a survey's stamp cubes with an epoch table), or LabelMe annotations
+    of a real camera (frames, cloud polygons, labels from the sky)."""
 
-    kind: Literal["shards", "image_folder", "oath", "fits_sequences", "labelme"] = "shards"
+    kind: Literal["shards", "image_folder", "oath", "fits_sequences", "stamp_cubes", "labelme"] = "shards"
     path: PathField
     simulate: SimulateSpec | None = None
     labels_csv: PathField | None = Field(default=None, description="oath: the label table")
@@ -61,6 +62,10 @@ class DataSource(Schema):
         default=True,
         description="false: a path that does not exist is left out with a warning (data kept outside the repository)",
     )
+    label: str | None = Field(default=None, description="stamp_cubes: the class of every cube (else labels_csv)")
+    zero_point: float | None = Field(
+        default=None, description="stamp_cubes: mag for one electron where the epoch table gives none"
+    )
     site: SiteSpec | None = Field(default=None, description="labelme: the camera's site (day, moon by ephemeris)")
     time_format: str = Field(default="%Y-%m-%d-%H-%M-%S", description="labelme: capture time in the file name (strptime)")
     utc_offset_hours: float = Field(default=0.0, description="labelme: the file names' local time minus UTC")
@@ -74,6 +79,8 @@ class DataSource(Schema):
             raise ValueError("simulate applies to kind 'shards' only")
         if self.kind == "oath" and self.labels_csv is None:
             raise ValueError("kind 'oath' needs labels_csv")
+        if self.kind == "stamp_cubes" and (self.labels_csv is None) == (self.label is None):
+            raise ValueError("kind 'stamp_cubes' needs exactly one of label (every cube) or labels_csv")
         if self.kind == "labelme" and self.site is None:
             raise ValueError("kind 'labelme' needs site (frame labels need the sun and the moon)")
         return self
@@ -164,6 +171,9 @@ class SequenceModel(Schema):
     conditions: list[Literal["fwhm", "log_sky", "zero_point", "airmass", "exptime", "log_dt"]] = Field(
         default_factory=lambda: ["fwhm", "log_sky", "zero_point", "airmass", "log_dt"]
     )
+    # noise: stamps in units of each epoch's pixel noise, so an assumed zero point that is off by a magnitude
+    # (a real survey's, an observatory's camera) changes nothing; zero_point: the original scaling.
+    flux_scale: Literal["zero_point", "noise"] = "zero_point"
     flux_reference_zp: float = 25.0
     asinh_softening: Positive = 10.0
     stamp_scaling: Literal["asinh", "linear"] = "asinh"

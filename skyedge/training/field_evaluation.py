@@ -128,15 +128,17 @@ def _offline_last_class(field: Path, package: Path, truth: list[dict], summaries
     from skyedge.dataset_inputs import RAW_CONDITIONS
     from skyedge.model_card import read_card
     from skyedge.precisions import ort_session
-    from skyedge.preprocess import condition_features, cut_stamps, normalised_conditions, prepare_stamps
+    from skyedge.preprocess import condition_features, cut_stamps, normalised_conditions, prepare_stamps, sky_noise
 
     card = read_card(package)
     spec = card.sequence
-    stamps, raw = [], {k: [] for k in RAW_CONDITIONS}
+    stamps, raw, reference = [], {k: [] for k in RAW_CONDITIONS}, None
     for path, conditions, xy in _epochs(field, truth, summaries, spec):
         image = fits.getdata(path).astype(np.float32)
         cut = cut_stamps(image, xy[:, 0], xy[:, 1], spec.stamp_size)
-        stamps.append(prepare_stamps(cut, float(conditions["zero_point"]), spec))
+        # The first epoch is the flux reference, as the edge's reference frame is.
+        reference = reference or (float(conditions["zero_point"]), float(sky_noise(conditions)))
+        stamps.append(prepare_stamps(cut, float(conditions["zero_point"]), spec, reference=reference))
         for k in RAW_CONDITIONS:
             raw[k].append(float(conditions[k]))
     features = normalised_conditions(condition_features({k: np.array(v) for k, v in raw.items()}, spec.conditions), spec)

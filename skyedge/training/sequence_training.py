@@ -34,6 +34,7 @@ def sequence_spec(cfg: TrainConfig, data: Loaded, idx: np.ndarray) -> SequenceSp
         conditions=list(s.conditions),
         conditions_mean=feats.mean(axis=0).tolist(),
         conditions_std=np.maximum(feats.std(axis=0), 1e-3).tolist(),
+        flux_scale=s.flux_scale,
         flux_reference_zp=s.flux_reference_zp,
         asinh_softening=s.asinh_softening,
         stamp_scaling=s.stamp_scaling,

@@ -134,15 +134,19 @@ def blur_to(image: np.ndarray, fwhm_from: float, fwhm_to: float) -> np.ndarray:
 
 @dataclass
 class Reference:
-    """The template: background-free pixels on the reference grid, its seeing FWHM (px) and zero point."""
+    """The template: background-free pixels on the reference grid, its seeing FWHM (px), zero point, and the
+    pixel noise of one frame at that zero point (the unit of a noise-scaled model's stamps)."""
 
     image: np.ndarray
     fwhm: float
     zero_point: float
     epochs: int
+    noise: float = float("nan")
 
     @classmethod
-    def stack(cls, frames: list[np.ndarray], fwhms: list[float], zero_points: list[float]) -> Reference:
+    def stack(
+        cls, frames: list[np.ndarray], fwhms: list[float], zero_points: list[float], noise: float = float("nan")
+    ) -> Reference:
         """Median of aligned, background-free frames after matching each to the broadest seeing and the first
         frame's zero point: the noise drops, a transient in one of them is voted out."""
         broadest, zp = max(fwhms), zero_points[0]
@@ -151,7 +155,7 @@ class Reference:
             for f, w, z in zip(frames, fwhms, zero_points, strict=True)
         ]
         image = matched[0] if len(matched) == 1 else np.nanmedian(np.stack(matched), axis=0)
-        return cls(np.nan_to_num(image).astype(np.float32), broadest, zp, len(frames))
+        return cls(np.nan_to_num(image).astype(np.float32), broadest, zp, len(frames), noise)
 
 
 def difference(

@@ -33,12 +33,14 @@ def epoch_inputs(
     y: np.ndarray,
     last_mjd: np.ndarray,
     spec: SequenceSpec,
+    flux_reference: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stamps (N, 1, 1, S, S) and conditions (N, 1, K) for N objects at one epoch (positions on the reference grid,
     ``alignment`` what maps the frame onto it); ``last_mjd`` NaN for an object's first epoch (time since the
-    previous epoch 0, as at the start of a training sequence)."""
+    previous epoch 0, as at the start of a training sequence); ``flux_reference`` the field's (zero point, pixel noise)
+    that a noise-scaled model's stamps are measured in."""
     cut = cut_stamps(image, *alignment.to_frame(x, y), spec.stamp_size)
-    stamps = prepare_stamps(cut, conditions["zero_point"], spec)
+    stamps = prepare_stamps(cut, conditions["zero_point"], spec, reference=flux_reference)
     dt = np.where(np.isnan(last_mjd), 0.0, conditions["mjd"] - np.nan_to_num(last_mjd))
     features = normalised_conditions(condition_features(_raw(conditions), spec.conditions, dt_days=dt), spec)
     # Features that do not depend on the object (all but log_dt) come back once for the epoch: one row each.
@@ -47,12 +49,21 @@ def epoch_inputs(
 
 
 def history_inputs(
-    frames: list[tuple[np.ndarray, dict, Alignment]], x: np.ndarray, y: np.ndarray, spec: SequenceSpec
+    frames: list[tuple[np.ndarray, dict, Alignment]],
+    x: np.ndarray,
+    y: np.ndarray,
+    spec: SequenceSpec,
+    flux_reference: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stamps (N, T, 1, S, S) and conditions (N, T, K) for N objects over T frames ``(image, conditions, alignment)``."""
     stamps = np.stack(
         [
-            prepare_stamps(cut_stamps(image, *alignment.to_frame(x, y), spec.stamp_size), cond["zero_point"], spec)
+            prepare_stamps(
+                cut_stamps(image, *alignment.to_frame(x, y), spec.stamp_size),
+                cond["zero_point"],
+                spec,
+                reference=flux_reference,
+            )
             for image, cond, alignment in frames
         ],
         axis=1,

@@ -26,7 +26,7 @@ import numpy as np
 
 from skyedge.edge.config import StartupError
 from skyedge.edge.field.conditions import header_conditions, star_fwhm
-from skyedge.edge.field.difference import Reference, background, stars
+from skyedge.edge.field.difference import Reference, background, robust_sigma, stars
 from skyedge.edge.field.epoch_prep import DEFAULT_FWHM_PX
 from skyedge.edge.field.records import FieldDecisions, FieldEpoch, FieldItem, ObjectRows
 from skyedge.edge.field.sequences import StateStore, epoch_inputs, history_inputs
@@ -51,7 +51,7 @@ def load_reference(path, key: str, zero_point: float) -> Reference:
     image = image - background(image)
     conditions, _ = header_conditions(header, str(path))
     fwhm = conditions.get("fwhm") or star_fwhm(image, stars(image, DEFAULT_FWHM_PX), np.inf) or DEFAULT_FWHM_PX
-    return Reference(image, float(fwhm), float(conditions.get("zero_point", zero_point)), 1)
+    return Reference(image, float(fwhm), float(conditions.get("zero_point", zero_point)), 1, robust_sigma(image))
 
 
 class SequenceTask:
@@ -89,6 +89,11 @@ class SequenceTask:
             out += self._epoch_items(pipeline, view, t0)
         return out
 
+    def _flux_reference(self) -> tuple[float, float]:
+        """The field's flux unit for a noise-scaled model: one reference frame's pixel noise at its zero point."""
+        ref = self.tracker.reference
+        return ref.zero_point, ref.noise
+
     def _epoch_items(self, pipeline, view: EpochView, t0: float) -> list[FieldItem]:
         o, spec, raw = self.tracker.objects, self.spec, view.frame
         rows = view.followed
@@ -97,12 +102,19 @@ class SequenceTask:
         ongoing = rows[~is_new]
         if len(ongoing):
             stamps, conditions = epoch_inputs(
-                view.image, view.conditions, view.alignment, o.x[ongoing], o.y[ongoing], o.last_mjd[ongoing], spec
+                view.image,
+                view.conditions,
+                view.alignment,
+                o.x[ongoing],
+                o.y[ongoing],
+                o.last_mjd[ongoing],
+                spec,
+                self._flux_reference(),
             )
             groups.append((ongoing, o.n_epochs[ongoing] == 0, stamps, conditions))
         if len(view.new):
             frames = [*view.history, (view.image, view.conditions, view.alignment)]
-            stamps, conditions = history_inputs(frames, o.x[view.new], o.y[view.new], spec)
+            stamps, conditions = history_inputs(frames, o.x[view.new], o.y[view.new], spec, self._flux_reference())
             groups.append((view.new, np.ones(len(view.new), dtype=bool), stamps, conditions))
             o.n_epochs[view.new] = len(frames) - 1  # the increment below adds this epoch
         o.n_epochs[rows] += 1

@@ -236,7 +236,10 @@ class FieldTracker:
         for p, image in zip(self.pending[1:], on_grid[1:], strict=True):
             self._zero_point(p, image, on_grid[0], base, first.stars)
         self.reference = Reference.stack(
-            on_grid, [p.conditions["fwhm"] for p in self.pending], [p.conditions["zero_point"] for p in self.pending]
+            on_grid,
+            [p.conditions["fwhm"] for p in self.pending],
+            [p.conditions["zero_point"] for p in self.pending],
+            float(first.conditions["noise"]),
         )
         bad = [self._bad_on_grid(p) for p in self.pending]
         self.reference_bad = np.logical_or.reduce(bad)

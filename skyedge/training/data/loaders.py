@@ -192,6 +192,53 @@ def load_fits_sequences(path) -> Loaded:
     )
 
 
+def load_stamp_cubes(source, classes: list[str] | None = None) -> Loaded:
+    """A folder of survey stamp cubes (:mod:`skyedge.training.data.stamp_cubes`), one class for all or from a table."""
+    from skyedge.dataset_inputs import RAW_CONDITIONS
+    from skyedge.training.data.stamp_cubes import read_stamp_cubes
+
+    sequences = read_stamp_cubes([source.path], zero_point=source.zero_point)
+    if source.label is not None:
+        names = [source.label] * len(sequences)
+    else:
+        table = _label_table(Path(source.labels_csv), source.file_column, source.label_column)
+        files = [s.path.name for s in sequences]
+        missing = [f for f in files if f not in table]
+        if missing:
+            raise DatasetError(f"{source.labels_csv}: no label for {', '.join(missing[:5])}")
+        names = [table[f] for f in files]
+    order = list(classes or [])
+    order += sorted(set(names) - set(order))
+    t_max = max(len(s.stamps) for s in sequences)
+    size = sequences[0].stamps.shape[1:]
+    images = np.zeros((len(sequences), t_max, *size), dtype=np.float32)
+    conditions = np.zeros((len(sequences), t_max, len(RAW_CONDITIONS)), dtype=np.float32)
+    lengths = np.array([len(s.stamps) for s in sequences], dtype=np.int64)
+    for i, s in enumerate(sequences):
+        if s.stamps.shape[1:] != size:
+            raise DatasetError(f"{s.path}: stamps of {s.stamps.shape[1:]} beside others of {size}")
+        c = np.stack([s.conditions[k] for k in RAW_CONDITIONS], axis=1)
+        images[i, : len(c)], conditions[i, : len(c)] = s.stamps, c
+        images[i, len(c) :], conditions[i, len(c) :] = s.stamps[-1], c[-1]  # padding: lengths say what is real
+    return Loaded(
+        images,
+        np.array([order.index(n) for n in names], dtype=np.int64),
+        order,
+        conditions=conditions,
+        meta={"length": lengths},
+        data_hash=_hash_files([s.path for s in sequences]),
+    )
+
+
+def _label_table(path: Path, file_column: str, label_column: str) -> dict[str, str]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        for column in (file_column, label_column):
+            if column not in (reader.fieldnames or []):
+                raise DatasetError(f"{path}: no column '{column}'")
+        return {row[file_column]: row[label_column] for row in reader}
+
+
 def _present(sources) -> list:
     """The sources to load: those marked ``required: false`` whose path is missing are left out with a warning
     (real data kept outside the repository)."""
@@ -250,4 +297,6 @@ def load_source(source, task: str, classes: list[str] | None = None) -> Loaded:
         return load_image_folder(source.path)
     if source.kind == "oath":
         return load_oath(source.path, source.labels_csv, source.file_column, source.label_column, classes)
+    if source.kind == "stamp_cubes":
+        return load_stamp_cubes(source, classes)
     return load_fits_sequences(source.path)

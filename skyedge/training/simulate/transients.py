@@ -40,9 +40,14 @@ class TransientConfig:
     stamp_size: int = 21  # 21 px HiTS-like; 63 px ZTF-like
     psf: str = "moffat"  # moffat | gaussian
     moffat_beta: tuple[float, float] = (2.5, 4.5)
-    bright_mag: float = 16.5
+    bright_mag: float = 16.5  # at the cadence model's depth; a log of another depth shifts it with its limit
     faint_margin: float = 0.3  # faintest objects: this far below the median limiting magnitude
     faint_fraction: float = 0.15  # share of objects within 1 mag of the limit (the rest are brighter)
+    sn_faint_fraction: float | None = None  # the same for supernovae (None: faint_fraction); surveys find most near
+    # their limit (HiTS 2015: median peak S/N 27 in a 5x5 box against 51 at 0.15)
+    # Neighbouring pixels' noise correlation, drawn per object from this range: 0 for a raw CCD frame, ~0.2 for a
+    # survey's resampled images (HiTS 2015); a range teaches both.
+    noise_correlation: tuple[float, float] = (0.0, 0.0)
     min_variability: float = 0.4  # mag: variable classes must vary at least this much over the sampled epochs
     variability_snr: float = 5.0  # ... and by this many sigma of the photometric noise (the survey's selection)
     cadence: CadenceConfig = field(default_factory=CadenceConfig)
@@ -53,6 +58,9 @@ class TransientConfig:
             raise ValueError(f"stamp_size must be odd and at least 9, got {self.stamp_size}")
         if self.psf not in ("moffat", "gaussian"):
             raise ValueError(f"psf must be moffat or gaussian, got {self.psf!r}")
+        low, high = self.noise_correlation
+        if not 0.0 <= low <= high < 0.5:
+            raise ValueError(f"noise_correlation must be a range within [0, 0.5), got {self.noise_correlation}")
         unknown = set(self.classes) - set(CLASSES)
         if unknown:
             raise ValueError(f"unknown transient classes: {sorted(unknown)}")
@@ -61,24 +69,43 @@ class TransientConfig:
         return dataclasses.asdict(self)
 
 
-def _median_limit(cfg: TransientConfig) -> float:
-    c = cfg.cadence
-    seeing_px = c.seeing_arcsec[0] / c.pixel_scale_arcsec
-    return limiting_magnitude(c.zero_point0, seeing_px, 0.5 * sum(c.sky_e), c.read_noise)
+@dataclass(frozen=True)
+class Depth:
+    """A survey's typical epoch (zero point, seeing in px, sky in electrons): what sets its limiting magnitude."""
+
+    zero_point: float
+    fwhm: float
+    sky: float
+    read_noise: float
+
+    @classmethod
+    def of(cls, cfg: TransientConfig, log: dict | None = None) -> Depth:
+        """The median epoch of a given observing log, else of the cadence model."""
+        c = cfg.cadence
+        if log is not None:
+            return cls(*(float(np.median(log[k])) for k in ("zero_point", "fwhm", "sky")), c.read_noise)
+        return cls(c.zero_point0, c.seeing_arcsec[0] / c.pixel_scale_arcsec, 0.5 * sum(c.sky_e), c.read_noise)
+
+    def limit(self) -> float:
+        return limiting_magnitude(self.zero_point, self.fwhm, self.sky, self.read_noise)
 
 
 class SkyObject:
     """One object: renders its expected electrons (without sky) on a grid for any epoch."""
 
-    def __init__(self, label: str, rng: np.random.Generator, cfg: TransientConfig, mjd: np.ndarray):
+    def __init__(
+        self, label: str, rng: np.random.Generator, cfg: TransientConfig, mjd: np.ndarray, depth: Depth | None = None
+    ):
         self.label, self.cfg = label, cfg
+        self.depth = depth or Depth.of(cfg)  # magnitudes are drawn relative to the survey's limit
         self.beta = rng.uniform(*cfg.moffat_beta)
-        limit = _median_limit(cfg)
+        limit = self.depth.limit()
         # Most objects are well detected; a faint tail reaches past the median 5-sigma limit.
-        if rng.uniform() < cfg.faint_fraction:
+        faint = cfg.sn_faint_fraction if label == "SN" and cfg.sn_faint_fraction is not None else cfg.faint_fraction
+        if rng.uniform() < faint:
             mag_range = (limit - 1.0, limit + cfg.faint_margin)
         else:
-            mag_range = (cfg.bright_mag, limit - 1.0)
+            mag_range = (cfg.bright_mag + limit - Depth.of(cfg).limit(), limit - 1.0)
         span = (float(mjd.min()), float(mjd.max()))
         self.meta: dict = {"label": label, "faint": mag_range[0] >= limit - 1.0}
         self.mag = None
@@ -137,12 +164,10 @@ class SkyObject:
         sampled = self.mag(mjd)
         if np.ptp(sampled) < cfg.min_variability:
             return False
-        c = cfg.cadence
-        zp, sky = c.zero_point0, 0.5 * sum(c.sky_e)
-        fwhm = c.seeing_arcsec[0] / c.pixel_scale_arcsec
-        flux = mag_to_electrons(sampled, zp)
-        area = 4.0 * math.pi * (fwhm / 2.3548) ** 2
-        noise = np.sqrt(area * (sky + c.read_noise**2) + flux)
+        d = self.depth
+        flux = mag_to_electrons(sampled, d.zero_point)
+        area = 4.0 * math.pi * (d.fwhm / 2.3548) ** 2
+        noise = np.sqrt(area * (d.sky + d.read_noise**2) + flux)
         return float(flux.max() - flux.min()) >= cfg.variability_snr * float(np.median(noise))
 
     def expected(self, epoch: int, cond: dict, shape: tuple[int, int], x0: float, y0: float) -> np.ndarray:
@@ -211,6 +236,20 @@ class SkyObject:
         return image
 
 
+def correlated(noise: np.ndarray, rho: float) -> np.ndarray:
+    """White noise made to correlate by ``rho`` between neighbouring pixels, its variance kept: a separable
+    [a, 1-2a, a] kernel (what resampling onto a survey's grid does), normalised."""
+    # Neighbour correlation of the kernel: 2ab / (2a^2 + b^2) with b = 1 - 2a; solved for a on a fine grid.
+    grid = np.linspace(0.0, 1.0 / 3.0, 2001)
+    b = 1.0 - 2.0 * grid
+    a = float(grid[np.argmin(np.abs(2 * grid * b / (2 * grid**2 + b**2) - rho))])
+    kernel = np.array([a, 1.0 - 2.0 * a, a])
+    from scipy.ndimage import convolve
+
+    # Wrapped edges keep the border pixels' noise what the centre's is (stamps' backgrounds come from their border).
+    return convolve(noise, np.outer(kernel, kernel), mode="wrap") / float(np.sum(kernel**2))
+
+
 def epoch_conditions(log: dict[str, np.ndarray], epoch: int) -> dict[str, float]:
     """One epoch's conditions as a plain dict."""
     return {key: float(log[key][epoch]) for key in CONDITIONS}
@@ -225,17 +264,21 @@ def render_sequence(
     """Stamps (T, S, S) float32 electrons, conditions (T, 6) float32 in CONDITIONS order, and metadata."""
     if label not in CLASSES:
         raise ValueError(f"unknown transient class {label!r}; expected one of {', '.join(CLASSES)}")
+    depth = Depth.of(cfg, log)  # a user's log sets the depth (its zero point may be any survey's)
     log = log if log is not None else cadence_log(cfg.cadence, rng)
-    obj = SkyObject(label, rng, cfg, log["mjd"])
+    obj = SkyObject(label, rng, cfg, log["mjd"], depth)
     size = cfg.stamp_size
     centre = (size - 1) / 2.0
     x0, y0 = centre + rng.uniform(-0.5, 0.5), centre + rng.uniform(-0.5, 0.5)
     epochs = len(log["mjd"])
     stamps = np.empty((epochs, size, size), dtype=np.float32)
+    rho = rng.uniform(*cfg.noise_correlation) if cfg.noise_correlation[1] > 0 else 0.0
     for e in range(epochs):
         cond = epoch_conditions(log, e)
         expected = cond["sky"] + obj.expected(e, cond, (size, size), x0, y0)
         stamps[e] = expose(expected, cfg.cadence.read_noise, rng)
+        if rho > 0:
+            stamps[e] = expected + correlated(stamps[e] - expected, rho)
     conditions = np.stack([log[key] for key in CONDITIONS], axis=1).astype(np.float32)
     return stamps, conditions, obj.meta
 
