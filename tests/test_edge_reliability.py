@@ -2,7 +2,8 @@
 
 The numbers refer to the reliability issue's list: vanished files (1), a vanished folder (2), bad paths at start
 (3), oversized images (4), the camera's frame format across restarts (5), symlinks (6), the card's file mode (7),
-bounded sequence buffers (8), the telescope field resuming after a restart (9).
+bounded sequence buffers (8), the telescope field resuming after a restart (9), a `--once` run outlasting slow
+reporters (10).
 """
 
 from __future__ import annotations
@@ -332,3 +333,32 @@ def test_9_a_telescope_field_resumes_where_it_stopped(stub_sequence_package, tmp
     assert sorted({m["n_epochs"] for m in after}) == [4, 5, 6]  # histories continue, not restart at 1
     last = {m["object_id"]: m for m in after if m["n_epochs"] == 6}
     assert_last_epochs_match_offline(stub_sequence_package, field, [field / "frames" / p.name for p in frames], last)
+
+
+def test_10_a_once_run_publishes_every_answer_however_slow_its_reporters(
+    stub_frame_package, camera_frames, tmp_path, monkeypatch
+):
+    """`skyedge run --once` ends only when every answer is said: a slow reporter (a busy disk, a loaded CPU) once
+    cut a real night's log short by half its epochs when the stop's drain bound ran out."""
+    from skyedge.edge.reporters.jsonl import JsonlReporter
+    from skyedge.edge.runtime import lifecycle
+
+    incoming = tmp_path / "in"
+    pngs = _as_png(camera_frames[:20], incoming)
+    log = tmp_path / "r.jsonl"
+    cfg = write_config(
+        tmp_path / "e.yaml",
+        stub_frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"jsonl": {"path": str(log)}},
+    )
+    publish = JsonlReporter.publish
+
+    def slow(self, message):
+        time.sleep(0.02)
+        publish(self, message)
+
+    monkeypatch.setattr(JsonlReporter, "publish", slow)
+    monkeypatch.setattr(lifecycle, "STOP_DRAIN_S", 0.01)  # a daemon's stop would give up almost at once
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    assert {m["frame_id"] for m in messages(log, "classification")} == {f.name for f in pngs}

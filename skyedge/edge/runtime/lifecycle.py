@@ -35,6 +35,9 @@ from skyedge.errors import InputError
 from skyedge.masks import card_mask
 
 log = logging.getLogger(__name__)
+# A daemon asked to stop waits this long for its answers to be published (systemd's default stop timeout is 90 s);
+# what is left is published after a restart, its files never having been acknowledged.
+STOP_DRAIN_S = 60.0
 
 
 class Runtime:
@@ -176,7 +179,7 @@ class Runtime:
             self.alpaca.stop()
         for t in self._threads:
             t.join(timeout=5)
-        self.publisher.close()
+        self.publisher.close(timeout=None if self.once else STOP_DRAIN_S)
         for pipeline in self.pipelines:
             pipeline.source.close()
             if pipeline.collector is not None:

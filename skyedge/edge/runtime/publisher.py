@@ -99,10 +99,19 @@ class Publisher:
         """Publish 'online' (and discovery), then serve records."""
         self._thread.start()
 
-    def close(self, timeout: float = 60.0) -> None:
-        """Publish what is queued, the final metrics and 'offline'; close the reporters (they flush first)."""
+    def close(self, timeout: float | None = 60.0) -> None:
+        """Publish what is queued, the final metrics and 'offline'; close the reporters (they flush first).
+        ``timeout`` None: wait however long that takes (a ``--once`` run must not end with its answers unsaid)."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            # Their files were never acknowledged: a restart reads them again, so nothing is lost, only late.
+            log.warning(
+                "stopping with about %d records not yet published after %.0f s; their files are read again after a "
+                "restart",
+                self._queue.qsize(),
+                timeout,
+            )
 
     # ------------------------------------------------------------ publisher thread
 
