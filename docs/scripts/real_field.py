@@ -77,7 +77,7 @@ def night(log: Path) -> dict:
         "residual_px_max": max(s["alignment"]["residual_px"] for s in summaries),
         "new_after_reference_median": float(np.median(new[3:])) if len(new) > 3 else None,
         "new_after_reference_total": int(sum(new[3:])),
-        "bogus_total": {k: sum(s["objects"].get("bogus", {}).get(k, 0) for s in summaries) for k in ("sharp", "dipole", "warm_pixel")},
+        "bogus_total": {k: sum(s["objects"].get("bogus", {}).get(k, 0) for s in summaries) for k in ("sharp", "dipole", "warm_pixel", "edge")},
         "sn_candidates_p05": len(candidates),
         "sn_answers_p05_model_alone": len(model_alone),
         "sn_candidates": candidates,

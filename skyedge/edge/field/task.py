@@ -71,7 +71,9 @@ class SequenceTask:
         reference = load_reference(src.reference, f"{where}.reference", src.zero_point) if src.reference else None
         state = Path(src.state_file) if src.state_file else Path(src.path) / STATE_FILE
         memory = state.with_name(f"{state.name}.reference.json")
-        self.tracker = FieldTracker(src, card.sequence.max_epochs, catalog, reference, memory)
+        self.tracker = FieldTracker(
+            src, card.sequence.max_epochs, catalog, reference, memory, stamp_size=card.sequence.stamp_size
+        )
         self.states = StateStore(card.step)
         self.batch_size = batch_size
         self.history_epochs = card.sequence.max_epochs

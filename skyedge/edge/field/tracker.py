@@ -119,9 +119,16 @@ class FieldTracker:
     """Reference, alignment, detection and association for one field (see the module docstring)."""
 
     def __init__(
-        self, spec, max_epochs: int, catalog=None, reference: Reference | None = None, memory: Path | None = None
+        self,
+        spec,
+        max_epochs: int,
+        catalog=None,
+        reference: Reference | None = None,
+        memory: Path | None = None,
+        stamp_size: int = 21,
     ):
         self.spec = spec
+        self.stamp_half = stamp_size // 2  # a new object's stamp must lie on data both images have
         self.catalog = catalog
         self.reference = reference
         self.memory = memory  # where the frames the reference was built from are listed, for a restart
@@ -298,8 +305,14 @@ class FieldTracker:
             borderValue=0,
         ).astype(bool)
         found = detect_residuals(diff, fwhm, self.spec.detect_threshold_sigma, usable=usable, template=template)
+        # A residual is followed as a new object only if its whole stamp lies on usable data: a stamp cut off by
+        # the frame's edge is what the model was never shown (on a real night, every SN candidate was one).
+        inner = max(self.stamp_half - margin, 0)
+        whole = usable
+        if inner:
+            whole = cv2.erode(usable.astype(np.uint8), np.ones((2 * inner + 1, 2 * inner + 1), np.uint8)).astype(bool)
         rows = self.objects.rows()
-        new, refused, bogus = self._associate(found, rows, p, fwhm)
+        new, refused, bogus = self._associate(found, rows, p, fwhm, whole)
         retired = self._retire()
         view = EpochView(
             frame=p.frame,
@@ -321,9 +334,11 @@ class FieldTracker:
             self.ring.append((p.image, cond, p.alignment))
         return view
 
-    def _associate(self, found, rows: np.ndarray, p: Prepared, fwhm: float) -> tuple[np.ndarray, int, dict]:
+    def _associate(
+        self, found, rows: np.ndarray, p: Prepared, fwhm: float, whole: np.ndarray
+    ) -> tuple[np.ndarray, int, dict]:
         """Mark objects with a residual within the radius as detected; return rows of new objects, how many
-        residuals were refused for lack of room, and how many were bogus (by reason)."""
+        residuals were refused for lack of room, and how many were bogus (by reason; ``edge``: off ``whole``)."""
         from scipy.spatial import cKDTree
 
         radius = self.spec.match_radius_px
@@ -349,6 +364,12 @@ class FieldTracker:
         if self.spec.real_bogus:
             vetted = self.vetter.vet(found, candidates, p, fwhm)
             candidates, bogus = candidates[vetted.real], vetted.bogus
+        h, w = whole.shape
+        iy = np.clip(np.rint(found.y[candidates]).astype(np.int64), 0, h - 1)
+        ix = np.clip(np.rint(found.x[candidates]).astype(np.int64), 0, w - 1)
+        on_data = whole[iy, ix]
+        bogus = {**bogus, "edge": int((~on_data).sum())}
+        candidates = candidates[on_data]
         candidates = candidates[np.argsort(-np.abs(found.snr[candidates]))]  # strongest first
         keep: list[int] = []
         if len(candidates) > 1:
