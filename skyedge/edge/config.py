@@ -150,7 +150,8 @@ class FitsSequenceSourceSection(FolderSourceSection):
     zero_point: float = Field(
         default=25.0,
         description="magnitude zero point given to the reference when its frames' headers have no MAGZP; every "
-        "epoch's is then measured relative to it from the stars (clouds show as a drop)",
+        "epoch's is then measured relative to it from the stars (clouds show as a drop); a model with flux_scale "
+        "noise uses only the differences, so any value serves",
     )
     ring_epochs: Annotated[int, Field(ge=0, le=256)] = Field(
         default=8,
