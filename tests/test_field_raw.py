@@ -84,19 +84,21 @@ def test_raw_frames_are_accepted_measured_aligned_and_raise_no_false_alarms(stub
     assert sum(sum(s["objects"]["bogus"].values()) for s in summaries) >= 1  # cosmic-ray tracks judged bogus
 
 
-@pytest.mark.parametrize("flux_scale", ["noise", "zero_point"])
-def test_a_noise_scaled_model_answers_alike_whatever_zero_point_the_field_assumes(raw_field, tmp_path, flux_scale):
+@pytest.mark.parametrize("flux_scale, template", [("noise", False), ("zero_point", False), ("noise", True)])
+def test_a_noise_scaled_model_answers_alike_whatever_zero_point_the_field_assumes(raw_field, tmp_path, flux_scale, template):
     """Raw frames carry no MAGZP: the field's zero point is the configured one. A model whose stamps are measured
-    in the reference frame's noise gives the same answers when that guess is a magnitude off; a zero-point-scaled
-    model does not (so the test can tell)."""
+    in the reference frame's noise gives the same answers when that guess is a magnitude off, with a reference
+    built from the first epochs or a configured template; a zero-point-scaled model does not (so the test can
+    tell)."""
     from stub_packages import sequence_package
 
     package = sequence_package(tmp_path / "pkg", flux_scale=flux_scale)
+    source = {"reference": str(sorted(raw_field.glob("*.fits"))[0])} if template else {}
     answers = []
     for zp in (25.0, 26.0):
         run = tmp_path / f"zp{zp}"
         run.mkdir()
-        _run(package, raw_field, run, {"zero_point": zp}, pipeline={"field_messages": {"policy": "every_epoch"}})
+        _run(package, raw_field, run, {"zero_point": zp, **source}, pipeline={"field_messages": {"policy": "every_epoch"}})
         messages = [json.loads(line)["payload"] for line in (run / "scope.jsonl").read_text().splitlines()]
         answers.append(
             {(m["object_id"], m["n_epochs"]): m["probabilities"] for m in messages if "object_id" in m}

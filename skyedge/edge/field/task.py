@@ -26,7 +26,7 @@ import numpy as np
 
 from skyedge.edge.config import StartupError
 from skyedge.edge.field.conditions import header_conditions, star_fwhm
-from skyedge.edge.field.difference import Reference, background, robust_sigma, stars
+from skyedge.edge.field.difference import Reference, background, stars
 from skyedge.edge.field.epoch_prep import DEFAULT_FWHM_PX
 from skyedge.edge.field.records import FieldDecisions, FieldEpoch, FieldItem, ObjectRows
 from skyedge.edge.field.sequences import StateStore, epoch_inputs, history_inputs
@@ -51,7 +51,8 @@ def load_reference(path, key: str, zero_point: float) -> Reference:
     image = image - background(image)
     conditions, _ = header_conditions(header, str(path))
     fwhm = conditions.get("fwhm") or star_fwhm(image, stars(image, DEFAULT_FWHM_PX), np.inf) or DEFAULT_FWHM_PX
-    return Reference(image, float(fwhm), float(conditions.get("zero_point", zero_point)), 1, robust_sigma(image))
+    # Its noise is left unknown: the tracker takes the first epoch's (a template is quieter than a frame).
+    return Reference(image, float(fwhm), float(conditions.get("zero_point", zero_point)), 1)
 
 
 class SequenceTask:

@@ -293,6 +293,10 @@ class FieldTracker:
         ref_xy = np.stack(p.alignment.to_reference(p.stars[:, 0], p.stars[:, 1]), axis=1) if len(p.stars) else p.stars
         self._zero_point(p, on_grid, self.reference.image, self.reference.zero_point, ref_xy)
         cond = p.conditions
+        if not np.isfinite(self.reference.noise):
+            # A configured template (often a deep stack) is quieter than any frame: a noise-scaled model's flux unit
+            # is one frame's noise, the first epoch's, brought to the template's zero point.
+            self.reference.noise = float(cond["noise"] * 10.0 ** (0.4 * (self.reference.zero_point - cond["zero_point"])))
         diff, fwhm, template = difference(on_grid, cond["fwhm"], cond["zero_point"], self.reference)
         usable = np.isfinite(on_grid) & np.isfinite(self.reference.image)
         usable &= ~self._bad_on_grid(p) & ~self.reference_bad
