@@ -174,14 +174,7 @@ def load_fits_sequences(path) -> Loaded:
                 labels.append(k)
     if not sequences:
         raise DatasetError(f"{root}: no FITS stamp sequences found (expected <class>/<object>/*.fits)")
-    t_max = max(len(s) for s in sequences)
-    size = sequences[0].shape[1:]
-    images = np.zeros((len(sequences), t_max, *size), dtype=np.float32)
-    conditions = np.zeros((len(sequences), t_max, len(keys)), dtype=np.float32)
-    lengths = np.zeros(len(sequences), dtype=np.int64)
-    for i, (s, c) in enumerate(zip(sequences, conds, strict=False)):
-        images[i, : len(s)], conditions[i, : len(c)], lengths[i] = s, c, len(s)
-        conditions[i, len(c) :] = c[-1]  # padding repeats the last epoch; lengths say what is real
+    images, conditions, lengths = _padded(sequences, conds)
     return Loaded(
         images,
         np.array(labels, dtype=np.int64),
@@ -209,17 +202,14 @@ def load_stamp_cubes(source, classes: list[str] | None = None) -> Loaded:
         names = [table[f] for f in files]
     order = list(classes or [])
     order += sorted(set(names) - set(order))
-    t_max = max(len(s.stamps) for s in sequences)
     size = sequences[0].stamps.shape[1:]
-    images = np.zeros((len(sequences), t_max, *size), dtype=np.float32)
-    conditions = np.zeros((len(sequences), t_max, len(RAW_CONDITIONS)), dtype=np.float32)
-    lengths = np.array([len(s.stamps) for s in sequences], dtype=np.int64)
-    for i, s in enumerate(sequences):
+    for s in sequences:
         if s.stamps.shape[1:] != size:
             raise DatasetError(f"{s.path}: stamps of {s.stamps.shape[1:]} beside others of {size}")
-        c = np.stack([s.conditions[k] for k in RAW_CONDITIONS], axis=1)
-        images[i, : len(c)], conditions[i, : len(c)] = s.stamps, c
-        images[i, len(c) :], conditions[i, len(c) :] = s.stamps[-1], c[-1]  # padding: lengths say what is real
+    images, conditions, lengths = _padded(
+        [s.stamps for s in sequences],
+        [np.stack([s.conditions[k] for k in RAW_CONDITIONS], axis=1) for s in sequences],
+    )
     return Loaded(
         images,
         np.array([order.index(n) for n in names], dtype=np.int64),
@@ -228,6 +218,18 @@ def load_stamp_cubes(source, classes: list[str] | None = None) -> Loaded:
         meta={"length": lengths},
         data_hash=_hash_files([s.path for s in sequences]),
     )
+
+
+def _padded(stamps: list[np.ndarray], conditions: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sequences of different lengths as (N, T, S, S) and (N, T, K) arrays and their lengths: padding repeats the
+    last epoch (the lengths say what is real; a causal model's earlier answers never see it)."""
+    t_max = max(len(s) for s in stamps)
+    images = np.empty((len(stamps), t_max, *stamps[0].shape[1:]), dtype=np.float32)
+    padded = np.empty((len(stamps), t_max, conditions[0].shape[1]), dtype=np.float32)
+    for i, (s, c) in enumerate(zip(stamps, conditions, strict=True)):
+        images[i, : len(s)], padded[i, : len(c)] = s, c
+        images[i, len(s) :], padded[i, len(c) :] = s[-1], c[-1]
+    return images, padded, np.array([len(s) for s in stamps], dtype=np.int64)
 
 
 def _label_table(path: Path, file_column: str, label_column: str) -> dict[str, str]:
