@@ -84,6 +84,7 @@ def test_raw_frames_are_accepted_measured_aligned_and_raise_no_false_alarms(stub
     assert sum(sum(s["objects"]["bogus"].values()) for s in summaries) >= 1  # cosmic-ray tracks judged bogus
 
 
+@pytest.mark.slow  # reason: six field runs over 12 raw frames, about a minute on 2 cores
 @pytest.mark.parametrize("flux_scale, template", [("noise", False), ("zero_point", False), ("noise", True)])
 def test_a_noise_scaled_model_answers_alike_whatever_zero_point_the_field_assumes(raw_field, tmp_path, flux_scale, template):
     """Raw frames carry no MAGZP: the field's zero point is the configured one. A model whose stamps are measured
