@@ -309,14 +309,9 @@ class FieldTracker:
             borderValue=0,
         ).astype(bool)
         found = detect_residuals(diff, fwhm, self.spec.detect_threshold_sigma, usable=usable, template=template)
-        # A residual is followed as a new object only if its whole stamp lies on usable data: a stamp cut off by
-        # the frame's edge is what the model was never shown (on a real night, every SN candidate was one).
-        inner = max(self.stamp_half - margin, 0)
-        whole = usable
-        if inner:
-            whole = cv2.erode(usable.astype(np.uint8), np.ones((2 * inner + 1, 2 * inner + 1), np.uint8)).astype(bool)
         rows = self.objects.rows()
-        new, refused, bogus = self._associate(found, rows, p, fwhm, whole)
+        # usable is already eroded by the margin: a stamp's remaining half-width is checked per new residual.
+        new, refused, bogus = self._associate(found, rows, p, fwhm, usable, max(self.stamp_half - margin, 0))
         retired = self._retire()
         view = EpochView(
             frame=p.frame,
@@ -339,10 +334,11 @@ class FieldTracker:
         return view
 
     def _associate(
-        self, found, rows: np.ndarray, p: Prepared, fwhm: float, whole: np.ndarray
+        self, found, rows: np.ndarray, p: Prepared, fwhm: float, usable: np.ndarray, half: int
     ) -> tuple[np.ndarray, int, dict]:
         """Mark objects with a residual within the radius as detected; return rows of new objects, how many
-        residuals were refused for lack of room, and how many were bogus (by reason; ``edge``: off ``whole``)."""
+        residuals were refused for lack of room, and how many were bogus (by reason; ``edge``: a new residual
+        whose stamp, ``half`` px about it, leaves ``usable``)."""
         from scipy.spatial import cKDTree
 
         radius = self.spec.match_radius_px
@@ -368,10 +364,9 @@ class FieldTracker:
         if self.spec.real_bogus:
             vetted = self.vetter.vet(found, candidates, p, fwhm)
             candidates, bogus = candidates[vetted.real], vetted.bogus
-        h, w = whole.shape
-        iy = np.clip(np.rint(found.y[candidates]).astype(np.int64), 0, h - 1)
-        ix = np.clip(np.rint(found.x[candidates]).astype(np.int64), 0, w - 1)
-        on_data = whole[iy, ix]
+        # A residual becomes an object only if its whole stamp lies on usable data: a stamp cut off by the frame's
+        # edge is what the model was never shown (on a real night, every SN candidate was one).
+        on_data = np.array([_window_on(usable, found.x[j], found.y[j], half) for j in candidates], dtype=bool)
         bogus = {**bogus, "edge": int((~on_data).sum())}
         candidates = candidates[on_data]
         candidates = candidates[np.argsort(-np.abs(found.snr[candidates]))]  # strongest first
@@ -404,3 +399,11 @@ class FieldTracker:
         gone = np.flatnonzero(o.active & ~o.static & (self.epoch - o.last_detected >= self.spec.forget_after_epochs))
         o.active[gone] = False
         return [(str(o.ids[r]), int(r)) for r in gone]
+
+
+def _window_on(usable: np.ndarray, x: float, y: float, half: int) -> bool:
+    """Whether the (2 half + 1)-px square about (x, y) lies wholly on ``usable`` pixels (and on the grid)."""
+    ix, iy = int(round(x)), int(round(y))
+    if iy - half < 0 or ix - half < 0 or iy + half >= usable.shape[0] or ix + half >= usable.shape[1]:
+        return False
+    return bool(usable[iy - half : iy + half + 1, ix - half : ix + half + 1].all())
