@@ -32,7 +32,7 @@ def classify(package: Path, sequences, zero_point: float) -> list[np.ndarray]:
     out = []
     for seq in sequences:
         raw = dict(seq.conditions)
-        if seq.sources.get("zero_point") != "table:MAGZP":
+        if not seq.sources["zero_point"].startswith("table"):
             raw["zero_point"] = np.full(len(seq.stamps), zero_point)
         x, c = prepare_sequence(seq.stamps, raw, card.sequence)
         feeds = {

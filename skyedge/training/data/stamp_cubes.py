@@ -46,7 +46,6 @@ class StampSequence:
     stamps: np.ndarray
     conditions: dict[str, np.ndarray]
     sources: dict[str, str] = field(default_factory=dict)
-    header: dict = field(default_factory=dict)
 
 
 def border_median(stamps: np.ndarray) -> np.ndarray:
@@ -131,7 +130,7 @@ def read_stamp_cube(path: str | Path, zero_point: float | None = None) -> StampS
     order = np.argsort(values["mjd"], kind="stable")
     conditions = {k: v[order] for k, v in values.items()}
     stamps = (stamps_adu * gain[:, None, None])[order].astype(np.float32)
-    return StampSequence(name=name, path=path, stamps=stamps, conditions=conditions, sources=sources, header=header)
+    return StampSequence(name=name, path=path, stamps=stamps, conditions=conditions, sources=sources)
 
 
 def read_stamp_cubes(paths, zero_point: float | None = None) -> list[StampSequence]:
