@@ -399,8 +399,11 @@ def test_sigkilled_skyedge_run_replays_and_retained_state_is_latest(stub_frame_p
         def queued() -> int:
             if not queue.exists():
                 return 0
-            with sqlite3.connect(str(queue)) as db:
-                return db.execute("SELECT COUNT(*) FROM outbox WHERE kind='classification'").fetchone()[0]
+            try:
+                with sqlite3.connect(str(queue)) as db:
+                    return db.execute("SELECT COUNT(*) FROM outbox WHERE kind='classification'").fetchone()[0]
+            except sqlite3.OperationalError:  # the edge has created the file but not yet its table
+                return 0
 
         edge = subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
