@@ -1,0 +1,107 @@
+"""Point sources in an all-sky frame: the stars a camera actually recorded.
+
+A white top-hat (the frame minus its grey opening) removes everything broader than a star (sky gradients, the
+Milky Way, cloud, glare); a small Gaussian then matches a star's profile, and local maxima above ``threshold``
+times the robust noise of that image are stars. Positions are intensity-weighted centroids over 3x3 pixels. The
+cost is a handful of OpenCV passes over the frame: tens of milliseconds for a 2k frame on one core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_THRESHOLD = 5.0  # robust noise units of the matched-filtered top-hat image
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Stars found in one frame, brightest first: pixel centroids and top-hat fluxes (image units)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    flux: np.ndarray
+    snr: np.ndarray
+    noise: float
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def brightest(self, n: int) -> Detections:
+        """The ``n`` brightest detections."""
+        return Detections(self.x[:n], self.y[:n], self.flux[:n], self.snr[:n], self.noise)
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    """A float32 single-channel view of a frame (colour channels averaged)."""
+    a = np.asarray(image)
+    if a.ndim == 3:
+        a = a.astype(np.float32).mean(axis=2)
+    return np.nan_to_num(a.astype(np.float32, copy=False), nan=0.0)
+
+
+def _local_noise(residual: np.ndarray, inner: np.ndarray, fallback: float, block: int = 64) -> np.ndarray:
+    """The robust noise around each pixel: the MAD of each ``block``-pixel tile (sky pixels only), smoothly
+    interpolated. Cloud lit from below, moonlight and a camera's local contrast stretch make the noise differ
+    across one frame; a single figure would miss stars in the dark half or find noise in the bright one."""
+    import cv2
+
+    h, w = residual.shape
+    ty, tx = max(1, round(h / block)), max(1, round(w / block))
+    a = np.where(inner, np.abs(residual), np.nan)
+    ys, xs = np.linspace(0, h, ty + 1).astype(int), np.linspace(0, w, tx + 1).astype(int)
+    grid = np.full((ty, tx), np.nan, np.float32)
+    for i in range(ty):
+        for j in range(tx):
+            tile = a[ys[i] : ys[i + 1], xs[j] : xs[j + 1]]
+            if np.count_nonzero(~np.isnan(tile)) >= 64:
+                grid[i, j] = 1.4826 * np.nanmedian(tile)
+    grid = np.where(np.isfinite(grid) & (grid > 0), grid, fallback).astype(np.float32)
+    return cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def detect_stars(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    star_size_px: int = 7,
+    max_stars: int = 2000,
+) -> Detections:
+    """Stars in ``image`` (H, W) or (H, W, C); ``mask``: True where the sky is (others are ignored);
+    ``star_size_px``: the widest star in pixels (sets the top-hat; larger for 2-4k frames with soft optics)."""
+    import cv2
+
+    g = grey(image)
+    size = max(3, int(star_size_px) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    tophat = cv2.morphologyEx(g, cv2.MORPH_TOPHAT, kernel)
+    smooth = cv2.GaussianBlur(tophat, (0, 0), 1.0)
+    sky = np.ones(g.shape, bool) if mask is None else np.asarray(mask, bool)
+    # Frame borders and the mask's edge make false peaks: keep a margin of a star's width.
+    inner = cv2.erode(sky.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+    values = smooth[inner]
+    if values.size < 100:
+        return Detections(*(np.zeros(0),) * 4, noise=float("nan"))
+    med = float(np.median(values))
+    noise = 1.4826 * float(np.median(np.abs(values - med)))
+    if noise <= 0:  # quantised dark frames: the MAD can be 0, the standard deviation is honest
+        noise = float(values.std()) or 1e-6
+    local = _local_noise(smooth - med, inner, noise)
+    peaks = (smooth == cv2.dilate(smooth, np.ones((5, 5), np.uint8))) & (smooth - med > threshold * local) & inner
+    ys, xs = np.nonzero(peaks)
+    if len(xs) == 0:
+        return Detections(*(np.zeros(0),) * 4, noise=noise)
+    # Centroids and fluxes from the top-hat image, 3x3 and 5x5 around each peak.
+    h, w = g.shape
+    oy, ox = np.mgrid[-1:2, -1:2]
+    yy = np.clip(ys[:, None, None] + oy, 0, h - 1)
+    xx = np.clip(xs[:, None, None] + ox, 0, w - 1)
+    wts = np.maximum(tophat[yy, xx], 0) + 1e-9
+    cx = (wts * xx).sum(axis=(1, 2)) / wts.sum(axis=(1, 2))
+    cy = (wts * yy).sum(axis=(1, 2)) / wts.sum(axis=(1, 2))
+    oy5, ox5 = np.mgrid[-2:3, -2:3]
+    flux = tophat[np.clip(ys[:, None, None] + oy5, 0, h - 1), np.clip(xs[:, None, None] + ox5, 0, w - 1)].sum(axis=(1, 2))
+    snr = (smooth[ys, xs] - med) / local[ys, xs]
+    order = np.argsort(-flux, kind="stable")[:max_stars]
+    return Detections(cx[order], cy[order], flux[order], snr[order], noise)

@@ -1,0 +1,94 @@
+"""The camera geometry file: what ``skyedge geometry`` (or a pipeline's star watch) solved, saved beside the
+pipeline configuration so the next start does not need the sky to be clear.
+
+YAML, one document::
+
+    orientation: {projection, centre, horizon_radius, north_angle_deg, east}   # the pipeline's orientation keys
+    frame_shape: [height, width]
+    limiting_mag: [disc, ring 1, ring 2, ring 3, ring 4]   # per cloudynight ring; null: no stars expected there
+    fit: {frames, matched_stars, rms_px, rms_deg, solved_utc, site}
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from skyedge.errors import SkyedgeError
+from skyedge.stars.lens import PROJECTIONS, Lens
+
+
+class GeometryFileError(SkyedgeError, ValueError):
+    """A geometry file that cannot be read, naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class CameraGeometry:
+    """A solved camera: its lens for frames of one shape, its limiting magnitudes, and how the fit went."""
+
+    lens: Lens
+    frame_shape: tuple[int, int]
+    limiting_mag: tuple[float | None, ...] | None = None
+    fit: dict = field(default_factory=dict)
+
+    def lens_for(self, shape: tuple[int, int]) -> Lens:
+        """The lens scaled to frames of ``shape`` (a binned or resized stream of the same camera)."""
+        h0, w0 = self.frame_shape
+        h, w = shape
+        if (h, w) == (h0, w0):
+            return self.lens
+        sx, sy = (w - 1) / max(w0 - 1, 1), (h - 1) / max(h0 - 1, 1)
+        return self.lens.with_(cx=self.lens.cx * sx, cy=self.lens.cy * sy, radius_px=self.lens.radius_px * min(h / h0, w / w0))
+
+    def to_dict(self) -> dict:
+        """The file's document."""
+        return {
+            "orientation": self.lens.orientation(self.frame_shape),
+            "frame_shape": list(self.frame_shape),
+            "limiting_mag": None if self.limiting_mag is None else [None if v is None else round(v, 2) for v in self.limiting_mag],
+            "fit": self.fit,
+        }
+
+
+def save_geometry(geometry: CameraGeometry, path: Path | str) -> None:
+    """Write the file atomically (a crash leaves the old one whole)."""
+    path = Path(path)
+    text = "# Camera geometry solved from the stars by skyedge (docs/stars.md)\n" + yaml.safe_dump(geometry.to_dict(), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def load_geometry(path: Path | str) -> CameraGeometry:
+    """Read a geometry file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise GeometryFileError(f"{path}: cannot read the geometry file ({exc})") from None
+    if not isinstance(doc, dict):
+        raise GeometryFileError(f"{path}: not a geometry file (expected a mapping)")
+
+    def need(key: str):
+        if key not in doc:
+            raise GeometryFileError(f"{path}: missing key '{key}'")
+        return doc[key]
+
+    o, shape = need("orientation"), need("frame_shape")
+    try:
+        h, w = (int(v) for v in shape)
+        if o.get("projection", "equidistant") not in PROJECTIONS:
+            raise ValueError(f"orientation.projection must be one of {', '.join(PROJECTIONS)}")
+        if o.get("east", "left") not in ("left", "right"):
+            raise ValueError("orientation.east must be left or right")
+        lens = Lens.from_orientation(o, (h, w))
+        lim = doc.get("limiting_mag")
+        limits = None if lim is None else tuple(None if v is None else float(v) for v in lim)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise GeometryFileError(f"{path}: {exc}") from None
+    return CameraGeometry(lens, (h, w), limits, doc.get("fit") or {})

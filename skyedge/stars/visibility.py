@@ -1,0 +1,221 @@
+"""Star visibility: the bright stars that should be seen in a frame against those that are, per sky sector.
+
+A star is *expected* when it is above ``MIN_ALT_DEG``, on a sky pixel (mask, horizon, frame), outside the moon's
+glare, and brighter than the camera's limiting magnitude for its ring of zenith angle; it is *seen* when a
+detection lies within ``MATCH_DEG`` of where the lens puts it.
+
+* **Limiting magnitudes are the camera's own**, one per ring of the cloudynight layout
+  (:mod:`skyedge.edge.allsky.cloud_map`): the faintest catalogue magnitude to which ``COMPLETENESS`` of the
+  stars are seen on its clear frames (:func:`limiting_magnitudes`). Measured per ring, they fold in extinction
+  by airmass, vignetting and the horizon's haze and light; a ring where even bright stars are not reliably seen
+  gets no limit, and expects no stars.
+* **Chance matches are subtracted.** A detection of noise or cloud texture can sit next to an expected star.
+  The same stars moved a few degrees along their circle of zenith angle (where no star is) measure that rate
+  ``c`` in the frame itself, and the visible fraction is ``(seen/expected - c) / (1 - c)``, clipped to 0-1.
+
+A sector (or the zenith rings) with fewer than ``MIN_EXPECTED`` expected stars has no fraction (None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from skyedge.edge.allsky.cloud_map import RING_EDGES_DEG, SECTORS, sector_of
+from skyedge.stars.catalogue import StarsAt
+from skyedge.stars.detection import Detections
+from skyedge.stars.lens import Lens
+
+MIN_ALT_DEG = 15.0  # lower, refraction and haze vary too much night to night
+MATCH_DEG = 1.0
+MIN_EXPECTED = 3
+COMPLETENESS = 0.9
+WINDOW_COMPLETENESS = 0.8
+CLEAR_BRIGHT_MAG = 3.0
+CLEAR_BRIGHT_SHARE = 0.9
+BINS = np.arange(-1.5, 6.51, 0.5)
+RINGS = len(RING_EDGES_DEG)  # the zenith disc and four rings
+ZENITH_RINGS_DEG = RING_EDGES_DEG[1]  # the zenith disc and the first ring: where the cross-check looks
+CHANCE_SHIFTS_DEG = (-9.0, -6.0, 6.0, 9.0)  # azimuth shifts, scaled by 1/sin(zenith angle) (at least 1.5 deg on the sky)
+
+
+def ring_of_zenith(zenith_deg: np.ndarray) -> np.ndarray:
+    """Ring index (0: the zenith disc, 1-4) of zenith angles; 5 below the horizon."""
+    return np.searchsorted(np.asarray(RING_EDGES_DEG), np.asarray(zenith_deg), side="right")
+
+
+def moon_glare_deg(moon_illumination: float) -> float:
+    """Radius around the moon where its glare hides stars: 8 deg for a crescent, 25 deg when full."""
+    return 8.0 + 17.0 * float(np.clip(moon_illumination, 0.0, 1.0))
+
+
+def _near(lens: Lens, det: Detections, alt: np.ndarray, az: np.ndarray) -> np.ndarray:
+    """Whether a detection lies within MATCH_DEG of each direction."""
+    from scipy.spatial import cKDTree
+
+    if len(det) == 0:
+        return np.zeros(len(alt), bool)
+    x, y = lens.project(alt, az)
+    zen = np.radians(90.0 - np.clip(alt, 1.0, 89.9))
+    step = 1e-3
+    r1 = lens.radius_px * _r(zen + step, lens.projection) - lens.radius_px * _r(zen, lens.projection)
+    radius_px = np.maximum(np.radians(MATCH_DEG) * r1 / step, 1.5)
+    dist, _ = cKDTree(np.stack([det.x, det.y], axis=1)).query(np.stack([x, y], axis=1))
+    return dist <= radius_px
+
+
+def _r(zen: np.ndarray, projection: str) -> np.ndarray:
+    from skyedge.stars.lens import radius_of
+
+    return radius_of(zen, projection)
+
+
+def _usable(lens: Lens, alt, az, shape, mask, moon) -> np.ndarray:
+    h, w = shape
+    x, y = lens.project(alt, az)
+    ok = (alt >= MIN_ALT_DEG) & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    if mask is not None:
+        xi, yi = np.clip(np.round(x).astype(int), 0, w - 1), np.clip(np.round(y).astype(int), 0, h - 1)
+        ok &= np.asarray(mask, bool)[yi, xi]
+    if moon is not None and moon[0] > -1.0:
+        alt1, az1 = np.radians(alt), np.radians(az)
+        alt2, az2 = np.radians(moon[0]), np.radians(moon[1])
+        cos_d = np.sin(alt1) * np.sin(alt2) + np.cos(alt1) * np.cos(alt2) * np.cos(az1 - az2)
+        ok &= np.degrees(np.arccos(np.clip(cos_d, -1, 1))) > moon_glare_deg(moon[2])
+    return ok
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """One frame's expected and seen stars."""
+
+    expected: int
+    seen: int
+    chance: float  # the frame's rate of chance matches
+    sectors: tuple[float | None, ...]  # chance-corrected visible fraction per cloudynight sector
+    zenith_expected: int
+    zenith_seen: int
+    limiting_mag: float | None  # at the zenith
+
+    @staticmethod
+    def _fraction(seen: float, expected: float, chance: float) -> float | None:
+        if expected < MIN_EXPECTED:
+            return None
+        return float(np.clip((seen / expected - chance) / max(1.0 - chance, 1e-6), 0.0, 1.0))
+
+    @property
+    def visible_fraction(self) -> float | None:
+        """Seen over expected, chance-corrected, the whole visible sky (None: too few stars expected)."""
+        return self._fraction(self.seen, self.expected, self.chance)
+
+    @property
+    def zenith_fraction(self) -> float | None:
+        """The same within ``ZENITH_RINGS_DEG`` of the zenith."""
+        return self._fraction(self.zenith_seen, self.zenith_expected, self.chance)
+
+    def message(self) -> dict:
+        """The classification message's ``stars`` object."""
+        frac, zen = self.visible_fraction, self.zenith_fraction
+        return {
+            "expected": self.expected,
+            "seen": self.seen,
+            "chance": round(self.chance, 3),
+            "visible_fraction": None if frac is None else round(frac, 3),
+            "zenith_visible_fraction": None if zen is None else round(zen, 3),
+            "limiting_mag": None if self.limiting_mag is None else round(self.limiting_mag, 2),
+            "sectors": [None if v is None else round(v, 3) for v in self.sectors],
+        }
+
+
+def _expected(stars: StarsAt, limits) -> np.ndarray:
+    ring = ring_of_zenith(90.0 - stars.alt_deg)
+    lim = np.array([np.nan if v is None else v for v in limits] + [np.nan])
+    with np.errstate(invalid="ignore"):
+        return stars.mag <= lim[np.minimum(ring, RINGS)]
+
+
+def star_visibility(
+    det: Detections,
+    stars: StarsAt,
+    lens: Lens,
+    shape: tuple[int, int],
+    limits: tuple[float | None, ...],
+    mask: np.ndarray | None = None,
+    moon: tuple[float, float, float] | None = None,
+) -> Visibility:
+    """Expected against seen stars for one frame; ``limits``: the limiting magnitude per ring (None: no stars
+    expected there); ``moon``: (altitude, azimuth, illuminated fraction)."""
+    bright = stars.subset(_expected(stars, limits))
+    ok = _usable(lens, bright.alt_deg, bright.az_deg, shape, mask, moon)
+    alt, az = bright.alt_deg[ok], bright.az_deg[ok]
+    seen = _near(lens, det, alt, az)
+    # Chance: the same stars slid along their circles of zenith angle, where (almost always) no star is.
+    hits, tries = 0, 0
+    stretch = 1.0 / np.maximum(np.cos(np.radians(alt)), 0.2)
+    for shift in CHANCE_SHIFTS_DEG:
+        az_s = (az + shift * stretch) % 360.0
+        use = _usable(lens, alt, az_s, shape, mask, moon)
+        hits += int(_near(lens, det, alt[use], az_s[use]).sum())
+        tries += int(use.sum())
+    chance = hits / tries if tries else 0.0
+    zen = 90.0 - alt
+    sector = sector_of(zen, az)
+    exp_n = np.bincount(sector[sector >= 0], minlength=SECTORS)
+    seen_n = np.bincount(sector[sector >= 0], weights=seen[sector >= 0].astype(float), minlength=SECTORS)
+    sectors = tuple(Visibility._fraction(s, e, chance) for s, e in zip(seen_n, exp_n, strict=True))
+    near = zen <= ZENITH_RINGS_DEG
+    return Visibility(int(ok.sum()), int(seen.sum()), chance, sectors, int(near.sum()), int(seen[near].sum()), limits[0])
+
+
+def completeness_counts(
+    det: Detections, stars: StarsAt, lens: Lens, shape, mask=None, moon=None, bins: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(seen, present) counts per ring and magnitude bin for one clear frame, to pool over frames."""
+    bins = BINS if bins is None else bins
+    ok = _usable(lens, stars.alt_deg, stars.az_deg, shape, mask, moon)
+    alt, az, mag = stars.alt_deg[ok], stars.az_deg[ok], stars.mag[ok]
+    seen = _near(lens, det, alt, az)
+    ring = np.minimum(ring_of_zenith(90.0 - alt), RINGS - 1)
+    b = np.clip(np.digitize(mag, bins) - 1, 0, len(bins) - 2)
+    present = np.zeros((RINGS, len(bins) - 1))
+    hit = np.zeros_like(present)
+    np.add.at(present, (ring, b), 1)
+    np.add.at(hit, (ring, b), seen.astype(float))
+    return hit, present
+
+
+def clear_enough(hit: np.ndarray, present: np.ndarray, bins: np.ndarray | None = None) -> bool:
+    """Whether one frame's counts (:func:`completeness_counts`) come from a clear sky: at least ``CLEAR_BRIGHT_SHARE``
+    of the stars brighter than ``CLEAR_BRIGHT_MAG`` within 54 deg of the zenith seen (at least 10 of them). Only
+    such frames may teach limiting magnitudes: a partly cloudy frame still solves, and would teach a shallow sky."""
+    bins = BINS if bins is None else bins
+    bright = bins[1:] <= CLEAR_BRIGHT_MAG + 1e-9
+    n = present[:3, bright].sum()
+    return bool(n >= 10 and hit[:3, bright].sum() >= CLEAR_BRIGHT_SHARE * n)
+
+
+def limiting_magnitudes(
+    hit: np.ndarray, present: np.ndarray, bins: np.ndarray | None = None, completeness: float = COMPLETENESS, min_stars: int = 10
+) -> tuple[float | None, ...]:
+    """Per ring, the faintest magnitude m to which ``completeness`` of the stars (pooled counts from
+    :func:`completeness_counts` over clear frames) are seen, with the stars of the last magnitude before m at least
+    ``WINDOW_COMPLETENESS`` seen (the faint end dominates the counts: a cumulative figure alone would admit a last
+    bin seen half the time; a window rather than single bins, so that a few missed bright stars, merged or
+    saturated, do not stop the scan); None where no magnitude qualifies."""
+    bins = BINS if bins is None else bins
+    step = float(bins[1] - bins[0])
+    width = max(1, round(1.0 / step))
+    out = []
+    for ring in range(RINGS):
+        cum_hit, cum_present = np.cumsum(hit[ring]), np.cumsum(present[ring])
+        limit = None
+        for i in range(len(bins) - 1):
+            lo = max(0, i - width + 1)
+            w_hit, w_present = hit[ring, lo : i + 1].sum(), present[ring, lo : i + 1].sum()
+            if w_present < min_stars or cum_present[i] < min_stars:
+                continue
+            if w_hit >= WINDOW_COMPLETENESS * w_present and cum_hit[i] >= completeness * cum_present[i]:
+                limit = float(bins[i + 1])
+        out.append(limit)
+    return tuple(out)

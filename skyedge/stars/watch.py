@@ -1,0 +1,142 @@
+"""One camera's stars, frame after frame: detection, visibility against the saved geometry, and upkeep of that
+geometry when the camera has none or has moved.
+
+Per night frame (:meth:`StarWatch.observe`, the pipeline's source thread; ~20-200 ms for 0.25-4 Mpixel):
+
+1. stars are detected (:mod:`skyedge.stars.detection`);
+2. with a geometry, the expected stars are compared with them (:mod:`skyedge.stars.visibility`);
+3. without one, or when a frame with many stars sees few of the expected ones (a remounted or rotated camera
+   looks exactly like that; a cloudy frame has too few stars to try), the frame is solved blind
+   (:mod:`skyedge.stars.solve`, about 1 s, at most once per ``solve_every_s``). A solution that holds replaces
+   the geometry and is saved; a frame that does not solve leaves the saved geometry alone.
+
+Limiting magnitudes come from the geometry file; a camera solved here learns them from the completeness of its
+solved frames that were clear (:func:`~skyedge.stars.visibility.clear_enough`;
+:func:`~skyedge.stars.visibility.limiting_magnitudes`) after ``LEARN_FRAMES`` of them: until then its
+visibility is unknown (None), never guessed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.stars.catalogue import StarCatalogue, default_catalogue
+from skyedge.stars.detection import detect_stars
+from skyedge.stars.geometry_file import CameraGeometry, save_geometry
+from skyedge.stars.solve import MIN_MATCHED, NoGeometry, solve_frame
+from skyedge.stars.visibility import Visibility, clear_enough, completeness_counts, limiting_magnitudes, star_visibility
+
+log = logging.getLogger(__name__)
+
+LEARN_FRAMES = 3
+MAX_POOLED = 200
+RESOLVE_BELOW = 0.5  # whole-sky visible fraction under which a frame rich in stars is solved again
+
+
+@dataclass(frozen=True)
+class StarReport:
+    """One frame's stars."""
+
+    detected: int
+    visibility: Visibility | None
+    geometry: str  # 'saved', 'solved' (this frame), or 'none'
+    detect_ms: float
+    solve_note: str | None = None
+
+    def message(self) -> dict:
+        """The classification message's ``stars`` object."""
+        out = {"detected": self.detected, "geometry": self.geometry}
+        if self.visibility is not None:
+            out.update(self.visibility.message())
+        else:
+            out.update({"expected": None, "seen": None, "visible_fraction": None, "zenith_visible_fraction": None, "limiting_mag": None})
+        return out
+
+
+class StarWatch:
+    """Stars for one camera at one site (``site``: latitude, longitude, elevation)."""
+
+    def __init__(
+        self,
+        site: tuple[float, float, float],
+        geometry: CameraGeometry | None = None,
+        save_to: Path | None = None,
+        solve: bool = True,
+        solve_every_s: float = 600.0,
+        star_size_px: int = 7,
+        catalogue: StarCatalogue | None = None,
+        on_geometry=None,
+    ):
+        self.site, self.geometry, self.save_to = site, geometry, save_to
+        self.solve, self.solve_every_s, self.star_size_px = solve, solve_every_s, star_size_px
+        self.catalogue = catalogue or default_catalogue()
+        self.on_geometry = on_geometry  # called with the new CameraGeometry after a solve (source thread)
+        self._last_solve = -np.inf
+        self._limits_given = geometry is not None and geometry.limiting_mag is not None  # kept, never relearnt
+        self._counts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.solves = self.solve_failures = 0
+
+    def observe(self, image: np.ndarray, posix: float, moon: tuple[float, float, float] | None = None, mask: np.ndarray | None = None) -> StarReport:
+        """Stars in one night frame captured at ``posix``; ``moon``: (altitude, azimuth, illuminated fraction);
+        ``mask``: True on sky pixels."""
+        t0 = time.perf_counter()
+        shape = image.shape[:2]
+        det = detect_stars(image, mask=mask, star_size_px=self.star_size_px)
+        detect_ms = 1e3 * (time.perf_counter() - t0)
+        stars = self.catalogue.at(*self.site, posix)
+        vis = self._visibility(det, stars, shape, mask, moon)
+        state, note = ("saved" if self.geometry else "none"), None
+        poor = vis is None or vis.visible_fraction is None or vis.visible_fraction < RESOLVE_BELOW
+        if self.solve and poor and len(det) >= 2 * MIN_MATCHED and posix - self._last_solve >= self.solve_every_s:
+            self._last_solve = posix
+            try:
+                sol = solve_frame(det, self.catalogue, self.site, posix, shape)
+            except NoGeometry as exc:
+                self.solve_failures += 1
+                note = f"no geometry from this frame: {exc}"
+            else:
+                self.solves += 1
+                self._adopt(sol, det, stars, shape, mask, moon, posix)
+                state, note = "solved", f"geometry solved: {sol.matched} stars, rms {sol.rms_deg:.2f} deg"
+                vis = self._visibility(det, stars, shape, mask, moon)
+        return StarReport(len(det), vis, state, detect_ms, note)
+
+    def _visibility(self, det, stars, shape, mask, moon) -> Visibility | None:
+        g = self.geometry
+        if g is None or g.limiting_mag is None:
+            return None
+        return star_visibility(det, stars, g.lens_for(shape), shape, g.limiting_mag, mask, moon)
+
+    def _adopt(self, sol, det, stars, shape, mask, moon, posix: float) -> None:
+        old = self.geometry
+        moved = old is None or abs(((old.lens_for(shape).north_deg - sol.lens.north_deg) + 180) % 360 - 180) > 1.0
+        # Completeness is the camera's and the site's, not the pose's: it pools over every solved frame (the
+        # latest MAX_POOLED), and the limits follow it until the geometry file brings its own.
+        counts = completeness_counts(det, stars, sol.lens, shape, mask, moon)
+        if clear_enough(*counts):  # only clear frames teach how deep the camera sees
+            self._counts = [*self._counts[-(MAX_POOLED - 1) :], counts]
+        limits, learnt = (old.limiting_mag, False) if self._limits_given else (None, True)
+        if learnt and len(self._counts) >= LEARN_FRAMES:
+            limits = limiting_magnitudes(sum(c[0] for c in self._counts), sum(c[1] for c in self._counts))
+        fit = {
+            **sol.summary(),
+            "solved_utc": datetime.fromtimestamp(posix, timezone.utc).isoformat(timespec="seconds"),
+            "site": list(self.site),
+            "limits_from": f"{len(self._counts)} clear solved frames" if learnt else old.fit.get("limits_from", "file"),
+        }
+        self.geometry = CameraGeometry(sol.lens, shape, limits, fit)
+        if moved:
+            log.info("camera geometry %s: north %.1f deg, zenith (%.0f, %.0f) px, %s", "solved" if old is None else "changed", sol.lens.north_deg, sol.lens.cx, sol.lens.cy, sol.lens.projection)
+        if self.save_to is not None:
+            try:
+                save_geometry(self.geometry, self.save_to)
+            except OSError as exc:  # the device carries on with the geometry in memory
+                log.warning("%s: cannot save the camera geometry (%s)", self.save_to, exc)
+        if self.on_geometry is not None:
+            self.on_geometry(self.geometry)
