@@ -222,6 +222,16 @@ class ChecksSection(Schema):
     )
     bright_moon_min_illumination: Annotated[float, Field(ge=0, le=1)] = 0.5
     bright_moon_min_alt_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
+    clear_without_stars: Literal["off", "flag", "unrecognised"] = Field(
+        default="unrecognised",
+        description="'clear' (or 'moon') while under stars.min_zenith_fraction of the stars expected within 36 deg "
+        "of the zenith are seen (needs the stars section)",
+    )
+    stars_disagree: Literal["off", "flag"] = Field(
+        default="flag",
+        description="'cloudy' while at least stars.clear_zenith_fraction of the expected zenith stars are seen: "
+        "flagged, and the frame collected for labelling when collect is on (needs the stars section)",
+    )
 
 
 class OrientationSection(Schema):
@@ -241,6 +251,28 @@ class OrientationSection(Schema):
 
 
 
+
+
+class StarsSection(Schema):
+    """Stars as ground truth (docs/stars.md): the camera's geometry solved from the sky, and star visibility."""
+
+    geometry: PathField = Field(
+        description="camera geometry file (written by `skyedge geometry` or by the pipeline when it solves one; "
+        "read at start when it exists; its folder must exist)"
+    )
+    solve: bool = Field(
+        default=True,
+        description="solve the geometry from a night frame when there is none or when a frame rich in stars stops "
+        "matching it (a moved camera); the file is rewritten",
+    )
+    solve_every_s: Annotated[float, Field(ge=0)] = Field(default=600.0, description="at most one blind solve per this many seconds (about 1 s each)")
+    star_size_px: Annotated[int, Field(ge=3, le=51)] = Field(default=7, description="widest star in pixels (larger for soft 2-4k frames)")
+    min_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5, description="checks.clear_without_stars fires below this seen share of the expected zenith stars"
+    )
+    clear_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.8, description="checks.stars_disagree fires at or above this seen share"
+    )
 
 
 class CollectSection(Schema):
@@ -311,6 +343,7 @@ class PipelineSection(Schema):
     checks: ChecksSection = ChecksSection()
     orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")
     collect: CollectSection | None = Field(default=None, description="keep frames for labelling (directory sources)")
+    stars: StarsSection | None = Field(default=None, description="star visibility and the geometry from the sky (all-sky; needs site_location)")
     weather_files: WeatherFilesSection | None = Field(
         default=None, description="Boltwood II and Weather Watcher files for observatory software (all-sky)"
     )
@@ -409,6 +442,9 @@ class EdgeConfig(Schema):
         oriented = [p.camera for p in self.pipelines if p.orientation is not None]
         if oriented and self.site_location is None:
             raise ValueError(f"pipelines {oriented} set an orientation, which needs site_location (where the sky is)")
+        starry = [p.camera for p in self.pipelines if p.stars is not None]
+        if starry and self.site_location is None:
+            raise ValueError(f"pipelines {starry} set stars, which needs site_location (which stars are up)")
         if self.homeassistant.enabled and self.reporters.mqtt is None:
             raise ValueError("homeassistant.enabled needs reporters.mqtt (discovery is published over MQTT)")
         return self

@@ -99,6 +99,10 @@ def path_problems(cfg) -> list[Problem]:
             folder = Path(p.collect.path)
             problem = f"{folder} is a file; give a folder" if folder.is_file() else _writable_file(folder / ".probe")
             check(("pipelines", i, "collect", "path"), problem)
+        if p.stars is not None:
+            geometry = Path(p.stars.geometry)
+            problem = _readable_file(geometry) if geometry.exists() else _writable_file(geometry)
+            check(("pipelines", i, "stars", "geometry"), problem)
         if p.weather_files is not None:
             for key in ("boltwood", "weather_watcher"):
                 if getattr(p.weather_files, key) is not None:

@@ -17,7 +17,7 @@ camera's geometry, then averages over the visible sky:
 The geometry is the pipeline's ``orientation`` when configured (zenith pixel,
 horizon radius, north, projection, east) and otherwise the frame's centre, the
 model card's horizon circle, north up and an equidistant lens: the message says
-which (``geometry``: ``configured`` or ``default``). Cached per frame shape;
+which (``geometry``: ``configured``, ``stars`` for a geometry solved from the sky, or ``default``). Cached per frame shape;
 inference thread only.
 """
 
@@ -98,8 +98,9 @@ class CloudReport:
 class CloudMapper:
     """Turns a model cloud map into a :class:`CloudReport` for frames of one pipeline."""
 
-    def __init__(self, preprocess, orientation=None):
+    def __init__(self, preprocess, orientation=None, geometry: str | None = None):
         self.pre, self.orientation = preprocess, orientation
+        self.geometry = geometry or ("configured" if orientation is not None else "default")
         self._cache: dict[tuple, tuple[np.ndarray, ...]] = {}
 
     def _points(self, frame_shape: tuple[int, int], map_shape: tuple[int, int], valid: np.ndarray | None):
@@ -164,4 +165,4 @@ class CloudMapper:
         # A sector is seen when at least one map point's worth of it is sky.
         sectors = tuple(float(s / w) if w >= 1.0 else None for s, w in zip(sums, weights, strict=True))
         points = (zenith, azimuth, fine[inside], weight[inside])
-        return CloudReport(round(cover, 2), sectors, "configured" if self.orientation else "default", points=points)
+        return CloudReport(round(cover, 2), sectors, self.geometry, points=points)

@@ -11,6 +11,7 @@ from skyedge.edge.allsky.cloud_map import CloudReport
 from skyedge.edge.allsky.site import Observation
 from skyedge.edge.records import Item
 from skyedge.sanity import FrameProblem
+from skyedge.stars.watch import StarReport
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +23,7 @@ class FrameItem(Item):
     invalid: FrameProblem | None = None  # failed the input-sanity checks: no night sky to classify
     frame_shape: tuple[int, int] | None = None  # (height, width) of the frame as read
     sky: np.ndarray | None = None  # the model input's sky pixels (masks, letterbox, horizon circle)
+    stars: StarReport | None = None  # star visibility (pipelines with a stars section, night frames)
 
     @property
     def gated(self) -> bool:
@@ -34,6 +36,8 @@ class FrameItem(Item):
         fields = self.site.message_fields() if self.site is not None else {}
         if self.invalid is not None:
             fields["invalid"] = self.invalid.message()
+        if self.stars is not None:
+            fields["stars"] = self.stars.message()
         return fields
 
 

@@ -13,6 +13,7 @@ card (:data:`skyedge.edge.runtime.pipeline.TASKS`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 
 import numpy as np
@@ -29,6 +30,8 @@ from skyedge.masks import FrameMask, MaskError, combined
 from skyedge.model_card import ModelCard
 from skyedge.preprocess import prepare_frame_and_sky
 from skyedge.sanity import frame_problem
+
+log = logging.getLogger(__name__)
 
 # The open-set verdict: the input is unlike anything the model was trained on. Not "unknown", which Home
 # Assistant (and most dashboards) use for "no data yet": an automation must be able to tell the two apart.
@@ -125,8 +128,17 @@ class FrameTask:
         self.day_index = list(card.classes).index(DAY) if DAY in card.classes else None
         cloud = next((t for t in card.outputs if t.role == "cloud_map"), None)
         self.cloud_name = cloud.name if cloud is not None else None
-        self.clouds = CloudMapper(card.preprocess, section.orientation) if cloud is not None else None
+        self.stars_spec = section.stars
+        self.checks = section.checks
+        self.stars, geometry = _star_watch(section, ephemeris, self._geometry_solved)
+        # A solved geometry stands in for an orientation the configuration does not give.
+        self.orientation_from = "configured" if section.orientation is not None else None
+        orientation = section.orientation
+        if orientation is None and geometry is not None:
+            orientation, self.orientation_from = _orientation(geometry), "stars"
+        self.clouds = CloudMapper(card.preprocess, orientation, self.orientation_from) if cloud is not None else None
         self.site = SiteView(section, ephemeris)
+        self.site.orientation = orientation
         mask = section.preprocess.mask
         key = f"pipelines[{section.camera}].preprocess.mask"
         try:
@@ -144,12 +156,13 @@ class FrameTask:
         night sky at all (capped lens, saturated, constant, noise: :mod:`skyedge.sanity`)."""
         t0 = time.perf_counter()
         seen = self.site.observe(raw)
-        inputs, problem, sky = {}, None, None
+        inputs, problem, sky, stars = {}, None, None, None
         shape = raw.image.shape[:2]
         if not seen.day:
             mask = combined(self.mask.array(shape), self.model_mask.array(shape) if self.model_mask else None)
             problem = frame_problem(raw.image, mask)
             if problem is None:
+                stars = self._stars(raw, seen, self.mask.array(shape))
                 x, sky = prepare_frame_and_sky(
                     raw.image, self.card.preprocess, bayer=self.bayer, dark=self.dark, flat=self.flat, mask=mask
                 )
@@ -168,8 +181,47 @@ class FrameTask:
                 invalid=problem,
                 frame_shape=shape,
                 sky=sky if self.clouds is not None else None,
+                stars=stars,
             )
         ]
+
+    def _stars(self, raw: RawFrame, seen, mask):
+        """The frame's stars (None without a star watch, a capture time or an ephemeris). A failure here costs
+        this frame its star report, never the frame itself."""
+        if self.stars is None or seen.ephemeris is None or seen.captured is None:
+            return None
+        eph = seen.ephemeris
+        try:
+            return self.stars.observe(raw.image, seen.captured, (eph.moon_alt_deg, eph.moon_az_deg, eph.moon_illumination), mask)
+        except Exception:
+            log.exception("%s: star visibility failed for %s", self.stars_spec.geometry, raw.frame_id)
+            return None
+
+    def _geometry_solved(self, geometry) -> None:
+        """A new geometry from the sky (source thread): the moon's pixel and the cloud map's sectors follow it,
+        unless the configuration fixes the orientation. Replacing the attribute is atomic; the cloud mapper's
+        per-shape cache is dropped with it."""
+        if self.orientation_from == "configured":
+            return
+        self.orientation_from = "stars"
+        orientation = _orientation(geometry)
+        self.site.orientation = orientation
+        if self.clouds is not None:
+            self.clouds = CloudMapper(self.card.preprocess, orientation, "stars")
+
+    def _star_checks(self, label: str, item: FrameItem) -> tuple[list[str], bool]:
+        """The stars against the answer: 'clear' with the zenith's stars mostly gone, or 'cloudy' with them seen."""
+        rep = getattr(item, "stars", None)
+        vis = rep.visibility if rep is not None else None
+        frac = vis.zenith_fraction if vis is not None else None
+        if frac is None:
+            return [], False
+        c, spec = self.checks, self.stars_spec
+        if label == "clear" and c.clear_without_stars != "off" and frac < spec.min_zenith_fraction:
+            return ["clear_without_stars"], c.clear_without_stars == "unrecognised"
+        if label == "cloudy" and c.stars_disagree != "off" and frac >= spec.clear_zenith_fraction:
+            return ["stars_disagree"], False
+        return [], False
 
     def batch(self, items: list[FrameItem]) -> Batch:
         """The model's frames stacked on the batch axis (daytime frames stay out)."""
@@ -187,6 +239,8 @@ class FrameTask:
 
             def check(label: str, item: FrameItem) -> tuple[list[str], bool]:
                 failed, forced = self.site.check(label, item.site)
+                starred, star_forced = self._star_checks(label, item)
+                failed, forced = [*failed, *starred], forced or star_forced
                 return (["day_at_night", *failed] if id(item) in overruled else failed), forced
 
             decided = self.decoder(model_items, probabilities, outputs, inference_ms, check)
@@ -213,6 +267,32 @@ class FrameTask:
         p[night, self.day_index] = 0.0
         p[night] /= np.clip(p[night].sum(axis=1, keepdims=True), 1e-12, None)
         return p, overruled
+
+
+def _star_watch(section, ephemeris, on_geometry):
+    """(the pipeline's StarWatch or None, the geometry read from its file or None); errors name the key."""
+    spec = section.stars
+    if spec is None or ephemeris is None:
+        return None, None
+    from skyedge.stars.geometry_file import GeometryFileError, load_geometry
+    from skyedge.stars.watch import StarWatch
+
+    geometry = None
+    if spec.geometry.exists():
+        try:
+            geometry = load_geometry(spec.geometry)
+        except GeometryFileError as exc:
+            raise StartupError(f"pipelines[{section.camera}].stars.geometry: {exc}") from None
+    site = (ephemeris.latitude_deg, ephemeris.longitude_deg, ephemeris.elevation_m)
+    watch = StarWatch(site, geometry, spec.geometry, spec.solve, spec.solve_every_s, spec.star_size_px, on_geometry=on_geometry)
+    return watch, geometry
+
+
+def _orientation(geometry):
+    """The pipeline ``orientation`` a solved geometry stands for."""
+    from skyedge.edge.config import OrientationSection
+
+    return OrientationSection(**geometry.lens.orientation(geometry.frame_shape))
 
 
 def _gated(item: FrameItem) -> Decision:

@@ -56,6 +56,8 @@ class CollectPolicy:
         s, reasons, out = self.spec, [], []
         if s.unrecognised and message.get("class") == "unrecognised":
             reasons.append("unrecognised")
+        if "stars_disagree" in (message.get("checks") or ()):
+            reasons.append("stars_disagree")  # the model and the sky disagree: the best frames to label
         confidence = message.get("confidence")
         if s.below_confidence is not None and confidence is not None and confidence < s.below_confidence:
             reasons.append("low_confidence")

@@ -1,0 +1,168 @@
+"""``skyedge geometry``: a camera's geometry from a folder of its night frames, saved for the pipeline.
+
+Every frame with a capture time, taken while the sun is below -12 deg, is solved blind
+(:func:`skyedge.stars.solve.solve_frame`). The solutions are grouped by pose (north within 2 deg, zenith pixel
+within 2% of the frame); the largest group is fitted jointly (up to ``JOINT_FRAMES`` frames) and its frames'
+clear frames' completeness gives the limiting magnitudes. Frames of other poses are listed: a camera moved during the folder's
+time span. Nothing is written when no frame solves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.stars.catalogue import default_catalogue
+from skyedge.stars.detection import detect_stars
+from skyedge.stars.geometry_file import CameraGeometry, save_geometry
+from skyedge.stars.solve import FIT_MIN_ALT_DEG, NoGeometry, refine, solve_frame
+from skyedge.stars.visibility import clear_enough, completeness_counts, limiting_magnitudes
+
+FRAME_SUFFIXES = {".fits", ".fit", ".fts", ".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+NIGHT_SUN_ALT_DEG = -12.0
+JOINT_FRAMES = 30
+
+
+class GeometryCommandError(ValueError):
+    """The command cannot work as asked (no frames, no site); the message says why."""
+
+
+@dataclass
+class FrameResult:
+    """One frame's outcome."""
+
+    name: str
+    status: str  # solved | no capture time | daylight | unsolved | unreadable
+    detail: str = ""
+    solution: object = None
+    det: object = None
+    stars: object = None
+    shape: tuple[int, int] | None = None
+    posix: float | None = None
+
+
+def parse_site(text: str) -> tuple[float, float, float]:
+    """``LAT,LON[,ELEVATION_M]`` in degrees (north, east positive) and metres."""
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise GeometryCommandError(f"--site {text!r}: expected LAT,LON[,ELEVATION_M] in degrees and metres") from None
+    if len(parts) not in (2, 3) or not -90 <= parts[0] <= 90 or not -180 <= parts[1] <= 360:
+        raise GeometryCommandError(f"--site {text!r}: expected LAT,LON[,ELEVATION_M] (latitude -90..90, longitude -180..360)")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else 0.0
+
+
+def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_size_px: int = 7, progress=None) -> list[FrameResult]:
+    """Each frame of ``folder`` solved alone (``clock``: a CaptureClock)."""
+    from skyedge.ephemeris import Ephemeris
+    from skyedge.imageio import read_frame
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    if not files:
+        raise GeometryCommandError(f"{folder}: no frames ({', '.join(sorted(FRAME_SUFFIXES))})")
+    eph, cat = Ephemeris(*site), default_catalogue()
+    out = []
+    for path in files:
+        try:
+            image, header = read_frame(path)
+        except Exception as exc:  # noqa: BLE001 - one bad file is reported, the rest are solved
+            out.append(FrameResult(path.name, "unreadable", str(exc)))
+            continue
+        when = clock.of(str(path), header, None)
+        if when is None:
+            out.append(FrameResult(path.name, "no capture time", f"tried {', '.join(clock.sources)}: a frame needs its time to be matched"))
+        elif eph.at(when.posix).sun_alt_deg > NIGHT_SUN_ALT_DEG:
+            out.append(FrameResult(path.name, "daylight", f"sun {eph.at(when.posix).sun_alt_deg:.0f} deg"))
+        else:
+            det = detect_stars(image, star_size_px=star_size_px)
+            stars = cat.at(*site, when.posix)
+            try:
+                sol = solve_frame(det, cat, site, when.posix, image.shape[:2])
+                out.append(FrameResult(path.name, "solved", f"{sol.matched} stars, rms {sol.rms_px:.2f} px", sol, det, stars, image.shape[:2], when.posix))
+            except NoGeometry as exc:
+                out.append(FrameResult(path.name, "unsolved", str(exc)))
+        if progress is not None:
+            progress()
+    return out
+
+
+def _same_pose(a, b, side: float) -> bool:
+    turn = abs(((a.north_deg - b.north_deg) + 180) % 360 - 180)
+    return a.east == b.east and turn <= 2.0 and np.hypot(a.cx - b.cx, a.cy - b.cy) <= 0.02 * side
+
+
+def combine(results: list[FrameResult], site) -> tuple[CameraGeometry, list[FrameResult], list[FrameResult]]:
+    """(the geometry of the largest pose group, its frames, the solved frames of other poses)."""
+    solved = [r for r in results if r.status == "solved"]
+    if not solved:
+        raise GeometryCommandError("no frame solved: " + "; ".join(sorted({r.status for r in results})) + " (see the table)")
+    shape = solved[0].shape
+    side = min(shape)
+    groups: list[list[FrameResult]] = []
+    for r in solved:
+        if r.shape != shape:
+            continue
+        for g in groups:
+            if _same_pose(g[0].solution.lens, r.solution.lens, side):
+                g.append(r)
+                break
+        else:
+            groups.append([r])
+    best = max(groups, key=len)
+    others = [r for g in groups if g is not best for r in g]
+    chosen = sorted(best, key=lambda r: -r.solution.matched)[:JOINT_FRAMES]
+    start = chosen[0].solution.lens
+    frames = [(r.det, r.stars.subset(r.stars.alt_deg >= FIT_MIN_ALT_DEG)) for r in chosen]
+    joint = refine(start, frames)
+    counts = [c for c in (completeness_counts(r.det, r.stars, joint.lens, shape) for r in best) if clear_enough(*c)]
+    limits = limiting_magnitudes(sum(c[0] for c in counts), sum(c[1] for c in counts)) if counts else None
+    fit = {
+        **joint.summary(),
+        "solved_utc": datetime.fromtimestamp(max(r.posix for r in best), timezone.utc).isoformat(timespec="seconds"),
+        "site": list(site),
+        "limits_from": f"{len(counts)} clear solved frames",
+    }
+    return CameraGeometry(joint.lens, shape, limits, fit), best, others
+
+
+def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: int = 7) -> int:
+    """The command: solve, combine, save, and print what happened."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from skyedge.edge.allsky.capture_time import CaptureClock
+
+    console = Console()
+    site = parse_site(site_text)
+    clock = CaptureClock(clock_section, "geometry")
+    n = sum(1 for p in Path(folder).iterdir() if p.suffix.lower() in FRAME_SUFFIXES) if Path(folder).is_dir() else 0
+    if not Path(folder).is_dir():
+        raise GeometryCommandError(f"{folder}: not a folder")
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("solving frames", total=n)
+        results = solve_frames(folder, site, clock, star_size_px, progress=lambda: bar.advance(task))
+    table = Table("frame", "outcome", "detail")
+    for r in results:
+        table.add_row(r.name, r.status, r.detail)
+    console.print(table)
+    try:
+        geometry, used, others = combine(results, site)
+    except GeometryCommandError as exc:
+        console.print(f"[red]{exc}[/red]; {out} left as it was")
+        return 1
+    save_geometry(geometry, out)
+    lens = geometry.lens
+    console.print(
+        f"{len(used)} frames of one pose (joint fit over up to {JOINT_FRAMES}): zenith ({lens.cx:.1f}, {lens.cy:.1f}) px, "
+        f"horizon radius {lens.radius_px:.1f} px, north {lens.north_deg:.2f} deg, east {lens.east}, {lens.projection}; "
+        f"residual {geometry.fit['rms_px']:.2f} px = {geometry.fit['rms_deg']:.3f} deg ({geometry.fit['matched_stars']} stars); "
+        f"limiting magnitude per ring {list(geometry.limiting_mag) if geometry.limiting_mag else 'not learnt (no clear frame)'}"
+    )
+    if others:
+        console.print(f"[yellow]{len(others)} solved frames show another pose (was the camera moved?): {', '.join(r.name for r in others[:10])}[/yellow]")
+    console.print(f"wrote {out}")
+    return 0

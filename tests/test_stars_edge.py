@@ -1,0 +1,116 @@
+"""Stars in the edge runtime: the cross-checks with teeth, collection of disagreements, a geometry solved and
+saved on the device, and a broken geometry file refused at start. Answers are scripted (stub backend): the test
+is of the plumbing and the stars, not of what a model says."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import yaml
+from edge_helpers import messages, write_config
+
+from skyedge.cli import main
+from skyedge.stars.catalogue import default_catalogue
+from skyedge.stars.detection import detect_stars
+from skyedge.stars.geometry_file import CameraGeometry, load_geometry, save_geometry
+from skyedge.stars.lens import Lens
+from skyedge.stars.visibility import completeness_counts, limiting_magnitudes
+from skyedge.training.simulate.starfield import render_star_field
+
+SITE = (38.607, 93.896, 4200.0)
+LOCATION = {"latitude_deg": SITE[0], "longitude_deg": SITE[1], "elevation_m": SITE[2]}
+NIGHT = 1525712400.0  # 2018-05-07 17:00 UTC, deep night at the site
+LENS = Lens(191.5, 191.5, 175.0, 33.0, "left", "equidistant")
+SHAPE = (384, 384)
+
+
+def _frame(path, posix: float, cloudy: bool, seed: int):
+    from astropy.io import fits
+
+    cloud = np.ones(SHAPE, np.float32) if cloudy else None
+    img = render_star_field(LENS, SHAPE, SITE, posix, limiting_mag=4.5, cloud=cloud, seed=seed)
+    stamp = np.datetime_as_string(np.datetime64(int(posix), "s"))
+    fits.PrimaryHDU(img, header=fits.Header({"DATE-OBS": stamp})).writeto(path)
+    os.utime(path, (posix, posix))  # arrival order = capture order
+    return path
+
+
+def _limits():
+    cat = default_catalogue()
+    counts = []
+    for k in range(3):
+        t = NIGHT - 3600.0 * (k + 1)
+        img = render_star_field(LENS, SHAPE, SITE, t, limiting_mag=4.5, seed=90 + k)
+        counts.append(completeness_counts(detect_stars(img), cat.at(*SITE, t), LENS, SHAPE))
+    return limiting_magnitudes(sum(c[0] for c in counts), sum(c[1] for c in counts))
+
+
+def _config(tmp_path, package, incoming, log, script, stars: dict, collect=None):
+    pipeline = {"stars": stars}
+    if collect is not None:
+        pipeline["collect"] = {"path": str(collect), "below_confidence": None, "every_minutes": None, "around_changes": 0, "unrecognised": False}
+    return write_config(
+        tmp_path / "e.yaml", package, {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"jsonl": {"path": str(log)}}, site_location=LOCATION, batch_size=1, script=script, pipeline=pipeline,
+    )
+
+
+def test_clear_without_stars_is_unsafe_and_cloudy_under_stars_is_flagged_and_collected(stub_frame_package, tmp_path):
+    geometry = tmp_path / "geometry.yaml"
+    save_geometry(CameraGeometry(LENS, SHAPE, _limits(), {"frames": 3}), geometry)
+    incoming, log, kept = tmp_path / "in", tmp_path / "r.jsonl", tmp_path / "kept"
+    incoming.mkdir()
+    _frame(incoming / "f0.fits", NIGHT, cloudy=True, seed=1)  # overcast, the model says clear
+    _frame(incoming / "f1.fits", NIGHT + 60, cloudy=False, seed=2)  # starry, the model says cloudy
+    _frame(incoming / "f2.fits", NIGHT + 120, cloudy=False, seed=3)  # starry, the model says clear
+    cfg = _config(tmp_path, stub_frame_package, incoming, log, ["clear", "cloudy", "clear"], {"geometry": str(geometry)}, kept)
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    got = {m["frame_id"]: m for m in messages(log, "classification")}
+    overcast, disputed, clear = got["f0.fits"], got["f1.fits"], got["f2.fits"]
+    assert overcast["class"] == "unrecognised" and overcast["top_class"] == "clear"
+    assert overcast["checks"] == ["clear_without_stars"] and overcast["stars"]["zenith_visible_fraction"] < 0.5
+    assert disputed["class"] == "cloudy" and disputed["checks"] == ["stars_disagree"]
+    assert clear["class"] == "clear" and not clear.get("checks")
+    assert clear["stars"]["geometry"] == "saved" and clear["stars"]["zenith_visible_fraction"] >= 0.8
+    assert len(clear["stars"]["sectors"]) == 33
+    sidecars = [json.loads(p.read_text()) for p in kept.rglob("*.json")]
+    assert [s["frame_id"] for s in sidecars if "stars_disagree" in s["collected_because"]] == ["f1.fits"]
+
+
+def test_a_camera_without_geometry_solves_and_saves_one(stub_frame_package, tmp_path):
+    geometry = tmp_path / "cam" / "geometry.yaml"
+    incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
+    incoming.mkdir()
+    for k in range(4):
+        _frame(incoming / f"f{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=10 + k)
+    cfg = _config(tmp_path, stub_frame_package, incoming, log, ["clear"], {"geometry": str(geometry), "solve_every_s": 0})
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    got = sorted(messages(log, "classification"), key=lambda m: m["frame_id"])
+    assert [m["stars"]["geometry"] for m in got[:3]] == ["solved"] * 3
+    assert got[2]["stars"]["zenith_visible_fraction"] is not None  # limits learnt from three solved frames
+    assert got[3]["stars"]["geometry"] == "saved"  # it sees its stars: no need to solve again
+    saved = load_geometry(geometry)
+    assert abs(saved.lens.cx - LENS.cx) < 1.0 and abs(((saved.lens.north_deg - LENS.north_deg) + 180) % 360 - 180) < 0.5
+
+
+def test_a_broken_geometry_file_stops_the_start_naming_the_key(stub_frame_package, tmp_path, capsys):
+    geometry = tmp_path / "geometry.yaml"
+    geometry.write_text(yaml.safe_dump({"orientation": {"projection": "fisheye"}, "frame_shape": [10, 10]}))
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    cfg = _config(tmp_path, stub_frame_package, incoming, tmp_path / "r.jsonl", ["clear"], {"geometry": str(geometry)})
+    assert main(["run", "--config", str(cfg), "--once"]) != 0
+    assert "stars.geometry" in capsys.readouterr().err
+
+
+def test_stars_need_a_site(stub_frame_package, tmp_path, capsys):
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    cfg = write_config(
+        tmp_path / "e.yaml", stub_frame_package, {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"jsonl": {"path": str(tmp_path / "r.jsonl")}}, script=["clear"], pipeline={"stars": {"geometry": str(tmp_path / "g.yaml")}},
+    )
+    assert main(["run", "--config", str(cfg), "--once"]) != 0
+    assert "site_location" in capsys.readouterr().err
