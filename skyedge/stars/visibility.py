@@ -9,6 +9,8 @@ detection lies within ``MATCH_DEG`` of where the lens puts it.
   stars are seen on its clear frames (:func:`limiting_magnitudes`). Measured per ring, they fold in extinction
   by airmass, vignetting and the horizon's haze and light; a ring where even bright stars are not reliably seen
   gets no limit, and expects no stars.
+* **Expected stars keep a margin**: ``EXPECT_MARGIN_MAG`` brighter than the limit, and brighter again under the
+  moon (:func:`moonlight_mag`).
 * **Chance matches are subtracted.** A detection of noise or cloud texture can sit next to an expected star.
   The same stars moved a few degrees along their circle of zenith angle (where no star is) measure that rate
   ``c`` in the frame itself, and the visible fraction is ``(seen/expected - c) / (1 - c)``, clipped to 0-1.
@@ -31,6 +33,9 @@ MIN_ALT_DEG = 15.0  # lower, refraction and haze vary too much night to night
 MATCH_DEG = 1.0
 MIN_EXPECTED = 3
 COMPLETENESS = 0.9
+# Expected stars stop this much brighter than the limit: clear nights differ in transparency (on the real
+# development camera, a limit learnt on its best nights left hazier clear nights seeing 40% of the stars).
+EXPECT_MARGIN_MAG = 0.5
 WINDOW_COMPLETENESS = 0.8
 CLEAR_BRIGHT_MAG = 3.0
 CLEAR_BRIGHT_SHARE = 0.9
@@ -128,9 +133,18 @@ class Visibility:
         }
 
 
-def _expected(stars: StarsAt, limits) -> np.ndarray:
+def moonlight_mag(moon: tuple[float, float, float] | None) -> float:
+    """How much brighter the limiting magnitude is under the moon: for a background-limited camera 1.25
+    log10 of the sky's brightening, taken as 1 + 10 f sin(altitude) (f the illuminated fraction: a full moon at
+    30 deg brightens a dark sky about 6 times, Krisciunas & Schaefer's order of magnitude away from the moon)."""
+    if moon is None or moon[0] <= 0:
+        return 0.0
+    return 1.25 * float(np.log10(1.0 + 10.0 * float(np.clip(moon[2], 0, 1)) * np.sin(np.radians(moon[0]))))
+
+
+def _expected(stars: StarsAt, limits, shift: float = 0.0) -> np.ndarray:
     ring = ring_of_zenith(90.0 - stars.alt_deg)
-    lim = np.array([np.nan if v is None else v for v in limits] + [np.nan])
+    lim = np.array([np.nan if v is None else v - shift for v in limits] + [np.nan])
     with np.errstate(invalid="ignore"):
         return stars.mag <= lim[np.minimum(ring, RINGS)]
 
@@ -145,8 +159,9 @@ def star_visibility(
     moon: tuple[float, float, float] | None = None,
 ) -> Visibility:
     """Expected against seen stars for one frame; ``limits``: the limiting magnitude per ring (None: no stars
-    expected there); ``moon``: (altitude, azimuth, illuminated fraction)."""
-    bright = stars.subset(_expected(stars, limits))
+    expected there), less ``EXPECT_MARGIN_MAG`` and the moon's :func:`moonlight_mag`; ``moon``: (altitude,
+    azimuth, illuminated fraction)."""
+    bright = stars.subset(_expected(stars, limits, EXPECT_MARGIN_MAG + moonlight_mag(moon)))
     ok = _usable(lens, bright.alt_deg, bright.az_deg, shape, mask, moon)
     alt, az = bright.alt_deg[ok], bright.az_deg[ok]
     seen = _near(lens, det, alt, az)
