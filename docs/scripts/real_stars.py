@@ -27,8 +27,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from skyedge.edge.allsky.cloud_map import RING_EDGES_DEG, SECTORS, SEGMENTS, sector_of
 from skyedge.ephemeris import Ephemeris
+from skyedge.sky_sectors import RING_EDGES_DEG, SECTORS, SEGMENTS, sector_of
 from skyedge.stars.catalogue import default_catalogue
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.lens import Lens

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from skyedge.commands import add_command
 
 _RUN_HELP = """\
@@ -83,17 +81,6 @@ Run the package's cloud map on one frame as `skyedge run` would and draw it (doc
 
 example:
   skyedge cloudmap frames/2026-12-03T22-15-00.jpg --model models/allsky --out map.png [--config configs/edge/allsky.yaml --camera allsky]
-"""
-
-_GEOMETRY_HELP = """\
-geometry: solve an all-sky camera's geometry (zenith, north, lens projection) from the stars in its night frames
-
-Detects the stars in every night frame of FOLDER, matches them to the bundled Hipparcos catalogue with no prior
-beyond "the camera looks up", fits the lens, and writes the geometry file a pipeline's stars section reads
-(docs/stars.md). Frames need a capture time (FITS DATE-OBS, EXIF, or --filename-format); the site is required.
-
-example:
-  skyedge geometry frames/ --site 38.607,93.896,4200 --filename-format %Y-%m-%d-%H-%M-%S --camera-timezone +08:00 --out cam1-geometry.yaml
 """
 
 _FIELD_INJECT_HELP = """\
@@ -420,15 +407,9 @@ def register_operator(subparsers) -> None:
     c.add_argument("--config", default=None, help="deployment YAML whose pipeline orientation to use")
     c.add_argument("--camera", default=None, help="the pipeline in --config (default: the first)")
     c.set_defaults(func=_cloudmap)
-    g = add_command(subparsers, _GEOMETRY_HELP)
-    g.add_argument("folder", help="folder of night frames of one camera (FITS, JPEG, PNG, TIFF)")
-    g.add_argument("--site", required=True, help="LAT,LON[,ELEVATION_M]: degrees north and east, metres")
-    g.add_argument("--out", default="geometry.yaml", help="geometry file to write (default geometry.yaml)")
-    g.add_argument("--filename-format", default=None, help="strftime pattern of the capture time in file names")
-    g.add_argument("--camera-timezone", default="UTC", help="time zone of EXIF times and file names (UTC, +08:00, an IANA name)")
-    g.add_argument("--file-times", action="store_true", help="fall back on file modification times (when nothing else says)")
-    g.add_argument("--star-size-px", type=int, default=7, help="widest star in pixels (default 7; larger for soft 2-4k frames)")
-    g.set_defaults(func=_geometry)
+    from skyedge.edge.tools.geometry import add_geometry_command  # its imports (numpy, the stars) load with it
+
+    add_geometry_command(subparsers)
     f = add_command(subparsers, _FIELD_INJECT_HELP)
     f.add_argument("frames", help="folder of FITS frames of one field")
     f.add_argument("out", help="folder to write the injected frames and truth.json to")
@@ -437,22 +418,6 @@ def register_operator(subparsers) -> None:
     f.add_argument("--reference-epochs", type=int, default=3, help="as the field's config (default 3): no SN before")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=_field_inject)
-
-
-def _geometry(args) -> int:
-    from pathlib import Path
-
-    from skyedge.edge.allsky.capture_time import CaptureTimeError
-    from skyedge.edge.config import CaptureTimeSection
-    from skyedge.edge.tools.geometry import GeometryCommandError, run
-
-    sources = ["fits", "exif", "filename"] + (["file"] if args.file_times else [])
-    try:
-        section = CaptureTimeSection(sources=sources, camera_timezone=args.camera_timezone, filename_format=args.filename_format)
-        return run(Path(args.folder), args.site, Path(args.out), section, args.star_size_px)
-    except (GeometryCommandError, CaptureTimeError) as exc:
-        print(f"skyedge geometry: {exc}", file=sys.stderr)
-        return 2
 
 
 def _field_inject(args) -> int:

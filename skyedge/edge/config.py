@@ -18,6 +18,7 @@ from skyedge.edge.config_observatory import (
     HomeAssistantSection,
     SafetySection,
     SkyStateSection,
+    StarsSection,
     WeatherFilesSection,
 )
 from skyedge.edge.config_types import Precision, TopicSegment
@@ -251,28 +252,6 @@ class OrientationSection(Schema):
 
 
 
-
-
-class StarsSection(Schema):
-    """Stars as ground truth (docs/stars.md): the camera's geometry solved from the sky, and star visibility."""
-
-    geometry: PathField = Field(
-        description="camera geometry file (written by `skyedge geometry` or by the pipeline when it solves one; "
-        "read at start when it exists; its folder must exist)"
-    )
-    solve: bool = Field(
-        default=True,
-        description="solve the geometry from a night frame when there is none or when a frame rich in stars stops "
-        "matching it (a moved camera); the file is rewritten",
-    )
-    solve_every_s: Annotated[float, Field(ge=0)] = Field(default=600.0, description="at most one blind solve per this many seconds (about 1 s each)")
-    star_size_px: Annotated[int, Field(ge=3, le=51)] = Field(default=7, description="widest star in pixels (larger for soft 2-4k frames)")
-    min_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
-        default=0.5, description="checks.clear_without_stars fires below this seen share of the expected zenith stars"
-    )
-    clear_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
-        default=0.8, description="checks.stars_disagree fires at or above this seen share"
-    )
 
 
 class CollectSection(Schema):

@@ -1,5 +1,5 @@
-"""The deployment schema's sections about observatory control: sky state, safety, weather files, Alpaca, Home
-Assistant (the rest is :mod:`skyedge.edge.config`)."""
+"""The deployment schema's sections about observatory control: sky state, safety, stars as ground truth, weather
+files, Alpaca, Home Assistant (the rest is :mod:`skyedge.edge.config`)."""
 
 from __future__ import annotations
 
@@ -84,3 +84,25 @@ class HomeAssistantSection(Schema):
 
     enabled: bool = False
     prefix: TopicSegment = "homeassistant"
+
+
+class StarsSection(Schema):
+    """Stars as ground truth (docs/stars.md): the camera's geometry solved from the sky, and star visibility."""
+
+    geometry: PathField = Field(
+        description="camera geometry file (written by `skyedge geometry` or by the pipeline when it solves one; "
+        "read at start when it exists; its folder is created)"
+    )
+    solve: bool = Field(
+        default=True,
+        description="solve the geometry from a night frame when there is none or when a frame rich in stars stops "
+        "matching it (a moved camera); the file is rewritten",
+    )
+    solve_every_s: Annotated[float, Field(ge=0)] = Field(default=600.0, description="at most one blind solve per this many seconds (about 1 s each)")
+    star_size_px: Annotated[int, Field(ge=3, le=51)] = Field(default=7, description="widest star in pixels (larger for soft 2-4k frames)")
+    min_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5, description="checks.clear_without_stars fires below this seen share of the expected zenith stars"
+    )
+    clear_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.8, description="checks.stars_disagree fires at or above this seen share"
+    )

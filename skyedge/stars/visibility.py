@@ -5,7 +5,7 @@ glare, and brighter than the camera's limiting magnitude for its ring of zenith 
 detection lies within ``MATCH_DEG`` of where the lens puts it.
 
 * **Limiting magnitudes are the camera's own**, one per ring of the cloudynight layout
-  (:mod:`skyedge.edge.allsky.cloud_map`): the faintest catalogue magnitude to which ``COMPLETENESS`` of the
+  (:mod:`skyedge.sky_sectors`): the faintest catalogue magnitude to which ``COMPLETENESS`` of the
   stars are seen on its clear frames (:func:`limiting_magnitudes`). Measured per ring, they fold in extinction
   by airmass, vignetting and the horizon's haze and light; a ring where even bright stars are not reliably seen
   gets no limit, and expects no stars.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skyedge.edge.allsky.cloud_map import RING_EDGES_DEG, SECTORS, sector_of
+from skyedge.sky_sectors import RING_EDGES_DEG, SECTORS, sector_of
 from skyedge.stars.catalogue import StarsAt
 from skyedge.stars.detection import Detections
 from skyedge.stars.lens import Lens

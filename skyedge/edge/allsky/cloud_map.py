@@ -28,20 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LAYOUT = "cloudynight-33"
-RING_EDGES_DEG = (18.0, 36.0, 54.0, 72.0, 90.0)  # the zenith disc's edge, then the outer edge of each ring
-SEGMENTS = 8
-SECTORS = 1 + SEGMENTS * (len(RING_EDGES_DEG) - 1)
+from skyedge.sky_sectors import LAYOUT, RING_EDGES_DEG, SECTORS, SEGMENTS, sector_of
+
 UPSAMPLE = 4  # map points per cell along each axis: sectors smaller than a cell still get their share
 CLOUDY_AT = 0.5  # a sector (or map point) at least this cloudy counts as cloudy
-
-
-def sector_of(zenith_deg: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
-    """Sector index (0-32) of sky directions; -1 below the horizon."""
-    ring = np.searchsorted(np.asarray(RING_EDGES_DEG), zenith_deg, side="right")
-    segment = np.floor((np.asarray(azimuth_deg) % 360.0) / (360.0 / SEGMENTS)).astype(np.int64)
-    sector = np.where(ring == 0, 0, 1 + SEGMENTS * (ring - 1) + segment)
-    return np.where(np.asarray(zenith_deg) > RING_EDGES_DEG[-1], -1, sector).astype(np.int64)
 
 
 def _zenith_of(r: np.ndarray, projection: str) -> np.ndarray:

@@ -9,12 +9,14 @@ time span. Nothing is written when no frame solves.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from skyedge.commands import add_command
 from skyedge.stars.catalogue import default_catalogue
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
@@ -166,3 +168,43 @@ def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: in
         console.print(f"[yellow]{len(others)} solved frames show another pose (was the camera moved?): {', '.join(r.name for r in others[:10])}[/yellow]")
     console.print(f"wrote {out}")
     return 0
+
+
+_GEOMETRY_HELP = """\
+geometry: solve an all-sky camera's geometry (zenith, north, lens projection) from the stars in its night frames
+
+Detects the stars in every night frame of FOLDER, matches them to the bundled Hipparcos catalogue with no prior
+beyond "the camera looks up", fits the lens, and writes the geometry file a pipeline's stars section reads
+(docs/stars.md). Frames need a capture time (FITS DATE-OBS, EXIF, or --filename-format); the site is required.
+
+example:
+  skyedge geometry frames/ --site 38.607,93.896,4200 --filename-format %Y-%m-%d-%H-%M-%S --camera-timezone +08:00 --out cam1-geometry.yaml
+"""
+
+
+def add_geometry_command(subparsers) -> None:
+    """Register `skyedge geometry`."""
+    g = add_command(subparsers, _GEOMETRY_HELP)
+    g.add_argument("folder", help="folder of night frames of one camera (FITS, JPEG, PNG, TIFF)")
+    g.add_argument("--site", required=True, help="LAT,LON[,ELEVATION_M]: degrees north and east, metres")
+    g.add_argument("--out", default="geometry.yaml", help="geometry file to write (default geometry.yaml)")
+    g.add_argument("--filename-format", default=None, help="strftime pattern of the capture time in file names")
+    g.add_argument("--camera-timezone", default="UTC", help="time zone of EXIF times and file names (UTC, +08:00, an IANA name)")
+    g.add_argument("--file-times", action="store_true", help="fall back on file modification times (when nothing else says)")
+    g.add_argument("--star-size-px", type=int, default=7, help="widest star in pixels (default 7; larger for soft 2-4k frames)")
+    g.set_defaults(func=_geometry)
+
+
+def _geometry(args) -> int:
+    from pathlib import Path
+
+    from skyedge.edge.allsky.capture_time import CaptureTimeError
+    from skyedge.edge.config import CaptureTimeSection
+
+    sources = ["fits", "exif", "filename"] + (["file"] if args.file_times else [])
+    try:
+        section = CaptureTimeSection(sources=sources, camera_timezone=args.camera_timezone, filename_format=args.filename_format)
+        return run(Path(args.folder), args.site, Path(args.out), section, args.star_size_px)
+    except (GeometryCommandError, CaptureTimeError) as exc:
+        print(f"skyedge geometry: {exc}", file=sys.stderr)
+        return 2
