@@ -67,12 +67,12 @@ class Lens:
         angle = np.degrees(np.arctan2(-dx, -dy))
         return 90.0 - np.degrees(z), ((angle - self.north_deg) * self.sign) % 360.0
 
-    def degrees_per_px(self, alt_deg: float) -> float:
-        """The radial plate scale at an altitude (degrees per pixel)."""
-        z = math.radians(90.0 - alt_deg)
+    def degrees_per_px(self, alt_deg):
+        """The radial plate scale (degrees per pixel) at altitudes (a number or an array)."""
+        z = np.radians(90.0 - np.asarray(alt_deg, np.float64))
         dz = 1e-4
-        dr = self.radius_px * float(radius_of(np.array(z + dz), self.projection) - radius_of(np.array(z), self.projection))
-        return math.degrees(dz) / dr
+        dr = self.radius_px * (radius_of(z + dz, self.projection) - radius_of(z, self.projection))
+        return np.degrees(dz) / dr
 
     def orientation(self, shape: tuple[int, int]) -> dict:
         """The pipeline's ``orientation`` section for frames of ``shape`` (h, w)."""

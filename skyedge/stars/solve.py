@@ -126,7 +126,7 @@ def _match(lens: Lens, det: Detections, stars: StarsAt, radius_deg: float):
 
     x, y = lens.project(stars.alt_deg, stars.az_deg)
     tree = cKDTree(np.stack([x, y], axis=1))
-    radius_px = radius_deg / max(lens.degrees_per_px(45.0), 1e-9)
+    radius_px = radius_deg / max(float(lens.degrees_per_px(45.0)), 1e-9)
     dist, idx = tree.query(np.stack([det.x, det.y], axis=1), distance_upper_bound=radius_px)
     ok = np.isfinite(dist)
     di, si, dd = np.nonzero(ok)[0], idx[ok], dist[ok]
@@ -172,7 +172,7 @@ def refine(lens: Lens, frames: list[tuple[Detections, StarsAt]], projections=PRO
             px, py = trial.project(alt, az)
             res = np.hypot(px - dx, py - dy)
             rms = float(np.sqrt(np.mean(np.minimum(res, 3 * np.median(res) + 1e-9) ** 2)))
-            scale = np.array([trial.degrees_per_px(a) for a in np.clip(alt, 1, 89)])
+            scale = trial.degrees_per_px(np.clip(alt, 1, 89))
             rms_deg = float(np.sqrt(np.mean((np.minimum(res, 3 * np.median(res) + 1e-9) * scale) ** 2)))
             sol = Solution(trial, len(dx), sum(len(d) for d, _ in frames), rms, rms_deg, len(frames), (dx, dy, alt, az, mag))
             if best is None or (sol.matched, -sol.rms_px) > (best.matched * 1.02, -best.rms_px):

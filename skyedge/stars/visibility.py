@@ -62,18 +62,9 @@ def _near(lens: Lens, det: Detections, alt: np.ndarray, az: np.ndarray) -> np.nd
     if len(det) == 0:
         return np.zeros(len(alt), bool)
     x, y = lens.project(alt, az)
-    zen = np.radians(90.0 - np.clip(alt, 1.0, 89.9))
-    step = 1e-3
-    r1 = lens.radius_px * _r(zen + step, lens.projection) - lens.radius_px * _r(zen, lens.projection)
-    radius_px = np.maximum(np.radians(MATCH_DEG) * r1 / step, 1.5)
+    radius_px = np.maximum(MATCH_DEG / lens.degrees_per_px(np.clip(alt, 1.0, 89.9)), 1.5)
     dist, _ = cKDTree(np.stack([det.x, det.y], axis=1)).query(np.stack([x, y], axis=1))
     return dist <= radius_px
-
-
-def _r(zen: np.ndarray, projection: str) -> np.ndarray:
-    from skyedge.stars.lens import radius_of
-
-    return radius_of(zen, projection)
 
 
 def _usable(lens: Lens, alt, az, shape, mask, moon) -> np.ndarray:

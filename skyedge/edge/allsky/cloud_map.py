@@ -29,18 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from skyedge.sky_sectors import LAYOUT, RING_EDGES_DEG, SECTORS, SEGMENTS, sector_of
+from skyedge.stars.lens import zenith_of
 
 UPSAMPLE = 4  # map points per cell along each axis: sectors smaller than a cell still get their share
 CLOUDY_AT = 0.5  # a sector (or map point) at least this cloudy counts as cloudy
-
-
-def _zenith_of(r: np.ndarray, projection: str) -> np.ndarray:
-    """Zenith angle (rad) at normalised radius ``r`` (1 = horizon) for the lens projection."""
-    if projection == "equidistant":
-        return r * math.pi / 2
-    if projection == "equisolid":
-        return 2 * np.arcsin(np.clip(r * math.sin(math.pi / 4), -1, 1))
-    return 2 * np.arctan(r * math.tan(math.pi / 4))  # stereographic
 
 
 @dataclass(frozen=True)
@@ -119,7 +111,7 @@ class CloudMapper:
         cx, cy = (o.centre[0] * (w - 1), o.centre[1] * (h - 1)) if o else ((w - 1) / 2, (h - 1) / 2)
         dx, dy = xx - cx, yy - cy
         r = np.hypot(dx, dy) / max(radius, 1e-9)
-        zenith = np.degrees(_zenith_of(np.minimum(r, 2.0), o.projection if o else "equidistant"))
+        zenith = np.degrees(zenith_of(np.minimum(r, 2.0), o.projection if o else "equidistant"))
         # Image angle of a direction, counter-clockwise from up; azimuth from north through east (east left of
         # north for a camera looking up, unless configured otherwise).
         angle = np.degrees(np.arctan2(-dx, -dy))

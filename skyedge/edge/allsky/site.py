@@ -18,7 +18,6 @@ class becomes ``unrecognised``, so it counts as unsafe).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +25,7 @@ import numpy as np
 from skyedge.edge.allsky.capture_time import CaptureClock
 from skyedge.ephemeris import Ephemeris, SkyEphemeris
 from skyedge.exposure import exposure_seconds, is_daylight_exposure, is_night_exposure
+from skyedge.stars.lens import Lens
 
 DAY = "day"
 MOON_SET_SLACK_DEG = 2.0
@@ -72,20 +72,8 @@ class Observation:
 
 def sky_to_pixel(alt_deg: float, az_deg: float, shape: tuple[int, int], orientation) -> tuple[float, float]:
     """(x, y) pixel of a sky direction for an all-sky lens with the given orientation."""
-    h, w = shape
-    radius = orientation.horizon_radius * min(h, w)
-    z = math.radians(90.0 - alt_deg)
-    if orientation.projection == "equidistant":
-        r = radius * z / (math.pi / 2)
-    elif orientation.projection == "equisolid":
-        r = radius * math.sin(z / 2) / math.sin(math.pi / 4)
-    else:  # stereographic
-        r = radius * math.tan(z / 2) / math.tan(math.pi / 4)
-    # Image angle, counter-clockwise from 'up': north at north_angle_deg, east to its left (camera looking up).
-    sign = 1.0 if orientation.east == "left" else -1.0
-    angle = math.radians(orientation.north_angle_deg + sign * az_deg)
-    cx, cy = orientation.centre[0] * (w - 1), orientation.centre[1] * (h - 1)
-    return cx - r * math.sin(angle), cy - r * math.cos(angle)
+    x, y = Lens.from_orientation(orientation, shape).project(alt_deg, az_deg)
+    return float(x), float(y)
 
 
 def glare_ratio(image: np.ndarray, xy: tuple[float, float], shape: tuple[int, int], orientation) -> float | None:
