@@ -19,7 +19,6 @@ visibility is unknown (None), never guessed.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,8 +45,6 @@ class StarReport:
     detected: int
     visibility: Visibility | None
     geometry: str  # 'saved', 'solved' (this frame), or 'none'
-    detect_ms: float
-    solve_note: str | None = None
 
     def message(self) -> dict:
         """The classification message's ``stars`` object."""
@@ -85,13 +82,11 @@ class StarWatch:
     def observe(self, image: np.ndarray, posix: float, moon: tuple[float, float, float] | None = None, mask: np.ndarray | None = None) -> StarReport:
         """Stars in one night frame captured at ``posix``; ``moon``: (altitude, azimuth, illuminated fraction);
         ``mask``: True on sky pixels."""
-        t0 = time.perf_counter()
         shape = image.shape[:2]
         det = detect_stars(image, mask=mask, star_size_px=self.star_size_px)
-        detect_ms = 1e3 * (time.perf_counter() - t0)
         stars = self.catalogue.at(*self.site, posix)
         vis = self._visibility(det, stars, shape, mask, moon)
-        state, note = ("saved" if self.geometry else "none"), None
+        state = "saved" if self.geometry else "none"
         poor = vis is None or vis.visible_fraction is None or vis.visible_fraction < RESOLVE_BELOW
         if self.solve and poor and len(det) >= 2 * MIN_MATCHED and posix - self._last_solve >= self.solve_every_s:
             self._last_solve = posix
@@ -99,13 +94,13 @@ class StarWatch:
                 sol = solve_frame(det, self.catalogue, self.site, posix, shape)
             except NoGeometry as exc:
                 self.solve_failures += 1
-                note = f"no geometry from this frame: {exc}"
+                log.debug("no geometry from this frame: %s", exc)
             else:
                 self.solves += 1
                 self._adopt(sol, det, stars, shape, mask, moon, posix)
-                state, note = "solved", f"geometry solved: {sol.matched} stars, rms {sol.rms_deg:.2f} deg"
+                state = "solved"
                 vis = self._visibility(det, stars, shape, mask, moon)
-        return StarReport(len(det), vis, state, detect_ms, note)
+        return StarReport(len(det), vis, state)
 
     def _visibility(self, det, stars, shape, mask, moon) -> Visibility | None:
         g = self.geometry
