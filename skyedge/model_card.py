@@ -138,6 +138,11 @@ class SequenceSpec(_Card):
     """Limits of a sequence model: stamp size, epochs, and the per-epoch condition features."""
 
     stamp_size: Annotated[int, Field(gt=0)]
+    stamps: Literal["science"] = Field(
+        default="science",
+        description="the stamps the model reads: science stamps centred on the object (an archive's reference and "
+        "difference stamps are read and not used); archives with larger stamps are cut to stamp_size",
+    )
     min_epochs: Annotated[int, Field(ge=1)] = 1
     max_epochs: Annotated[int, Field(ge=1)]
     conditions: list[str] = Field(default_factory=list, description="feature order of the conditions input")

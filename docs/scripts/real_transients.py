@@ -2,8 +2,10 @@
 
     python docs/scripts/real_transients.py models/transients-tiny DIR_OF_CUBES --zero-points 30.5,31.5,32.5
 
-DIR holds FITS stamp cubes with an epoch table (skyedge.training.data.stamp_cubes), all of one true class
-(``--label``, SN by default). Prints, per assumed zero point, the share called that class after 3, 6, 12 and all
+DIR holds real stamp sequences in one of the forms skyedge reads (``--form``: ``cubes``, FITS cubes with an
+epoch table, the HiTS form; ``epoch_files``, a folder per object of per-epoch FITS, science or triplets;
+``ztf_alerts``, Avro alert packets), all of one true class (``--label``, SN by default); stamps larger than the
+model's are cut about the centre. Prints, per assumed zero point, the share called that class after 3, 6, 12 and all
 epochs (the papers' early-classification numbers) and the answers at the last epoch; ``--json`` writes them.
 """
 
@@ -19,7 +21,7 @@ import numpy as np
 from skyedge.model_card import read_card
 from skyedge.precisions import ort_session
 from skyedge.preprocess import prepare_sequence
-from skyedge.training.data.stamp_cubes import read_stamp_cubes
+from skyedge.training.data.survey_epochs import read_survey_stamps
 
 EARLY = (3, 6, 12)
 
@@ -32,7 +34,7 @@ def classify(package: Path, sequences, zero_point: float) -> list[np.ndarray]:
     out = []
     for seq in sequences:
         raw = dict(seq.conditions)
-        if not seq.sources["zero_point"].startswith("table"):
+        if not seq.sources["zero_point"].startswith(("table", "header", "alert")):
             raw["zero_point"] = np.full(len(seq.stamps), zero_point)
         x, c = prepare_sequence(seq.stamps, raw, card.sequence)
         feeds = {
@@ -62,10 +64,11 @@ def main() -> None:
     parser.add_argument("package", type=Path)
     parser.add_argument("cubes", type=Path)
     parser.add_argument("--label", default="SN")
+    parser.add_argument("--form", default="cubes", choices=["cubes", "epoch_files", "ztf_alerts"])
     parser.add_argument("--zero-points", default="30.5,31.5,32.5", help="assumed zero points (mag for 1 electron)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    sequences = read_stamp_cubes([args.cubes])
+    sequences = read_survey_stamps([args.cubes], args.form, stamp_size=read_card(args.package).sequence.stamp_size)
     rows = recall_table(args.package, sequences, args.label, [float(z) for z in args.zero_points.split(",")])
     for row in rows:
         early = " ".join(f"{k}:{row[f'recall_{k}']:.2f}" for k in EARLY)

@@ -42,12 +42,19 @@ class NightSplit(Schema):
     seed: int = 0
 
 
+SURVEY_KINDS = ("stamp_cubes", "stamp_epochs", "ztf_alerts")  # real survey stamp sequences, one reader each
+
+
 class DataSource(Schema):
     """A data set: a sharded folder (optionally simulated on first use), an image folder, an OATH-style table,
-    FITS stamp sequences (per-epoch files, or a survey's stamp cubes with an epoch table), or LabelMe annotations
-    of a real camera (frames, cloud polygons, labels from the sky)."""
+    FITS stamp sequences with pipeline keywords (``fits_sequences``), a real survey's stamps (``stamp_cubes``: a
+    cube with an epoch table; ``stamp_epochs``: a folder per object of per-epoch FITS, science or triplets;
+    ``ztf_alerts``: Avro alert packets), or LabelMe annotations of a real camera (frames, cloud polygons, labels
+    from the sky)."""
 
-    kind: Literal["shards", "image_folder", "oath", "fits_sequences", "stamp_cubes", "labelme"] = "shards"
+    kind: Literal[
+        "shards", "image_folder", "oath", "fits_sequences", "stamp_cubes", "stamp_epochs", "ztf_alerts", "labelme"
+    ] = "shards"
     path: PathField
     simulate: SimulateSpec | None = None
     labels_csv: PathField | None = Field(default=None, description="oath: the label table")
@@ -62,9 +69,14 @@ class DataSource(Schema):
         default=True,
         description="false: a path that does not exist is left out with a warning (data kept outside the repository)",
     )
-    label: str | None = Field(default=None, description="stamp_cubes: the class of every cube (else labels_csv)")
+    label: str | None = Field(
+        default=None, description="real survey stamps: the class of every object (else labels_csv)"
+    )
     zero_point: float | None = Field(
-        default=None, description="stamp_cubes: mag for one electron where the epoch table gives none"
+        default=None, description="real survey stamps: mag for one electron where the archive gives none"
+    )
+    stamp_size: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="real survey stamps: cut to this size about the centre (ZTF's 63 px to 21)"
     )
     site: SiteSpec | None = Field(default=None, description="labelme: the camera's site (day, moon by ephemeris)")
     time_format: str = Field(default="%Y-%m-%d-%H-%M-%S", description="labelme: capture time in the file name (strptime)")
@@ -79,8 +91,8 @@ class DataSource(Schema):
             raise ValueError("simulate applies to kind 'shards' only")
         if self.kind == "oath" and self.labels_csv is None:
             raise ValueError("kind 'oath' needs labels_csv")
-        if self.kind == "stamp_cubes" and (self.labels_csv is None) == (self.label is None):
-            raise ValueError("kind 'stamp_cubes' needs exactly one of label (every cube) or labels_csv")
+        if self.kind in SURVEY_KINDS and (self.labels_csv is None) == (self.label is None):
+            raise ValueError(f"kind '{self.kind}' needs exactly one of label (every object) or labels_csv")
         if self.kind == "labelme" and self.site is None:
             raise ValueError("kind 'labelme' needs site (frame labels need the sun and the moon)")
         return self

@@ -185,12 +185,21 @@ def load_fits_sequences(path) -> Loaded:
     )
 
 
-def load_stamp_cubes(source, classes: list[str] | None = None) -> Loaded:
-    """A folder of survey stamp cubes (:mod:`skyedge.training.data.stamp_cubes`), one class for all or from a table."""
-    from skyedge.dataset_inputs import RAW_CONDITIONS
-    from skyedge.training.data.stamp_cubes import read_stamp_cubes
+SURVEY_FORMS = {"stamp_cubes": "cubes", "stamp_epochs": "epoch_files", "ztf_alerts": "ztf_alerts"}
 
-    sequences = read_stamp_cubes([source.path], zero_point=source.zero_point)
+
+def load_survey_stamps(source, classes: list[str] | None = None) -> Loaded:
+    """Real survey stamp sequences (:mod:`skyedge.training.data.survey_epochs`: cubes, per-epoch files or ZTF
+    alerts), one class for all or from a table keyed by file, object folder or objectId."""
+    from skyedge.dataset_inputs import RAW_CONDITIONS
+    from skyedge.training.data.survey_epochs import read_survey_stamps
+
+    try:
+        sequences = read_survey_stamps(
+            [source.path], SURVEY_FORMS[source.kind], zero_point=source.zero_point, stamp_size=source.stamp_size
+        )
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
     if source.label is not None:
         names = [source.label] * len(sequences)
     else:
@@ -205,7 +214,7 @@ def load_stamp_cubes(source, classes: list[str] | None = None) -> Loaded:
     size = sequences[0].stamps.shape[1:]
     for s in sequences:
         if s.stamps.shape[1:] != size:
-            raise DatasetError(f"{s.path}: stamps of {s.stamps.shape[1:]} beside others of {size}")
+            raise DatasetError(f"{s.path}: stamps of {s.stamps.shape[1:]} beside others of {size}; set stamp_size")
     images, conditions, lengths = _padded(
         [s.stamps for s in sequences],
         [np.stack([s.conditions[k] for k in RAW_CONDITIONS], axis=1) for s in sequences],
@@ -216,7 +225,7 @@ def load_stamp_cubes(source, classes: list[str] | None = None) -> Loaded:
         order,
         conditions=conditions,
         meta={"length": lengths},
-        data_hash=_hash_files([s.path for s in sequences]),
+        data_hash=_hash_files([f for s in sequences for f in s.files]),
     )
 
 
@@ -299,6 +308,6 @@ def load_source(source, task: str, classes: list[str] | None = None) -> Loaded:
         return load_image_folder(source.path)
     if source.kind == "oath":
         return load_oath(source.path, source.labels_csv, source.file_column, source.label_column, classes)
-    if source.kind == "stamp_cubes":
-        return load_stamp_cubes(source, classes)
+    if source.kind in SURVEY_FORMS:
+        return load_survey_stamps(source, classes)
     return load_fits_sequences(source.path)
