@@ -57,6 +57,31 @@ def test_sectors_follow_the_geometry_north_up_or_rotated():
     assert report.clear_within(36.0) == pytest.approx(0.5, abs=0.15)
 
 
+def test_stars_refine_the_sectors_they_see_in_proportion_to_how_many_are_expected():
+    from skyedge.edge.allsky.cloud_map import MODEL_WEIGHT_STARS, with_stars
+    from skyedge.stars.visibility import Visibility
+
+    model = CloudMapper(SPEC).report(_map_north_cloudy(), (480, 640))
+    north, south = 1 + 8 * 2 + 0, 1 + 8 * 2 + 4
+    seen = [None] * SECTORS
+    expected = [0] * SECTORS
+    # The model calls the north overcast; twenty stars there are all seen. Two stars in the south are unseen.
+    seen[north], expected[north] = 1.0, 20
+    seen[south], expected[south] = 0.0, 2
+    vis = Visibility(22, 20, 0.0, tuple(seen), tuple(expected), 0, 0, 4.0)
+    both = with_stars(model, vis)
+    assert both.source == "both" and model.source == "model"
+    w = MODEL_WEIGHT_STARS
+    assert both.sectors[north] == pytest.approx(w * model.sectors[north] / (w + 20))
+    assert both.sectors[south] == pytest.approx((w * model.sectors[south] + 2) / (w + 2))
+    untouched = [k for k in range(SECTORS) if k not in (north, south)]
+    assert [both.sectors[k] for k in untouched] == [model.sectors[k] for k in untouched]
+    assert both.cloud_cover < model.cloud_cover  # a clear north sector lowers the cover
+    # No stars to go by: the model's report as it was.
+    none = Visibility(0, 0, 0.0, (None,) * SECTORS, (0,) * SECTORS, 0, 0, None)
+    assert with_stars(model, none) is model and with_stars(model, None) is model
+
+
 def test_unseen_sectors_are_none_and_masked_sky_does_not_count():
     valid = np.ones((160, 160), bool)
     valid[:, 80:] = False  # the model saw only the left half of the frame (a building, a mask)

@@ -65,7 +65,9 @@ def test_clear_without_stars_is_unsafe_and_cloudy_under_stars_is_flagged_and_col
     _frame(incoming / "f0.fits", NIGHT, cloudy=True, seed=1)  # overcast, the model says clear
     _frame(incoming / "f1.fits", NIGHT + 60, cloudy=False, seed=2)  # starry, the model says cloudy
     _frame(incoming / "f2.fits", NIGHT + 120, cloudy=False, seed=3)  # starry, the model says clear
-    cfg = _config(tmp_path, stub_frame_package, incoming, log, ["clear", "cloudy", "clear"], {"geometry": str(geometry)}, kept)
+    _frame(incoming / "f3.fits", NIGHT + 180, cloudy=True, seed=5)  # overcast, the model says moonlit
+    script = ["clear", "cloudy", "clear", "moon"]
+    cfg = _config(tmp_path, stub_frame_package, incoming, log, script, {"geometry": str(geometry)}, kept)
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     got = {m["frame_id"]: m for m in messages(log, "classification")}
     overcast, disputed, clear = got["f0.fits"], got["f1.fits"], got["f2.fits"]
@@ -73,6 +75,9 @@ def test_clear_without_stars_is_unsafe_and_cloudy_under_stars_is_flagged_and_col
     assert overcast["checks"] == ["clear_without_stars"] and overcast["stars"]["zenith_visible_fraction"] < 0.5
     assert disputed["class"] == "cloudy" and disputed["checks"] == ["stars_disagree"]
     assert clear["class"] == "clear" and not clear.get("checks")
+    # Lit cloud passes for a moonlit sky: a 'moon' answer is held to the stars too (to a lower share).
+    lit = got["f3.fits"]
+    assert lit["class"] == "unrecognised" and lit["top_class"] == "moon" and "clear_without_stars" in lit["checks"]
     assert clear["stars"]["geometry"] == "saved" and clear["stars"]["zenith_visible_fraction"] >= 0.8
     assert len(clear["stars"]["sectors"]) == 33
     sidecars = [json.loads(p.read_text()) for p in kept.rglob("*.json")]
@@ -114,3 +119,34 @@ def test_stars_need_a_site(stub_frame_package, tmp_path, capsys):
     )
     assert main(["run", "--config", str(cfg), "--once"]) != 0
     assert "site_location" in capsys.readouterr().err
+
+
+def test_stars_refine_the_cloud_map_when_asked(tmp_path):
+    """With refine_cloud_map each sector where stars are expected lies between the model's cloud fraction and the
+    stars' (1 - visible fraction), and the map says both sources; without it, the model's map alone."""
+    from stub_packages import frame_package
+
+    package = frame_package(tmp_path / "pkg", size=64, cloud_map=True)
+    geometry = tmp_path / "geometry.yaml"
+    save_geometry(CameraGeometry(LENS, SHAPE, _limits(), {"frames": 3}), geometry)
+    got = {}
+    for refine in (False, True):
+        incoming, log = tmp_path / f"in-{refine}", tmp_path / f"r-{refine}.jsonl"
+        incoming.mkdir()
+        _frame(incoming / "f0.fits", NIGHT, cloudy=False, seed=4)
+        cfg = _config(tmp_path, package, incoming, log, ["clear"], {"geometry": str(geometry), "refine_cloud_map": refine})
+        assert main(["run", "--config", str(cfg), "--once"]) == 0
+        (got[refine],) = messages(log, "classification")
+    plain, refined = got[False], got[True]
+    assert plain["cloud_map"]["source"] == "model" and refined["cloud_map"]["source"] == "both"
+    stars = refined["stars"]["sectors"]
+    changed = 0
+    for k, v in enumerate(stars):
+        model, both = plain["cloud_map"]["sectors"][k], refined["cloud_map"]["sectors"][k]
+        if v is None or model is None:
+            assert both == model
+            continue
+        lo, hi = sorted((model, 1.0 - v))
+        assert lo - 1e-3 <= both <= hi + 1e-3
+        changed += abs(both - model) > 1e-3
+    assert changed > 0

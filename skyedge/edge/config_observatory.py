@@ -103,6 +103,16 @@ class StarsSection(Schema):
     min_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="checks.clear_without_stars fires below this seen share of the expected zenith stars"
     )
+    moon_min_zenith_fraction: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=0.3,
+        description="a 'moon' answer is held to checks.clear_without_stars below this lower share (moonlight hides "
+        "faint stars; lit cloud passes for a moonlit sky); null: moon answers are not checked",
+    )
     clear_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.8, description="checks.stars_disagree fires at or above this seen share"
+    )
+    refine_cloud_map: bool = Field(
+        default=True,
+        description="models with a cloud map: refine its sectors and cover with star visibility where stars are "
+        "expected (cloud_map.source 'both'); a model that never saw this camera gains most (docs/stars.md)",
     )

@@ -90,6 +90,7 @@ class Visibility:
     seen: int
     chance: float  # the frame's rate of chance matches
     sectors: tuple[float | None, ...]  # chance-corrected visible fraction per cloudynight sector
+    sector_expected: tuple[int, ...]  # expected stars per sector: how much each fraction can be trusted
     zenith_expected: int
     zenith_seen: int
     limiting_mag: float | None  # at the zenith
@@ -171,7 +172,8 @@ def star_visibility(
     seen_n = np.bincount(sector[sector >= 0], weights=seen[sector >= 0].astype(float), minlength=SECTORS)
     sectors = tuple(Visibility._fraction(s, e, chance) for s, e in zip(seen_n, exp_n, strict=True))
     near = zen <= ZENITH_RINGS_DEG
-    return Visibility(int(ok.sum()), int(seen.sum()), chance, sectors, int(near.sum()), int(seen[near].sum()), limits[0])
+    expected = tuple(int(e) for e in exp_n)
+    return Visibility(int(ok.sum()), int(seen.sum()), chance, sectors, expected, int(near.sum()), int(seen[near].sum()), limits[0])
 
 
 def completeness_counts(

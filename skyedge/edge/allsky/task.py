@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from skyedge.edge.allsky.cloud_map import CloudMapper
+from skyedge.edge.allsky.cloud_map import CloudMapper, with_stars
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
 from skyedge.edge.config import StartupError
@@ -210,14 +210,16 @@ class FrameTask:
             self.clouds = CloudMapper(self.card.preprocess, orientation, "stars")
 
     def _star_checks(self, label: str, item: FrameItem) -> tuple[list[str], bool]:
-        """The stars against the answer: 'clear' with the zenith's stars mostly gone, or 'cloudy' with them seen."""
+        """The stars against the answer: 'clear' (or 'moon', to a lower share) with the zenith's stars mostly gone,
+        or 'cloudy' with them seen."""
         rep = getattr(item, "stars", None)
         vis = rep.visibility if rep is not None else None
         frac = vis.zenith_fraction if vis is not None else None
         if frac is None:
             return [], False
         c, spec = self.checks, self.stars_spec
-        if label == "clear" and c.clear_without_stars != "off" and frac < spec.min_zenith_fraction:
+        least = {"clear": spec.min_zenith_fraction, "moon": spec.moon_min_zenith_fraction}.get(label)
+        if least is not None and c.clear_without_stars != "off" and frac < least:
             return ["clear_without_stars"], c.clear_without_stars == "unrecognised"
         if label == "cloudy" and c.stars_disagree != "off" and frac >= spec.clear_zenith_fraction:
             return ["stars_disagree"], False
@@ -246,12 +248,17 @@ class FrameTask:
             decided = self.decoder(model_items, probabilities, outputs, inference_ms, check)
             if self.clouds is not None:
                 maps = outputs[self.cloud_name]
-                decided = [
-                    dataclasses.replace(d, cloud=self.clouds.report(maps[j], d.item.frame_shape, d.item.sky))
-                    for j, d in enumerate(decided)
-                ]
+                decided = [dataclasses.replace(d, cloud=self._cloud(maps[j], d.item)) for j, d in enumerate(decided)]
             answered = dict(zip(batch.rows, decided, strict=True))
         return [answered.get(i) or _gated(it) for i, it in enumerate(batch.items)]
+
+    def _cloud(self, cloud_map: np.ndarray, item: FrameItem):
+        """The frame's cloud report: the model's map reduced, refined by the frame's star visibility when the
+        pipeline asks for it (``stars.refine_cloud_map``)."""
+        report = self.clouds.report(cloud_map, item.frame_shape, item.sky)
+        if self.stars_spec is not None and self.stars_spec.refine_cloud_map and item.stars is not None:
+            report = with_stars(report, item.stars.visibility)
+        return report
 
     def _night(self, items: list[FrameItem], probabilities: np.ndarray) -> tuple[np.ndarray, set[int]]:
         """The model's 'day' may agree with physics, never overrule it: where the sun (or a night-long exposure)
