@@ -77,8 +77,9 @@ def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precisi
     }
 
 
-def sector_truth(package: Path, frame) -> tuple[float, list]:
-    """(cloud cover in percent, per-sector cloud fraction) of the polygons on the cloud map's own geometry."""
+def sector_truth(package: Path, frame, mapper: CloudMapper | None = None) -> tuple[float, list]:
+    """(cloud cover in percent, per-sector cloud fraction) of the polygons on the cloud map's own geometry (the
+    default one, or ``mapper``'s)."""
     card = read_card(package)
     map_shape = next(t.shape for t in card.outputs if t.role == "cloud_map")[-2:]
     truth = prepare_cloud_truth(cloud_truth(frame), card.preprocess)
@@ -88,7 +89,7 @@ def sector_truth(package: Path, frame) -> tuple[float, list]:
     known = cv2.resize(truth[1], (mw * 4, mh * 4), interpolation=cv2.INTER_AREA)
     grid = np.where(known > 0, fine / np.maximum(known, 1e-6), 0.0)
     # Truth at the map's 4x upsampled grid, reduced exactly as the edge reduces the model's map.
-    mapper = CloudMapper(card.preprocess)
+    mapper = mapper or CloudMapper(card.preprocess)
     small = cv2.resize(grid.astype(np.float32), (mw, mh), interpolation=cv2.INTER_AREA)
     report = mapper.report(small[None], frame.image.shape[:2], truth[1] > 0.5)
     return report.cloud_cover, list(report.sectors)

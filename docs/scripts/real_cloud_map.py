@@ -7,7 +7,7 @@ Every night frame goes, in time order, through one StarWatch as on a device (it 
 the camera's geometry blind, re-solves when the camera moves, learns its limiting magnitudes from its clear
 frames). Frames of the nights the recipe never trained on (fraction 0.5, seed 0) are scored, once the watch has
 a geometry and limits: the model's map on the stars' geometry (as the edge's cloud map follows a solved
-geometry), the polygons reduced on the same geometry as the map (``real_allsky.sector_truth``'s way), and:
+geometry), the polygons reduced on the same geometry as the map (``real_allsky.sector_truth``), and:
 
 * ``cloud_cover`` mean absolute error in points, per source (model, stars, both at each ``--model-weights``);
 * per-sector clear/cloudy agreement (both at 0.5), per source, over the sectors each source decides;
@@ -26,7 +26,6 @@ from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
-import cv2
 import numpy as np
 
 from skyedge.edge.allsky.cloud_map import CloudMapper, with_stars
@@ -35,20 +34,12 @@ from skyedge.ephemeris import Ephemeris
 from skyedge.masks import card_mask, combined
 from skyedge.model_card import read_card
 from skyedge.precisions import ort_session
-from skyedge.preprocess import prepare_cloud_truth, prepare_frame_and_sky
+from skyedge.preprocess import prepare_frame_and_sky
 from skyedge.stars.watch import StarWatch
-from skyedge.training.data.labelme import cloud_truth, labelled_frames
+from skyedge.training.data.labelme import labelled_frames
 
-
-def truth_report(mapper: CloudMapper, card, frame, map_shape):
-    """The polygons reduced exactly as the model's map is, on the mapper's geometry."""
-    truth = prepare_cloud_truth(cloud_truth(frame), card.preprocess)
-    mh, mw = map_shape
-    fine = cv2.resize(truth[0], (mw * 4, mh * 4), interpolation=cv2.INTER_AREA)
-    known = cv2.resize(truth[1], (mw * 4, mh * 4), interpolation=cv2.INTER_AREA)
-    grid = np.where(known > 0, fine / np.maximum(known, 1e-6), 0.0)
-    small = cv2.resize(grid.astype(np.float32), (mw, mh), interpolation=cv2.INTER_AREA)
-    return mapper.report(small[None], frame.image.shape[:2], truth[1] > 0.5)
+sys.path.insert(0, str(Path(__file__).parent))
+from real_allsky import sector_truth
 
 
 def stars_only(report, vis):
@@ -103,7 +94,7 @@ def main(argv=None) -> int:
         out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {card.input("image").name: x[None]}), strict=True))
         cloud_map = out[names["cloud_map"]][0]
         model = mapper.report(cloud_map, shape, valid)
-        truth = truth_report(mapper, card, r.frame, cloud_map.shape[-2:])
+        truth_cover, truth_sectors = sector_truth(args.package, r.frame, mapper)
         both = {w: with_stars(model, vis, w) for w in args.model_weights}
         star_sectors, star_cover = stars_only(model, vis)
         scored += 1
@@ -111,17 +102,17 @@ def main(argv=None) -> int:
         sources += [(f"both(w={w:g})", b.sectors, b.cloud_cover) for w, b in both.items()]
         for source, sectors, cover in sources:
             if cover is not None:
-                errors[source].append(abs(cover - truth.cloud_cover))
+                errors[source].append(abs(cover - truth_cover))
                 if (r.label == "clear" and cover >= 95) or (r.label == "cloudy" and cover <= 5):
                     swapped[source] += 1
-            for t, p in zip(truth.sectors, sectors, strict=True):
+            for t, p in zip(truth_sectors, sectors, strict=True):
                 if t is not None and p is not None:
                     hits[source][0] += (t >= 0.5) == (p >= 0.5)
                     hits[source][1] += 1
         # The same comparison on the sectors the stars decide, so the sources are compared like for like.
         for source, sectors in [("model", model.sectors)] + [(f"both(w={w:g})", b.sectors) for w, b in both.items()]:
             source += "@stars"
-            for t, p, s in zip(truth.sectors, sectors, star_sectors, strict=True):
+            for t, p, s in zip(truth_sectors, sectors, star_sectors, strict=True):
                 if t is not None and p is not None and s is not None:
                     hits[source][0] += (t >= 0.5) == (p >= 0.5)
                     hits[source][1] += 1
