@@ -150,14 +150,16 @@ def _dark_time_with_moon(below: bool) -> datetime:
 
 
 def test_moon_with_the_moon_below_the_horizon_is_flagged(stub_frame_package, camera_frames, tmp_path):
-    """The model (scripted) says 'moon' for both frames; physics disagrees for the one taken with the moon down."""
-    for policy in ("flag", "unrecognised"):
+    """The model (scripted) says 'moon' for both frames; physics disagrees for the one taken with the moon down.
+    By default (None) the answer becomes unrecognised, so unsafe."""
+    for policy in ("flag", "unrecognised", None):
         incoming, log = tmp_path / f"in-{policy}", tmp_path / f"{policy}.jsonl"
         incoming.mkdir()
         _fits_at(camera_frames[0], incoming / "set.fits", _dark_time_with_moon(below=True))
         _fits_at(camera_frames[0], incoming / "up.fits", _dark_time_with_moon(below=False) + timedelta(days=60))
         cfg = _deploy(
-            tmp_path, stub_frame_package, incoming, log, {"checks": {"moon_below_horizon": policy}}, script=["moon"]
+            tmp_path, stub_frame_package, incoming, log, {"checks": {"moon_below_horizon": policy}} if policy else {},
+            script=["moon"],
         )
         assert main(["run", "--config", str(cfg), "--once"]) == 0
         got = {m["frame_id"]: m for m in messages(log, "classification")}
