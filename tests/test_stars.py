@@ -183,3 +183,15 @@ def test_the_shipped_catalogue_is_what_the_script_derives_from_hipparcos():
     cat = default_catalogue()
     assert np.array_equal(derived["hip"], cat.hip) and np.allclose(derived["ra_deg"], cat.ra_deg)
     assert np.allclose(derived["mag"], cat.mag)
+
+
+def test_the_checks_fall_back_to_the_whole_sky_when_the_zenith_expects_too_few_stars():
+    from skyedge.stars.visibility import Visibility
+
+    sectors, expected = (None,) * 33, (0,) * 33
+    # A high full moon: one star expected near the zenith, nine over the rest of the sky, none seen.
+    moonlit = Visibility(10, 0, 0.0, sectors, expected, 1, 0, 4.0)
+    assert moonlit.zenith_fraction is None and moonlit.check_fraction == 0.0
+    starry = Visibility(40, 36, 0.0, sectors, expected, 12, 6, 4.0)
+    assert starry.check_fraction == starry.zenith_fraction == 0.5  # the zenith decides when it can
+    assert Visibility(2, 0, 0.0, sectors, expected, 0, 0, 4.0).check_fraction is None  # nothing to go by

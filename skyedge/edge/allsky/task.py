@@ -214,7 +214,7 @@ class FrameTask:
         or 'cloudy' with them seen."""
         rep = getattr(item, "stars", None)
         vis = rep.visibility if rep is not None else None
-        frac = vis.zenith_fraction if vis is not None else None
+        frac = vis.check_fraction if vis is not None else None
         if frac is None:
             return [], False
         c, spec = self.checks, self.stars_spec
