@@ -76,7 +76,7 @@ def test_blank_epochs_are_left_out_and_said(tmp_path):
 def test_what_the_table_lacks_is_assumed_and_said(tmp_path):
     _cube(tmp_path / "bare.fits", columns={"MJD"})
     seq = read_stamp_cube(tmp_path / "bare.fits")
-    assert seq.sources["airmass"] == "assumed" and seq.sources["gain"].startswith("unknown")
+    assert seq.sources["airmass"] == "assumed" and seq.sources["gain"].startswith("from the sky's Poisson noise")
     assert seq.sources["zero_point"] == "unknown" and np.all(np.isnan(seq.conditions["zero_point"]))
 
 

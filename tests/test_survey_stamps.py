@@ -75,7 +75,9 @@ def test_triplets_are_cut_to_the_model_size_and_keep_reference_and_difference(tm
         fits.PrimaryHDU(sci - ref).writeto(obj / f"e{i:02d}_difference.fits")
     (seq,) = read_epoch_folders([tmp_path / "objects"], stamp_size=21)
     assert seq.stamps.shape == seq.reference.shape == seq.difference.shape == (4, 21, 21)
-    assert seq.sources["fwhm"] == "header:FWHM" and seq.sources["gain"].startswith("unknown")
+    # No gain in the headers: the sky's Poisson noise gives it (the stamps were made at 1 e-/ADU).
+    assert seq.sources["fwhm"] == "header:FWHM" and seq.sources["gain"].startswith("from the sky's Poisson noise")
+    np.testing.assert_allclose(seq.conditions["sky"], 600.0, rtol=0.25)
     assert seq.difference[3, 10, 10] > 5 * seq.difference[0, 10, 10] + 50  # the centre of 63 is the centre of 21
     (obj / "e03_difference.fits").unlink()
     with pytest.raises(ValueError, match="epoch 'e03' has no difference stamp"):
@@ -144,25 +146,27 @@ def test_ztf_alerts_group_by_object_keep_one_band_and_measure_the_noise(tmp_path
 
 
 def test_the_flux_in_noise_units_does_not_depend_on_how_the_archive_gave_the_sky(tmp_path):
-    """The same object as electrons on a known sky, and as background-subtracted DN with no gain: a noise-scaled
-    model sees the same stamps (to the noise estimate's precision)."""
+    """The same object as ADU with the gain given, as ADU without it, and as background-subtracted ADU without it:
+    a noise-scaled model sees the same stamps (to the noise estimate's precision)."""
     rng = np.random.default_rng(3)
     sky, gain = 900.0, 3.0
-    with_sky, subtracted = tmp_path / "with_sky" / "obj", tmp_path / "subtracted" / "obj"
-    with_sky.mkdir(parents=True)
-    subtracted.mkdir(parents=True)
+    forms = {name: tmp_path / name / "obj" for name in ("given", "raw", "subtracted")}
+    for folder in forms.values():
+        folder.mkdir(parents=True)
     for i in range(3):
         adu = _stamp(rng, 21, sky, gain, 3000.0 * (i + 1))
-        fits.PrimaryHDU(adu, header=fits.Header({"MJD-OBS": 57000.0 + i, "GAIN": gain})).writeto(with_sky / f"{i}.fits")
-        fits.PrimaryHDU(adu - sky / gain, header=fits.Header({"MJD-OBS": 57000.0 + i})).writeto(subtracted / f"{i}.fits")
-    a = read_survey_stamps([with_sky], "epoch_files", zero_point=30.0)[0]
-    b = read_survey_stamps([subtracted], "epoch_files", zero_point=30.0)[0]
-    assert b.sources["sky"].startswith("from the stamps' noise") and a.sources["sky"] == "measured"
-    xa, _ = prepare_sequence(a.stamps, a.conditions, SPEC)
-    xb, _ = prepare_sequence(b.stamps, b.conditions, SPEC)
-    peak_a, peak_b = xa[:, 0, 10, 10], xb[:, 0, 10, 10]
-    np.testing.assert_allclose(peak_b, peak_a, rtol=0.25)
-    assert np.all(np.diff(peak_a) > 0)
+        fits.PrimaryHDU(adu, header=fits.Header({"MJD-OBS": 57000.0 + i, "GAIN": gain})).writeto(forms["given"] / f"{i}.fits")
+        fits.PrimaryHDU(adu, header=fits.Header({"MJD-OBS": 57000.0 + i})).writeto(forms["raw"] / f"{i}.fits")
+        fits.PrimaryHDU(adu - sky / gain, header=fits.Header({"MJD-OBS": 57000.0 + i})).writeto(forms["subtracted"] / f"{i}.fits")
+    seqs = {name: read_survey_stamps([f], "epoch_files", zero_point=30.0)[0] for name, f in forms.items()}
+    assert seqs["given"].sources["sky"] == "measured" and seqs["given"].sources["gain"] == "header:GAIN"
+    assert seqs["raw"].sources["gain"].startswith("from the sky's Poisson noise")
+    np.testing.assert_allclose(seqs["raw"].conditions["sky"], sky, rtol=0.3)  # electrons again, via the gain found
+    assert seqs["subtracted"].sources["sky"].startswith("from the stamps' noise")
+    peaks = {name: prepare_sequence(s.stamps, s.conditions, SPEC)[0][:, 0, 10, 10] for name, s in seqs.items()}
+    np.testing.assert_allclose(peaks["raw"], peaks["given"], rtol=0.25)
+    np.testing.assert_allclose(peaks["subtracted"], peaks["given"], rtol=0.25)
+    assert np.all(np.diff(peaks["given"]) > 0)
 
 
 def test_an_unknown_form_and_an_empty_folder_say_so(tmp_path):

@@ -8,14 +8,14 @@ assumed and what is left out:
 
 * epochs whose stamp holds no data (all one value, or not finite: the object off the chip that night) are left
   out, and said so;
-* the gain (e-/ADU) from the archive; where none is given, the stamps stay in ADU, each epoch's pixel noise is
-  measured on the stamp's border and the sky is taken as the noise's Poisson equivalent when the stamps are
-  background-subtracted (a noise-scaled model then sees the same flux in noise units either way);
+* the gain (e-/ADU) from the archive; where none is given, from the sky's own Poisson noise on the stamps'
+  borders (photon transfer), or, for background-subtracted stamps, none: they stay in ADU and the sky is taken
+  as the measured noise's Poisson equivalent (a noise-scaled model sees the same flux in noise units either way);
 * the sky from each stamp's border (median) when the archive gives none, or one value for every epoch (archives
   that copied the first epoch's header);
 * the zero point from the caller where the archive gives none (a noise-scaled model uses only its differences).
 
-Stamps come back in electrons (or ADU where the gain is unknown), conditions in the simulator's units, so real
+Stamps come back in electrons (ADU for background-subtracted stamps without a gain), conditions in the simulator's units, so real
 and simulated sequences go through :func:`skyedge.preprocess.prepare_sequence` alike. A model reads science
 stamps (its card's ``sequence.stamps``): a triplet's reference and difference stamps are kept beside them.
 """
@@ -39,6 +39,7 @@ ALIASES = {
 }
 DEFAULTS = {"exptime": 1.0, "airmass": 1.0, "fwhm": 3.5}
 MAD_TO_SIGMA = 1.4826
+SKY_SEEN_SIGMAS = 3.0  # a border median this many noise sigmas above zero is a sky, not a subtracted background
 
 
 @dataclass
@@ -123,10 +124,16 @@ def epoch_sequence(
         # A table sky that never changes is a copy of one epoch's header, not a measurement.
         values["sky"], sources["sky"] = measured_sky, "measured"
     if gain is None:
-        gain, sources["gain"] = np.ones(n), "unknown (stamps in ADU)"
         noise = border_noise(stamps_adu)
-        if np.median(measured_sky) < 0.5 * np.median(noise) ** 2:
-            # Background-subtracted stamps: the sky that gives the measured noise, so the noise scale holds.
+        if np.median(measured_sky) >= SKY_SEEN_SIGMAS * np.median(noise):
+            # The sky is there: its Poisson noise gives the gain (photon transfer: sky_adu / noise_adu^2, read
+            # noise ignored, so slightly low), one value for the camera.
+            g = float(np.median(measured_sky / np.maximum(noise, 1e-12) ** 2))
+            gain, sources["gain"] = np.full(n, g), f"from the sky's Poisson noise ({g:.3g} e-/ADU)"
+        else:
+            # Background-subtracted stamps: no gain to be had; the sky that gives the measured noise keeps the
+            # noise scale right.
+            gain, sources["gain"] = np.ones(n), "unknown (stamps in ADU)"
             values["sky"], sources["sky"] = noise**2, "from the stamps' noise (background-subtracted stamps)"
     if "zero_point" not in values:
         if zero_point is None:
