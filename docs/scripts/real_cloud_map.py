@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from skyedge.edge.allsky.cloud_map import CloudMapper, with_stars
+from skyedge.edge.allsky.cloud_map import MODEL_WEIGHT_STARS, CloudMapper, sector_cover, with_stars
 from skyedge.edge.config import OrientationSection
 from skyedge.ephemeris import Ephemeris
 from skyedge.masks import card_mask, combined
@@ -45,12 +45,7 @@ from real_allsky import sector_truth
 def stars_only(report, vis):
     """Sectors from the stars alone (None where none are expected) and their sky-weighted cover."""
     sectors = [None if v is None or m is None else 1.0 - v for v, m in zip(vis.sectors, report.sectors, strict=True)]
-    w = np.array(report.sector_weights)
-    known = np.array([v is not None for v in sectors])
-    if not known.any() or w[known].sum() <= 0:
-        return sectors, None
-    values = np.array([0.0 if v is None else v for v in sectors])
-    return sectors, 100.0 * float((values * w)[known].sum() / w[known].sum())
+    return sectors, sector_cover(sectors, report.sector_weights)
 
 
 def main(argv=None) -> int:
@@ -61,7 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--site", default="38.607,93.896,4200")
     ap.add_argument("--utc-offset", type=float, default=8.0)
-    ap.add_argument("--model-weights", default="5", help="the model's weight in expected stars, e.g. 1,2,5")
+    ap.add_argument("--model-weights", default=f"{MODEL_WEIGHT_STARS:g}", help="the model's weight in expected stars, e.g. 1,2,5")
     args = ap.parse_args(argv)
     args.model_weights = [float(w) for w in args.model_weights.split(",")]
     lat, lon, elev = (float(v) for v in args.site.split(","))

@@ -165,6 +165,17 @@ class CloudMapper:
         )
 
 
+def sector_cover(sectors, weights) -> float | None:
+    """Cloud cover in percent from sector fractions (None: unknown) weighted by the sky each sector shows; None
+    when no sector with sky is known."""
+    w = np.asarray(weights, dtype=np.float64)
+    known = np.array([v is not None for v in sectors])
+    if not known.any() or w[known].sum() <= 0:
+        return None
+    values = np.array([0.0 if v is None else v for v in sectors])
+    return 100.0 * float((values * w)[known].sum() / w[known].sum())
+
+
 def with_stars(report: CloudReport, visibility, model_weight: float = MODEL_WEIGHT_STARS) -> CloudReport:
     """``report`` refined by star visibility (a :class:`skyedge.stars.visibility.Visibility` on the same sectors),
     the model's fraction counting as ``model_weight`` expected stars: unchanged where no sector has stars to go by."""
@@ -178,8 +189,6 @@ def with_stars(report: CloudReport, visibility, model_weight: float = MODEL_WEIG
         used = True
     if not used:
         return report
-    w = np.array(report.sector_weights)
-    known = np.array([v is not None for v in sectors])
-    values = np.array([v if v is not None else 0.0 for v in sectors])
-    cover = 100.0 * float((values * w)[known].sum() / w[known].sum()) if w[known].sum() > 0 else report.cloud_cover
+    cover = sector_cover(sectors, report.sector_weights)
+    cover = report.cloud_cover if cover is None else cover
     return dataclasses.replace(report, cloud_cover=round(cover, 2), sectors=tuple(sectors), source="both")
