@@ -229,8 +229,8 @@ class ChecksSection(Schema):
     bright_moon_min_alt_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
     clear_without_stars: Literal["off", "flag", "unrecognised"] = Field(
         default="unrecognised",
-        description="'clear' (or 'moon') while under stars.min_zenith_fraction of the stars expected within 36 deg "
-        "of the zenith are seen (needs the stars section)",
+        description="'clear' while under stars.min_zenith_fraction of the stars expected within 36 deg of the zenith "
+        "are seen, 'moon' under stars.moon_min_zenith_fraction (needs the stars section)",
     )
     stars_disagree: Literal["off", "flag"] = Field(
         default="flag",
