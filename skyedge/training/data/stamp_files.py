@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.imageio import FITS_SUFFIXES, read_frame
 from skyedge.training.data.survey_epochs import ALIASES, StampSequence, centre_cut, epoch_sequence
 
 ROLES = {
@@ -25,7 +26,7 @@ ROLES = {
     "template": "reference", "reference": "reference", "ref": "reference",
     "difference": "difference", "diff": "difference",
 }  # fmt: skip
-SUFFIXES = (".fits", ".fits.gz", ".fit", ".fts")
+SUFFIXES = FITS_SUFFIXES
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -54,17 +55,12 @@ def _mjd(header, path: Path) -> tuple[float | None, str | None]:
     return None, None
 
 
-def _read(path: Path):
-    from astropy.io import fits
-
-    try:
-        with fits.open(path) as hdus:
-            hdu = next((h for h in hdus if h.data is not None and h.data.ndim == 2), None)
-            if hdu is None:
-                raise ValueError(f"{path}: no 2-D image in the file")
-            return np.asarray(hdu.data, dtype=np.float64), {**dict(hdus[0].header), **dict(hdu.header)}
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable FITS file ({exc})") from None
+def _read(path: Path) -> tuple[np.ndarray, dict]:
+    """One stamp and its header, read as every frame is (:func:`skyedge.imageio.read_frame`)."""
+    image, header = read_frame(path)
+    if image.ndim != 2:
+        raise ValueError(f"{path}: a stamp must be one 2-D image, got shape {image.shape}")
+    return np.asarray(image, dtype=np.float64), header
 
 
 def read_epoch_folder(folder: str | Path, zero_point: float | None = None, stamp_size: int | None = None) -> StampSequence:
