@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from skyedge.edge.field.arrays import finite32, median, pixels
+
 FWHM_TO_SIGMA = 1.0 / 2.3548
 
 
@@ -40,7 +42,6 @@ def background(image: np.ndarray, box: int = BACKGROUND_BOX) -> np.ndarray:
     median-filtered over 3x3 boxes (robust to a bright star filling one), interpolated to every pixel. A single
     level when the frame is smaller than two boxes."""
     import cv2
-    from scipy.ndimage import median_filter
 
     h, w = image.shape
     ny, nx = max(h // box, 1), max(w // box, 1)
@@ -51,12 +52,13 @@ def background(image: np.ndarray, box: int = BACKGROUND_BOX) -> np.ndarray:
     whole = sample[: ny * ch, : nx * cw]
     if np.isfinite(whole).all():
         # One vectorised median per cell over its block of the sample (the last partial row/column left out).
-        cells = np.median(whole.reshape(ny, ch, nx, cw).transpose(0, 2, 1, 3).reshape(ny, nx, -1), axis=2)
+        cells = median(whole.reshape(ny, ch, nx, cw).transpose(0, 2, 1, 3).reshape(ny, nx, -1), axis=2)
     else:
         cells = _cell_medians(sample, ny, nx, h, w)
     cells = np.where(np.isfinite(cells), cells, np.nanmedian(cells))
     if ny >= 3 and nx >= 3:
-        cells = median_filter(cells, size=3, mode="nearest")
+        windows = np.lib.stride_tricks.sliding_window_view(np.pad(cells, 1, mode="edge"), (3, 3))
+        cells = median(windows.reshape(ny, nx, 9)).astype(np.float32)
     return cv2.resize(cells, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -75,13 +77,19 @@ def _cell_medians(sample: np.ndarray, ny: int, nx: int, h: int, w: int) -> np.nd
     return cells
 
 
-def robust_sigma(image: np.ndarray) -> float:
-    """Noise from the median absolute deviation of a pixel sample."""
-    sample = image[::3, ::3]
+SIGMA_SAMPLE = 65536  # pixels a noise estimate reads at most (the MAD of 65k pixels is good to 0.5%)
+
+
+def robust_sigma(image: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Noise from the median absolute deviation of a regular pixel sample (of the pixels ``where``, if given)."""
+    step = max(3, int(np.ceil(np.sqrt(image.size / SIGMA_SAMPLE))))
+    sample = image[::step, ::step]
+    if where is not None:
+        sample = sample[where[::step, ::step]]
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return 1.0
-    return float(1.4826 * np.median(np.abs(sample - np.median(sample)))) or 1.0
+    return float(1.4826 * median(np.abs(sample - median(sample)))) or 1.0
 
 
 ALIGN_STARS = 300  # brightest round sources used to align
@@ -92,12 +100,11 @@ def stars(image: np.ndarray, fwhm: float, limit: int = ALIGN_STARS) -> np.ndarra
     which would drag an alignment along themselves, fail the roundness test)."""
     import cv2
 
-    data = np.nan_to_num(image).astype(np.float32)
-    filtered = cv2.GaussianBlur(data, (0, 0), max(fwhm * FWHM_TO_SIGMA, 0.5))
+    filtered = cv2.GaussianBlur(finite32(image), (0, 0), max(fwhm * FWHM_TO_SIGMA, 0.5))
     sigma = robust_sigma(filtered)
     peaks = (filtered >= cv2.dilate(filtered, np.ones((7, 7), np.uint8))) & (filtered > 10.0 * sigma)
     peaks[:3, :] = peaks[-3:, :] = peaks[:, :3] = peaks[:, -3:] = False
-    y, x = np.nonzero(peaks)
+    y, x = pixels(peaks)
     order = np.argsort(-filtered[y, x])[: 4 * limit]
     y, x = y[order], x[order]
     # Sub-pixel position from the three pixels through the peak in x and in y, on a log scale: exact for a
@@ -170,6 +177,46 @@ def difference(
 
 
 @dataclass
+class NoiseModel:
+    """Noise of the PSF-filtered difference: ``sigma**2 + a*t + f2*t*t`` with ``t`` the brightest pixel of the
+    filtered template within a seeing disc (what PSF matching leaves of a star lies around its peak, where the
+    template is fainter). Evaluated only where asked (candidates, vetting): a frame-sized map costs
+    more than the rest of the detection."""
+
+    sigma: float
+    a: float = 0.0
+    f2: float = 0.0
+    template: np.ndarray | None = None  # the filtered template, clipped at 0
+    reach: int = 1  # the seeing disc's diameter, px (odd)
+
+    def _disc(self) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets of the seeing disc's pixels (cv2's ellipse, as a dilation with it would reach)."""
+        import cv2
+
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (self.reach, self.reach))
+        dy, dx = np.nonzero(disc)
+        return dy - self.reach // 2, dx - self.reach // 2
+
+    def _from_template(self, t: np.ndarray) -> np.ndarray:
+        return np.sqrt(self.sigma**2 + self.a * t + self.f2 * t * t).astype(np.float32)
+
+    def at(self, y: np.ndarray, x: np.ndarray, chunk: int = 16384) -> np.ndarray:
+        """The noise at pixels (``y``, ``x``)."""
+        if self.template is None or (self.a == 0.0 and self.f2 == 0.0):
+            return np.full(len(y), self.sigma, np.float32)
+        h, w = self.template.shape
+        dy, dx = self._disc()
+        brightest = np.zeros(len(y), np.float32)
+        for start in range(0, len(y), chunk):  # bounded memory however many candidates a noisy frame has
+            ys = y[start : start + chunk, None] + dy
+            xs = x[start : start + chunk, None] + dx
+            inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+            values = self.template[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)]
+            brightest[start : start + chunk] = np.where(inside, values, 0.0).max(axis=1)
+        return self._from_template(brightest)
+
+
+@dataclass
 class Residuals:
     """Significant residuals: positions (reference grid), signed S/N, and the filtered image's noise."""
 
@@ -178,7 +225,7 @@ class Residuals:
     snr: np.ndarray
     sigma: float
     filtered: np.ndarray | None = None  # the PSF-filtered difference (what real/bogus judges lobes on)
-    noise: np.ndarray | float = 0.0  # its noise, per pixel where the template's stars raise it
+    noise: NoiseModel | None = None  # its noise, raised near the template's stars
     template: np.ndarray | None = None  # the flux-matched reference, filtered alike
 
 
@@ -200,28 +247,32 @@ def detect_residuals(
     full sensitivity."""
     import cv2
 
-    data = np.nan_to_num(diff).astype(np.float32)
+    data = finite32(diff)
     if usable is not None:
-        data = np.where(usable, data, 0.0).astype(np.float32)
+        data = np.where(usable, data, np.float32(0.0))
     width = max(fwhm * FWHM_TO_SIGMA, 0.5)
     filtered = cv2.GaussianBlur(data, (0, 0), width)
-    sigma = robust_sigma(np.where(usable, filtered, np.nan)) if usable is not None else robust_sigma(filtered)
-    noise: np.ndarray | float = sigma
+    sigma = robust_sigma(filtered, where=usable)
     smooth = None
+    noise = NoiseModel(sigma)
     if template is not None:
-        smooth = cv2.GaussianBlur(np.nan_to_num(template).astype(np.float32), (0, 0), width)
+        smooth = cv2.GaussianBlur(finite32(template), (0, 0), width)
         noise = noise_model(filtered, smooth, sigma, usable, fwhm)
     kernel = np.ones((min_separation, min_separation), np.uint8)
     xs, ys, snr = [], [], []
     for sign in (1.0, -1.0):
         signed = sign * filtered
-        peaks = (signed >= cv2.dilate(signed, kernel)) & (signed > threshold * noise)
+        # The noise is never below sigma: extrema beyond threshold * sigma are the only candidates, and the
+        # model is evaluated at those alone.
+        peaks = (signed >= cv2.dilate(signed, kernel)) & (signed > threshold * sigma)
         if usable is not None:
             peaks &= usable
-        y, x = np.nonzero(peaks)
-        xs.append(x)
-        ys.append(y)
-        snr.append(filtered[y, x] / (noise[y, x] if isinstance(noise, np.ndarray) else noise))
+        y, x = pixels(peaks)
+        ratio = filtered[y, x] / noise.at(y, x)
+        keep = sign * ratio > threshold
+        xs.append(x[keep])
+        ys.append(y[keep])
+        snr.append(ratio[keep])
     return Residuals(
         np.concatenate(xs).astype(np.float64),
         np.concatenate(ys).astype(np.float64),
@@ -235,17 +286,17 @@ def detect_residuals(
 
 def noise_model(
     filtered: np.ndarray, smooth_template: np.ndarray, sigma: float, usable: np.ndarray | None, fwhm: float
-) -> np.ndarray:
-    """Per-pixel noise of the filtered difference: ``sigma**2 + a*t + (f*t)**2`` with ``t`` the filtered template.
-    ``a`` (photon noise) and ``f`` (the share of a star PSF matching leaves) are fitted to the difference's scatter
-    at the template's stars, binned by brightness: measured on each epoch, not promised by a header's gain."""
+) -> NoiseModel:
+    """The filtered difference's :class:`NoiseModel`: ``a`` (photon noise) and ``f2`` (the square of the share of a
+    star PSF matching leaves) fitted to the difference's scatter at the template's stars, binned by brightness:
+    measured on each epoch, not promised by a header's gain."""
     import cv2
 
     t = smooth_template
     peaks = (t >= cv2.dilate(t, np.ones((5, 5), np.uint8))) & (t > 5.0 * robust_sigma(t))
     if usable is not None:
         peaks &= usable
-    y, x = np.nonzero(peaks)
+    y, x = pixels(peaks)
     a = f2 = 0.0
     if len(x) >= 40:
         level, resid = t[y, x].astype(np.float64), filtered[y, x].astype(np.float64)
@@ -259,16 +310,29 @@ def noise_model(
                 rows.append([mid, mid * mid])
                 var.append(max((1.4826 * np.median(np.abs(r - np.median(r)))) ** 2 - sigma**2, 0.0))
         if len(rows) >= 2:
-            from scipy.optimize import nnls
-
             design, target = np.array(rows), np.array(var)
             scale = 1.0 / np.maximum(target, sigma**2)  # relative errors: faint and bright bins count alike
-            (a, f2), _ = nnls(design * scale[:, None], target * scale)
-    # What PSF matching leaves of a star lies around its peak (a ring, a dipole), where the template is fainter:
-    # each pixel is judged by the brightest template pixel within a seeing disc.
+            a, f2 = nonnegative_fit(design * scale[:, None], target * scale)
     reach = 2 * int(np.ceil(2.0 * fwhm)) + 1
-    t = cv2.dilate(np.clip(t, 0.0, None), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
-    return np.sqrt(sigma**2 + a * t + f2 * t * t).astype(np.float32)
+    return NoiseModel(sigma, float(a), float(f2), np.clip(t, 0.0, None), reach)
+
+
+def nonnegative_fit(design: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """Least squares of two coefficients, both >= 0 (scipy's nnls for two columns: the best of the unconstrained
+    fit, if it is non-negative, and each column alone)."""
+    options = [np.zeros(2)]
+    both = np.linalg.lstsq(design, target, rcond=None)[0]
+    if (both >= 0).all():
+        options.append(both)
+    for j in (0, 1):
+        column = design[:, j]
+        norm = float(column @ column)
+        if norm > 0:
+            alone = np.zeros(2)
+            alone[j] = max(float(column @ target) / norm, 0.0)
+            options.append(alone)
+    best = min(options, key=lambda c: float(np.sum((design @ c - target) ** 2)))
+    return float(best[0]), float(best[1])
 
 
 def detect_sources(image: np.ndarray, fwhm: float, threshold: float, min_separation: int = 10) -> Residuals:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from skyedge.edge.field.align import MIN_MATCHED, Alignment, align
+from skyedge.edge.field.arrays import finite32, median, pixels
 from skyedge.edge.field.conditions import header_conditions, saturation_level, star_fwhm
 from skyedge.edge.field.difference import background, robust_sigma, stars
 from skyedge.errors import InputError
@@ -71,7 +72,7 @@ class FramePreparer:
         saturated = raw >= saturated_at
         repaired = self._repair(raw, saturated)
         smooth = background(repaired)
-        sky = float(np.median(smooth))
+        sky = float(median(smooth[::8, ::8].ravel()))  # a smooth map: a sample of it has the same median
         image = repaired - smooth
         noise = robust_sigma(image)
         guess = found.get("fwhm", DEFAULT_FWHM_PX)
@@ -106,7 +107,7 @@ class FramePreparer:
                     "agree on one transform): clouds, a wrong target or a lost guide star? Not differenced"
                 )
             alignment, self.last_matrix = got, got.matrix
-        taken = np.nan_to_num(raw) - smooth
+        taken = finite32(raw) - smooth
         return Prepared(frame, taken, image, found, sources, alignment, xy, _saturation_mask(saturated))
 
     def _repair(self, raw: np.ndarray, saturated: np.ndarray) -> np.ndarray:
@@ -115,7 +116,7 @@ class FramePreparer:
         that spiked in most frames so far (hot at a lower level now and then), and bad columns and rows."""
         import cv2
 
-        data = np.nan_to_num(raw).astype(np.float32)
+        data = finite32(raw)
         local = cv2.medianBlur(data, 3)
         excess = data - local
         noise = robust_sigma(excess) or 1.0
@@ -137,7 +138,7 @@ class FramePreparer:
 def _median_at(data: np.ndarray, where: np.ndarray) -> np.ndarray:
     """``data`` with the pixels ``where`` replaced by the median of their 5x5 neighbourhood (as cv2.medianBlur would
     give there), computed only at those pixels: defects are few."""
-    ys, xs = np.nonzero(where)
+    ys, xs = pixels(where)
     if len(ys) > where.size // 20:
         import cv2
 
@@ -146,7 +147,7 @@ def _median_at(data: np.ndarray, where: np.ndarray) -> np.ndarray:
     offsets = np.arange(5)
     windows = padded[ys[:, None, None] + offsets[:, None], xs[:, None, None] + offsets[None, :]]
     out = data.copy()
-    out[ys, xs] = np.median(windows.reshape(len(ys), 25), axis=1)
+    out[ys, xs] = median(windows.reshape(len(ys), 25), axis=1)
     return out
 
 
@@ -165,8 +166,11 @@ def _bad_lines(data: np.ndarray, sigma: float = 6.0) -> np.ndarray:
     """Columns and rows whose median stands out from their neighbours' (a bad column, a hot row)."""
     bad = np.zeros(data.shape, bool)
     for axis in (0, 1):
-        # Every fourth line across is enough to see a whole line stand out (and four times cheaper).
-        profile = np.median(data[::4] if axis == 0 else data[:, ::4], axis=axis)
+        # About 128 lines across are enough to see a whole line stand out (a median per line of them; made
+        # contiguous along the median, which numpy takes several times faster).
+        step = max(4, data.shape[axis] // 128)
+        lines = data[::step].T if axis == 0 else data[:, ::step]
+        profile = median(np.ascontiguousarray(lines), axis=1)
         smooth = np.median(np.lib.stride_tricks.sliding_window_view(np.pad(profile, 4, mode="edge"), 9), axis=1)
         spread = 1.4826 * np.median(np.abs(profile - smooth)) or 1.0
         off = np.abs(profile - smooth) > sigma * spread

@@ -217,13 +217,13 @@ class FieldTracker:
     def _on_grid(self, image: np.ndarray, alignment: Alignment) -> np.ndarray:
         """``image`` (frame pixels) on the reference grid."""
         if alignment.is_translation and alignment.shift == (0.0, 0.0):
-            return image.astype(np.float32)
+            return image.astype(np.float32, copy=False)  # read, never written
         return warp(image, alignment, image.shape)
 
     def _bad_on_grid(self, p: Prepared) -> np.ndarray:
         """The frame's bad pixels on the reference grid: every grid pixel any of them reaches (a lone hot pixel
         moved by half a pixel touches four, none of them by more than half)."""
-        return np.nan_to_num(self._on_grid(p.bad.astype(np.float32), p.alignment)) > 1e-3
+        return self._on_grid(p.bad.astype(np.float32), p.alignment) > 1e-3  # NaN (off the frame) is not bad
 
     def _build_reference(self) -> None:
         frames = [p.frame for p in self.pending]

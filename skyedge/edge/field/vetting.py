@@ -133,21 +133,22 @@ def _peak_pixel(image: np.ndarray, ix: np.ndarray, iy: np.ndarray, snr) -> tuple
 def _dipoles(found, x: np.ndarray, y: np.ndarray, snr, fwhm: float) -> np.ndarray:
     """Candidates with a significant opposite residual of comparable size within two FWHMs of the filtered
     difference (misregistration's signature)."""
-    filtered, noise = found.filtered, found.noise
+    filtered = found.filtered
     if filtered is None:
         return np.zeros(len(x), bool)
     h, w = filtered.shape
     r = max(2, int(np.ceil(2 * fwhm)))
-    out = np.zeros(len(x), bool)
+    low = np.zeros((len(x), 2), np.int64)  # the deepest opposite pixel about each candidate
+    depth, height, star = np.zeros(len(x)), np.zeros(len(x)), np.zeros(len(x), bool)
     for k in range(len(x)):
         ix, iy = int(round(x[k])), int(round(y[k]))
         rows, cols = slice(max(iy - r, 0), min(iy + r + 1, h)), slice(max(ix - r, 0), min(ix + r + 1, w))
         box = filtered[rows, cols] if snr[k] > 0 else -filtered[rows, cols]
-        sigma = noise[rows, cols] if isinstance(noise, np.ndarray) else np.full(box.shape, noise)
         j = np.unravel_index(np.argmin(box), box.shape)
-        lobes = -box[j] > max(DIPOLE_SHARE * box.max(), DIPOLE_SIGMA * sigma[j])
+        low[k] = rows.start + j[0], cols.start + j[1]
+        depth[k], height[k] = -box[j], box.max()
         # Misregistration leaves a small share of a star that the template holds; an object that moved (a slow
         # asteroid still in the reference) leaves lobes as bright as the template is there.
-        star = found.template is None or found.template[rows, cols].max() > DIPOLE_STAR * box.max()
-        out[k] = lobes and star
-    return out
+        star[k] = found.template is None or found.template[rows, cols].max() > DIPOLE_STAR * height[k]
+    sigma = found.noise.at(low[:, 0], low[:, 1]) if found.noise is not None else found.sigma
+    return (depth > np.maximum(DIPOLE_SHARE * height, DIPOLE_SIGMA * sigma)) & star
