@@ -75,11 +75,39 @@ def _inline_refs(node: Any, common: dict, in_common: bool = False) -> Any:
 
 
 @cache
-def _validator(kind: str) -> Draft202012Validator:
+def _inlined(kind: str) -> dict:
     # Inlined: the edge validates every message before sending, and resolving $refs through the
     # registry on each call cost more than the model's inference (about 0.5 ms per message).
-    schema = _inline_refs(schema_for(kind), _load("common.schema.json"))
-    return Draft202012Validator(schema, registry=_registry(), format_checker=FormatChecker())
+    return _inline_refs(schema_for(kind), _load("common.schema.json"))
+
+
+@cache
+def _validator(kind: str) -> Draft202012Validator:
+    return Draft202012Validator(_inlined(kind), registry=_registry(), format_checker=FormatChecker())
+
+
+@cache
+def _fast_validator(kind: str):
+    """jsonschema-rs's validator of the same schema, when installed (the edge extra): it says only whether a payload
+    is valid, about 150 times sooner than jsonschema (0.008 against 1.2 ms per field classification, 2 cores),
+    which words the problems of an invalid one. A field epoch publishes hundreds of messages."""
+    try:
+        import jsonschema_rs
+    except ImportError:
+        return None
+    return jsonschema_rs.validator_for(_inlined(kind), validate_formats=True)
+
+
+def _is_valid(kind: str, payload: Any) -> bool:
+    """jsonschema-rs is trusted only to accept (tests check it accepts nothing jsonschema rejects); what it refuses,
+    such as a numpy scalar it does not read as a number, jsonschema judges."""
+    fast = _fast_validator(kind)
+    try:
+        if fast is not None and fast.is_valid(payload):
+            return True
+    except (TypeError, ValueError):
+        pass
+    return _validator(kind).is_valid(payload)
 
 
 def _where(error) -> str:
@@ -98,7 +126,7 @@ def payload_errors(kind: str, payload: Any) -> list[str]:
 
 def validate_payload(kind: str, payload: Any) -> None:
     """Raise PayloadError naming every bad field when ``payload`` does not match ``kind``."""
-    if _validator(kind).is_valid(payload):
+    if _is_valid(kind, payload):
         return
     problems = payload_errors(kind, payload)
     if problems:

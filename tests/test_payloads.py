@@ -87,3 +87,42 @@ def test_kind_of_topic():
         kind_of_topic("skyedge/s/d/cam")
     with pytest.raises(KeyError, match="unknown message kind"):
         schema_for("weather")
+
+
+def _mutations(payload: dict):
+    """Every payload one defect away from a valid one: a key dropped, a value of the wrong type, a stray key;
+    nested objects alike."""
+    for key, value in payload.items():
+        dropped = copy.deepcopy(payload)
+        dropped.pop(key)
+        yield dropped
+        for wrong in ("x", -1, 1.5, None, [], {}, True):
+            if type(wrong) is not type(value):
+                changed = copy.deepcopy(payload)
+                changed[key] = wrong
+                yield changed
+        if isinstance(value, dict) and value:
+            for inner in _mutations(value):
+                nested = copy.deepcopy(payload)
+                nested[key] = inner
+                yield nested
+    stray = copy.deepcopy(payload)
+    stray["stray_key"] = 1
+    yield stray
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_validation_refuses_exactly_what_the_schema_refuses(kind):
+    """The fast validator (jsonschema-rs, where installed) accepts nothing jsonschema would refuse."""
+    checked = 0
+    for example_payload in schema_for(kind)["examples"]:
+        for payload in _mutations(example_payload):
+            refused = bool(payload_errors(kind, payload))
+            try:
+                validate_payload(kind, payload)
+                raised = False
+            except PayloadError:
+                raised = True
+            assert raised == refused, (kind, json.dumps(payload)[:300])
+            checked += 1
+    assert checked > 20
