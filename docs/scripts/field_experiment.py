@@ -23,7 +23,7 @@ from skyedge.training.simulate.obslog import CadenceConfig
 from skyedge.training.simulate.transients import TransientConfig
 
 
-def one(seed: int, model: Path, out: Path, precision: str) -> dict:
+def one(seed: int, model: Path, out: Path, precision: str, real_bogus: str | None = "builtin") -> dict:
     field = simulate_field(
         out / f"field-{seed}",
         seed=seed,
@@ -52,6 +52,7 @@ def one(seed: int, model: Path, out: Path, precision: str) -> dict:
                     "path": str(field / "frames"),
                     "settle_s": 0,
                     "state_file": str(out / f"state-{seed}.sqlite"),
+                    "real_bogus_model": real_bogus,
                 },
             }
         ],
@@ -73,10 +74,12 @@ def run() -> None:
     parser.add_argument("--out", default="results/field-experiment")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--real-bogus-model", default="builtin", help="the learnt stage: builtin, a path, or none")
     args = parser.parse_args()
+    learnt = None if args.real_bogus_model == "none" else args.real_bogus_model
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    reports = {s: one(int(s), Path(args.model), out, args.precision) for s in args.seeds.split(",")}
+    reports = {s: one(int(s), Path(args.model), out, args.precision, learnt) for s in args.seeds.split(",")}
     (out / "field_experiment.json").write_text(json.dumps(reports, indent=2) + "\n")
     print(
         "| seed | detectable | found | completeness | asteroids | hostless SN | artefacts followed | edge accuracy "

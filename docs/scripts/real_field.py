@@ -1,7 +1,7 @@
 """Run the edge on a folder of real telescope frames and report the night: conditions measured, alignment, new
 objects, bogus residuals and SN candidates, with a plot over the night.
 
-    python docs/scripts/real_field.py FRAMES OUT --model models/transients-tiny [--inject 10]
+    python docs/scripts/real_field.py FRAMES OUT --model models/transients-tiny [--inject 10] [--real-bogus-model none]
 
 FRAMES: raw frames of one field (FITS, any header). The edge runs as deployed (``skyedge run --once`` on a
 fits-sequence source, every object every epoch). OUT gets ``night.json`` (per epoch: conditions and where each
@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 
-def run_edge(frames: Path, out: Path, model: Path, name: str) -> tuple[Path, float]:
+def run_edge(frames: Path, out: Path, model: Path, name: str, real_bogus: str | None = "builtin") -> tuple[Path, float]:
     """``skyedge run --once`` over ``frames``; the JSON-lines log and the wall time."""
     from skyedge.cli import main
 
@@ -41,6 +41,7 @@ def run_edge(frames: Path, out: Path, model: Path, name: str) -> tuple[Path, flo
                     "patterns": ["*.fits", "*.fit", "*.fts", "*.fits.gz"],
                     "settle_s": 0,
                     "state_file": str(out / f"{name}.state.sqlite"),
+                    "real_bogus_model": real_bogus,
                 },
                 "field_messages": {"policy": "every_epoch"},
             }
@@ -77,7 +78,7 @@ def night(log: Path) -> dict:
         "residual_px_max": max(s["alignment"]["residual_px"] for s in summaries),
         "new_after_reference_median": float(np.median(new[3:])) if len(new) > 3 else None,
         "new_after_reference_total": int(sum(new[3:])),
-        "bogus_total": {k: sum(s["objects"].get("bogus", {}).get(k, 0) for s in summaries) for k in ("sharp", "dipole", "warm_pixel", "edge")},
+        "bogus_total": {k: sum(s["objects"].get("bogus", {}).get(k, 0) for s in summaries) for k in ("sharp", "dipole", "warm_pixel", "learnt", "edge")},
         "sn_candidates_p05": len(candidates),
         "sn_answers_p05_model_alone": len(model_alone),
         "sn_candidates": candidates,
@@ -129,9 +130,12 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--model", type=Path, required=True, help="a sequence (transients) package")
     ap.add_argument("--inject", type=int, default=0, help="also plant this many sources of each kind and score them")
+    ap.add_argument("--inject-seed", type=int, default=7, help="where the sources go (the packaged real/bogus model was trained on plantings 0-3)")
+    ap.add_argument("--real-bogus-model", default="builtin", help="the learnt stage: builtin, a path, or none")
     args = ap.parse_args()
+    learnt = None if args.real_bogus_model == "none" else args.real_bogus_model
     args.out.mkdir(parents=True, exist_ok=True)
-    log, seconds = run_edge(args.frames, args.out, args.model, "night")
+    log, seconds = run_edge(args.frames, args.out, args.model, "night", learnt)
     report = night(log)
     report["wall_s"] = round(seconds, 1)
     plot(report, args.out / "night.png")
@@ -141,8 +145,8 @@ def main() -> None:
         from skyedge.edge.tools.field_inject import inject
         from skyedge.training.field_evaluation import field_report
 
-        injected = inject(args.frames, args.out / "inject", per_kind=args.inject)
-        log, _ = run_edge(injected / "frames", args.out, args.model, "inject")
+        injected = inject(args.frames, args.out / "inject", per_kind=args.inject, seed=args.inject_seed)
+        log, _ = run_edge(injected / "frames", args.out, args.model, "inject", learnt)
         scored = field_report(injected, log, args.model)
         (args.out / "inject_report.json").write_text(json.dumps(scored, indent=1) + "\n")
         print({k: scored[k] for k in ("detectable", "found", "completeness", "classification")})

@@ -388,7 +388,7 @@ def register_label(subparsers) -> None:
 
 
 def register_operator(subparsers) -> None:
-    """Add `watch`, `broker`, `cloudmap` and `field-inject` to the CLI."""
+    """Add `watch`, `broker`, `cloudmap`, `geometry`, `field-harvest` and `field-inject` to the CLI."""
     w = add_command(subparsers, _WATCH_HELP)
     w.add_argument("--broker", default="localhost:1883", help="HOST[:PORT] (default localhost:1883)")
     w.add_argument("--site", default=None, help="only this site")
@@ -407,9 +407,11 @@ def register_operator(subparsers) -> None:
     c.add_argument("--config", default=None, help="deployment YAML whose pipeline orientation to use")
     c.add_argument("--camera", default=None, help="the pipeline in --config (default: the first)")
     c.set_defaults(func=_cloudmap)
-    from skyedge.edge.tools.geometry import add_geometry_command  # its imports (numpy, the stars) load with it
+    from skyedge.edge.tools.field_harvest import add_harvest_command  # numpy and the stars load with these
+    from skyedge.edge.tools.geometry import add_geometry_command
 
     add_geometry_command(subparsers)
+    add_harvest_command(subparsers)
     f = add_command(subparsers, _FIELD_INJECT_HELP)
     f.add_argument("frames", help="folder of FITS frames of one field")
     f.add_argument("out", help="folder to write the injected frames and truth.json to")

@@ -140,6 +140,12 @@ class FitsSequenceSourceSection(FolderSourceSection):
         description="judge new residuals before they become objects: cosmic rays and flickering pixels (sharper "
         "than the frame's stars), misregistration dipoles; bogus ones are counted in the field message",
     )
+    real_bogus_model: str | None = Field(
+        default="builtin",
+        description="after the physics, a learnt real/bogus network judges each new residual's triplet (frame, "
+        "template, difference): 'builtin' (packaged; trained on simulated and real artefacts), a path to an .onnx "
+        "with its .json card (skyedge train-real-bogus), or null (physics only); needs real_bogus",
+    )
     match_radius_px: Annotated[float, Field(gt=0)] = Field(
         default=3.0, description="a residual within this distance of an object belongs to it"
     )

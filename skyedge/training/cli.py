@@ -215,7 +215,7 @@ def register_evaluate(subparsers) -> None:
 
 
 def register(subparsers) -> None:
-    """Add `simulate`, `train` and `evaluate` to the CLI."""
+    """Add `simulate`, `field-report`, `train`, `torch-bench`, `evaluate` and `train-real-bogus` to the CLI."""
     sim = add_command(subparsers, _SIMULATE_HELP)
     sim.add_argument("kind", choices=["allsky", "transients", "field"])
     sim.add_argument("--n", type=int, required=True, help="items (field: objects per class)")
@@ -300,3 +300,6 @@ def register(subparsers) -> None:
     p.add_argument("--json", default=None, help="write the result here (default: print it)")
     p.set_defaults(func=_torch_bench)
     register_evaluate(subparsers)
+    from skyedge.training import real_bogus
+
+    real_bogus.add_command(subparsers)

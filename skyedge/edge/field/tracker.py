@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.edge.field import real_bogus
 from skyedge.edge.field.align import Alignment, warp
 from skyedge.edge.field.conditions import relative_flux
 from skyedge.edge.field.difference import Reference, detect_residuals, detect_sources, difference
@@ -139,6 +140,9 @@ class FieldTracker:
         self.pending: list[Prepared] = []  # frames waiting for the reference to be built
         self.preparer = FramePreparer(spec)
         self.vetter = Vetter()
+        # The learnt stage after the physics (checked at start: a missing model stops the field before any frame).
+        self.learnt = real_bogus.load(spec.real_bogus_model) if spec.real_bogus else None
+        self.harvest = None  # f(frame, x, y, snr, triplets, physics_real): every new residual, for training data
         self.reference_bad: np.ndarray | None = None  # the reference grid's pixels not to difference
         self.epoch = 0
         self.grid_stars = None  # the stars of the reference grid, which each epoch is aligned to
@@ -311,7 +315,8 @@ class FieldTracker:
         found = detect_residuals(diff, fwhm, self.spec.detect_threshold_sigma, usable=usable, template=template)
         rows = self.objects.rows()
         # usable is already eroded by the margin: a stamp's remaining half-width is checked per new residual.
-        new, refused, bogus = self._associate(found, rows, p, fwhm, usable, max(self.stamp_half - margin, 0))
+        images = (on_grid, template, diff)
+        new, refused, bogus = self._associate(found, rows, p, fwhm, usable, max(self.stamp_half - margin, 0), images)
         retired = self._retire()
         view = EpochView(
             frame=p.frame,
@@ -334,11 +339,12 @@ class FieldTracker:
         return view
 
     def _associate(
-        self, found, rows: np.ndarray, p: Prepared, fwhm: float, usable: np.ndarray, half: int
+        self, found, rows: np.ndarray, p: Prepared, fwhm: float, usable: np.ndarray, half: int, images: tuple
     ) -> tuple[np.ndarray, int, dict]:
         """Mark objects with a residual within the radius as detected; return rows of new objects, how many
         residuals were refused for lack of room, and how many were bogus (by reason; ``edge``: a new residual
-        whose stamp, ``half`` px about it, leaves ``usable``)."""
+        whose stamp, ``half`` px about it, leaves ``usable``). ``images``: frame on the grid, matched template,
+        difference (the learnt stage's triplets)."""
         from scipy.spatial import cKDTree
 
         radius = self.spec.match_radius_px
@@ -360,10 +366,21 @@ class FieldTracker:
         if not self.spec.detect_new or not unmatched.any():
             return np.zeros(0, dtype=np.int64), 0, {}
         candidates = np.flatnonzero(unmatched)
-        bogus = {}
+        bogus, real = {}, np.ones(len(candidates), bool)
         if self.spec.real_bogus:
             vetted = self.vetter.vet(found, candidates, p, fwhm)
-            candidates, bogus = candidates[vetted.real], vetted.bogus
+            real, bogus = vetted.real, vetted.bogus
+        if self.harvest is not None or (self.learnt is not None and real.any()):
+            x, y = found.x[candidates], found.y[candidates]
+            stamps = real_bogus.triplets(*images, x, y, float(p.conditions["noise"]))
+            if self.harvest is not None:
+                self.harvest(p.frame, x, y, found.snr[candidates], stamps, real.copy())
+            if self.learnt is not None and real.any():
+                passed = np.flatnonzero(real)
+                refused_by_model = self.learnt.p_real(stamps[passed]) < self.learnt.threshold
+                real[passed[refused_by_model]] = False
+                bogus = {**bogus, "learnt": int(refused_by_model.sum())}
+        candidates = candidates[real]
         # A residual becomes an object only if its whole stamp lies on usable data: a stamp cut off by the frame's
         # edge is what the model was never shown (on a real night, every SN candidate was one).
         on_data = np.array([_window_on(usable, found.x[j], found.y[j], half) for j in candidates], dtype=bool)
