@@ -302,21 +302,23 @@ class FieldTracker:
             # is one frame's noise, the first epoch's, brought to the template's zero point.
             self.reference.noise = float(cond["noise"] * 10.0 ** (0.4 * (self.reference.zero_point - cond["zero_point"])))
         diff, fwhm, template = difference(on_grid, cond["fwhm"], cond["zero_point"], self.reference)
-        usable = np.isfinite(on_grid) & np.isfinite(self.reference.image)
-        usable &= ~self._bad_on_grid(p) & ~self.reference_bad
+        covered = np.isfinite(on_grid) & np.isfinite(self.reference.image)
         margin = max(3, int(round(EDGE_MARGIN_FWHM * fwhm)))
-        # Outside the grid counts as no data: the frame's own edge is an edge too.
-        usable = cv2.erode(
-            usable.astype(np.uint8),
-            np.ones((2 * margin + 1, 2 * margin + 1), np.uint8),
-            borderType=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        ).astype(bool)
+        square = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+
+        def eroded(mask: np.ndarray) -> np.ndarray:
+            # Outside the grid counts as no data: the frame's own edge is an edge too.
+            return cv2.erode(mask.astype(np.uint8), square, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+
+        usable = eroded(covered & ~self._bad_on_grid(p) & ~self.reference_bad)
         found = detect_residuals(diff, fwhm, self.spec.detect_threshold_sigma, usable=usable, template=template)
         rows = self.objects.rows()
-        # usable is already eroded by the margin: a stamp's remaining half-width is checked per new residual.
+        # A new object's stamp must lie on data both images have (eroded by the margin already; its remaining
+        # half-width is checked per residual). Masked pixels (a saturated star's halo) are data the model can see
+        # in the frame as taken: only detection leaves them out.
         images = (on_grid, template, diff)
-        new, refused, bogus = self._associate(found, rows, p, fwhm, usable, max(self.stamp_half - margin, 0), images)
+        half = max(self.stamp_half - margin, 0)
+        new, refused, bogus = self._associate(found, rows, p, fwhm, eroded(covered), half, images)
         retired = self._retire()
         view = EpochView(
             frame=p.frame,
@@ -339,12 +341,12 @@ class FieldTracker:
         return view
 
     def _associate(
-        self, found, rows: np.ndarray, p: Prepared, fwhm: float, usable: np.ndarray, half: int, images: tuple
+        self, found, rows: np.ndarray, p: Prepared, fwhm: float, covered: np.ndarray, half: int, images: tuple
     ) -> tuple[np.ndarray, int, dict]:
         """Mark objects with a residual within the radius as detected; return rows of new objects, how many
         residuals were refused for lack of room, and how many were bogus (by reason; ``edge``: a new residual
-        whose stamp, ``half`` px about it, leaves ``usable``). ``images``: frame on the grid, matched template,
-        difference (the learnt stage's triplets)."""
+        whose stamp, ``half`` px about it, leaves ``covered``, the data both images have). ``images``: frame on
+        the grid, matched template, difference (the learnt stage's triplets)."""
         from scipy.spatial import cKDTree
 
         radius = self.spec.match_radius_px
@@ -381,9 +383,9 @@ class FieldTracker:
                 real[passed[refused_by_model]] = False
                 bogus = {**bogus, "learnt": int(refused_by_model.sum())}
         candidates = candidates[real]
-        # A residual becomes an object only if its whole stamp lies on usable data: a stamp cut off by the frame's
+        # A residual becomes an object only if its whole stamp lies on data: a stamp cut off by the frame's
         # edge is what the model was never shown (on a real night, every SN candidate was one).
-        on_data = np.array([_window_on(usable, found.x[j], found.y[j], half) for j in candidates], dtype=bool)
+        on_data = np.array([_window_on(covered, found.x[j], found.y[j], half) for j in candidates], dtype=bool)
         bogus = {**bogus, "edge": int((~on_data).sum())}
         candidates = candidates[on_data]
         candidates = candidates[np.argsort(-np.abs(found.snr[candidates]))]  # strongest first
