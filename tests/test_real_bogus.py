@@ -90,12 +90,12 @@ def planted(tmp_path_factory):
 def _new_objects(frames: Path, model_setting) -> tuple[int, int]:
     from skyedge.edge.field.tracker import FieldTracker
     from skyedge.edge.sources.fits_sequence import read_epoch
-    from skyedge.edge.tools.field_inject import _frames
+    from skyedge.edge.tools.field_inject import frames_in_time_order
 
     spec = FitsSequenceSourceSection(kind="fits-sequence", path=str(frames), real_bogus_model=model_setting)
     tracker = FieldTracker(spec, 24)
     new = learnt = 0
-    for path in _frames(frames):
+    for path in frames_in_time_order(frames):
         for view in tracker.observe(read_epoch(path)):
             new += len(view.new)
             learnt += view.bogus.get("learnt", 0)

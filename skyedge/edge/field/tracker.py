@@ -14,8 +14,10 @@ appear in, so their histories start before detection), and the ones retired.
   both have;
   a residual within ``match_radius_px`` of an object confirms it, any other
   residual becomes a new object (residuals closer than the radius to each
-  other, such as a dipole's two lobes, make one). Moving objects therefore
-  appear once, where they were.
+  other, such as a dipole's two lobes, make one) once the physics
+  (:mod:`skyedge.edge.field.vetting`) and the learnt stage
+  (:mod:`skyedge.edge.field.real_bogus`) call it real and its stamp lies on data
+  both images have. Moving objects therefore appear once, where they were.
 * An object found by differencing and not detected again for
   ``forget_after_epochs`` is retired; its row is reused.
 

@@ -49,10 +49,10 @@ def harvest(frames_dir: Path, out: Path, truth_path: Path | None = None, radius:
     from skyedge.edge.field.tracker import FieldTracker
     from skyedge.edge.sources import Rejected
     from skyedge.edge.sources.fits_sequence import read_epoch
-    from skyedge.edge.tools.field_inject import _frames
+    from skyedge.edge.tools.field_inject import frames_in_time_order
 
     truth = json.loads(Path(truth_path).read_text()) if truth_path else {}
-    paths = _frames(Path(frames_dir))
+    paths = frames_in_time_order(Path(frames_dir))
     index = {str(p): e for e, p in enumerate(paths)}
     spec = FitsSequenceSourceSection(kind="fits-sequence", path=str(frames_dir), real_bogus_model=None)
     tracker = FieldTracker(spec, max_epochs=len(paths))

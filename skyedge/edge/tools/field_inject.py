@@ -29,7 +29,8 @@ MARGIN_PX = 15  # injected sources stay this far inside every frame
 STAR_CLEARANCE_FWHM = 3.0  # ... and this far from the first frame's stars
 
 
-def _frames(folder: Path) -> list[Path]:
+def frames_in_time_order(folder: Path) -> list[Path]:
+    """The FITS frames of ``folder`` in the order they were taken (the header's time, else the file's)."""
     from astropy.io import fits
 
     from skyedge.edge.sources.observation_time import observation_time
@@ -75,7 +76,7 @@ def inject(
     from skyedge.edge.sources.fits_sequence import read_epoch
 
     rng = np.random.default_rng(seed)
-    paths = _frames(Path(frames_dir))
+    paths = frames_in_time_order(Path(frames_dir))
     preparer = FramePreparer(FitsSequenceSourceSection(kind="fits-sequence", path=str(frames_dir)))
     prepared, grid = [], None
     for path in tqdm(paths, desc="measuring and aligning", disable=not progress):
