@@ -19,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.training.data.survey_epochs import ALIASES, StampSequence, border_median, centre_cut, epoch_sequence
+from skyedge.training.data.survey_epochs import (
+    ALIASES,
+    StampSequence,
+    archive_files,
+    border_median,
+    centre_cut,
+    epoch_sequence,
+)
 
 __all__ = ["StampSequence", "border_median", "read_stamp_cube", "read_stamp_cubes"]
 
@@ -71,14 +78,7 @@ def read_stamp_cube(path: str | Path, zero_point: float | None = None, stamp_siz
 
 def read_stamp_cubes(paths, zero_point: float | None = None, stamp_size: int | None = None) -> list[StampSequence]:
     """Every cube among ``paths`` (files, or folders searched for ``*.fits``/``*.fits.gz``), sorted by name."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(list(p.glob("*.fits")) + list(p.glob("*.fits.gz")) + list(p.glob("*.fit")))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
-    if not files:
-        raise FileNotFoundError(f"no FITS stamp cubes in {', '.join(map(str, paths))}")
+    files = archive_files(
+        paths, lambda d: list(d.glob("*.fits")) + list(d.glob("*.fits.gz")) + list(d.glob("*.fit")), "FITS stamp cubes"
+    )
     return [read_stamp_cube(f, zero_point, stamp_size) for f in files]

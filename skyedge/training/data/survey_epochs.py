@@ -56,6 +56,22 @@ class StampSequence:
     files: list[Path] = field(default_factory=list)  # every file read, for the data hash
 
 
+def archive_files(paths, in_folder, what: str) -> list[Path]:
+    """The files ``paths`` name: a file itself, a folder's ``in_folder(folder)`` (sorted); a missing path, or
+    nothing at all, is an error naming it (``what``: the kind of file, for the message)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(in_folder(p))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    if not files:
+        raise FileNotFoundError(f"no {what} in {', '.join(map(str, paths))}")
+    return files
+
+
 def border_mask(size: tuple[int, int]) -> np.ndarray:
     """The outer 2-pixel frame of a stamp, away from the object at its centre."""
     border = np.ones(size, dtype=bool)

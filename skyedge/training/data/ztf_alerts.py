@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.training.data.survey_epochs import StampSequence, centre_cut, epoch_sequence
+from skyedge.training.data.survey_epochs import StampSequence, archive_files, centre_cut, epoch_sequence
 
 CUTOUTS = {"science": "cutoutScience", "reference": "cutoutTemplate", "difference": "cutoutDifference"}
 BANDS = {1: "g", 2: "r", 3: "i"}
@@ -114,16 +114,7 @@ def _sequence(object_id: str, packets: list[tuple[Path, dict]], zero_point, stam
 def read_ztf_alerts(paths, zero_point: float | None = None, stamp_size: int | None = None) -> list[StampSequence]:
     """One sequence per ``objectId`` among the alert packets in ``paths`` (``*.avro`` files, or folders of them,
     searched recursively), sorted by objectId."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(p.rglob("*.avro"))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
-    if not files:
-        raise FileNotFoundError(f"no ZTF alert packets (*.avro) in {', '.join(map(str, paths))}")
+    files = archive_files(paths, lambda d: d.rglob("*.avro"), "ZTF alert packets (*.avro)")
     by_object: dict[str, list[tuple[Path, dict]]] = defaultdict(list)
     for f in files:
         for packet in read_packets(f):
