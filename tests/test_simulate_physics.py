@@ -263,6 +263,18 @@ def test_sn_peaks_at_the_requested_magnitude():
     assert mag(t).min() == pytest.approx(params["peak_mag"], abs=0.01)
 
 
+def test_bright_epochs_raise_the_sky_of_some_epochs_only_and_leave_old_logs_alone():
+    plain = cadence_log(CadenceConfig(epochs=400), np.random.default_rng(17))
+    again = cadence_log(CadenceConfig(epochs=400, bright_epochs=0.0), np.random.default_rng(17))
+    assert np.array_equal(plain["sky"], again["sky"])  # the default draws nothing extra: old seeds reproduce
+    bright = cadence_log(CadenceConfig(epochs=400, bright_epochs=0.25), np.random.default_rng(17))
+    assert np.array_equal(bright["mjd"], plain["mjd"]) and np.array_equal(bright["fwhm"], plain["fwhm"])
+    ratio = bright["sky"] / plain["sky"]
+    raised = ratio > 1.0
+    assert 0.15 < raised.mean() < 0.35
+    assert np.all((ratio[raised] >= 2.0) & (ratio[raised] <= 5.0)) and np.all(ratio[~raised] == 1.0)
+
+
 def test_observation_log_csv_round_trip_and_errors(tmp_path):
     log = cadence_log(CadenceConfig(epochs=10), np.random.default_rng(16))
     write_log_csv(log, tmp_path / "log.csv")

@@ -32,6 +32,10 @@ class CadenceConfig:
     pixel_scale_arcsec: float = 0.27
     seeing_arcsec: tuple[float, float] = (0.9, 0.2)  # log-normal median and sigma (natural log)
     sky_e: tuple[float, float] = (300.0, 1500.0)  # dark to bright time, electrons per pixel
+    # Share of epochs taken in a much brighter sky (twilight, the moon up): surveys observe then (HiTS 2015 ended
+    # its run with two epochs at 4x its median sky), and a source fades into the noise there without fading.
+    bright_epochs: float = 0.0
+    bright_factor: tuple[float, float] = (2.0, 5.0)
     zero_point0: float = 28.0  # mag giving one electron at airmass 1 in exptime
     extinction: float = 0.15  # mag per airmass
     exptime: float = 87.0
@@ -59,6 +63,8 @@ def cadence_log(cfg: CadenceConfig, rng: np.random.Generator) -> dict[str, np.nd
     # Moon phase drives the sky level over a ~29.5 day cycle; airmass adds a little.
     moon = 0.5 * (1 - np.cos(2 * math.pi * (mjd - cfg.start_mjd) / 29.53 + rng.uniform(0, 2 * math.pi)))
     sky = (cfg.sky_e[0] + (cfg.sky_e[1] - cfg.sky_e[0]) * moon) * (0.8 + 0.2 * airmass) * rng.uniform(0.9, 1.1, n)
+    if cfg.bright_epochs > 0:  # drawn only when asked, so logs simulated before stay the same for a seed
+        sky = np.where(rng.uniform(size=n) < cfg.bright_epochs, sky * rng.uniform(*cfg.bright_factor, n), sky)
     zero_point = (
         cfg.zero_point0 - cfg.extinction * (airmass - 1.0) - np.abs(rng.normal(0, 0.08, n))
     )  # thin cloud only dims
