@@ -189,3 +189,21 @@ def test_simulated_frames_carry_per_pixel_cloud_truth():
     assert 0.2 < meta["cloud_fraction"] < 0.8
     _, clear = render_allsky("clear", np.random.default_rng(3), cfg)
     assert clear["cloud_fraction"] == 0.0  # a clear frame is one a dome may open under: no cloud at all
+
+
+def test_a_simulated_folder_made_with_other_settings_than_the_recipe_is_refused(tmp_path):
+    from skyedge.training.config import SimulateSpec
+    from skyedge.training.data.loaders import load_shards
+
+    spec = SimulateSpec(n=6, seed=4, config={"stamp_size": 9, "cadence": {"epochs": 3}})
+    first = load_shards(tmp_path / "set", spec, task="sequence")  # simulated on first use
+    again = load_shards(tmp_path / "set", SimulateSpec(n=6, seed=4, config={"stamp_size": 9, "cadence": {"epochs": 3}}), task="sequence")
+    assert again.data_hash == first.data_hash  # the same recipe reuses the folder
+    for changed, named in (
+        ({"n": 8}, "n: recipe 8, on disk 6"),
+        ({"seed": 5}, "seed: recipe 5, on disk 4"),
+        ({"config": {"stamp_size": 9, "cadence": {"epochs": 4}}}, "config.cadence.epochs: recipe 4, on disk 3"),
+    ):
+        edited = spec.model_copy(update=changed)
+        with pytest.raises(DatasetError, match=rf"set: simulated with other settings .*{named}.*delete the folder"):
+            load_shards(tmp_path / "set", edited, task="sequence")

@@ -16,7 +16,8 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class SimulateSpec(Schema):
-    """Simulate the data set when its folder has no manifest yet (the tiny recipes do this)."""
+    """Simulate the data set when its folder has no manifest yet (the tiny recipes do this); a folder already
+    simulated with another ``n``, ``seed`` or setting is refused rather than trained on."""
 
     n: Annotated[int, Field(ge=1)]
     seed: int = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ def load_shards(path, simulate=None, task: str = "frame") -> Loaded:
         if simulate is None:
             raise DatasetError(f"{path}: no {MANIFEST} (simulate it with `skyedge simulate`, or add data.*.simulate)")
         _simulate(path, simulate, task)
+    elif simulate is not None:
+        _check_simulated(path, simulate)
     ds = ShardedDataset.open(path)
     if ds.task != task:
         raise DatasetError(f"{path}: a '{ds.task}' data set, but the recipe trains a '{task}' model")
@@ -78,6 +81,37 @@ def _simulate(path: Path, spec, task: str) -> None:
         config = dict(spec.config)
         cadence = CadenceConfig(**_tuples(config.pop("cadence", {})))
         simulate_transients(spec.n, path, seed=spec.seed, cfg=TransientConfig(cadence=cadence, **_tuples(config)))
+
+
+def _check_simulated(path: Path, spec) -> None:
+    """Refuse a folder simulated with another count, seed or setting than the recipe's ``simulate``: it would be
+    trained on silently (a recipe edited after its data were made), and its numbers credited to the recipe."""
+    recorded = json.loads((path / MANIFEST).read_text()).get("simulator")
+    if not isinstance(recorded, dict):
+        return  # not made by skyedge's simulator: nothing to compare
+    wanted = {"n": spec.n, "seed": spec.seed, **{f"config.{k}": v for k, v in _flat(spec.config).items()}}
+    found = {"n": json.loads((path / MANIFEST).read_text()).get("count"), "seed": recorded.get("seed")}
+    found.update({f"config.{k}": v for k, v in _flat(recorded.get("config") or {}).items()})
+    differ = [f"{k}: recipe {wanted[k]!r}, on disk {found[k]!r}" for k in wanted if k in found and _same(wanted[k]) != _same(found[k])]
+    if differ:
+        raise DatasetError(
+            f"{path}: simulated with other settings than the recipe's data.*.simulate ({'; '.join(differ)}); "
+            "delete the folder to simulate it again, or give the recipe another path"
+        )
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _same(value):
+    return json.loads(json.dumps(value))  # tuples and lists alike
 
 
 def _tuples(config: dict) -> dict:
