@@ -86,11 +86,12 @@ def _simulate(path: Path, spec, task: str) -> None:
 def _check_simulated(path: Path, spec) -> None:
     """Refuse a folder simulated with another count, seed or setting than the recipe's ``simulate``: it would be
     trained on silently (a recipe edited after its data were made), and its numbers credited to the recipe."""
-    recorded = json.loads((path / MANIFEST).read_text()).get("simulator")
+    manifest = json.loads((path / MANIFEST).read_text())
+    recorded = manifest.get("simulator")
     if not isinstance(recorded, dict):
         return  # not made by skyedge's simulator: nothing to compare
     wanted = {"n": spec.n, "seed": spec.seed, **{f"config.{k}": v for k, v in _flat(spec.config).items()}}
-    found = {"n": json.loads((path / MANIFEST).read_text()).get("count"), "seed": recorded.get("seed")}
+    found = {"n": manifest.get("count"), "seed": recorded.get("seed")}
     found.update({f"config.{k}": v for k, v in _flat(recorded.get("config") or {}).items()})
     differ = [f"{k}: recipe {wanted[k]!r}, on disk {found[k]!r}" for k in wanted if k in found and _same(wanted[k]) != _same(found[k])]
     if differ:
