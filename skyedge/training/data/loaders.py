@@ -45,9 +45,9 @@ def load_shards(path, simulate=None, task: str = "frame") -> Loaded:
         if simulate is None:
             raise DatasetError(f"{path}: no {MANIFEST} (simulate it with `skyedge simulate`, or add data.*.simulate)")
         _simulate(path, simulate, task)
-    elif simulate is not None:
-        _check_simulated(path, simulate)
     ds = ShardedDataset.open(path)
+    if simulate is not None:
+        _check_simulated(path, ds.manifest, simulate)
     if ds.task != task:
         raise DatasetError(f"{path}: a '{ds.task}' data set, but the recipe trains a '{task}' model")
     arrays = ds.load()
@@ -83,10 +83,9 @@ def _simulate(path: Path, spec, task: str) -> None:
         simulate_transients(spec.n, path, seed=spec.seed, cfg=TransientConfig(cadence=cadence, **_tuples(config)))
 
 
-def _check_simulated(path: Path, spec) -> None:
+def _check_simulated(path: Path, manifest: dict, spec) -> None:
     """Refuse a folder simulated with another count, seed or setting than the recipe's ``simulate``: it would be
     trained on silently (a recipe edited after its data were made), and its numbers credited to the recipe."""
-    manifest = json.loads((path / MANIFEST).read_text())
     recorded = manifest.get("simulator")
     if not isinstance(recorded, dict):
         return  # not made by skyedge's simulator: nothing to compare
