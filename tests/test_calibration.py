@@ -106,3 +106,24 @@ def test_several_data_folders_are_one_pool(frame_package, tiny_frame_run, tmp_pa
     shutil.copytree(frame_package, package)
     report = calibrate_package(package, [test, train], ["cpu"], size=32, eval_data=[test], allow_drop=True)
     assert report["calibration"]["source"] == f"{test}, {train}" and report["held_out"]["items"] == len(a)
+
+
+@pytest.mark.slow
+def test_tensorrt_form_is_checked_in_its_own_arithmetic(frame_package):
+    """ONNX Runtime must not fuse the TensorRT form's Q/DQ into x86 integer kernels: they saturate 16-bit sums
+    (AVX2 without VNNI), which TensorRT does not, and cost the all-sky model 10.7 points in a check it passes."""
+    import onnxruntime as ort
+
+    from skyedge.precisions import ort_session
+
+    path = frame_package / "model.int8.onnx"
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    reference = ort.InferenceSession(str(path), plain, providers=["CPUExecutionProvider"])
+    checked = ort_session(path)
+    spec = reference.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 4 for d in spec.shape]
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    names = [o.name for o in reference.get_outputs()]
+    for got, want in zip(checked.run(names, {spec.name: x}), reference.run(names, {spec.name: x}), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
