@@ -275,6 +275,28 @@ def test_bright_epochs_raise_the_sky_of_some_epochs_only_and_leave_old_logs_alon
     assert np.all((ratio[raised] >= 2.0) & (ratio[raised] <= 5.0)) and np.all(ratio[~raised] == 1.0)
 
 
+def test_visit_ranges_and_long_gaps_shape_the_cadence_and_are_checked():
+    plain = cadence_log(CadenceConfig(epochs=400), np.random.default_rng(18))
+    same = cadence_log(CadenceConfig(epochs=400, visits_per_night=2, long_gaps=0.0), np.random.default_rng(18))
+    assert np.array_equal(plain["mjd"], same["mjd"])  # the defaults draw nothing extra
+
+    def nights(log):  # first epoch of each night and visits per night (a night's visits span under 0.5 day)
+        starts = np.r_[0, np.flatnonzero(np.diff(log["mjd"]) > 0.5) + 1]
+        return log["mjd"][starts], np.diff(np.r_[starts, len(log["mjd"])])
+
+    survey = cadence_log(CadenceConfig(epochs=400, visits_per_night=(2, 5), long_gaps=0.2), np.random.default_rng(18))
+    first, visits = nights(survey)
+    assert set(visits[:-1]) == {2, 3, 4, 5}  # the last night may be cut by the epoch count
+    assert set(nights(plain)[1][:-1]) == {2}
+    gaps = np.diff(first)
+    plain_gaps = np.diff(nights(plain)[0])
+    assert (plain_gaps >= 8).mean() < 0.03  # 1-3 days; only several lost nights in a row make more
+    assert 0.1 < (gaps >= 8).mean() < 0.35  # a fifth of the breaks are 5-20 days
+    for bad in ({"visits_per_night": 0}, {"visits_per_night": (3, 2)}, {"long_gaps": 1.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            CadenceConfig(**bad)
+
+
 def test_observation_log_csv_round_trip_and_errors(tmp_path):
     log = cadence_log(CadenceConfig(epochs=10), np.random.default_rng(16))
     write_log_csv(log, tmp_path / "log.csv")

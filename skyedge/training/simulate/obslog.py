@@ -25,10 +25,15 @@ class CadenceConfig:
 
     epochs: int = 24
     start_mjd: float = 61000.0
-    visits_per_night: int = 2
+    # A range (low, high) draws each night's visits: HiTS 2015 took 4-5 a night, ZTF and LSST take 2.
+    visits_per_night: int | tuple[int, int] = 2
     visit_spacing_hours: float = 1.6
     night_gap_days: tuple[float, float] = (1.0, 3.0)
     weather_loss: float = 0.2  # probability a planned night is lost
+    # Share of gaps between nights that are long breaks (bright time, weather runs, a later campaign): real
+    # sequences have them (one HiTS supernova has its last epoch 15 days after the one before).
+    long_gaps: float = 0.0
+    long_gap_days: tuple[float, float] = (5.0, 20.0)
     pixel_scale_arcsec: float = 0.27
     seeing_arcsec: tuple[float, float] = (0.9, 0.2)  # log-normal median and sigma (natural log)
     sky_e: tuple[float, float] = (300.0, 1500.0)  # dark to bright time, electrons per pixel
@@ -41,6 +46,15 @@ class CadenceConfig:
     exptime: float = 87.0
     read_noise: float = 7.0
 
+    def __post_init__(self):
+        visits = self.visits_per_night
+        low, high = visits if isinstance(visits, tuple) else (visits, visits)
+        if not 1 <= low <= high:
+            raise ValueError(f"visits_per_night must be at least 1 (or a range low <= high), got {visits}")
+        if not 0.0 <= self.long_gaps <= 1.0 or not 0.0 < self.long_gap_days[0] <= self.long_gap_days[1]:
+            raise ValueError(f"long_gaps must be in [0, 1] and long_gap_days a range of days, got "
+                             f"{self.long_gaps}, {self.long_gap_days}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -48,11 +62,17 @@ class CadenceConfig:
 def cadence_log(cfg: CadenceConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Draw an observation log from the cadence model."""
     mjd, night = [], cfg.start_mjd
+    # The ranges are drawn only when set, so logs simulated before stay the same for a seed.
+    ranged = isinstance(cfg.visits_per_night, tuple)
     while len(mjd) < cfg.epochs:
         if rng.uniform() >= cfg.weather_loss:
-            for visit in range(cfg.visits_per_night):
+            visits = int(rng.integers(cfg.visits_per_night[0], cfg.visits_per_night[1] + 1)) if ranged else cfg.visits_per_night
+            for visit in range(visits):
                 mjd.append(night + visit * cfg.visit_spacing_hours / 24.0 + rng.normal(0, 0.005))
-        night += rng.uniform(*cfg.night_gap_days)
+        gap = rng.uniform(*cfg.night_gap_days)
+        if cfg.long_gaps > 0 and rng.uniform() < cfg.long_gaps:
+            gap = rng.uniform(*cfg.long_gap_days)
+        night += gap
     mjd = np.array(mjd[: cfg.epochs])
     n = len(mjd)
     seeing = np.exp(
