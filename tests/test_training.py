@@ -107,3 +107,28 @@ def test_torchrun_two_processes(tmp_path):
     assert "world size 2" in result.stderr
     metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
     assert metrics["test"]["count"] == 120
+
+
+def test_archive_seeing_repeats_the_first_epochs_seeing_only_where_marked():
+    from skyedge.model_card import SequenceSpec
+    from skyedge.training.data.loaders import Loaded
+    from skyedge.training.sequence_training import prepare_sequences
+
+    rng = np.random.default_rng(0)
+    n, t, size = 4, 6, 9
+    conditions = np.zeros((n, t, 6))
+    conditions[..., 0] = 60000 + np.arange(t)  # mjd
+    conditions[..., 1] = rng.uniform(2.5, 6.0, (n, t))  # fwhm, different every epoch
+    conditions[..., 2], conditions[..., 3], conditions[..., 4], conditions[..., 5] = 500.0, 28.0, 60.0, 1.2
+    data = Loaded(rng.normal(500, 20, (n, t, size, size)), np.zeros(n, int), ["SN"], conditions)
+    spec = SequenceSpec(
+        stamp_size=size, max_epochs=t, conditions=["fwhm", "log_sky"], conditions_mean=[0, 0], conditions_std=[1, 1]
+    )
+    marked = np.array([True, False, True, False])
+    _, plain = prepare_sequences(data, spec, "test")
+    _, archived = prepare_sequences(data, spec, "test", marked)
+    fwhm = archived[..., 0].numpy()
+    assert np.allclose(fwhm[marked], fwhm[marked][:, :1])  # one seeing for every epoch
+    assert np.allclose(archived[~marked].numpy(), plain[~marked].numpy())
+    assert not np.allclose(plain[marked].numpy(), archived[marked].numpy())
+    assert np.allclose(archived[..., 1].numpy(), plain[..., 1].numpy())  # the other conditions untouched

@@ -192,6 +192,9 @@ class SequenceModel(Schema):
     stamp_scaling: Literal["asinh", "linear"] = "asinh"
     photometry_radius: Annotated[int, Field(ge=0)] = 0  # >0: aperture flux (2r+1 px box) also fed to the RNN
     difference_channel: bool = False  # a second encoder channel: each stamp minus the mean of the earlier ones
+    # Share of training sequences whose seeing is given as the first epoch's for every epoch, as archives that
+    # repeat the first header give it (HiTS): the model then cannot lean on seeing where the archive has none.
+    archive_seeing: Annotated[float, Field(ge=0, le=1)] = 0.0
     min_epochs: Annotated[int, Field(ge=1)] = 1
 
 

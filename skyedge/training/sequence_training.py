@@ -41,10 +41,16 @@ def sequence_spec(cfg: TrainConfig, data: Loaded, idx: np.ndarray) -> SequenceSp
     )
 
 
-def prepare_sequences(data: Loaded, spec: SequenceSpec, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare_sequences(
+    data: Loaded, spec: SequenceSpec, desc: str, first_seeing: np.ndarray | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model inputs for every sequence; those ``first_seeing`` marks get the first epoch's seeing throughout."""
     xs, cs = [], []
     for i in tqdm(range(len(data)), desc=f"preprocess {desc}", unit="seq", leave=False):
-        x, c = prepare_sequence(data.images[i], raw_conditions(data.conditions[i]), spec)
+        raw = raw_conditions(data.conditions[i])
+        if first_seeing is not None and first_seeing[i]:
+            raw = {**raw, "fwhm": np.full_like(raw["fwhm"], raw["fwhm"][0])}
+        x, c = prepare_sequence(data.images[i], raw, spec)
         xs.append(x)
         cs.append(c)
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(cs))
@@ -61,10 +67,12 @@ def train_sequence(
     tr_idx, va_idx = stratified_split(train.labels, cfg.data.val_fraction, cfg.seed)
     tr_idx = oversampled(tr_idx, train, cfg.data.train, cfg.seed)
     spec = sequence_spec(cfg, train, tr_idx)
-    x_all, c_all = prepare_sequences(train, spec, "train")
+    s = cfg.sequence_model
+    first_seeing = np.random.default_rng(cfg.seed).uniform(size=len(train)) < s.archive_seeing
+    first_seeing[va_idx] = False  # validation judges the data as simulated
+    x_all, c_all = prepare_sequences(train, spec, "train", first_seeing)
     len_all = torch.from_numpy(_lengths(train))
     y_all = torch.from_numpy(train.labels)
-    s = cfg.sequence_model
     model_args = {
         "arch": s.arch,
         "num_classes": k,
