@@ -247,6 +247,33 @@ def test_variable_classes_vary_and_constant_stars_do_not():
     assert np.ptp(flat(np.linspace(0, 10, 50))) == 0
 
 
+def test_supernovae_caught_rising_and_in_faint_hosts_only_when_asked():
+    from skyedge.training.simulate.transients import SkyObject
+
+    log = cadence_log(CadenceConfig(), np.random.default_rng(19))
+    last = log["mjd"].max()
+
+    def draw(n=60, **options):
+        rng, cfg = np.random.default_rng(20), TransientConfig(**options)
+        objects = [SkyObject("SN", rng, cfg, log["mjd"]) for _ in range(n)]
+        return objects, cfg
+
+    plain, cfg = draw()
+    same, _ = draw(sn_latest_peak_days=-5.0, sn_faint_host_fraction=0.0)
+    assert [o.meta["t0"] for o in plain] == [o.meta["t0"] for o in same]  # the defaults reproduce old data sets
+    assert max(o.meta["t0"] for o in plain) <= last - 5.0
+    late, _ = draw(sn_latest_peak_days=5.0)
+    rising = [o for o in late if o.meta["t0"] > last]
+    assert rising  # still rising at the last epoch, and selected only when seen to vary
+    assert all(np.ptp(o.mag(log["mjd"])) >= cfg.min_variability for o in rising)
+    hidden, _ = draw(sn_faint_host_fraction=1.0)
+    limit = hidden[0].depth.limit()
+    assert all(limit + 1.0 <= o.host["mag"] <= limit + 3.0 for o in hidden)
+    assert np.median([o.host["mag"] for o in plain]) < limit
+    with pytest.raises(ValueError, match="sn_faint_host_fraction"):
+        TransientConfig(sn_faint_host_fraction=1.5)
+
+
 def test_rr_lyrae_period_is_recovered():
     from astropy.timeseries import LombScargle
 

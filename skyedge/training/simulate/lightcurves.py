@@ -20,10 +20,11 @@ def bazin_flux(t, t0, tau_rise, tau_fall):
     return np.exp(-np.clip(x / tau_fall, -50, 50)) / (1.0 + np.exp(-np.clip(x / tau_rise, -50, 50)))
 
 
-def draw_sn(rng, mjd_range, mag_range):
-    """A supernova: Bazin light curve peaking inside (or just before) the observed window."""
+def draw_sn(rng, mjd_range, mag_range, latest_peak_days: float = -5.0):
+    """A supernova: Bazin light curve peaking inside the observed window (or before it), at the latest
+    ``latest_peak_days`` after its last epoch (positive: some are still rising when the sequence ends)."""
     lo, hi = mjd_range
-    t0 = rng.uniform(lo - 10, hi - 5)
+    t0 = rng.uniform(lo - 10, hi + latest_peak_days)
     tau_rise, tau_fall = rng.uniform(1.5, 6.0), rng.uniform(15, 45)
     peak = rng.uniform(*mag_range)
     # Normalise to the true maximum of the template.

@@ -48,6 +48,11 @@ class TransientConfig:
     # Neighbouring pixels' noise correlation, drawn per object from this range: 0 for a raw CCD frame, ~0.2 for a
     # survey's resampled images (HiTS 2015); a range teaches both.
     noise_correlation: tuple[float, float] = (0.0, 0.0)
+    # Supernovae as deep surveys find them: peaks up to this many days after the last epoch (0 or more: some are
+    # caught rising, the case early classification is for; -5 keeps every peak 5 days inside the window), and a
+    # share in hosts too faint to see (1-3 mag below the limit), so the stamp is blank until the explosion.
+    sn_latest_peak_days: float = -5.0
+    sn_faint_host_fraction: float = 0.0
     min_variability: float = 0.4  # mag: variable classes must vary at least this much over the sampled epochs
     variability_snr: float = 5.0  # ... and by this many sigma of the photometric noise (the survey's selection)
     cadence: CadenceConfig = field(default_factory=CadenceConfig)
@@ -61,6 +66,11 @@ class TransientConfig:
         low, high = self.noise_correlation
         if not 0.0 <= low <= high < 0.5:
             raise ValueError(f"noise_correlation must be a range within [0, 0.5), got {self.noise_correlation}")
+        if not 0.0 <= self.sn_faint_host_fraction <= 1.0 or self.sn_latest_peak_days <= -10.0:
+            raise ValueError(
+                "sn_faint_host_fraction must be in [0, 1] and sn_latest_peak_days above -10 (peaks drawn from 10 "
+                f"days before the first epoch), got {self.sn_faint_host_fraction}, {self.sn_latest_peak_days}"
+            )
         unknown = set(self.classes) - set(CLASSES)
         if unknown:
             raise ValueError(f"unknown transient classes: {sorted(unknown)}")
@@ -117,14 +127,18 @@ class SkyObject:
             # A survey labels an object variable only once its variability is seen: redraw until the
             # sampled light curve spans at least `min_variability` mag (as a selection cut would).
             for _ in range(100):
-                self.mag, params = lightcurves.DRAWERS[label](rng, span, peak_range)
+                extra = {"latest_peak_days": cfg.sn_latest_peak_days} if label == "SN" else {}
+                self.mag, params = lightcurves.DRAWERS[label](rng, span, peak_range, **extra)
                 if label == "nonvariable" or self._variability_detected(mjd, cfg, limit):
                     break
             self.meta.update(params)
         if label == "SN":
             r_eff = rng.uniform(1.0, 4.0)
+            host_range = (mag_range[0] + 0.5, mag_range[1] + 0.5)
+            if cfg.sn_faint_host_fraction > 0 and rng.uniform() < cfg.sn_faint_host_fraction:
+                host_range = (limit + 1.0, limit + 3.0)  # drawn only when asked: old data sets reproduce
             self.host = {
-                "mag": rng.uniform(mag_range[0] + 0.5, mag_range[1] + 0.5),
+                "mag": rng.uniform(*host_range),
                 "r_eff": r_eff,
                 "n": rng.uniform(0.7, 4.0),
                 "q": rng.uniform(0.4, 1.0),
