@@ -126,8 +126,8 @@ class SkyObject:
             peak_range = (mag_range[0] + 0.5, mag_range[1]) if label == "SN" else mag_range
             # A survey labels an object variable only once its variability is seen: redraw until the
             # sampled light curve spans at least `min_variability` mag (as a selection cut would).
+            extra = {"latest_peak_days": cfg.sn_latest_peak_days} if label == "SN" else {}
             for _ in range(100):
-                extra = {"latest_peak_days": cfg.sn_latest_peak_days} if label == "SN" else {}
                 self.mag, params = lightcurves.DRAWERS[label](rng, span, peak_range, **extra)
                 if label == "nonvariable" or self._variability_detected(mjd, cfg, limit):
                     break
