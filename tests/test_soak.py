@@ -84,7 +84,25 @@ def _db_rows(path: Path, table: str) -> int:
         return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 - test-controlled names
 
 
-def test_soak_frames_with_rotation(stub_frame_package, camera_frames, tmp_path, mqtt_broker):
+@pytest.fixture
+def deep_queue_broker(mqtt_broker):
+    """A broker that holds what a slow subscriber has not yet taken, as the shipped configs/mosquitto/mosquitto.conf
+    does. Mosquitto's default per-client queue (1,000) drops the rest for a subscriber that falls behind, which is
+    the trap docs/mqtt.md describes: a 1,050-object field publishes 1,050 messages per epoch at once, and the frames
+    soak lets the daemon run up to 1,500 messages ahead of this test's own subscriber, which falls behind on a
+    loaded 2-core machine (seen on a fresh CI-like machine: messages the daemon had delivered never arrived)."""
+    if mqtt_broker.kind != "mosquitto":
+        yield mqtt_broker
+        return
+    from skyedge.brokers import MosquittoBroker
+
+    broker = MosquittoBroker(extra_config="max_queued_messages 100000\nmax_inflight_messages 100\n")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_soak_frames_with_rotation(stub_frame_package, camera_frames, tmp_path, deep_queue_broker):
     incoming = tmp_path / "in"
     incoming.mkdir()
     state, queue = tmp_path / "state.sqlite", tmp_path / "outbox.sqlite"
@@ -92,11 +110,11 @@ def test_soak_frames_with_rotation(stub_frame_package, camera_frames, tmp_path, 
         tmp_path / "e.yaml",
         stub_frame_package,
         {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05, "state_file": str(state)},
-        {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(queue), "metrics_interval_s": 2.0}},
+        {"mqtt": {"host": deep_queue_broker.host, "port": deep_queue_broker.port, "queue_path": str(queue), "metrics_interval_s": 2.0}},
         site="soak",
         batch_size=16,
     )
-    col = Collector(mqtt_broker, "skyedge/soak/dev-1/+/classification", protocol=mqtt.MQTTv5)
+    col = Collector(deep_queue_broker, "skyedge/soak/dev-1/+/classification", protocol=mqtt.MQTTv5)
     daemon = Daemon(cfg)
     written: list[Path] = []
     started = time.monotonic()
@@ -129,23 +147,7 @@ def test_soak_frames_with_rotation(stub_frame_package, camera_frames, tmp_path, 
     col.close()
 
 
-@pytest.fixture
-def field_broker(mqtt_broker):
-    """A 1,050-object field publishes 1,050 messages per epoch at once. Mosquitto's default per-client queue
-    (1,000) drops the rest for a subscriber that falls behind, which is the trap docs/mqtt.md describes; the
-    broker here holds them as the shipped configs/mosquitto/mosquitto.conf does."""
-    if mqtt_broker.kind != "mosquitto":
-        yield mqtt_broker
-        return
-    from skyedge.brokers import MosquittoBroker
-
-    broker = MosquittoBroker(extra_config="max_queued_messages 100000\nmax_inflight_messages 100\n")
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-def test_soak_telescope_field(stub_sequence_package, tmp_path, field_broker):
+def test_soak_telescope_field(stub_sequence_package, tmp_path, deep_queue_broker):
     from skyedge.training.simulate.field import FieldConfig, simulate_field
     from skyedge.training.simulate.obslog import CadenceConfig
     from skyedge.training.simulate.transients import TransientConfig
@@ -174,13 +176,13 @@ def test_soak_telescope_field(stub_sequence_package, tmp_path, field_broker):
             "poll_s": 0.1,
             "state_file": str(tmp_path / "state.sqlite"),
         },
-        {"mqtt": {"host": field_broker.host, "port": field_broker.port, "queue_path": str(tmp_path / "q.sqlite")}},
+        {"mqtt": {"host": deep_queue_broker.host, "port": deep_queue_broker.port, "queue_path": str(tmp_path / "q.sqlite")}},
         pipeline={"field_messages": {"policy": "every_epoch"}},
         site="soak",
         camera="field-a",
         batch_size=64,
     )
-    col = Collector(field_broker, "skyedge/soak/dev-1/field-a/classification", protocol=mqtt.MQTTv5)
+    col = Collector(deep_queue_broker, "skyedge/soak/dev-1/field-a/classification", protocol=mqtt.MQTTv5)
     daemon = Daemon(cfg)
     started = time.monotonic()
     try:
