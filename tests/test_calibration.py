@@ -43,18 +43,16 @@ def test_int8_forms_and_report(which, request):
     q_cpu = zero_points(cpu, "QuantizeLinear")
     assert q_cpu and all(zp.dtype == np.uint8 for zp in q_cpu)  # U8S8
 
-    def first_conv_quantized(model):
-        """Whether the first convolution reads dequantized data and weights."""
+    def quantized_convs(model):
+        """Per Conv in graph order: whether it reads dequantized data and weights."""
         dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-        conv = next(n for n in model.graph.node if n.op_type == "Conv")
-        return conv.input[0] in dq and conv.input[1] in dq
+        return [n.input[0] in dq and n.input[1] in dq for n in model.graph.node if n.op_type == "Conv"]
 
     # The TensorRT form keeps its first convolution in float (real night frames lost 2.3 points to it); the
     # CPU form, asymmetric and judged fused, quantizes it; every later convolution is quantized in both.
-    assert not first_conv_quantized(trt) and first_conv_quantized(cpu)
-    later = [n for n in trt.graph.node if n.op_type == "Conv"][1:]
-    dq_trt = {o for n in trt.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    assert later and all(n.input[1] in dq_trt for n in later)
+    convs_trt, convs_cpu = quantized_convs(trt), quantized_convs(cpu)
+    assert not convs_trt[0] and convs_cpu[0]
+    assert len(convs_trt) > 1 and all(convs_trt[1:])
     trt_info = next(q for q in report["quantization"] if q["target"] == "tensorrt")
     assert any(k.startswith("first convolution") for k in trt_info["kept_float"])
     # Recurrent layers stay in float: nothing quantized feeds from an LSTM.
