@@ -52,7 +52,7 @@ def test_int8_forms_and_report(which, request):
     # CPU form, asymmetric and judged fused, quantizes it; every later convolution is quantized in both.
     convs_trt, convs_cpu = quantized_convs(trt), quantized_convs(cpu)
     assert not convs_trt[0] and convs_cpu[0]
-    assert len(convs_trt) > 1 and all(convs_trt[1:])
+    assert len(convs_trt) > 1 and all(convs_trt[1:]) and all(convs_cpu)
     trt_info = next(q for q in report["quantization"] if q["target"] == "tensorrt")
     assert any(k.startswith("first convolution") for k in trt_info["kept_float"])
     # Recurrent layers stay in float: nothing quantized feeds from an LSTM.

@@ -127,7 +127,11 @@ def quantize(
     onnx.save(model, str(named))
     nodes, recurrent = feature_nodes(model)
     kept = []
+    extra = {"CalibPercentile": percentile, "CalibMaxIntermediateOutputs": 64}
+    extra.update({"ActivationSymmetric": form.symmetric, "WeightSymmetric": True})
     if form.symmetric:
+        # TensorRT fuses Q/DQ into INT8 kernels at exactly these ops' inputs.
+        op_types, activation = ["Conv", "Gemm", "MatMul"], QuantType.QInt8
         # The first convolution stays in float for TensorRT (one layer; the engine runs it in the graph's type):
         # quantized, it cost the all-sky recipe 2.3 points on real night frames that it does not lose on
         # simulated ones, and kept in float the TensorRT form scored within a point of FP32 (docs/precision.md).
@@ -135,11 +139,6 @@ def quantize(
         if stem is not None:
             nodes = [n for n in nodes if n != stem]
             kept = [f"first convolution ({stem})"]
-    extra = {"CalibPercentile": percentile, "CalibMaxIntermediateOutputs": 64}
-    extra.update({"ActivationSymmetric": form.symmetric, "WeightSymmetric": True})
-    if form.symmetric:
-        # TensorRT fuses Q/DQ into INT8 kernels at exactly these ops' inputs.
-        op_types, activation = ["Conv", "Gemm", "MatMul"], QuantType.QInt8
     else:
         # Every op with an integer kernel: keeps tensors in uint8 between convolutions on a CPU.
         op_types, activation = None, QuantType.QUInt8
