@@ -3,13 +3,14 @@ real sky, star visibility under cloud, the geometry file, and the command's refu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from skyedge.stars.catalogue import default_catalogue, refraction_deg
-from skyedge.stars.detection import detect_stars
+from skyedge.stars.detection import Detections, detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, GeometryFileError, load_geometry, save_geometry
 from skyedge.stars.lens import Lens
 from skyedge.stars.solve import NoGeometry, solve_frame
@@ -120,6 +121,34 @@ def test_visibility_follows_a_cloud_over_half_the_sky():
     assert 0.3 < vis.visible_fraction < 0.7
     clear = star_visibility(detect_stars(render_star_field(lens, shape, SITE, t, limiting_mag=5.0, seed=21)), cat.at(*SITE, t), lens, shape, limits)
     assert clear.zenith_fraction >= 0.85 and clear.visible_fraction >= 0.9
+
+
+def test_expected_stars_are_measured_where_they_should_be_not_searched_for():
+    """Forced measurement at the predicted places sees stars too faint for the blind 5-sigma search, and an
+    overcast frame still sees next to none (its noise peaks are counted as chance)."""
+    lens, shape, cat = Lens(255.5, 255.5, 230.0, 20.0), (512, 512), default_catalogue()
+    limits = (5.5, 5.5, 5.5, None, None)  # expected to magnitude 5.0: stars peaking near 5 sigma
+    stars = cat.at(*SITE, NIGHT)
+    det = detect_stars(render_star_field(lens, shape, SITE, NIGHT, limiting_mag=5.0, seed=1))
+    forced = star_visibility(det, stars, lens, shape, limits)
+    blind = star_visibility(dataclasses.replace(det, significance=None), stars, lens, shape, limits)
+    assert forced.expected == blind.expected > 100
+    assert forced.seen > blind.seen + 0.1 * blind.expected
+    assert forced.visible_fraction >= 0.9 > blind.visible_fraction
+    overcast = render_star_field(lens, shape, SITE, NIGHT, limiting_mag=5.0, seed=1, cloud=np.ones(shape, np.float32))
+    assert star_visibility(detect_stars(overcast), stars, lens, shape, limits).visible_fraction <= 0.05
+
+
+def test_peak_significance_reads_the_highest_value_within_each_radius():
+    sig = np.zeros((20, 30), np.float32)
+    sig[12, 10] = 4.0
+    sig[5, 25] = 9.0
+    det = Detections(*(np.zeros(0),) * 4, noise=1.0, significance=sig)
+    got = det.peak_significance(np.array([11.0, 12.4, 10.0, 29.6, -50.0]), np.array([12.0, 12.0, 15.0, 5.0, 5.0]), np.array([1.5, 1.5, 1.5, 5.0, 2.0]))
+    assert got[0] == 4.0 and got[1] == 0.0 and got[2] == 0.0  # 2.4 px and 3 px away: outside 1.5 px
+    assert got[3] == 9.0 and got[4] == -np.inf  # a wider radius reaches it; off the frame: nothing
+    with pytest.raises(ValueError, match="significance"):
+        Detections(*(np.zeros(0),) * 4, noise=1.0).peak_significance(np.zeros(1), np.zeros(1), 1.5)
 
 
 def test_geometry_file_round_trip_and_errors_name_the_key(tmp_path):

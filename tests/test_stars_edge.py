@@ -26,10 +26,15 @@ LENS = Lens(191.5, 191.5, 175.0, 33.0, "left", "equidistant")
 SHAPE = (384, 384)
 
 
-def _frame(path, posix: float, cloudy: bool, seed: int):
+def _frame(path, posix: float, cloudy: bool | str, seed: int):
+    """A FITS frame of the real sky through LENS: clear, overcast (``cloudy=True``) or ``"east"`` (an opaque cloud
+    over azimuths 0-180)."""
     from astropy.io import fits
 
-    cloud = np.ones(SHAPE, np.float32) if cloudy else None
+    cloud = np.ones(SHAPE, np.float32) if cloudy is True else None
+    if cloudy == "east":
+        yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+        cloud = (LENS.sky(xx, yy)[1] < 180).astype(np.float32)
     img = render_star_field(LENS, SHAPE, SITE, posix, limiting_mag=4.5, cloud=cloud, seed=seed)
     stamp = np.datetime_as_string(np.datetime64(int(posix), "s"))
     fits.PrimaryHDU(img, header=fits.Header({"DATE-OBS": stamp})).writeto(path)
@@ -133,7 +138,7 @@ def test_stars_refine_the_cloud_map_when_asked(tmp_path):
     for refine in (False, True):
         incoming, log = tmp_path / f"in-{refine}", tmp_path / f"r-{refine}.jsonl"
         incoming.mkdir()
-        _frame(incoming / "f0.fits", NIGHT, cloudy=False, seed=4)
+        _frame(incoming / "f0.fits", NIGHT, cloudy="east", seed=4)  # half the stars hidden: the sources disagree
         cfg = _config(tmp_path, package, incoming, log, ["clear"], {"geometry": str(geometry), "refine_cloud_map": refine})
         assert main(["run", "--config", str(cfg), "--once"]) == 0
         (got[refine],) = messages(log, "classification")
