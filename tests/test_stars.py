@@ -14,7 +14,7 @@ from skyedge.stars.detection import Detections, detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, GeometryFileError, load_geometry, save_geometry
 from skyedge.stars.lens import Lens
 from skyedge.stars.solve import NoGeometry, solve_frame
-from skyedge.stars.visibility import completeness_counts, limiting_magnitudes, star_visibility
+from skyedge.stars.visibility import completeness_counts, limiting_magnitudes, star_visibility, twilight_mag
 from skyedge.training.simulate.starfield import render_star_field
 
 SITE = (38.607, 93.896, 4200.0)
@@ -137,6 +137,23 @@ def test_expected_stars_are_measured_where_they_should_be_not_searched_for():
     assert forced.visible_fraction >= 0.9 > blind.visible_fraction
     overcast = render_star_field(lens, shape, SITE, NIGHT, limiting_mag=5.0, seed=1, cloud=np.ones(shape, np.float32))
     assert star_visibility(detect_stars(overcast), stars, lens, shape, limits).visible_fraction <= 0.05
+
+
+def test_twilight_expects_fewer_stars():
+    """A sky brightened by the sun 5 deg above astronomical darkness hides the faint end; with the sun's
+    altitude given, only the stars it leaves are expected, and all of them are seen."""
+    lens, shape, cat = Lens(255.5, 255.5, 230.0, 20.0), (512, 512), default_catalogue()
+    limits = (5.0, 5.0, 5.0, 4.5, 4.0)
+    stars = cat.at(*SITE, NIGHT)
+    brightening = 10 ** (0.4 * 0.47 * 5.0)  # scattered sunlight at -13 deg against the night sky
+    dark = render_star_field(lens, shape, SITE, NIGHT, limiting_mag=5.0, seed=1)
+    dusk = dark + np.random.default_rng(1).poisson(200.0 * (brightening - 1.0), shape)
+    det = detect_stars(dusk)
+    as_night = star_visibility(det, stars, lens, shape, limits)
+    as_dusk = star_visibility(det, stars, lens, shape, limits, sun_alt_deg=-13.0)
+    assert as_dusk.expected < 0.5 * as_night.expected
+    assert as_night.visible_fraction < 0.9 and as_dusk.visible_fraction >= 0.95
+    assert twilight_mag(-30.0) == 0.0 == twilight_mag(None) and 1.3 < twilight_mag(-12.0) < 1.5
 
 
 def test_peak_significance_reads_the_highest_value_within_each_radius():

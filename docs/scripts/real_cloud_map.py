@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         sky = eph.at(r.captured.timestamp())
         moon = (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination)
         sky_region = r.frame.sky | r.frame.cloud
-        rep = watch.observe(r.frame.image, r.captured.timestamp(), moon, sky_region)
+        rep = watch.observe(r.frame.image, r.captured.timestamp(), moon, sky_region, sky.sun_alt_deg)
         vis = rep.visibility
         if r.path.stem not in test or vis is None or watch.geometry is None:
             continue

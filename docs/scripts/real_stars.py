@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     for r in frames:
         sky = eph.at(r.captured.timestamp())
         mask = r.frame.sky | r.frame.cloud
-        rep = watch.observe(r.frame.image, r.captured.timestamp(), (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination), mask)
+        rep = watch.observe(r.frame.image, r.captured.timestamp(), (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination), mask, sky.sun_alt_deg)
         vis = rep.visibility
         rows_out.append({"frame": r.path.stem, "label": r.label, **rep.message()})
         if vis is None:

@@ -12,7 +12,7 @@ without that image fall back to a detection within ``MATCH_DEG``).
   by airmass, vignetting and the horizon's haze and light; a ring where even bright stars are not reliably seen
   gets no limit, and expects no stars.
 * **Expected stars keep a margin**: ``EXPECT_MARGIN_MAG`` brighter than the limit, and brighter again under the
-  moon (:func:`moonlight_mag`).
+  moon (:func:`moonlight_mag`) and in twilight (:func:`twilight_mag`).
 * **Chance matches are subtracted.** A detection of noise or cloud texture can sit next to an expected star.
   The same stars moved a few degrees along their circle of zenith angle (where no star is) measure that rate
   ``c`` in the frame itself, and the visible fraction is ``(seen/expected - c) / (1 - c)``, clipped to 0-1.
@@ -150,6 +150,16 @@ def moonlight_mag(moon: tuple[float, float, float] | None) -> float:
     return 1.25 * float(np.log10(1.0 + 10.0 * float(np.clip(moon[2], 0, 1)) * np.sin(np.radians(moon[0]))))
 
 
+def twilight_mag(sun_alt_deg: float | None) -> float:
+    """How much brighter the limiting magnitude is in twilight, the sun above -18 deg: scattered sunlight falls
+    about 0.47 mag per degree of solar depression (horizontal illuminance 0.008 lux at -12 deg, 6e-4 lux at -18,
+    the AMS glossary's figures), and at -18 deg no longer adds to the night sky; a background-limited camera loses
+    half of the sky's brightening in magnitudes: 0.24 mag per degree above -18, 1.4 mag at -12."""
+    if sun_alt_deg is None:
+        return 0.0
+    return 0.5 * 0.47 * float(np.clip(sun_alt_deg + 18.0, 0.0, 18.0))
+
+
 def _expected(stars: StarsAt, limits, shift: float = 0.0) -> np.ndarray:
     ring = ring_of_zenith(90.0 - stars.alt_deg)
     lim = np.array([np.nan if v is None else v - shift for v in limits] + [np.nan])
@@ -165,11 +175,13 @@ def star_visibility(
     limits: tuple[float | None, ...],
     mask: np.ndarray | None = None,
     moon: tuple[float, float, float] | None = None,
+    sun_alt_deg: float | None = None,
 ) -> Visibility:
     """Expected against seen stars for one frame; ``limits``: the limiting magnitude per ring (None: no stars
-    expected there), less ``EXPECT_MARGIN_MAG`` and the moon's :func:`moonlight_mag`; ``moon``: (altitude,
-    azimuth, illuminated fraction)."""
-    bright = stars.subset(_expected(stars, limits, EXPECT_MARGIN_MAG + moonlight_mag(moon)))
+    expected there), less ``EXPECT_MARGIN_MAG``, the moon's :func:`moonlight_mag` and the twilight's
+    :func:`twilight_mag`; ``moon``: (altitude, azimuth, illuminated fraction)."""
+    shift = EXPECT_MARGIN_MAG + moonlight_mag(moon) + twilight_mag(sun_alt_deg)
+    bright = stars.subset(_expected(stars, limits, shift))
     ok = _usable(lens, bright.alt_deg, bright.az_deg, shape, mask, moon)
     alt, az = bright.alt_deg[ok], bright.az_deg[ok]
     seen = _near(lens, det, alt, az)

@@ -79,13 +79,15 @@ class StarWatch:
         self._counts: list[tuple[np.ndarray, np.ndarray]] = []
         self.solves = self.solve_failures = 0
 
-    def observe(self, image: np.ndarray, posix: float, moon: tuple[float, float, float] | None = None, mask: np.ndarray | None = None) -> StarReport:
+    def observe(
+        self, image: np.ndarray, posix: float, moon: tuple[float, float, float] | None = None, mask: np.ndarray | None = None, sun_alt_deg: float | None = None
+    ) -> StarReport:
         """Stars in one night frame captured at ``posix``; ``moon``: (altitude, azimuth, illuminated fraction);
-        ``mask``: True on sky pixels."""
+        ``mask``: True on sky pixels; ``sun_alt_deg``: in twilight, fewer stars are expected."""
         shape = image.shape[:2]
         det = detect_stars(image, mask=mask, star_size_px=self.star_size_px)
         stars = self.catalogue.at(*self.site, posix)
-        vis = self._visibility(det, stars, shape, mask, moon)
+        vis = self._visibility(det, stars, shape, mask, moon, sun_alt_deg)
         state = "saved" if self.geometry else "none"
         poor = vis is None or vis.visible_fraction is None or vis.visible_fraction < RESOLVE_BELOW
         if self.solve and poor and len(det) >= 2 * MIN_MATCHED and posix - self._last_solve >= self.solve_every_s:
@@ -99,14 +101,14 @@ class StarWatch:
                 self.solves += 1
                 self._adopt(sol, det, stars, shape, mask, moon, posix)
                 state = "solved"
-                vis = self._visibility(det, stars, shape, mask, moon)
+                vis = self._visibility(det, stars, shape, mask, moon, sun_alt_deg)
         return StarReport(len(det), vis, state)
 
-    def _visibility(self, det, stars, shape, mask, moon) -> Visibility | None:
+    def _visibility(self, det, stars, shape, mask, moon, sun_alt_deg=None) -> Visibility | None:
         g = self.geometry
         if g is None or g.limiting_mag is None:
             return None
-        return star_visibility(det, stars, g.lens_for(shape), shape, g.limiting_mag, mask, moon)
+        return star_visibility(det, stars, g.lens_for(shape), shape, g.limiting_mag, mask, moon, sun_alt_deg)
 
     def _adopt(self, sol, det, stars, shape, mask, moon, posix: float) -> None:
         old = self.geometry

@@ -192,7 +192,7 @@ class FrameTask:
             return None
         eph = seen.ephemeris
         try:
-            return self.stars.observe(raw.image, seen.captured, (eph.moon_alt_deg, eph.moon_az_deg, eph.moon_illumination), mask)
+            return self.stars.observe(raw.image, seen.captured, (eph.moon_alt_deg, eph.moon_az_deg, eph.moon_illumination), mask, eph.sun_alt_deg)
         except Exception:
             log.exception("%s: star visibility failed for %s", self.stars_spec.geometry, raw.frame_id)
             return None
