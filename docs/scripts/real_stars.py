@@ -59,7 +59,7 @@ def sector_cloud(frame, lens) -> list[float | None]:
 
 def cross_check(args, frames, site, stars_by_frame: dict) -> dict:
     """Run the package through the edge on the night frames; per truth class, how many frames it called clear and
-    how many of those the star check (zenith fraction under 0.5) turns unsafe."""
+    how many of those the star check (zenith fraction under 0.5, the whole sky's without one) turns unsafe."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -79,7 +79,10 @@ def cross_check(args, frames, site, stars_by_frame: dict) -> dict:
             continue
         row = out.setdefault(r.label, {"called_clear": 0, "turned_unsafe": 0, "unknown": 0})
         row["called_clear"] += 1
-        zf = stars_by_frame.get(r.path.stem, {}).get("zenith_visible_fraction")
+        row_stars = stars_by_frame.get(r.path.stem, {})
+        zf = row_stars.get("zenith_visible_fraction")
+        if zf is None:  # as the edge's check reads it (Visibility.check_fraction)
+            zf = row_stars.get("visible_fraction")
         if zf is None:
             row["unknown"] += 1
         elif zf < 0.5:
