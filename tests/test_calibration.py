@@ -140,3 +140,26 @@ def test_tensorrt_form_is_checked_in_its_own_arithmetic(frame_package):
     names = [o.name for o in reference.get_outputs()]
     for got, want in zip(checked.run(names, {spec.name: x}), reference.run(names, {spec.name: x}), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_reduce_range_keeps_the_cpu_forms_weights_to_7_bits(tmp_path):
+    """``--reduce-range`` (CPUs without VNNI) quantizes the CPU form's weights into 7 bits; full range otherwise;
+    the TensorRT form refuses it."""
+    from onnx import TensorProto, numpy_helper
+    from stub_packages import frame_package as stub_package
+
+    from skyedge.calibration.quantize import quantize
+
+    package = stub_package(tmp_path / "pkg", size=32)
+    inputs = {"image": np.random.default_rng(0).normal(size=(16, 1, 32, 32)).astype(np.float32)}
+    peaks = {}
+    for reduce in (False, True):
+        out = tmp_path / f"cpu-{reduce}.onnx"
+        info = quantize(package / "model.onnx", out, inputs, "cpu", reduce_range=reduce)
+        weights = [numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer if t.data_type == TensorProto.INT8]
+        assert weights, "no int8 weights in the CPU form"
+        peaks[reduce] = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+        assert info["weights"].endswith("(7-bit range)") == reduce
+    assert peaks[True] <= 64 < peaks[False]
+    with pytest.raises(ValueError, match="reduce_range"):
+        quantize(package / "model.onnx", tmp_path / "trt.onnx", inputs, "tensorrt", reduce_range=True)

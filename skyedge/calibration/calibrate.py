@@ -47,10 +47,12 @@ def calibrate_package(
     max_drop_points: float = 1.0,
     allow_drop: bool = False,
     seed: int = 0,
+    reduce_range: bool = False,
 ) -> dict:
     """Quantize for each target, evaluate every precision on held-out data, write reports, apply the gate.
 
-    ``data`` and ``eval_data`` are a skyedge-shards folder or a list of them (one per camera)."""
+    ``data`` and ``eval_data`` are a skyedge-shards folder or a list of them (one per camera); ``reduce_range``:
+    7-bit weights in the CPU form (for CPUs without VNNI)."""
     started = time.perf_counter()
     package = Path(package)
     card = read_card(package)
@@ -72,7 +74,7 @@ def calibrate_package(
     for target in targets:
         form = calibration_target(target)
         out = package / form.file
-        quant_info.append(quantize(package / card.files["fp32"], out, calib.inputs, target, method))
+        quant_info.append(quantize(package / card.files["fp32"], out, calib.inputs, target, method, reduce_range=reduce_range and target == "cpu"))
         files[form.key] = out.name
     step_files = dict(card.step.files) if card.step is not None else {}
     if step_files:
@@ -82,7 +84,7 @@ def calibrate_package(
         for target in targets:
             form = calibration_target(target)
             out = package / step_file(form.key)
-            quant_info.append(quantize(package / step_files["fp32"], out, step_calib, target, method))
+            quant_info.append(quantize(package / step_files["fp32"], out, step_calib, target, method, reduce_range=reduce_range and target == "cpu"))
             step_files[form.key] = out.name
     graphs = [(k, package / f, predict) for k, f in files.items()]
     graphs += [(f"step:{k}", package / f, predict_step) for k, f in step_files.items()]

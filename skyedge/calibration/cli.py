@@ -16,6 +16,7 @@ Exits 3 when INT8 loses more than --max-drop accuracy points against FP32, unles
 
 example:
   skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test --target tensorrt --target cpu
+  skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test --target cpu --reduce-range   # an AVX2-only CPU
   skyedge calibrate models/allsky-tiny --data data/allsky-train-dark-site --data data/allsky-train-suburban --eval data/allsky-test-dark-site --eval data/allsky-test-suburban   # one folder per camera
 """
 
@@ -39,6 +40,7 @@ def _calibrate(args) -> int:
             max_drop_points=args.max_drop,
             allow_drop=args.allow_drop,
             seed=args.seed,
+            reduce_range=args.reduce_range,
         )
         status = 0
     except GateError as exc:
@@ -97,4 +99,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-drop", type=float, default=1.0, help="allowed INT8 accuracy loss in points (default 1.0)")
     p.add_argument("--allow-drop", action="store_true", help="write the INT8 model even when the gate fails")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--reduce-range",
+        action="store_true",
+        help="7-bit weights in the CPU form (--target cpu), for x86 CPUs without VNNI (AVX2 only), where full-range "
+        "U8S8 can saturate; the gate measures only the machine it runs on (docs/precision.md)",
+    )
     p.set_defaults(func=_calibrate)

@@ -113,11 +113,15 @@ def quantize(
     target: str,
     method: str = "percentile",
     percentile: float = 99.999,
+    reduce_range: bool = False,
 ) -> dict:
-    """Write the INT8 model for calibration ``target``; return what was quantized and what stayed in float."""
+    """Write the INT8 model for calibration ``target``; return what was quantized and what stayed in float.
+    ``reduce_range`` (the CPU form only): 7-bit weights, for CPUs without VNNI (below)."""
     form = calibration_target(target)
     if method not in METHODS:
         raise ValueError(f"calibration method must be one of {sorted(METHODS)}, got {method!r}")
+    if reduce_range and form.symmetric:
+        raise ValueError(f"reduce_range applies to the U8S8 CPU form, not to {target!r}")
     model = onnx.load(str(fp32_path))
     # ONNX Runtime's quantizer needs node names; the exporter names them, but be safe with hand-made graphs.
     for i, node in enumerate(model.graph.node):
@@ -152,7 +156,9 @@ def quantize(
                 op_types_to_quantize=op_types,
                 nodes_to_quantize=nodes,
                 per_channel=True,
-                reduce_range=False,
+                # Without VNNI, x86 multiplies uint8 by int8 in pairs summed into int16 (vpmaddubsw), which
+                # saturates with full-range weights; 7-bit weights cannot. The gate measures this machine only.
+                reduce_range=reduce_range,
                 activation_type=activation,
                 weight_type=QuantType.QInt8,
                 calibrate_method=METHODS[method],
@@ -167,7 +173,7 @@ def quantize(
         "file": out_path.name,
         "method": method,
         "activations": form.activations,
-        "weights": form.weights,
+        "weights": form.weights + (" (7-bit range)" if reduce_range else ""),
         "quantized_nodes": len(nodes),
         "qdq_nodes": counts,
         "kept_float": kept + recurrent + ["classifier / metric head (after the feature extractor)"],
