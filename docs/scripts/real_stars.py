@@ -106,12 +106,8 @@ def main(argv=None) -> int:
     frames.sort(key=lambda r: r.captured)
     cat, eph = default_catalogue(), Ephemeris(lat, lon, elev)
     t0 = time.perf_counter()
-    found = {}
-    for r in frames:
-        img = r.frame.image
-        det = detect_stars(img, mask=r.frame.sky | r.frame.cloud)
-        stars = cat.at(lat, lon, elev, r.captured.timestamp())
-        found[r.path.stem] = (det, stars)
+    for r in frames:  # timed on every night frame; kept for none (a detection carries its frame's significance image)
+        detect_stars(r.frame.image, mask=r.frame.sky | r.frame.cloud)
     detect_s = (time.perf_counter() - t0) / max(len(frames), 1)
     cache_file = args.out / "solutions.json"
     cache = json.loads(cache_file.read_text()) if args.reuse and cache_file.exists() else {}
@@ -122,7 +118,8 @@ def main(argv=None) -> int:
         if r.label not in ("clear", "moon"):
             continue
         tried += 1
-        det, stars = found[r.path.stem]
+        det = detect_stars(r.frame.image, mask=r.frame.sky | r.frame.cloud)
+        stars = cat.at(lat, lon, elev, r.captured.timestamp())
         try:
             if args.reuse and r.path.stem in cache:
                 if isinstance(cache[r.path.stem], str):
