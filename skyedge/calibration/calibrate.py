@@ -74,7 +74,7 @@ def calibrate_package(
     for target in targets:
         form = calibration_target(target)
         out = package / form.file
-        quant_info.append(quantize(package / card.files["fp32"], out, calib.inputs, target, method, reduce_range=reduce_range and target == "cpu"))
+        quant_info.append(quantize(package / card.files["fp32"], out, calib.inputs, target, method, reduce_range=reduce_range and not form.symmetric))
         files[form.key] = out.name
     step_files = dict(card.step.files) if card.step is not None else {}
     if step_files:
@@ -84,7 +84,7 @@ def calibrate_package(
         for target in targets:
             form = calibration_target(target)
             out = package / step_file(form.key)
-            quant_info.append(quantize(package / step_files["fp32"], out, step_calib, target, method, reduce_range=reduce_range and target == "cpu"))
+            quant_info.append(quantize(package / step_files["fp32"], out, step_calib, target, method, reduce_range=reduce_range and not form.symmetric))
             step_files[form.key] = out.name
     graphs = [(k, package / f, predict) for k, f in files.items()]
     graphs += [(f"step:{k}", package / f, predict_step) for k, f in step_files.items()]

@@ -60,7 +60,7 @@ def moon_glare_deg(moon_illumination: float) -> float:
     return 8.0 + 17.0 * float(np.clip(moon_illumination, 0.0, 1.0))
 
 
-def _near(lens: Lens, det: Detections, alt: np.ndarray, az: np.ndarray) -> np.ndarray:
+def _seen(lens: Lens, det: Detections, alt: np.ndarray, az: np.ndarray) -> np.ndarray:
     """Whether the star in each direction is seen: its peak above SEEN_SIGMA within MATCH_DEG (or, without a
     significance image, a detection that near)."""
     from scipy.spatial import cKDTree
@@ -184,14 +184,14 @@ def star_visibility(
     bright = stars.subset(_expected(stars, limits, shift))
     ok = _usable(lens, bright.alt_deg, bright.az_deg, shape, mask, moon)
     alt, az = bright.alt_deg[ok], bright.az_deg[ok]
-    seen = _near(lens, det, alt, az)
+    seen = _seen(lens, det, alt, az)
     # Chance: the same stars slid along their circles of zenith angle, where (almost always) no star is.
     hits, tries = 0, 0
     stretch = 1.0 / np.maximum(np.cos(np.radians(alt)), 0.2)
     for shift in CHANCE_SHIFTS_DEG:
         az_s = (az + shift * stretch) % 360.0
         use = _usable(lens, alt, az_s, shape, mask, moon)
-        hits += int(_near(lens, det, alt[use], az_s[use]).sum())
+        hits += int(_seen(lens, det, alt[use], az_s[use]).sum())
         tries += int(use.sum())
     chance = hits / tries if tries else 0.0
     zen = 90.0 - alt
@@ -211,7 +211,7 @@ def completeness_counts(
     bins = BINS if bins is None else bins
     ok = _usable(lens, stars.alt_deg, stars.az_deg, shape, mask, moon)
     alt, az, mag = stars.alt_deg[ok], stars.az_deg[ok], stars.mag[ok]
-    seen = _near(lens, det, alt, az)
+    seen = _seen(lens, det, alt, az)
     ring = np.minimum(ring_of_zenith(90.0 - alt), RINGS - 1)
     b = np.clip(np.digitize(mag, bins) - 1, 0, len(bins) - 2)
     present = np.zeros((RINGS, len(bins) - 1))

@@ -104,7 +104,7 @@ class StarWatch:
                 vis = self._visibility(det, stars, shape, mask, moon, sun_alt_deg)
         return StarReport(len(det), vis, state)
 
-    def _visibility(self, det, stars, shape, mask, moon, sun_alt_deg=None) -> Visibility | None:
+    def _visibility(self, det, stars, shape, mask, moon, sun_alt_deg) -> Visibility | None:
         g = self.geometry
         if g is None or g.limiting_mag is None:
             return None
