@@ -9,6 +9,7 @@ time span. Nothing is written when no frame solves.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,6 +45,7 @@ class FrameResult:
     stars: object = None
     shape: tuple[int, int] | None = None
     posix: float | None = None
+    counts: tuple | None = None  # completeness (seen, present) per ring and magnitude, on the frame's own solution
 
 
 def parse_site(text: str) -> tuple[float, float, float]:
@@ -83,7 +85,11 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
             stars = cat.at(*site, when.posix)
             try:
                 sol = solve_frame(det, cat, site, when.posix, image.shape[:2])
-                out.append(FrameResult(path.name, "solved", f"{sol.matched} stars, rms {sol.rms_px:.2f} px", sol, det, stars, image.shape[:2], when.posix))
+                # Completeness is read now, while the frame's significance image exists; only the positions are
+                # kept (a folder of 2k frames would otherwise hold 16 MB per solved frame).
+                counts = completeness_counts(det, stars, sol.lens, image.shape[:2])
+                det = dataclasses.replace(det, significance=None)
+                out.append(FrameResult(path.name, "solved", f"{sol.matched} stars, rms {sol.rms_px:.2f} px", sol, det, stars, image.shape[:2], when.posix, counts))
             except NoGeometry as exc:
                 out.append(FrameResult(path.name, "unsolved", str(exc)))
         if progress is not None:
@@ -119,7 +125,7 @@ def combine(results: list[FrameResult], site) -> tuple[CameraGeometry, list[Fram
     start = chosen[0].solution.lens
     frames = [(r.det, r.stars.subset(r.stars.alt_deg >= FIT_MIN_ALT_DEG)) for r in chosen]
     joint = refine(start, frames)
-    counts = [c for c in (completeness_counts(r.det, r.stars, joint.lens, shape) for r in best) if clear_enough(*c)]
+    counts = [r.counts for r in best if clear_enough(*r.counts)]
     limits = limiting_magnitudes(sum(c[0] for c in counts), sum(c[1] for c in counts)) if counts else None
     fit = {
         **joint.summary(),
