@@ -14,7 +14,7 @@ from skyedge.stars.detection import Detections, detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, GeometryFileError, load_geometry, save_geometry
 from skyedge.stars.lens import Lens
 from skyedge.stars.solve import NoGeometry, solve_frame
-from skyedge.stars.visibility import completeness_counts, limiting_magnitudes, star_visibility, twilight_mag
+from skyedge.stars.visibility import SEEN_RULE, completeness_counts, limiting_magnitudes, star_visibility, twilight_mag
 from skyedge.training.simulate.starfield import render_star_field
 
 SITE = (38.607, 93.896, 4200.0)
@@ -168,6 +168,28 @@ def test_peak_significance_reads_the_highest_value_within_each_radius():
         Detections(*(np.zeros(0),) * 4, noise=1.0).peak_significance(np.zeros(1), np.zeros(1), 1.5)
 
 
+def test_limits_learnt_by_another_seen_rule_are_reported_at_start(tmp_path, caplog):
+    """A geometry file whose limits were learnt counting stars another way (blind detections, before forced
+    measurement) is named in a warning; one learnt by today's rule, or limits typed in by hand, are not."""
+    import logging
+
+    from skyedge.stars.watch import StarWatch
+
+    lens, limits = Lens(250.0, 260.0, 214.0, 250.7, "left", "equisolid"), (4.0, 4.0, 3.5, None, None)
+    cases = {
+        "old.yaml": {"limits_from": "12 clear solved frames"},
+        "new.yaml": {"limits_from": "12 clear solved frames", "limits_seen_as": SEEN_RULE},
+        "typed.yaml": {},
+    }
+    for name, fit in cases.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="skyedge.stars.watch"):
+            StarWatch(SITE, CameraGeometry(lens, (512, 512), limits, fit), save_to=tmp_path / name)
+        warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert bool(warned) == (name == "old.yaml"), (name, warned)
+        assert all(name in w and "skyedge geometry" in w for w in warned)
+
+
 def test_geometry_file_round_trip_and_errors_name_the_key(tmp_path):
     g = CameraGeometry(Lens(250.0, 260.0, 214.0, 250.7, "left", "equisolid"), (512, 512), (4.0, 4.25, 3.5, None, None), {"frames": 3})
     path = tmp_path / "geometry.yaml"
@@ -206,6 +228,7 @@ def test_geometry_command_solves_a_folder_and_refuses_frames_without_a_time(tmp_
     g = load_geometry(out)
     assert abs(g.lens.cx - 240.0) < 1.0 and abs(g.lens.cy - 250.0) < 1.0 and abs(((g.lens.north_deg - 75.0) + 180) % 360 - 180) < 0.5
     assert g.fit["frames"] == 3 and g.limiting_mag[0] is not None
+    assert g.fit["limits_seen_as"] == SEEN_RULE  # the file says how its limits were learnt
     # Only frames without a time: nothing solves, nothing is written.
     for k in range(3):
         (frames / f"n{k}.fits").unlink()

@@ -16,7 +16,7 @@ from skyedge.stars.catalogue import default_catalogue
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, load_geometry, save_geometry
 from skyedge.stars.lens import Lens
-from skyedge.stars.visibility import completeness_counts, limiting_magnitudes
+from skyedge.stars.visibility import SEEN_RULE, completeness_counts, limiting_magnitudes
 from skyedge.training.simulate.starfield import render_star_field
 
 SITE = (38.607, 93.896, 4200.0)
@@ -103,6 +103,7 @@ def test_a_camera_without_geometry_solves_and_saves_one(stub_frame_package, tmp_
     assert got[3]["stars"]["geometry"] == "saved"  # it sees its stars: no need to solve again
     saved = load_geometry(geometry)
     assert abs(saved.lens.cx - LENS.cx) < 1.0 and abs(((saved.lens.north_deg - LENS.north_deg) + 180) % 360 - 180) < 0.5
+    assert saved.fit["limits_seen_as"] == SEEN_RULE
 
 
 def test_a_broken_geometry_file_stops_the_start_naming_the_key(stub_frame_package, tmp_path, capsys):

@@ -36,6 +36,7 @@ MATCH_DEG = 1.0
 # On the real development camera, forced measurement at 3.5 against matching 5-sigma detections: clear sectors
 # 0.77-0.85 -> 0.83-0.91 visible, clear frames under half their zenith stars 11% -> 6% (docs/results.md).
 SEEN_SIGMA = 3.5
+SEEN_RULE = f"forced: peak above {SEEN_SIGMA:g} local noise within {MATCH_DEG:g} deg"  # recorded with learnt limits
 MIN_EXPECTED = 3
 COMPLETENESS = 0.9
 # Expected stars stop this much brighter than the limit: clear nights differ in transparency (on the real

@@ -29,7 +29,14 @@ from skyedge.stars.catalogue import StarCatalogue, default_catalogue
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import MIN_MATCHED, NoGeometry, solve_frame
-from skyedge.stars.visibility import Visibility, clear_enough, completeness_counts, limiting_magnitudes, star_visibility
+from skyedge.stars.visibility import (
+    SEEN_RULE,
+    Visibility,
+    clear_enough,
+    completeness_counts,
+    limiting_magnitudes,
+    star_visibility,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,12 @@ class StarWatch:
         self.on_geometry = on_geometry  # called with the new CameraGeometry after a solve (source thread)
         self._last_solve = -np.inf
         self._limits_given = geometry is not None and geometry.limiting_mag is not None  # kept, never relearnt
+        if self._limits_given and geometry.fit.get("limits_from") and geometry.fit.get("limits_seen_as") != SEEN_RULE:
+            log.warning(
+                "%s: its limiting magnitudes were learnt counting stars by another rule (%s, now %s): they may expect "
+                "too few stars; solve the camera again (skyedge geometry) to relearn them",
+                save_to or "the camera geometry", geometry.fit.get("limits_seen_as", "blind 5-sigma detections"), SEEN_RULE,
+            )
         self._counts: list[tuple[np.ndarray, np.ndarray]] = []
         self.solves = self.solve_failures = 0
 
@@ -126,6 +139,7 @@ class StarWatch:
             "solved_utc": datetime.fromtimestamp(posix, timezone.utc).isoformat(timespec="seconds"),
             "site": list(self.site),
             "limits_from": f"{len(self._counts)} clear solved frames" if learnt else old.fit.get("limits_from", "file"),
+            "limits_seen_as": SEEN_RULE if learnt else old.fit.get("limits_seen_as"),
         }
         self.geometry = CameraGeometry(sol.lens, shape, limits, fit)
         if moved:

@@ -22,7 +22,7 @@ from skyedge.stars.catalogue import default_catalogue
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import FIT_MIN_ALT_DEG, NoGeometry, refine, solve_frame
-from skyedge.stars.visibility import clear_enough, completeness_counts, limiting_magnitudes
+from skyedge.stars.visibility import SEEN_RULE, clear_enough, completeness_counts, limiting_magnitudes
 
 FRAME_SUFFIXES = {".fits", ".fit", ".fts", ".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 NIGHT_SUN_ALT_DEG = -12.0
@@ -132,6 +132,7 @@ def combine(results: list[FrameResult], site) -> tuple[CameraGeometry, list[Fram
         "solved_utc": datetime.fromtimestamp(max(r.posix for r in best), timezone.utc).isoformat(timespec="seconds"),
         "site": list(site),
         "limits_from": f"{len(counts)} clear solved frames",
+        "limits_seen_as": SEEN_RULE,
     }
     return CameraGeometry(joint.lens, shape, limits, fit), best, others
 
