@@ -38,7 +38,7 @@ def rss_mb(pid: int) -> float:
 
 
 class Daemon:
-    """`skyedge run --config F` as a process, its RSS sampled every half second."""
+    """`skyedge run --config F` as a process, its RSS sampled four times a second."""
 
     def __init__(self, config: Path):
         self.proc = subprocess.Popen([sys.executable, "-m", "skyedge", "run", "--config", str(config)])
@@ -49,17 +49,20 @@ class Daemon:
         self._thread.start()
 
     def _sample(self):
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(0.25):
             try:
                 self.samples.append((self.progress, rss_mb(self.proc.pid)))
             except (OSError, RuntimeError):
                 return
 
     def rss_growth(self, warm_up: float = WARM_UP) -> tuple[float, float]:
-        """(RSS at warm-up, RSS at the end) in MiB: the median of the samples around each point."""
+        """(RSS at warm-up, RSS at the end) in MiB: the floor (lowest decile) of the samples around each point."""
+        # Each batch's working memory comes and goes (a 1k field epoch: +10-20 MiB for a fraction of a second), so a
+        # median depends on whether the samples fell inside a batch or between two, which differs between machines.
+        # A leak raises the floor the process returns to.
         warm = sorted(r for p, r in self.samples if warm_up <= p < warm_up + 0.1)
         end = sorted(r for p, r in self.samples if p >= 0.9)
-        return warm[len(warm) // 2], end[len(end) // 2]
+        return warm[len(warm) // 10], end[len(end) // 10]
 
     def stop(self):
         self._stop.set()
@@ -196,8 +199,7 @@ def test_soak_telescope_field(stub_sequence_package, tmp_path, deep_queue_broker
     seconds = time.monotonic() - started
     got = _unique(col, "classification", "object_id")
     assert len(got) == n_objects and all(len(v) == epochs for v in got.values()), "every object at every epoch"
-    # Flat once the ring of recent frames (ring_epochs 8, a third of the 24 epochs, 4 MiB each) has filled; sampled
-    # before that, a slow machine saw the ring's own growth (204 -> 217 MiB).
+    # Compared from 40% of the epochs on: the first epochs build the reference and each object's history arrays.
     warm, end = daemon.rss_growth(warm_up=0.4)
     rate = n_objects * epochs / seconds
     print(f"soak field: {n_objects} objects x {epochs} epochs in {seconds:.0f} s ({rate:.0f} object-epochs/s); RSS {warm:.0f} -> {end:.0f} MiB")
