@@ -177,7 +177,7 @@ def test_wall_clock_jumps_change_no_timing(stub_frame_package, camera_frames, tm
         second = time.monotonic()
         assert wait_for(lambda: any(e["details"]["safe"] for e in _events(col, "safety_change")), timeout=10)
         held = time.monotonic() - second
-        assert held < 4.0  # hold_s 3 s of real time after the first safe frame, not 2 h
+        assert held < 8.0  # hold_s 3 s of real time after the first safe frame, not 2 h (margin for slow machines)
         shift.write_text("7200\n")  # and forward four hours
         time.sleep(3.0)
         _copy(camera_frames[2:3], incoming, "c-")
