@@ -182,6 +182,41 @@ def test_moonlit_clouds_are_brighter_than_moonless_ones():
     assert min(lit) > 3 * np.median(medians("cloudy", dark, 6, 6))
 
 
+def _disc_contrast(image: np.ndarray, meta: dict, bias: float) -> float:
+    """The brightest pixel within 2 px of the moon against the median 6-12 px from it (bias removed)."""
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    d = np.hypot(xx - meta["moon_x"], yy - meta["moon_y"])
+    signal = image.astype(float) - bias
+    return float(signal[d <= 2].max() / max(np.median(signal[(d >= 6) & (d <= 12)]), 1e-6))
+
+
+def test_moon_behind_a_cloud_deck_is_a_broad_glow_without_disc_or_stars():
+    cfg = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0), moon_up_probability=1.0, cloud_cover=(0.9, 1.0))
+    deck = dataclasses.replace(cfg, deck_probability=1.0)
+    rng = np.random.default_rng(9)
+    decks = []
+    while len(decks) < 3:
+        image, meta = render_allsky("cloudy", rng, deck)
+        if meta.get("moon_altitude_deg", -1) > 20 and meta["moon_phase"] > 0.5:
+            decks.append((image, meta))
+    clear_moon = [render_allsky("moon", rng, cfg) for _ in range(3)]
+    for image, meta in decks:
+        assert meta["cloud_deck"] and meta["cloud_fraction"] == 1.0
+        assert star_count(image, deck) == 0
+        assert _disc_contrast(image, meta, cfg.bias) < 2.5  # a glow a few degrees wide, not a disc
+        # Lit evenly: the deck's darkest quarter is no darker than a third of its median (CIE overcast).
+        geo = geometry(deck.camera)
+        inner = image[geo.sky & (geo.zenith < math.radians(60))].astype(float) - cfg.bias
+        assert np.percentile(inner, 25) > np.median(inner) / 3
+    assert all(_disc_contrast(im, m, cfg.bias) > 5.0 for im, m in clear_moon)  # the clear sky shows the disc (8-70)
+    assert np.median([sky_level(im, cfg) for im, _ in decks]) > np.median(medians("cloudy", dataclasses.replace(cfg, moon_up_probability=0.0), 3, 10))
+    # Decks only under a moon: without one, asking for decks changes no draw (and off is the default).
+    moonless = dataclasses.replace(cfg, moon_up_probability=0.0)
+    a, _ = render_allsky("cloudy", np.random.default_rng(4), moonless)
+    b, meta = render_allsky("cloudy", np.random.default_rng(4), dataclasses.replace(moonless, deck_probability=1.0))
+    assert cfg.deck_probability == 0.0 and np.array_equal(a, b) and "cloud_deck" not in meta
+
+
 def test_moon_class_brightens_the_whole_sky_with_phase():
     cfg = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0))
     rng = np.random.default_rng(7)

@@ -17,7 +17,8 @@ may accompany it (thin cloud over an aurora, faint glow on a clear night):
 * ``arc``: one to three thin bright bands along the magnetic east-west axis, curved;
 * ``diffuse``: broad low-contrast glow patches;
 * ``discrete``: bright folded curtains with fine ray structure;
-* ``cloudy``: cloud cover over most of the sky, lit or dark, stars hidden;
+* ``cloudy``: cloud cover over most of the sky, lit or dark, stars hidden (with ``deck_probability``, moonlit
+  overcast as one featureless deck, the moon a broad glow behind it, never a disc);
 * ``moon``: a bright moon up, flooding the sky, with glare;
 * ``clear``: stars (with airglow, maybe the Milky Way, maybe a thin crescent low down).
 
@@ -57,6 +58,7 @@ ABLATIONS = {
     "optics": "no vignetting, dew or lens flare",
     "milky_way": "no Milky Way band (with its dust lanes and denser stars)",
     "cloud_texture": "clouds as smooth blobs: no fine structure, wisps or bright rims",
+    "cloud_deck": "overcast is always broken cloud: never one featureless deck with the moon a diffuse glow behind it",
     "enhancement": "no camera-program enhancement (local contrast, saturation, tint) on stretched frames",
 }
 @dataclass(frozen=True)
@@ -95,6 +97,11 @@ class AllskyConfig:
     milky_way_probability: float = 0.5
     haze_probability: float = 0.3  # thin cirrus or haze: fewer faint stars, halos
     moon_up_probability: float = 0.35  # a moon in the sky for classes other than 'moon' (cloudy: moonlit clouds)
+    # Moonlit overcast (cover 0.6 or more, the moon up) drawn in this share as one featureless deck (stratus): no
+    # texture, no stars, the moon a broad glow instead of a disc, as real moonlit overcast looks. Off by default:
+    # after the rank stretch a deck looks like a clear sky without its stars, and models trained with decks
+    # called 77 of 80 real clear skies cloudy (docs/results.md). For experiments with a model that sees stars.
+    deck_probability: float = 0.0
     crescent_probability: float = 0.15  # clear nights: a thin crescent low in the sky
     dew_probability: float = 0.0  # on top of the camera's own
     sun_alt_deg: float | None = None  # above -18: twilight or daylight light is added

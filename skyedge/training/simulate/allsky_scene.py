@@ -78,6 +78,7 @@ class Sky:
         self.extinction = rng.uniform(*cfg.extinction)
         self.halo = 0.0  # thin cirrus / haze: fraction of bright-source light scattered into halos
         self.moon: dict | None = None
+        self.deck = False  # the sky is one opaque, featureless cloud deck
         self.meta: dict = {}
 
     def add(self, spectrum: str, electrons: np.ndarray) -> None:
@@ -246,6 +247,16 @@ def _cloud(sky: Sky, strength: float) -> None:
         along = sky.dx * math.cos(a) + sky.dy * math.sin(a)
         rolls = np.sin(2 * math.pi * rng.uniform(2, 5) * along + 2.0 * sky.smooth_noise(0.25, 2))
         noise = 0.75 * noise + 0.25 * rolls
+    moonlit = sky.moon is not None and sky.moon["alt"] > 0
+    deck = sky.cfg.deck_probability > 0 and moonlit and strength >= 0.5 and coverage >= 0.6
+    if deck and "cloud_deck" not in sky.cfg.without and rng.uniform() < sky.cfg.deck_probability:
+        # One deck over the whole sky: opaque, so the moon's disc and every star are gone (combine adds the glow).
+        # Off by default, which keeps the draws of every earlier data set (docs/results.md: with decks a model
+        # lost the real clear skies).
+        sky.deck = True
+        sky.cloud_opacity = np.ones_like(sky.cloud_opacity)
+        sky.meta.update(cloud_coverage=1.0, cloud_albedo=float(rng.uniform(0.5, 0.9)), cloud_deck=True)
+        return
     threshold = np.quantile(noise, 1.0 - coverage)
     # Thick cloud (the class) lets almost no starlight through; thin patches (a secondary) are translucent.
     thickness = rng.uniform(0.9, 1.0) if strength >= 0.5 else rng.uniform(0.4, 0.9)
@@ -355,7 +366,16 @@ def combine(sky: Sky) -> np.ndarray:
             SPECTRA["cloud_moon"] if sky.moon and np.mean(moon_above) > np.mean(sky.lp_map) else SPECTRA["cloud_lp"]
         )
         variation = 0.85 + 0.15 * sky.smooth_noise(0.05)
-        if "cloud_texture" not in sky.cfg.without:
+        if sky.deck:
+            variation = 0.95 + 0.05 * sky.smooth_noise(0.3, 2)  # stratus: nearly featureless
+            if "lit_clouds" not in sky.cfg.without:  # the moon's light diffused through the deck, not reflected
+                lit = sky_light.cloud_radiance(sky.lp_map, 0.0, twi, sky.meta["cloud_albedo"], sky.airglow_map)
+                if sky.moon and sky.moon["alt"] > 0:  # 1-4x the clear sky's moonlight, a glow 8-30 deg wide
+                    m, r = sky.moon, sky.rng
+                    level, glow = r.uniform(1.0, 4.0) * float(np.mean(m["scattered"])), r.uniform(0.3, 2.0)
+                    lit = lit + sky_light.moon_through_deck(sky.zenith, sky.azimuth, m["z"], m["az"], level, glow, r.uniform(8.0, 30.0))
+                radiance = lit
+        elif "cloud_texture" not in sky.cfg.without:
             # Lit clouds show their structure: brighter thick parts, fine mottling.
             variation = 0.75 + 0.2 * sky.smooth_noise(0.05, 3) + 0.25 * sky.cloud_opacity
         cloud = sky.sky0 * radiance * sky.cloud_opacity * variation
@@ -374,7 +394,7 @@ def combine(sky: Sky) -> np.ndarray:
         ground = level * (0.7 + 0.3 * sky.smooth_noise(0.08))
         expected += (ground * blocked)[..., None] * np.asarray(SPECTRA["ground"])[None, None, :]
     expected *= vignetting_map(geo, sky.rng.uniform(*cam.vignetting))[..., None]
-    if cam.flare and sky.moon and sky.moon.get("xy") and sky.moon["illumination"] > 0.3:
+    if cam.flare and sky.moon and sky.moon.get("xy") and sky.moon["illumination"] > 0.3 and not sky.deck:
         expected = flare(expected, geo, sky.moon["xy"], sky.sky0 * 30 * sky.moon["illumination"])
     if sky.rng.uniform() < max(cam.dew_probability, sky.cfg.dew_probability):
         strength = sky.rng.uniform(0.2, 0.7)

@@ -14,6 +14,7 @@ in units of the dark-sky zenith brightness (1.0 = a moonless, unpolluted zenith,
   (astronomical night) to 0 deg, brightest toward the sun and the horizon; daylight above.
 * :func:`cloud_radiance`: what a cloud base sends down: ground light (light pollution) reflected, moon and
   twilight light scattered, and only a little of the airglow above it.
+* :func:`moon_through_deck`: a moon behind an opaque deck (stratus): the deck lit evenly, a broad glow, no disc.
 """
 
 from __future__ import annotations
@@ -100,3 +101,15 @@ def cloud_radiance(
     return albedo * (np.asarray(lp_below) * 6.0 + 0.5 * np.asarray(moon_above) + 0.5 * np.asarray(twilight_above)) + (
         1.0 - albedo
     ) * np.asarray(airglow_above)
+
+
+def moon_through_deck(
+    zenith: np.ndarray, azimuth: np.ndarray, moon_z: float, moon_az: float, level: float, glow: float, width_deg: float
+) -> np.ndarray:
+    """Moonlight diffused through an opaque deck, in dark-zenith units: no disc; the deck lit nearly evenly as the
+    CIE overcast sky (the zenith brightest, the horizon a third of it) at ``level``, plus a broad glow of ``glow``
+    times that, ``width_deg`` wide (a Gaussian's sigma), where the moon is behind it."""
+    cos_d = np.cos(zenith) * math.cos(moon_z) + np.sin(zenith) * math.sin(moon_z) * np.cos(azimuth - moon_az)
+    d = np.degrees(np.arccos(np.clip(cos_d, -1.0, 1.0)))
+    overcast = (1.0 + 2.0 * np.cos(np.minimum(zenith, math.pi / 2))) / 3.0
+    return level * (overcast + glow * np.exp(-0.5 * (d / width_deg) ** 2))
