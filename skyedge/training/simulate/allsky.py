@@ -58,7 +58,6 @@ ABLATIONS = {
     "optics": "no vignetting, dew or lens flare",
     "milky_way": "no Milky Way band (with its dust lanes and denser stars)",
     "cloud_texture": "clouds as smooth blobs: no fine structure, wisps or bright rims",
-    "cloud_deck": "overcast is always broken cloud: never one featureless deck with the moon a diffuse glow behind it",
     "enhancement": "no camera-program enhancement (local contrast, saturation, tint) on stretched frames",
 }
 @dataclass(frozen=True)

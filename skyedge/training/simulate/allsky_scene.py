@@ -249,7 +249,7 @@ def _cloud(sky: Sky, strength: float) -> None:
         noise = 0.75 * noise + 0.25 * rolls
     moonlit = sky.moon is not None and sky.moon["alt"] > 0
     deck = sky.cfg.deck_probability > 0 and moonlit and strength >= 0.5 and coverage >= 0.6
-    if deck and "cloud_deck" not in sky.cfg.without and rng.uniform() < sky.cfg.deck_probability:
+    if deck and rng.uniform() < sky.cfg.deck_probability:
         # One deck over the whole sky: opaque, so the moon's disc and every star are gone (combine adds the glow).
         # Off by default, which keeps the draws of every earlier data set (docs/results.md: with decks a model
         # lost the real clear skies).
@@ -369,12 +369,11 @@ def combine(sky: Sky) -> np.ndarray:
         if sky.deck:
             variation = 0.95 + 0.05 * sky.smooth_noise(0.3, 2)  # stratus: nearly featureless
             if "lit_clouds" not in sky.cfg.without:  # the moon's light diffused through the deck, not reflected
-                lit = sky_light.cloud_radiance(sky.lp_map, 0.0, twi, sky.meta["cloud_albedo"], sky.airglow_map)
-                if sky.moon and sky.moon["alt"] > 0:  # 1-4x the clear sky's moonlight, a glow 8-30 deg wide
-                    m, r = sky.moon, sky.rng
-                    level, glow = r.uniform(1.0, 4.0) * float(np.mean(m["scattered"])), r.uniform(0.3, 2.0)
-                    lit = lit + sky_light.moon_through_deck(sky.zenith, sky.azimuth, m["z"], m["az"], level, glow, r.uniform(8.0, 30.0))
-                radiance = lit
+                # A deck is only drawn under a moon: 1-4x the clear sky's moonlight, a glow 8-30 deg wide.
+                m, r = sky.moon, sky.rng
+                level, glow = r.uniform(1.0, 4.0) * float(np.mean(m["scattered"])), r.uniform(0.3, 2.0)
+                radiance = sky_light.cloud_radiance(sky.lp_map, 0.0, twi, sky.meta["cloud_albedo"], sky.airglow_map)
+                radiance = radiance + sky_light.moon_through_deck(sky.zenith, sky.azimuth, m["z"], m["az"], level, glow, r.uniform(8.0, 30.0))
         elif "cloud_texture" not in sky.cfg.without:
             # Lit clouds show their structure: brighter thick parts, fine mottling.
             variation = 0.75 + 0.2 * sky.smooth_noise(0.05, 3) + 0.25 * sky.cloud_opacity
