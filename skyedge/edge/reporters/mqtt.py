@@ -68,6 +68,7 @@ class MqttReporter:
         self.v5 = cfg.protocol == "5"
         self.outbox = Outbox(cfg.queue_path or default_queue_path(factory.device), cfg.queue_max_messages)
         self.connected = threading.Event()
+        self._attempted = threading.Event()  # the first connection attempt has an outcome (either way)
         self.last_error: str | None = None
         self.failed = 0
         self._lock = threading.Lock()
@@ -124,6 +125,7 @@ class MqttReporter:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
+            self._attempted.set()
             self.last_error = f"broker {self.cfg.host}:{self.cfg.port} refused the connection: {reason_code}"
             log.error("%s (check reporters.mqtt username/password/TLS)", self.last_error)
             return
@@ -139,6 +141,7 @@ class MqttReporter:
         for topic in list(self._listeners):
             client.subscribe(topic, qos=1)  # again on every connect: the session may be new
         self.connected.set()
+        self._attempted.set()
         self._wake.set()
 
     def _on_message(self, client, userdata, msg):
@@ -147,6 +150,7 @@ class MqttReporter:
             callback(msg.payload)
 
     def _on_connect_fail(self, client, userdata):
+        self._attempted.set()
         self.last_error = f"cannot connect to {self.cfg.host}:{self.cfg.port}: {self._diagnose()}"
         log.error("%s; retrying with back-off", self.last_error)
 
@@ -274,6 +278,10 @@ class MqttReporter:
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush (while connected, up to ``timeout``), disconnect cleanly; unsent messages stay queued on disk."""
+        if self.outbox.depth() and not self.connected.is_set():
+            # A short run (``--once`` with nothing new) can end before its first connection completes: let that
+            # attempt finish, or the replay it came for waits for the next start. A refused broker answers at once.
+            self._attempted.wait(timeout)
         if self.connected.is_set():
             self.flush(timeout)
         self._stop.set()
