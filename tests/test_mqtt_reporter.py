@@ -94,14 +94,15 @@ def _wait_for_ids(out: Path, wanted: set[str], timeout: float = 60) -> set[str]:
 def test_a_run_closed_at_once_still_delivers_what_an_earlier_run_queued(mqtt_broker, tmp_path):
     """`skyedge run --once` with no new frame closes its reporter right after starting it: the queue an earlier
     (killed) run left must go out on that first connection, not wait for the next start."""
-    factory = _factory()
+    factory = _factory("edge-once")  # its own topics: other tests' retained messages stay out
     queued = [_classification(factory, i) for i in range(10)]
     outbox = Outbox(tmp_path / "q.sqlite")
     for m in queued:
         outbox.put(m.topic, json.dumps(m.payload).encode(), m.qos, m.retain, m.kind, m.schema)
     outbox.close()
-    col = Collector(mqtt_broker, "skyedge/site/edge-1/allsky/classification", protocol=mqtt.MQTTv5)
-    _reporter(mqtt_broker, tmp_path).close()  # before its connection has completed
+    col = Collector(mqtt_broker, "skyedge/site/edge-once/allsky/classification", protocol=mqtt.MQTTv5)
+    cfg = MqttSection.model_validate({"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(tmp_path / "q.sqlite")})
+    MqttReporter(cfg, factory).close()  # closed before its connection has completed
     got = [json.loads(m.payload)["msg_id"] for m in col.wait_for(10)]
     assert got == [m.payload["msg_id"] for m in queued]
     assert Outbox(tmp_path / "q.sqlite").depth() == 0
