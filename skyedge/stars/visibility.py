@@ -181,8 +181,8 @@ def star_visibility(
     """Expected against seen stars for one frame; ``limits``: the limiting magnitude per ring (None: no stars
     expected there), less ``EXPECT_MARGIN_MAG``, the moon's :func:`moonlight_mag` and the twilight's
     :func:`twilight_mag`; ``moon``: (altitude, azimuth, illuminated fraction)."""
-    shift = EXPECT_MARGIN_MAG + moonlight_mag(moon) + twilight_mag(sun_alt_deg)
-    bright = stars.subset(_expected(stars, limits, shift))
+    brighter_by = EXPECT_MARGIN_MAG + moonlight_mag(moon) + twilight_mag(sun_alt_deg)
+    bright = stars.subset(_expected(stars, limits, brighter_by))
     ok = _usable(lens, bright.alt_deg, bright.az_deg, shape, mask, moon)
     alt, az = bright.alt_deg[ok], bright.az_deg[ok]
     seen = _seen(lens, det, alt, az)
