@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from skyedge.config import PathField, Schema
+from skyedge.daylight import DAY_SUN_ALT_DEG
 from skyedge.edge.config_observatory import (
     AlpacaSection,
     HomeAssistantSection,
@@ -316,7 +317,7 @@ class PipelineSection(Schema):
     safety: SafetySection = SafetySection()
     capture_time: CaptureTimeSection = CaptureTimeSection()
     day_sun_alt_deg: Annotated[float, Field(ge=-18, le=10)] = Field(
-        default=-12.0,
+        default=DAY_SUN_ALT_DEG,
         description="sun higher than this: the frame is 'day', not a night-sky class (needs site_location)",
     )
     day_max_exposure_s: Annotated[float, Field(gt=0)] | None = Field(

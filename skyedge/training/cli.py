@@ -12,7 +12,8 @@ evaluate: score a trained frame model on camera profiles it never saw
 
 Simulate each --profile (cached under --data-root), prepare the frames as the edge does, and report
 accuracy, macro-F1, truly cloudy frames called clear and the open-set rate, beside the run's own
-held-out accuracy; with --invalid, how frames that are no night sky were answered.
+held-out accuracy; with --invalid, how frames that are no night sky were answered; with --site-known, also
+as a device with site_location set answers (the sun decides day, the model's day is taken out at night).
 
 example:
   skyedge evaluate runs/allsky-tiny --profile cropped-wide-jpeg --profile rpi-fisheye-jpeg --out results/unseen.json
@@ -181,7 +182,7 @@ def _evaluate(args) -> int:
     from skyedge.training.evaluate import evaluate_profiles, print_table
 
     result = evaluate_profiles(
-        args.run, args.profile, args.n, args.seed, Path(args.data_root), args.invalid, args.site_mask
+        args.run, args.profile, args.n, args.seed, Path(args.data_root), args.invalid, args.site_mask, args.site_known
     )
     print_table(result)
     if args.out:
@@ -209,6 +210,12 @@ def register_evaluate(subparsers) -> None:
         "--site-mask",
         action="store_true",
         help="also score each profile through the mask its site would draw (trees, buildings, dome, outside the lens)",
+    )
+    p.add_argument(
+        "--site-known",
+        action="store_true",
+        help="also score as a device with site_location set answers: the sun decides 'day', the model's 'day' is "
+        "taken out at night",
     )
     p.add_argument("--out", default=None, help="write the scores as JSON")
     p.set_defaults(func=_evaluate)

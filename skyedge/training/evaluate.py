@@ -9,6 +9,10 @@ With ``--invalid N``, each profile also renders N frames of every kind that is n
 saturated, constant, noise, defocused, twilight, daylight) and reports how each was answered, as the edge would
 answer it: by a daylight exposure, the input-sanity checks, the open-set distance, the model's own ``day`` class,
 or (the failure) a night-sky class.
+
+With ``--site-known``, each profile is also scored as a device that knows its site and capture time answers: the
+sun (the simulator's altitude for the frame) decides ``day``, and at night the model's ``day`` is taken out, as
+``skyedge run`` does with ``site_location`` set. The plain score is the model alone, as on a camera with no site.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skyedge.daylight import DAY_SUN_ALT_DEG, without_day
 from skyedge.exposure import is_daylight_exposure
 from skyedge.metrics import classification_report
 from skyedge.model_card import ModelCard
@@ -71,28 +76,61 @@ def site_mask(profile: str) -> np.ndarray:
 
 
 def evaluate_frames(
-    run_dir: str | Path, data: Loaded, threshold: float | None = None, mask: np.ndarray | None = None
+    run_dir: str | Path,
+    data: Loaded,
+    threshold: float | None = None,
+    mask: np.ndarray | None = None,
+    site_known: bool = False,
 ) -> dict:
-    """Scores of the run's model on ``data`` (its classes must be among the run's), optionally through a mask."""
+    """Scores of the run's model on ``data`` (its classes must be among the run's), optionally through a mask; with
+    ``site_known``, also as a device that knows its site and capture time answers (:func:`site_known_answers`)."""
     run = load_run(run_dir)
     card = ModelCard.model_validate(run.card)
     remap = np.array([card.classes.index(c) for c in data.classes])
     labels = remap[data.labels]
     x = _prepare(data.images, card, bayer_patterns(data), mask)
     prob, dist = _infer(run, x)
-    pred = prob.argmax(1)
-    report = classification_report(labels, pred, list(card.classes))
     threshold = card.metric_head.unknown_threshold if threshold is None else threshold
-    cloudy, clear = (card.classes.index(c) for c in DANGEROUS)
+    out = _scores(labels, prob.argmax(1), dist, threshold, list(card.classes))
+    if site_known:
+        pred, modelled = site_known_answers(prob, data, list(card.classes))
+        known = _scores(labels, pred, dist[modelled], threshold, list(card.classes))
+        out["site_known"] = {k: known[k] for k in ("accuracy", "macro_f1", "cloudy_called_clear", "unrecognised_rate")}
+        out["site_known"]["confusion_matrix"] = known["confusion_matrix"]
+    return out
+
+
+def site_known_answers(prob: np.ndarray, data: Loaded, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(class per frame, which frames reached the model) as the edge answers with ``site_location`` set: a frame
+    whose sun (the simulator's) is above the default ``day_sun_alt_deg`` is ``day`` before any model; on the others
+    the model's ``day`` is taken out (:func:`skyedge.daylight.without_day`)."""
+    if "sun_alt_deg" in data.meta:
+        sun = np.asarray(data.meta["sun_alt_deg"], dtype=np.float64)
+    elif DAY in data.classes:  # the simulator records the sun of every frame that has one (daylight, twilight)
+        raise ValueError("evaluate --site-known: the data set records no sun altitude per frame (meta 'sun_alt_deg')")
+    else:
+        sun = np.full(len(data), np.nan)  # night skies only: no frame was given a sun
+    day = np.nan_to_num(sun, nan=-90.0) > DAY_SUN_ALT_DEG
+    if DAY not in classes:
+        return prob.argmax(1), ~day
+    d = classes.index(DAY)
+    pred = without_day(prob, ~day, d).argmax(1)
+    pred[day] = d
+    return pred, ~day
+
+
+def _scores(labels: np.ndarray, pred: np.ndarray, dist: np.ndarray, threshold: float | None, classes: list[str]) -> dict:
+    report = classification_report(labels, pred, classes)
+    cloudy, clear = (classes.index(c) for c in DANGEROUS)
     truly_cloudy = labels == cloudy
     return {
         "items": int(len(labels)),
         "accuracy": report["accuracy"],
         "macro_f1": report["macro_f1"],
         "cloudy_called_clear": float((pred[truly_cloudy] == clear).mean()) if truly_cloudy.any() else 0.0,
-        "unrecognised_rate": float((dist > threshold).mean()) if threshold else 0.0,
+        "unrecognised_rate": float((dist > threshold).mean()) if threshold and len(dist) else 0.0,
         "confusion_matrix": report["confusion_matrix"],
-        "classes": list(card.classes),
+        "classes": classes,
     }
 
 
@@ -137,10 +175,18 @@ def evaluate_invalid(run_dir: str | Path, profile: str, n: int, seed: int) -> di
 
 
 def evaluate_profiles(
-    run_dir: str | Path, profiles: list[str], n: int, seed: int, root: Path, invalid: int = 0, masks: bool = False
+    run_dir: str | Path,
+    profiles: list[str],
+    n: int,
+    seed: int,
+    root: Path,
+    invalid: int = 0,
+    masks: bool = False,
+    site_known: bool = False,
 ) -> dict:
     """Per profile scores, plus the run's own held-out test score for comparison; with ``masks``, also through
-    the mask each camera's site would draw (:func:`site_mask`)."""
+    the mask each camera's site would draw (:func:`site_mask`); with ``site_known``, also as a device that knows
+    its site answers (the sun decides day)."""
     run = load_run(run_dir)
     card = ModelCard.model_validate(run.card)
     own = run.metrics.get("test") or run.metrics.get("val") or {}
@@ -148,7 +194,7 @@ def evaluate_profiles(
     classes = list(card.classes) if DAY in card.classes else None
     for profile in profiles:
         data = simulated_profile(profile, n, seed, root, classes)
-        out["profiles"][profile] = evaluate_frames(run_dir, data)
+        out["profiles"][profile] = evaluate_frames(run_dir, data, site_known=site_known)
         if masks:
             masked = evaluate_frames(run_dir, data, mask=site_mask(profile))
             out["profiles"][profile]["with_site_mask"] = {
@@ -161,6 +207,8 @@ def evaluate_profiles(
     out["unseen_cloudy_called_clear"] = (
         float(np.mean([p["cloudy_called_clear"] for p in out["profiles"].values()])) if scores else None
     )
+    if site_known and scores:
+        out["unseen_mean_accuracy_site_known"] = float(np.mean([p["site_known"]["accuracy"] for p in out["profiles"].values()]))
     return out
 
 
@@ -172,10 +220,14 @@ def print_table(result: dict) -> None:
     console = Console()
     table = Table(title=f"{result['run']}: own held-out accuracy {result['own_held_out']['accuracy']}")
     masked = any("with_site_mask" in r for r in result["profiles"].values())
+    known = any("site_known" in r for r in result["profiles"].values())
     for col in ("profile", "frames", "accuracy", "macro-F1", "cloudy->clear", "unrecognised"):
         table.add_column(col, justify="right")
     if masked:
         table.add_column("accuracy, site mask", justify="right")
+    if known:
+        table.add_column("accuracy, site known", justify="right")
+        table.add_column("cloudy->clear, site known", justify="right")
     for name, r in result["profiles"].items():
         row = [
             name,
@@ -187,6 +239,8 @@ def print_table(result: dict) -> None:
         ]
         if masked:
             row.append(f"{r['with_site_mask']['accuracy']:.3f}")
+        if known:
+            row += [f"{r['site_known']['accuracy']:.3f}", f"{100 * r['site_known']['cloudy_called_clear']:.1f}%"]
         table.add_row(*row)
     console.print(table)
     invalid = {name: r["invalid"] for name, r in result["profiles"].items() if "invalid" in r}

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from skyedge.daylight import without_day
 from skyedge.edge.allsky.cloud_map import CloudMapper, with_stars
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
@@ -269,11 +270,8 @@ class FrameTask:
         night = np.array([it.site is not None and it.site.night_known for it in items])
         if not night.any():
             return probabilities, set()
-        p = probabilities.copy()
-        overruled = {id(items[i]) for i in np.flatnonzero(night & (p.argmax(axis=1) == self.day_index))}
-        p[night, self.day_index] = 0.0
-        p[night] /= np.clip(p[night].sum(axis=1, keepdims=True), 1e-12, None)
-        return p, overruled
+        overruled = {id(items[i]) for i in np.flatnonzero(night & (probabilities.argmax(axis=1) == self.day_index))}
+        return without_day(probabilities, night, self.day_index), overruled
 
 
 def _star_watch(section, ephemeris, on_geometry):
