@@ -11,7 +11,9 @@ cloud map. Scored against the labels the polygons and the ephemeris give (skyedg
 * safe rate per truth class (safe = clear or moon, as a safety policy with those safe classes would count);
 * exact accuracy per class (partly cloudy counts as cloudy), night frames called day, unrecognised rate;
 * cloud cover against the polygons (mean absolute error in points) and per-sector clear/cloudy accuracy
-  (sector truth from the polygons on the same geometry, both at 0.5);
+  (sector truth from the polygons on the same geometry, both at 0.5). The edge counts the whole lens circle (no
+  site mask here), obstructions and unannotated sky included, while the polygons' truth covers only what they
+  annotate: docs/scripts/real_cloud_map.py also counts the map over the annotated sky alone;
 * with ``--adapt``: `skyedge adapt` with k labelled frames per class from the other half's nights, then the
   same scores (3 draws per k).
 
@@ -75,6 +77,12 @@ def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precisi
         for m in read_jsonl(work / "results.jsonl")
         if m["topic"].endswith("/classification")
     }
+
+
+def annotated_region(package: Path, frame) -> np.ndarray:
+    """The model input's pixels (H, W) the polygons say anything about (sky or cloud): where the truth is defined,
+    and so where a map is fairly counted against it (what a site mask leaves the edge to count)."""
+    return prepare_cloud_truth(cloud_truth(frame), read_card(package).preprocess)[1] > 0.5
 
 
 def sector_truth(package: Path, frame, mapper: CloudMapper | None = None) -> tuple[float, list]:

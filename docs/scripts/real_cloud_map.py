@@ -9,7 +9,9 @@ frames). Frames of the nights the recipe never trained on (fraction 0.5, seed 0)
 a geometry and limits: the model's map on the stars' geometry (as the edge's cloud map follows a solved
 geometry), the polygons reduced on the same geometry as the map (``real_allsky.sector_truth``), and:
 
-* ``cloud_cover`` mean absolute error in points, per source (model, stars, both at each ``--model-weights``);
+* ``cloud_cover`` mean absolute error in points, per source (model, stars, both at each ``--model-weights``); the
+  model's map is counted over the sky the polygons annotate, as the truth is (``model-lens``: over the whole lens
+  circle, obstructions and unannotated sky included, as the edge counts without a site mask);
 * per-sector clear/cloudy agreement (both at 0.5), per source, over the sectors each source decides;
 * clear and overcast frames swapped (cover >= 95 on a clear frame, <= 5 on a cloudy one).
 
@@ -39,7 +41,7 @@ from skyedge.stars.watch import StarWatch
 from skyedge.training.data.labelme import labelled_frames
 
 sys.path.insert(0, str(Path(__file__).parent))
-from real_allsky import sector_truth
+from real_allsky import annotated_region, sector_truth
 
 
 def stars_only(report, vis):
@@ -88,12 +90,16 @@ def main(argv=None) -> int:
         x, valid = prepare_frame_and_sky(r.frame.image, card.preprocess, mask=mask)
         out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {card.input("image").name: x[None]}), strict=True))
         cloud_map = out[names["cloud_map"]][0]
-        model = mapper.report(cloud_map, shape, valid)
+        # The map counted over the sky the polygons annotate, as the truth is (a site's mask would leave out the
+        # mast, buildings and mountains at the horizon likewise); "model-lens" counts the whole lens circle.
+        model = mapper.report(cloud_map, shape, valid & annotated_region(args.package, r.frame))
+        lens = mapper.report(cloud_map, shape, valid)
         truth_cover, truth_sectors = sector_truth(args.package, r.frame, mapper)
         both = {w: with_stars(model, vis, w) for w in args.model_weights}
         star_sectors, star_cover = stars_only(model, vis)
         scored += 1
-        sources = [("model", model.sectors, model.cloud_cover), ("stars", star_sectors, star_cover)]
+        sources = [("model", model.sectors, model.cloud_cover), ("model-lens", lens.sectors, lens.cloud_cover)]
+        sources += [("stars", star_sectors, star_cover)]
         sources += [(f"both(w={w:g})", b.sectors, b.cloud_cover) for w, b in both.items()]
         for source, sectors, cover in sources:
             if cover is not None:
