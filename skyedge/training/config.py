@@ -157,6 +157,11 @@ class FrameModel(Schema):
         description="efficientnet_lite0: a cloud-map head (per-cell cloud probability, stride 16) in the same graph, "
         "trained on per-pixel truth (simulator opacity, LabelMe cloud polygons)",
     )
+    cloud_context: bool = Field(
+        default=False,
+        description="cloud_map: every cell also sees the frame's pooled features (whether the whole sky is hazy), "
+        "not only its own neighbourhood",
+    )
     cloud_weight: Positive = Field(default=1.0, description="the cloud map's loss weight beside the classifier's")
     embedding_dim: Annotated[int, Field(ge=2, le=4096)] = 16
     loss: Literal["cross_entropy", "triplet", "arcface"] = "triplet"
@@ -173,6 +178,8 @@ class FrameModel(Schema):
             raise ValueError(
                 "classifier 'softmax' uses the cross-entropy head; with a metric loss use mahalanobis or ridge"
             )
+        if self.cloud_context and not self.cloud_map:
+            raise ValueError("frame_model.cloud_context needs frame_model.cloud_map: true")
         return self
 
 

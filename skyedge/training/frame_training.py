@@ -203,6 +203,8 @@ def train_frame(
     }
     if m.backbone in SPATIAL_BACKBONES:
         model_args.update(pretrained=m.pretrained and parent is None, frozen_stages=m.frozen_stages, cloud_map=m.cloud_map)
+        if m.cloud_context:
+            model_args["cloud_context"] = True
     model = FrameEmbedder(**model_args)
     truth_all = prepare_truths(train, spec) if m.cloud_map else None
     truth_tr = truth_all[tr_idx] if truth_all is not None else None
