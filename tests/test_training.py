@@ -132,3 +132,20 @@ def test_archive_seeing_repeats_the_first_epochs_seeing_only_where_marked():
     assert np.allclose(archived[~marked].numpy(), plain[~marked].numpy())
     assert not np.allclose(plain[marked].numpy(), archived[marked].numpy())
     assert np.allclose(archived[..., 1].numpy(), plain[..., 1].numpy())  # the other conditions untouched
+
+
+def test_the_open_set_threshold_never_rejects_what_the_training_frames_themselves_reach():
+    """Unseen cameras set the threshold where they sit further out than the training frames; where they sit closer
+    (varied real frames widened the covariance), the training frames' own quantile is the floor."""
+    from skyedge.training.frame_training import open_set_threshold
+
+    rng = np.random.default_rng(0)
+    train = rng.chisquare(8, 5000) ** 0.5
+    far, near = train * 1.5, train * 0.6
+    t_far, src_far = open_set_threshold(train, far, 0.99)
+    t_near, src_near = open_set_threshold(train, near, 0.99)
+    t_train, _ = open_set_threshold(train, None, 0.99)
+    assert t_far == pytest.approx(np.quantile(far, 0.99)) and src_far.startswith("held-out")
+    assert t_near == pytest.approx(t_train) == pytest.approx(np.quantile(train, 0.99))
+    assert "above the unseen cameras'" in src_near
+    assert (train > t_near).mean() <= 0.011

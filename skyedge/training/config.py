@@ -109,7 +109,8 @@ class DataSection(Schema):
     threshold: DataSource | Annotated[list[DataSource], Field(min_length=1)] | None = Field(
         default=None,
         description="frames: held-out frames of cameras the model is not trained on; the open-set threshold is "
-        "set at frame_model.unknown_quantile of their distances (default: of the training frames' distances)",
+        "set at frame_model.unknown_quantile of their distances, never below that quantile of the training frames' "
+        "own (default: of the training frames' distances)",
     )
     val_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.15
 
