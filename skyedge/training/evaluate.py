@@ -95,8 +95,8 @@ def evaluate_frames(
     if site_known:
         pred, modelled = site_known_answers(prob, data, list(card.classes))
         known = _scores(labels, pred, dist[modelled], threshold, list(card.classes))
-        out["site_known"] = {k: known[k] for k in ("accuracy", "macro_f1", "cloudy_called_clear", "unrecognised_rate")}
-        out["site_known"]["confusion_matrix"] = known["confusion_matrix"]
+        keys = ("accuracy", "macro_f1", "cloudy_called_clear", "unrecognised_rate", "confusion_matrix")
+        out["site_known"] = {k: known[k] for k in keys}
     return out
 
 

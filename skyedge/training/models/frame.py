@@ -97,24 +97,17 @@ class CloudHead(nn.Module):
 
     def __init__(self, channels: int, hidden: int = 32, context: int = 0):
         super().__init__()
-        self.local = nn.Conv2d(channels, hidden, 1)
+        self.net = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU6(inplace=True), nn.Conv2d(hidden, 1, 1))
         self.context = nn.Linear(context, hidden) if context else None
-        self.out = nn.Sequential(nn.ReLU6(inplace=True), nn.Conv2d(hidden, 1, 1))
 
     def forward(self, features: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.local(features)
+        local, act, out = self.net
+        h = local(features)
         if self.context is not None:
-            # Read, not trained through: the cloud loss reaches the classifier's pooled features only through the
-            # shared backbone, as without context (trained through, one run lost 5 of 80 real clear skies).
+            # Read, not trained through: the pooled features are the classifier's, and the map's loss reaches them
+            # only through the shared backbone, as without context.
             h = h + self.context(pooled.detach())[:, :, None, None]
-        return torch.sigmoid(self.out(h))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Runs saved before the context option named the two convolutions net.0 and net.2.
-        for old, new in (("net.0.", "local."), ("net.2.", "out.1.")):
-            for key in [k for k in state_dict if k.startswith(prefix + old)]:
-                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        return torch.sigmoid(out(act(h)))
 
 
 class FrameEmbedder(nn.Module):
