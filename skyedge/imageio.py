@@ -48,7 +48,7 @@ def read_frame(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
             return _read_fits(path)
         return _read_raster(path)
     except FileNotFoundError:
-        raise FrameGone(f"{path}: vanished before it could be read") from None
+        raise FrameGone(f"{path}: no such file (or it vanished before it could be read)") from None
 
 
 def _check_size(path: Path, max_pixels: int) -> None:

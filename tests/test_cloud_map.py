@@ -152,3 +152,36 @@ def test_cloudmap_draws_the_map_over_a_frame(tmp_path, camera_frames, capsys):
     plain = frame_package(tmp_path / "plain", size=64)
     assert main(["cloudmap", str(camera_frames[0]), "--model", str(plain), "--out", str(out)]) == 2
     assert "no cloud map" in capsys.readouterr().err
+
+
+def test_cloudmap_follows_the_pipelines_mask_and_names_an_unknown_camera(tmp_path, camera_frames, capsys):
+    """What the deployment masks is not sky in the picture either: sectors it hides are unseen (the edge counts the
+    same way), and a --camera the YAML does not have is refused by name rather than replaced by the first."""
+    import cv2
+    from stub_packages import frame_package
+
+    from skyedge.edge.config import load_edge_config
+    from skyedge.edge.tools.cloud_overlay import write_overlay
+    from skyedge.imageio import read_frame
+
+    package = frame_package(tmp_path / "pkg", size=64, cloud_map=True)
+    h, w = read_frame(camera_frames[0])[0].shape[:2]
+    mask = np.full((h, w), 255, np.uint8)
+    mask[:, w // 2 :] = 0  # the right half is a building
+    cv2.imwrite(str(tmp_path / "mask.png"), mask)
+    source = {"kind": "directory", "path": str(tmp_path), "settle_s": 0}
+    log = {"jsonl": {"path": str(tmp_path / "log.jsonl")}}
+    mask_section = {"preprocess": {"mask": {"image": str(tmp_path / "mask.png")}}}
+    masked = write_config(tmp_path / "masked.yaml", package, source, log, pipeline=mask_section)
+    plain = write_config(tmp_path / "plain.yaml", package, source, log)
+    unseen = {}
+    for name, cfg in (("masked", masked), ("plain", plain)):
+        report = write_overlay(package, camera_frames[0], tmp_path / f"{name}.png", load_edge_config(cfg).pipelines[0])
+        unseen[name] = sum(s is None for s in report.sectors)
+    assert unseen["masked"] >= unseen["plain"] + 8, unseen  # at least one ring's half of the segments
+    args = ["cloudmap", str(camera_frames[0]), "--model", str(package), "--out", str(tmp_path / "x.png")]
+    assert main(args + ["--config", str(masked), "--camera", "allsky"]) == 0
+    assert main(args + ["--config", str(masked), "--camera", "dome"]) == 2
+    assert "--camera dome: no such pipeline" in capsys.readouterr().err
+    assert main(["cloudmap", str(tmp_path / "missing.jpg"), "--model", str(package), "--out", str(tmp_path / "y.png")]) == 2
+    assert "missing.jpg: no such file" in capsys.readouterr().err

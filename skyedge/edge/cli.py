@@ -404,7 +404,7 @@ def register_operator(subparsers) -> None:
     c.add_argument("frame", help="an all-sky frame (FITS, PNG, JPEG, TIFF)")
     c.add_argument("--model", required=True, help="a frame package with a cloud map")
     c.add_argument("--out", required=True, help="PNG to write")
-    c.add_argument("--config", default=None, help="deployment YAML whose pipeline orientation to use")
+    c.add_argument("--config", default=None, help="deployment YAML whose pipeline orientation, mask and Bayer pattern to use")
     c.add_argument("--camera", default=None, help="the pipeline in --config (default: the first)")
     c.set_defaults(func=_cloudmap)
     from skyedge.edge.tools.field_harvest import add_harvest_command  # numpy and the stars load with these
@@ -434,17 +434,6 @@ def _field_inject(args) -> int:
 
 
 def _cloudmap(args) -> int:
-    from pathlib import Path
+    from skyedge.edge.tools.cloud_overlay import cloudmap_command
 
-    from skyedge.edge.tools.cloud_overlay import write_overlay
-
-    orientation = None
-    if args.config:
-        from skyedge.edge.config import load_edge_config
-
-        pipelines = load_edge_config(args.config).pipelines
-        chosen = next((p for p in pipelines if p.camera == args.camera), pipelines[0]) if args.camera else pipelines[0]
-        orientation = chosen.orientation
-    report = write_overlay(Path(args.model), Path(args.frame), Path(args.out), orientation)
-    print(f"cloud cover {report.cloud_cover:.1f}% ({report.geometry} geometry) -> {args.out}")
-    return 0
+    return cloudmap_command(args)

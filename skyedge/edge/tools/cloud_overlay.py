@@ -1,7 +1,8 @@
 """``skyedge cloudmap``: a frame with its cloud map drawn over it, as a PNG (people look at maps, not numbers).
 
 The package's cloud map is computed for the frame exactly as ``skyedge run`` does (the core's preprocessing,
-ONNX Runtime, the same geometry: the deployment pipeline's ``orientation`` when given, else the default),
+ONNX Runtime, the same geometry: the deployment pipeline's ``orientation`` when given, else the default; its
+mask and the package's, so masked sky does not count),
 and drawn: cloudy map points shaded red in proportion to their cloud probability, the sector rings and
 segments, and each visible sector's cloud fraction; the title says the cloud cover and the geometry.
 """
@@ -16,13 +17,17 @@ import numpy as np
 from skyedge.edge.allsky.cloud_map import RING_EDGES_DEG, SEGMENTS, CloudMapper, CloudReport
 from skyedge.edge.package import open_package
 from skyedge.imageio import read_frame
+from skyedge.masks import card_mask, combined
 from skyedge.model_card import read_card
 from skyedge.precisions import ort_session
 from skyedge.preprocess import apply_stretch, prepare_frame_and_sky
 
 
-def cloud_report(package: Path, image: np.ndarray, orientation=None) -> tuple[CloudReport, np.ndarray]:
-    """(the frame's cloud report, the model's raw map) from the package's FP32 graph."""
+def cloud_report(
+    package: Path, image: np.ndarray, orientation=None, mask: np.ndarray | None = None, bayer: str | None = None
+) -> tuple[CloudReport, np.ndarray]:
+    """(the frame's cloud report, the model's raw map) from the package's FP32 graph; ``mask``: the pipeline's
+    sky pixels (True = sky), combined with the package's own mask as the edge combines them."""
     card = read_card(package)
     cloud = next((t for t in card.outputs if t.role == "cloud_map"), None)
     if cloud is None:
@@ -30,7 +35,9 @@ def cloud_report(package: Path, image: np.ndarray, orientation=None) -> tuple[Cl
 
         raise SkyedgeError(f"--model {package}: this model has no cloud map (train one with frame_model.cloud_map)")
     pkg = open_package(package, "fp32", "onnxruntime")
-    x, sky = prepare_frame_and_sky(image, card.preprocess)
+    model_mask = card_mask(card, package)
+    mask = combined(mask, model_mask.array(image.shape[:2]) if model_mask else None)
+    x, sky = prepare_frame_and_sky(image, card.preprocess, bayer=bayer, mask=mask)
     session = ort_session(pkg.onnx_file)
     grid = session.run([cloud.name], {card.input("image").name: x[None]})[0][0]
     return CloudMapper(card.preprocess, orientation).report(grid, image.shape[:2], sky), grid
@@ -96,13 +103,39 @@ def draw(image: np.ndarray, report: CloudReport, preprocess, orientation=None) -
     return out
 
 
-def write_overlay(package: Path, frame: Path, out: Path, orientation=None) -> CloudReport:
-    """Compute the frame's cloud map with the package and write the picture to ``out`` (PNG)."""
+def write_overlay(package: Path, frame: Path, out: Path, pipeline=None) -> CloudReport:
+    """Compute the frame's cloud map with the package and write the picture to ``out`` (PNG); ``pipeline``: the
+    deployment's pipeline section whose orientation, mask and Bayer pattern apply."""
     import cv2
 
+    from skyedge.masks import FrameMask
+
     image = read_frame(frame)[0]
-    report, _ = cloud_report(package, image, orientation)
+    orientation, mask, bayer = None, None, None
+    if pipeline is not None:
+        section = pipeline.preprocess.mask
+        frame_mask = FrameMask(section.image, section.rectangles, key=f"pipelines[{pipeline.camera}].preprocess.mask")
+        orientation, mask, bayer = pipeline.orientation, frame_mask.array(image.shape[:2]), pipeline.preprocess.bayer
+    report, _ = cloud_report(package, image, orientation, mask, bayer)
     picture = draw(image, report, read_card(package).preprocess, orientation)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     return report
+
+
+def cloudmap_command(args) -> int:
+    """``skyedge cloudmap``: the pipeline named by ``--config``/``--camera`` (the first by default), then the picture."""
+    from skyedge.errors import SkyedgeError
+
+    chosen = None
+    if args.config:
+        from skyedge.edge.config import load_edge_config
+
+        pipelines = load_edge_config(args.config).pipelines
+        chosen = next((p for p in pipelines if p.camera == args.camera), None) if args.camera else pipelines[0]
+        if chosen is None:
+            cameras = ", ".join(p.camera for p in pipelines)
+            raise SkyedgeError(f"--camera {args.camera}: no such pipeline in {args.config} (it has {cameras})")
+    report = write_overlay(Path(args.model), Path(args.frame), Path(args.out), chosen)
+    print(f"cloud cover {report.cloud_cover:.1f}% ({report.geometry} geometry) -> {args.out}")
+    return 0
