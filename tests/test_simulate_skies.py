@@ -217,6 +217,25 @@ def test_moon_behind_a_cloud_deck_is_a_broad_glow_without_disc_or_stars():
     assert cfg.deck_probability == 0.0 and np.array_equal(a, b) and "cloud_deck" not in meta
 
 
+def test_horizon_banks_put_a_few_percent_of_cloud_low_and_leave_the_sky_above_clear():
+    """The partly cloudy night a real camera's model called clear: 5-9% cloud, nearly all below 36 deg altitude."""
+    from skyedge.preprocess import NO_SKY
+
+    cfg = linear_cfg(horizon_bank_probability=1.0)
+    geo = geometry(cfg.camera)
+    rng = np.random.default_rng(11)
+    for _ in range(4):
+        _, meta = render_allsky("cloudy", rng, cfg)
+        truth = meta["cloud_truth"]
+        cloudy = (truth != NO_SKY) & (truth >= 125)
+        assert 0.02 <= meta["cloud_fraction"] <= 0.2, meta["cloud_fraction"]
+        assert not (cloudy & (geo.zenith < math.radians(45))).any()  # the sky above 45 deg altitude stays clear
+    # Off by default, and asking for it changes no other class's draw.
+    a, _ = render_allsky("clear", np.random.default_rng(4), linear_cfg())
+    b, _ = render_allsky("clear", np.random.default_rng(4), cfg)
+    assert AllskyConfig().horizon_bank_probability == 0.0 and np.array_equal(a, b)
+
+
 def test_moon_class_brightens_the_whole_sky_with_phase():
     cfg = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0))
     rng = np.random.default_rng(7)

@@ -247,6 +247,14 @@ def _cloud(sky: Sky, strength: float) -> None:
         along = sky.dx * math.cos(a) + sky.dy * math.sin(a)
         rolls = np.sin(2 * math.pi * rng.uniform(2, 5) * along + 2.0 * sky.smooth_noise(0.25, 2))
         noise = 0.75 * noise + 0.25 * rolls
+    threshold = None
+    if strength >= 0.5 and sky.cfg.horizon_bank_probability > 0 and rng.uniform() < sky.cfg.horizon_bank_probability:
+        # Banks on the horizon only (3-15% of the sky): the shapes pushed below ~45 deg altitude, where the
+        # fisheye squeezes them into a thin rim; the rest of the sky stays clear.
+        low = np.clip((np.degrees(sky.zenith) - 45.0) / 30.0, 0.0, 1.0) * (sky.zenith <= math.pi / 2)
+        noise = noise + 3.0 * low.astype(np.float32)
+        coverage = rng.uniform(0.03, 0.15)
+        threshold = np.quantile(noise[sky.mask > 0], 1.0 - coverage)
     moonlit = sky.moon is not None and sky.moon["alt"] > 0
     deck = sky.cfg.deck_probability > 0 and moonlit and strength >= 0.5 and coverage >= 0.6
     if deck and rng.uniform() < sky.cfg.deck_probability:
@@ -257,7 +265,7 @@ def _cloud(sky: Sky, strength: float) -> None:
         sky.cloud_opacity = np.ones_like(sky.cloud_opacity)
         sky.meta.update(cloud_coverage=1.0, cloud_albedo=float(rng.uniform(0.5, 0.9)), cloud_deck=True)
         return
-    threshold = np.quantile(noise, 1.0 - coverage)
+    threshold = np.quantile(noise, 1.0 - coverage) if threshold is None else threshold
     # Thick cloud (the class) lets almost no starlight through; thin patches (a secondary) are translucent.
     thickness = rng.uniform(0.9, 1.0) if strength >= 0.5 else rng.uniform(0.4, 0.9)
     opacity = np.clip((noise - threshold) / rng.uniform(0.05, 0.3), 0.0, 1.0) * thickness
