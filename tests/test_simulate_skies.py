@@ -236,6 +236,31 @@ def test_horizon_banks_put_a_few_percent_of_cloud_low_and_leave_the_sky_above_cl
     assert AllskyConfig().horizon_bank_probability == 0.0 and np.array_equal(a, b)
 
 
+def test_a_dusty_dome_mottles_a_moonlit_sky_and_leaves_a_moonless_one_alone():
+    """Dust on the dome is many soft out-of-focus blobs over the lens circle; lit by the moon it adds light to the
+    sky. Without a moon up it is invisible, and the draw is the clean one."""
+    import cv2
+
+    from skyedge.training.simulate.camera import dust
+
+    clean = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0))
+    geo = geometry(dataclasses.replace(LINEAR, width=256, height=256))
+    specks = dust(geo, np.random.default_rng(0))
+    blobs = cv2.connectedComponents((specks > 0.02).astype(np.uint8))[0] - 1
+    assert blobs >= 20 and specks[geo.in_circle].mean() > 20 * max(specks[~geo.in_circle].mean(), 1e-6)
+    dusty = dataclasses.replace(clean, dust_probability=1.0)
+    sky = geometry(clean.camera).sky
+    for seed in range(3):
+        a, meta_a = render_allsky("moon", np.random.default_rng(seed), clean)
+        b, meta_b = render_allsky("moon", np.random.default_rng(seed), dusty)
+        assert "dust" in meta_b and "dust" not in meta_a
+        assert np.median(b[sky].astype(float)) > 1.01 * np.median(a[sky].astype(float))
+    moonless = dataclasses.replace(clean, moon_up_probability=0.0, crescent_probability=0.0)
+    a, _ = render_allsky("cloudy", np.random.default_rng(5), moonless)
+    b, meta = render_allsky("cloudy", np.random.default_rng(5), dataclasses.replace(moonless, dust_probability=1.0))
+    assert clean.dust_probability == 0.0 and np.array_equal(a, b) and "dust" not in meta
+
+
 def test_moon_class_brightens_the_whole_sky_with_phase():
     cfg = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0))
     rng = np.random.default_rng(7)

@@ -106,6 +106,9 @@ class AllskyConfig:
     # partly cloudy frames called clear had 5-9% cloud, almost all of it that low (docs/results.md). Off by
     # default, which keeps the draws of every earlier data set.
     horizon_bank_probability: float = 0.0
+    # Frames under a moon more than a third lit drawn in this share through a dusty dome: out-of-focus specks lit
+    # by the moon mottle the sky, as on the real development camera's moonlit nights. Off by default.
+    dust_probability: float = 0.0
     crescent_probability: float = 0.15  # clear nights: a thin crescent low in the sky
     dew_probability: float = 0.0  # on top of the camera's own
     sun_alt_deg: float | None = None  # above -18: twilight or daylight light is added

@@ -22,6 +22,7 @@ from skyedge.training.simulate.camera import (
     BAYER_OFFSETS,
     CameraModel,
     dew,
+    dust,
     encode,
     flare,
     geometry,
@@ -213,6 +214,7 @@ def _moonlight(sky: Sky, alt_deg: float, phase_angle_deg: float) -> None:
     # Real all-sky lenses scatter a bright moon over a third of the sky or more.
     glare = rng.uniform(20, 120) / (1.0 + (d / rng.uniform(0.03, 0.2)) ** 2)
     sky.add("moon_sky", sky.sky0 * illumination * glare)
+    sky.moon["light"] = sky.sky0 * (scattered + illumination * glare)  # what lights dust on the dome
     if sky.halo > 0.2 and rng.uniform() < 0.5:
         # The 22-degree halo of ice crystals in cirrus.
         ring = np.exp(-0.5 * ((d * 90 - 22) / 1.5) ** 2)
@@ -403,6 +405,13 @@ def combine(sky: Sky) -> np.ndarray:
     expected *= vignetting_map(geo, sky.rng.uniform(*cam.vignetting))[..., None]
     if cam.flare and sky.moon and sky.moon.get("xy") and sky.moon["illumination"] > 0.3 and not sky.deck:
         expected = flare(expected, geo, sky.moon["xy"], sky.sky0 * 30 * sky.moon["illumination"])
+    lit = sky.moon is not None and "light" in sky.moon and sky.moon["illumination"] > 0.3
+    if lit and sky.cfg.dust_probability > 0 and sky.rng.uniform() < sky.cfg.dust_probability:
+        # The dusty dome lit by the moon: each speck scatters the moonlight reaching it into the lens.
+        light = cv2.GaussianBlur(sky.moon["light"].astype(np.float32), (0, 0), 0.05 * max(geo.radius_px, 1.0))
+        level = sky.rng.uniform(0.5, 2.0)
+        expected += (level * light * dust(geo, sky.rng) * geo.in_circle)[..., None] * np.asarray(SPECTRA["moon"])[None, None, :]
+        sky.meta["dust"] = float(level)
     if sky.rng.uniform() < max(cam.dew_probability, sky.cfg.dew_probability):
         strength = sky.rng.uniform(0.2, 0.7)
         expected = dew(expected, sky.rng, strength)
