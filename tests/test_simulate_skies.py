@@ -245,7 +245,7 @@ def test_a_dusty_dome_mottles_a_moonlit_sky_and_leaves_a_moonless_one_alone():
 
     clean = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0))
     geo = geometry(dataclasses.replace(LINEAR, width=256, height=256))
-    specks = dust(geo, np.random.default_rng(0))
+    specks, _ = dust(geo, np.random.default_rng(0), np.ones(geo.zenith.shape, np.float32))
     blobs = cv2.connectedComponents((specks > 0.02).astype(np.uint8))[0] - 1
     assert blobs >= 20 and specks[geo.in_circle].mean() > 20 * max(specks[~geo.in_circle].mean(), 1e-6)
     dusty = dataclasses.replace(clean, dust_probability=1.0)

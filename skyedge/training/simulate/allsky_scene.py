@@ -29,6 +29,7 @@ from skyedge.training.simulate.camera import (
     to_sensor,
     vignetting_map,
 )
+from skyedge.training.simulate.clouds import cloud
 from skyedge.training.simulate.photometry import airmass, expose, mag_to_electrons, to_adu
 
 if TYPE_CHECKING:
@@ -229,55 +230,6 @@ def _moon(sky: Sky, strength: float) -> None:
     _moonlight(sky, sky.rng.uniform(12, 80), phase_angle)
 
 
-def _cloud(sky: Sky, strength: float) -> None:
-    """Cloud cover of ``strength`` (the class: from a few banks to overcast; as a secondary: a few patches)."""
-    rng = sky.rng
-    if strength >= 0.5 and sky.cfg.cloud_cover is not None:
-        coverage = rng.uniform(*sky.cfg.cloud_cover)
-    elif strength >= 0.5:
-        # The class is any cloud that matters to a dome: overcast, broken, or a few banks over a clear sky.
-        coverage = rng.uniform(0.6, 1.0) if rng.uniform() < 0.6 else rng.uniform(0.08, 0.6)
-    else:
-        coverage = np.clip(strength * rng.uniform(0.6, 1.0), 0.05, 1.0)
-    textured = "cloud_texture" not in sky.cfg.without
-    # The shapes come from smooth noise (banks, holes); the texture within them from finer noise that changes
-    # their thickness and brightness, not their outline.
-    noise = sky.smooth_noise(rng.uniform(0.15, 0.4), octaves=4, persistence=0.55)
-    if textured and rng.uniform() < 0.35:
-        # Streets and rolls along the wind: the shapes stretched along one direction.
-        a = rng.uniform(0, math.pi)
-        along = sky.dx * math.cos(a) + sky.dy * math.sin(a)
-        rolls = np.sin(2 * math.pi * rng.uniform(2, 5) * along + 2.0 * sky.smooth_noise(0.25, 2))
-        noise = 0.75 * noise + 0.25 * rolls
-    threshold = None
-    if strength >= 0.5 and sky.cfg.horizon_bank_probability > 0 and rng.uniform() < sky.cfg.horizon_bank_probability:
-        # Banks on the horizon only (3-15% of the sky): the shapes pushed below ~45 deg altitude, where the
-        # fisheye squeezes them into a thin rim; the rest of the sky stays clear.
-        low = np.clip((np.degrees(sky.zenith) - 45.0) / 30.0, 0.0, 1.0) * (sky.zenith <= math.pi / 2)
-        noise = noise + 3.0 * low.astype(np.float32)
-        coverage = rng.uniform(0.03, 0.15)
-        threshold = np.quantile(noise[sky.mask > 0], 1.0 - coverage)
-    moonlit = sky.moon is not None and sky.moon["alt"] > 0
-    deck = sky.cfg.deck_probability > 0 and moonlit and strength >= 0.5 and coverage >= 0.6
-    if deck and rng.uniform() < sky.cfg.deck_probability:
-        # One deck over the whole sky: opaque, so the moon's disc and every star are gone (combine adds the glow).
-        # Off by default, which keeps the draws of every earlier data set (docs/results.md: with decks a model
-        # lost the real clear skies).
-        sky.deck = True
-        sky.cloud_opacity = np.ones_like(sky.cloud_opacity)
-        sky.meta.update(cloud_coverage=1.0, cloud_albedo=float(rng.uniform(0.5, 0.9)), cloud_deck=True)
-        return
-    threshold = np.quantile(noise, 1.0 - coverage) if threshold is None else threshold
-    # Thick cloud (the class) lets almost no starlight through; thin patches (a secondary) are translucent.
-    thickness = rng.uniform(0.9, 1.0) if strength >= 0.5 else rng.uniform(0.4, 0.9)
-    opacity = np.clip((noise - threshold) / rng.uniform(0.05, 0.3), 0.0, 1.0) * thickness
-    if textured:
-        detail = sky.smooth_noise(rng.uniform(0.04, 0.08), octaves=3, persistence=0.6)
-        opacity = np.clip(opacity * (1.0 + 0.35 * detail * (opacity < 0.95)), 0.0, 1.0)
-    sky.cloud_opacity = np.maximum(sky.cloud_opacity, opacity)
-    sky.meta.update(cloud_coverage=float(coverage), cloud_albedo=float(rng.uniform(0.4, 0.9)))
-
-
 def _twilight(sky: Sky, sun_alt_deg: float) -> None:
     sun_az = sky.rng.uniform(0, 2 * math.pi)
     light = sky_light.twilight(sky.zenith, sky.azimuth, sun_alt_deg, sun_az)
@@ -305,7 +257,7 @@ def _day(sky: Sky) -> float:
     return float(sky.rng.uniform(lo, 0.0) if sky.rng.uniform() < 0.5 else sky.rng.uniform(0.0, hi))
 
 
-PHENOMENA = {"arc": arc, "discrete": discrete, "diffuse": diffuse, "cloudy": _cloud, "moon": _moon}
+PHENOMENA = {"arc": arc, "discrete": discrete, "diffuse": diffuse, "cloudy": cloud, "moon": _moon}
 # A weaker second phenomenon that can accompany each class.
 SECONDARY = {
     "arc": ("diffuse", "cloudy"),
@@ -343,7 +295,7 @@ def scene(label: str, sky: Sky) -> None:
     if label in PHENOMENA and label != "moon":
         PHENOMENA[label](sky, 1.0)
     elif label == DAY and rng.uniform() < 0.5:
-        _cloud(sky, rng.uniform(0.2, 1.0))  # by day any cover, from a few clouds to overcast
+        cloud(sky, rng.uniform(0.2, 1.0))  # by day any cover, from a few clouds to overcast
     sky.meta["secondary"] = ""
     if rng.uniform() < cfg.secondary_probability:
         second = SECONDARY[label][rng.integers(len(SECONDARY[label]))]
@@ -407,11 +359,8 @@ def combine(sky: Sky) -> np.ndarray:
         expected = flare(expected, geo, sky.moon["xy"], sky.sky0 * 30 * sky.moon["illumination"])
     lit = sky.moon is not None and "light" in sky.moon and sky.moon["illumination"] > 0.3
     if lit and sky.cfg.dust_probability > 0 and sky.rng.uniform() < sky.cfg.dust_probability:
-        # The dusty dome lit by the moon: each speck scatters the moonlight reaching it into the lens.
-        light = cv2.GaussianBlur(sky.moon["light"].astype(np.float32), (0, 0), 0.05 * max(geo.radius_px, 1.0))
-        level = sky.rng.uniform(0.5, 2.0)
-        expected += (level * light * dust(geo, sky.rng) * geo.in_circle)[..., None] * np.asarray(SPECTRA["moon"])[None, None, :]
-        sky.meta["dust"] = float(level)
+        added, sky.meta["dust"] = dust(geo, sky.rng, sky.moon["light"])  # a dusty dome lit by the moon
+        expected += added[..., None] * np.asarray(SPECTRA["moon"])[None, None, :]
     if sky.rng.uniform() < max(cam.dew_probability, sky.cfg.dew_probability):
         strength = sky.rng.uniform(0.2, 0.7)
         expected = dew(expected, sky.rng, strength)

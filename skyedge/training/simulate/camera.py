@@ -194,10 +194,11 @@ def dew(expected: np.ndarray, rng: np.random.Generator, strength: float) -> np.n
     return (1 - strength) * expected + strength * blurred
 
 
-def dust(geo: Geometry, rng: np.random.Generator) -> np.ndarray:
-    """Dust and water spots on the dome: each speck, far out of focus, a soft disc (relative brightness, 0 where
-    the dome is clean). Lit by the moon, they mottle the whole sky with overlapping blobs, as a real camera's
-    dusty dome does on moonlit nights (the blobs a model trained on clean domes takes for cloud)."""
+def dust(geo: Geometry, rng: np.random.Generator, light: np.ndarray) -> tuple[np.ndarray, float]:
+    """Dust and water spots on the dome, lit by ``light`` (what reaches them, e.g. the moon's): the light (H, W)
+    they add, and its level. Each speck, far out of focus, is a soft disc; together they mottle the whole sky with
+    overlapping blobs, as a real camera's dusty dome does on moonlit nights (blobs a model may take for cloud)."""
+    level = float(rng.uniform(0.5, 2.0))
     h, w = geo.zenith.shape
     radius = max(geo.radius_px, 1.0)
     cx, cy = geo.centre
@@ -207,7 +208,7 @@ def dust(geo: Geometry, rng: np.random.Generator) -> np.ndarray:
     xs, ys = cx + r * np.cos(a), cy + r * np.sin(a)
     sizes = radius * rng.uniform(0.01, 0.04, n)
     amps = rng.uniform(0.05, 0.3, n)
-    out = np.zeros((h, w), np.float32)
+    specks = np.zeros((h, w), np.float32)
     for x, y, size, amp in zip(xs, ys, sizes, amps, strict=True):
         x0, x1 = max(int(x - 2 * size), 0), min(int(x + 2 * size) + 1, w)
         y0, y1 = max(int(y - 2 * size), 0), min(int(y + 2 * size) + 1, h)
@@ -215,8 +216,10 @@ def dust(geo: Geometry, rng: np.random.Generator) -> np.ndarray:
             continue
         yy, xx = np.mgrid[y0:y1, x0:x1]
         d = np.hypot(xx - x, yy - y) / size
-        out[y0:y1, x0:x1] += amp / (1.0 + np.exp((d - 1.0) * 6.0))  # a disc with a soft edge (bokeh)
-    return out
+        specks[y0:y1, x0:x1] += amp / (1.0 + np.exp((d - 1.0) * 6.0))  # a disc with a soft edge (bokeh)
+    # Each speck scatters the light that reaches its patch of the dome, not the light of its own pixel.
+    reaching = cv2.GaussianBlur(np.asarray(light, np.float32), (0, 0), 0.05 * radius)
+    return level * reaching * specks * geo.in_circle, level
 
 
 def flare(expected: np.ndarray, geo: Geometry, moon_xy: tuple[float, float], brightness: float) -> np.ndarray:
