@@ -101,13 +101,14 @@ class AllskyConfig:
     # after the rank stretch a deck looks like a clear sky without its stars, and models trained with decks
     # called 77 of 80 real clear skies cloudy (docs/results.md). For experiments with a model that sees stars.
     deck_probability: float = 0.0
-    # Cloudy frames drawn in this share as a few banks low on the horizon only (3-15% of the frame, below about
-    # 40 deg altitude), the sky above them clear: the partly cloudy night a dome must not open under. A real camera's
-    # partly cloudy frames called clear had 5-9% cloud, almost all of it that low (docs/results.md). Off by
-    # default, which keeps the draws of every earlier data set.
+    # Cloudy frames drawn in this share as a few banks low on the horizon only (3-15% of the sky, none above 45 deg
+    # altitude), the sky above them clear: the partly cloudy night a dome must not open under. A real camera's
+    # partly cloudy frames called clear had 5-9% cloud, almost all of it low (docs/results.md: tried, not adopted).
+    # Off by default, which keeps the draws of every earlier data set.
     horizon_bank_probability: float = 0.0
-    # Frames under a moon more than a third lit drawn in this share through a dusty dome: out-of-focus specks lit
-    # by the moon mottle the sky, as on the real development camera's moonlit nights. Off by default.
+    # Frames under a moon more than 30% lit drawn in this share through a dusty dome: out-of-focus specks lit by
+    # the moon mottle the sky, as on the real development camera's moonlit nights (docs/results.md: tried, not
+    # adopted). Off by default.
     dust_probability: float = 0.0
     crescent_probability: float = 0.15  # clear nights: a thin crescent low in the sky
     dew_probability: float = 0.0  # on top of the camera's own
