@@ -156,3 +156,31 @@ def test_stars_refine_the_cloud_map_when_asked(tmp_path):
         assert lo - 1e-3 <= both <= hi + 1e-3
         changed += abs(both - model) > 1e-3
     assert changed > 0
+
+
+def test_cloudmap_draws_on_the_geometry_the_stars_saved_as_the_edge_does(tmp_path):
+    """A camera whose orientation its stars solved: ``skyedge cloudmap`` reads the saved geometry as the edge does,
+    so the sectors drawn for checking are the sectors the edge reported, not the default lens circle's."""
+    from stub_packages import frame_package
+
+    from skyedge.edge.config import load_edge_config
+    from skyedge.edge.tools.cloud_overlay import write_overlay
+
+    package = frame_package(tmp_path / "pkg", size=64, cloud_map=True)
+    geometry = tmp_path / "geometry.yaml"
+    save_geometry(CameraGeometry(LENS, SHAPE, _limits(), {"frames": 3}), geometry)
+    incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
+    incoming.mkdir()
+    frame = _frame(incoming / "f0.fits", NIGHT, cloudy="east", seed=4)
+    cfg = write_config(  # the package's own graph, not a script: the edge's map is the model's
+        tmp_path / "e.yaml", package, {"kind": "directory", "path": str(incoming), "settle_s": 0},
+        {"jsonl": {"path": str(log)}}, site_location=LOCATION, batch_size=1, pipeline={"stars": {"geometry": str(geometry), "refine_cloud_map": False}},
+    )
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    (edge,) = messages(log, "classification")
+    pipeline = load_edge_config(cfg).pipelines[0]
+    drawn = write_overlay(package, frame, tmp_path / "map.png", pipeline)
+    assert edge["cloud_map"]["geometry"] == drawn.geometry == "stars"
+    assert edge["cloud_map"]["sectors"] == [None if s is None else round(s, 3) for s in drawn.sectors]
+    default = write_overlay(package, frame, tmp_path / "default.png")
+    assert default.geometry == "default" and list(default.sectors) != list(drawn.sectors)

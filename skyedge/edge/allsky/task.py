@@ -20,6 +20,7 @@ import numpy as np
 
 from skyedge.daylight import without_day
 from skyedge.edge.allsky.cloud_map import CloudMapper, with_stars
+from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry, site_mask
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
 from skyedge.edge.config import StartupError
@@ -131,19 +132,15 @@ class FrameTask:
         self.cloud_name = cloud.name if cloud is not None else None
         self.stars_spec = section.stars
         self.checks = section.checks
-        self.stars, geometry = _star_watch(section, ephemeris, self._geometry_solved)
+        geometry = saved_geometry(section)
+        self.stars = _star_watch(section, ephemeris, geometry, self._geometry_solved)
         # A solved geometry stands in for an orientation the configuration does not give.
-        self.orientation_from = "configured" if section.orientation is not None else None
-        orientation = section.orientation
-        if orientation is None and geometry is not None:
-            orientation, self.orientation_from = _orientation(geometry), "stars"
+        orientation, self.orientation_from = pipeline_orientation(section, geometry)
         self.clouds = CloudMapper(card.preprocess, orientation, self.orientation_from) if cloud is not None else None
         self.site = SiteView(section, ephemeris)
         self.site.orientation = orientation
-        mask = section.preprocess.mask
-        key = f"pipelines[{section.camera}].preprocess.mask"
         try:
-            self.mask = FrameMask(mask.image, mask.rectangles, key=key)
+            self.mask = site_mask(section)
             shape = getattr(section.source, "frame_shape", None)
             if shape:
                 for m in (self.mask, model_mask):  # a mask that cannot fit the configured frames fails at start
@@ -205,7 +202,7 @@ class FrameTask:
         if self.orientation_from == "configured":
             return
         self.orientation_from = "stars"
-        orientation = _orientation(geometry)
+        orientation = orientation_of(geometry)
         self.site.orientation = orientation
         if self.clouds is not None:
             self.clouds = CloudMapper(self.card.preprocess, orientation, "stars")
@@ -274,30 +271,15 @@ class FrameTask:
         return without_day(probabilities, night, self.day_index), overruled
 
 
-def _star_watch(section, ephemeris, on_geometry):
-    """(the pipeline's StarWatch or None, the geometry read from its file or None); errors name the key."""
+def _star_watch(section, ephemeris, geometry, on_geometry):
+    """The pipeline's StarWatch (starting from ``geometry``, the saved one or None), or None without a stars section."""
     spec = section.stars
     if spec is None or ephemeris is None:
-        return None, None
-    from skyedge.stars.geometry_file import GeometryFileError, load_geometry
+        return None
     from skyedge.stars.watch import StarWatch
 
-    geometry = None
-    if spec.geometry.exists():
-        try:
-            geometry = load_geometry(spec.geometry)
-        except GeometryFileError as exc:
-            raise StartupError(f"pipelines[{section.camera}].stars.geometry: {exc}") from None
     site = (ephemeris.latitude_deg, ephemeris.longitude_deg, ephemeris.elevation_m)
-    watch = StarWatch(site, geometry, spec.geometry, spec.solve, spec.solve_every_s, spec.star_size_px, on_geometry=on_geometry)
-    return watch, geometry
-
-
-def _orientation(geometry):
-    """The pipeline ``orientation`` a solved geometry stands for."""
-    from skyedge.edge.config import OrientationSection
-
-    return OrientationSection(**geometry.lens.orientation(geometry.frame_shape))
+    return StarWatch(site, geometry, spec.geometry, spec.solve, spec.solve_every_s, spec.star_size_px, on_geometry=on_geometry)
 
 
 def _gated(item: FrameItem) -> Decision:

@@ -1,8 +1,8 @@
 """``skyedge cloudmap``: a frame with its cloud map drawn over it, as a PNG (people look at maps, not numbers).
 
 The package's cloud map is computed for the frame exactly as ``skyedge run`` does (the core's preprocessing,
-ONNX Runtime, the same geometry: the deployment pipeline's ``orientation`` when given, else the default; its
-mask and the package's, so masked sky does not count),
+ONNX Runtime, the same geometry: the deployment pipeline's ``orientation`` when given, else the one its stars
+solved and saved, else the default; its mask and the package's, so masked sky does not count),
 and drawn: cloudy map points shaded red in proportion to their cloud probability, the sector rings and
 segments, and each visible sector's cloud fraction; the title says the cloud cover and the geometry.
 """
@@ -24,10 +24,16 @@ from skyedge.preprocess import apply_stretch, prepare_frame_and_sky
 
 
 def cloud_report(
-    package: Path, image: np.ndarray, orientation=None, mask: np.ndarray | None = None, bayer: str | None = None
+    package: Path,
+    image: np.ndarray,
+    orientation=None,
+    mask: np.ndarray | None = None,
+    bayer: str | None = None,
+    geometry: str | None = None,
 ) -> tuple[CloudReport, np.ndarray]:
     """(the frame's cloud report, the model's raw map) from the package's FP32 graph; ``mask``: the pipeline's
-    sky pixels (True = sky), combined with the package's own mask as the edge combines them."""
+    sky pixels (True = sky), combined with the package's own mask as the edge combines them; ``geometry``: where
+    ``orientation`` came from, as the report names it."""
     card = read_card(package)
     cloud = next((t for t in card.outputs if t.role == "cloud_map"), None)
     if cloud is None:
@@ -40,7 +46,7 @@ def cloud_report(
     x, sky = prepare_frame_and_sky(image, card.preprocess, bayer=bayer, mask=mask)
     session = ort_session(pkg.onnx_file)
     grid = session.run([cloud.name], {card.input("image").name: x[None]})[0][0]
-    return CloudMapper(card.preprocess, orientation).report(grid, image.shape[:2], sky), grid
+    return CloudMapper(card.preprocess, orientation, geometry).report(grid, image.shape[:2], sky), grid
 
 
 def _geometry(shape, preprocess, orientation):
@@ -105,18 +111,18 @@ def draw(image: np.ndarray, report: CloudReport, preprocess, orientation=None) -
 
 def write_overlay(package: Path, frame: Path, out: Path, pipeline=None) -> CloudReport:
     """Compute the frame's cloud map with the package and write the picture to ``out`` (PNG); ``pipeline``: the
-    deployment's pipeline section whose orientation, mask and Bayer pattern apply."""
+    deployment's pipeline section whose orientation (configured, or solved from the stars), mask and Bayer
+    pattern apply."""
     import cv2
 
-    from skyedge.masks import FrameMask
+    from skyedge.edge.allsky.pipeline_geometry import pipeline_orientation, saved_geometry, site_mask
 
     image = read_frame(frame)[0]
-    orientation, mask, bayer = None, None, None
+    orientation, source, mask, bayer = None, None, None, None
     if pipeline is not None:
-        section = pipeline.preprocess.mask
-        frame_mask = FrameMask(section.image, section.rectangles, key=f"pipelines[{pipeline.camera}].preprocess.mask")
-        orientation, mask, bayer = pipeline.orientation, frame_mask.array(image.shape[:2]), pipeline.preprocess.bayer
-    report, _ = cloud_report(package, image, orientation, mask, bayer)
+        orientation, source = pipeline_orientation(pipeline, saved_geometry(pipeline))
+        mask, bayer = site_mask(pipeline).array(image.shape[:2]), pipeline.preprocess.bayer
+    report, _ = cloud_report(package, image, orientation, mask, bayer, source)
     picture = draw(image, report, read_card(package).preprocess, orientation)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))

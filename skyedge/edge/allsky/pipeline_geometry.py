@@ -1,0 +1,46 @@
+"""Where an all-sky pipeline's sky is in its frames: its orientation (configured, or solved from the stars and saved
+beside the configuration) and its site mask. The edge's frame task and ``skyedge cloudmap`` both read them from
+here, so a map drawn by hand for checking is the map the edge reports.
+"""
+
+from __future__ import annotations
+
+from skyedge.edge.config import StartupError
+from skyedge.masks import FrameMask
+
+
+def saved_geometry(section):
+    """The geometry the pipeline's ``stars`` section saved from the sky, or None (no such section, or not solved
+    yet); a file that cannot be read is an error naming the key."""
+    spec = section.stars
+    if spec is None or not spec.geometry.exists():
+        return None
+    from skyedge.stars.geometry_file import GeometryFileError, load_geometry
+
+    try:
+        return load_geometry(spec.geometry)
+    except GeometryFileError as exc:
+        raise StartupError(f"pipelines[{section.camera}].stars.geometry: {exc}") from None
+
+
+def orientation_of(geometry):
+    """The pipeline ``orientation`` a solved geometry stands for."""
+    from skyedge.edge.config import OrientationSection
+
+    return OrientationSection(**geometry.lens.orientation(geometry.frame_shape))
+
+
+def pipeline_orientation(section, geometry) -> tuple[object | None, str | None]:
+    """(orientation, where it came from: 'configured', 'stars' or None): the configuration's when it gives one, else
+    the one the stars solved (``geometry``), else none (the lens circle's default)."""
+    if section.orientation is not None:
+        return section.orientation, "configured"
+    if geometry is not None:
+        return orientation_of(geometry), "stars"
+    return None, None
+
+
+def site_mask(section) -> FrameMask:
+    """The pipeline's ``preprocess.mask`` (what is not sky at this site); a bad mask is an error naming the key."""
+    mask = section.preprocess.mask
+    return FrameMask(mask.image, mask.rectangles, key=f"pipelines[{section.camera}].preprocess.mask")
