@@ -133,3 +133,16 @@ def test_real_hits_cubes_read_with_a_measured_sky_that_changes():
         assert np.all(np.diff(seq.conditions["mjd"]) >= 0)
         # DECam g-band sky: a few hundred to a few thousand electrons per 86 s pixel.
         assert 100 < np.median(seq.conditions["sky"]) < 5000
+
+
+@pytest.mark.skipif(not HITS.is_dir(), reason="real HiTS stamps are kept outside the repository (realdata/transients/hits)")
+def test_real_hits_transparency_is_measured_on_the_objects_observed_together():
+    """HiTS gives no zero points; the objects observed within minutes of each other all dimmed 0.3-0.5 mag on the
+    run's cloudy night (epochs 13-15 of the 24-epoch cubes), which the ensemble must find."""
+    from skyedge.training.data.survey_epochs import read_survey_stamps
+
+    sequences = [s for s in read_survey_stamps([HITS], zero_point=31.5) if len(s.stamps) == 24]
+    measured = [s for s in sequences if s.zero_point_offset is not None]
+    assert len(measured) >= 0.9 * len(sequences)
+    offsets = np.median(np.stack([s.zero_point_offset for s in measured]), axis=0)
+    assert offsets[13:16].max() < -0.2 and np.abs(np.median(offsets)) < 0.1

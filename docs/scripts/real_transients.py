@@ -5,8 +5,10 @@
 DIR holds real stamp sequences in one of the forms skyedge reads (``--form``: ``cubes``, FITS cubes with an
 epoch table, the HiTS form; ``epoch_files``, a folder per object of per-epoch FITS, science or triplets;
 ``ztf_alerts``, Avro alert packets), all of one true class (``--label``, SN by default); stamps larger than the
-model's are cut about the centre. Prints, per assumed zero point, the share called that class after 3, 6, 12 and all
-epochs (the papers' early-classification numbers) and the answers at the last epoch; ``--json`` writes them.
+model's are cut about the centre. Where the archive gives no zero points, each epoch's transparency is measured on
+the other objects observed within minutes of it (``--no-transparency`` assumes every epoch equally clear). Prints,
+per assumed zero point, the share called that class after 3, 6, 12 and all epochs (the papers' early-classification
+numbers) and the answers at the last epoch; ``--json`` writes them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def classify(package: Path, sequences, zero_point: float) -> list[np.ndarray]:
     for seq in sequences:
         raw = dict(seq.conditions)
         if not seq.sources["zero_point"].startswith(("table", "header", "alert")):
-            raw["zero_point"] = np.full(len(seq.stamps), zero_point)
+            # The assumed zero point, and each epoch's transparency where the other objects measured it.
+            offset = seq.zero_point_offset if seq.zero_point_offset is not None else 0.0
+            raw["zero_point"] = np.full(len(seq.stamps), zero_point) + offset
         x, c = prepare_sequence(seq.stamps, raw, card.sequence)
         feeds = {
             i.name: (x[None] if role == "stamps" else c[None]) for i, role in zip(session.get_inputs(), roles, strict=True)
@@ -67,8 +71,17 @@ def main() -> None:
     parser.add_argument("--form", default="cubes", choices=["cubes", "epoch_files", "ztf_alerts"])
     parser.add_argument("--zero-points", default="30.5,31.5,32.5", help="assumed zero points (mag for 1 electron)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--no-transparency", action="store_true",
+        help="assume every epoch equally clear (do not measure it on the other objects observed at the same time)",
+    )
     args = parser.parse_args()
-    sequences = read_survey_stamps([args.cubes], args.form, stamp_size=read_card(args.package).sequence.stamp_size)
+    size = read_card(args.package).sequence.stamp_size
+    sequences = read_survey_stamps([args.cubes], args.form, stamp_size=size, transparency=not args.no_transparency)
+    for seq in sequences:
+        if seq.zero_point_offset is not None:
+            print(f"{seq.name}: zero point {seq.sources['zero_point']}; "
+                  f"{seq.zero_point_offset.min():+.2f} to {seq.zero_point_offset.max():+.2f} mag")
     rows = recall_table(args.package, sequences, args.label, [float(z) for z in args.zero_points.split(",")])
     for row in rows:
         early = " ".join(f"{k}:{row[f'recall_{k}']:.2f}" for k in EARLY)

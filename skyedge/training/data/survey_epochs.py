@@ -38,6 +38,7 @@ ALIASES = {
     "zero_point": ("MAGZP", "ZP", "ZERO_POINT", "MAGZPSCI"),
 }
 DEFAULTS = {"exptime": 1.0, "airmass": 1.0, "fwhm": 3.5}
+ASSUMED_ZERO_POINTS = ("given", "unknown")  # sources of a zero point the archive did not give
 MAD_TO_SIGMA = 1.4826
 SKY_SEEN_SIGMAS = 3.0  # a border median this many noise sigmas above zero is a sky, not a subtracted background
 
@@ -54,6 +55,9 @@ class StampSequence:
     reference: np.ndarray | None = None  # a triplet's reference (template) stamps, same unit and epochs
     difference: np.ndarray | None = None  # a triplet's difference stamps
     files: list[Path] = field(default_factory=list)  # every file read, for the data hash
+    # Per-epoch transparency (mag, added to an assumed zero point) measured on the other objects read with it
+    # (:mod:`~skyedge.training.data.ensemble_photometry`); None where the archive gave zero points or none was measured.
+    zero_point_offset: np.ndarray | None = None
 
 
 def archive_files(paths, in_folder, what: str) -> list[Path]:
@@ -182,20 +186,30 @@ def epoch_sequence(
     )
 
 
-def read_survey_stamps(paths, form: str = "cubes", zero_point: float | None = None, stamp_size: int | None = None):
+def read_survey_stamps(
+    paths, form: str = "cubes", zero_point: float | None = None, stamp_size: int | None = None, transparency: bool = True
+):
     """Every object among ``paths`` in one of the forms: ``cubes`` (FITS cubes with an epoch table),
     ``epoch_files`` (a folder per object of per-epoch FITS files, science only or triplets), ``ztf_alerts``
-    (Avro alert packets); stamps cut to ``stamp_size`` about the centre when given."""
+    (Avro alert packets); stamps cut to ``stamp_size`` about the centre when given. Where the archive gives no
+    zero points, each epoch's transparency is measured on the other objects observed with it (``transparency``;
+    :func:`~skyedge.training.data.ensemble_photometry.ensemble_zero_points`)."""
     if form == "cubes":
         from skyedge.training.data.stamp_cubes import read_stamp_cubes
 
-        return read_stamp_cubes(paths, zero_point, stamp_size)
-    if form == "epoch_files":
+        sequences = read_stamp_cubes(paths, zero_point, stamp_size)
+    elif form == "epoch_files":
         from skyedge.training.data.stamp_files import read_epoch_folders
 
-        return read_epoch_folders(paths, zero_point, stamp_size)
-    if form == "ztf_alerts":
+        sequences = read_epoch_folders(paths, zero_point, stamp_size)
+    elif form == "ztf_alerts":
         from skyedge.training.data.ztf_alerts import read_ztf_alerts
 
-        return read_ztf_alerts(paths, zero_point, stamp_size)
-    raise ValueError(f"unknown stamp form {form!r}: cubes, epoch_files or ztf_alerts")
+        sequences = read_ztf_alerts(paths, zero_point, stamp_size)
+    else:
+        raise ValueError(f"unknown stamp form {form!r}: cubes, epoch_files or ztf_alerts")
+    if transparency:
+        from skyedge.training.data.ensemble_photometry import ensemble_zero_points
+
+        ensemble_zero_points(sequences)
+    return sequences
