@@ -4,8 +4,10 @@
 
 Per epoch (the cubes' epochs in time order), the median over objects of: MJD, airmass and the sky measured on the
 stamps' borders (electrons; the archive's sky repeats the first epoch's). Seeing: the archive gives only the first
-epoch's, so every epoch gets the objects' median. Zero point: the given one at airmass 1, less 0.15 mag per airmass
-(DECam g), since the archive gives none. Exposure: the table's.
+epoch's, so every epoch gets the objects' median. Zero point: the archive gives none, so the given one at airmass 1
+plus each epoch's transparency measured on the objects observed together (the median of their offsets, which carry
+the airmass's extinction and the clouds'; skyedge/training/data/ensemble_photometry.py), or, where none was
+measured, less 0.15 mag per airmass (DECam g). Exposure: the table's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.training.data.stamp_cubes import read_stamp_cubes
+from skyedge.training.data.survey_epochs import read_survey_stamps
 from skyedge.training.simulate.obslog import write_log_csv
 
 EXTINCTION = 0.15  # mag per airmass, g band
@@ -27,6 +29,11 @@ def survey_log(sequences, zero_point: float) -> dict[str, np.ndarray]:
     log = {k: np.median(v, axis=0) for k, v in stack.items()}
     log["fwhm"] = np.full_like(log["mjd"], float(np.median(stack["fwhm"])))
     log["zero_point"] = zero_point - EXTINCTION * (log["airmass"] - 1.0)
+    offsets = [s.zero_point_offset for s in sequences if s.zero_point_offset is not None]
+    if offsets:
+        # Relative to the objects' median epoch, which sits near the log's median airmass.
+        measured = np.median(np.stack(offsets), axis=0)
+        log["zero_point"] = zero_point - EXTINCTION * (np.median(log["airmass"]) - 1.0) + measured
     return log
 
 
@@ -36,7 +43,10 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--zero-point", type=float, default=31.5, help="mag for one electron at airmass 1")
     args = parser.parse_args()
-    sequences = read_stamp_cubes([args.cubes])
+    sequences = read_survey_stamps([args.cubes])
+    # Objects with blank epochs left out (HiTS40SN) do not line up epoch by epoch with the rest.
+    lengths = [len(s.stamps) for s in sequences]
+    sequences = [s for s in sequences if len(s.stamps) == max(set(lengths), key=lengths.count)]
     log = survey_log(sequences, args.zero_point)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_log_csv(log, args.out)
