@@ -19,6 +19,7 @@ from skyedge.training.data.survey_epochs import ASSUMED_ZERO_POINTS, StampSequen
 WINDOW_MINUTES = 30.0  # epochs this close in time share a sky
 MIN_OBJECTS = 3  # fewer companions than this: the median is one object's light curve, not the sky
 MIN_SNR = 15.0  # a companion's median flux in its aperture, in noise units: fainter ones are too noisy to use
+MAX_COMPANIONS = 200  # the median of this many is the sky's to a percent; more only costs time in a large archive
 
 
 def relative_flux(seq: StampSequence) -> tuple[np.ndarray, float]:
@@ -42,29 +43,37 @@ def ensemble_zero_points(sequences: list[StampSequence], window_minutes: float =
     cloud) from the other sequences' relative fluxes, where the archive gave no zero points; returns how many
     sequences had at least one epoch measured. Zero points the archive gives are left as they are."""
     window = window_minutes / 1440.0
-    companions = []
-    for seq in sequences:
+    # Every usable companion epoch in one time-sorted table, so each epoch finds its company by bisection.
+    times, fluxes, owners = [], [], []
+    for k, seq in enumerate(sequences):
         rel, snr = relative_flux(seq)
-        if snr >= MIN_SNR:
-            companions.append((seq, np.asarray(seq.conditions["mjd"], np.float64), rel))
+        ok = np.isfinite(rel) & (rel > 0)
+        if snr >= MIN_SNR and ok.any():
+            times.append(np.asarray(seq.conditions["mjd"], np.float64)[ok])
+            fluxes.append(rel[ok])
+            owners.append(np.full(int(ok.sum()), k))
+    if not times:
+        return 0
+    order = np.argsort(np.concatenate(times), kind="stable")
+    times, fluxes, owners = (np.concatenate(a)[order] for a in (times, fluxes, owners))
     changed = 0
-    for seq in sequences:
+    for k, seq in enumerate(sequences):
         if not seq.sources.get("zero_point", "unknown").startswith(ASSUMED_ZERO_POINTS):
             continue
         mjd = np.asarray(seq.conditions["mjd"], np.float64)
         offset, measured = np.zeros(len(mjd)), np.zeros(len(mjd), bool)
+        lo, hi = np.searchsorted(times, mjd - window), np.searchsorted(times, mjd + window, side="right")
         used = set()
         for i, t in enumerate(mjd):
-            values = []
-            for other, other_mjd, rel in companions:
-                if other is seq:
-                    continue
-                j = int(np.argmin(np.abs(other_mjd - t)))
-                if abs(other_mjd[j] - t) <= window and np.isfinite(rel[j]) and rel[j] > 0:
-                    values.append(rel[j])
-                    used.add(id(other))
-            if len(values) >= MIN_OBJECTS:
-                offset[i], measured[i] = 2.5 * np.log10(np.median(values)), True
+            near = np.arange(lo[i], hi[i])
+            near = near[owners[near] != k]  # never the object itself
+            # Each companion's epoch nearest in time, the nearest MAX_COMPANIONS companions: a bounded median.
+            near = near[np.lexsort((np.abs(times[near] - t), owners[near]))]
+            near = near[np.unique(owners[near], return_index=True)[1]]
+            near = near[np.argsort(np.abs(times[near] - t), kind="stable")[:MAX_COMPANIONS]]
+            if len(near) >= MIN_OBJECTS:
+                offset[i], measured[i] = 2.5 * np.log10(np.median(fluxes[near])), True
+                used.update(owners[near].tolist())
         if measured.any():
             seq.zero_point_offset = offset
             seq.conditions["zero_point"] = seq.conditions["zero_point"] + offset  # NaN (unknown) stays NaN
