@@ -23,7 +23,7 @@ import numpy as np
 from skyedge.model_card import read_card
 from skyedge.precisions import ort_session
 from skyedge.preprocess import prepare_sequence
-from skyedge.training.data.survey_epochs import read_survey_stamps
+from skyedge.training.data.survey_epochs import ASSUMED_ZERO_POINTS, read_survey_stamps
 
 EARLY = (3, 6, 12)
 
@@ -36,7 +36,7 @@ def classify(package: Path, sequences, zero_point: float) -> list[np.ndarray]:
     out = []
     for seq in sequences:
         raw = dict(seq.conditions)
-        if not seq.sources["zero_point"].startswith(("table", "header", "alert")):
+        if seq.sources["zero_point"].startswith(ASSUMED_ZERO_POINTS):
             # The assumed zero point, and each epoch's transparency where the other objects measured it.
             offset = seq.zero_point_offset if seq.zero_point_offset is not None else 0.0
             raw["zero_point"] = np.full(len(seq.stamps), zero_point) + offset
