@@ -185,3 +185,26 @@ def test_cloudmap_follows_the_pipelines_mask_and_names_an_unknown_camera(tmp_pat
     assert "--camera dome: no such pipeline" in capsys.readouterr().err
     assert main(["cloudmap", str(tmp_path / "missing.jpg"), "--model", str(package), "--out", str(tmp_path / "y.png")]) == 2
     assert "missing.jpg: no such file" in capsys.readouterr().err
+
+
+def test_the_real_camera_score_counts_the_truth_over_the_annotated_sky_only(tmp_path):
+    """docs/scripts/real_allsky.py's truth: a frame whose polygons cover only a small patch of the sky, all cloud,
+    is 100% cloudy, half cloud half sky 50%; the sky nobody annotated is neither (it once counted as clear)."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from stub_packages import frame_package
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "docs" / "scripts"))
+    from real_allsky import sector_truth
+
+    package = frame_package(tmp_path / "pkg", size=64, cloud_map=True)
+    sky, cloud = np.zeros((256, 256), bool), np.zeros((256, 256), bool)
+    cloud[96:160, 96:160] = True
+    frame = SimpleNamespace(image=np.zeros((256, 256), np.uint8), sky=sky, cloud=cloud)
+    cover, sectors = sector_truth(package, frame)
+    assert cover == pytest.approx(100.0, abs=0.5)
+    assert sectors[0] == pytest.approx(1.0, abs=0.01) and sum(s is not None for s in sectors) < SECTORS
+    cloud[:, 128:], sky[96:160, 128:160] = False, True
+    assert sector_truth(package, frame)[0] == pytest.approx(50.0, abs=3.0)
