@@ -2,6 +2,7 @@
 together (the map refined by the stars, ``source: both``), against the human cloud polygons.
 
     python docs/scripts/real_cloud_map.py PACKAGE LABELME_DIR OUT [--site 38.607,93.896,4200] [--utc-offset 8]
+        [--precision fp32|int8-cpu|int8]
 
 Every night frame goes, in time order, through one StarWatch as on a device (it starts knowing nothing, solves
 the camera's geometry blind, re-solves when the camera moves, learns its limiting magnitudes from its clear
@@ -59,6 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--site", default="38.607,93.896,4200")
     ap.add_argument("--utc-offset", type=float, default=8.0)
     ap.add_argument("--model-weights", default=f"{MODEL_WEIGHT_STARS:g}", help="the model's weight in expected stars, e.g. 1,2,5")
+    ap.add_argument("--precision", default="fp32", help="the package file to run: fp32, int8-cpu or int8 (TensorRT's form)")
     args = ap.parse_args(argv)
     args.model_weights = [float(w) for w in args.model_weights.split(",")]
     lat, lon, elev = (float(v) for v in args.site.split(","))
@@ -68,7 +70,9 @@ def main(argv=None) -> int:
     frames.sort(key=lambda r: r.captured)
     test = {r.path.stem for r in labelled_frames(args.labelme, site, fmt, args.utc_offset, SimpleNamespace(part="test", fraction=0.5, seed=0))}
     card = read_card(args.package)
-    session = ort_session(args.package / card.files["fp32"])
+    if args.precision not in card.files:
+        raise SystemExit(f"{args.package}: no {args.precision} file (has {', '.join(card.files)})")
+    session = ort_session(args.package / card.files[args.precision])
     names = {t.role: t.name for t in card.outputs}
     model_mask = card_mask(card, args.package)
     eph = Ephemeris(lat, lon, elev)
@@ -119,6 +123,7 @@ def main(argv=None) -> int:
                     hits[source][1] += 1
     result = {
         "package": str(args.package),
+        "precision": args.precision,
         "frames_scored": scored,
         "cover_mae_points": {k: round(float(np.mean(v)), 2) for k, v in errors.items()},
         "cover_frames": {k: len(v) for k, v in errors.items()},

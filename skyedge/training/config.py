@@ -142,6 +142,14 @@ class FramePreprocess(Schema):
     mask: MaskSpec | None = None
 
 
+class CloudRefit(Schema):
+    """The cloud head fitted again after training, alone, on the trained backbone's features of the training frames
+    with truth, every source (camera) and every frame within it counting alike."""
+
+    epochs: Annotated[int, Field(ge=1)] = 40
+    head: Literal["pointwise", "spatial"] = Field(default="spatial", description="the refitted head's kind (cloud_head's)")
+
+
 class FrameModel(Schema):
     backbone: Literal[
         "resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_lite0"
@@ -164,6 +172,16 @@ class FrameModel(Schema):
         "not only its own neighbourhood",
     )
     cloud_weight: Positive = Field(default=1.0, description="the cloud map's loss weight beside the classifier's")
+    cloud_head: Literal["pointwise", "spatial"] = Field(
+        default="pointwise",
+        description="cloud_map: the head trained with the classifier: pointwise (1x1 convolutions, each cell alone) "
+        "or spatial (two 3x3 convolutions: a cell reads its neighbours)",
+    )
+    cloud_refit: CloudRefit | None = Field(
+        default=None,
+        description="cloud_map: after training, a cloud head fitted afresh on the trained backbone's features "
+        "(skyedge/training/cloud_refit.py); null: the head as trained with the classifier",
+    )
     embedding_dim: Annotated[int, Field(ge=2, le=4096)] = 16
     loss: Literal["cross_entropy", "triplet", "arcface"] = "triplet"
     triplet_margin: Positive = 0.2
@@ -181,6 +199,8 @@ class FrameModel(Schema):
             )
         if self.cloud_context and not self.cloud_map:
             raise ValueError("frame_model.cloud_context needs frame_model.cloud_map: true")
+        if (self.cloud_head != "pointwise" or self.cloud_refit) and not self.cloud_map:
+            raise ValueError("frame_model.cloud_head and frame_model.cloud_refit need frame_model.cloud_map: true")
         return self
 
 

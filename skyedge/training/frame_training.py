@@ -205,6 +205,8 @@ def train_frame(
         model_args.update(pretrained=m.pretrained and parent is None, frozen_stages=m.frozen_stages, cloud_map=m.cloud_map)
         if m.cloud_context:
             model_args["cloud_context"] = True
+        if m.cloud_head != "pointwise":
+            model_args["cloud_head"] = m.cloud_head
     model = FrameEmbedder(**model_args)
     truth_all = prepare_truths(train, spec) if m.cloud_map else None
     truth_tr = truth_all[tr_idx] if truth_all is not None else None
@@ -243,6 +245,17 @@ def train_frame(
     history = fit(model, cfg, len(x_tr), step, validate, device, rank, world, params=params, backbone=model.backbone)
     if rank != 0:
         return {}
+    refit = None
+    if m.cloud_map and m.cloud_refit is not None:
+        from skyedge.training.cloud_refit import refit_cloud_head
+
+        once = np.unique(tr_idx)  # the training frames, each once (not as oversampled)
+        source = np.asarray(train.meta.get("source", np.zeros(len(train.labels), dtype=np.int64)))
+        refit = refit_cloud_head(
+            model, x_all[once], truth_all[once], source[once], epochs=m.cloud_refit.epochs, seed=cfg.seed,
+            kind=m.cloud_refit.head, device=device,
+        )
+        model_args["cloud_head"] = m.cloud_refit.head  # what the checkpoint rebuilds
     # Fit the metric classifier on all training embeddings and fold it into the network.
     z_tr = _embed(model, x_tr, device)
     means, chol = fit_gaussian(z_tr, y_tr, k)
@@ -261,6 +274,8 @@ def train_frame(
     )
     log.info("open-set threshold %.3f (quantile %.3f of %s)", threshold, m.unknown_quantile, threshold_from)
     results = {"val": _evaluate_frame(classifier, x_va, y_va, classes, threshold), "threshold_from": threshold_from}
+    if refit is not None:
+        results["cloud_refit"] = refit
     x_te = None
     if test is not None:
         check_classes(test, classes)

@@ -90,24 +90,37 @@ SPATIAL_BACKBONES = ("efficientnet_lite0",)  # the ones with stages a cloud map 
 CLOUD_STAGE = 4  # the stage whose map (stride 16) the cloud head reads
 
 
-class CloudHead(nn.Module):
-    """Per-cell cloud probability from a stride-16 feature map: 1x1 convolutions, a sigmoid; with ``context``, the
-    frame's pooled features shift every cell's hidden layer, so a cell sees what the whole sky looks like (a thin
-    haze over the zenith looks clear to a cell alone)."""
+CLOUD_HEADS = ("pointwise", "spatial")
 
-    def __init__(self, channels: int, hidden: int = 32, context: int = 0):
+
+class CloudHead(nn.Module):
+    """Per-cell cloud probability from a stride-16 feature map, a sigmoid at the end. ``pointwise``: 1x1
+    convolutions, each cell read alone; ``spatial``: two 3x3 convolutions (64 wide), so a cell also reads its
+    neighbours (a cloud's edge, a haze that spans cells). With ``context``, the frame's pooled features shift every
+    cell's first hidden layer, so a cell sees what the whole sky looks like."""
+
+    def __init__(self, channels: int, context: int = 0, kind: str = "pointwise"):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU6(inplace=True), nn.Conv2d(hidden, 1, 1))
+        if kind not in CLOUD_HEADS:
+            raise ValueError(f"unknown cloud head {kind!r}; available: {', '.join(CLOUD_HEADS)}")
+        self.kind, self.channels = kind, channels
+        if kind == "pointwise":
+            hidden = 32
+            layers = [nn.Conv2d(channels, hidden, 1), nn.ReLU6(inplace=True), nn.Conv2d(hidden, 1, 1)]
+        else:
+            hidden = 64
+            layers = [nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU6(inplace=True)]
+            layers += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU6(inplace=True), nn.Conv2d(hidden, 1, 1)]
+        self.net = nn.Sequential(*layers)
         self.context = nn.Linear(context, hidden) if context else None
 
     def forward(self, features: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
-        local, act, out = self.net
-        h = local(features)
+        h = self.net[0](features)
         if self.context is not None:
             # Read, not trained through: the pooled features are the classifier's, and the map's loss reaches them
             # only through the shared backbone, as without context.
             h = h + self.context(pooled.detach())[:, :, None, None]
-        return torch.sigmoid(out(act(h)))
+        return torch.sigmoid(self.net[1:](h))
 
 
 class FrameEmbedder(nn.Module):
@@ -126,6 +139,7 @@ class FrameEmbedder(nn.Module):
         frozen_stages: int = 0,
         cloud_map: bool = False,
         cloud_context: bool = False,
+        cloud_head: str = "pointwise",
     ):
         super().__init__()
         if backbone not in BACKBONES:
@@ -149,7 +163,7 @@ class FrameEmbedder(nn.Module):
         self.normalize = normalize
         self.logits = nn.Linear(embedding_dim, num_classes)
         context = self.backbone.out_features if cloud_context else 0
-        self.cloud = CloudHead(self._cloud_channels(), context=context) if cloud_map else None
+        self.cloud = CloudHead(self._cloud_channels(), context=context, kind=cloud_head) if cloud_map else None
 
     def _freeze(self, stages: int) -> list[nn.Module]:
         """Hold the stem and the first ``stages`` stages at their (ImageNet) weights, BatchNorm statistics too."""

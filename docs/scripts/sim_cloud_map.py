@@ -1,0 +1,81 @@
+"""The cloud map on simulated cameras, against the simulator's own per-pixel opacity truth.
+
+    python docs/scripts/sim_cloud_map.py PACKAGE SHARDS [SHARDS ...]
+
+SHARDS are simulated data folders (``skyedge simulate``, or the folders a recipe or ``skyedge evaluate --data-root``
+simulates), each scored on its own. Each frame goes through the package's FP32 graph as the edge prepares it; the
+truth goes through the same letterboxing, resizing and horizon circle (``prepare_cloud_truth``) and is pooled to
+the map's cells. Reported per folder:
+
+* ``cloud_cover`` mean absolute error in points: the map's mean over the known sky of the model's grid against
+  the truth's, every cell weighted by how much of it is known sky;
+* cells agreeing: cloudy (>= 0.5) or clear in both, over the cells at least half known.
+
+This counts on the model's grid, not on the cloudynight sectors (which need each camera's geometry), so its
+figures sit beside, not on, ``real_cloud_map.py``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from skyedge.model_card import read_card
+from skyedge.precisions import ort_session
+from skyedge.preprocess import prepare_cloud_truth, prepare_frame
+from skyedge.training.data.loaders import load_shards
+
+
+def pooled(truth: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(cloud fraction of the known sky, known share) per map cell from model-grid truth (2, H, W)."""
+    h, w = truth.shape[1:]
+    mh, mw = shape
+    # Cells of the stride-16 map cover ceil(H / mh) pixels; pad to a whole number of cells, as pooling does.
+    ph, pw = -(-h // mh) * mh, -(-w // mw) * mw
+    t = np.zeros((2, ph, pw), np.float64)
+    t[:, :h, :w] = truth
+    cells = t.reshape(2, mh, ph // mh, mw, pw // mw).mean(axis=(2, 4))
+    known = cells[1]
+    return np.where(known > 0, cells[0] / np.maximum(known, 1e-9), 0.0), known
+
+
+def score(package: Path, folder: Path) -> dict:
+    """Cover error and cell agreement of one package's map on one simulated folder."""
+    card = read_card(package)
+    session = ort_session(package / card.files["fp32"])
+    name = next(t.name for t in card.outputs if t.role == "cloud_map")
+    data = load_shards(folder)
+    if data.cloud is None:
+        raise SystemExit(f"{folder}: no cloud truth in these shards")
+    errors, agree, cells = [], 0.0, 0.0
+    for image, truth in zip(data.images, data.cloud, strict=True):
+        if truth is None:
+            continue
+        x = prepare_frame(image, card.preprocess)[None]
+        m = session.run([name], {card.input("image").name: x})[0][0, 0]
+        target, known = pooled(prepare_cloud_truth(truth, card.preprocess), m.shape)
+        if known.sum() < 1.0:
+            continue
+        errors.append(100.0 * abs(float((m * known).sum() - (target * known).sum())) / float(known.sum()))
+        half = known >= 0.5
+        agree += float(((m >= 0.5) == (target >= 0.5))[half].sum())
+        cells += float(half.sum())
+    return {"frames": len(errors), "cover_mae_points": round(float(np.mean(errors)), 2), "cells_agreeing": round(agree / max(cells, 1.0), 4)}
+
+
+def main(argv=None) -> int:
+    """Score every folder and print one JSON object."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("package", type=Path)
+    ap.add_argument("folders", type=Path, nargs="+")
+    args = ap.parse_args(argv)
+    print(json.dumps({str(f): score(args.package, f) for f in args.folders}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
