@@ -5,7 +5,7 @@
 SHARDS are simulated data folders (``skyedge simulate``, or the folders a recipe or ``skyedge evaluate --data-root``
 simulates), each scored on its own. Each frame goes through the package's FP32 graph as the edge prepares it; the
 truth goes through the same letterboxing, resizing and horizon circle (``prepare_cloud_truth``) and is pooled to
-the map's cells. Reported per folder:
+the map's cells as training pools it (``frame_training.pooled_truth``). Reported per folder:
 
 * ``cloud_cover`` mean absolute error in points: the map's mean over the known sky of the model's grid against
   the truth's, every cell weighted by how much of it is known sky;
@@ -23,24 +23,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from skyedge.model_card import read_card
 from skyedge.precisions import ort_session
 from skyedge.preprocess import prepare_cloud_truth, prepare_frame
 from skyedge.training.data.loaders import load_shards
-
-
-def pooled(truth: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(cloud fraction of the known sky, known share) per map cell from model-grid truth (2, H, W)."""
-    h, w = truth.shape[1:]
-    mh, mw = shape
-    # Cells of the stride-16 map cover ceil(H / mh) pixels; pad to a whole number of cells, as pooling does.
-    ph, pw = -(-h // mh) * mh, -(-w // mw) * mw
-    t = np.zeros((2, ph, pw), np.float64)
-    t[:, :h, :w] = truth
-    cells = t.reshape(2, mh, ph // mh, mw, pw // mw).mean(axis=(2, 4))
-    known = cells[1]
-    return np.where(known > 0, cells[0] / np.maximum(known, 1e-9), 0.0), known
+from skyedge.training.frame_training import pooled_truth
 
 
 def score(package: Path, folder: Path) -> dict:
@@ -57,7 +46,10 @@ def score(package: Path, folder: Path) -> dict:
             continue
         x = prepare_frame(image, card.preprocess)[None]
         m = session.run([name], {card.input("image").name: x})[0][0, 0]
-        target, known = pooled(prepare_cloud_truth(truth, card.preprocess), m.shape)
+        target, known = (
+            v[0, 0].numpy().astype(np.float64)
+            for v in pooled_truth(torch.from_numpy(prepare_cloud_truth(truth, card.preprocess))[None], m.shape)
+        )
         if known.sum() < 1.0:
             continue
         errors.append(100.0 * abs(float((m * known).sum() - (target * known).sum())) / float(known.sum()))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from skyedge.training.models.frame import CLOUD_STAGE, CloudHead, FrameEmbedder
+from skyedge.training.models.frame import CloudHead, FrameEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ def cloud_features(model: FrameEmbedder, x: torch.Tensor, device="cpu") -> tuple
     model.eval()
     maps, pooled = [], []
     for i in range(0, len(x), BATCH):
-        stages = model.backbone.stages(x[i : i + BATCH].to(device))
-        maps.append(stages[CLOUD_STAGE].cpu())
-        pooled.append(torch.flatten(model.backbone.pool(model.backbone.head(stages[-1])), 1).cpu())
+        cloud_map, frame = model.cloud_inputs(x[i : i + BATCH].to(device))
+        maps.append(cloud_map.cpu())
+        pooled.append(frame.cpu())
     model.train(was_training)
     return torch.cat(maps), torch.cat(pooled)
 

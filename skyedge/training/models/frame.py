@@ -197,9 +197,13 @@ class FrameEmbedder(nn.Module):
         """(pooled backbone features, cloud map or None)."""
         if self.cloud is None:
             return self.backbone(x), None
+        cloud_map, pooled = self.cloud_inputs(x)
+        return pooled, self.cloud(cloud_map, pooled)
+
+    def cloud_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the stride-16 feature map the cloud head reads, the pooled features its context and the classifier read)."""
         stages = self.backbone.stages(x)
-        pooled = torch.flatten(self.backbone.pool(self.backbone.head(stages[-1])), 1)
-        return pooled, self.cloud(stages[CLOUD_STAGE], pooled)
+        return stages[CLOUD_STAGE], torch.flatten(self.backbone.pool(self.backbone.head(stages[-1])), 1)
 
     def embed_features(self, pooled: torch.Tensor) -> torch.Tensor:
         """Embeddings from pooled features, L2-normalised when metric losses need it."""
