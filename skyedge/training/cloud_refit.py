@@ -53,10 +53,9 @@ def frame_weights(known: torch.Tensor, source: np.ndarray) -> torch.Tensor:
 
 
 def _loss(head: nn.Module, feats, pooled, target, known, weight) -> torch.Tensor:
-    p = head(feats, pooled).clamp(1e-6, 1 - 1e-6)
-    w = known * weight[:, None, None, None]
-    bce = nn.functional.binary_cross_entropy(p, target.clamp(0, 1), reduction="none")
-    return (bce * w).sum() / w.sum().clamp(min=1e-12)
+    from skyedge.training.frame_training import weighted_cloud_bce
+
+    return weighted_cloud_bce(head(feats, pooled), target, known * weight[:, None, None, None], floor=1e-12)
 
 
 def refit_cloud_head(
@@ -110,13 +109,14 @@ def refit_cloud_head(
         after = float(_loss(head, feats, pooled, target, known, weight))
     head.to(device)
     seconds = time.perf_counter() - start
+    sources = len(set(src.tolist()))
     log.info(
         "cloud head refitted: %d frames of %d sources, %d epochs, loss %.4f -> %.4f, %.0f s",
-        len(keep), len(set(src.tolist())), epochs, before, after, seconds,
+        len(keep), sources, epochs, before, after, seconds,
     )
     return {
         "frames": int(len(keep)),
-        "sources": len(set(src.tolist())),
+        "sources": sources,
         "epochs": int(epochs),
         "loss_before": round(before, 5),
         "loss_after": round(after, 5),

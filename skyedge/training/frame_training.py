@@ -165,8 +165,14 @@ def cloud_loss(cloud: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of the cloud map against the cells' cloud fractions, weighted by how much of each
     cell is known sky (frames without truth weigh nothing)."""
     target, known = pooled_truth(truth, cloud.shape[-2:])
+    return weighted_cloud_bce(cloud, target, known)
+
+
+def weighted_cloud_bce(cloud: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, floor: float = 1.0) -> torch.Tensor:
+    """Binary cross-entropy of map cells against their cloud fractions, the weighted mean over cells (the weights'
+    sum held at ``floor`` or above, so a batch with little known sky does not blow up)."""
     bce = nn.functional.binary_cross_entropy(cloud.clamp(1e-6, 1 - 1e-6), target.clamp(0, 1), reduction="none")
-    return (bce * known).sum() / known.sum().clamp(min=1.0)
+    return (bce * weight).sum() / weight.sum().clamp(min=floor)
 
 
 def train_frame(
