@@ -207,3 +207,30 @@ def test_a_simulated_folder_made_with_other_settings_than_the_recipe_is_refused(
         edited = spec.model_copy(update=changed)
         with pytest.raises(DatasetError, match=rf"set: simulated with other settings .*{named}.*delete the folder"):
             load_shards(tmp_path / "set", edited, task="sequence")
+
+
+def test_labelme_adds_aurora_copies_of_its_clear_frames_with_their_night_and_cloud_truth(tmp_path):
+    from skyedge.training.config import DataSource
+    from skyedge.training.data.loaders import load_sources
+
+    rng = np.random.default_rng(1)
+    image = (rng.random((64, 64, 3)) * 60).astype(np.uint8)
+    sky = [[4, 4], [60, 4], [60, 60], [4, 60]]
+    root = tmp_path / "camera"
+    root.mkdir()
+    _labelme(root / "2026-01-10-23-00-00.json", image, [("sky", sky)])
+    _labelme(root / "2026-01-20-23-30-00.json", image, [("sky", sky), ("cloud", sky)])
+    site = {"latitude_deg": 28.76, "longitude_deg": -17.88, "elevation_m": 2396}
+    plain = load_sources(DataSource(kind="labelme", path=root, site=site), "frame")
+    source = DataSource(kind="labelme", path=root, site=site, aurora={"copies_per_frame": 2, "kinds": ["arc", "diffuse"]})
+    data = load_sources(source, "frame")
+    assert len(data) == len(plain) + 2
+    truth = list(data.meta["truth"])
+    assert truth[-2:] == ["arc", "diffuse"] and {"arc", "diffuse"} <= set(data.classes)
+    original = list(data.meta["file"]).index(str(root / "2026-01-10-23-00-00.json"))
+    for copy in (-2, -1):
+        assert data.meta["file"][copy].startswith(data.meta["file"][original])
+        assert data.meta["night"][copy] == data.meta["night"][original]
+        assert np.array_equal(data.cloud[copy], data.cloud[original])
+        assert data.images[copy][..., 1].sum() > data.images[original][..., 1].sum()
+    assert data.data_hash != plain.data_hash

@@ -43,6 +43,39 @@ class NightSplit(Schema):
     seed: int = 0
 
 
+class AuroraOverlaySpec(Schema):
+    """labelme: copies of the real clear and moonlit night frames with a simulated aurora added over their annotated
+    sky (skyedge/training/simulate/aurora_overlay.py), labelled with its kind, so that a real-looking frame is not
+    learnt to mean 'no aurora' from a camera that never recorded one."""
+
+    fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=1.0, description="share of the clear and moonlit frames that get one aurora copy each"
+    )
+    copies_per_frame: Annotated[int, Field(ge=1, le=3)] = Field(
+        default=1, description="aurora copies of each chosen frame (kinds in turn: 3 gives each frame every kind)"
+    )
+    kinds: Annotated[list[Literal["arc", "discrete", "diffuse"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["arc", "discrete", "diffuse"], description="kinds drawn in turn"
+    )
+    strength: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)] = Field(
+        default_factory=lambda: [0.6, 1.0], description="aurora strength drawn in this range (the simulator's: 1)"
+    )
+    centre_px: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
+        default=None, description="the lens's zenith pixel (x, y); null: the centre of the annotated sky's circle"
+    )
+    horizon_radius_px: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="horizon radius in pixels; null: the annotated sky's enclosing circle"
+    )
+    projection: Literal["equidistant", "equisolid", "stereographic"] = "equidistant"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.strength[0] > self.strength[1]:
+            raise ValueError("strength: [low, high] with low <= high")
+        return self
+
+
 SURVEY_KINDS = ("stamp_cubes", "stamp_epochs", "ztf_alerts")  # real survey stamp sequences, one reader each
 
 
@@ -85,6 +118,9 @@ class DataSource(Schema):
     nights: NightSplit | None = Field(default=None, description="labelme: use only a part of the nights")
     partly_as: str = Field(default="cloudy", description="labelme: the class partly cloudy frames train as")
     include_day: bool = Field(default=True, description="labelme: keep frames taken with the sun up (class 'day')")
+    aurora: AuroraOverlaySpec | None = Field(
+        default=None, description="labelme: add copies of the clear and moonlit frames with simulated aurorae"
+    )
 
     @model_validator(mode="after")
     def _checks(self):
@@ -96,6 +132,8 @@ class DataSource(Schema):
             raise ValueError(f"kind '{self.kind}' needs exactly one of label (every object) or labels_csv")
         if self.kind == "labelme" and self.site is None:
             raise ValueError("kind 'labelme' needs site (frame labels need the sun and the moon)")
+        if self.aurora is not None and self.kind != "labelme":
+            raise ValueError("aurora applies to kind 'labelme' only")
         return self
 
 

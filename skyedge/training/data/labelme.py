@@ -213,22 +213,37 @@ def cloud_truth(frame: AnnotatedFrame) -> np.ndarray:
 
 def load_labelme(source):
     """A recipe's ``kind: labelme`` source as a :class:`~skyedge.training.data.loaders.Loaded`: frames, classes by
-    :func:`frame_label` (partly cloudy as ``source.partly_as``), per-pixel cloud truth, and each frame's night."""
+    :func:`frame_label` (partly cloudy as ``source.partly_as``), per-pixel cloud truth, and each frame's night;
+    with ``source.aurora``, copies of clear and moonlit frames with a simulated aurora, labelled by its kind."""
     from skyedge.training.data.loaders import Loaded, _hash_files
 
     rows = labelled_frames(source.path, source.site, source.time_format, source.utc_offset_hours, source.nights)
     rows = [r for r in rows if r.label != "day" or source.include_day]
-    labels = [source.partly_as if r.label == PARTLY else r.label for r in rows]
+    images = [r.frame.image for r in rows]
+    truth = [r.label for r in rows]
+    files, nights = [str(r.path) for r in rows], [r.night for r in rows]
+    cloud = [cloud_truth(r.frame) for r in rows]
+    data_hash = _hash_files([r.path for r in rows])
+    if source.aurora is not None:
+        from skyedge.training.simulate.aurora_overlay import aurora_copies
+
+        copies = aurora_copies(images, [r.frame.sky | r.frame.cloud for r in rows], truth, source.aurora)
+        for i, image, kind in copies:
+            # An aurora is not cloud: the copy keeps its frame's cloud truth, and its night (splits stay by night).
+            images.append(image)
+            truth.append(kind)
+            files.append(f"{files[i]}#{kind}")
+            nights.append(nights[i])
+            cloud.append(cloud[i])
+        log.info("%s: %d copies of clear and moonlit frames with a simulated aurora", source.path, len(copies))
+        data_hash += "+aurora:" + source.aurora.model_dump_json()
+    labels = [source.partly_as if t == PARTLY else t for t in truth]
     classes = sorted(set(labels))
     return Loaded(
-        [r.frame.image for r in rows],
+        images,
         np.array([classes.index(lab) for lab in labels], dtype=np.int64),
         classes,
-        meta={
-            "file": np.array([str(r.path) for r in rows]),
-            "night": np.array([r.night for r in rows]),
-            "truth": np.array([r.label for r in rows]),
-        },
-        data_hash=_hash_files([r.path for r in rows]),
-        cloud=[cloud_truth(r.frame) for r in rows],
+        meta={"file": np.array(files), "night": np.array(nights), "truth": np.array(truth)},
+        data_hash=data_hash,
+        cloud=cloud,
     )

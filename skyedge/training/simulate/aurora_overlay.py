@@ -1,0 +1,121 @@
+"""Simulated auroral light added to a real camera's frame: real sky, real optics and processing, simulated aurora.
+
+No real aurora was ever recorded by the one annotated real camera the project has (LenghuSky-8, 38 deg N), so a
+model that learns real skies from it sees real skies only without aurora, and may learn that a real-looking frame
+is never an aurora. This module puts the simulator's aurorae (:mod:`skyedge.training.simulate.aurora`, the same
+shapes, colours and brightness relative to the dark sky) onto a real frame through that camera's lens, so that
+such frames can be checked (docs/scripts/real_aurora.py) and trained on.
+
+The light is added in linear units: the frame is undone from its display gamma (sRGB-like 2.2; enhanced JPEGs are
+only approximately so), the aurora added in units of the frame's own median sky brightness (the simulator's dark-sky
+unit), and the gamma put back. Pixels outside ``mask`` (ground, mast, buildings) get none.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from skyedge.stars.lens import zenith_of
+from skyedge.training.simulate.allsky_scene import SPECTRA, Sky
+from skyedge.training.simulate.aurora import arc, diffuse, discrete
+
+KINDS = {"arc": arc, "discrete": discrete, "diffuse": diffuse}
+BACKGROUNDS = ("clear", "moon")  # the real frames an aurora may be added to: night skies without cloud
+GAMMA = 2.2
+FLOOR = (12 / 255) ** GAMMA  # a frame stretched to black still has a sky the aurora is measured against
+
+
+class LensCanvas:
+    """What the aurora functions draw on (the part of :class:`Sky` they use), for a real frame's lens."""
+
+    smooth_noise = Sky.smooth_noise
+
+    def __init__(self, shape: tuple[int, int], centre: tuple[float, float], horizon_radius: float, projection: str,
+                 mask: np.ndarray, rng: np.random.Generator):
+        h, w = shape
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        dx, dy = xx - centre[0], yy - centre[1]
+        zenith = zenith_of(np.minimum(np.hypot(dx, dy) / horizon_radius, 1.0), projection)
+        azimuth = np.arctan2(-dx, -dy)
+        rho = zenith / (math.pi / 2)  # the simulator's equidistant sky plane: the horizon at 1
+        self.dx, self.dy = rho * np.sin(azimuth), -rho * np.cos(azimuth)
+        axis = rng.uniform(0, 2 * math.pi)  # the magnetic east-west axis: any direction on an unknown camera
+        self.u = self.dx * math.cos(axis) + self.dy * math.sin(axis)
+        self.v = -self.dx * math.sin(axis) + self.dy * math.cos(axis)
+        self.mask, self.rng, self.sky0 = mask, rng, 1.0
+        self.components: list[tuple[str, np.ndarray]] = []
+
+    def add(self, spectrum: str, electrons: np.ndarray) -> None:
+        self.components.append((spectrum, electrons))
+
+    def light(self) -> np.ndarray:
+        """The aurora's (H, W, 3) light in units of the dark sky, zero off the mask."""
+        out = np.zeros((*self.mask.shape, 3))
+        for spectrum, emission in self.components:
+            out += emission[..., None] * np.asarray(SPECTRA[spectrum])[None, None, :]
+        return out * self.mask[..., None]
+
+
+def overlay_aurora(image: np.ndarray, kind: str, rng: np.random.Generator, *, mask: np.ndarray,
+                   centre: tuple[float, float], horizon_radius: float, projection: str = "equisolid",
+                   strength: float = 1.0) -> np.ndarray:
+    """``image`` (H, W, 3 RGB uint8) with a simulated aurora of ``kind`` (arc, discrete, diffuse) added over
+    ``mask``; the lens is the frame's zenith pixel, horizon radius in pixels and projection."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown aurora kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {image.shape} {image.dtype}")
+    mask = np.asarray(mask, bool)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match the frame's {image.shape[:2]}")
+    canvas = LensCanvas(image.shape[:2], centre, horizon_radius, projection, mask, rng)
+    KINDS[kind](canvas, strength)
+    linear = (image.astype(np.float64) / 255.0) ** GAMMA
+    sky = linear[mask] if mask.any() else linear.reshape(-1, 3)
+    background = max(float(np.median(sky.mean(axis=1))), FLOOR)
+    linear = linear + canvas.light() * background
+    return (np.clip(linear, 0.0, 1.0) ** (1.0 / GAMMA) * 255.0 + 0.5).astype(np.uint8)
+
+
+def annotated_circle(masks: list[np.ndarray]) -> tuple[tuple[float, float], float]:
+    """The zenith pixel and horizon radius of a camera's frames, as the circle enclosing all their annotated sky."""
+    union = np.zeros(masks[0].shape, np.uint8)
+    for m in masks:
+        if m.shape != union.shape:
+            raise ValueError(f"annotated frames differ in size ({m.shape} and {union.shape}): give the lens")
+        union |= m.astype(np.uint8)
+    contours, _ = cv2.findContours(union, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        raise ValueError("no annotated sky to place the lens by: give the lens")
+    (x, y), radius = cv2.minEnclosingCircle(np.concatenate(contours))
+    return (float(x), float(y)), float(radius)
+
+
+def aurora_copies(images: list[np.ndarray], masks: list[np.ndarray], labels: list[str], spec) -> list[tuple[int, np.ndarray, str]]:
+    """(index of the frame copied, the copy, its aurora kind): ``spec.copies_per_frame`` copies of ``spec.fraction`` of
+    the frames labelled clear or moon, kinds in turn (``spec``: :class:`skyedge.training.config.AuroraOverlaySpec`); seeded by ``spec.seed``."""
+    rng = np.random.default_rng(spec.seed)
+    candidates = [i for i, label in enumerate(labels) if label in BACKGROUNDS]
+    if not candidates:
+        return []
+    chosen = sorted(rng.choice(candidates, size=max(1, int(round(spec.fraction * len(candidates)))), replace=False))
+    if spec.centre_px is not None and spec.horizon_radius_px is not None:
+        centre, radius = (float(spec.centre_px[0]), float(spec.centre_px[1])), float(spec.horizon_radius_px)
+    else:
+        found_centre, found_radius = annotated_circle([masks[i] for i in candidates])
+        centre = found_centre if spec.centre_px is None else (float(spec.centre_px[0]), float(spec.centre_px[1]))
+        radius = found_radius if spec.horizon_radius_px is None else float(spec.horizon_radius_px)
+    out = []
+    turn = 0
+    for i in chosen:
+        for _ in range(spec.copies_per_frame):
+            kind = spec.kinds[turn % len(spec.kinds)]
+            turn += 1
+            strength = float(rng.uniform(*spec.strength))
+            copy = overlay_aurora(images[i], kind, rng, mask=masks[i], centre=centre, horizon_radius=radius,
+                                  projection=spec.projection, strength=strength)
+            out.append((int(i), copy, kind))
+    return out
