@@ -76,8 +76,7 @@ def main(argv=None) -> int:
         result["kinds"][kind] = row
         lines.append(f"| {kind} | {row['n']} | {row['recognised']:.3f} | {row['exact']:.3f} | {row['called_safe']:.3f} | "
                      f"{row['unrecognised']:.3f} | {row['answers']} |")
-    every = [k for k in result["kinds"].values()]
-    result["recognised"] = round(float(np.mean([k["recognised"] for k in every])), 4)
+    result["recognised"] = round(float(np.mean([k["recognised"] for k in result["kinds"].values()])), 4)
     lines.append(f"\nrecognised as aurora, all kinds: {result['recognised']:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "aurora.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -60,7 +60,7 @@ class LensCanvas:
 
 
 def overlay_aurora(image: np.ndarray, kind: str, rng: np.random.Generator, *, mask: np.ndarray,
-                   centre: tuple[float, float], horizon_radius: float, projection: str = "equisolid",
+                   centre: tuple[float, float], horizon_radius: float, projection: str = "equidistant",
                    strength: float = 1.0) -> np.ndarray:
     """``image`` (H, W, 3 RGB uint8) with a simulated aurora of ``kind`` (arc, discrete, diffuse) added over
     ``mask``; the lens is the frame's zenith pixel, horizon radius in pixels and projection."""
@@ -95,27 +95,24 @@ def annotated_circle(masks: list[np.ndarray]) -> tuple[tuple[float, float], floa
 
 
 def aurora_copies(images: list[np.ndarray], masks: list[np.ndarray], labels: list[str], spec) -> list[tuple[int, np.ndarray, str]]:
-    """(index of the frame copied, the copy, its aurora kind): ``spec.copies_per_frame`` copies of ``spec.fraction`` of
-    the frames labelled clear or moon, kinds in turn (``spec``: :class:`skyedge.training.config.AuroraOverlaySpec`); seeded by ``spec.seed``."""
+    """(index of the frame copied, the copy, its aurora kind): ``spec.copies_per_frame`` copies of ``spec.fraction``
+    of the frames labelled clear or moon, kinds in turn, seeded by ``spec.seed`` (``spec``:
+    :class:`skyedge.training.config.AuroraOverlaySpec`)."""
     rng = np.random.default_rng(spec.seed)
     candidates = [i for i, label in enumerate(labels) if label in BACKGROUNDS]
     if not candidates:
         return []
     chosen = sorted(rng.choice(candidates, size=max(1, int(round(spec.fraction * len(candidates)))), replace=False))
-    if spec.centre_px is not None and spec.horizon_radius_px is not None:
-        centre, radius = (float(spec.centre_px[0]), float(spec.centre_px[1])), float(spec.horizon_radius_px)
-    else:
-        found_centre, found_radius = annotated_circle([masks[i] for i in candidates])
-        centre = found_centre if spec.centre_px is None else (float(spec.centre_px[0]), float(spec.centre_px[1]))
-        radius = found_radius if spec.horizon_radius_px is None else float(spec.horizon_radius_px)
+    found = None
+    if spec.centre_px is None or spec.horizon_radius_px is None:
+        found = annotated_circle([masks[i] for i in candidates])
+    centre = (float(spec.centre_px[0]), float(spec.centre_px[1])) if spec.centre_px is not None else found[0]
+    radius = float(spec.horizon_radius_px) if spec.horizon_radius_px is not None else found[1]
     out = []
-    turn = 0
     for i in chosen:
         for _ in range(spec.copies_per_frame):
-            kind = spec.kinds[turn % len(spec.kinds)]
-            turn += 1
-            strength = float(rng.uniform(*spec.strength))
+            kind = spec.kinds[len(out) % len(spec.kinds)]
             copy = overlay_aurora(images[i], kind, rng, mask=masks[i], centre=centre, horizon_radius=radius,
-                                  projection=spec.projection, strength=strength)
+                                  projection=spec.projection, strength=float(rng.uniform(*spec.strength)))
             out.append((int(i), copy, kind))
     return out
