@@ -26,6 +26,10 @@ def test_source_weights_repeat_items_of_that_source():
     half = oversampled(idx, data, [_source(1.0), _source(2.5)], seed=0)
     assert sum(np.bincount(half, minlength=10)[6:]) in range(8, 13)  # 2 or 3 each, drawn
     assert oversampled(idx, data, _source(1.0), seed=0) is idx  # no weights: untouched
+    # An item's own weight (a loader's meta 'weight', e.g. aurora copies of real frames) multiplies its source's.
+    data.meta["weight"] = np.array([1.0] * 5 + [2.0] + [1.0] * 3 + [0.5])
+    mixed = np.bincount(oversampled(idx, data, sources, seed=0), minlength=10).tolist()
+    assert mixed[:5] == [1] * 5 and mixed[5] == 2 and mixed[6:9] == [3] * 3 and mixed[9] in (1, 2)
 
 
 @pytest.mark.slow

@@ -222,7 +222,9 @@ def test_labelme_adds_aurora_copies_of_its_clear_frames_with_their_night_and_clo
     _labelme(root / "2026-01-20-23-30-00.json", image, [("sky", sky), ("cloud", sky)])
     site = {"latitude_deg": 28.76, "longitude_deg": -17.88, "elevation_m": 2396}
     plain = load_sources(DataSource(kind="labelme", path=root, site=site), "frame")
-    source = DataSource(kind="labelme", path=root, site=site, aurora={"copies_per_frame": 2, "kinds": ["arc", "diffuse"]})
+    source = DataSource(
+        kind="labelme", path=root, site=site, aurora={"copies_per_frame": 2, "kinds": ["arc", "diffuse"], "weight": 0.5}
+    )
     data = load_sources(source, "frame")
     assert len(data) == len(plain) + 2
     truth = list(data.meta["truth"])
@@ -233,4 +235,5 @@ def test_labelme_adds_aurora_copies_of_its_clear_frames_with_their_night_and_clo
         assert data.meta["night"][copy] == data.meta["night"][original]
         assert np.array_equal(data.cloud[copy], data.cloud[original])
         assert data.images[copy][..., 1].sum() > data.images[original][..., 1].sum()
+    assert list(data.meta["weight"]) == [1.0] * len(plain) + [0.5, 0.5]  # drawn half as often as their frame
     assert data.data_hash != plain.data_hash

@@ -67,6 +67,9 @@ class AuroraOverlaySpec(Schema):
         default=None, description="horizon radius in pixels; null: the annotated sky's enclosing circle"
     )
     projection: Literal["equidistant", "equisolid", "stereographic"] = "equidistant"
+    weight: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, description="how often each copy is drawn against its frame (the source's weight times this)"
+    )
     seed: int = 0
 
     @model_validator(mode="after")

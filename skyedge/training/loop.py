@@ -188,12 +188,14 @@ def fit(
 
 
 def oversampled(idx: np.ndarray, data: Loaded, sources, seed: int) -> np.ndarray:
-    """Training indices with each item repeated by its source's ``weight`` (fractions drawn, seeded)."""
+    """Training indices with each item repeated by its source's ``weight`` times its own (meta ``weight``, where a
+    loader gives one), fractions drawn, seeded."""
     weights = np.array([s.weight for s in (sources if isinstance(sources, list) else [sources])], dtype=float)
-    if np.all(weights == 1.0):
+    item = data.meta.get("weight")
+    if np.all(weights == 1.0) and item is None:
         return idx
     source = np.asarray(data.meta.get("source", np.zeros(len(data.labels), dtype=np.int64)))
-    w = weights[source[idx]]
+    w = weights[source[idx]] * (1.0 if item is None else np.asarray(item, dtype=float)[idx])
     reps = np.floor(w).astype(np.int64) + (np.random.default_rng(seed).random(len(idx)) < w - np.floor(w))
     return np.repeat(idx, reps)
 

@@ -223,6 +223,7 @@ def load_labelme(source):
     truth = [r.label for r in rows]
     files, nights = [str(r.path) for r in rows], [r.night for r in rows]
     cloud = [cloud_truth(r.frame) for r in rows]
+    weight = [1.0] * len(rows)
     data_hash = _hash_files([r.path for r in rows])
     if source.aurora is not None:
         from skyedge.training.simulate.aurora_overlay import aurora_copies
@@ -235,6 +236,7 @@ def load_labelme(source):
             files.append(f"{files[i]}#{kind}")
             nights.append(nights[i])
             cloud.append(cloud[i])
+            weight.append(source.aurora.weight)
         log.info("%s: %d copies of clear and moonlit frames with a simulated aurora", source.path, len(copies))
         data_hash += "+aurora:" + source.aurora.model_dump_json()
     labels = [source.partly_as if t == PARTLY else t for t in truth]
@@ -243,7 +245,7 @@ def load_labelme(source):
         images,
         np.array([classes.index(lab) for lab in labels], dtype=np.int64),
         classes,
-        meta={"file": np.array(files), "night": np.array(nights), "truth": np.array(truth)},
+        meta={"file": np.array(files), "night": np.array(nights), "truth": np.array(truth), "weight": np.array(weight)},
         data_hash=data_hash,
         cloud=cloud,
     )

@@ -314,6 +314,8 @@ def load_sources(sources, task: str, classes: list[str] | None = None) -> Loaded
     shared = set.intersection(*(set(p.meta) for p in parts))
     meta = {k: np.concatenate([np.asarray(p.meta[k]) for p in parts]) for k in sorted(shared)}
     meta["source"] = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    if any("weight" in p.meta for p in parts):  # per-item weights: items of loaders without them count 1
+        meta["weight"] = np.concatenate([np.asarray(p.meta.get("weight", np.ones(len(p)))) for p in parts])
     cloud = None
     if task == "frame":
         images = [im for p in parts for im in p.images]
