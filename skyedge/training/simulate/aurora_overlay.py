@@ -18,7 +18,7 @@ import math
 import cv2
 import numpy as np
 
-from skyedge.stars.lens import zenith_of
+from skyedge.stars.lens import Lens
 from skyedge.training.simulate.allsky_scene import SPECTRA, Sky
 from skyedge.training.simulate.aurora import arc, diffuse, discrete
 
@@ -37,10 +37,9 @@ class LensCanvas:
                  mask: np.ndarray, rng: np.random.Generator):
         h, w = shape
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-        dx, dy = xx - centre[0], yy - centre[1]
-        zenith = zenith_of(np.minimum(np.hypot(dx, dy) / horizon_radius, 1.0), projection)
-        azimuth = np.arctan2(-dx, -dy)
-        rho = zenith / (math.pi / 2)  # the simulator's equidistant sky plane: the horizon at 1
+        alt, az = Lens(centre[0], centre[1], horizon_radius, 0.0, "left", projection).sky(xx, yy)
+        azimuth = np.radians(az)
+        rho = np.minimum(90.0 - alt, 90.0) / 90.0  # the simulator's equidistant sky plane: the horizon at 1
         self.dx, self.dy = rho * np.sin(azimuth), -rho * np.cos(azimuth)
         axis = rng.uniform(0, 2 * math.pi)  # the magnetic east-west axis: any direction on an unknown camera
         self.u = self.dx * math.cos(axis) + self.dy * math.sin(axis)
