@@ -237,3 +237,23 @@ def test_labelme_adds_aurora_copies_of_its_clear_frames_with_their_night_and_clo
         assert data.images[copy][..., 1].sum() > data.images[original][..., 1].sum()
     assert list(data.meta["weight"]) == [1.0] * len(plain) + [0.5, 0.5]  # drawn half as often as their frame
     assert data.data_hash != plain.data_hash
+
+
+def test_source_weights_follow_the_recipe_when_an_optional_source_is_absent(tmp_path):
+    from skyedge.training.config import DataSource
+    from skyedge.training.data.loaders import load_sources
+    from skyedge.training.loop import oversampled
+
+    for folder, value in (("a", 100), ("b", 200)):
+        for k, name in enumerate(("clear", "cloudy")):
+            (tmp_path / folder / name).mkdir(parents=True)
+            _png(tmp_path / folder / name / "0.png", value + k)
+    first = DataSource(kind="image_folder", path=tmp_path / "a", weight=1.0)
+    absent = DataSource(kind="image_folder", path=tmp_path / "nowhere", weight=5.0, required=False)
+    last = DataSource(kind="image_folder", path=tmp_path / "b", weight=3.0)
+    sources = [first, absent, last]
+    data = load_sources(sources, "frame")
+    reps = np.bincount(oversampled(np.arange(len(data)), data, sources, seed=0), minlength=len(data))
+    assert reps.tolist() == [1, 1, 3, 3]  # the absent source's weight 5 goes to no one
+    alone = load_sources([absent, last], "frame")
+    assert np.bincount(oversampled(np.arange(2), alone, [absent, last], seed=0)).tolist() == [3, 3]

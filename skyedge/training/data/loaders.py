@@ -284,36 +284,39 @@ def _label_table(path: Path, file_column: str, label_column: str) -> dict[str, s
         return {row[file_column]: row[label_column] for row in reader}
 
 
-def _present(sources) -> list:
-    """The sources to load: those marked ``required: false`` whose path is missing are left out with a warning
-    (real data kept outside the repository)."""
+def _present(sources) -> list[tuple[int, object]]:
+    """The sources to load, each with its place in the recipe's list: those marked ``required: false`` whose path
+    is missing are left out with a warning (real data kept outside the repository)."""
     listed = list(sources) if isinstance(sources, (list, tuple)) else [sources]
     present = []
     for n, source in enumerate(listed):
         if not source.required and not Path(source.path).exists():
             log.warning("data source %d (%s): %s does not exist; left out (required: false)", n, source.kind, source.path)
             continue
-        present.append(source)
+        present.append((n, source))
     if not present:
         raise DatasetError(f"none of the data sources exist ({', '.join(str(s.path) for s in listed)})")
     return present
 
 
 def load_sources(sources, task: str, classes: list[str] | None = None) -> Loaded:
-    """One DataSource, or several concatenated (classes in order of first appearance; the meta columns all share)."""
-    sources = _present(sources)
-    if len(sources) == 1:
-        return load_source(sources[0], task, classes)
-    parts = [load_source(s, task, classes) for s in sources]
-    if len(parts) == 1:
-        return parts[0]
+    """One DataSource, or several concatenated (classes in order of first appearance; the meta columns all share).
+    Meta ``source`` is each item's place in the recipe's list, present or not, as source weights are looked up."""
+    present = _present(sources)
+    if len(present) == 1:
+        place, source = present[0]
+        loaded = load_source(source, task, classes)
+        if place:  # a later source alone: its weight is not the first's
+            loaded.meta["source"] = np.full(len(loaded), place)
+        return loaded
+    parts = [load_source(s, task, classes) for _, s in present]
     names = list(classes or [])
     for part in parts:
         names += [c for c in part.classes if c not in names]
     labels = np.concatenate([np.array([names.index(p.classes[k]) for k in p.labels], dtype=np.int64) for p in parts])
     shared = set.intersection(*(set(p.meta) for p in parts))
     meta = {k: np.concatenate([np.asarray(p.meta[k]) for p in parts]) for k in sorted(shared)}
-    meta["source"] = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    meta["source"] = np.concatenate([np.full(len(p), place) for (place, _), p in zip(present, parts, strict=True)])
     if any("weight" in p.meta for p in parts):  # per-item weights: items of loaders without them count 1
         meta["weight"] = np.concatenate([np.asarray(p.meta.get("weight", np.ones(len(p)))) for p in parts])
     cloud = None
