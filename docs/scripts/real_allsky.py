@@ -15,7 +15,11 @@ cloud map. Scored against the labels the polygons and the ephemeris give (skyedg
   site mask here), obstructions and unannotated sky included, while the polygons' truth covers only what they
   annotate: docs/scripts/real_cloud_map.py also counts the map over the annotated sky alone;
 * with ``--adapt``: `skyedge adapt` with k labelled frames per class from the other half's nights, then the
-  same scores (3 draws per k).
+  same scores (3 draws per k);
+* a 95% interval for each called-safe rate, resampling whole nights (frames of one night share their sky, so
+  they are not independent draws: the interval says how far another set of nights could move the figure).
+
+``--reuse`` scores the answers already in OUT/run/results.jsonl instead of running the edge again.
 
 Writes OUT/real.json and OUT/real.md. The real data never enters the repository.
 """
@@ -106,6 +110,18 @@ def sector_truth(package: Path, frame, mapper: CloudMapper | None = None) -> tup
     return report.cloud_cover, list(report.sectors)
 
 
+def night_interval(flags, nights, draws: int = 2000, seed: int = 0) -> list[float] | None:
+    """The 2.5 and 97.5 percentiles of the mean of ``flags`` over ``draws`` resamples of whole nights."""
+    flags, nights = np.asarray(flags, float), np.asarray(nights)
+    if flags.size == 0:
+        return None
+    names, index = np.unique(nights, return_inverse=True)
+    hits, counts = np.bincount(index, weights=flags, minlength=len(names)), np.bincount(index, minlength=len(names))
+    pick = np.random.default_rng(seed).integers(0, len(names), size=(draws, len(names)))
+    rates = hits[pick].sum(axis=1) / np.maximum(counts[pick].sum(axis=1), 1)
+    return [round(float(v), 4) for v in np.percentile(rates, [2.5, 97.5])]
+
+
 def score(package: Path, frames, results: dict[str, dict]) -> dict:
     """The figures of the module docstring for one run."""
     rows = []
@@ -121,9 +137,12 @@ def score(package: Path, frames, results: dict[str, dict]) -> dict:
         if not chosen:
             continue
         want = "cloudy" if truth == PARTLY else truth
+        chosen_nights = [r.night for r, m in night if r.label == truth]
         out[truth] = {
             "n": len(chosen),
+            "nights": len(set(chosen_nights)),
             "called_safe": round(float(np.mean([m["class"] in SAFE for m in chosen])), 4),
+            "called_safe_95": night_interval([m["class"] in SAFE for m in chosen], chosen_nights),
             "exact": round(float(np.mean([m["class"] == want for m in chosen])), 4),
             "answers": dict(Counter(m["class"] for m in chosen)),
         }
@@ -131,6 +150,9 @@ def score(package: Path, frames, results: dict[str, dict]) -> dict:
     cloudish = [m for r, m in night if r.label in ("cloudy", PARTLY)]
     out["clear_or_moon_called_safe"] = round(float(np.mean([m["class"] in SAFE for m in clearish])), 4) if clearish else None
     out["cloudy_or_partly_called_safe"] = round(float(np.mean([m["class"] in SAFE for m in cloudish])), 4) if cloudish else None
+    for key, truths in (("clear_or_moon_called_safe_95", SAFE), ("cloudy_or_partly_called_safe_95", ("cloudy", PARTLY))):
+        picked = [(r.night, m["class"] in SAFE) for r, m in night if r.label in truths]
+        out[key] = night_interval([f for _, f in picked], [n for n, _ in picked])
     out["night_called_day"] = round(float(np.mean([m["class"] == "day" for _, m in night])), 4) if night else None
     out["night_unrecognised"] = round(float(np.mean([m["class"] == "unrecognised" for _, m in night])), 4) if night else None
     out["day_frames_called_day"] = round(float(np.mean([m["class"] == "day" for r, m in rows if r.label == "day"])), 4) if any(r.label == "day" for r, _ in rows) else None
@@ -186,13 +208,14 @@ def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, 
 
 
 def markdown(result: dict) -> str:
-    lines = ["| truth | n | called safe | exact | answers |", "|---|---|---|---|---|"]
+    lines = ["| truth | n (nights) | called safe [95% over nights] | exact | answers |", "|---|---|---|---|---|"]
     for truth in ("clear", "moon", "cloudy", PARTLY):
         if truth in result:
             t = result[truth]
-            lines.append(f"| {truth} | {t['n']} | {t['called_safe']:.3f} | {t['exact']:.3f} | {t['answers']} |")
+            lo, hi = t.get("called_safe_95") or (float("nan"), float("nan"))
+            lines.append(f"| {truth} | {t['n']} ({t.get('nights', '-')}) | {t['called_safe']:.3f} [{lo:.3f}, {hi:.3f}] | {t['exact']:.3f} | {t['answers']} |")
     lines.append("")
-    for key in ("clear_or_moon_called_safe", "cloudy_or_partly_called_safe", "night_called_day", "night_unrecognised", "day_frames_called_day", "cloud_cover_mae_points", "sector_accuracy", "swapped_clear_overcast"):
+    for key in ("clear_or_moon_called_safe", "clear_or_moon_called_safe_95", "cloudy_or_partly_called_safe", "cloudy_or_partly_called_safe_95", "night_called_day", "night_unrecognised", "day_frames_called_day", "cloud_cover_mae_points", "sector_accuracy", "swapped_clear_overcast"):
         if key in result:
             lines.append(f"- {key}: {result[key]}")
     return "\n".join(lines) + "\n"
@@ -208,6 +231,7 @@ def main(argv=None) -> int:
     ap.add_argument("--site", default="38.607,93.896,4200")
     ap.add_argument("--utc-offset", type=float, default=8.0)
     ap.add_argument("--adapt", default="", help="k values, e.g. 3,5,10")
+    ap.add_argument("--reuse", action="store_true", help="score the answers in OUT/run/results.jsonl again")
     args = ap.parse_args(argv)
     lat, lon, elev = (float(v) for v in args.site.split(","))
     site = SimpleNamespace(latitude_deg=lat, longitude_deg=lon, elevation_m=elev)
@@ -218,7 +242,11 @@ def main(argv=None) -> int:
     fmt = "%Y-%m-%d-%H-%M-%S"
     frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, part(args.nights))
     args.out.mkdir(parents=True, exist_ok=True)
-    results = run_edge(args.package, frames, args.out / "run", site, args.utc_offset, args.precision)
+    cached = args.out / "run" / "results.jsonl"
+    if args.reuse and cached.exists():
+        results = {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(cached) if m["topic"].endswith("/classification")}
+    else:
+        results = run_edge(args.package, frames, args.out / "run", site, args.utc_offset, args.precision)
     result = {"package": str(args.package), "precision": args.precision, "nights": args.nights, **score(args.package, frames, results)}
     if args.adapt:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, part("train"))
