@@ -264,3 +264,26 @@ def test_the_checks_fall_back_to_the_whole_sky_when_the_zenith_expects_too_few_s
     starry = Visibility(40, 36, 0.0, sectors, expected, 12, 6, 4.0)
     assert starry.check_fraction == starry.zenith_fraction == 0.5  # the zenith decides when it can
     assert Visibility(2, 0, 0.0, sectors, expected, 0, 0, 4.0).check_fraction is None  # nothing to go by
+
+
+def test_a_camera_nudged_a_few_pixels_is_tracked_and_a_steady_one_left_alone(tmp_path):
+    """A saved lens 3 px and 1 deg off still sees over half the sky's stars (no blind solve) but misses some of
+    the zenith's: the watch refits it to the frame's stars; a right lens is not rewritten."""
+    from skyedge.stars.geometry_file import load_geometry
+    from skyedge.stars.watch import StarWatch
+
+    truth, shape = Lens(250.0, 258.0, 214.0, 250.7, "left", "equisolid"), (512, 512)
+    limits = (4.5, 4.5, 4.5, None, None)
+    image = render_star_field(truth, shape, SITE, NIGHT, limiting_mag=5.0, seed=7)
+    nudged = truth.with_(cx=truth.cx - 2.5, cy=truth.cy - 2.0, north_deg=truth.north_deg + 1.0)
+    stale = StarWatch(SITE, CameraGeometry(nudged, shape, limits, {}), save_to=tmp_path / "g.yaml", solve_every_s=0.0)
+    before = star_visibility(detect_stars(image), default_catalogue().at(*SITE, NIGHT), nudged, shape, limits)
+    assert before.visible_fraction >= 0.5 and before.zenith_fraction < 0.8  # what the device saw, untracked
+    report = stale.observe(image, NIGHT)
+    assert report.geometry == "tracked" and stale.solves == 0 and stale.tracks == 1
+    assert report.visibility.zenith_fraction >= 0.95
+    saved = load_geometry(tmp_path / "g.yaml")
+    assert abs(saved.lens.cx - truth.cx) < 0.5 and abs(saved.lens.cy - truth.cy) < 0.5
+    assert saved.limiting_mag == limits and saved.fit["how"] == "tracked"
+    steady = StarWatch(SITE, CameraGeometry(truth, shape, limits, {}), save_to=tmp_path / "steady.yaml", solve_every_s=0.0)
+    assert steady.observe(image, NIGHT).geometry == "saved" and not (tmp_path / "steady.yaml").exists()

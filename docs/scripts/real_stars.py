@@ -12,8 +12,11 @@ human cloud polygons, and the clear-but-starless cross-check.
    5% cloud; overcast: at least 95%), reported per ring; and the cross-check's figure: the share of frames
    whose stars within 36 deg of the zenith are under half seen, per truth class.
 
-The horizon mask is the polygons' sky region (sky or cloud; a device uses its configured mask). Writes
-OUT/stars.json and OUT/stars.md. The real data never enters the repository.
+The sectors are scored with the polygons' sky region as the mask (sky or cloud: where the truth is). The
+cross-check on a package's answers (``--model``) is scored as a device meets it: a fixed mask, the circle enclosing
+every frame's annotated sky, in a second pass through a fresh StarWatch. Most frames' polygons annotate only part of
+the sky (half of it at the median; the rest is unannotated sky, not the horizon), and a frame's stars outside them
+are what the device counts. Writes OUT/stars.json and OUT/stars.md. The real data never enters the repository.
 """
 
 from __future__ import annotations
@@ -57,6 +60,32 @@ def sector_cloud(frame, lens) -> list[float | None]:
     return [float(c / t) if t >= 30 else None for c, t in zip(cloud, total, strict=True)]
 
 
+def device_mask(frames) -> np.ndarray:
+    """The sky a device would mask in: the circle enclosing every frame's annotated sky (one camera, one size)."""
+    from skyedge.training.simulate.aurora_overlay import annotated_circle
+
+    masks = [r.frame.sky | r.frame.cloud for r in frames]
+    (cx, cy), radius = annotated_circle(masks)
+    yy, xx = np.mgrid[: masks[0].shape[0], : masks[0].shape[1]]
+    return np.hypot(xx - cx, yy - cy) <= radius
+
+
+def watch_stars(frames, eph, site3, mask_of):
+    """Every night frame in time order through one StarWatch that starts knowing nothing, solves blind when it has no
+    geometry or stops matching, and learns its limiting magnitudes, as a device would; yields (frame, report, watch)."""
+    watch = StarWatch(site3, solve_every_s=0.0)
+    for r in frames:
+        sky = eph.at(r.captured.timestamp())
+        moon = (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination)
+        yield r, watch.observe(r.frame.image, r.captured.timestamp(), moon, mask_of(r), sky.sun_alt_deg), watch
+
+
+def check_reading(row: dict) -> float | None:
+    """What the edge's check reads from a frame's ``stars`` message: the zenith's fraction, else the whole sky's."""
+    zf = row.get("zenith_visible_fraction")
+    return row.get("visible_fraction") if zf is None else zf
+
+
 def cross_check(args, frames, site, stars_by_frame: dict) -> dict:
     """Run the package through the edge on the night frames; per truth class, how many frames it called clear and
     how many of those the star check (zenith fraction under 0.5, the whole sky's without one) turns unsafe."""
@@ -80,9 +109,7 @@ def cross_check(args, frames, site, stars_by_frame: dict) -> dict:
         row = out.setdefault(r.label, {"called_clear": 0, "turned_unsafe": 0, "unknown": 0})
         row["called_clear"] += 1
         row_stars = stars_by_frame.get(r.path.stem, {})
-        zf = row_stars.get("zenith_visible_fraction")
-        if zf is None:  # as the edge's check reads it (Visibility.check_fraction)
-            zf = row_stars.get("visible_fraction")
+        zf = check_reading(row_stars)  # as the edge's check reads it (Visibility.check_fraction)
         if zf is None:
             row["unknown"] += 1
         elif zf < 0.5:
@@ -158,16 +185,12 @@ def main(argv=None) -> int:
                 "median_matched": int(np.median([s.matched for s in sols])),
             }
         )
-    # Score every night frame as a device would meet them: in time order, through one StarWatch that starts
-    # knowing nothing, solves blind when it has no geometry or stops matching, and learns its limiting magnitudes.
-    watch = StarWatch((lat, lon, elev), solve_every_s=0.0)
     per_ring = {k: defaultdict(list) for k in ("clear", "overcast")}
     zenith = defaultdict(list)
     rows_out = []
-    for r in frames:
-        sky = eph.at(r.captured.timestamp())
+    watch = None
+    for r, rep, watch in watch_stars(frames, eph, (lat, lon, elev), lambda r: r.frame.sky | r.frame.cloud):
         mask = r.frame.sky | r.frame.cloud
-        rep = watch.observe(r.frame.image, r.captured.timestamp(), (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination), mask, sky.sun_alt_deg)
         vis = rep.visibility
         rows_out.append({"frame": r.path.stem, "label": r.label, **rep.message()})
         if vis is None:
@@ -198,14 +221,26 @@ def main(argv=None) -> int:
     for label, vals in sorted(zenith.items()):
         known = [v for v in vals if v is not None]
         check[label] = {"frames": len(vals), "unknown": len(vals) - len(known), "under_half_seen": round(float(np.mean([v < 0.5 for v in known])), 3) if known else None}
-    model_check = cross_check(args, frames, site, {row["frame"]: row for row in rows_out}) if args.model else None
+    model_check = polygon_check = None
+    device_check = {}
+    if args.model:
+        disc = device_mask(frames)
+        device_rows = {r.path.stem: rep.message() for r, rep, _ in watch_stars(frames, eph, (lat, lon, elev), lambda r: disc)}
+        model_check = cross_check(args, frames, site, device_rows)
+        for label in sorted({r.label for r in frames}):  # the check's own reading per truth class, on the device's mask
+            fractions = [check_reading(device_rows[r.path.stem]) for r in frames if r.label == label]
+            known = [v for v in fractions if v is not None]
+            device_check[label] = {"frames": len(fractions), "unknown": len(fractions) - len(known), "under_half_seen": round(float(np.mean([v < 0.5 for v in known])), 3) if known else None}
+        polygon_check = cross_check(SimpleNamespace(**{**vars(args), "reuse": True}), frames, site, {row["frame"]: row for row in rows_out})
     result = {
-        "model_check": model_check,
+        "model_check": model_check,  # the device's mask
+        "model_check_polygon_mask": polygon_check,  # stars counted only where the polygons annotate (as before)
         "frames": len(frames), "clear_frames_tried": tried, "solved": len(solved), "failures": dict(failures),
         "detect_s_per_frame": round(detect_s, 4), "solve_s_per_frame": round(solve_s, 3),
         "geometry": geometry_rows, "clear_sectors": ring_table("clear"), "overcast_sectors": ring_table("overcast"),
-        "zenith_check": check, "limiting_mags_all_nights": limiting_magnitudes(sum(c[0] for *_, c in solved if clear_enough(*c)), sum(c[1] for *_, c in solved if clear_enough(*c))),
-        "watch": {"solves": watch.solves, "solve_failures": watch.solve_failures, "final_limits": watch.geometry.limiting_mag if watch.geometry else None},
+        "zenith_check": check,
+        "zenith_check_device_mask": device_check, "limiting_mags_all_nights": limiting_magnitudes(sum(c[0] for *_, c in solved if clear_enough(*c)), sum(c[1] for *_, c in solved if clear_enough(*c))),
+        "watch": {"solves": watch.solves, "solve_failures": watch.solve_failures, "tracks": watch.tracks, "final_limits": watch.geometry.limiting_mag if watch.geometry else None},
         "frames_scored": rows_out,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -217,13 +252,20 @@ def main(argv=None) -> int:
         lines += ["", f"{kind} sectors", "", "| ring | sectors | mean visible | median | share meeting |", "|---|---|---|---|---|"]
         lines += [f"| {t['ring']} | {t['sectors']} | {t.get('mean_visible', '-')} | {t.get('median_visible', '-')} | {t.get('share_meeting', '-')} |" for t in ring_table(kind)]
     lines += ["", f"limiting magnitude per ring (all clear solved frames pooled): {result['limiting_mags_all_nights']}"]
-    lines += ["", f"star watch (causal, as on a device): {watch.solves} blind solves, {watch.solve_failures} failed"]
+    lines += ["", f"star watch (causal, as on a device): {watch.solves} blind solves, {watch.solve_failures} failed, {watch.tracks} tracked"]
     lines += ["", "| truth | frames | unknown (no geometry, limits or stars expected) | zenith stars under half seen |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['frames']} | {v['unknown']} | {v['under_half_seen']} |" for k, v in check.items()]
+    if device_check:
+        lines += ["", "the same on the device's mask (the whole lens circle):", "", "| truth | frames | unknown | under half seen |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['frames']} | {v['unknown']} | {v['under_half_seen']} |" for k, v in device_check.items()]
     if model_check:
         lines += ["", f"the check on {args.model.name}'s answers (a `clear` answer under half its zenith stars seen turns unsafe):", ""]
-        lines += ["| truth | model said clear | turned unsafe | star visibility unknown |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['called_clear']} | {v['turned_unsafe']} | {v['unknown']} |" for k, v in model_check.items()]
+        lines += ["| truth | model said clear | turned unsafe (device mask) | star visibility unknown | turned unsafe, unknown (polygon mask) |", "|---|---|---|---|---|"]
+        poly = polygon_check or {}
+        lines += [
+            f"| {k} | {v['called_clear']} | {v['turned_unsafe']} | {v['unknown']} | {poly.get(k, {}).get('turned_unsafe', '-')}, {poly.get(k, {}).get('unknown', '-')} |"
+            for k, v in model_check.items()
+        ]
     (args.out / "stars.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

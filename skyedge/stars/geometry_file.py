@@ -6,7 +6,7 @@ YAML, one document::
     orientation: {projection, centre, horizon_radius, north_angle_deg, east}   # the pipeline's orientation keys
     frame_shape: [height, width]
     limiting_mag: [disc, ring 1, ring 2, ring 3, ring 4]   # per cloudynight ring; null: no stars expected there
-    fit: {frames, matched_stars, rms_px, rms_deg, solved_utc, site, limits_from, limits_seen_as}
+    fit: {frames, matched_stars, rms_px, rms_deg, solved_utc, how, site, limits_from, limits_seen_as}
 
 ``limits_seen_as`` names the rule a star was counted seen by when the limits were learnt
 (:data:`skyedge.stars.visibility.SEEN_RULE`): limits learnt by another rule expect too many or too few stars.

@@ -137,6 +137,13 @@ def _match(lens: Lens, det: Detections, stars: StarsAt, radius_deg: float):
     return di[keep], si[keep]
 
 
+def matched_count(lens: Lens, det: Detections, stars: StarsAt, radius_deg: float = 1.0) -> int:
+    """How many detections sit within ``radius_deg`` of a distinct catalogue star where ``lens`` puts it."""
+    if len(det) == 0:
+        return 0
+    return len(_match(lens, det, stars, radius_deg)[0])
+
+
 def _fit(lens: Lens, dx: np.ndarray, dy: np.ndarray, alt: np.ndarray, az: np.ndarray) -> Lens:
     from scipy.optimize import least_squares
 
