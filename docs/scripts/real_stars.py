@@ -222,7 +222,7 @@ def main(argv=None) -> int:
         known = [v for v in vals if v is not None]
         check[label] = {"frames": len(vals), "unknown": len(vals) - len(known), "under_half_seen": round(float(np.mean([v < 0.5 for v in known])), 3) if known else None}
     model_check = polygon_check = None
-    device_check = {}
+    device_check, device_rows = {}, {}
     if args.model:
         disc = device_mask(frames)
         device_rows = {r.path.stem: rep.message() for r, rep, _ in watch_stars(frames, eph, (lat, lon, elev), lambda r: disc)}
@@ -242,6 +242,7 @@ def main(argv=None) -> int:
         "zenith_check_device_mask": device_check, "limiting_mags_all_nights": limiting_magnitudes(sum(c[0] for *_, c in solved if clear_enough(*c)), sum(c[1] for *_, c in solved if clear_enough(*c))),
         "watch": {"solves": watch.solves, "solve_failures": watch.solve_failures, "tracks": watch.tracks, "final_limits": watch.geometry.limiting_mag if watch.geometry else None},
         "frames_scored": rows_out,
+        "frames_scored_device_mask": [{"frame": k, **v} for k, v in device_rows.items()],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "stars.json").write_text(json.dumps(result, indent=1))
