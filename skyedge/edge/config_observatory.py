@@ -96,9 +96,12 @@ class StarsSection(Schema):
     solve: bool = Field(
         default=True,
         description="solve the geometry from a night frame when there is none or when a frame rich in stars stops "
-        "matching it (a moved camera); the file is rewritten",
+        "matching it (a moved camera), and track it on starry frames (a camera nudged by a few pixels); the file is "
+        "rewritten",
     )
-    solve_every_s: Annotated[float, Field(ge=0)] = Field(default=600.0, description="at most one blind solve per this many seconds (about 1 s each)")
+    solve_every_s: Annotated[float, Field(ge=0)] = Field(
+        default=600.0, description="at most one blind solve (about 1 s) and one tracking refit (25-50 ms) per this many seconds"
+    )
     star_size_px: Annotated[int, Field(ge=3, le=51)] = Field(default=7, description="widest star in pixels (larger for soft 2-4k frames)")
     min_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="checks.clear_without_stars fires below this seen share of the expected zenith stars"

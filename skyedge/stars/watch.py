@@ -14,7 +14,7 @@ Per night frame (:meth:`StarWatch.observe`, the pipeline's source thread; ~20-20
    one only when it matches ``TRACK_GAIN`` times the stars the saved lens does. A camera that settles or is
    nudged by a few pixels still sees half its sky's stars, so the blind solve never fires, but the zenith's
    stars fall outside their 1-degree circles and the cross-check reads cloud: on the real development camera a
-   6-pixel drift between 2021 and 2023 left clear frames reading 0.39 of their zenith stars (docs/results.md).
+   6-pixel drift between 2021 and 2023 left a clear frame reading 0.39 of its zenith stars (docs/results.md).
 
 Limiting magnitudes come from the geometry file; a camera solved here learns them from the completeness of its
 solved frames that were clear (:func:`~skyedge.stars.visibility.clear_enough`;
