@@ -20,6 +20,9 @@ cloud map. Scored against the labels the polygons and the ephemeris give (skyedg
   they are not independent draws: the interval says how far another set of nights could move the figure).
 
 ``--reuse`` scores the answers already in OUT/run/results.jsonl instead of running the edge again.
+``--other PACKAGE2`` (a package trained on the other half of the nights, ``nights: {part: test}``) scores every
+night: the test half by PACKAGE, the training half by PACKAGE2 (answers in OUT/run-other), so each frame is
+answered by a model that never saw its night.
 
 Writes OUT/real.json and OUT/real.md. The real data never enters the repository.
 """
@@ -221,6 +224,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def answers(package: Path, frames, work: Path, site, args, reuse: bool) -> dict[str, dict]:
+    """The package's classification per frame name: the cached run in ``work`` with ``reuse``, else a new one."""
+    cached = work / "results.jsonl"
+    if reuse and cached.exists():
+        return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(cached) if m["topic"].endswith("/classification")}
+    return run_edge(package, frames, work, site, args.utc_offset, args.precision)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("package", type=Path)
@@ -232,7 +243,10 @@ def main(argv=None) -> int:
     ap.add_argument("--utc-offset", type=float, default=8.0)
     ap.add_argument("--adapt", default="", help="k values, e.g. 3,5,10")
     ap.add_argument("--reuse", action="store_true", help="score the answers in OUT/run/results.jsonl again")
+    ap.add_argument("--other", type=Path, default=None, help="a package trained on the test half: scores the training half, and the figures cover every night")
     args = ap.parse_args(argv)
+    if args.other is not None and (args.nights != "test" or args.adapt):
+        ap.error("--other scores the test half by PACKAGE and the training half by --other: leave --nights and --adapt out")
     lat, lon, elev = (float(v) for v in args.site.split(","))
     site = SimpleNamespace(latitude_deg=lat, longitude_deg=lon, elevation_m=elev)
 
@@ -242,12 +256,13 @@ def main(argv=None) -> int:
     fmt = "%Y-%m-%d-%H-%M-%S"
     frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, part(args.nights))
     args.out.mkdir(parents=True, exist_ok=True)
-    cached = args.out / "run" / "results.jsonl"
-    if args.reuse and cached.exists():
-        results = {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(cached) if m["topic"].endswith("/classification")}
-    else:
-        results = run_edge(args.package, frames, args.out / "run", site, args.utc_offset, args.precision)
-    result = {"package": str(args.package), "precision": args.precision, "nights": args.nights, **score(args.package, frames, results)}
+    results = answers(args.package, frames, args.out / "run", site, args, args.reuse)
+    nights = args.nights
+    if args.other is not None:
+        other = labelled_frames(args.labelme, site, fmt, args.utc_offset, part("train"))
+        results.update(answers(args.other, other, args.out / "run-other", site, args, args.reuse))
+        frames, nights = frames + other, f"test by {args.package}, train by {args.other}"
+    result = {"package": str(args.package), "precision": args.precision, "nights": nights, **score(args.package, frames, results)}
     if args.adapt:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, part("train"))
         ks = [int(k) for k in args.adapt.split(",")]
