@@ -224,12 +224,12 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def answers(package: Path, frames, work: Path, site, args, reuse: bool) -> dict[str, dict]:
+def answers(package: Path, frames, work: Path, site, utc_offset: float, precision: str, reuse: bool) -> dict[str, dict]:
     """The package's classification per frame name: the cached run in ``work`` with ``reuse``, else a new one."""
     cached = work / "results.jsonl"
     if reuse and cached.exists():
         return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(cached) if m["topic"].endswith("/classification")}
-    return run_edge(package, frames, work, site, args.utc_offset, args.precision)
+    return run_edge(package, frames, work, site, utc_offset, precision)
 
 
 def main(argv=None) -> int:
@@ -256,11 +256,11 @@ def main(argv=None) -> int:
     fmt = "%Y-%m-%d-%H-%M-%S"
     frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, part(args.nights))
     args.out.mkdir(parents=True, exist_ok=True)
-    results = answers(args.package, frames, args.out / "run", site, args, args.reuse)
+    results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse)
     nights = args.nights
     if args.other is not None:
         other = labelled_frames(args.labelme, site, fmt, args.utc_offset, part("train"))
-        results.update(answers(args.other, other, args.out / "run-other", site, args, args.reuse))
+        results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse))
         frames, nights = frames + other, f"test by {args.package}, train by {args.other}"
     result = {"package": str(args.package), "precision": args.precision, "nights": nights, **score(args.package, frames, results)}
     if args.adapt:

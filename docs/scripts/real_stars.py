@@ -80,36 +80,25 @@ def watch_stars(frames, eph, site3, mask_of):
         yield r, watch.observe(r.frame.image, r.captured.timestamp(), moon, mask_of(r), sky.sun_alt_deg), watch
 
 
-def check_reading(row: dict) -> float | None:
-    """What the edge's check reads from a frame's ``stars`` message: the zenith's fraction, else the whole sky's."""
-    zf = row.get("zenith_visible_fraction")
-    return row.get("visible_fraction") if zf is None else zf
-
-
-def cross_check(args, frames, site, stars_by_frame: dict) -> dict:
+def cross_check(args, frames, site, fractions: dict[str, float | None]) -> dict:
     """Run the package through the edge on the night frames; per truth class, how many frames it called clear and
-    how many of those the star check (zenith fraction under 0.5, the whole sky's without one) turns unsafe."""
+    how many of those the star check turns unsafe: ``fractions``, each frame's
+    :attr:`~skyedge.stars.visibility.Visibility.check_fraction` (the zenith's, else the whole sky's), under 0.5."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from real_allsky import run_edge
+    from real_allsky import answers
 
-    cached = args.out / "edge" / "results.jsonl"
-    if args.reuse and cached.exists():  # the model's answers do not depend on the stars
-        from skyedge.edge.reporters.jsonl import read_jsonl
-
-        answers = {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(cached) if m["topic"].endswith("/classification")}
-    else:
-        answers = run_edge(args.model, frames, args.out / "edge", site, args.utc_offset, "fp32")
+    # The model's answers do not depend on the stars: --reuse reads the cached run.
+    said = answers(args.model, frames, args.out / "edge", site, args.utc_offset, "fp32", args.reuse)
     out = {}
     for r in frames:
-        msg = answers.get(r.path.stem)
+        msg = said.get(r.path.stem)
         if msg is None or msg["class"] != "clear":
             continue
         row = out.setdefault(r.label, {"called_clear": 0, "turned_unsafe": 0, "unknown": 0})
         row["called_clear"] += 1
-        row_stars = stars_by_frame.get(r.path.stem, {})
-        zf = check_reading(row_stars)  # as the edge's check reads it (Visibility.check_fraction)
+        zf = fractions.get(r.path.stem)
         if zf is None:
             row["unknown"] += 1
         elif zf < 0.5:
@@ -187,12 +176,13 @@ def main(argv=None) -> int:
         )
     per_ring = {k: defaultdict(list) for k in ("clear", "overcast")}
     zenith = defaultdict(list)
-    rows_out = []
+    rows_out, polygon_fraction = [], {}
     watch = None
     for r, rep, watch in watch_stars(frames, eph, (lat, lon, elev), lambda r: r.frame.sky | r.frame.cloud):
         mask = r.frame.sky | r.frame.cloud
         vis = rep.visibility
         rows_out.append({"frame": r.path.stem, "label": r.label, **rep.message()})
+        polygon_fraction[r.path.stem] = None if vis is None else vis.check_fraction
         if vis is None:
             zenith[r.label].append(None)
             continue
@@ -225,13 +215,15 @@ def main(argv=None) -> int:
     device_check, device_rows = {}, {}
     if args.model:
         disc = device_mask(frames)
-        device_rows = {r.path.stem: rep.message() for r, rep, _ in watch_stars(frames, eph, (lat, lon, elev), lambda r: disc)}
-        model_check = cross_check(args, frames, site, device_rows)
+        reports = {r.path.stem: rep for r, rep, _ in watch_stars(frames, eph, (lat, lon, elev), lambda r: disc)}
+        device_rows = {k: rep.message() for k, rep in reports.items()}
+        device_fraction = {k: None if rep.visibility is None else rep.visibility.check_fraction for k, rep in reports.items()}
+        model_check = cross_check(args, frames, site, device_fraction)
         for label in sorted({r.label for r in frames}):  # the check's own reading per truth class, on the device's mask
-            fractions = [check_reading(device_rows[r.path.stem]) for r in frames if r.label == label]
+            fractions = [device_fraction[r.path.stem] for r in frames if r.label == label]
             known = [v for v in fractions if v is not None]
             device_check[label] = {"frames": len(fractions), "unknown": len(fractions) - len(known), "under_half_seen": round(float(np.mean([v < 0.5 for v in known])), 3) if known else None}
-        polygon_check = cross_check(SimpleNamespace(**{**vars(args), "reuse": True}), frames, site, {row["frame"]: row for row in rows_out})
+        polygon_check = cross_check(SimpleNamespace(**{**vars(args), "reuse": True}), frames, site, polygon_fraction)
     result = {
         "model_check": model_check,  # the device's mask
         "model_check_polygon_mask": polygon_check,  # stars counted only where the polygons annotate (as before)
@@ -257,7 +249,7 @@ def main(argv=None) -> int:
     lines += ["", "| truth | frames | unknown (no geometry, limits or stars expected) | zenith stars under half seen |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['frames']} | {v['unknown']} | {v['under_half_seen']} |" for k, v in check.items()]
     if device_check:
-        lines += ["", "the same on the device's mask (the whole lens circle):", "", "| truth | frames | unknown | under half seen |", "|---|---|---|---|"]
+        lines += ["", "on the device's mask (the whole lens circle), as the check reads it (the whole sky's fraction where the zenith expects under 3 stars):", "", "| truth | frames | unknown | under half seen |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['frames']} | {v['unknown']} | {v['under_half_seen']} |" for k, v in device_check.items()]
     if model_check:
         lines += ["", f"the check on {args.model.name}'s answers (a `clear` answer under half its zenith stars seen turns unsafe):", ""]
