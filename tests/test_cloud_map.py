@@ -208,3 +208,22 @@ def test_the_real_camera_score_counts_the_truth_over_the_annotated_sky_only(tmp_
     assert sectors[0] == pytest.approx(1.0, abs=0.01) and sum(s is not None for s in sectors) < SECTORS
     cloud[:, 128:], sky[96:160, 128:160] = False, True
     assert sector_truth(package, frame)[0] == pytest.approx(50.0, abs=3.0)
+
+
+def test_the_real_camera_intervals_resample_nights_not_frames():
+    """docs/scripts/real_allsky.py's 95% intervals: ten frames a night agree with each other, so ten nights carry
+    the uncertainty of ten draws, not a hundred."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "docs" / "scripts"))
+    from real_allsky import night_interval
+
+    nights = np.repeat(np.arange(10), 10)
+    flags = nights < 5  # half the nights safe, every frame of a night alike
+    lo, hi = night_interval(flags, nights)
+    assert lo < 0.5 < hi and hi - lo > 0.4  # as wide as 10 draws (a frame-by-frame interval: about 0.2)
+    lo_f, hi_f = night_interval(flags, np.arange(100))  # each frame its own night
+    assert hi_f - lo_f < 0.25
+    assert night_interval(np.ones(30, bool), np.repeat(np.arange(3), 10)) == [1.0, 1.0]
+    assert night_interval([], []) is None
