@@ -60,6 +60,13 @@ def sector_cloud(frame, lens) -> list[float | None]:
     return [float(c / t) if t >= 30 else None for c, t in zip(cloud, total, strict=True)]
 
 
+def under_half(fractions: list[float | None]) -> dict:
+    """Frames, how many have no reading, and the share of the others under half their stars seen."""
+    known = [v for v in fractions if v is not None]
+    share = round(float(np.mean([v < 0.5 for v in known])), 3) if known else None
+    return {"frames": len(fractions), "unknown": len(fractions) - len(known), "under_half_seen": share}
+
+
 def device_mask(frames) -> np.ndarray:
     """The sky a device would mask in: the circle enclosing every frame's annotated sky (one camera, one size)."""
     from skyedge.training.simulate.aurora_overlay import annotated_circle
@@ -209,8 +216,7 @@ def main(argv=None) -> int:
 
     check = {}
     for label, vals in sorted(zenith.items()):
-        known = [v for v in vals if v is not None]
-        check[label] = {"frames": len(vals), "unknown": len(vals) - len(known), "under_half_seen": round(float(np.mean([v < 0.5 for v in known])), 3) if known else None}
+        check[label] = under_half(vals)
     model_check = polygon_check = None
     device_check, device_rows = {}, {}
     if args.model:
@@ -220,9 +226,7 @@ def main(argv=None) -> int:
         device_fraction = {k: None if rep.visibility is None else rep.visibility.check_fraction for k, rep in reports.items()}
         model_check = cross_check(args, frames, site, device_fraction)
         for label in sorted({r.label for r in frames}):  # the check's own reading per truth class, on the device's mask
-            fractions = [device_fraction[r.path.stem] for r in frames if r.label == label]
-            known = [v for v in fractions if v is not None]
-            device_check[label] = {"frames": len(fractions), "unknown": len(fractions) - len(known), "under_half_seen": round(float(np.mean([v < 0.5 for v in known])), 3) if known else None}
+            device_check[label] = under_half([device_fraction[r.path.stem] for r in frames if r.label == label])
         polygon_check = cross_check(SimpleNamespace(**{**vars(args), "reuse": True}), frames, site, polygon_fraction)
     result = {
         "model_check": model_check,  # the device's mask
