@@ -52,6 +52,11 @@ from skyedge.training.data.labelme import PARTLY, cloud_truth, labelled_frames
 SAFE = ("clear", "moon")
 
 
+def read_answers(results: Path) -> dict[str, dict]:
+    """The classification messages of an edge run's JSONL file, per frame name."""
+    return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(results) if m["topic"].endswith("/classification")}
+
+
 def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precision: str) -> dict[str, dict]:
     """Classify ``frames`` (Labelled) with `skyedge run --once`; the classification message per frame name."""
     shutil.rmtree(work, ignore_errors=True)
@@ -79,11 +84,7 @@ def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precisi
     }
     (work / "edge.yaml").write_text(yaml.safe_dump(cfg))
     Runtime(load_edge_config(work / "edge.yaml"), once=True).run()
-    return {
-        m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"]
-        for m in read_jsonl(work / "results.jsonl")
-        if m["topic"].endswith("/classification")
-    }
+    return read_answers(work / "results.jsonl")
 
 
 def annotated_region(package: Path, frame) -> np.ndarray:
@@ -228,7 +229,7 @@ def answers(package: Path, frames, work: Path, site, utc_offset: float, precisio
     """The package's classification per frame name: the cached run in ``work`` with ``reuse``, else a new one."""
     cached = work / "results.jsonl"
     if reuse and cached.exists():
-        return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(cached) if m["topic"].endswith("/classification")}
+        return read_answers(cached)
     return run_edge(package, frames, work, site, utc_offset, precision)
 
 
