@@ -227,3 +227,27 @@ def test_the_real_camera_intervals_resample_nights_not_frames():
     assert hi_f - lo_f < 0.25
     assert night_interval(np.ones(30, bool), np.repeat(np.arange(3), 10)) == [1.0, 1.0]
     assert night_interval([], []) is None
+
+
+def test_the_real_camera_frontier_is_the_best_any_threshold_can_do():
+    """docs/scripts/real_frontier.py: at a cap on unsafe-truth frames called safe, the share of safe-truth frames a
+    threshold keeps; and the logistic fit it fuses the stars with separates what is separable."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "docs" / "scripts"))
+    from real_frontier import fit_logistic, frontier, two_fold_scores
+
+    safe = np.array([True] * 10 + [False] * 100)
+    score = np.concatenate([np.linspace(0.5, 1.0, 10), np.linspace(0.0, 0.9, 100)])
+    good, bad = frontier(score, safe, 0.03)
+    assert bad <= 0.03 and good == pytest.approx(0.3)  # the top three unsafe scores (0.87-0.9) let three through
+    assert frontier(score, safe, 0.0) == (pytest.approx(0.2), 0.0)  # nothing unsafe: only scores above 0.9 (two)
+    assert frontier(score, safe, 1.0) == (1.0, 1.0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    y = (x[:, 1] > 0.2).astype(float)  # the second feature decides, the first is noise
+    beta = fit_logistic(x, y)
+    assert abs(beta[2]) > 5 * abs(beta[1])
+    fused = two_fold_scores(x, y, np.arange(400) % 2)
+    assert ((fused >= 0.5) == (y > 0)).mean() > 0.95

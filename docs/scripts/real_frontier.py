@@ -1,0 +1,214 @@
+"""How far a threshold, an ensemble or the stars beside the model can move the real camera's two safety figures.
+
+    python docs/scripts/real_frontier.py LABELME_DIR OUT --answers DIR [--answers DIR2] [--stars STARS_OUT]
+
+Each DIR is the output of ``real_allsky.py PACKAGE LABELME DIR --other PACKAGE2`` (answers in DIR/run and
+DIR/run-other), so every night frame is answered by a model that never saw its night. Several DIRs average their
+probabilities, as a device running those models side by side would. From the answers alone:
+
+* the edge's own figures (clear or moonlit clear called safe; cloudy or partly cloudy called safe);
+* the frontier of a threshold on p(clear) + p(moon): the most clear or moonlit skies called safe while at most
+  3% (the issue's bar) or 5% (the kept-back cameras') of cloudy or partly cloudy ones are. The threshold is
+  chosen on these very frames, so this is an upper bound on what any threshold could do;
+* where the cloud of the unsafe errors lies: the polygons' cloud fraction of the sky above 30 deg altitude.
+
+With ``--stars`` (a ``real_stars.py`` output: stars.json with each frame's star counts on the device's mask,
+solutions.json with the lens solved from the stars, used for the altitudes): a logistic fusion of the model's
+safe log-odds with the stars' visible fractions, fitted on one half of the nights and scored on the other, both
+ways, at the same bars. Writes OUT/frontier.json and OUT/frontier.md. The real data never enters the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_allsky import SAFE, read_answers
+
+from skyedge.training.data.labelme import PARTLY, labelled_frames
+
+UNSAFE = ("cloudy", PARTLY)
+CAPS = (0.03, 0.05)
+HIGH_ALT_DEG = 30.0
+
+
+def safe_probability(payload: dict) -> float:
+    """p(clear) + p(moon) of one classification message, 'day' left out (the edge has taken it out at night)."""
+    p = {k: v for k, v in payload["probabilities"].items() if k != "day"}
+    total = sum(p.values()) or 1.0
+    return sum(p.get(c, 0.0) for c in SAFE) / total
+
+
+def frontier(score: np.ndarray, safe_truth: np.ndarray, cap: float) -> tuple[float, float]:
+    """(share of safe-truth frames called safe, share of the others) at the lowest threshold on ``score`` that calls
+    at most ``cap`` of the unsafe-truth frames safe (score above the threshold: safe)."""
+    score, safe_truth = np.asarray(score, float), np.asarray(safe_truth, bool)
+    unsafe = np.sort(score[~safe_truth])[::-1]
+    allowed = int(np.floor(cap * unsafe.size))
+    threshold = unsafe[allowed] if allowed < unsafe.size else -np.inf
+    called = score > threshold
+    return float(called[safe_truth].mean()), float(called[~safe_truth].mean())
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50) -> np.ndarray:
+    """Weights (intercept first) of an L2-penalised logistic regression, each class weighted to count alike
+    (Newton's method)."""
+    a = np.hstack([np.ones((len(x), 1)), np.asarray(x, float)])
+    y = np.asarray(y, float)
+    w_class = np.where(y > 0, 0.5 / max(y.mean(), 1e-9), 0.5 / max(1 - y.mean(), 1e-9))
+    penalty = l2 * np.eye(a.shape[1])
+    penalty[0, 0] = 0.0
+    beta = np.zeros(a.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(a @ beta, -30, 30)))
+        grad = a.T @ (w_class * (p - y)) + penalty @ beta
+        hess = (a * (w_class * p * (1 - p))[:, None]).T @ a + penalty + 1e-9 * np.eye(a.shape[1])
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return beta
+
+
+def two_fold_scores(x: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Each frame's fused score from the logistic fit on the other half of the nights."""
+    out = np.zeros(len(y))
+    a = np.hstack([np.ones((len(x), 1)), x])
+    for h in np.unique(half):
+        beta = fit_logistic(x[half != h], y[half != h])
+        out[half == h] = 1.0 / (1.0 + np.exp(-np.clip(a[half == h] @ beta, -30, 30)))
+    return out
+
+
+def star_features(row: dict | None) -> list[float]:
+    """The stars' whole-sky and zenith visible fractions on the device's mask, each with a flag for 'no verdict'."""
+    row = row or {}
+    v, z = row.get("visible_fraction"), row.get("zenith_visible_fraction")
+    return [0.0 if v is None else v, float(v is None), 0.0 if z is None else z, float(z is None)]
+
+
+def zenith_angle(shape: tuple[int, int], lens: dict) -> np.ndarray:
+    """Each pixel's zenith angle (deg) through a solved lens (centre, horizon radius, projection)."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    r = np.hypot(xx - lens["cx"], yy - lens["cy"]) / lens["radius_px"]
+    if lens.get("projection") == "equisolid":
+        z = 2 * np.arcsin(np.clip(r * np.sin(np.pi / 4), 0, 1))
+    elif lens.get("projection") == "stereographic":
+        z = 2 * np.arctan(r * np.tan(np.pi / 4))
+    else:
+        z = r * np.pi / 2
+    return np.degrees(z)
+
+
+def high_cloud(frame, lens: dict) -> float | None:
+    """The polygons' cloud fraction of the annotated sky above :data:`HIGH_ALT_DEG` (None: none annotated there)."""
+    high = zenith_angle(frame.sky.shape, lens) < 90.0 - HIGH_ALT_DEG
+    cloud, sky = int((frame.cloud & high).sum()), int((frame.sky & high).sum())
+    return cloud / (cloud + sky) if cloud + sky else None
+
+
+def nearest_lens(solutions: dict, name: str, fmt: str) -> dict:
+    """The solved lens of the frame nearest in time (the camera was remounted: a lens holds for its own epoch)."""
+    solved = {k: v for k, v in solutions.items() if isinstance(v, dict)}
+    t = datetime.strptime(name, fmt)
+    return solved[min(solved, key=lambda k: abs((datetime.strptime(k, fmt) - t).total_seconds()))]
+
+
+def summary(score: np.ndarray, safe_truth: np.ndarray, called: np.ndarray) -> dict:
+    """The called-safe figures and the frontier at each cap."""
+    out = {"clear_or_moon_called_safe": round(float(called[safe_truth].mean()), 4),
+           "cloudy_or_partly_called_safe": round(float(called[~safe_truth].mean()), 4)}
+    for cap in CAPS:
+        good, bad = frontier(score, safe_truth, cap)
+        out[f"best_clear_or_moon_at_{cap}"] = round(good, 4)
+        out[f"its_cloudy_or_partly_at_{cap}"] = round(bad, 4)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("labelme", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--answers", type=Path, action="append", required=True, help="a real_allsky.py --other output")
+    ap.add_argument("--stars", type=Path, default=None, help="a real_stars.py output (stars.json, solutions.json)")
+    ap.add_argument("--site", default="38.607,93.896,4200")
+    ap.add_argument("--utc-offset", type=float, default=8.0)
+    args = ap.parse_args(argv)
+    lat, lon, elev = (float(v) for v in args.site.split(","))
+    site = SimpleNamespace(latitude_deg=lat, longitude_deg=lon, elevation_m=elev)
+    fmt = "%Y-%m-%d-%H-%M-%S"
+    frames, half = [], []
+    for part in ("test", "train"):
+        rows = [r for r in labelled_frames(args.labelme, site, fmt, args.utc_offset, SimpleNamespace(part=part, fraction=0.5, seed=0)) if r.label != "day"]
+        frames += rows
+        half += [part] * len(rows)
+    runs = []
+    for d in args.answers:
+        answers = read_answers(d / "run" / "results.jsonl")
+        answers.update(read_answers(d / "run-other" / "results.jsonl"))
+        runs.append(answers)
+    keep = [i for i, r in enumerate(frames) if all(r.path.stem in a for a in runs)]
+    frames, half = [frames[i] for i in keep], np.array([half[i] for i in keep])
+    safe_truth = np.array([r.label in SAFE for r in frames])
+    score = np.array([np.mean([safe_probability(a[r.path.stem]) for a in runs]) for r in frames])
+    if len(runs) == 1:
+        called = np.array([runs[0][r.path.stem]["class"] in SAFE for r in frames])
+    else:  # the averaged probabilities' top class, as the edge picks it
+        called = np.array([_top(r.path.stem, runs) in SAFE for r in frames])
+    result = {"answers": [str(d) for d in args.answers], "frames": len(frames), "model": summary(score, safe_truth, called)}
+    if args.stars is not None:
+        stars = {row["frame"]: row for row in json.loads((args.stars / "stars.json").read_text())["frames_scored_device_mask"]}
+        logit = np.log(score + 1e-4) - np.log(1 - score + 1e-4)
+        x = np.array([[lo, *star_features(stars.get(r.path.stem))] for lo, r in zip(logit, frames, strict=True)])
+        fused = two_fold_scores(x, safe_truth.astype(float), half)
+        result["model_and_stars"] = summary(fused, safe_truth, fused >= 0.5)
+        solutions = json.loads((args.stars / "solutions.json").read_text())
+        errors = [r for r, c in zip(frames, called, strict=True) if c and r.label in UNSAFE]
+        highs = [high_cloud(r.frame, nearest_lens(solutions, r.path.stem, fmt)) for r in errors]
+        result["unsafe_errors_by_cloud_above_30deg"] = {
+            "none (< 1%)": sum(h is not None and h < 0.01 for h in highs),
+            "1-10%": sum(h is not None and 0.01 <= h < 0.1 for h in highs),
+            "10% or more": sum(h is not None and h >= 0.1 for h in highs),
+            "nothing annotated there": sum(h is None for h in highs),
+        }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "frontier.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result)
+    (args.out / "frontier.md").write_text(md)
+    print(md)
+    return 0
+
+
+def _top(name: str, runs: list[dict]) -> str:
+    """The top class of the runs' averaged probabilities for one frame ('day' left out)."""
+    classes = [c for c in runs[0][name]["probabilities"] if c != "day"]
+    mean = {c: np.mean([a[name]["probabilities"].get(c, 0.0) for a in runs]) for c in classes}
+    return max(mean, key=mean.get)
+
+
+def markdown(result: dict) -> str:
+    """The figures as a table."""
+    lines = [f"{result['frames']} night frames, answers from {', '.join(result['answers'])}", "",
+             "| decision | clear or moon called safe | cloudy or partly called safe | best clear or moon at <= 0.03 (its unsafe) | at <= 0.05 (its unsafe) |",
+             "|---|---|---|---|---|"]
+    for key, name in (("model", "the model's top class"), ("model_and_stars", "fused with the stars (two-fold logistic)")):
+        s = result.get(key)
+        if s:
+            lines.append(f"| {name} | {s['clear_or_moon_called_safe']:.3f} | {s['cloudy_or_partly_called_safe']:.3f} | "
+                         f"{s['best_clear_or_moon_at_0.03']:.3f} ({s['its_cloudy_or_partly_at_0.03']:.3f}) | "
+                         f"{s['best_clear_or_moon_at_0.05']:.3f} ({s['its_cloudy_or_partly_at_0.05']:.3f}) |")
+    if "unsafe_errors_by_cloud_above_30deg" in result:
+        lines += ["", f"cloudy or partly cloudy frames called safe, by the polygons' cloud above {HIGH_ALT_DEG:.0f} deg altitude: "
+                  + ", ".join(f"{k}: {v}" for k, v in result["unsafe_errors_by_cloud_above_30deg"].items())]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
