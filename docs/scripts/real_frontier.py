@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_allsky import SAFE, read_answers
 
+from skyedge.stars.lens import Lens
 from skyedge.training.data.labelme import PARTLY, labelled_frames
 
 UNSAFE = ("cloudy", PARTLY)
@@ -94,31 +95,19 @@ def star_features(row: dict | None) -> list[float]:
     return [0.0 if v is None else v, float(v is None), 0.0 if z is None else z, float(z is None)]
 
 
-def zenith_angle(shape: tuple[int, int], lens: dict) -> np.ndarray:
-    """Each pixel's zenith angle (deg) through a solved lens (centre, horizon radius, projection)."""
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    r = np.hypot(xx - lens["cx"], yy - lens["cy"]) / lens["radius_px"]
-    if lens.get("projection") == "equisolid":
-        z = 2 * np.arcsin(np.clip(r * np.sin(np.pi / 4), 0, 1))
-    elif lens.get("projection") == "stereographic":
-        z = 2 * np.arctan(r * np.tan(np.pi / 4))
-    else:
-        z = r * np.pi / 2
-    return np.degrees(z)
-
-
-def high_cloud(frame, lens: dict) -> float | None:
+def high_cloud(frame, lens: Lens) -> float | None:
     """The polygons' cloud fraction of the annotated sky above :data:`HIGH_ALT_DEG` (None: none annotated there)."""
-    high = zenith_angle(frame.sky.shape, lens) < 90.0 - HIGH_ALT_DEG
+    yy, xx = np.mgrid[0 : frame.sky.shape[0], 0 : frame.sky.shape[1]]
+    high = lens.sky(xx, yy)[0] > HIGH_ALT_DEG
     cloud, sky = int((frame.cloud & high).sum()), int((frame.sky & high).sum())
     return cloud / (cloud + sky) if cloud + sky else None
 
 
-def nearest_lens(solutions: dict, name: str, fmt: str) -> dict:
+def nearest_lens(solutions: dict, name: str, fmt: str) -> Lens:
     """The solved lens of the frame nearest in time (the camera was remounted: a lens holds for its own epoch)."""
     solved = {k: v for k, v in solutions.items() if isinstance(v, dict)}
     t = datetime.strptime(name, fmt)
-    return solved[min(solved, key=lambda k: abs((datetime.strptime(k, fmt) - t).total_seconds()))]
+    return Lens(**solved[min(solved, key=lambda k: abs((datetime.strptime(k, fmt) - t).total_seconds()))])
 
 
 def summary(score: np.ndarray, safe_truth: np.ndarray, called: np.ndarray) -> dict:
