@@ -52,6 +52,11 @@ from skyedge.training.data.labelme import PARTLY, cloud_truth, labelled_frames
 SAFE = ("clear", "moon")
 
 
+def night_part(name: str):
+    """The recipe's split of the nights (fraction 0.5, seed 0): its ``test`` or ``train`` half, or None for all."""
+    return None if name == "all" else SimpleNamespace(part=name, fraction=0.5, seed=0)
+
+
 def read_answers(results: Path) -> dict[str, dict]:
     """The classification messages of an edge run's JSONL file, per frame name."""
     return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(results) if m["topic"].endswith("/classification")}
@@ -251,21 +256,18 @@ def main(argv=None) -> int:
     lat, lon, elev = (float(v) for v in args.site.split(","))
     site = SimpleNamespace(latitude_deg=lat, longitude_deg=lon, elevation_m=elev)
 
-    def part(name):
-        return None if name == "all" else SimpleNamespace(part=name, fraction=0.5, seed=0)
-
     fmt = "%Y-%m-%d-%H-%M-%S"
-    frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, part(args.nights))
+    frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part(args.nights))
     args.out.mkdir(parents=True, exist_ok=True)
     results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse)
     nights = args.nights
     if args.other is not None:
-        other = labelled_frames(args.labelme, site, fmt, args.utc_offset, part("train"))
+        other = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse))
         frames, nights = frames + other, f"test by {args.package}, train by {args.other}"
     result = {"package": str(args.package), "precision": args.precision, "nights": nights, **score(args.package, frames, results)}
     if args.adapt:
-        train = labelled_frames(args.labelme, site, fmt, args.utc_offset, part("train"))
+        train = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         ks = [int(k) for k in args.adapt.split(",")]
         result["adapt"] = adapt_runs(args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks)
     (args.out / "real.json").write_text(json.dumps(result, indent=2) + "\n")

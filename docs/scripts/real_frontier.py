@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_allsky import SAFE, read_answers
+from real_allsky import SAFE, night_part, read_answers
 
 from skyedge.stars.lens import Lens
 from skyedge.training.data.labelme import PARTLY, labelled_frames
@@ -58,6 +58,10 @@ def frontier(score: np.ndarray, safe_truth: np.ndarray, cap: float) -> tuple[flo
     return float(called[safe_truth].mean()), float(called[~safe_truth].mean())
 
 
+def _sigmoid(t: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(t, -30, 30)))
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50) -> np.ndarray:
     """Weights (intercept first) of an L2-penalised logistic regression, each class weighted to count alike
     (Newton's method)."""
@@ -68,7 +72,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50)
     penalty[0, 0] = 0.0
     beta = np.zeros(a.shape[1])
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-np.clip(a @ beta, -30, 30)))
+        p = _sigmoid(a @ beta)
         grad = a.T @ (w_class * (p - y)) + penalty @ beta
         hess = (a * (w_class * p * (1 - p))[:, None]).T @ a + penalty + 1e-9 * np.eye(a.shape[1])
         step = np.linalg.solve(hess, grad)
@@ -84,7 +88,7 @@ def two_fold_scores(x: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarra
     a = np.hstack([np.ones((len(x), 1)), x])
     for h in np.unique(half):
         beta = fit_logistic(x[half != h], y[half != h])
-        out[half == h] = 1.0 / (1.0 + np.exp(-np.clip(a[half == h] @ beta, -30, 30)))
+        out[half == h] = _sigmoid(a[half == h] @ beta)
     return out
 
 
@@ -135,7 +139,7 @@ def main(argv=None) -> int:
     fmt = "%Y-%m-%d-%H-%M-%S"
     frames, half = [], []
     for part in ("test", "train"):
-        rows = [r for r in labelled_frames(args.labelme, site, fmt, args.utc_offset, SimpleNamespace(part=part, fraction=0.5, seed=0)) if r.label != "day"]
+        rows = [r for r in labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part(part)) if r.label != "day"]
         frames += rows
         half += [part] * len(rows)
     runs = []

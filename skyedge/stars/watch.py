@@ -161,8 +161,9 @@ class StarWatch:
 
     def _adopt(self, sol, det, stars, shape, mask, moon, posix: float, how: str = "solved") -> None:
         old = self.geometry
-        moved = old is None or abs(((old.lens_for(shape).north_deg - sol.lens.north_deg) + 180) % 360 - 180) > 1.0
-        shifted_px = 0.0 if old is None else float(np.hypot(old.lens_for(shape).cx - sol.lens.cx, old.lens_for(shape).cy - sol.lens.cy))
+        was = old.lens_for(shape) if old is not None else None
+        moved = was is None or abs(((was.north_deg - sol.lens.north_deg) + 180) % 360 - 180) > 1.0
+        shifted_px = 0.0 if was is None else float(np.hypot(was.cx - sol.lens.cx, was.cy - sol.lens.cy))
         # Completeness is the camera's and the site's, not the pose's: it pools over every solved frame (the
         # latest MAX_POOLED), and the limits follow it until the geometry file brings its own.
         counts = completeness_counts(det, stars, sol.lens, shape, mask, moon)
