@@ -91,9 +91,10 @@ def test_unseen_sectors_are_none_and_masked_sky_does_not_count():
     assert 0 < len(seen) < SECTORS and all(s == pytest.approx(1.0) for s in seen)
 
 
-def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_safety(tmp_path, camera_frames):
-    """A stub model with a cloud map (bright = cloudy), every class counted safe. With the map rule on, frames with
-    cloud are unsafe whatever the class says."""
+def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_or_vouch(tmp_path, camera_frames, capsys):
+    """A stub model with a cloud map (bright = cloudy). Every class counted safe: with the map rule on, frames with
+    cloud are unsafe whatever the class says. No class counted safe but every class left to the map: the map alone
+    decides."""
     from stub_packages import FRAME_CLASSES, frame_package
 
     package = frame_package(tmp_path / "pkg", size=64, cloud_map=True)
@@ -101,9 +102,16 @@ def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_safety(tmp_pat
     incoming.mkdir()
     for f in camera_frames[:8]:
         (incoming / f.name).write_bytes(f.read_bytes())
-    for rule, want_safe in ((None, True), (0.0, False)):
+    everything = {"safe_classes": FRAME_CLASSES, "hold_frames": 2}
+    map_decides = {"safe_classes": [], "cloud_map_decides": FRAME_CLASSES, "hold_frames": 2}
+    cases = (
+        ("class", {**everything, "max_cloud_cover": None}, True),
+        ("veto", {**everything, "max_cloud_cover": 0.0}, False),
+        ("vouch", {**map_decides, "max_cloud_cover": 100.0}, True),  # no class is safe; the map vouches for all
+        ("vouch-none", {**map_decides, "max_cloud_cover": 0.0}, False),
+    )
+    for rule, safety, want_safe in cases:
         log = tmp_path / f"r-{rule}.jsonl"
-        safety = {"safe_classes": FRAME_CLASSES, "hold_frames": 2, "max_cloud_cover": rule}
         cfg = write_config(
             tmp_path / f"e-{rule}.yaml",
             package,
@@ -122,6 +130,67 @@ def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_safety(tmp_pat
         assert bool(events) == want_safe, events  # never safe: never a change
         states = messages(log, "state")
         assert states and all("cloud_cover" in s for s in states)
+    # The map cannot decide for a model that has none: refused at start, by key.
+    plain = frame_package(tmp_path / "plain", size=64)
+    cfg = write_config(
+        tmp_path / "e-plain.yaml",
+        plain,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0, "state_file": str(tmp_path / "s-plain.db")},
+        {"jsonl": {"path": str(tmp_path / "plain.jsonl")}},
+        pipeline={"safety": {**map_decides, "max_cloud_cover": 10.0}},
+    )
+    capsys.readouterr()
+    assert main(["run", "--config", str(cfg), "--once"]) != 0
+    assert "safety.cloud_map_decides: the model has no cloud map" in capsys.readouterr().err
+
+
+def _verdicts(**safety):
+    from types import SimpleNamespace
+
+    from skyedge.edge.config_observatory import SafetySection, SkyStateSection
+    from skyedge.edge.observatory.verdicts import FrameVerdicts
+
+    return FrameVerdicts(SimpleNamespace(sky_state=SkyStateSection(), safety=SafetySection(**safety), weather_files=None))
+
+
+def _report(cloud_zenith: float, cloud_low: float):
+    """A cloud report with ``cloud_zenith`` in the zenith disc and the first three rings, ``cloud_low`` in the last."""
+    from skyedge.edge.allsky.cloud_map import CloudReport
+
+    sectors = (cloud_zenith,) * 25 + (cloud_low,) * 8
+    return CloudReport(cloud_cover=100.0 * float(np.mean(sectors)), sectors=sectors, geometry="default")
+
+
+def test_the_cloud_map_decides_for_the_classes_it_is_given_and_vetoes_the_rest():
+    """``cloud_map_decides: [cloudy]``: a frame the classifier calls cloudy is safe when the map reads little cloud
+    within ``cloud_zenith_deg`` and unsafe otherwise or without a map; a safe class is still vetoed by a cloudy map;
+    classes outside both lists stay unsafe whatever the map says."""
+    from pydantic import ValidationError
+
+    from skyedge.edge.config_observatory import SafetySection
+
+    with pytest.raises(ValidationError, match="max_cloud_cover"):
+        SafetySection(cloud_map_decides=["cloudy"])
+    rule = {"safe_classes": ["clear"], "cloud_map_decides": ["cloudy"], "max_cloud_cover": 10.0, "cloud_zenith_deg": 72.0}
+    clear_high, cloud_high = _report(0.05, 0.9), _report(0.5, 0.0)  # low cloud lies outside the 72 deg it looks at
+
+    v = _verdicts(hold_frames=2, **rule)
+    assert v.decided("cloudy", 0.9, clear_high, -30.0) == []  # one frame: the hold is not met yet
+    flip = v.decided("cloudy", 0.9, clear_high, -30.0)[0]
+    assert flip.safe and "'cloudy' with cloud cover 5% within 72 deg" in flip.reason and v.safety.is_safe()
+    flip = v.decided("cloudy", 0.9, cloud_high, -30.0)[0]
+    assert not flip.safe and "cloud cover 50% within 72 deg" in flip.reason
+
+    v = _verdicts(hold_frames=1, **rule)
+    assert not v.decided("cloudy", 0.9, None, -30.0) and not v.safety.is_safe()
+    assert "no cloud map" in v.safety.reason
+    assert v.decided("clear", 0.9, None, -30.0)[0].safe  # a safe class without a map keeps the class rule
+    assert not v.decided("clear", 0.9, cloud_high, -30.0)[0].safe  # ... and with a cloudy map is vetoed
+    assert not v.decided("unrecognised", 0.9, clear_high, -30.0) and not v.safety.is_safe()
+
+    # Without the list the map only ever vetoes: a cloudy answer stays unsafe under a clear map.
+    v = _verdicts(hold_frames=1, safe_classes=["clear"], max_cloud_cover=10.0, cloud_zenith_deg=72.0)
+    assert not v.decided("cloudy", 0.9, clear_high, -30.0) and not v.safety.is_safe()
 
 
 def test_the_watch_table_shows_cloud_cover():
