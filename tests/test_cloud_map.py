@@ -91,10 +91,9 @@ def test_unseen_sectors_are_none_and_masked_sky_does_not_count():
     assert 0 < len(seen) < SECTORS and all(s == pytest.approx(1.0) for s in seen)
 
 
-def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_or_vouch(tmp_path, camera_frames, capsys):
-    """A stub model with a cloud map (bright = cloudy). Every class counted safe: with the map rule on, frames with
-    cloud are unsafe whatever the class says. No class counted safe but every class left to the map: the map alone
-    decides."""
+def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_safety(tmp_path, camera_frames):
+    """A stub model with a cloud map (bright = cloudy), every class counted safe. With the map rule on, frames with
+    cloud are unsafe whatever the class says."""
     from stub_packages import FRAME_CLASSES, frame_package
 
     package = frame_package(tmp_path / "pkg", size=64, cloud_map=True)
@@ -102,16 +101,9 @@ def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_or_vouch(tmp_p
     incoming.mkdir()
     for f in camera_frames[:8]:
         (incoming / f.name).write_bytes(f.read_bytes())
-    everything = {"safe_classes": FRAME_CLASSES, "hold_frames": 2}
-    map_decides = {"safe_classes": [], "cloud_map_decides": FRAME_CLASSES, "hold_frames": 2}
-    cases = (
-        ("class", {**everything, "max_cloud_cover": None}, True),
-        ("veto", {**everything, "max_cloud_cover": 0.0}, False),
-        ("vouch", {**map_decides, "max_cloud_cover": 100.0}, True),  # no class is safe; the map vouches for all
-        ("vouch-none", {**map_decides, "max_cloud_cover": 0.0}, False),
-    )
-    for rule, safety, want_safe in cases:
+    for rule, want_safe in ((None, True), (0.0, False)):
         log = tmp_path / f"r-{rule}.jsonl"
+        safety = {"safe_classes": FRAME_CLASSES, "hold_frames": 2, "max_cloud_cover": rule}
         cfg = write_config(
             tmp_path / f"e-{rule}.yaml",
             package,
@@ -130,27 +122,6 @@ def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_or_vouch(tmp_p
         assert bool(events) == want_safe, events  # never safe: never a change
         states = messages(log, "state")
         assert states and all("cloud_cover" in s for s in states)
-    # The map cannot decide for a model that has none: refused at start, by key.
-    plain = frame_package(tmp_path / "plain", size=64)
-    cfg = write_config(
-        tmp_path / "e-plain.yaml",
-        plain,
-        {"kind": "directory", "path": str(incoming), "settle_s": 0, "state_file": str(tmp_path / "s-plain.db")},
-        {"jsonl": {"path": str(tmp_path / "plain.jsonl")}},
-        pipeline={"safety": {**map_decides, "max_cloud_cover": 10.0}},
-    )
-    capsys.readouterr()
-    assert main(["run", "--config", str(cfg), "--once"]) != 0
-    assert "safety.cloud_map_decides: the model has no cloud map" in capsys.readouterr().err
-
-
-def _verdicts(**safety):
-    from types import SimpleNamespace
-
-    from skyedge.edge.config_observatory import SafetySection, SkyStateSection
-    from skyedge.edge.observatory.verdicts import FrameVerdicts
-
-    return FrameVerdicts(SimpleNamespace(sky_state=SkyStateSection(), safety=SafetySection(**safety), weather_files=None))
 
 
 def _report(cloud_zenith: float, cloud_low: float):
@@ -161,36 +132,68 @@ def _report(cloud_zenith: float, cloud_low: float):
     return CloudReport(cloud_cover=100.0 * float(np.mean(sectors)), sectors=sectors, geometry="default")
 
 
-def test_the_cloud_map_decides_for_the_classes_it_is_given_and_vetoes_the_rest():
-    """``cloud_map_decides: [cloudy]``: a frame the classifier calls cloudy is safe when the map reads little cloud
-    within ``cloud_zenith_deg`` and unsafe otherwise or without a map; a safe class is still vetoed by a cloudy map;
-    classes outside both lists stay unsafe whatever the map says."""
-    from pydantic import ValidationError
+def test_the_cloud_map_check_weighs_clear_against_cloudy_and_nothing_else():
+    """``checks.cloud_map``: 'cloudy' under a map that reads at most the limit within the zenith rings, or 'clear' /
+    'moon' under one that reads more, is flagged; 'decide' makes the map's side the class (moonlit only where the
+    model leans that way and the moon is not known to be down). Aurora, unrecognised and frames without a map are
+    left alone, and so is everything when the check is off."""
+    from skyedge.edge.allsky.map_check import map_check
+    from skyedge.edge.config import ChecksSection
 
-    from skyedge.edge.config_observatory import SafetySection
+    decide, flag = ChecksSection(cloud_map="decide"), ChecksSection(cloud_map="flag")
+    assert ChecksSection().cloud_map == "off" and (decide.cloud_map_max_cover, decide.cloud_map_zenith_deg) == (10.0, 72.0)
+    assert ChecksSection(cloud_map=False, moon_below_horizon=False).cloud_map == "off"  # YAML's bare `off`
+    p = {"cloudy": 0.9, "clear": 0.04, "moon": 0.06, "arc": 0.0}
+    clear_high, cloud_high = _report(0.05, 0.9), _report(0.5, 0.0)  # low cloud lies outside the 72 deg it reads
+    assert map_check("cloudy", p, clear_high, decide, moon_down=False) == (["cloud_map_clear"], "moon")
+    assert map_check("cloudy", p, clear_high, decide, moon_down=True) == (["cloud_map_clear"], "clear")
+    assert map_check("cloudy", {**p, "clear": 0.08}, clear_high, decide, moon_down=False) == (["cloud_map_clear"], "clear")
+    assert map_check("cloudy", p, clear_high, flag, moon_down=False) == (["cloud_map_clear"], "cloudy")
+    assert map_check("clear", p, cloud_high, decide, moon_down=False) == (["cloud_map_cloudy"], "cloudy")
+    assert map_check("moon", p, cloud_high, flag, moon_down=False) == (["cloud_map_cloudy"], "moon")
+    assert map_check("clear", p, clear_high, decide, moon_down=False) == ([], "clear")  # they agree
+    assert map_check("cloudy", p, cloud_high, decide, moon_down=False) == ([], "cloudy")
+    for label in ("arc", "unrecognised", "day"):
+        assert map_check(label, p, clear_high, decide, moon_down=False) == ([], label)
+    assert map_check("cloudy", p, None, decide, moon_down=False) == ([], "cloudy")
+    assert map_check("cloudy", p, clear_high, ChecksSection(), moon_down=False) == ([], "cloudy")
+    wider = ChecksSection(cloud_map="decide", cloud_map_zenith_deg=90.0)  # the low cloud now counts: 33% > 10%
+    assert map_check("cloudy", p, clear_high, wider, moon_down=False) == ([], "cloudy")
 
-    with pytest.raises(ValidationError, match="max_cloud_cover"):
-        SafetySection(cloud_map_decides=["cloudy"])
-    rule = {"safe_classes": ["clear"], "cloud_map_decides": ["cloudy"], "max_cloud_cover": 10.0, "cloud_zenith_deg": 72.0}
-    clear_high, cloud_high = _report(0.05, 0.9), _report(0.5, 0.0)  # low cloud lies outside the 72 deg it looks at
 
-    v = _verdicts(hold_frames=2, **rule)
-    assert v.decided("cloudy", 0.9, clear_high, -30.0) == []  # one frame: the hold is not met yet
-    flip = v.decided("cloudy", 0.9, clear_high, -30.0)[0]
-    assert flip.safe and "'cloudy' with cloud cover 5% within 72 deg" in flip.reason and v.safety.is_safe()
-    flip = v.decided("cloudy", 0.9, cloud_high, -30.0)[0]
-    assert not flip.safe and "cloud cover 50% within 72 deg" in flip.reason
+def test_the_daemon_lets_the_cloud_map_decide_the_class_and_safety_follows(tmp_path, camera_frames):
+    """A scripted model that answers 'cloudy' with a map of clear sky: with ``checks.cloud_map: decide`` the message's
+    class is 'clear', the check is named, the confidence is the model's own probability of 'clear' (a disagreement
+    reads as doubt) and the roof may open on safe_classes [clear]; with the check off it stays closed."""
+    from stub_packages import frame_package
 
-    v = _verdicts(hold_frames=1, **rule)
-    assert not v.decided("cloudy", 0.9, None, -30.0) and not v.safety.is_safe()
-    assert "no cloud map" in v.safety.reason
-    assert v.decided("clear", 0.9, None, -30.0)[0].safe  # a safe class without a map keeps the class rule
-    assert not v.decided("clear", 0.9, cloud_high, -30.0)[0].safe  # ... and with a cloudy map is vetoed
-    assert not v.decided("unrecognised", 0.9, clear_high, -30.0) and not v.safety.is_safe()
-
-    # Without the list the map only ever vetoes: a cloudy answer stays unsafe under a clear map.
-    v = _verdicts(hold_frames=1, safe_classes=["clear"], max_cloud_cover=10.0, cloud_zenith_deg=72.0)
-    assert not v.decided("cloudy", 0.9, clear_high, -30.0) and not v.safety.is_safe()
+    package = frame_package(tmp_path / "pkg", size=64, cloud_map=True)
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    for f in camera_frames[:4]:
+        (incoming / f.name).write_bytes(f.read_bytes())
+    for mode, want in (("decide", "clear"), ("off", "cloudy")):
+        log = tmp_path / f"r-{mode}.jsonl"
+        cfg = write_config(
+            tmp_path / f"e-{mode}.yaml",
+            package,
+            {"kind": "directory", "path": str(incoming), "settle_s": 0, "state_file": str(tmp_path / f"s-{mode}.db")},
+            {"jsonl": {"path": str(log)}},
+            script=["cloudy"],
+            pipeline={"safety": {"safe_classes": ["clear"], "hold_frames": 2}, "checks": {"cloud_map": mode}},
+        )
+        assert main(["run", "--config", str(cfg), "--once"]) == 0
+        got = messages(log, "classification")
+        assert len(got) == 4
+        for m in got:
+            validate_payload("classification", m)
+            assert m["top_class"] == "cloudy" and m["class"] == want and m["cloud_cover"] < 10.0
+            if mode == "decide":
+                assert "cloud_map_clear" in m["checks"] and m["confidence"] == pytest.approx(m["probabilities"]["clear"])
+            else:
+                assert not m.get("checks")
+        events = [e for e in messages(log, "event") if e["event"] == "safety_change"]
+        assert bool(events) == (mode == "decide"), events
 
 
 def test_the_watch_table_shows_cloud_cover():

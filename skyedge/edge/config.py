@@ -222,7 +222,8 @@ class CaptureTimeSection(Schema):
 
 
 class ChecksSection(Schema):
-    """Physical cross-checks of the model's answer against the ephemeris: off, flag in the message, or unrecognised."""
+    """Cross-checks of the model's answer against the ephemeris, the stars and its own cloud map: off, flag in the
+    message, or act (unrecognised; the map's 'decide')."""
 
     moon_below_horizon: Literal["off", "flag", "unrecognised"] = Field(
         default="unrecognised",
@@ -244,6 +245,28 @@ class ChecksSection(Schema):
         description="'cloudy' while at least stars.clear_zenith_fraction of the expected zenith stars are seen: "
         "flagged, and the frame collected for labelling when collect is on (needs the stars section)",
     )
+    cloud_map: Literal["off", "flag", "decide"] = Field(
+        default="off",
+        description="the model's cloud map against its class (models with a cloud map): 'cloudy' while the map reads "
+        "at most cloud_map_max_cover percent within cloud_map_zenith_deg of the zenith (check cloud_map_clear), or "
+        "'clear'/'moon' while it reads more (cloud_map_cloudy); 'decide' makes the map's side the class ('clear', or "
+        "'moon' where the model prefers it and the moon is not known to be down). For a model trained on this "
+        "camera's labelled frames: a map that never saw the camera can read its overcast as clear",
+    )
+    cloud_map_max_cover: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=10.0, description="percent of cloud within cloud_map_zenith_deg up to which the map calls the sky clear"
+    )
+    cloud_map_zenith_deg: Annotated[float, Field(gt=0, le=90)] = Field(
+        default=72.0, description="the zenith rings the cloud_map check reads (18, 36, 54, 72 or 90 deg)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _off_unquoted(cls, data):
+        # YAML 1.1 reads a bare `off` as false; a check written that way means "off", not a type error.
+        if isinstance(data, dict):
+            return {k: "off" if v is False else v for k, v in data.items()}
+        return data
 
 
 class OrientationSection(Schema):

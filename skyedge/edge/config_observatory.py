@@ -34,19 +34,6 @@ class SafetySection(Schema):
     cloud_zenith_deg: Annotated[float, Field(gt=0, le=90)] = Field(
         default=54.0, description="the zenith rings the cloud-cover rule looks at (18, 36, 54, 72 or 90 deg)"
     )
-    cloud_map_decides: list[str] = Field(
-        default_factory=list,
-        description="classes the cloud map decides for: a frame of one of them is safe when the map reads at most "
-        "max_cloud_cover within cloud_zenith_deg, unsafe otherwise or without a map (e.g. [cloudy]: a sky the "
-        "classifier calls cloudy but the map reads clear); needs max_cloud_cover. For a model trained on this "
-        "camera's labelled frames: a map that never saw the camera can read its overcast as clear",
-    )
-
-    @model_validator(mode="after")
-    def _map_needs_a_limit(self):
-        if self.cloud_map_decides and self.max_cloud_cover is None:
-            raise ValueError("safety.cloud_map_decides needs safety.max_cloud_cover (the map's limit)")
-        return self
 
 class WeatherFilesSection(Schema):
     """Files observatory software reads without a driver: Boltwood II (ACP, Voyager, SkyRoof, CCD Commander) and

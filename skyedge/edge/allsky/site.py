@@ -140,6 +140,12 @@ class SiteView:
             and eph.moon_illumination >= c.bright_moon_min_illumination
         )
 
+    @staticmethod
+    def moon_down(seen: Observation | None) -> bool:
+        """Whether the ephemeris puts the moon below the horizon (False when unknown)."""
+        eph = seen.ephemeris if seen is not None else None
+        return eph is not None and eph.moon_alt_deg < -MOON_SET_SLACK_DEG
+
     def check(self, label: str, seen: Observation | None) -> tuple[list[str], bool]:
         """(failed cross-checks, whether they make the answer 'unrecognised')."""
         if seen is None or seen.ephemeris is None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from skyedge.daylight import without_day
 from skyedge.edge.allsky.cloud_map import CloudMapper, with_stars
+from skyedge.edge.allsky.map_check import map_check
 from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry, site_mask
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
@@ -46,7 +47,8 @@ class Decoder:
     ``confidence`` is the confidence in the verdict, not the top class's probability (``top_probability``):
     for a class, its probability; for 'unrecognised' from the open-set check, how far beyond the threshold
     the input lies, 1 - threshold / distance (0 at the threshold, towards 1 far away); for a verdict a
-    cross-check forced, 1 (physics, not the model, decided).
+    cross-check forced, 1 (physics, not the model, decided); for a class the cloud map chose, the model's
+    probability of that class.
     """
 
     def __init__(self, card: ModelCard):
@@ -60,7 +62,7 @@ class Decoder:
         self, items: list[FrameItem], probabilities: np.ndarray, outputs: dict, inference_ms: float, check=None
     ) -> list[Decision]:
         """``probabilities`` (N, C) already at each item's answer epoch; ``check(label, item)`` returns the failed
-        cross-checks and whether they make the answer unrecognised."""
+        cross-checks and the verdict after them (the label itself, 'unrecognised', or the class the cloud map chose)."""
         top = probabilities.argmax(axis=1)
         distances = outputs[self.distance] if self.distance is not None else None
         out = []
@@ -73,9 +75,12 @@ class Decoder:
             confidence = 1.0 - self.threshold / distance if unknown else float(p[top[i]])
             checks: list[str] = []
             if check is not None:
-                checks, forced = check(label, item)
-                if forced:
-                    label, confidence = UNRECOGNISED, 1.0
+                checks, verdict = check(label, item)
+                if verdict != label:
+                    # Physics forcing 'unrecognised' is sure; a class the cloud map chose keeps the model's own
+                    # probability of it, so that a disagreement reads as low confidence (and is collected for labels).
+                    confidence = 1.0 if verdict == UNRECOGNISED else float(p[self.classes.index(verdict)])
+                    label = verdict
             out.append(
                 Decision(
                     item=item,
@@ -236,17 +241,26 @@ class FrameTask:
         if batch.rows:
             model_items = [batch.items[i] for i in batch.rows]
             probabilities, overruled = self._night(model_items, outputs[self.decoder.probabilities])
+            clouds = [None] * len(model_items)
+            if self.clouds is not None:
+                clouds = [self._cloud(m, it) for m, it in zip(outputs[self.cloud_name], model_items, strict=True)]
+            row = {id(it): j for j, it in enumerate(model_items)}
+            classes = self.decoder.classes
 
-            def check(label: str, item: FrameItem) -> tuple[list[str], bool]:
+            def check(label: str, item: FrameItem) -> tuple[list[str], str]:
+                # The map first (it may change the class), then physics on the class it leaves.
+                j = row[id(item)]
+                mapped, label = map_check(label, dict(zip(classes, probabilities[j], strict=True)), clouds[j],
+                                          self.checks, self.site.moon_down(item.site))
                 failed, forced = self.site.check(label, item.site)
                 starred, star_forced = self._star_checks(label, item)
-                failed, forced = [*failed, *starred], forced or star_forced
-                return (["day_at_night", *failed] if id(item) in overruled else failed), forced
+                failed = [*mapped, *failed, *starred]
+                failed = ["day_at_night", *failed] if id(item) in overruled else failed
+                return failed, UNRECOGNISED if forced or star_forced else label
 
             decided = self.decoder(model_items, probabilities, outputs, inference_ms, check)
             if self.clouds is not None:
-                maps = outputs[self.cloud_name]
-                decided = [dataclasses.replace(d, cloud=self._cloud(maps[j], d.item)) for j, d in enumerate(decided)]
+                decided = [dataclasses.replace(d, cloud=c) for d, c in zip(decided, clouds, strict=True)]
             answered = dict(zip(batch.rows, decided, strict=True))
         return [answered.get(i) or _gated(it) for i, it in enumerate(batch.items)]
 

@@ -1,8 +1,8 @@
 """The safety policy behind the ASCOM SafetyMonitor and the `safe` flag: when may the roof be open?
 
-Safe only after a run of frames in a safe class (or vouched for by the cloud map)
-lasting at least ``hold_frames`` frames and ``hold_s`` seconds; unsafe at once on any other
-class (``unrecognised`` included) or a frame the cloud map vetoes, when the last classification is older than
+Safe only after a run of frames in a safe class lasting at least
+``hold_frames`` frames and ``hold_s`` seconds; unsafe at once on any other
+class (``unrecognised`` included), when the last classification is older than
 ``stale_after_s``, and while the camera or pipeline has failed. Unsafe is the
 default: no frame yet means unsafe.
 """
@@ -36,7 +36,6 @@ class SafetyPolicy:
         self._last_frame: float | None = None
         self._failed: str | None = None
         self._reported = False  # the verdict last returned as a change; only frame/failed/check move it
-        self._basis = "safe class"  # what the latest safe frame stood on: its class, or the cloud map's word
         self.reason = "no classification yet"
 
     def _evaluate(self, now: float) -> tuple[bool, str]:
@@ -55,9 +54,9 @@ class SafetyPolicy:
         if self._run < self.hold_frames or held < self.hold_s:
             return (
                 False,
-                f"{self._basis} for {self._run} frame(s) / {held:.0f} s; need {self.hold_frames} / {self.hold_s:g} s",
+                f"safe class for {self._run} frame(s) / {held:.0f} s; need {self.hold_frames} / {self.hold_s:g} s",
             )
-        return True, f"{self._basis} for {self._run} frames / {held:.0f} s"
+        return True, f"safe class for {self._run} frames / {held:.0f} s"
 
     def _settle(self, now: float) -> SafetyChange | None:
         verdict, why = self._evaluate(now)
@@ -65,20 +64,16 @@ class SafetyPolicy:
         self._reported, self.reason = verdict, why
         return SafetyChange(verdict, why) if changed else None
 
-    def frame(
-        self, label: str, now: float | None = None, veto: str | None = None, vouch: str | None = None
-    ) -> SafetyChange | None:
+    def frame(self, label: str, now: float | None = None, veto: str | None = None) -> SafetyChange | None:
         """Feed one classification; return the change of verdict, if any. ``veto``: why this frame is unsafe
-        whatever its class; ``vouch``: why it counts as safe although its class is not a safe one (both the cloud
-        map's rule)."""
+        whatever its class (the cloud map's rule)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             self._last_frame, self._failed = now, None
             if veto is not None:
                 self._run, self._run_start = 0, None
                 self.reason = veto
-            elif label in self.safe_classes or vouch is not None:
-                self._basis = "safe class" if label in self.safe_classes else vouch
+            elif label in self.safe_classes:
                 if self._run == 0:
                     self._run_start = now
                 self._run += 1

@@ -38,26 +38,20 @@ class FrameVerdicts:
         s = section.safety
         self.safety = SafetyPolicy(s.safe_classes, s.hold_frames, s.hold_s, s.stale_after_s)
         self.max_cloud_cover, self.cloud_zenith_deg = s.max_cloud_cover, s.cloud_zenith_deg
-        self.map_decides = set(s.cloud_map_decides)
         self.files = WeatherFiles(section.weather_files, s.safe_classes) if section.weather_files else None
         self.conditions = SkyConditions()  # read by the Alpaca server's threads
 
-    def _map_rule(self, label: str, cloud) -> tuple[str | None, str | None]:
-        """The cloud map's rule, (veto, vouch): unsafe above ``max_cloud_cover`` percent within ``cloud_zenith_deg``
-        of the zenith whatever the class; for a class in ``cloud_map_decides``, safe at or below it. Either is the
-        reason the verdict carries; both None: the class decides."""
-        if self.max_cloud_cover is None:
-            return None, None
-        fraction = cloud.clear_within(self.cloud_zenith_deg) if cloud is not None else None
-        within = f"within {self.cloud_zenith_deg:g} deg of the zenith (limit {self.max_cloud_cover:g}%)"
-        if fraction is None:
-            # No map to go by: a class the map decides has nobody to vouch for it; the others keep the class rule.
-            return (f"'{label}' and no cloud map {within}" if label in self.map_decides else None), None
-        if 100.0 * fraction > self.max_cloud_cover:
-            return f"cloud cover {100.0 * fraction:.0f}% {within}", None
-        if label in self.map_decides:
-            return None, f"'{label}' with cloud cover {100.0 * fraction:.0f}% {within}"
-        return None, None
+    def _veto(self, cloud) -> str | None:
+        """The cloud map's rule: unsafe above ``max_cloud_cover`` percent within ``cloud_zenith_deg`` of the zenith."""
+        if self.max_cloud_cover is None or cloud is None:
+            return None
+        fraction = cloud.clear_within(self.cloud_zenith_deg)
+        if fraction is None or 100.0 * fraction <= self.max_cloud_cover:
+            return None
+        return (
+            f"cloud cover {100.0 * fraction:.0f}% within {self.cloud_zenith_deg:g} deg of the zenith "
+            f"(limit {self.max_cloud_cover:g}%)"
+        )
 
     def _state(self, transition: Transition | None) -> list[Change]:
         return [] if transition is None else [StateChange(transition, self.safety.is_safe())]
@@ -65,8 +59,7 @@ class FrameVerdicts:
     def decided(self, label: str, confidence: float, cloud=None, sun_alt_deg: float | None = None) -> list[Change]:
         """One classification (and its cloud map, if the model has one): the safety flip (if any) first, then the
         state change (if any); the weather files follow."""
-        veto, vouch = self._map_rule(label, cloud)
-        changes: list[Change] = [c for c in (self.safety.frame(label, veto=veto, vouch=vouch),) if c is not None]
+        changes: list[Change] = [c for c in (self.safety.frame(label, veto=self._veto(cloud)),) if c is not None]
         changes += self._state(self.sky.update(label, confidence))
         if cloud is not None:
             self.conditions.update(cloud)

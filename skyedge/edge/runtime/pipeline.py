@@ -43,15 +43,12 @@ class Pipeline:
 
 def _frame_verdicts(card: ModelCard, section) -> FrameVerdicts:
     """Sky state and safety, checked against the model's classes."""
-    for key in ("safe_classes", "cloud_map_decides"):
-        unknown = sorted(set(getattr(section.safety, key)) - set(card.classes) - {DAY})
-        if unknown:
-            raise StartupError(
-                f"pipelines[{section.camera}].safety.{key}: {unknown} not among the model's classes "
-                f"{card.classes} (or '{DAY}')"
-            )
-    if section.safety.cloud_map_decides and not any(t.role == "cloud_map" for t in card.outputs):
-        raise StartupError(f"pipelines[{section.camera}].safety.cloud_map_decides: the model has no cloud map")
+    unknown = sorted(set(section.safety.safe_classes) - set(card.classes) - {DAY})
+    if unknown:
+        raise StartupError(
+            f"pipelines[{section.camera}].safety.safe_classes: {unknown} not among the model's classes "
+            f"{card.classes} (or '{DAY}')"
+        )
     return FrameVerdicts(section)
 
 
