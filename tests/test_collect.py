@@ -42,6 +42,14 @@ def test_the_policy_keeps_unrecognised_doubtful_changes_and_one_every_n_minutes(
     assert [p.reasons for p in policy.picks("l.fits", _msg(), False, now=661.0)] == [["periodic"]]
 
 
+
+def test_the_model_disagreeing_with_the_sky_or_its_own_cloud_map_is_collected(tmp_path):
+    policy = CollectPolicy(_spec(tmp_path, below_confidence=None, around_changes=0, every_minutes=None))
+    for check in ("stars_disagree", "cloud_map_clear", "cloud_map_cloudy"):
+        assert [p.reasons for p in policy.picks("a.fits", {**_msg(), "checks": [check]}, False)] == [[check]]
+    assert policy.picks("b.fits", {**_msg(), "checks": ["bright_moon_unseen"]}, False) == []
+
+
 def test_the_quota_keeps_the_newest_and_never_touches_originals(tmp_path):
     originals = tmp_path / "camera"
     originals.mkdir()

@@ -56,8 +56,9 @@ class CollectPolicy:
         s, reasons, out = self.spec, [], []
         if s.unrecognised and message.get("class") == "unrecognised":
             reasons.append("unrecognised")
-        if "stars_disagree" in (message.get("checks") or ()):
-            reasons.append("stars_disagree")  # the model and the sky disagree: the best frames to label
+        checks = message.get("checks") or ()
+        # The model against the sky's stars, or against its own cloud map: disagreements are the best frames to label.
+        reasons += [c for c in ("stars_disagree", "cloud_map_clear", "cloud_map_cloudy") if c in checks]
         confidence = message.get("confidence")
         if s.below_confidence is not None and confidence is not None and confidence < s.below_confidence:
             reasons.append("low_confidence")
