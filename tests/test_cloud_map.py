@@ -323,3 +323,30 @@ def test_the_real_camera_frontier_is_the_best_any_threshold_can_do():
     assert abs(beta[2]) > 5 * abs(beta[1])
     fused = two_fold_scores(x, y, np.arange(400) % 2)
     assert ((fused >= 0.5) == (y > 0)).mean() > 0.95
+
+
+def test_the_real_camera_map_rule_reads_the_sectors_as_the_edge_does():
+    """docs/scripts/real_frontier.py's cloud-map rule: the cover within 72 deg is the edge's own figure (the first 25
+    sectors), a class the map decides for is safe only under the limit, and the two-fold limit is chosen on one half
+    and scored on the other."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "docs" / "scripts"))
+    from real_frontier import map_called, map_cover, two_fold_limit
+
+    payload = {"cloud_map": {"sectors": [0.04] * 25 + [1.0] * 8}}
+    assert map_cover(payload) == pytest.approx(4.0) and map_cover(payload, 90.0) > 20.0
+    classes = np.array(["clear", "cloudy", "cloudy", "unrecognised", "moon"])
+    cover = np.array([4.0, 4.0, 40.0, 0.0, 20.0])
+    assert map_called(classes, cover, 10.0, ()).tolist() == [True, False, False, False, False]
+    assert map_called(classes, cover, 10.0, ("cloudy",)).tolist() == [True, True, False, False, False]
+    # Half a: safe skies read 0-9%, unsafe 10-19%; half b the same 5 points higher. The limit chosen on a (9.5%)
+    # keeps half of b's safe frames and none of its unsafe ones; chosen on b (14.5%), it lets half of a's unsafe
+    # frames through: each half is scored by a limit it did not choose.
+    safe = np.array([True] * 10 + [False] * 10 + [True] * 10 + [False] * 10)
+    cover = np.concatenate([np.arange(20.0), np.arange(20.0) + 5.0])
+    half = np.array(["a"] * 20 + ["b"] * 20)
+    called, limits = two_fold_limit(np.array(["cloudy"] * 40), cover, safe, half, ("cloudy",))
+    assert limits == [9.5, 14.5]
+    assert called[:20].sum() == 15 and called[20:].sum() == 5

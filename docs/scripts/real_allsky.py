@@ -1,7 +1,7 @@
 """Score an all-sky package on a real camera's annotated frames, through the edge as it runs on a device.
 
     python docs/scripts/real_allsky.py PACKAGE LABELME_DIR OUT [--precision fp32] [--nights test] \\
-        [--site 38.607,93.896,4200] [--utc-offset 8] [--adapt 3,5,10]
+        [--site 38.607,93.896,4200] [--utc-offset 8] [--adapt 3,5,10] [--other PACKAGE2] [--cloud-map decide]
 
 The frames of the chosen half of the nights (the recipe's split: fraction 0.5, seed 0; ``--nights all`` for
 every night) are written as JPEG files named by their local capture time, and `skyedge run --once` classifies
@@ -19,7 +19,8 @@ cloud map. Scored against the labels the polygons and the ephemeris give (skyedg
 * a 95% interval for each called-safe rate, resampling whole nights (frames of one night share their sky, so
   they are not independent draws: the interval says how far another set of nights could move the figure).
 
-``--reuse`` scores the answers already in OUT/run/results.jsonl instead of running the edge again.
+``--reuse`` scores the answers already in OUT/run/results.jsonl instead of running the edge again. ``--cloud-map
+decide`` runs the pipeline with ``checks.cloud_map: decide`` (the model's cloud map settles clear against cloudy).
 ``--other PACKAGE2`` (a package trained on the other half of the nights, ``nights: {part: test}``) scores every
 night: the test half by PACKAGE, the training half by PACKAGE2 (answers in OUT/run-other), so each frame is
 answered by a model that never saw its night.
@@ -62,8 +63,9 @@ def read_answers(results: Path) -> dict[str, dict]:
     return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(results) if m["topic"].endswith("/classification")}
 
 
-def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precision: str) -> dict[str, dict]:
-    """Classify ``frames`` (Labelled) with `skyedge run --once`; the classification message per frame name."""
+def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precision: str, checks: dict | None = None) -> dict[str, dict]:
+    """Classify ``frames`` (Labelled) with `skyedge run --once`; the classification message per frame name.
+    ``checks``: the pipeline's ``checks`` section (None: the defaults)."""
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "frames"
     folder.mkdir(parents=True)
@@ -83,6 +85,7 @@ def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precisi
                 "source": {"kind": "directory", "path": str(folder), "settle_s": 0, "state_file": str(work / "state.db")},
                 "capture_time": {"sources": ["filename"], "camera_timezone": tz, "filename_format": "%Y-%m-%d-%H-%M-%S"},
                 "safety": {"safe_classes": list(SAFE)},
+                **({"checks": checks} if checks else {}),
             }
         ],
         "reporters": {"jsonl": {"path": str(work / "results.jsonl")}},
@@ -230,12 +233,12 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def answers(package: Path, frames, work: Path, site, utc_offset: float, precision: str, reuse: bool) -> dict[str, dict]:
+def answers(package: Path, frames, work: Path, site, utc_offset: float, precision: str, reuse: bool, checks: dict | None = None) -> dict[str, dict]:
     """The package's classification per frame name: the cached run in ``work`` with ``reuse``, else a new one."""
     cached = work / "results.jsonl"
     if reuse and cached.exists():
         return read_answers(cached)
-    return run_edge(package, frames, work, site, utc_offset, precision)
+    return run_edge(package, frames, work, site, utc_offset, precision, checks)
 
 
 def main(argv=None) -> int:
@@ -250,6 +253,7 @@ def main(argv=None) -> int:
     ap.add_argument("--adapt", default="", help="k values, e.g. 3,5,10")
     ap.add_argument("--reuse", action="store_true", help="score the answers in OUT/run/results.jsonl again")
     ap.add_argument("--other", type=Path, default=None, help="a package trained on the test half: scores the training half, and the figures cover every night")
+    ap.add_argument("--cloud-map", choices=["off", "flag", "decide"], default="off", help="the pipeline's checks.cloud_map")
     args = ap.parse_args(argv)
     if args.other is not None and (args.nights != "test" or args.adapt):
         ap.error("--other scores the test half by PACKAGE and the training half by --other: leave --nights and --adapt out")
@@ -259,13 +263,15 @@ def main(argv=None) -> int:
     fmt = "%Y-%m-%d-%H-%M-%S"
     frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part(args.nights))
     args.out.mkdir(parents=True, exist_ok=True)
-    results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse)
+    checks = {"cloud_map": args.cloud_map} if args.cloud_map != "off" else None
+    results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse, checks)
     nights = args.nights
     if args.other is not None:
         other = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
-        results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse))
+        results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse, checks))
         frames, nights = frames + other, f"test by {args.package}, train by {args.other}"
-    result = {"package": str(args.package), "precision": args.precision, "nights": nights, **score(args.package, frames, results)}
+    result = {"package": str(args.package), "precision": args.precision, "nights": nights, "cloud_map_check": args.cloud_map,
+              **score(args.package, frames, results)}
     if args.adapt:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         ks = [int(k) for k in args.adapt.split(",")]

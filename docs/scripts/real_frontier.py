@@ -10,7 +10,13 @@ probabilities, as a device running those models side by side would. From the ans
 * the frontier of a threshold on p(clear) + p(moon): the most clear or moonlit skies called safe while at most
   3% (the issue's bar) or 5% (the kept-back cameras') of cloudy or partly cloudy ones are. The threshold is
   chosen on these very frames, so this is an upper bound on what any threshold could do;
-* where the cloud of the unsafe errors lies: the polygons' cloud fraction of the sky above 30 deg altitude.
+* where the cloud of the unsafe errors lies: the polygons' cloud fraction of the sky above 30 deg altitude;
+* the cloud map as the edge can apply it: the class vetoed by the map (``safety.max_cloud_cover``,
+  ``cloud_zenith_deg``), and the map deciding clear against cloudy (``checks.cloud_map: decide``: a ``cloudy``
+  answer under a clear map is safe, a ``clear`` or ``moon`` one under a cloudy map is not), at a fixed limit (10%
+  within 72 deg, the check's defaults) and at the limit that meets the 3% bar on one half of the nights, scored on
+  the other. Answers from a run with ``--cloud-map decide`` already carry the map's classes: read them for the
+  figures through the edge, and a run without it for the class alone.
 
 With ``--stars`` (a ``real_stars.py`` output: stars.json with each frame's star counts on the device's mask,
 solutions.json with the lens solved from the stars, used for the altitudes): a logistic fusion of the model's
@@ -32,12 +38,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_allsky import SAFE, night_part, read_answers
 
+from skyedge.edge.allsky.cloud_map import CloudReport
+from skyedge.edge.config import ChecksSection
 from skyedge.stars.lens import Lens
 from skyedge.training.data.labelme import PARTLY, labelled_frames
 
 UNSAFE = ("cloudy", PARTLY)
 CAPS = (0.03, 0.05)
 HIGH_ALT_DEG = 30.0
+_CHECKS = ChecksSection()  # the edge's defaults for checks.cloud_map
+MAP_LIMIT, MAP_ZENITH_DEG, MAP_DECIDES = _CHECKS.cloud_map_max_cover, _CHECKS.cloud_map_zenith_deg, ("cloudy",)
 
 
 def safe_probability(payload: dict) -> float:
@@ -90,6 +100,32 @@ def two_fold_scores(x: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarra
         beta = fit_logistic(x[half != h], y[half != h])
         out[half == h] = _sigmoid(a[half == h] @ beta)
     return out
+
+
+def map_cover(payload: dict, zenith_deg: float = MAP_ZENITH_DEG) -> float:
+    """Percent cloud the edge's rule reads from a message's map: its sectors within ``zenith_deg`` of the zenith."""
+    sectors = tuple(payload["cloud_map"]["sectors"])
+    fraction = CloudReport(cloud_cover=0.0, sectors=sectors, geometry="default").clear_within(zenith_deg)
+    return np.inf if fraction is None else 100.0 * fraction
+
+
+def map_called(classes: np.ndarray, cover: np.ndarray, limit: float, decides: tuple[str, ...]) -> np.ndarray:
+    """Safe by a cloud-map rule: a safe class or one of ``decides``, and the map at most ``limit`` (``decides`` empty:
+    the safety veto; ``("cloudy",)``: ``checks.cloud_map: decide``)."""
+    return np.isin(classes, list(SAFE) + list(decides)) & (cover <= limit)
+
+
+def two_fold_limit(classes, cover, safe_truth, half, decides, cap: float = CAPS[0]) -> tuple[np.ndarray, list[float]]:
+    """The map rule at the highest limit (0.5-point steps) that calls at most ``cap`` of one half's unsafe-truth frames
+    safe, scored on the other half, both ways: (called, [limit chosen on each half])."""
+    called, limits = np.zeros(len(classes), bool), []
+    for fit in np.unique(half):
+        on = half == fit
+        ok = [c for c in np.arange(0.0, 100.5, 0.5) if map_called(classes, cover, c, decides)[on & ~safe_truth].mean() <= cap]
+        limit = max(ok) if ok else -1.0
+        limits.append(float(limit))
+        called[~on] = map_called(classes, cover, limit, decides)[~on]
+    return called, limits
 
 
 def star_features(row: dict | None) -> list[float]:
@@ -156,6 +192,17 @@ def main(argv=None) -> int:
     else:  # the averaged probabilities' top class, as the edge picks it
         called = np.array([_top(r.path.stem, runs) in SAFE for r in frames])
     result = {"answers": [str(d) for d in args.answers], "frames": len(frames), "model": summary(score, safe_truth, called)}
+    classes = np.array([runs[0][r.path.stem]["class"] if len(runs) == 1 else _top(r.path.stem, runs) for r in frames])
+    cover = np.array([np.mean([map_cover(a[r.path.stem]) for a in runs]) for r in frames])
+    for key, decides in (("map_veto", ()), ("map_decides", MAP_DECIDES)):
+        rule = map_called(classes, cover, MAP_LIMIT, decides)
+        eligible = np.isin(classes, list(SAFE) + list(decides))
+        result[key] = summary(np.where(eligible, 100.0 - cover, -np.inf), safe_truth, rule)
+        fold, limits = two_fold_limit(classes, cover, safe_truth, half, decides)
+        result[key]["two_fold_at_0.03"] = {"limits": limits, "clear_or_moon_called_safe": round(float(fold[safe_truth].mean()), 4),
+                                           "cloudy_or_partly_called_safe": round(float(fold[~safe_truth].mean()), 4)}
+        result[key]["by_truth"] = {lab: round(float(rule[[r.label == lab for r in frames]].mean()), 4)
+                                   for lab in sorted({r.label for r in frames})}
     if args.stars is not None:
         stars = {row["frame"]: row for row in json.loads((args.stars / "stars.json").read_text())["frames_scored_device_mask"]}
         logit = np.log(score + 1e-4) - np.log(1 - score + 1e-4)
@@ -191,12 +238,21 @@ def markdown(result: dict) -> str:
     lines = [f"{result['frames']} night frames, answers from {', '.join(result['answers'])}", "",
              "| decision | clear or moon called safe | cloudy or partly called safe | best clear or moon at <= 0.03 (its unsafe) | at <= 0.05 (its unsafe) |",
              "|---|---|---|---|---|"]
-    for key, name in (("model", "the model's top class"), ("model_and_stars", "fused with the stars (two-fold logistic)")):
+    rule = f"{MAP_LIMIT:g}% within {MAP_ZENITH_DEG:g} deg"
+    rows = (("model", "the model's top class"), ("model_and_stars", "fused with the stars (two-fold logistic)"),
+            ("map_veto", f"the class, vetoed by the map above {rule}"),
+            ("map_decides", f"the map deciding clear against cloudy at {rule} (`checks.cloud_map: decide`)"))
+    for key, name in rows:
         s = result.get(key)
         if s:
             lines.append(f"| {name} | {s['clear_or_moon_called_safe']:.3f} | {s['cloudy_or_partly_called_safe']:.3f} | "
                          f"{s['best_clear_or_moon_at_0.03']:.3f} ({s['its_cloudy_or_partly_at_0.03']:.3f}) | "
                          f"{s['best_clear_or_moon_at_0.05']:.3f} ({s['its_cloudy_or_partly_at_0.05']:.3f}) |")
+    for key in ("map_veto", "map_decides"):
+        fold = result[key]["two_fold_at_0.03"]
+        lines += ["", f"{key}: by truth at {rule}: " + ", ".join(f"{k} {v:.3f}" for k, v in result[key]["by_truth"].items())
+                  + f"; the limit meeting 0.03 on one half ({', '.join(f'{v:g}%' for v in fold['limits'])}), scored on the "
+                  f"other: {fold['clear_or_moon_called_safe']:.3f} / {fold['cloudy_or_partly_called_safe']:.3f}"]
     if "unsafe_errors_by_cloud_above_30deg" in result:
         lines += ["", f"cloudy or partly cloudy frames called safe, by the polygons' cloud above {HIGH_ALT_DEG:.0f} deg altitude: "
                   + ", ".join(f"{k}: {v}" for k, v in result["unsafe_errors_by_cloud_above_30deg"].items())]

@@ -13,6 +13,13 @@ the map's cells as training pools it (``frame_training.pooled_truth``). Reported
 
 This counts on the model's grid, not on the cloudynight sectors (which need each camera's geometry), so its
 figures sit beside, not on, ``real_cloud_map.py``'s.
+
+With ``--safety`` it also reports, per truth class of the night frames, the share called safe by the class rule
+(``clear`` or ``moon``), by the class vetoed by the map (``safety.max_cloud_cover: 10``, ``cloud_zenith_deg: 72``),
+and by the map deciding clear against cloudy (``checks.cloud_map: decide`` at its defaults), reading the map's
+sectors as the edge does without a geometry (the default: lens circle centred, north up). The class is the
+package's top class with ``day`` taken out at night (the simulator's sun below -12 deg), ``unrecognised`` beyond
+the card's open-set threshold.
 """
 
 from __future__ import annotations
@@ -59,13 +66,50 @@ def score(package: Path, folder: Path) -> dict:
     return {"frames": len(errors), "cover_mae_points": round(float(np.mean(errors)), 2), "cells_agreeing": round(agree / max(cells, 1.0), 4)}
 
 
+def safety(package: Path, folder: Path, limit: float = 10.0, zenith_deg: float = 72.0) -> dict:
+    """Per truth class of the night frames: the share called safe by the class, the class vetoed by the map, and the
+    map deciding clear against cloudy."""
+    from skyedge.daylight import DAY_SUN_ALT_DEG
+    from skyedge.edge.allsky.cloud_map import CloudMapper
+
+    card = read_card(package)
+    session = ort_session(package / card.files["fp32"])
+    names = {t.role: t.name for t in card.outputs}
+    data = load_shards(folder)
+    sun = np.asarray(data.meta.get("sun_alt_deg", np.full(len(data), np.nan)), dtype=np.float64)
+    mapper, threshold = CloudMapper(card.preprocess), card.metric_head.unknown_threshold
+    rules = {"class": [], "veto": [], "map_decides": []}
+    truths = []
+    for image, label, sun_alt in zip(data.images, data.labels, sun, strict=True):
+        truth = data.classes[label]
+        if truth == "day" or np.nan_to_num(sun_alt, nan=-90.0) > DAY_SUN_ALT_DEG:
+            continue
+        x = prepare_frame(image, card.preprocess)[None]
+        p, d, m = session.run([names["probabilities"], names["min_distance"], names["cloud_map"]], {card.input("image").name: x})
+        p = dict(zip(card.classes, p[0], strict=True))
+        p.pop("day", None)
+        answer = "unrecognised" if threshold is not None and float(d[0]) > threshold else max(p, key=p.get)
+        fraction = mapper.report(m[0], image.shape[:2]).clear_within(zenith_deg)
+        cover = np.inf if fraction is None else 100.0 * fraction
+        rules["class"].append(answer in ("clear", "moon"))
+        rules["veto"].append(answer in ("clear", "moon") and cover <= limit)
+        rules["map_decides"].append(answer in ("clear", "moon", "cloudy") and cover <= limit)
+        truths.append(truth)
+    truths = np.array(truths)
+    return {
+        rule: {c: round(float(np.array(v)[truths == c].mean()), 3) for c in sorted(set(truths))} for rule, v in rules.items()
+    } | {"frames": {c: int((truths == c).sum()) for c in sorted(set(truths))}}
+
+
 def main(argv=None) -> int:
     """Score every folder and print one JSON object."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("package", type=Path)
     ap.add_argument("folders", type=Path, nargs="+")
+    ap.add_argument("--safety", action="store_true", help="also the safety rules per truth class of the night frames")
     args = ap.parse_args(argv)
-    print(json.dumps({str(f): score(args.package, f) for f in args.folders}, indent=2))
+    out = {str(f): score(args.package, f) | ({"safety": safety(args.package, f)} if args.safety else {}) for f in args.folders}
+    print(json.dumps(out, indent=2))
     return 0
 
 
