@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from skyedge.config import PathField, Schema
 from skyedge.daylight import DAY_SUN_ALT_DEG
+from skyedge.edge.config_checks import ChecksSection
 from skyedge.edge.config_observatory import (
     AlpacaSection,
     HomeAssistantSection,
@@ -219,54 +220,6 @@ class CaptureTimeSection(Schema):
     filename_format: str | None = Field(
         default=None, description="strftime pattern found in the file name, e.g. %Y%m%d_%H%M%S"
     )
-
-
-class ChecksSection(Schema):
-    """Cross-checks of the model's answer against the ephemeris, the stars and its own cloud map: off, flag in the
-    message, or act (unrecognised; the map's 'decide')."""
-
-    moon_below_horizon: Literal["off", "flag", "unrecognised"] = Field(
-        default="unrecognised",
-        description="'moon' while the moon is more than 2 deg below the horizon: lit cloud or light pollution, never "
-        "a moonlit sky (a simulator-only model answered so for 39 of 172 real overcast frames)",
-    )
-    bright_moon_unseen: Literal["off", "flag", "unrecognised"] = Field(
-        default="flag", description="'clear' with a bright moon high and no glare where it is (needs orientation)"
-    )
-    bright_moon_min_illumination: Annotated[float, Field(ge=0, le=1)] = 0.5
-    bright_moon_min_alt_deg: Annotated[float, Field(ge=0, le=90)] = 20.0
-    clear_without_stars: Literal["off", "flag", "unrecognised"] = Field(
-        default="unrecognised",
-        description="'clear' while under stars.min_zenith_fraction of the stars expected within 36 deg of the zenith "
-        "are seen, 'moon' under stars.moon_min_zenith_fraction (needs the stars section)",
-    )
-    stars_disagree: Literal["off", "flag"] = Field(
-        default="flag",
-        description="'cloudy' while at least stars.clear_zenith_fraction of the expected zenith stars are seen: "
-        "flagged, and the frame collected for labelling when collect is on (needs the stars section)",
-    )
-    cloud_map: Literal["off", "flag", "decide"] = Field(
-        default="off",
-        description="the model's cloud map against its class (models with a cloud map): 'cloudy' while the map reads "
-        "at most cloud_map_max_cover percent within cloud_map_zenith_deg of the zenith (check cloud_map_clear), or "
-        "'clear'/'moon' while it reads more (cloud_map_cloudy); 'decide' makes the map's side the class ('clear', or "
-        "'moon' where the model prefers it and the moon is not known to be down). For a model trained on this "
-        "camera's labelled frames: a map that never saw the camera can read its overcast as clear",
-    )
-    cloud_map_max_cover: Annotated[float, Field(ge=0, le=100)] = Field(
-        default=10.0, description="percent of cloud within cloud_map_zenith_deg up to which the map calls the sky clear"
-    )
-    cloud_map_zenith_deg: Annotated[float, Field(gt=0, le=90)] = Field(
-        default=72.0, description="the zenith rings the cloud_map check reads (18, 36, 54, 72 or 90 deg)"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _off_unquoted(cls, data):
-        # YAML 1.1 reads a bare `off` as false; a check written that way means "off", not a type error.
-        if isinstance(data, dict):
-            return {k: "off" if v is False else v for k, v in data.items()}
-        return data
 
 
 class OrientationSection(Schema):
