@@ -71,6 +71,8 @@ def safety(package: Path, folder: Path, limit: float = 10.0, zenith_deg: float =
     map deciding clear against cloudy."""
     from skyedge.daylight import DAY_SUN_ALT_DEG
     from skyedge.edge.allsky.cloud_map import CloudMapper
+    from skyedge.edge.allsky.map_check import map_check
+    from skyedge.edge.config_checks import ChecksSection
 
     card = read_card(package)
     session = ort_session(package / card.files["fp32"])
@@ -78,6 +80,7 @@ def safety(package: Path, folder: Path, limit: float = 10.0, zenith_deg: float =
     data = load_shards(folder)
     sun = np.asarray(data.meta.get("sun_alt_deg", np.full(len(data), np.nan)), dtype=np.float64)
     mapper, threshold = CloudMapper(card.preprocess), card.metric_head.unknown_threshold
+    decide = ChecksSection(cloud_map="decide", cloud_map_max_cover=limit, cloud_map_zenith_deg=zenith_deg)
     rules = {"class": [], "veto": [], "map_decides": []}
     truths = []
     for image, label, sun_alt in zip(data.images, data.labels, sun, strict=True):
@@ -89,11 +92,12 @@ def safety(package: Path, folder: Path, limit: float = 10.0, zenith_deg: float =
         p = dict(zip(card.classes, p[0], strict=True))
         p.pop("day", None)
         answer = "unrecognised" if threshold is not None and float(d[0]) > threshold else max(p, key=p.get)
-        fraction = mapper.report(m[0], image.shape[:2]).clear_within(zenith_deg)
+        report = mapper.report(m[0], image.shape[:2])
+        fraction = report.clear_within(zenith_deg)
         cover = np.inf if fraction is None else 100.0 * fraction
         rules["class"].append(answer in ("clear", "moon"))
         rules["veto"].append(answer in ("clear", "moon") and cover <= limit)
-        rules["map_decides"].append(answer in ("clear", "moon", "cloudy") and cover <= limit)
+        rules["map_decides"].append(map_check(answer, p, report, decide, moon_down=False)[1] in ("clear", "moon"))
         truths.append(truth)
     truths = np.array(truths)
     return {

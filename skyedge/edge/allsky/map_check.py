@@ -22,7 +22,7 @@ def map_check(label: str, probabilities: Mapping[str, float], cloud, checks, moo
     if fraction is None:
         return [], label
     clear = 100.0 * fraction <= checks.cloud_map_max_cover
-    if clear == (label != CLOUDY):
+    if clear == (label != CLOUDY):  # the map and the class are on the same side
         return [], label
     if checks.cloud_map == "flag":
         return [SAYS_CLEAR if clear else SAYS_CLOUDY], label

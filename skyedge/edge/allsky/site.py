@@ -152,7 +152,7 @@ class SiteView:
             return [], False
         failed, unknown = [], False
         eph, c = seen.ephemeris, self.checks
-        if c.moon_below_horizon != "off" and label == "moon" and eph.moon_alt_deg < -MOON_SET_SLACK_DEG:
+        if c.moon_below_horizon != "off" and label == "moon" and self.moon_down(seen):
             failed.append("moon_below_horizon")
             unknown |= c.moon_below_horizon == "unrecognised"
         if (
