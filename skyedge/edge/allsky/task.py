@@ -61,8 +61,9 @@ class Decoder:
     def __call__(
         self, items: list[FrameItem], probabilities: np.ndarray, outputs: dict, inference_ms: float, check=None
     ) -> list[Decision]:
-        """``probabilities`` (N, C) already at each item's answer epoch; ``check(label, item)`` returns the failed
-        cross-checks and the verdict after them (the label itself, 'unrecognised', or the class the cloud map chose)."""
+        """``probabilities`` (N, C) already at each item's answer epoch; ``check(i, label, probs)`` (the item's index,
+        its label, its probability per class) returns the failed cross-checks and the verdict after them (the label
+        itself, 'unrecognised', or the class the cloud map chose)."""
         top = probabilities.argmax(axis=1)
         distances = outputs[self.distance] if self.distance is not None else None
         out = []
@@ -73,9 +74,10 @@ class Decoder:
             top_class = self.classes[top[i]]
             label = UNRECOGNISED if unknown else top_class
             confidence = 1.0 - self.threshold / distance if unknown else float(p[top[i]])
+            probs = {c: float(v) for c, v in zip(self.classes, p, strict=True)}
             checks: list[str] = []
             if check is not None:
-                checks, verdict = check(label, item)
+                checks, verdict = check(i, label, probs)
                 if verdict != label:
                     # Physics forcing 'unrecognised' is sure; a class the cloud map chose keeps the model's own
                     # probability of it, so that a disagreement reads as low confidence (and is collected for labels).
@@ -87,7 +89,7 @@ class Decoder:
                     label=label,
                     top_class=top_class,
                     confidence=float(confidence),
-                    probabilities={c: float(v) for c, v in zip(self.classes, p, strict=True)},
+                    probabilities=probs,
                     unknown=unknown,
                     distance=distance,
                     inference_ms=inference_ms,
@@ -244,14 +246,11 @@ class FrameTask:
             clouds = [None] * len(model_items)
             if self.clouds is not None:
                 clouds = [self._cloud(m, it) for m, it in zip(outputs[self.cloud_name], model_items, strict=True)]
-            row = {id(it): j for j, it in enumerate(model_items)}
-            classes = self.decoder.classes
 
-            def check(label: str, item: FrameItem) -> tuple[list[str], str]:
+            def check(j: int, label: str, probs: dict[str, float]) -> tuple[list[str], str]:
                 # The map first (it may change the class), then physics on the class it leaves.
-                j = row[id(item)]
-                mapped, label = map_check(label, dict(zip(classes, probabilities[j], strict=True)), clouds[j],
-                                          self.checks, self.site.moon_down(item.site))
+                item = model_items[j]
+                mapped, label = map_check(label, probs, clouds[j], self.checks, self.site.moon_down(item.site))
                 failed, forced = self.site.check(label, item.site)
                 starred, star_forced = self._star_checks(label, item)
                 failed = [*mapped, *failed, *starred]
