@@ -350,3 +350,29 @@ def test_the_real_camera_map_rule_reads_the_sectors_as_the_edge_does():
     called, limits = two_fold_limit(np.array(["cloudy"] * 40), cover, safe, half, ("cloudy",))
     assert limits == [9.5, 14.5]
     assert called[:20].sum() == 15 and called[20:].sum() == 5
+
+
+def test_the_real_camera_map_band_lets_the_class_stand_between_its_limits():
+    """docs/scripts/real_frontier.py's band rule: at lo == hi it is the map deciding; between lo and hi the class
+    stands; the band is chosen on one half of the nights and scored on the other."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "docs" / "scripts"))
+    from real_frontier import band_called, map_called, two_fold_band
+
+    classes = np.array(["clear", "cloudy", "cloudy", "moon", "clear", "unrecognised"])
+    cover = np.array([4.0, 4.0, 15.0, 15.0, 30.0, 0.0])
+    assert band_called(classes, cover, 10.0, 10.0).tolist() == map_called(classes, cover, 10.0, ("cloudy",)).tolist()
+    # 5-20: the cloudy answer at 4% is made safe, the moon at 15% keeps its class, the clear at 30% is overruled.
+    assert band_called(classes, cover, 5.0, 20.0).tolist() == [True, True, False, True, False, False]
+    # Half a: every answer 'cloudy'; safe skies read 0-4%, unsafe 5-9%. Half b: every answer 'clear'; safe skies
+    # read 0-4%, unsafe 20-24%. On a the band must keep lo below 5; on b hi below 20: each half's choice is scored
+    # on the other, and b's lo (any) or a's hi (any) cannot let the other half's unsafe frames through.
+    safe = np.array(([True] * 5 + [False] * 5) * 2)
+    cover = np.concatenate([np.arange(10.0), np.r_[np.arange(5.0), np.arange(5.0) + 20.0]])
+    classes = np.array(["cloudy"] * 10 + ["clear"] * 10)
+    half = np.array(["a"] * 10 + ["b"] * 10)
+    called, bands = two_fold_band(classes, cover, safe, half)
+    assert 4.0 <= bands[0][0] < 5.0 and 4.0 <= bands[1][1] < 20.0
+    assert called[~safe].sum() == 0 and called[10:15].all()

@@ -15,7 +15,7 @@ cloud map. Scored against the labels the polygons and the ephemeris give (skyedg
   site mask here), obstructions and unannotated sky included, while the polygons' truth covers only what they
   annotate: docs/scripts/real_cloud_map.py also counts the map over the annotated sky alone;
 * with ``--adapt``: `skyedge adapt` with k labelled frames per class from the other half's nights, then the
-  same scores (3 draws per k);
+  same scores (3 draws per k), with the same ``--cloud-map`` check;
 * a 95% interval for each called-safe rate, resampling whole nights (frames of one night share their sky, so
   they are not independent draws: the interval says how far another set of nights could move the figure).
 
@@ -186,7 +186,7 @@ def score(package: Path, frames, results: dict[str, dict]) -> dict:
     return out
 
 
-def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks) -> dict:
+def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks, checks: dict | None = None) -> dict:
     """`skyedge adapt` with k frames per class from the training nights, scored on the test nights."""
     from skyedge.edge.labelling.adapt import adapt_package
 
@@ -209,7 +209,7 @@ def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, 
                     cv2.imwrite(str(data / label / f"{r.path.stem}.jpg"), cv2.cvtColor(r.frame.image, cv2.COLOR_RGB2BGR))
             adapted = data.parent / "pkg"
             adapt_package(package, data, adapted, min_per_class=min(k, 3))
-            results = run_edge(adapted, test, data.parent / "run", site, utc_offset, precision)
+            results = run_edge(adapted, test, data.parent / "run", site, utc_offset, precision, checks)
             runs.append(score(adapted, test, results))
         keys = ("clear_or_moon_called_safe", "cloudy_or_partly_called_safe", "night_called_day")
         out[f"k{k}"] = {key: [r[key] for r in runs] for key in keys}
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
     if args.adapt:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         ks = [int(k) for k in args.adapt.split(",")]
-        result["adapt"] = adapt_runs(args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks)
+        result["adapt"] = adapt_runs(args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks, checks)
     (args.out / "real.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "real.md").write_text(markdown(result))
     print(markdown(result))

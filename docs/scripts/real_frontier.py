@@ -16,7 +16,10 @@ probabilities, as a device running those models side by side would. From the ans
   answer under a clear map is safe, a ``clear`` or ``moon`` one under a cloudy map is not), at a fixed limit (10%
   within 72 deg, the check's defaults) and at the limit that meets the 3% bar on one half of the nights, scored on
   the other. Answers from a run with ``--cloud-map decide`` already carry the map's classes: read them for the
-  figures through the edge, and a run without it for the class alone.
+  figures through the edge, and a run without it for the class alone;
+* the map overruling the class only where it is sure (a ``cloudy`` answer made safe at most ``lo`` percent cloud,
+  a safe one made unsafe above ``hi``, the class standing between), the band chosen on one half, scored on the
+  other: whether a map that only speaks when sure keeps the separation (run it on answers without the check).
 
 With ``--stars`` (a ``real_stars.py`` output: stars.json with each frame's star counts on the device's mask,
 solutions.json with the lens solved from the stars, used for the altitudes): a logistic fusion of the model's
@@ -128,6 +131,36 @@ def two_fold_limit(classes, cover, safe_truth, half, decides, cap: float = CAPS[
     return called, limits
 
 
+def band_called(classes: np.ndarray, cover: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Safe by a map that overrules the class only when it is sure: a ``cloudy`` answer under at most ``lo`` percent
+    cloud is safe, a safe one under more than ``hi`` is not, and between the two the class stands (``lo == hi``:
+    ``checks.cloud_map: decide``)."""
+    safe_class = np.isin(classes, list(SAFE))
+    promoted = (classes == "cloudy") & (cover <= lo)
+    return (safe_class & (cover <= hi)) | promoted
+
+
+BAND_GRID = np.arange(0.0, 40.5, 0.5)
+
+
+def two_fold_band(classes, cover, safe_truth, half, cap: float = CAPS[0]) -> tuple[np.ndarray, list[list[float]]]:
+    """The (lo, hi) band calling the most safe-truth frames safe with at most ``cap`` of the unsafe-truth ones, chosen
+    on one half of the nights and scored on the other, both ways (among equals the tightest: the lowest lo, then
+    hi): (called, [[lo, hi] chosen on each half])."""
+    called, bands = np.zeros(len(classes), bool), []
+    for fit in np.unique(half):
+        on = half == fit
+        best, band = -1.0, [-1.0, -1.0]
+        for lo in BAND_GRID:
+            for hi in BAND_GRID[BAND_GRID >= lo]:
+                rule = band_called(classes, cover, lo, hi)
+                if rule[on & ~safe_truth].mean() <= cap and rule[on & safe_truth].mean() > best:
+                    best, band = rule[on & safe_truth].mean(), [float(lo), float(hi)]
+        bands.append(band)
+        called[~on] = band_called(classes, cover, *band)[~on]
+    return called, bands
+
+
 def star_features(row: dict | None) -> list[float]:
     """The stars' whole-sky and zenith visible fractions on the device's mask, each with a flag for 'no verdict'."""
     row = row or {}
@@ -203,6 +236,9 @@ def main(argv=None) -> int:
                                            "cloudy_or_partly_called_safe": round(float(fold[~safe_truth].mean()), 4)}
         result[key]["by_truth"] = {lab: round(float(rule[[r.label == lab for r in frames]].mean()), 4)
                                    for lab in sorted({r.label for r in frames})}
+    fold, bands = two_fold_band(classes, cover, safe_truth, half)
+    result["map_band_two_fold_at_0.03"] = {"bands": bands, "clear_or_moon_called_safe": round(float(fold[safe_truth].mean()), 4),
+                                           "cloudy_or_partly_called_safe": round(float(fold[~safe_truth].mean()), 4)}
     if args.stars is not None:
         stars = {row["frame"]: row for row in json.loads((args.stars / "stars.json").read_text())["frames_scored_device_mask"]}
         logit = np.log(score + 1e-4) - np.log(1 - score + 1e-4)
@@ -253,6 +289,10 @@ def markdown(result: dict) -> str:
         lines += ["", f"{key}: by truth at {rule}: " + ", ".join(f"{k} {v:.3f}" for k, v in result[key]["by_truth"].items())
                   + f"; the limit meeting 0.03 on one half ({', '.join(f'{v:g}%' for v in fold['limits'])}), scored on the "
                   f"other: {fold['clear_or_moon_called_safe']:.3f} / {fold['cloudy_or_partly_called_safe']:.3f}"]
+    band = result["map_band_two_fold_at_0.03"]
+    lines += ["", "the map overruling the class only outside a band (a `cloudy` answer safe at most lo%, a safe one unsafe "
+              f"above hi%), the band meeting 0.03 on one half ({'; '.join(f'{lo:g}-{hi:g}%' for lo, hi in band['bands'])}), "
+              f"scored on the other: {band['clear_or_moon_called_safe']:.3f} / {band['cloudy_or_partly_called_safe']:.3f}"]
     if "unsafe_errors_by_cloud_above_30deg" in result:
         lines += ["", f"cloudy or partly cloudy frames called safe, by the polygons' cloud above {HIGH_ALT_DEG:.0f} deg altitude: "
                   + ", ".join(f"{k}: {v}" for k, v in result["unsafe_errors_by_cloud_above_30deg"].items())]
