@@ -376,3 +376,18 @@ def test_the_real_camera_map_band_lets_the_class_stand_between_its_limits():
     called, bands = two_fold_band(classes, cover, safe, half)
     assert 4.0 <= bands[0][0] < 5.0 and 4.0 <= bands[1][1] < 20.0
     assert called[~safe].sum() == 0 and called[10:15].all()
+
+
+def test_the_real_camera_stars_check_reads_a_message_as_the_edge_does():
+    """docs/scripts/real_frontier.py's offline clear_without_stars: the zenith's fraction, else the whole sky's,
+    under the edge's least share for 'clear' (0.5) or the lower one for 'moon' (0.3); no verdict, no turn."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "docs" / "scripts"))
+    from real_frontier import stars_turned
+
+    rows = [{"zenith_visible_fraction": 0.4, "visible_fraction": 0.9}, {"zenith_visible_fraction": None, "visible_fraction": 0.4},
+            {"zenith_visible_fraction": 0.4}, {"zenith_visible_fraction": 0.2}, None, {"zenith_visible_fraction": 0.1}]
+    classes = np.array(["clear", "clear", "moon", "moon", "clear", "cloudy"])
+    assert stars_turned(classes, rows).tolist() == [True, True, False, True, False, False]

@@ -24,7 +24,9 @@ probabilities, as a device running those models side by side would. From the ans
 With ``--stars`` (a ``real_stars.py`` output: stars.json with each frame's star counts on the device's mask,
 solutions.json with the lens solved from the stars, used for the altitudes): a logistic fusion of the model's
 safe log-odds with the stars' visible fractions, fitted on one half of the nights and scored on the other, both
-ways, at the same bars. Writes OUT/frontier.json and OUT/frontier.md. The real data never enters the repository.
+ways, at the same bars; and the edge's ``clear_without_stars`` applied to the answers' classes (a run with
+``--cloud-map decide`` gives the check after the map): how many cloudy frames called safe it turns, at what cost.
+Writes OUT/frontier.json and OUT/frontier.md. The real data never enters the repository.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from real_allsky import SAFE, night_part, read_answers
 
 from skyedge.edge.allsky.cloud_map import CloudReport
 from skyedge.edge.config import ChecksSection
+from skyedge.edge.config_observatory import StarsSection
 from skyedge.stars.lens import Lens
 from skyedge.training.data.labelme import PARTLY, labelled_frames
 
@@ -51,6 +54,10 @@ CAPS = (0.03, 0.05)
 HIGH_ALT_DEG = 30.0
 _CHECKS = ChecksSection()  # the edge's defaults for checks.cloud_map
 MAP_LIMIT, MAP_ZENITH_DEG, MAP_DECIDES = _CHECKS.cloud_map_max_cover, _CHECKS.cloud_map_zenith_deg, ("cloudy",)
+# The edge's defaults for checks.clear_without_stars: the least share of expected zenith stars a 'clear' (or 'moon')
+# answer must see.
+STAR_LEAST = {"clear": StarsSection.model_fields["min_zenith_fraction"].default,
+              "moon": StarsSection.model_fields["moon_min_zenith_fraction"].default}
 
 
 def safe_probability(payload: dict) -> float:
@@ -168,6 +175,18 @@ def star_features(row: dict | None) -> list[float]:
     return [0.0 if v is None else v, float(v is None), 0.0 if z is None else z, float(z is None)]
 
 
+def stars_turned(classes: np.ndarray, rows: list[dict | None]) -> np.ndarray:
+    """Which answers the edge's ``clear_without_stars`` turns unsafe: 'clear' (or 'moon', to a lower share) with the
+    check's fraction (the zenith's, else the whole sky's) under the least share; no verdict turns nothing."""
+    out = np.zeros(len(classes), bool)
+    for i, (c, row) in enumerate(zip(classes, rows, strict=True)):
+        row = row or {}
+        z, v = row.get("zenith_visible_fraction"), row.get("visible_fraction")
+        frac, least = (z if z is not None else v), STAR_LEAST.get(str(c))
+        out[i] = frac is not None and least is not None and frac < least
+    return out
+
+
 def high_cloud(frame, lens: Lens) -> float | None:
     """The polygons' cloud fraction of the annotated sky above :data:`HIGH_ALT_DEG` (None: none annotated there)."""
     yy, xx = np.mgrid[0 : frame.sky.shape[0], 0 : frame.sky.shape[1]]
@@ -243,6 +262,16 @@ def main(argv=None) -> int:
         stars = {row["frame"]: row for row in json.loads((args.stars / "stars.json").read_text())["frames_scored_device_mask"]}
         logit = np.log(score + 1e-4) - np.log(1 - score + 1e-4)
         x = np.array([[lo, *star_features(stars.get(r.path.stem))] for lo, r in zip(logit, frames, strict=True)])
+        turned = stars_turned(classes, [stars.get(r.path.stem) for r in frames])
+        called_safe = np.isin(classes, list(SAFE))
+        result["stars_check"] = {
+            "cloudy_or_partly_called_safe": int((called_safe & ~safe_truth).sum()),
+            "of_those_turned": int((called_safe & ~safe_truth & turned).sum()),
+            "clear_or_moon_called_safe": int((called_safe & safe_truth).sum()),
+            "of_those_lost": int((called_safe & safe_truth & turned).sum()),
+            "by_truth": {lab: [int((called_safe & turned)[[r.label == lab for r in frames]].sum()),
+                               int(called_safe[[r.label == lab for r in frames]].sum())] for lab in sorted({r.label for r in frames})},
+        }
         fused = two_fold_scores(x, safe_truth.astype(float), half)
         result["model_and_stars"] = summary(fused, safe_truth, fused >= 0.5)
         solutions = json.loads((args.stars / "solutions.json").read_text())
@@ -293,6 +322,13 @@ def markdown(result: dict) -> str:
     lines += ["", "the map overruling the class only outside a band (a `cloudy` answer safe at most lo%, a safe one unsafe "
               f"above hi%), the band meeting 0.03 on one half ({'; '.join(f'{lo:g}-{hi:g}%' for lo, hi in band['bands'])}), "
               f"scored on the other: {band['clear_or_moon_called_safe']:.3f} / {band['cloudy_or_partly_called_safe']:.3f}"]
+    if "stars_check" in result:
+        c = result["stars_check"]
+        lines += ["", f"the stars' check (`clear_without_stars` at the edge's defaults) on these answers: of "
+                  f"{c['cloudy_or_partly_called_safe']} cloudy or partly cloudy frames called safe it turns "
+                  f"{c['of_those_turned']} unsafe, at a cost of {c['of_those_lost']} of the {c['clear_or_moon_called_safe']} "
+                  "clear or moonlit ones called safe; by truth (turned / called safe): "
+                  + ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in c["by_truth"].items())]
     if "unsafe_errors_by_cloud_above_30deg" in result:
         lines += ["", f"cloudy or partly cloudy frames called safe, by the polygons' cloud above {HIGH_ALT_DEG:.0f} deg altitude: "
                   + ", ".join(f"{k}: {v}" for k, v in result["unsafe_errors_by_cloud_above_30deg"].items())]
