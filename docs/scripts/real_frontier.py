@@ -3,7 +3,8 @@
     python docs/scripts/real_frontier.py LABELME_DIR OUT --answers DIR [--answers DIR2] [--stars STARS_OUT]
 
 Each DIR is the output of ``real_allsky.py PACKAGE LABELME DIR --other PACKAGE2`` (answers in DIR/run and
-DIR/run-other), so every night frame is answered by a model that never saw its night. Several DIRs average their
+DIR/run-other), so every night frame is answered by a model that never saw its night, or of ``real_allsky.py PACKAGE
+LABELME DIR --nights all`` for a package that saw none of the camera's nights. Several DIRs average their
 probabilities, as a device running those models side by side would. From the answers alone:
 
 * the edge's own figures (clear or moonlit clear called safe; cloudy or partly cloudy called safe);
@@ -233,7 +234,8 @@ def main(argv=None) -> int:
     runs = []
     for d in args.answers:
         answers = read_answers(d / "run" / "results.jsonl")
-        answers.update(read_answers(d / "run-other" / "results.jsonl"))
+        if (d / "run-other" / "results.jsonl").exists():  # absent: one package that saw neither half (--nights all)
+            answers.update(read_answers(d / "run-other" / "results.jsonl"))
         runs.append(answers)
     keep = [i for i, r in enumerate(frames) if all(r.path.stem in a for a in runs)]
     frames, half = [frames[i] for i in keep], np.array([half[i] for i in keep])
