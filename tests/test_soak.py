@@ -8,6 +8,7 @@ epochs. Each daemon is a real `skyedge run` process reporting to mosquitto; its 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -191,7 +192,9 @@ def test_soak_telescope_field(stub_sequence_package, tmp_path, deep_queue_broker
     # An epoch takes a fraction of a second, so without a pause the warm-up window would hold one or two samples,
     # caught inside or between batches by chance (a 5% bound then fails on allocator noise). Idling as long at the
     # warm-up point as at the end compares the floor the process returns to at both.
-    warm_epoch = -(-len(frames) * 2 // 5)  # the first epoch at or after 40% of the night
+    # Compared from 40% of the epochs on: the first epochs build the reference and each object's history arrays.
+    warm_up = 0.4
+    warm_epoch = math.ceil(len(frames) * warm_up)
     started = time.monotonic()
     try:
         for e, frame in enumerate(frames):  # the telescope delivers one epoch at a time
@@ -206,8 +209,7 @@ def test_soak_telescope_field(stub_sequence_package, tmp_path, deep_queue_broker
     seconds = time.monotonic() - started
     got = _unique(col, "classification", "object_id")
     assert len(got) == n_objects and all(len(v) == epochs for v in got.values()), "every object at every epoch"
-    # Compared from 40% of the epochs on: the first epochs build the reference and each object's history arrays.
-    warm, end = daemon.rss_growth(warm_up=0.4)
+    warm, end = daemon.rss_growth(warm_up=warm_up)
     rate = n_objects * epochs / (seconds - 2 * IDLE_S)
     print(f"soak field: {n_objects} objects x {epochs} epochs in {seconds:.0f} s ({rate:.0f} object-epochs/s); RSS {warm:.0f} -> {end:.0f} MiB")
     assert end <= warm * 1.05, (warm, end)

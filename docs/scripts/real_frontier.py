@@ -121,9 +121,10 @@ def map_cover(payload: dict, zenith_deg: float = MAP_ZENITH_DEG) -> float:
 
 
 def map_called(classes: np.ndarray, cover: np.ndarray, limit: float, decides: tuple[str, ...]) -> np.ndarray:
-    """Safe by a cloud-map rule: a safe class or one of ``decides``, and the map at most ``limit`` (``decides`` empty:
-    the safety veto; ``("cloudy",)``: ``checks.cloud_map: decide``)."""
-    return np.isin(classes, list(SAFE) + list(decides)) & (cover <= limit)
+    """Safe by a cloud-map rule: a safe class, or a ``cloudy`` one where ``decides`` holds it, and the map at most
+    ``limit`` (``decides`` empty: the safety veto; ``("cloudy",)``: ``checks.cloud_map: decide``): the band rule
+    with no band."""
+    return band_called(classes, cover, limit if "cloudy" in decides else -np.inf, limit)
 
 
 def two_fold_limit(classes, cover, safe_truth, half, decides, cap: float = CAPS[0]) -> tuple[np.ndarray, list[float]]:
@@ -239,7 +240,8 @@ def main(argv=None) -> int:
         runs.append(answers)
     keep = [i for i, r in enumerate(frames) if all(r.path.stem in a for a in runs)]
     frames, half = [frames[i] for i in keep], np.array([half[i] for i in keep])
-    safe_truth = np.array([r.label in SAFE for r in frames])
+    labels = np.array([r.label for r in frames])
+    safe_truth = np.isin(labels, SAFE)
     score = np.array([np.mean([safe_probability(a[r.path.stem]) for a in runs]) for r in frames])
     if len(runs) == 1:
         called = np.array([runs[0][r.path.stem]["class"] in SAFE for r in frames])
@@ -255,8 +257,7 @@ def main(argv=None) -> int:
         fold, limits = two_fold_limit(classes, cover, safe_truth, half, decides)
         result[key]["two_fold_at_0.03"] = {"limits": limits, "clear_or_moon_called_safe": round(float(fold[safe_truth].mean()), 4),
                                            "cloudy_or_partly_called_safe": round(float(fold[~safe_truth].mean()), 4)}
-        result[key]["by_truth"] = {lab: round(float(rule[[r.label == lab for r in frames]].mean()), 4)
-                                   for lab in sorted({r.label for r in frames})}
+        result[key]["by_truth"] = {lab: round(float(rule[labels == lab].mean()), 4) for lab in sorted(set(labels))}
     fold, bands = two_fold_band(classes, cover, safe_truth, half)
     result["map_band_two_fold_at_0.03"] = {"bands": bands, "clear_or_moon_called_safe": round(float(fold[safe_truth].mean()), 4),
                                            "cloudy_or_partly_called_safe": round(float(fold[~safe_truth].mean()), 4)}
@@ -271,8 +272,8 @@ def main(argv=None) -> int:
             "of_those_turned": int((called_safe & ~safe_truth & turned).sum()),
             "clear_or_moon_called_safe": int((called_safe & safe_truth).sum()),
             "of_those_lost": int((called_safe & safe_truth & turned).sum()),
-            "by_truth": {lab: [int((called_safe & turned)[[r.label == lab for r in frames]].sum()),
-                               int(called_safe[[r.label == lab for r in frames]].sum())] for lab in sorted({r.label for r in frames})},
+            "by_truth": {lab: [int((called_safe & turned)[labels == lab].sum()), int(called_safe[labels == lab].sum())]
+                         for lab in sorted(set(labels))},
         }
         fused = two_fold_scores(x, safe_truth.astype(float), half)
         result["model_and_stars"] = summary(fused, safe_truth, fused >= 0.5)
