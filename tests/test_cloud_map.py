@@ -391,3 +391,28 @@ def test_the_real_camera_stars_check_reads_a_message_as_the_edge_does():
             {"zenith_visible_fraction": 0.4}, {"zenith_visible_fraction": 0.2}, None, {"zenith_visible_fraction": 0.1}]
     classes = np.array(["clear", "clear", "moon", "moon", "clear", "cloudy"])
     assert stars_turned(classes, rows).tolist() == [True, True, False, True, False, False]
+
+
+def test_the_map_refit_measurement_learns_a_head_from_frame_labels():
+    """docs/scripts/real_map_refit.py: a 1x1 logistic head fitted on frames labelled all clear or all cloud ranks
+    new frames by the feature channel that carries cloud (and not by one that is noise)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "docs" / "scripts"))
+    from real_map_refit import auc, fit_head, frame_cover
+
+    rng = np.random.default_rng(0)
+
+    def frames(cloud: np.ndarray) -> np.ndarray:  # channel 0 reads the cloud, channels 1-3 are noise
+        f = rng.normal(size=(len(cloud), 4, 5, 5)).astype(np.float32)
+        f[:, 0] += 3.0 * cloud[:, None, None]
+        return f
+
+    train_cloud = np.r_[np.zeros(5), np.ones(5)]
+    known = np.ones((10, 5, 5), np.float32)
+    head = fit_head(frames(train_cloud), train_cloud[:, None, None] * known, known)
+    test_cloud = rng.uniform(size=40)
+    cover = frame_cover(head(frames(test_cloud)), np.ones((40, 5, 5), np.float32))
+    assert auc(cover, test_cloud > 0.5) > 0.9
+    assert auc(rng.normal(size=40), test_cloud > 0.5) < 0.8
