@@ -137,7 +137,8 @@ def main(argv=None) -> int:
         result[f"auc_refit_{k}_clear_{k}_overcast_frame_labels"] = aucs
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "map_refit.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    for key, value in result.items():  # one line each: the draws side by side
+        print(f"{key}: {value}")
     return 0
 
 
