@@ -31,12 +31,11 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_allsky import SAFE, night_part
+from real_frontier import _sigmoid, fit_logistic
 
 from skyedge.edge.package import read_card
 from skyedge.preprocess import prepare_cloud_truth, prepare_frame
 from skyedge.training.data.labelme import cloud_truth, labelled_frames
-
-L2 = 10.0
 
 
 def head_input(model: onnx.ModelProto) -> str:
@@ -81,25 +80,18 @@ def frame_cover(cells: np.ndarray, known: np.ndarray) -> np.ndarray:
     return (cells * w).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1.0)
 
 
-def fit_head(f: np.ndarray, target: np.ndarray, known: np.ndarray, l2: float = L2, steps: int = 30):
-    """A logistic 1x1 head on standardised features, Newton steps on soft per-cell targets; returns a predictor."""
+def fit_head(f: np.ndarray, target: np.ndarray, known: np.ndarray):
+    """A logistic 1x1 head on standardised features (``real_frontier.fit_logistic``: clear and cloud cells counted
+    alike), fitted on the cells whose truth is known; returns a predictor of per-cell cloud."""
     c = f.shape[1]
     x = f.transpose(0, 2, 3, 1).reshape(-1, c)
     keep = known.reshape(-1) > 0.5
     x, y = x[keep], target.reshape(-1)[keep]
     mu, sd = x.mean(0), x.std(0) + 1e-6
-    a = np.c_[(x - mu) / sd, np.ones(len(x))]
-    beta = np.zeros(c + 1)
-    ridge = l2 * np.diag(np.r_[np.ones(c), 0.0]) / len(y)
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-a @ beta))
-        grad = a.T @ (p - y) / len(y) + ridge @ beta
-        hess = (a * (p * (1 - p))[:, None]).T @ a / len(y) + ridge + 1e-6 * np.eye(c + 1)
-        beta -= np.linalg.solve(hess, grad)
+    beta = fit_logistic((x - mu) / sd, y)
 
     def predict(f2: np.ndarray) -> np.ndarray:
-        z = ((f2.transpose(0, 2, 3, 1) - mu) / sd) @ beta[:-1] + beta[-1]
-        return 1.0 / (1.0 + np.exp(-z))
+        return _sigmoid(((f2.transpose(0, 2, 3, 1) - mu) / sd) @ beta[1:] + beta[0])
 
     return predict
 
