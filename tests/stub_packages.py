@@ -42,10 +42,16 @@ def frame_package(
     channels: int = 1,
     unknown_threshold: float = 1e3,
     cloud_map: bool = False,
+    cloud_head: bool = False,
+    statistics: bool = False,
 ) -> Path:
     """A frame package: image -> a fixed random projection (the embedding) -> softmax of a fixed linear map;
     ``min_distance`` is the embedding's length (far beyond any sky at the default threshold). ``cloud_map``: also
-    a (batch, 1, size/16, size/16) map, the sigmoid of each 16 x 16 block's mean input (bright = cloudy)."""
+    a (batch, 1, size/16, size/16) map, the sigmoid of each 16 x 16 block's mean input (bright = cloudy).
+    ``cloud_head``: the map comes instead from a head shaped as export names it (a Conv reading
+    ``*cloud.net.0.weight``) on three features per 16 x 16 block (mean, mean square, roughness), shipped reading
+    rough as cloudy (a starry sky is rough, an overcast smooth: wrong on purpose, for ``adapt`` to mend).
+    ``statistics``: also the head statistics ``adapt`` starts from."""
     classes = list(classes or FRAME_CLASSES)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -65,14 +71,20 @@ def frame_package(
         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim]),
     ]
     cells = size // 16
-    if cloud_map:
+    inits = [w, m]
+    if cloud_head:
+        # One reader of the input, as in exported graphs (the FP16 converter casts each reader's input alike).
+        nodes = [helper.make_node("Identity", ["image"], ["pixels"]), *nodes, *_cloud_head_nodes(inits)]
+        nodes[1] = helper.make_node("Flatten", ["pixels"], ["flat"], axis=1)
+        outputs.append(helper.make_tensor_value_info("cloud_map", TensorProto.FLOAT, ["batch", 1, cells, cells]))
+    elif cloud_map:
         nodes += [
             helper.make_node("ReduceMean", ["image"], ["grey"], axes=[1], keepdims=1),
             helper.make_node("AveragePool", ["grey"], ["blocks"], kernel_shape=[16, 16], strides=[16, 16]),
             helper.make_node("Sigmoid", ["blocks"], ["cloud_map"]),
         ]
         outputs.append(helper.make_tensor_value_info("cloud_map", TensorProto.FLOAT, ["batch", 1, cells, cells]))
-    graph = helper.make_graph(nodes, "stub-frame", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", channels, size, size])], outputs, [w, m])
+    graph = helper.make_graph(nodes, "stub-frame", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", channels, size, size])], outputs, inits)
     _save(graph, out / "model.onnx")
     card = {
         "schema_version": 1,
@@ -87,7 +99,7 @@ def frame_package(
             {"name": "min_distance", "role": "min_distance", "shape": ["batch"]},
             {"name": "embedding", "role": "embedding", "shape": ["batch", dim]},
         ]
-        + ([{"name": "cloud_map", "role": "cloud_map", "shape": ["batch", 1, cells, cells]}] if cloud_map else []),
+        + ([{"name": "cloud_map", "role": "cloud_map", "shape": ["batch", 1, cells, cells]}] if cloud_map or cloud_head else []),
         "preprocess": {
             "size": [size, size],
             "channels": channels,
@@ -107,7 +119,36 @@ def frame_package(
         "sha256": {"model.onnx": sha256_file(out / "model.onnx")},
         "provenance": _provenance(),
     }
+    if statistics:
+        from skyedge.head_statistics import write_head_statistics
+
+        write_head_statistics(out / "head_statistics.npz", rng.normal(0, 1, (k, dim)), np.eye(dim), np.full(k, 50))
+        card["metric_head"]["statistics"] = "head_statistics.npz"
+        card["sha256"]["head_statistics.npz"] = sha256_file(out / "head_statistics.npz")
     return _write(card, out)
+
+
+def _cloud_head_nodes(inits: list) -> list:
+    """Nodes from ``image`` to ``cloud_map`` through a feature map and a one-layer head (weights added to
+    ``inits``)."""
+    block = {"kernel_shape": [16, 16], "strides": [16, 16]}
+    inits += [
+        numpy_helper.from_array(np.array([[[[0.0]], [[0.0]], [[3.0]]]], np.float32), "stub.cloud.net.0.weight"),
+        numpy_helper.from_array(np.array([-1.5], np.float32), "stub.cloud.net.0.bias"),
+    ]
+    return [
+        helper.make_node("ReduceMean", ["pixels"], ["grey"], axes=[1], keepdims=1),
+        helper.make_node("AveragePool", ["grey"], ["block_mean"], **block),
+        helper.make_node("Mul", ["grey", "grey"], ["grey2"]),
+        helper.make_node("AveragePool", ["grey2"], ["block_mean2"], **block),
+        helper.make_node("AveragePool", ["grey"], ["local"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Sub", ["grey", "local"], ["detail"]),
+        helper.make_node("Abs", ["detail"], ["detail_abs"]),
+        helper.make_node("AveragePool", ["detail_abs"], ["roughness"], **block),
+        helper.make_node("Concat", ["block_mean", "block_mean2", "roughness"], ["cloud_features"], axis=1),
+        helper.make_node("Conv", ["cloud_features", "stub.cloud.net.0.weight", "stub.cloud.net.0.bias"], ["head_logit"]),
+        helper.make_node("Sigmoid", ["head_logit"], ["cloud_map"]),
+    ]
 
 
 def _sequence_graph(name: str, k: int, stamp: int, n_cond: int, step: bool):

@@ -33,8 +33,10 @@ adapt: refit a frame model's head to your camera's labelled frames (no torch: ru
 
 Embed the labelled frames in DATA (DATA/<class>/<file>) with the package's own graph, refit the
 Mahalanobis head (class means from your frames, classes without frames keep theirs, new class names
-are added), re-estimate the open-set threshold, and write a new package with every precision file
-updated, adapt.json/adapt.md (leave-one-out accuracy before and after) and a card naming the parent.
+are added), re-estimate the open-set threshold, refit the cloud-map head where the package has one
+(from the clear, moon and cloudy frames: every sky cell of a frame takes its label), and write a new
+package with every precision file updated, adapt.json/adapt.md (leave-one-out accuracy and the map's
+cross-validated reading before and after) and a card naming the parent.
 The parent package is never changed; build the TensorRT engine again for the new one.
 
 example:
@@ -325,7 +327,7 @@ def _adapt(args) -> int:
     from skyedge.edge.labelling.adapt import AdaptError, adapt_package
 
     try:
-        report = adapt_package(args.package, args.data, args.out, args.name, args.min_per_class)
+        report = adapt_package(args.package, args.data, args.out, args.name, args.min_per_class, not args.keep_map_head)
     except AdaptError as exc:
         Console(stderr=True).print(f"[red]skyedge adapt: {exc}[/red]")
         return 2
@@ -346,6 +348,7 @@ def register_adapt(subparsers) -> None:
     p.add_argument("--out", required=True, help="new package directory")
     p.add_argument("--name", default=None, help="the new model's name (default: the parent's + '-adapted')")
     p.add_argument("--min-per-class", type=int, default=3, help="fewest frames a labelled class may have (default 3)")
+    p.add_argument("--keep-map-head", action="store_true", help="leave the cloud-map head as shipped")
     p.set_defaults(func=_adapt)
 
 

@@ -11,12 +11,15 @@ camera, or a new class, is enrolled by refitting the head, not the network:
    frames to estimate it), then is shrunk toward a scaled identity;
 3. the open-set threshold becomes the larger of the parent's and the 99.5% quantile of the new frames'
    leave-one-out distances, so the site's own sky is not rejected;
-4. every precision file of the package (FP32, FP16, INT8 for TensorRT and for the CPU) gets the new head: the
-   old head's nodes are cut off at the ``embedding`` output and the new one (MatMul/Add/Mul/Max/ReduceSum/
-   ReduceMin/Softmax/Sqrt, as export builds it) is appended, in float32;
-5. a report gives leave-one-out accuracy on the site's frames before and after, and each precision's agreement
-   with FP32. The new card records the parent's hash, the data's hash and the counts. A TensorRT engine built
-   from the parent no longer matches (its sidecar names the parent ONNX file's hash) and is refused.
+4. where the package has a cloud map and the frames include clear or moonlit ones and cloudy ones (at least
+   ``min_per_class`` of each side), its cloud head is refitted to them too (:mod:`adapt_map`; ``map_head=False``
+   keeps it);
+5. every precision file of the package (FP32, FP16, INT8 for TensorRT and for the CPU) gets the new heads
+   (:mod:`head_surgery`: the old head's nodes cut off at its input, the new one appended in float32);
+6. a report gives leave-one-out accuracy on the site's frames before and after, the map's cross-validated reading
+   of them before and after, and each precision's agreement with FP32. The new card records the parent's hash,
+   the data's hash and the counts. A TensorRT engine built from the parent no longer matches (its sidecar names
+   the parent ONNX file's hash) and is refused.
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.edge.labelling import adapt_map
+from skyedge.edge.labelling.head_surgery import replace_class_head, replace_map_head, save_checked
 from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
 from skyedge.masks import card_mask
 from skyedge.model_card import Adaptation, ModelCard, read_card, write_card
-from skyedge.preprocess import prepare_frame
+from skyedge.preprocess import prepare_frame_and_sky
 from skyedge.shards import sha256_file
 
 log = logging.getLogger(__name__)
@@ -127,85 +132,6 @@ def _leave_one_out(stats, z, y, k) -> tuple[np.ndarray, np.ndarray]:
     return pred, dist
 
 
-# ------------------------------------------------------------------------------------------- graph surgery
-
-
-def _reduce(op: str, x: str, out: str, opset: int, keepdims: int):
-    from onnx import helper
-
-    # ReduceSum takes its axes as an input from opset 13, the other reductions from opset 18.
-    if op == "ReduceSum" and opset >= 13 or opset >= 18:
-        return [helper.make_node(op, [x, "adapt_axis1"], [out], keepdims=keepdims)]
-    return [helper.make_node(op, [x], [out], axes=[1], keepdims=keepdims)]
-
-
-def replace_head(src: Path, dst: Path, card: ModelCard, means: np.ndarray, chol: np.ndarray) -> None:
-    """Write ``src`` with its head replaced by the Mahalanobis head (means, chol) on its ``embedding`` output."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(src))
-    graph = model.graph
-    role = {t.role: t.name for t in card.outputs}
-    emb, prob, dist = role["embedding"], role["probabilities"], role["min_distance"]
-    kept_outputs = [o for o in graph.output if o.name not in (prob, dist)]
-    batch = next(o for o in graph.output if o.name == prob).type.tensor_type.shape.dim[0]
-    # Keep only what the remaining outputs need: the old head's nodes and weights fall away.
-    needed, nodes = {o.name for o in kept_outputs}, []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output):
-            nodes.append(node)
-            needed.update(i for i in node.input if i)
-    nodes.reverse()
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    w = numpy_helper.from_array(chol.astype(np.float32), "adapt_w")
-    centres = means @ chol
-    ct = numpy_helper.from_array(np.ascontiguousarray(centres.T).astype(np.float32), "adapt_centres_t")
-    norms = numpy_helper.from_array((centres**2).sum(1)[None, :].astype(np.float32), "adapt_centre_norms")
-    consts = [
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "adapt_axis1"),
-        numpy_helper.from_array(np.array(-2.0, dtype=np.float32), "adapt_minus2"),
-        numpy_helper.from_array(np.array(-0.5, dtype=np.float32), "adapt_minus_half"),
-        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "adapt_zero"),
-        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "adapt_eps"),
-    ]
-    mk = helper.make_node
-    head = [
-        mk("MatMul", [emb, "adapt_w"], ["adapt_y"]),
-        mk("Mul", ["adapt_y", "adapt_y"], ["adapt_yy"]),
-        *_reduce("ReduceSum", "adapt_yy", "adapt_ysq", opset, 1),
-        mk("MatMul", ["adapt_y", "adapt_centres_t"], ["adapt_cross"]),
-        mk("Mul", ["adapt_cross", "adapt_minus2"], ["adapt_cross2"]),
-        mk("Add", ["adapt_ysq", "adapt_cross2"], ["adapt_d2a"]),
-        mk("Add", ["adapt_d2a", "adapt_centre_norms"], ["adapt_d2b"]),
-        mk("Max", ["adapt_d2b", "adapt_zero"], ["adapt_d2"]),
-        mk("Mul", ["adapt_d2", "adapt_minus_half"], ["adapt_logits"]),
-        mk("Softmax", ["adapt_logits"], [prob], axis=1),
-        *_reduce("ReduceMin", "adapt_d2", "adapt_min", opset, 0),
-        mk("Add", ["adapt_min", "adapt_eps"], ["adapt_min_eps"]),
-        mk("Sqrt", ["adapt_min_eps"], [dist]),
-    ]
-    used = {i for n in nodes for i in n.input}
-    inits = [t for t in graph.initializer if t.name in used] + [w, ct, norms, *consts]
-    k = means.shape[0]
-    prob_out = helper.make_tensor_value_info(prob, TensorProto.FLOAT, [None, k])
-    prob_out.type.tensor_type.shape.dim[0].CopyFrom(batch)
-    dist_out = helper.make_tensor_value_info(dist, TensorProto.FLOAT, [None])
-    dist_out.type.tensor_type.shape.dim[0].CopyFrom(batch)
-    new_graph = helper.make_graph(
-        nodes + head,
-        graph.name,
-        list(graph.input),
-        [prob_out, dist_out, *kept_outputs],
-        inits,
-        value_info=[v for v in graph.value_info if v.name in used],
-    )
-    new_model = helper.make_model(new_graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-    new_model.producer_name = "skyedge adapt"
-    onnx.checker.check_model(new_model)
-    onnx.save(new_model, str(dst))
-
-
 # ------------------------------------------------------------------------------------------- the command
 
 
@@ -224,16 +150,40 @@ def _run(session, card: ModelCard, x: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(wanted, outs, strict=True))
 
 
-def _prepare(items, card: ModelCard, package: Path) -> np.ndarray:
+def _prepare(items, card: ModelCard, package: Path) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """(model inputs (N, C, H, W), the sky each shows (N, H, W), each frame's shape)."""
     mask = card_mask(card, package)
-    frames = []
+    frames, skies, shapes = [], [], []
     for path, _ in items:
         try:
             image = read_frame(path)[0]
-            frames.append(prepare_frame(image, card.preprocess, mask=mask.array(image.shape[:2]) if mask else None))
+            x, sky = prepare_frame_and_sky(image, card.preprocess, mask=mask.array(image.shape[:2]) if mask else None)
         except (OSError, ValueError) as exc:
             raise AdaptError(f"{path}: cannot use this frame ({exc})") from None
-    return np.stack(frames).astype(np.float32)
+        frames.append(x)
+        skies.append(sky)
+        shapes.append(image.shape[:2])
+    return np.stack(frames).astype(np.float32), np.stack(skies), shapes
+
+
+def _map_refit(package: Path, card: ModelCard, x, valid, shapes, labels, min_per_class: int, wanted: bool):
+    """((weight, bias) or None, the report's ``cloud_map`` entry, the features it read or None): the cloud head
+    refitted where it can be."""
+    if not any(t.role == "cloud_map" for t in card.outputs):
+        return None, {"refitted": False, "why": "the package has no cloud map"}, None
+    if not wanted:
+        return None, {"refitted": False, "why": "kept as shipped (--keep-map-head)"}, None
+    sides = Counter(
+        "clear side" if c in adapt_map.CLEAR_SIDE else "cloudy"
+        for c in labels
+        if c in adapt_map.CLEAR_SIDE + adapt_map.CLOUD_SIDE
+    )
+    short = [f"{side} {sides.get(side, 0)}" for side in ("clear side", "cloudy") if sides.get(side, 0) < min_per_class]
+    if short:
+        why = f"too few frames to refit it ({', '.join(short)}; at least {min_per_class} clear or moon and cloudy)"
+        return None, {"refitted": False, "why": why}, None
+    features, shipped = adapt_map.map_inputs(package / card.files["fp32"], card, x)
+    return (*adapt_map.refit_map(features, shipped, labels, valid, shapes, card.preprocess), features)
 
 
 def adapt_package(
@@ -242,9 +192,11 @@ def adapt_package(
     out: str | Path,
     name: str | None = None,
     min_per_class: int = MIN_PER_CLASS,
+    map_head: bool = True,
 ) -> dict:
-    """Refit ``package``'s head on the labelled frames in ``data``; write the new package to ``out``; return
-    the report (also written as ``adapt.json`` and ``adapt.md`` in ``out``)."""
+    """Refit ``package``'s head (and its cloud head, unless ``map_head`` is False) on the labelled frames in
+    ``data``; write the new package to ``out``; return the report (also written as ``adapt.json`` and ``adapt.md``
+    in ``out``)."""
     started = time.perf_counter()
     package, data, out = Path(package), Path(data), Path(out)
     card = read_card(package)
@@ -270,7 +222,8 @@ def adapt_package(
     added = sorted(c for c in counts if c not in card.classes)
     classes = list(card.classes) + added
     y = np.array([classes.index(label) for _, label in items])
-    x = _prepare(items, card, package)
+    x, valid, shapes = _prepare(items, card, package)
+    map_fit, map_report, map_features = _map_refit(package, card, x, valid, shapes, [c for _, c in items], min_per_class, map_head)
     parent = _run(_session(package / card.files["fp32"]), card, x)
     z = parent["embedding"].astype(np.float64)
     before = parent["probabilities"].argmax(axis=1)
@@ -282,8 +235,11 @@ def adapt_package(
 
     out.mkdir(parents=True, exist_ok=True)
     new_files = dict(card.files)
+    import onnx
+
     for file in card.files.values():
-        replace_head(package / file, out / file, card, means, chol)
+        model = replace_class_head(onnx.load(str(package / file)), card, means, chol)
+        save_checked(model if map_fit is None else replace_map_head(model, card, *map_fit), out / file)
     statistics = card.metric_head.statistics
     write_head_statistics(out / statistics, means, cov, new_counts)
     extra = [f for f in card.sha256 if f not in card.files.values() and f != statistics]
@@ -295,10 +251,20 @@ def adapt_package(
     err = float(np.abs(fp32_out["probabilities"] - p_ref).max())
     if err > 1e-3 or not np.allclose(fp32_out["min_distance"], d_ref, rtol=1e-3, atol=1e-3):
         raise AdaptError(f"{out / new_files['fp32']}: the written head disagrees with its fit (max error {err:.2g})")
-    agreement = {}
+    if map_fit is not None:
+        map_err = float(np.abs(fp32_out["cloud_map"] - adapt_map.predict(map_features, *map_fit)).max())
+        if map_err > 1e-3:
+            raise AdaptError(
+                f"{out / new_files['fp32']}: the written cloud head disagrees with its fit (max error {map_err:.2g})"
+            )
+    agreement, map_differs = {}, {}
     for key, file in new_files.items():
-        got = _run(_session(out / file), card, x)["probabilities"].argmax(axis=1)
-        agreement[key] = float((got == fp32_out["probabilities"].argmax(axis=1)).mean())
+        got = _run(_session(out / file), card, x)
+        agreement[key] = float((got["probabilities"].argmax(axis=1) == fp32_out["probabilities"].argmax(axis=1)).mean())
+        if map_fit is not None:
+            map_differs[key] = round(float(np.abs(got["cloud_map"] - fp32_out["cloud_map"]).mean()), 4)
+    if map_fit is not None:
+        map_report["mean_difference_from_fp32"] = map_differs
 
     def per_class(pred):
         return {c: float((pred[y == i] == i).mean()) for i, c in enumerate(classes) if np.any(y == i)}
@@ -321,6 +287,7 @@ def adapt_package(
         },
         "unknown_threshold": {"parent": threshold0, "adapted": threshold},
         "agreement_with_fp32": agreement,
+        "cloud_map": map_report,
         "seconds": round(time.perf_counter() - started, 2),
     }
     (out / "adapt.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -383,4 +350,24 @@ def _markdown(r: dict) -> str:
         + ".",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _map_markdown(r["cloud_map"]))
+
+
+def _map_markdown(m: dict) -> list[str]:
+    if not m["refitted"]:
+        return [f"Cloud map: not refitted ({m['why']}).", ""]
+    c = m["check"]
+    lines = [
+        f"Cloud map refitted on {m['frames']['clear_side']} clear or moonlit and {m['frames']['cloudy']} cloudy frames. "
+        f"Cloud each frame's map reads within {c['cloud_map_zenith_deg']:g} deg of the zenith (median), and the share "
+        f"of frames on the right side of the check's {c['cloud_map_max_cover']:g}% limit:",
+        "",
+        "| | clear or moon | cloudy | right side |",
+        "|---|---|---|---|",
+    ]
+    for key, name in (("before", "as shipped"), ("after_cross_validated", "refitted (cross-validated)")):
+        v = m[key]
+        lines.append(
+            f"| {name} | {v['clear_side_cover_median']:.1f}% | {v['cloudy_cover_median']:.1f}% | {v['on_the_right_side_of_the_limit']:.2f} |"
+        )
+    return [*lines, ""]
