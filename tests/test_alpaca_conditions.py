@@ -121,7 +121,7 @@ def test_a_target_in_a_clear_part_of_a_partly_cloudy_sky_is_clear():
     """The query's geometry: cloud in the north half, a target in the south is clear, one in the north is not."""
     import numpy as np
 
-    from skyedge.edge.allsky.cloud_map import CloudMapper
+    from skyedge.edge.cloud_map import CloudMapper
     from skyedge.edge.observatory.conditions import SkyConditions
     from skyedge.edge.observatory.target_query import clear_query
     from skyedge.model_card import Preprocess, Stretch

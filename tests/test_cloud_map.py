@@ -8,7 +8,7 @@ import pytest
 from edge_helpers import messages, write_config
 
 from skyedge.cli import main
-from skyedge.edge.allsky.cloud_map import LAYOUT, SECTORS, CloudMapper, sector_of
+from skyedge.edge.cloud_map import LAYOUT, SECTORS, CloudMapper, sector_of
 from skyedge.edge.config import OrientationSection
 from skyedge.model_card import Preprocess, Stretch
 from skyedge.payloads import validate_payload
@@ -58,7 +58,7 @@ def test_sectors_follow_the_geometry_north_up_or_rotated():
 
 
 def test_stars_refine_the_sectors_they_see_in_proportion_to_how_many_are_expected():
-    from skyedge.edge.allsky.cloud_map import MODEL_WEIGHT_STARS, with_stars
+    from skyedge.edge.cloud_map import MODEL_WEIGHT_STARS, with_stars
     from skyedge.stars.visibility import Visibility
 
     model = CloudMapper(SPEC).report(_map_north_cloudy(), (480, 640))
@@ -126,7 +126,7 @@ def test_the_daemon_reports_cloud_cover_and_the_map_rule_can_veto_safety(tmp_pat
 
 def _report(cloud_zenith: float, cloud_low: float):
     """A cloud report with ``cloud_zenith`` in the zenith disc and the first three rings, ``cloud_low`` in the last."""
-    from skyedge.edge.allsky.cloud_map import CloudReport
+    from skyedge.edge.cloud_map import CloudReport
 
     sectors = (cloud_zenith,) * 25 + (cloud_low,) * 8
     return CloudReport(cloud_cover=100.0 * float(np.mean(sectors)), sectors=sectors, geometry="default")

@@ -31,7 +31,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from skyedge.edge.allsky.cloud_map import MODEL_WEIGHT_STARS, CloudMapper, sector_cover, with_stars
+from skyedge.edge.cloud_map import MODEL_WEIGHT_STARS, CloudMapper, sector_cover, with_stars
 from skyedge.edge.config import OrientationSection
 from skyedge.ephemeris import Ephemeris
 from skyedge.masks import card_mask, combined

@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_allsky import SAFE, night_part, read_answers
 
-from skyedge.edge.allsky.cloud_map import CloudReport
+from skyedge.edge.cloud_map import CloudReport
 from skyedge.edge.config import ChecksSection
 from skyedge.edge.config_observatory import StarsSection
 from skyedge.stars.lens import Lens

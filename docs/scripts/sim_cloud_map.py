@@ -70,8 +70,8 @@ def safety(package: Path, folder: Path, limit: float = 10.0, zenith_deg: float =
     """Per truth class of the night frames: the share called safe by the class, the class vetoed by the map, and the
     map deciding clear against cloudy."""
     from skyedge.daylight import DAY_SUN_ALT_DEG
-    from skyedge.edge.allsky.cloud_map import CloudMapper
     from skyedge.edge.allsky.map_check import map_check
+    from skyedge.edge.cloud_map import CloudMapper
     from skyedge.edge.config_checks import ChecksSection
 
     card = read_card(package)

@@ -33,14 +33,15 @@ adapt: refit a frame model's head to your camera's labelled frames (no torch: ru
 
 Embed the labelled frames in DATA (DATA/<class>/<file>) with the package's own graph, refit the
 Mahalanobis head (class means from your frames, classes without frames keep theirs, new class names
-are added), re-estimate the open-set threshold, refit the cloud-map head where the package has one
-(from the clear, moon and cloudy frames: every sky cell of a frame takes its label), and write a new
-package with every precision file updated, adapt.json/adapt.md (leave-one-out accuracy and the map's
-cross-validated reading before and after) and a card naming the parent.
+are added), re-estimate the open-set threshold, and write a new package with every precision file
+updated, adapt.json/adapt.md (leave-one-out accuracy before and after) and a card naming the parent.
+Where the package has a cloud map, adapt.md also says how a cloud head refitted to the clear, moon and
+cloudy frames would read them against the shipped one; --refit-map-head writes it.
 The parent package is never changed; build the TensorRT engine again for the new one.
 
 example:
   skyedge adapt models/allsky-tiny --data labelled/ --out models/allsky-tiny-site
+  skyedge adapt models/allsky --data labelled/ --out models/allsky-site --refit-map-head
   skyedge engine models/allsky-tiny-site --precision int8   # on the Jetson
 """
 
@@ -327,7 +328,7 @@ def _adapt(args) -> int:
     from skyedge.edge.labelling.adapt import AdaptError, adapt_package
 
     try:
-        report = adapt_package(args.package, args.data, args.out, args.name, args.min_per_class, not args.keep_map_head)
+        report = adapt_package(args.package, args.data, args.out, args.name, args.min_per_class, args.refit_map_head)
     except AdaptError as exc:
         Console(stderr=True).print(f"[red]skyedge adapt: {exc}[/red]")
         return 2
@@ -348,7 +349,12 @@ def register_adapt(subparsers) -> None:
     p.add_argument("--out", required=True, help="new package directory")
     p.add_argument("--name", default=None, help="the new model's name (default: the parent's + '-adapted')")
     p.add_argument("--min-per-class", type=int, default=3, help="fewest frames a labelled class may have (default 3)")
-    p.add_argument("--keep-map-head", action="store_true", help="leave the cloud-map head as shipped")
+    p.add_argument(
+        "--refit-map-head",
+        action="store_true",
+        help="also replace the cloud-map head with one refitted to these frames (adapt.md compares the two first; "
+        "worth it for a package whose map does not read this camera)",
+    )
     p.set_defaults(func=_adapt)
 
 

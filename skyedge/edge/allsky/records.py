@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skyedge.edge.allsky.cloud_map import CloudReport
 from skyedge.edge.allsky.site import Observation
+from skyedge.edge.cloud_map import CloudReport
 from skyedge.edge.records import Item
 from skyedge.sanity import FrameProblem
 from skyedge.stars.watch import StarReport

@@ -19,11 +19,11 @@ import time
 import numpy as np
 
 from skyedge.daylight import without_day
-from skyedge.edge.allsky.cloud_map import CloudMapper, with_stars
 from skyedge.edge.allsky.map_check import map_check
 from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry, site_mask
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
+from skyedge.edge.cloud_map import CloudMapper, with_stars
 from skyedge.edge.config import StartupError
 from skyedge.edge.records import Batch
 from skyedge.edge.sources import RawFrame

@@ -12,8 +12,10 @@ camera, or a new class, is enrolled by refitting the head, not the network:
 3. the open-set threshold becomes the larger of the parent's and the 99.5% quantile of the new frames'
    leave-one-out distances, so the site's own sky is not rejected;
 4. where the package has a cloud map and the frames include clear or moonlit ones and cloudy ones (at least
-   ``min_per_class`` of each side), its cloud head is refitted to them too (:mod:`adapt_map`; ``map_head=False``
-   keeps it);
+   ``min_per_class`` of each side), a cloud head is refitted to them (:mod:`adapt_map`) and the report compares it
+   with the shipped one on these frames; it replaces the shipped head only when asked (``refit_map_head``,
+   ``--refit-map-head``): on the real development camera it helped a package that never saw the camera and harmed
+   one trained on the camera's polygons (docs/results.md, "The cloud head refitted by adapt");
 5. every precision file of the package (FP32, FP16, INT8 for TensorRT and for the CPU) gets the new heads
    (:mod:`head_surgery`: the old head's nodes cut off at its input, the new one appended in float32);
 6. a report gives leave-one-out accuracy on the site's frames before and after, the map's cross-validated reading
@@ -167,12 +169,10 @@ def _prepare(items, card: ModelCard, package: Path) -> tuple[np.ndarray, np.ndar
 
 
 def _map_refit(package: Path, card: ModelCard, x, valid, shapes, labels, min_per_class: int, wanted: bool):
-    """((weight, bias) or None, the report's ``cloud_map`` entry, the features it read or None): the cloud head
-    refitted where it can be."""
+    """((weight, bias) to write or None, the report's ``cloud_map`` entry, the features it read or None): a cloud
+    head refitted where it can be, written where ``wanted``."""
     if not any(t.role == "cloud_map" for t in card.outputs):
         return None, {"refitted": False, "why": "the package has no cloud map"}, None
-    if not wanted:
-        return None, {"refitted": False, "why": "kept as shipped (--keep-map-head)"}, None
     sides = Counter(
         "clear side" if c in adapt_map.CLEAR_SIDE else "cloudy"
         for c in labels
@@ -183,7 +183,11 @@ def _map_refit(package: Path, card: ModelCard, x, valid, shapes, labels, min_per
         why = f"too few frames to refit it ({', '.join(short)}; at least {min_per_class} clear or moon and cloudy)"
         return None, {"refitted": False, "why": why}, None
     features, shipped = adapt_map.map_inputs(package / card.files["fp32"], card, x)
-    return (*adapt_map.refit_map(features, shipped, labels, valid, shapes, card.preprocess), features)
+    head, report = adapt_map.refit_map(features, shipped, labels, valid, shapes, card.preprocess)
+    if not wanted:
+        why = "kept as shipped; --refit-map-head writes the refit compared below"
+        return None, {"refitted": False, "why": why, **report}, features
+    return head, {"refitted": True, **report}, features
 
 
 def adapt_package(
@@ -192,9 +196,9 @@ def adapt_package(
     out: str | Path,
     name: str | None = None,
     min_per_class: int = MIN_PER_CLASS,
-    map_head: bool = True,
+    refit_map_head: bool = False,
 ) -> dict:
-    """Refit ``package``'s head (and its cloud head, unless ``map_head`` is False) on the labelled frames in
+    """Refit ``package``'s head (and its cloud head, with ``refit_map_head``) on the labelled frames in
     ``data``; write the new package to ``out``; return the report (also written as ``adapt.json`` and ``adapt.md``
     in ``out``)."""
     started = time.perf_counter()
@@ -223,7 +227,9 @@ def adapt_package(
     classes = list(card.classes) + added
     y = np.array([classes.index(label) for _, label in items])
     x, valid, shapes = _prepare(items, card, package)
-    map_fit, map_report, map_features = _map_refit(package, card, x, valid, shapes, [c for _, c in items], min_per_class, map_head)
+    map_fit, map_report, map_features = _map_refit(
+        package, card, x, valid, shapes, [c for _, c in items], min_per_class, refit_map_head
+    )
     parent = _run(_session(package / card.files["fp32"]), card, x)
     z = parent["embedding"].astype(np.float64)
     before = parent["probabilities"].argmax(axis=1)
@@ -354,20 +360,22 @@ def _markdown(r: dict) -> str:
 
 
 def _map_markdown(m: dict) -> list[str]:
-    if not m["refitted"]:
-        return [f"Cloud map: not refitted ({m['why']}).", ""]
+    head = "Cloud map: not refitted ({}).".format(m.get("why")) if not m["refitted"] else "Cloud map refitted."
+    if "before" not in m:
+        return [head, ""]
     c = m["check"]
     lines = [
-        f"Cloud map refitted on {m['frames']['clear_side']} clear or moonlit and {m['frames']['cloudy']} cloudy frames. "
-        f"Cloud each frame's map reads within {c['cloud_map_zenith_deg']:g} deg of the zenith (median), and the share "
-        f"of frames on the right side of the check's {c['cloud_map_max_cover']:g}% limit:",
+        f"{head} On {m['frames']['clear_side']} clear or moonlit and {m['frames']['cloudy']} cloudy frames: the cloud "
+        f"each frame's map reads within {c['cloud_map_zenith_deg']:g} deg of the zenith (median), and the share of "
+        f"frames on their side of the check's {c['cloud_map_max_cover']:g}% limit:",
         "",
-        "| | clear or moon | cloudy | right side |",
-        "|---|---|---|---|",
+        "| | clear or moon | cloudy | right side | balanced |",
+        "|---|---|---|---|---|",
     ]
     for key, name in (("before", "as shipped"), ("after_cross_validated", "refitted (cross-validated)")):
         v = m[key]
         lines.append(
-            f"| {name} | {v['clear_side_cover_median']:.1f}% | {v['cloudy_cover_median']:.1f}% | {v['on_the_right_side_of_the_limit']:.2f} |"
+            f"| {name} | {v['clear_side_cover_median']:.1f}% | {v['cloudy_cover_median']:.1f}% "
+            f"| {v['on_the_right_side_of_the_limit']:.2f} | {v['balanced']:.2f} |"
         )
     return [*lines, ""]

@@ -11,7 +11,7 @@ import time
 
 
 class SkyConditions:
-    """The newest :class:`~skyedge.edge.allsky.cloud_map.CloudReport` and when it came."""
+    """The newest :class:`~skyedge.edge.cloud_map.CloudReport` and when it came."""
 
     def __init__(self):
         self._lock = threading.Lock()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.edge.allsky.cloud_map import RING_EDGES_DEG, SEGMENTS, CloudMapper, CloudReport
+from skyedge.edge.cloud_map import RING_EDGES_DEG, SEGMENTS, CloudMapper, CloudReport
 from skyedge.edge.package import open_package
 from skyedge.imageio import read_frame
 from skyedge.masks import card_mask, combined
