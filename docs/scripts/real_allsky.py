@@ -1,7 +1,7 @@
 """Score an all-sky package on a real camera's annotated frames, through the edge as it runs on a device.
 
     python docs/scripts/real_allsky.py PACKAGE LABELME_DIR OUT [--precision fp32] [--nights test] \\
-        [--site 38.607,93.896,4200] [--utc-offset 8] [--adapt 3,5,10] [--other PACKAGE2] [--cloud-map decide]
+        [--site 38.607,93.896,4200] [--utc-offset 8] [--adapt 3,5,10 [--refit-map]] [--other PACKAGE2] [--cloud-map decide]
 
 The frames of the chosen half of the nights (the recipe's split: fraction 0.5, seed 0; ``--nights all`` for
 every night) are written as JPEG files named by their local capture time, and `skyedge run --once` classifies
@@ -15,7 +15,8 @@ cloud map. Scored against the labels the polygons and the ephemeris give (skyedg
   site mask here), obstructions and unannotated sky included, while the polygons' truth covers only what they
   annotate: docs/scripts/real_cloud_map.py also counts the map over the annotated sky alone;
 * with ``--adapt``: `skyedge adapt` with k labelled frames per class from the other half's nights, then the
-  same scores (3 draws per k), with the same ``--cloud-map`` check;
+  same scores (3 draws per k), with the same ``--cloud-map`` check (``--refit-map``: adapt also writes the cloud
+  head it refits, ``--refit-map-head``);
 * a 95% interval for each called-safe rate, resampling whole nights (frames of one night share their sky, so
   they are not independent draws: the interval says how far another set of nights could move the figure).
 
@@ -42,7 +43,7 @@ import cv2
 import numpy as np
 import yaml
 
-from skyedge.edge.allsky.cloud_map import CloudMapper
+from skyedge.edge.cloud_map import CloudMapper
 from skyedge.edge.config import load_edge_config
 from skyedge.edge.reporters.jsonl import read_jsonl
 from skyedge.edge.runtime.lifecycle import Runtime
@@ -186,7 +187,7 @@ def score(package: Path, frames, results: dict[str, dict]) -> dict:
     return out
 
 
-def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks, checks: dict | None = None) -> dict:
+def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks, checks: dict | None = None, refit_map: bool = False) -> dict:
     """`skyedge adapt` with k frames per class from the training nights, scored on the test nights."""
     from skyedge.edge.labelling.adapt import adapt_package
 
@@ -208,7 +209,7 @@ def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, 
                     r = pool[i]
                     cv2.imwrite(str(data / label / f"{r.path.stem}.jpg"), cv2.cvtColor(r.frame.image, cv2.COLOR_RGB2BGR))
             adapted = data.parent / "pkg"
-            adapt_package(package, data, adapted, min_per_class=min(k, 3))
+            adapt_package(package, data, adapted, min_per_class=min(k, 3), refit_map_head=refit_map)
             results = run_edge(adapted, test, data.parent / "run", site, utc_offset, precision, checks)
             runs.append(score(adapted, test, results))
         keys = ("clear_or_moon_called_safe", "cloudy_or_partly_called_safe", "night_called_day")
@@ -251,6 +252,7 @@ def main(argv=None) -> int:
     ap.add_argument("--site", default="38.607,93.896,4200")
     ap.add_argument("--utc-offset", type=float, default=8.0)
     ap.add_argument("--adapt", default="", help="k values, e.g. 3,5,10")
+    ap.add_argument("--refit-map", action="store_true", help="with --adapt: adapt also writes its refitted cloud head")
     ap.add_argument("--reuse", action="store_true", help="score the answers in OUT/run/results.jsonl again")
     ap.add_argument("--other", type=Path, default=None, help="a package trained on the test half: scores the training half, and the figures cover every night")
     ap.add_argument("--cloud-map", choices=["off", "flag", "decide"], default="off", help="the pipeline's checks.cloud_map")
@@ -275,7 +277,7 @@ def main(argv=None) -> int:
     if args.adapt:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         ks = [int(k) for k in args.adapt.split(",")]
-        result["adapt"] = adapt_runs(args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks, checks)
+        result["adapt"] = adapt_runs(args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks, checks, args.refit_map)
     (args.out / "real.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "real.md").write_text(markdown(result))
     print(markdown(result))
