@@ -83,13 +83,14 @@ def _maps(package: Path, folder: Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def test_adapt_refits_the_cloud_head_in_every_precision_file(map_package, tmp_path):
+def test_adapt_refits_the_cloud_head_in_every_precision_file(map_package, tmp_path, capsys):
     data = _labelled(tmp_path / "labelled", {"clear": 5, "moon": 4, "cloudy": 5}, seed=3)
     unseen = _labelled(tmp_path / "unseen", {"clear": 6, "cloudy": 6}, seed=4)
     before = _maps(map_package, unseen)
     assert before["fp32"]["clear"].mean() > before["fp32"]["cloudy"].mean()  # shipped reading stars as cloud
     out = tmp_path / "adapted"
     assert main(["adapt", str(map_package), "--data", str(data), "--out", str(out), "--refit-map-head"]) == 0
+    assert "cloud map: refitted; frames on their side of the limit (balanced): shipped" in capsys.readouterr().out
     report = json.loads((out / "adapt.json").read_text())["cloud_map"]
     assert report["refitted"] and report["frames"] == {"clear_side": 9, "cloudy": 5}
     assert report["before"]["on_the_right_side_of_the_limit"] <= 0.5
@@ -131,9 +132,14 @@ def test_by_default_and_with_too_few_frames_the_map_stays_as_shipped(map_package
     assert "not refitted" in (out / "adapt.md").read_text()
 
 
-def test_a_package_without_a_cloud_map_says_so(tmp_path):
+def test_a_package_without_a_cloud_map_or_head_says_so(tmp_path):
     package = frame_package(tmp_path / "pkg", size=SIZE, statistics=True)
     data = _labelled(tmp_path / "labelled", {"clear": 3, "cloudy": 3}, seed=8)
     assert main(["adapt", str(package), "--data", str(data), "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "adapt.json").read_text())["cloud_map"]
     assert report == {"refitted": False, "why": "the package has no cloud map"}
+    # A map from a head adapt cannot find (no convolution reading '*cloud.net.0.weight'): said, the rest adapts.
+    other = frame_package(tmp_path / "other", size=SIZE, cloud_map=True, statistics=True)
+    assert main(["adapt", str(other), "--data", str(data), "--out", str(tmp_path / "other-out"), "--refit-map-head"]) == 0
+    report = json.loads((tmp_path / "other-out" / "adapt.json").read_text())["cloud_map"]
+    assert not report["refitted"] and "model.onnx: no cloud head in this graph" in report["why"]

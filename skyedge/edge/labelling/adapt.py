@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.edge.labelling import adapt_map
-from skyedge.edge.labelling.head_surgery import replace_class_head, replace_map_head, save_checked
+from skyedge.edge.labelling.head_surgery import HeadSurgeryError, replace_class_head, replace_map_head, save_checked
 from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
@@ -182,7 +182,10 @@ def _map_refit(package: Path, card: ModelCard, x, valid, shapes, labels, min_per
     if short:
         why = f"too few frames to refit it ({', '.join(short)}; at least {min_per_class} clear or moon and cloudy)"
         return None, {"refitted": False, "why": why}, None
-    features, shipped = adapt_map.map_inputs(package / card.files["fp32"], card, x)
+    try:
+        features, shipped = adapt_map.map_inputs(package / card.files["fp32"], card, x)
+    except HeadSurgeryError as exc:  # a map from some other head: left as it is, the class head still adapts
+        return None, {"refitted": False, "why": f"{card.files['fp32']}: {exc}"}, None
     head, report = adapt_map.refit_map(features, shipped, labels, valid, shapes, card.preprocess)
     if not wanted:
         why = "kept as shipped; --refit-map-head writes the refit compared below"
