@@ -325,7 +325,7 @@ def _broker(args) -> int:
 def _adapt(args) -> int:
     from rich.console import Console
 
-    from skyedge.edge.labelling.adapt import AdaptError, adapt_package
+    from skyedge.edge.labelling.adapt import AdaptError, adapt_package, map_summary
 
     try:
         report = adapt_package(args.package, args.data, args.out, args.name, args.min_per_class, args.refit_map_head)
@@ -336,19 +336,10 @@ def _adapt(args) -> int:
     Console().print(
         f"{report['frames']} labelled frames: accuracy {before:.3f} before, {after:.3f} after (leave-one-out); "
         f"added classes: {', '.join(report['added_classes']) or 'none'}; {report['seconds']:.1f} s\n"
-        f"{_map_line(report['cloud_map'])}\n"
+        f"{map_summary(report['cloud_map'])}\n"
         f"wrote {args.out} (report: {args.out}/adapt.md)"
     )
     return 0
-
-
-def _map_line(m: dict) -> str:
-    """One line on the cloud map: refitted or not, and how each head reads the labelled frames."""
-    said = "refitted" if m["refitted"] else f"kept as shipped ({m['why']})"
-    if "before" not in m:
-        return f"cloud map: {said}"
-    before, after = m["before"]["balanced"], m["after_cross_validated"]["balanced"]
-    return f"cloud map: {said}; frames on their side of the limit (balanced): shipped {before:.2f}, refit {after:.2f}"
 
 
 def register_adapt(subparsers) -> None:

@@ -337,6 +337,15 @@ def adapt_package(
     return report
 
 
+def map_summary(m: dict) -> str:
+    """One line on the cloud map: refitted or not, and how each head reads the labelled frames."""
+    said = "refitted" if m["refitted"] else f"kept as shipped ({m['why']})"
+    if "before" not in m:
+        return f"cloud map: {said}"
+    before, after = m["before"]["balanced"], m["after_cross_validated"]["balanced"]
+    return f"cloud map: {said}; frames on their side of the limit (balanced): shipped {before:.2f}, refit {after:.2f}"
+
+
 def _markdown(r: dict) -> str:
     lines = [
         f"# skyedge adapt: {r['frames']} labelled frames from {r['data']}",
