@@ -143,3 +143,21 @@ def test_a_package_without_a_cloud_map_or_head_says_so(tmp_path):
     assert main(["adapt", str(other), "--data", str(data), "--out", str(tmp_path / "other-out"), "--refit-map-head"]) == 0
     report = json.loads((tmp_path / "other-out" / "adapt.json").read_text())["cloud_map"]
     assert not report["refitted"] and "model.onnx: no cloud head in this graph" in report["why"]
+
+
+def test_the_map_refit_imports_no_torch(map_package, tmp_path):
+    """Run in a fresh interpreter where importing torch fails, as on a Jetson without it."""
+    import subprocess
+    import sys
+
+    data = _labelled(tmp_path / "labelled", {"clear": 3, "cloudy": 3}, seed=9)
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
+        "from skyedge.edge.labelling.adapt import adapt_package\n"
+        f"r = adapt_package({str(map_package)!r}, {str(data)!r}, {str(tmp_path / 'out')!r}, refit_map_head=True)\n"
+        "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
+        "print('refitted', r['cloud_map']['refitted'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "refitted True" in result.stdout
