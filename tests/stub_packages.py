@@ -58,8 +58,12 @@ def frame_package(
     dim, k, n_in = 8, len(classes), channels * size * size
     w = numpy_helper.from_array(rng.normal(0, 1 / np.sqrt(n_in), (n_in, dim)).astype(np.float32), "w")
     m = numpy_helper.from_array(rng.normal(0, 3.0, (dim, k)).astype(np.float32), "m")
+    # With a cloud head, one reader of the input, as in exported graphs (the FP16 converter casts each reader's
+    # input under the same name).
+    pixels = "pixels" if cloud_head else "image"
     nodes = [
-        helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+        *([helper.make_node("Identity", ["image"], ["pixels"])] if cloud_head else []),
+        helper.make_node("Flatten", [pixels], ["flat"], axis=1),
         helper.make_node("MatMul", ["flat", "w"], ["embedding"]),
         helper.make_node("MatMul", ["embedding", "m"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
@@ -73,9 +77,7 @@ def frame_package(
     cells = size // 16
     inits = [w, m]
     if cloud_head:
-        # One reader of the input, as in exported graphs (the FP16 converter casts each reader's input alike).
-        nodes = [helper.make_node("Identity", ["image"], ["pixels"]), *nodes, *_cloud_head_nodes(inits)]
-        nodes[1] = helper.make_node("Flatten", ["pixels"], ["flat"], axis=1)
+        nodes += _cloud_head_nodes(inits)
         outputs.append(helper.make_tensor_value_info("cloud_map", TensorProto.FLOAT, ["batch", 1, cells, cells]))
     elif cloud_map:
         nodes += [
