@@ -47,6 +47,7 @@ from real_allsky import SAFE, night_part, read_answers
 from skyedge.edge.cloud_map import CloudReport
 from skyedge.edge.config import ChecksSection
 from skyedge.edge.config_observatory import StarsSection
+from skyedge.edge.labelling.adapt_map import newton_logistic
 from skyedge.stars.lens import Lens
 from skyedge.training.data.labelme import PARTLY, labelled_frames
 
@@ -89,18 +90,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 50)
     a = np.hstack([np.ones((len(x), 1)), np.asarray(x, float)])
     y = np.asarray(y, float)
     w_class = np.where(y > 0, 0.5 / max(y.mean(), 1e-9), 0.5 / max(1 - y.mean(), 1e-9))
-    penalty = l2 * np.eye(a.shape[1])
-    penalty[0, 0] = 0.0
-    beta = np.zeros(a.shape[1])
-    for _ in range(steps):
-        p = _sigmoid(a @ beta)
-        grad = a.T @ (w_class * (p - y)) + penalty @ beta
-        hess = (a * (w_class * p * (1 - p))[:, None]).T @ a + penalty + 1e-9 * np.eye(a.shape[1])
-        step = np.linalg.solve(hess, grad)
-        beta -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return beta
+    return newton_logistic(a, y, w_class, l2, steps)
 
 
 def two_fold_scores(x: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarray:

@@ -59,11 +59,27 @@ def _sigmoid(t: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(t, -30.0, 30.0)))
 
 
+def newton_logistic(a: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, steps: int = NEWTON_STEPS) -> np.ndarray:
+    """Coefficients of a sample-weighted logistic regression on the design matrix ``a`` (intercept column first, not
+    penalised; the rest L2-penalised by ``l2``), by Newton's method."""
+    penalty = l2 * np.eye(a.shape[1])
+    penalty[0, 0] = 0.0
+    beta = np.zeros(a.shape[1])
+    for _ in range(steps):
+        p = _sigmoid(a @ beta)
+        grad = a.T @ (w * (p - y)) + penalty @ beta
+        hess = (a * (w * p * (1 - p))[:, None]).T @ a + penalty + 1e-9 * np.eye(a.shape[1])
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return beta
+
+
 def fit_map_head(features: np.ndarray, target: np.ndarray, sky: np.ndarray) -> tuple[np.ndarray, float]:
     """(weight (C,), bias) of the logistic cell head fitted on ``features`` (N, C, h, w) with one cloud target per
     frame (N,) and each cell weighted by its sky share (N, h, w)."""
-    c = features.shape[1]
-    x = features.transpose(0, 2, 3, 1).reshape(-1, c).astype(np.float64)
+    x = features.transpose(0, 2, 3, 1).reshape(-1, features.shape[1]).astype(np.float64)
     y = np.repeat(target, sky[0].size)
     w = sky.reshape(-1).astype(np.float64)
     keep = w > 0
@@ -71,18 +87,7 @@ def fit_map_head(features: np.ndarray, target: np.ndarray, sky: np.ndarray) -> t
     for side in (0.0, 1.0):  # each side weighs half the cells, however many frames it has
         w[y == side] *= 0.5 * w.sum() / max(w[y == side].sum(), 1e-9)
     mu, sd = x.mean(0), x.std(0) + 1e-6
-    a = np.hstack([np.ones((len(x), 1)), (x - mu) / sd])
-    penalty = L2 * np.eye(c + 1)
-    penalty[0, 0] = 0.0
-    beta = np.zeros(c + 1)
-    for _ in range(NEWTON_STEPS):
-        p = _sigmoid(a @ beta)
-        grad = a.T @ (w * (p - y)) + penalty @ beta
-        hess = (a * (w * p * (1 - p))[:, None]).T @ a + penalty + 1e-9 * np.eye(c + 1)
-        step = np.linalg.solve(hess, grad)
-        beta -= step
-        if np.abs(step).max() < 1e-8:
-            break
+    beta = newton_logistic(np.hstack([np.ones((len(x), 1)), (x - mu) / sd]), y, w, L2)
     weight = beta[1:] / sd
     return weight, float(beta[0] - (mu * weight).sum())
 
