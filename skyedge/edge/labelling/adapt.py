@@ -137,19 +137,35 @@ def _leave_one_out(stats, z, y, k) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------------------- the command
 
 
-def _session(path: Path):
+def _session(model: Path | bytes):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    source = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
-def _run(session, card: ModelCard, x: np.ndarray) -> dict[str, np.ndarray]:
+def _run(session, card: ModelCard, x: np.ndarray, extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The card's outputs by role (and any ``extra`` tensors by name) for inputs ``x``."""
     name = next(t.name for t in card.inputs if t.role == "image")
     wanted = {t.role: t.name for t in card.outputs}
-    outs = session.run(list(wanted.values()), {name: x})
-    return dict(zip(wanted, outs, strict=True))
+    outs = session.run([*wanted.values(), *extra], {name: x})
+    return dict(zip([*wanted, *extra], outs, strict=True))
+
+
+def _run_parent(package: Path, card: ModelCard, x: np.ndarray) -> tuple[dict, np.ndarray | None, str | None]:
+    """The parent FP32 graph's outputs by role on ``x``, and the feature map its cloud head reads (None, and why,
+    where there is none adapt can refit), from one run."""
+    path = package / card.files["fp32"]
+    if not any(t.role == "cloud_map" for t in card.outputs):
+        return _run(_session(path), card, x), None, "the package has no cloud map"
+    try:
+        graph, features = adapt_map.with_map_features(path)
+    except HeadSurgeryError as exc:  # a map from some other head: left as it is, the class head still adapts
+        return _run(_session(path), card, x), None, f"{card.files['fp32']}: {exc}"
+    out = _run(_session(graph), card, x, extra=(features,))
+    return out, out.pop(features).astype(np.float64), None
 
 
 def _prepare(items, card: ModelCard, package: Path) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
@@ -168,11 +184,11 @@ def _prepare(items, card: ModelCard, package: Path) -> tuple[np.ndarray, np.ndar
     return np.stack(frames).astype(np.float32), np.stack(skies), shapes
 
 
-def _map_refit(package: Path, card: ModelCard, x, valid, shapes, labels, min_per_class: int, wanted: bool):
-    """((weight, bias) to write or None, the report's ``cloud_map`` entry, the features it read or None): a cloud
-    head refitted where it can be, written where ``wanted``."""
-    if not any(t.role == "cloud_map" for t in card.outputs):
-        return None, {"refitted": False, "why": "the package has no cloud map"}, None
+def _map_refit(parent: dict, features, why: str | None, valid, shapes, labels, min_per_class: int, wanted: bool, pre):
+    """((weight, bias) to write or None, the report's ``cloud_map`` entry): a cloud head refitted from ``features``
+    where it can be, written where ``wanted``."""
+    if "cloud_map" not in parent:
+        return None, {"refitted": False, "why": why}
     sides = Counter(
         "clear side" if c in adapt_map.CLEAR_SIDE else "cloudy"
         for c in labels
@@ -181,16 +197,16 @@ def _map_refit(package: Path, card: ModelCard, x, valid, shapes, labels, min_per
     short = [f"{side} {sides.get(side, 0)}" for side in ("clear side", "cloudy") if sides.get(side, 0) < min_per_class]
     if short:
         why = f"too few frames to refit it ({', '.join(short)}; at least {min_per_class} clear or moon and cloudy)"
-        return None, {"refitted": False, "why": why}, None
-    try:
-        features, shipped = adapt_map.map_inputs(package / card.files["fp32"], card, x)
-    except HeadSurgeryError as exc:  # a map from some other head: left as it is, the class head still adapts
-        return None, {"refitted": False, "why": f"{card.files['fp32']}: {exc}"}, None
-    head, report = adapt_map.refit_map(features, shipped, labels, valid, shapes, card.preprocess)
+    if features is None or short:
+        return None, {"refitted": False, "why": why}
+    head, report = adapt_map.refit_map(features, parent["cloud_map"].astype(np.float64), labels, valid, shapes, pre)
     if not wanted:
-        why = "kept as shipped; --refit-map-head writes the refit compared below"
-        return None, {"refitted": False, "why": why, **report}, features
-    return head, {"refitted": True, **report}, features
+        return None, {
+            "refitted": False,
+            "why": "kept as shipped; --refit-map-head writes the refit compared below",
+            **report,
+        }
+    return head, {"refitted": True, **report}
 
 
 def adapt_package(
@@ -230,10 +246,11 @@ def adapt_package(
     classes = list(card.classes) + added
     y = np.array([classes.index(label) for _, label in items])
     x, valid, shapes = _prepare(items, card, package)
-    map_fit, map_report, map_features = _map_refit(
-        package, card, x, valid, shapes, [c for _, c in items], min_per_class, refit_map_head
+    parent, map_features, no_map = _run_parent(package, card, x)
+    labels = [c for _, c in items]
+    map_fit, map_report = _map_refit(
+        parent, map_features, no_map, valid, shapes, labels, min_per_class, refit_map_head, card.preprocess
     )
-    parent = _run(_session(package / card.files["fp32"]), card, x)
     z = parent["embedding"].astype(np.float64)
     before = parent["probabilities"].argmax(axis=1)
     threshold0 = card.metric_head.unknown_threshold

@@ -172,20 +172,14 @@ def refit_map(features, shipped, labels, valid, shapes, preprocess) -> tuple[tup
     return (weight, bias + shift), report
 
 
-def map_inputs(fp32_path, card, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the feature map the cloud head reads (N, C, h, w), the parent's cloud map (N, 1, h, w)) for inputs ``x``."""
+def with_map_features(fp32_path) -> tuple[bytes, str]:
+    """(the FP32 graph with the feature map its cloud head reads added as an output, serialised; that tensor's name),
+    so one run gives the parent's answers and the features."""
     import onnx
-    import onnxruntime as ort
 
     from skyedge.edge.labelling.head_surgery import map_head_input
 
     model = onnx.load(str(fp32_path))
     name = map_head_input(model)
     model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    image = next(t.name for t in card.inputs if t.role == "image")
-    cloud = next(t.name for t in card.outputs if t.role == "cloud_map")
-    shipped, features = session.run([cloud, name], {image: x})
-    return features.astype(np.float64), shipped.astype(np.float64)
+    return model.SerializeToString(), name
