@@ -161,3 +161,16 @@ def test_the_map_refit_imports_no_torch(map_package, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "refitted True" in result.stdout
+
+
+def test_the_refit_is_placed_for_the_pipelines_own_limit(map_package, tmp_path, capsys):
+    data = _labelled(tmp_path / "labelled", {"clear": 4, "cloudy": 4}, seed=10)
+    args = ["adapt", str(map_package), "--data", str(data), "--refit-map-head"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--cloud-map-max-cover", "40", "--cloud-map-zenith-deg", "54"]) == 0
+    report = json.loads((tmp_path / "out" / "adapt.json").read_text())["cloud_map"]
+    assert report["check"] == {"cloud_map_max_cover": 40.0, "cloud_map_zenith_deg": 54.0}
+    after = report["after_cross_validated"]
+    assert after["on_the_right_side_of_the_limit"] >= 0.8 and after["clear_side_cover_median"] < 40 < after["cloudy_cover_median"]
+    # A limit the pipeline could not hold is refused, naming the field; nothing is written.
+    assert main([*args, "--out", str(tmp_path / "bad"), "--cloud-map-max-cover", "150"]) == 2
+    assert "cloud_map_max_cover" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -18,7 +18,7 @@ PUBLIC_ENTRY_POINTS = {("export", "skyedge.training.checkpoint")}
 EDGE_BASE = {"__init__", "config", "config_types", "config_observatory", "config_checks", "startup", "package", "records", "messages", "protocols", "sources", "backends", "reporters", "cloud_map"}
 EDGE_ROOMS = {"allsky", "field", "observatory", "labelling"}
 EDGE_RUNTIME = {"runtime"}
-EDGE_TOP = {"tools", "cli"}
+EDGE_TOP = {"tools", "cli", "cli_labelling"}
 MAX_MODULE_LINES = 450
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.edge.config_checks import ChecksSection
 from skyedge.edge.labelling import adapt_map
 from skyedge.edge.labelling.head_surgery import HeadSurgeryError, replace_class_head, replace_map_head, save_checked
 from skyedge.errors import SkyedgeError
@@ -184,7 +185,7 @@ def _prepare(items, card: ModelCard, package: Path) -> tuple[np.ndarray, np.ndar
     return np.stack(frames).astype(np.float32), np.stack(skies), shapes
 
 
-def _map_refit(parent: dict, features, why: str | None, valid, shapes, labels, min_per_class: int, wanted: bool, pre):
+def _map_refit(parent: dict, features, why: str | None, valid, shapes, labels, min_per_class: int, wanted: bool, pre, checks):
     """((weight, bias) to write or None, the report's ``cloud_map`` entry): a cloud head refitted from ``features``
     where it can be, written where ``wanted``."""
     if "cloud_map" not in parent:
@@ -199,7 +200,7 @@ def _map_refit(parent: dict, features, why: str | None, valid, shapes, labels, m
         why = f"too few frames to refit it ({', '.join(short)}; at least {min_per_class} clear or moon and cloudy)"
     if features is None or short:
         return None, {"refitted": False, "why": why}
-    head, report = adapt_map.refit_map(features, parent["cloud_map"].astype(np.float64), labels, valid, shapes, pre)
+    head, report = adapt_map.refit_map(features, parent["cloud_map"].astype(np.float64), labels, valid, shapes, pre, checks)
     if not wanted:
         return None, {
             "refitted": False,
@@ -216,10 +217,12 @@ def adapt_package(
     name: str | None = None,
     min_per_class: int = MIN_PER_CLASS,
     refit_map_head: bool = False,
+    checks: ChecksSection | None = None,
 ) -> dict:
     """Refit ``package``'s head (and its cloud head, with ``refit_map_head``) on the labelled frames in
     ``data``; write the new package to ``out``; return the report (also written as ``adapt.json`` and ``adapt.md``
-    in ``out``)."""
+    in ``out``). ``checks``: the pipeline's cross-checks, whose ``cloud_map`` limit a refitted map is placed for
+    (default: the check's defaults)."""
     started = time.perf_counter()
     package, data, out = Path(package), Path(data), Path(out)
     card = read_card(package)
@@ -249,7 +252,7 @@ def adapt_package(
     parent, map_features, no_map = _run_parent(package, card, x)
     labels = [c for _, c in items]
     map_fit, map_report = _map_refit(
-        parent, map_features, no_map, valid, shapes, labels, min_per_class, refit_map_head, card.preprocess
+        parent, map_features, no_map, valid, shapes, labels, min_per_class, refit_map_head, card.preprocess, checks
     )
     z = parent["embedding"].astype(np.float64)
     before = parent["probabilities"].argmax(axis=1)

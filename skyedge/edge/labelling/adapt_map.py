@@ -38,8 +38,6 @@ L2 = 1.0  # on standardised features, against about half a cell's worth of loss 
 NEWTON_STEPS = 50
 FOLDS = 10
 SHIFTS = np.round(np.arange(-8.0, 8.0001, 0.1), 1)  # bias shifts tried (logits)
-_DEFAULTS = ChecksSection()
-MAX_COVER, ZENITH_DEG = _DEFAULTS.cloud_map_max_cover, _DEFAULTS.cloud_map_zenith_deg
 
 
 def cloud_targets(labels: list[str]) -> np.ndarray:
@@ -102,11 +100,12 @@ def predict(features: np.ndarray, weight: np.ndarray, bias: float) -> np.ndarray
     return _sigmoid(logits(features, weight, bias))
 
 
-def covers(maps: np.ndarray, valid: np.ndarray, shapes: list[tuple[int, int]], preprocess) -> np.ndarray:
-    """Each frame's cloud fraction within the check's zenith rings, as the pipeline reads it (default geometry)."""
+def covers(maps: np.ndarray, valid: np.ndarray, shapes: list[tuple[int, int]], preprocess, zenith_deg: float) -> np.ndarray:
+    """Each frame's cloud fraction within ``zenith_deg`` of the zenith, as the pipeline's check reads it (default
+    geometry)."""
     mapper = CloudMapper(preprocess)
     fractions = [
-        mapper.report(m, shape, v).clear_within(ZENITH_DEG) for m, shape, v in zip(maps, shapes, valid, strict=True)
+        mapper.report(m, shape, v).clear_within(zenith_deg) for m, shape, v in zip(maps, shapes, valid, strict=True)
     ]
     return np.array([np.nan if f is None else f for f in fractions])
 
@@ -121,53 +120,60 @@ def cross_validated(features: np.ndarray, target: np.ndarray, sky: np.ndarray) -
     return out
 
 
-def _balanced(cover: np.ndarray, target: np.ndarray) -> float:
+def _balanced(cover: np.ndarray, target: np.ndarray, max_cover: float) -> float:
     """The share of frames on their side of the limit, each side counting alike (frames with no sky seen left out)."""
     seen = ~np.isnan(cover)
-    cloudy, target = 100 * cover[seen] > MAX_COVER, target[seen]
+    cloudy, target = 100 * cover[seen] > max_cover, target[seen]
     return 0.5 * float((~cloudy[target == 0]).mean() + cloudy[target == 1].mean())
 
 
-def choose_shift(cv_logits: np.ndarray, target: np.ndarray, valid, shapes, preprocess) -> float:
+def choose_shift(cv_logits: np.ndarray, target: np.ndarray, read, max_cover: float) -> float:
     """The bias shift that puts the check's limit between the clear and the cloudy frames (the middle of the
-    widest run of best shifts)."""
-    scores = np.array([_balanced(covers(_sigmoid(cv_logits + s), valid, shapes, preprocess), target) for s in SHIFTS])
+    widest run of best shifts); ``read``: maps -> each frame's cover."""
+    scores = np.array([_balanced(read(_sigmoid(cv_logits + s)), target, max_cover) for s in SHIFTS])
     best = np.flatnonzero(scores >= scores.max() - 1e-9)
     runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
     widest = max(runs, key=len)
     return float(SHIFTS[widest].mean())
 
 
-def _summary(cover: np.ndarray, target: np.ndarray) -> dict:
+def _summary(cover: np.ndarray, target: np.ndarray, max_cover: float) -> dict:
     clear, cloudy = cover[target == 0], cover[target == 1]
-    right = np.concatenate([100 * clear <= MAX_COVER, 100 * cloudy > MAX_COVER])
+    right = np.concatenate([100 * clear <= max_cover, 100 * cloudy > max_cover])
     return {
         "clear_side_cover_median": round(100 * float(np.nanmedian(clear)), 1),
         "cloudy_cover_median": round(100 * float(np.nanmedian(cloudy)), 1),
         "on_the_right_side_of_the_limit": round(float(right.mean()), 3),
-        "balanced": round(_balanced(cover, target), 3),
+        "balanced": round(_balanced(cover, target, max_cover), 3),
     }
 
 
-def refit_map(features, shipped, labels, valid, shapes, preprocess) -> tuple[tuple[np.ndarray, float], dict]:
+def refit_map(
+    features, shipped, labels, valid, shapes, preprocess, checks: ChecksSection | None = None
+) -> tuple[tuple[np.ndarray, float], dict]:
     """((weight, bias), report) for labelled frames with ``features`` (N, C, h, w) and the parent's maps
-    ``shipped`` (N, 1, h, w); the caller has checked both sides have frames."""
+    ``shipped`` (N, 1, h, w), placed for the pipeline's ``checks`` (``cloud_map_max_cover`` within
+    ``cloud_map_zenith_deg``; default: the check's defaults); the caller has checked both sides have frames."""
+    checks = checks or ChecksSection()
+    limit = checks.cloud_map_max_cover
     target = cloud_targets(labels)
     used = ~np.isnan(target)
     f, t, v = features[used], target[used], valid[used]
     s = [shape for shape, u in zip(shapes, used, strict=True) if u]
+
+    def read(maps: np.ndarray) -> np.ndarray:
+        return covers(maps, v, s, preprocess, checks.cloud_map_zenith_deg)
+
     sky = cell_sky(v, f.shape[2:])
     weight, bias = fit_map_head(f, t, sky)
     cv = cross_validated(f, t, sky)
-    shift = choose_shift(cv, t, v, s, preprocess)
-    before = _summary(covers(shipped[used], v, s, preprocess), t)
-    after = _summary(covers(_sigmoid(cv + shift), v, s, preprocess), t)
+    shift = choose_shift(cv, t, read, limit)
     report = {
         "frames": {"clear_side": int((t == 0).sum()), "cloudy": int((t == 1).sum())},
-        "check": {"cloud_map_max_cover": MAX_COVER, "cloud_map_zenith_deg": ZENITH_DEG},
+        "check": {"cloud_map_max_cover": limit, "cloud_map_zenith_deg": checks.cloud_map_zenith_deg},
         "bias_shift": round(shift, 2),
-        "before": before,
-        "after_cross_validated": after,
+        "before": _summary(read(shipped[used]), t, limit),
+        "after_cross_validated": _summary(read(_sigmoid(cv + shift)), t, limit),
     }
     return (weight, bias + shift), report
 
