@@ -190,12 +190,9 @@ def _map_refit(parent: dict, features, why: str | None, valid, shapes, labels, m
     where it can be, written where ``wanted``."""
     if "cloud_map" not in parent:
         return None, {"refitted": False, "why": why}
-    sides = Counter(
-        "clear side" if c in adapt_map.CLEAR_SIDE else "cloudy"
-        for c in labels
-        if c in adapt_map.CLEAR_SIDE + adapt_map.CLOUD_SIDE
-    )
-    short = [f"{side} {sides.get(side, 0)}" for side in ("clear side", "cloudy") if sides.get(side, 0) < min_per_class]
+    target = adapt_map.cloud_targets(labels)
+    sides = {"clear side": int((target == 0).sum()), "cloudy": int((target == 1).sum())}
+    short = [f"{side} {n}" for side, n in sides.items() if n < min_per_class]
     if short:
         why = f"too few frames to refit it ({', '.join(short)}; at least {min_per_class} clear or moon and cloudy)"
     if features is None or short:
