@@ -109,12 +109,13 @@ def test_adapt_refits_the_cloud_head_in_every_precision_file(map_package, tmp_pa
     assert not again["refitted"] and again["before"]["balanced"] >= 0.9
 
 
-def test_by_default_and_with_too_few_frames_the_map_stays_as_shipped(map_package, tmp_path):
+def test_by_default_and_with_too_few_frames_the_map_stays_as_shipped(map_package, tmp_path, capsys):
     data = _labelled(tmp_path / "labelled", {"clear": 4, "cloudy": 4}, seed=5)
     unseen = _labelled(tmp_path / "unseen", {"clear": 3, "cloudy": 3}, seed=6)
     before = _maps(map_package, unseen)
     kept = tmp_path / "kept"
     assert main(["adapt", str(map_package), "--data", str(data), "--out", str(kept)]) == 0
+    assert "cloud map: not refitted (kept as shipped; --refit-map-head" in " ".join(capsys.readouterr().out.split())
     report = json.loads((kept / "adapt.json").read_text())["cloud_map"]
     # Not written, but compared: the shipped head reads these frames worse than a refit would.
     assert report["refitted"] is False and "--refit-map-head" in report["why"]

@@ -356,7 +356,7 @@ def adapt_package(
 
 def map_summary(m: dict) -> str:
     """One line on the cloud map: refitted or not, and how each head reads the labelled frames."""
-    said = "refitted" if m["refitted"] else f"kept as shipped ({m['why']})"
+    said = "refitted" if m["refitted"] else f"not refitted ({m['why']})"
     if "before" not in m:
         return f"cloud map: {said}"
     before, after = m["before"]["balanced"], m["after_cross_validated"]["balanced"]
