@@ -92,7 +92,7 @@ def test_adapt_refits_the_cloud_head_in_every_precision_file(map_package, tmp_pa
     assert main(["adapt", str(map_package), "--data", str(data), "--out", str(out), "--refit-map-head"]) == 0
     assert "cloud map: refitted; frames on their side of the limit (balanced): shipped" in capsys.readouterr().out
     report = json.loads((out / "adapt.json").read_text())["cloud_map"]
-    assert report["refitted"] and report["frames"] == {"clear_side": 9, "cloudy": 5}
+    assert report["refitted"] and report["frames"] == {"clear_side": 9, "cloudy": 5, "painted": 0}
     assert report["before"]["on_the_right_side_of_the_limit"] <= 0.5
     after_cv = report["after_cross_validated"]
     assert after_cv["on_the_right_side_of_the_limit"] >= 0.8 and after_cv["clear_side_cover_median"] < 10 < after_cv["cloudy_cover_median"]
@@ -175,3 +175,52 @@ def test_the_refit_is_placed_for_the_pipelines_own_limit(map_package, tmp_path, 
     # A limit the pipeline could not hold is refused, naming the field; nothing is written.
     assert main([*args, "--out", str(tmp_path / "bad"), "--cloud-map-max-cover", "150"]) == 2
     assert "cloud_map_max_cover" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def _half_cloudy(rng: np.random.Generator) -> np.ndarray:
+    """Overcast on the left half, a starry clear sky on the right."""
+    img = _sky("clear", rng)
+    img[:, :48] = _sky("cloudy", rng)[:, :48]
+    return img
+
+
+def _paint(frame: Path, left: int, right: int) -> None:
+    """A painted mask beside ``frame``: grey levels ``left`` and ``right`` on its halves, a not-judged strip between."""
+    mask = np.full((96, 96), right, np.uint8)
+    mask[:, :48] = left
+    mask[:, 44:52] = 128
+    cv2.imwrite(str(frame.with_name(frame.stem + ".cloud.png")), mask)
+
+
+def test_painted_cloud_gives_a_map_that_reads_cloud_fraction(map_package, tmp_path, capsys):
+    data = _labelled(tmp_path / "labelled", {"clear": 4, "cloudy": 4}, seed=11)
+    rng = np.random.default_rng(12)
+    for i in range(4):  # partly cloudy skies, filed as cloudy: only their masks say where the cloud is
+        cv2.imwrite(str(data / "cloudy" / f"half-{i}.png"), _half_cloudy(rng))
+    for frame in sorted((data / "clear").iterdir()):
+        _paint(frame, 0, 0)
+    for frame in sorted((data / "cloudy").iterdir()):
+        _paint(frame, 255, 255 if frame.stem.startswith("cloudy") else 0)
+    out = tmp_path / "out"
+    assert main(["adapt", str(map_package), "--data", str(data), "--out", str(out), "--refit-map-head"]) == 0
+    adapted = json.loads((out / "adapt.json").read_text())
+    report = adapted["cloud_map"]
+    assert adapted["frames"] == 12  # the masks are not frames
+    assert report["refitted"] and report["frames"]["painted"] == 12 and report["bias_shift"] == 0.0
+    assert report["scale"].startswith("cloud fraction")
+    error = report["painted_cover_error_points"]
+    assert error["after_cross_validated"] < 15 < error["before"]
+    assert "On the painted frames, the map's cover against the painted cover" in (out / "adapt.md").read_text()
+    # Frames adapt never saw: the half-cloudy sky's map is cloud on its left and clear on its right.
+    card = read_card(out)
+    session = ort.InferenceSession(str(out / card.files["fp32"]), providers=["CPUExecutionProvider"])
+    unseen = np.stack([prepare_frame(_half_cloudy(rng), card.preprocess) for _ in range(4)])
+    maps = session.run(["cloud_map"], {"image": unseen})[0][:, 0]
+    h, w = maps.shape[1:]
+    middle = maps[:, h // 4 : h - h // 4]  # the rows whose cells are sky on both sides (corners are not)
+    assert middle[:, :, : w // 2].mean() > 0.7 and middle[:, :, w // 2 :].mean() < 0.3, middle
+    # A mask not of its frame's size is refused, naming it; nothing is written.
+    cv2.imwrite(str(data / "clear" / "clear-00.cloud.png"), np.zeros((50, 50), np.uint8))
+    assert main(["adapt", str(map_package), "--data", str(data), "--out", str(tmp_path / "bad"), "--refit-map-head"]) == 2
+    assert "clear-00.cloud.png: 50x50 pixels, its frame 96x96" in capsys.readouterr().err.replace("\n", "")
+    assert not (tmp_path / "bad").exists()

@@ -12,7 +12,9 @@ Mahalanobis head (class means from your frames, classes without frames keep thei
 are added), re-estimate the open-set threshold, and write a new package with every precision file
 updated, adapt.json/adapt.md (leave-one-out accuracy before and after) and a card naming the parent.
 Where the package has a cloud map, adapt.md also says how a cloud head refitted to the clear, moon and
-cloudy frames would read them against the shipped one; --refit-map-head writes it.
+cloudy frames would read them against the shipped one; --refit-map-head writes it. Frames with cloud
+painted (a <name>.cloud.png beside the frame: black clear, white cloud; `skyedge label`'s p key)
+teach it where the cloud is; with every frame painted its cover reads as cloud fraction.
 The parent package is never changed; build the TensorRT engine again for the new one.
 
 example:
@@ -27,7 +29,9 @@ label: label collected frames in a local web page; writes an image-folder data s
 Serve a page that shows every frame under DIR with the model's guess (from the JSON sidecars
 collect: writes) and labels them from the keyboard: 1-9 classes, n new class, 0 clear, u undo,
 a select all shown, click/shift-click select; filter by guess and confidence. Labels are copies in
-OUT/<class>/ (default DIR/labelled); the frames under DIR are never changed.
+OUT/<class>/ (default DIR/labelled); the frames under DIR are never changed. p paints a labelled
+frame's cloud (c cloud, x clear sky, e not judged, f fill, [ ] brush, s save), saved beside its copy
+as <name>.cloud.png for adapt --refit-map-head.
 
 example:
   skyedge label /var/lib/skyedge/collect --out labelled/site   # then open http://127.0.0.1:8765/

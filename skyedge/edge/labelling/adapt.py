@@ -12,8 +12,9 @@ camera, or a new class, is enrolled by refitting the head, not the network:
 3. the open-set threshold becomes the larger of the parent's and the 99.5% quantile of the new frames'
    leave-one-out distances, so the site's own sky is not rejected;
 4. where the package has a cloud map and the frames include clear or moonlit ones and cloudy ones (at least
-   ``min_per_class`` of each side), a cloud head is refitted to them (:mod:`adapt_map`) and the report compares it
-   with the shipped one on these frames; it replaces the shipped head only when asked (``refit_map_head``,
+   ``min_per_class`` of each side), a cloud head is refitted to them (:mod:`adapt_map`; frames with their cloud
+   painted, :mod:`cloud_masks`, say where the cloud is) and the report compares it with the shipped one on these
+   frames; it replaces the shipped head only when asked (``refit_map_head``,
    ``--refit-map-head``): on the real development camera it helped a package that never saw the camera and harmed
    one trained on the camera's polygons (docs/results.md, "The cloud head refitted by adapt");
 5. every precision file of the package (FP32, FP16, INT8 for TensorRT and for the CPU) gets the new heads
@@ -39,13 +40,14 @@ import numpy as np
 
 from skyedge.edge.config_checks import ChecksSection
 from skyedge.edge.labelling import adapt_map
+from skyedge.edge.labelling.cloud_masks import MaskError, is_mask, mask_path, read_mask
 from skyedge.edge.labelling.head_surgery import HeadSurgeryError, replace_class_head, replace_map_head, save_checked
 from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
 from skyedge.masks import card_mask
 from skyedge.model_card import Adaptation, ModelCard, read_card, write_card
-from skyedge.preprocess import prepare_frame_and_sky
+from skyedge.preprocess import NO_SKY, prepare_frame_and_sky
 from skyedge.shards import sha256_file
 
 log = logging.getLogger(__name__)
@@ -62,14 +64,15 @@ class AdaptError(SkyedgeError, ValueError):
 
 
 def labelled_frames(folder: Path) -> list[tuple[Path, str]]:
-    """``(file, class)`` for every image in ``folder/<class>/``, sorted; hidden files and other files skipped."""
+    """``(file, class)`` for every image in ``folder/<class>/``, sorted; hidden files, painted masks
+    (:mod:`cloud_masks`) and other files skipped."""
     if not folder.is_dir():
         raise AdaptError(f"--data: {folder} is not a folder of class folders (DIR/<class>/<file>)")
     items = [
         (f, d.name)
         for d in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         for f in sorted(d.iterdir())
-        if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(IMAGE_SUFFIXES)
+        if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(f)
     ]
     if not items:
         raise AdaptError(f"--data: {folder} has no images in class folders (DIR/<class>/<file>)")
@@ -77,9 +80,9 @@ def labelled_frames(folder: Path) -> list[tuple[Path, str]]:
 
 
 def data_sha256(folder: Path, items: list[tuple[Path, str]]) -> str:
-    """One hash over the labelled data: each file's path below the folder and its bytes."""
+    """One hash over the labelled data: each file's (and painted mask's) path below the folder and its bytes."""
     h = hashlib.sha256()
-    for path, _ in items:
+    for path in (p for frame, _ in items for p in (frame, mask_path(frame)) if p.is_file()):
         h.update(str(path.relative_to(folder)).encode())
         h.update(bytes.fromhex(sha256_file(path)))
     return h.hexdigest()
@@ -169,10 +172,11 @@ def _run_parent(package: Path, card: ModelCard, x: np.ndarray) -> tuple[dict, np
     return out, out.pop(features).astype(np.float64), None
 
 
-def _prepare(items, card: ModelCard, package: Path) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """(model inputs (N, C, H, W), the sky each shows (N, H, W), each frame's shape)."""
+def _prepare(items, card: ModelCard, package: Path):
+    """(model inputs (N, C, H, W), the sky each shows (N, H, W), each frame's shape, each frame's painted cloud
+    truth or None)."""
     mask = card_mask(card, package)
-    frames, skies, shapes = [], [], []
+    frames, skies, shapes, painted = [], [], [], []
     for path, _ in items:
         try:
             image = read_frame(path)[0]
@@ -182,22 +186,41 @@ def _prepare(items, card: ModelCard, package: Path) -> tuple[np.ndarray, np.ndar
         frames.append(x)
         skies.append(sky)
         shapes.append(image.shape[:2])
-    return np.stack(frames).astype(np.float32), np.stack(skies), shapes
+        try:
+            painted.append(read_mask(mask_path(path), image.shape[:2]) if mask_path(path).is_file() else None)
+        except MaskError as exc:
+            raise AdaptError(str(exc)) from None
+    return np.stack(frames).astype(np.float32), np.stack(skies), shapes, painted
 
 
-def _map_refit(parent: dict, features, why: str | None, valid, shapes, labels, min_per_class: int, wanted: bool, pre, checks):
+def _sides(labels, painted) -> dict[str, int]:
+    """Frames on each side of the map's fit: by their painted cloud (a frame mostly cloud is on the cloudy side),
+    else by their label."""
+    target = adapt_map.cloud_targets(labels)
+    for i, truth in enumerate(painted):
+        judged = truth[truth != NO_SKY] if truth is not None else ()
+        if len(judged):
+            target[i] = float(np.mean(judged == 250) >= 0.5)
+    return {"clear side": int((target == 0).sum()), "cloudy": int((target == 1).sum())}
+
+
+def _map_refit(parent: dict, features, why: str | None, valid, shapes, labels, painted, min_per_class: int, wanted: bool, pre, checks):
     """((weight, bias) to write or None, the report's ``cloud_map`` entry): a cloud head refitted from ``features``
     where it can be, written where ``wanted``."""
     if "cloud_map" not in parent:
         return None, {"refitted": False, "why": why}
-    target = adapt_map.cloud_targets(labels)
-    sides = {"clear side": int((target == 0).sum()), "cloudy": int((target == 1).sum())}
+    sides = _sides(labels, painted)
     short = [f"{side} {n}" for side, n in sides.items() if n < min_per_class]
     if short:
-        why = f"too few frames to refit it ({', '.join(short)}; at least {min_per_class} clear or moon and cloudy)"
+        why = (
+            f"too few frames to refit it ({', '.join(short)}; at least {min_per_class} clear or moon and cloudy, "
+            "or painted mostly clear and mostly cloud)"
+        )
     if features is None or short:
         return None, {"refitted": False, "why": why}
-    head, report = adapt_map.refit_map(features, parent["cloud_map"].astype(np.float64), labels, valid, shapes, pre, checks)
+    head, report = adapt_map.refit_map(
+        features, parent["cloud_map"].astype(np.float64), labels, valid, shapes, pre, checks, painted
+    )
     if not wanted:
         return None, {
             "refitted": False,
@@ -245,11 +268,11 @@ def adapt_package(
     added = sorted(c for c in counts if c not in card.classes)
     classes = list(card.classes) + added
     y = np.array([classes.index(label) for _, label in items])
-    x, valid, shapes = _prepare(items, card, package)
+    x, valid, shapes, painted = _prepare(items, card, package)
     parent, map_features, no_map = _run_parent(package, card, x)
     labels = [c for _, c in items]
     map_fit, map_report = _map_refit(
-        parent, map_features, no_map, valid, shapes, labels, min_per_class, refit_map_head, card.preprocess, checks
+        parent, map_features, no_map, valid, shapes, labels, painted, min_per_class, refit_map_head, card.preprocess, checks
     )
     z = parent["embedding"].astype(np.float64)
     before = parent["probabilities"].argmax(axis=1)
@@ -359,8 +382,8 @@ def map_summary(m: dict) -> str:
     said = "refitted" if m["refitted"] else f"not refitted ({m['why']})"
     if "before" not in m:
         return f"cloud map: {said}"
-    before, after = m["before"]["balanced"], m["after_cross_validated"]["balanced"]
-    return f"cloud map: {said}; frames on their side of the limit (balanced): shipped {before:.2f}, refit {after:.2f}"
+    before, after = ("-" if v is None else f"{v:.2f}" for v in (m["before"]["balanced"], m["after_cross_validated"]["balanced"]))
+    return f"cloud map: {said}; frames on their side of the limit (balanced): shipped {before}, refit {after}"
 
 
 def _markdown(r: dict) -> str:
@@ -392,19 +415,32 @@ def _map_markdown(m: dict) -> list[str]:
     head = "Cloud map: not refitted ({}).".format(m.get("why")) if not m["refitted"] else "Cloud map refitted."
     if "before" not in m:
         return [head, ""]
-    c = m["check"]
+    c, n = m["check"], m["frames"]
+    painted = f" ({n['painted']} painted)" if n.get("painted") else ""
     lines = [
-        f"{head} On {m['frames']['clear_side']} clear or moonlit and {m['frames']['cloudy']} cloudy frames: the cloud "
-        f"each frame's map reads within {c['cloud_map_zenith_deg']:g} deg of the zenith (median), and the share of "
-        f"frames on their side of the check's {c['cloud_map_max_cover']:g}% limit:",
+        f"{head} On {n['clear_side']} clear or moonlit and {n['cloudy']} cloudy frames{painted}: the cloud each "
+        f"frame's map reads within {c['cloud_map_zenith_deg']:g} deg of the zenith (median), and the share of frames "
+        f"on their side of the check's {c['cloud_map_max_cover']:g}% limit (the refit's scale: {m['scale']}):",
         "",
         "| | clear or moon | cloudy | right side | balanced |",
         "|---|---|---|---|---|",
     ]
+
+    def cell(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
     for key, name in (("before", "as shipped"), ("after_cross_validated", "refitted (cross-validated)")):
         v = m[key]
         lines.append(
-            f"| {name} | {v['clear_side_cover_median']:.1f}% | {v['cloudy_cover_median']:.1f}% "
-            f"| {v['on_the_right_side_of_the_limit']:.2f} | {v['balanced']:.2f} |"
+            f"| {name} | {cell(v['clear_side_cover_median'], '.1f')}% | {cell(v['cloudy_cover_median'], '.1f')}% "
+            f"| {cell(v['on_the_right_side_of_the_limit'], '.2f')} | {cell(v['balanced'], '.2f')} |"
         )
+    error = m.get("painted_cover_error_points")
+    if error:
+        lines += [
+            "",
+            f"On the painted frames, the map's cover against the painted cover within {c['cloud_map_zenith_deg']:g} "
+            f"deg (median difference): as shipped {cell(error['before'], '.1f')} points, refitted "
+            f"{cell(error['after_cross_validated'], '.1f')} (cross-validated).",
+        ]
     return [*lines, ""]

@@ -1,4 +1,5 @@
-"""``skyedge adapt``'s second fit: the cloud-map head refitted to the site's camera from frame labels, in numpy.
+"""``skyedge adapt``'s second fit: the cloud-map head refitted to the site's camera from frame labels or painted
+cloud, in numpy.
 
 Why: on the real development camera (docs/results.md, "The cloud head refitted"), a package that never saw the
 camera carried the camera's cloud in its backbone's features while the head it shipped with did not read it: a
@@ -11,16 +12,22 @@ How:
    graph for every labelled frame, and each map cell's share of sky from the prepared frame;
 2. frame labels become cell targets: every sky cell of a clear or moonlit frame is clear, every sky cell of a
    cloudy frame is cloud; aurora, day and classes the model does not know say nothing about cloud and are left
-   out. A cell counts by its share of sky, and the clear and the cloudy side count alike;
+   out. A cell counts by its share of sky, and the clear and the cloudy side count alike. A frame with its cloud
+   painted (:mod:`cloud_masks`, any class) gives each cell its painted cloud fraction instead, counted by its
+   share of judged sky;
 3. one logistic unit per cell, shared by all cells (a 1 x 1 convolution), is fitted on standardised features with
    an L2 penalty by Newton's method; the standardisation is folded into the weights;
 4. frame labels say nothing about how much of a frame is cloud, so the fitted probabilities are not cover: on the
    real camera, clear frames' maps read 23-33% and cloudy ones 48-65%, all beyond the check's default 10% limit.
-   The head's bias is therefore shifted so that the limit falls between the site's clear and cloudy frames: the
-   middle of the widest run of shifts that puts the most frames (each side counting alike) on their side of it,
-   judged on cross-validated maps (each frame's map from a head fitted without it);
+   Where every frame used is painted, the sides are not balanced and the head is kept as fitted: its cover reads
+   as cloud fraction (scaling and shifting its logits to bring each frame's cover nearest its painted cover
+   changed nothing on the real camera: docs/results.md). Otherwise the head's bias is shifted
+   so that the limit falls between the site's clear and cloudy frames: the middle of the widest run of shifts
+   that puts the most frames (each side counting alike) on their side of it. Both are judged on cross-validated
+   maps (each frame's map from a head fitted without it);
 5. the report gives each frame's reading within the check's zenith rings, as shipped and refitted (cross-validated,
-   at the chosen shift: the shift is chosen on the same maps, so the refitted figure leans optimistic). Whether the
+   at the chosen shift: the shift is chosen on the same maps, so the refitted figure leans optimistic), and for
+   painted frames the median difference of their cover from the painted one. Whether the
    refit replaces the shipped head is the caller's choice: on the real camera it did more harm than good to a
    head trained on the camera's polygons, though it read these few frames better (docs/results.md).
 """
@@ -31,6 +38,7 @@ import numpy as np
 
 from skyedge.edge.cloud_map import CloudMapper
 from skyedge.edge.config_checks import ChecksSection
+from skyedge.edge.labelling.cloud_masks import cell_cloud, judged_sky
 
 CLEAR_SIDE = ("clear", "moon")
 CLOUD_SIDE = ("cloudy",)
@@ -74,16 +82,20 @@ def newton_logistic(a: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, step
     return beta
 
 
-def fit_map_head(features: np.ndarray, target: np.ndarray, sky: np.ndarray) -> tuple[np.ndarray, float]:
-    """(weight (C,), bias) of the logistic cell head fitted on ``features`` (N, C, h, w) with one cloud target per
-    frame (N,) and each cell weighted by its sky share (N, h, w)."""
+def fit_map_head(features: np.ndarray, targets: np.ndarray, weights: np.ndarray, balance: bool = True) -> tuple[np.ndarray, float]:
+    """(weight (C,), bias) of the logistic cell head fitted on ``features`` (N, C, h, w) to each cell's cloud target
+    (N, h, w; a frame label's 0 or 1, or a painted fraction), each cell weighted by ``weights`` (N, h, w: its share
+    of sky, or of judged sky). ``balance``: the clear and the cloudy side weigh alike (frame labels: how many frames
+    each side has is the labeller's choice, not the sky's)."""
     x = features.transpose(0, 2, 3, 1).reshape(-1, features.shape[1]).astype(np.float64)
-    y = np.repeat(target, sky[0].size)
-    w = sky.reshape(-1).astype(np.float64)
-    keep = w > 0
+    y = targets.reshape(-1).astype(np.float64)
+    w = weights.reshape(-1).astype(np.float64)
+    keep = (w > 0) & ~np.isnan(y)
     x, y, w = x[keep], y[keep], w[keep]
-    for side in (0.0, 1.0):  # each side weighs half the cells, however many frames it has
-        w[y == side] *= 0.5 * w.sum() / max(w[y == side].sum(), 1e-9)
+    if balance:  # each side weighs half the cells, however many frames it has
+        cloud = y >= 0.5
+        for side in (~cloud, cloud):
+            w[side] *= 0.5 * w.sum() / max(w[side].sum(), 1e-9)
     mu, sd = x.mean(0), x.std(0) + 1e-6
     beta = newton_logistic(np.hstack([np.ones((len(x), 1)), (x - mu) / sd]), y, w, L2)
     weight = beta[1:] / sd
@@ -110,13 +122,14 @@ def covers(maps: np.ndarray, valid: np.ndarray, shapes: list[tuple[int, int]], p
     return np.array([np.nan if f is None else f for f in fractions])
 
 
-def cross_validated(features: np.ndarray, target: np.ndarray, sky: np.ndarray) -> np.ndarray:
+def cross_validated(features: np.ndarray, targets: np.ndarray, weights: np.ndarray, balance: bool = True) -> np.ndarray:
     """Each frame's logits (N, 1, h, w) from a head fitted on the other folds' frames (folds of whole frames)."""
-    folds = np.arange(len(target)) % min(FOLDS, len(target))
-    out = np.zeros((len(target), 1, *features.shape[2:]))
+    folds = np.arange(len(targets)) % min(FOLDS, len(targets))
+    out = np.zeros((len(targets), 1, *features.shape[2:]))
     for f in np.unique(folds):
         train = folds != f
-        out[~train] = logits(features[~train], *fit_map_head(features[train], target[train], sky[train]))
+        fit = fit_map_head(features[train], targets[train], weights[train], balance)
+        out[~train] = logits(features[~train], *fit)
     return out
 
 
@@ -137,44 +150,82 @@ def choose_shift(cv_logits: np.ndarray, target: np.ndarray, read, max_cover: flo
     return float(SHIFTS[widest].mean())
 
 
+def _median(values: np.ndarray) -> float | None:
+    values = values[~np.isnan(values)]
+    return round(100 * float(np.median(values)), 1) if len(values) else None
+
+
 def _summary(cover: np.ndarray, target: np.ndarray, max_cover: float) -> dict:
     clear, cloudy = cover[target == 0], cover[target == 1]
     right = np.concatenate([100 * clear <= max_cover, 100 * cloudy > max_cover])
     return {
-        "clear_side_cover_median": round(100 * float(np.nanmedian(clear)), 1),
-        "cloudy_cover_median": round(100 * float(np.nanmedian(cloudy)), 1),
-        "on_the_right_side_of_the_limit": round(float(right.mean()), 3),
-        "balanced": round(_balanced(cover, target, max_cover), 3),
+        "clear_side_cover_median": _median(clear),
+        "cloudy_cover_median": _median(cloudy),
+        "on_the_right_side_of_the_limit": round(float(right.mean()), 3) if len(right) else None,
+        "balanced": round(_balanced(cover, target, max_cover), 3) if len(clear) and len(cloudy) else None,
     }
+
+
+def cell_targets(labels, painted, valid, preprocess, map_shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(targets (N, h, w), weights (N, h, w), whether each frame was painted and judges some sky): a painted frame's
+    cells by their painted cloud fraction and judged sky, the others by their frame label over their sky."""
+    target = cloud_targets(labels)
+    sky = cell_sky(valid, map_shape)
+    targets = np.repeat(target[:, None, None], sky[0].size, axis=1).reshape(sky.shape)
+    weights, was_painted = sky.copy(), np.zeros(len(labels), bool)
+    for i, truth in enumerate(painted):
+        if truth is None:
+            continue
+        fraction, judged = cell_cloud(truth, preprocess, valid[i], map_shape)
+        if judged.sum() > 0:
+            targets[i], weights[i], was_painted[i] = fraction, np.where(np.isnan(fraction), 0.0, judged), True
+    return targets, weights, was_painted
 
 
 def refit_map(
-    features, shipped, labels, valid, shapes, preprocess, checks: ChecksSection | None = None
+    features, shipped, labels, valid, shapes, preprocess, checks: ChecksSection | None = None, painted=None
 ) -> tuple[tuple[np.ndarray, float], dict]:
     """((weight, bias), report) for labelled frames with ``features`` (N, C, h, w) and the parent's maps
     ``shipped`` (N, 1, h, w), placed for the pipeline's ``checks`` (``cloud_map_max_cover`` within
-    ``cloud_map_zenith_deg``; default: the check's defaults); the caller has checked both sides have frames."""
+    ``cloud_map_zenith_deg``; default: the check's defaults); ``painted``: each frame's painted cloud truth or
+    None (:mod:`cloud_masks`). Where every frame used is painted, the head reads cloud fraction and is not shifted.
+    The caller has checked both sides have frames."""
     checks = checks or ChecksSection()
-    limit = checks.cloud_map_max_cover
-    target = cloud_targets(labels)
-    used = ~np.isnan(target)
-    f, t, v = features[used], target[used], valid[used]
+    limit, zenith = checks.cloud_map_max_cover, checks.cloud_map_zenith_deg
+    painted = list(painted) if painted is not None else [None] * len(labels)
+    targets, weights, was_painted = cell_targets(labels, painted, valid, preprocess, features.shape[2:])
+    used = was_painted | ~np.isnan(cloud_targets(labels))
+    f, cells, w, v = features[used], targets[used], weights[used], valid[used]
+    t, by_paint = cloud_targets(labels)[used], was_painted[used]
     s = [shape for shape, u in zip(shapes, used, strict=True) if u]
 
     def read(maps: np.ndarray) -> np.ndarray:
-        return covers(maps, v, s, preprocess, checks.cloud_map_zenith_deg)
+        return covers(maps, v, s, preprocess, zenith)
 
-    sky = cell_sky(v, f.shape[2:])
-    weight, bias = fit_map_head(f, t, sky)
-    cv = cross_validated(f, t, sky)
-    shift = choose_shift(cv, t, read, limit)
+    fraction_scale = bool(by_paint.all())
+    weight, bias = fit_map_head(f, cells, w, balance=not fraction_scale)
+    cv = cross_validated(f, cells, w, balance=not fraction_scale)
+    shift = 0.0 if fraction_scale else choose_shift(cv, t, read, limit)
+    placed = _sigmoid(cv + shift)
     report = {
-        "frames": {"clear_side": int((t == 0).sum()), "cloudy": int((t == 1).sum())},
-        "check": {"cloud_map_max_cover": limit, "cloud_map_zenith_deg": checks.cloud_map_zenith_deg},
+        "frames": {"clear_side": int((t == 0).sum()), "cloudy": int((t == 1).sum()), "painted": int(by_paint.sum())},
+        "check": {"cloud_map_max_cover": limit, "cloud_map_zenith_deg": zenith},
+        "scale": "cloud fraction (every frame painted)" if fraction_scale else "placed for the check's limit",
         "bias_shift": round(shift, 2),
         "before": _summary(read(shipped[used]), t, limit),
-        "after_cross_validated": _summary(read(_sigmoid(cv + shift)), t, limit),
+        "after_cross_validated": _summary(read(placed), t, limit),
     }
+    if by_paint.any():
+        idx = np.flatnonzero(by_paint)
+        truths = [p for p, u in zip(painted, used, strict=True) if u]
+        judged = np.stack([judged_sky(truths[i], preprocess, v[i]) for i in idx])
+        shapes_painted = [s[i] for i in idx]
+        truth = covers(np.nan_to_num(cells[idx])[:, None], judged, shapes_painted, preprocess, zenith)
+
+        def error(maps: np.ndarray) -> float | None:  # over each frame's judged sky, as the check reads a map
+            return _median(np.abs(covers(maps, judged, shapes_painted, preprocess, zenith) - truth))
+
+        report["painted_cover_error_points"] = {"before": error(shipped[used][idx]), "after_cross_validated": error(placed[idx])}
     return (weight, bias + shift), report
 
 
