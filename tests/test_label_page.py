@@ -136,3 +136,83 @@ def test_the_store_refuses_bad_names_and_unknown_frames(camera_frames, tmp_path)
     # A second session sees the labels already written.
     assert LabelStore(root, tmp_path / "out").state()["labelled"] == 2
     assert store.thumbnail(0)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cloud_painted_in_the_browser_lands_beside_the_labelled_copy(browser, tmp_path):
+    """Paint a frame's cloud in the page: the mask is saved at the frame's own size as adapt reads it, travels with
+    the frame when it is relabelled and goes when its label is cleared."""
+    import cv2
+    import numpy as np
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from skyedge.edge.labelling.cloud_masks import read_mask
+    from skyedge.edge.labelling.label import serve
+
+    root = tmp_path / "collected"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):  # 300 x 200: the view keeps the frame's aspect, the mask comes back at the frame's size
+        cv2.imwrite(str(root / f"frame-{i}.png"), rng.integers(0, 255, (200, 300, 3), dtype=np.uint8))
+    out = tmp_path / "labelled"
+    server = serve(root, out, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    wait = WebDriverWait(browser, 10)
+
+    def press(*keys):
+        for key in keys:
+            ActionChains(browser).send_keys(key).perform()
+
+    try:
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) == 2)
+        browser.find_elements(By.CSS_SELECTOR, ".card")[0].click()
+        press("p")  # not labelled yet: refused, said
+        wait.until(lambda b: "label the frame before painting" in b.find_element(By.ID, "error").text)
+        press("n")
+        alert = browser.switch_to.alert
+        alert.send_keys("cloudy")
+        alert.accept()
+        wait.until(lambda b: (out / "cloudy" / "frame-0.png").is_file())
+        wait.until(lambda b: "labelled 1 of 2" in b.find_element(By.ID, "progress").text)
+        browser.find_elements(By.CSS_SELECTOR, ".card")[0].click()
+        press("p")
+        wait.until(lambda b: b.find_element(By.ID, "painter").is_displayed())
+        press("x", "f", "c", "]", "]")  # all clear sky, then a wide cloud brush
+        canvas = browser.find_element(By.ID, "paint-mask")
+        width, height = canvas.size["width"], canvas.size["height"]
+        # One fast stroke down the left quarter (offsets from the canvas's centre): the page fills in between.
+        stroke = ActionChains(browser).move_to_element_with_offset(canvas, -width // 4, -height // 3).click_and_hold()
+        stroke.move_by_offset(0, 2 * height // 3).release().perform()
+        wait.until(lambda b: "of the judged sky" in b.find_element(By.ID, "paint-cover").text)
+        press("s")
+        mask_file = out / "cloudy" / "frame-0.cloud.png"
+        wait.until(lambda b: mask_file.is_file() and not b.find_element(By.ID, "painter").is_displayed())
+        truth = read_mask(mask_file, (200, 300))  # the frame's own size, or it raises
+        assert (truth[:, 75] == 250).mean() > 0.5 and (truth[:, 250:] == 0).all() and (truth != 255).all()
+        wait.until(lambda b: "cloud painted" in b.find_elements(By.CSS_SELECTOR, ".card")[0].text)
+        # Reopened, the saved mask is shown again; cancelled, nothing changes.
+        browser.find_elements(By.CSS_SELECTOR, ".card")[0].click()
+        press("p")
+        wait.until(lambda b: b.find_element(By.ID, "painter").is_displayed())
+        wait.until(lambda b: "cloud" in b.find_element(By.ID, "paint-cover").text)
+        assert not browser.find_element(By.ID, "paint-cover").text.startswith("nothing judged")
+        saved = mask_file.read_bytes()
+        press("\ue00c")  # Escape
+        wait.until(lambda b: not b.find_element(By.ID, "painter").is_displayed())
+        assert mask_file.read_bytes() == saved
+        # Relabelled, the mask goes with the copy; cleared, both go.
+        browser.find_elements(By.CSS_SELECTOR, ".card")[0].click()
+        press("n")
+        alert = browser.switch_to.alert
+        alert.send_keys("partly")
+        alert.accept()
+        wait.until(lambda b: (out / "partly" / "frame-0.cloud.png").is_file() and not mask_file.exists())
+        browser.find_elements(By.CSS_SELECTOR, ".card")[0].click()
+        press("0")
+        wait.until(lambda b: not any((out / "partly").iterdir()))
+    finally:
+        server.shutdown()
+        server.server_close()
+

@@ -5,7 +5,9 @@ model's guess from its sidecar (``collect:`` writes them), and labels them from 
 classes, ``n`` for a new class name, ``0`` to clear, ``u`` to undo; click, shift-click and ``a`` select; the
 guess and a confidence limit filter the grid; counts show progress. Each label is a *copy* of the frame in
 ``OUT/<class>/`` (what ``skyedge adapt`` and ``image_folder`` recipes read); changing or clearing a label moves or
-removes the copy. The frames under DIR are only ever read. The server binds to loopback unless told otherwise.
+removes the copy. ``p`` paints a labelled frame's cloud on a larger view (cloud, clear sky, not judged); the mask is
+saved beside the copy at the frame's own size (:mod:`cloud_masks`), so ``adapt --refit-map-head`` learns where the
+cloud is, not only that there is some, and moves or goes with the copy. The frames under DIR are only ever read. The server binds to loopback unless told otherwise.
 
 Thread use: the standard library's threading HTTP server answers each request on its own thread; the
 :class:`LabelStore` serialises label changes with a lock.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.edge.labelling.cloud_masks import is_mask, mask_path
 from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES  # what read_frame reads, as the training loaders use
 THUMB_SIDE = 160
+PAINT_SIDE = 1024  # the largest side of the view cloud is painted on (the mask is saved at the frame's size)
 CLASS_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -47,7 +51,10 @@ class LabelStore:
         files = sorted(
             p
             for p in self.root.rglob("*")
-            if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES) and self.out not in p.resolve().parents
+            if p.is_file()
+            and p.name.lower().endswith(IMAGE_SUFFIXES)
+            and not is_mask(p)
+            and self.out not in p.resolve().parents
         )
         self.items = []
         for i, path in enumerate(files):
@@ -66,6 +73,7 @@ class LabelStore:
                     "confidence": guess.get("confidence"),
                     "probabilities": guess.get("probabilities") or {},
                     "label": None,
+                    "painted": False,
                 }
             )
         self.paths = files
@@ -76,7 +84,8 @@ class LabelStore:
             for class_dir in sorted(d for d in self.out.iterdir() if d.is_dir()):
                 for copy in class_dir.iterdir():
                     if copy.name in by_name:
-                        self.items[by_name[copy.name]]["label"] = class_dir.name
+                        item = self.items[by_name[copy.name]]
+                        item["label"], item["painted"] = class_dir.name, mask_path(copy).is_file()
                         self._add_class(class_dir.name)
 
     def _copy_name(self, i: int) -> str:
@@ -114,33 +123,96 @@ class LabelStore:
                 item, name = self.items[i], self._copy_name(i)
                 if item["label"] == label:
                     continue
+                painted = None
                 if item["label"] is not None:
-                    (self.out / item["label"] / name).unlink(missing_ok=True)
+                    old = self.out / item["label"] / name
+                    if mask_path(old).is_file():
+                        painted = mask_path(old).read_bytes()
+                        mask_path(old).unlink()
+                    old.unlink(missing_ok=True)
                 if label is not None:
                     (self.out / label).mkdir(parents=True, exist_ok=True)
                     shutil.copy2(self.paths[i], self.out / label / name)
+                    if painted is not None:  # the painted cloud goes with the frame to its new class
+                        mask_path(self.out / label / name).write_bytes(painted)
                     self._add_class(label)
                 item["label"] = label
+                item["painted"] = label is not None and painted is not None
+
+    def _check(self, i: int) -> None:
+        if not 0 <= i < len(self.paths):
+            raise LabelError(f"no frame with id {i!r}")
 
     def thumbnail(self, i: int) -> bytes:
         """A PNG of frame ``i``, stretched for the eye (1-99.5 percentile, square root)."""
-        if not 0 <= i < len(self.paths):
-            raise LabelError(f"no frame with id {i!r}")
-        return _thumbnail(str(self.paths[i]))
+        self._check(i)
+        return _thumbnail(str(self.paths[i]), THUMB_SIDE)
+
+    def view(self, i: int) -> bytes:
+        """A PNG of frame ``i`` to paint on: stretched as the thumbnail, at most ``PAINT_SIDE`` pixels a side."""
+        self._check(i)
+        return _thumbnail(str(self.paths[i]), PAINT_SIDE)
+
+    def _painted_copy(self, i: int) -> Path:
+        label = self.items[i]["label"]
+        if label is None:
+            raise LabelError(f"{self.items[i]['file']}: label the frame before painting its cloud")
+        return mask_path(self.out / label / self._copy_name(i))
+
+    def mask(self, i: int) -> bytes | None:
+        """Frame ``i``'s painted mask as a PNG the size of its view, or None where none is painted."""
+        import cv2
+
+        self._check(i)
+        with self._lock:
+            path = self._painted_copy(i) if self.items[i]["label"] is not None else None
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path is not None and path.is_file() else None
+        if mask is None:
+            return None
+        h, w = _view_shape(str(self.paths[i]), PAINT_SIDE)
+        return cv2.imencode(".png", cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))[1].tobytes()
+
+    def paint(self, i: int, png: bytes) -> None:
+        """Save frame ``i``'s painted cloud (a PNG of its view's aspect: black clear, white cloud, grey not judged)
+        beside its labelled copy, at the frame's own size (:mod:`cloud_masks`)."""
+        import cv2
+
+        self._check(i)
+        mask = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise LabelError(f"{self.items[i]['file']}: the painted mask is not a readable image")
+        h, w = _frame_shape(str(self.paths[i]))
+        if abs(mask.shape[1] / mask.shape[0] - w / h) > 0.02:
+            raise LabelError(f"{self.items[i]['file']}: painted {mask.shape[1]}x{mask.shape[0]}, not the frame's shape")
+        full = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+        with self._lock:
+            path = self._painted_copy(i)
+            if not cv2.imwrite(str(path), full):
+                raise LabelError(f"{path}: cannot write the painted mask")
+            self.items[i]["painted"] = True
+
+
+@lru_cache(maxsize=64)
+def _frame_shape(path: str) -> tuple[int, int]:
+    return tuple(read_frame(path)[0].shape[:2])
+
+
+def _view_shape(path: str, side: int) -> tuple[int, int]:
+    h, w = _frame_shape(path)
+    scale = side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 @lru_cache(maxsize=4096)
-def _thumbnail(path: str) -> bytes:
+def _thumbnail(path: str, side: int) -> bytes:
     import cv2
 
     image = np.asarray(read_frame(path)[0], dtype=np.float32)
     finite = np.isfinite(image)
     lo, hi = np.percentile(image[finite], [1.0, 99.5]) if finite.any() else (0.0, 1.0)
     x = np.sqrt(np.clip((np.nan_to_num(image, nan=lo) - lo) / max(hi - lo, 1e-6), 0, 1))
-    scale = THUMB_SIDE / max(x.shape[:2])
-    x = cv2.resize(
-        x, (max(1, round(x.shape[1] * scale)), max(1, round(x.shape[0] * scale))), interpolation=cv2.INTER_AREA
-    )
+    h, w = _view_shape(path, side)
+    x = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA if w < x.shape[1] else cv2.INTER_LINEAR)
     x = (255 * x).astype(np.uint8)
     if x.ndim == 3:
         x = cv2.cvtColor(x, cv2.COLOR_RGB2BGR)
@@ -176,17 +248,29 @@ def _handler(store: LabelStore):
                     self._json(200, store.state())
                 elif self.path.startswith("/thumb/"):
                     self._send(200, store.thumbnail(int(self.path.rsplit("/", 1)[1])), "image/png")
+                elif self.path.startswith("/view/"):
+                    self._send(200, store.view(int(self.path.rsplit("/", 1)[1])), "image/png")
+                elif self.path.startswith("/mask/"):
+                    mask = store.mask(int(self.path.rsplit("/", 1)[1]))
+                    if mask is None:
+                        self._json(404, {"error": "no painted mask"})
+                    else:
+                        self._send(200, mask, "image/png")
                 else:
                     self._json(404, {"error": f"no such page {self.path}"})
             except (LabelError, ValueError) as exc:
                 self._json(400, {"error": str(exc)})
 
         def do_POST(self):
-            if self.path != "/api/label":
+            if self.path != "/api/label" and not self.path.startswith("/api/mask/"):
                 self._json(404, {"error": f"no such endpoint {self.path}"})
                 return
             try:
                 length = int(self.headers.get("Content-Length", "0"))
+                if self.path.startswith("/api/mask/"):
+                    store.paint(int(self.path.rsplit("/", 1)[1]), self.rfile.read(length))
+                    self._json(200, store.state())
+                    return
                 body = json.loads(self.rfile.read(length) or b"{}")
                 store.set_label(list(body.get("ids", [])), body.get("label"))
                 self._json(200, store.state())

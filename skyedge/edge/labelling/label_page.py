@@ -17,6 +17,13 @@ PAGE = r"""<!doctype html>
  .card .guess { font-size: 12px; padding: 0 4px; color: #aaa; }
  .card .label { font-size: 13px; padding: 2px 4px; font-weight: bold; color: #7fd37f; min-height: 1.2em; }
  #error { color: #ff7070; }
+ .card .painted { color: #ffb347; font-weight: normal; }
+ #painter { position: fixed; inset: 0; background: rgba(0, 0, 0, 0.92); z-index: 2; display: flex; flex-direction: column; }
+ #painter[hidden] { display: none; }
+ #painter .bar { padding: 8px 12px; background: #222; }
+ #painter .stage { position: relative; margin: auto; }
+ #painter .stage img, #painter .stage canvas { position: absolute; inset: 0; width: 100%; height: 100%; }
+ #painter .stage canvas { cursor: crosshair; }
 </style>
 </head>
 <body>
@@ -30,6 +37,12 @@ PAGE = r"""<!doctype html>
  <span id="error"></span>
 </header>
 <div id="grid"></div>
+<div id="painter" hidden>
+ <div class="bar"><span id="paint-title"></span> · brush <b id="paint-brush">cloud</b> <span id="paint-size"></span> ·
+  <kbd>c</kbd> cloud <kbd>x</kbd> clear sky <kbd>e</kbd> not judged <kbd>f</kbd> fill all <kbd>[</kbd> <kbd>]</kbd> size
+  <kbd>s</kbd> save <kbd>Esc</kbd> cancel · <span id="paint-cover"></span></div>
+ <div class="stage" id="paint-stage"><img id="paint-img" alt=""><canvas id="paint-mask"></canvas></div>
+</div>
 <script>
 "use strict";
 let state = {classes: [], items: []};
@@ -70,6 +83,11 @@ function render() {
     guess.textContent = it.predicted ? `${it.predicted} ${(100 * (it.confidence ?? 0)).toFixed(0)}%` : "no guess";
     const label = document.createElement("div");
     label.className = "label"; label.textContent = it.label ?? "";
+    if (it.painted) {
+      const mark = document.createElement("span");
+      mark.className = "painted"; mark.textContent = " · cloud painted";
+      label.append(mark);
+    }
     card.append(img, guess, label);
     card.addEventListener("click", ev => clickCard(it.id, ev.shiftKey, shown));
     return card;
@@ -77,7 +95,7 @@ function render() {
   document.getElementById("progress").textContent =
     `labelled ${state.labelled} of ${state.total} · showing ${shown.length} · selected ${selected.size}`;
   document.getElementById("keys").innerHTML = state.classes.slice(0, 9)
-    .map((c, i) => `<kbd>${i + 1}</kbd> ${c}`).join(" ") + " <kbd>n</kbd> new <kbd>0</kbd> clear <kbd>u</kbd> undo <kbd>a</kbd> all";
+    .map((c, i) => `<kbd>${i + 1}</kbd> ${c}`).join(" ") + " <kbd>n</kbd> new <kbd>0</kbd> clear <kbd>u</kbd> undo <kbd>a</kbd> all <kbd>p</kbd> paint cloud";
   document.getElementById("counts").textContent = Object.entries(state.counts).map(([c, n]) => `${c}: ${n}`).join(" · ");
   const filter = document.getElementById("filter-class");
   const guesses = [...new Set(state.items.map(it => it.predicted).filter(Boolean))];
@@ -118,7 +136,110 @@ async function undoLast() {
   render();
 }
 
+// The painter: one labelled frame at a time; the mask is one byte per view pixel, 0 clear sky, 255 cloud, 128 not
+// judged (what adapt reads, docs in skyedge/edge/labelling/cloud_masks.py); saved as a grey PNG.
+const BRUSHES = {c: ["cloud", 255], x: ["clear sky", 0], e: ["not judged", 128]};
+const COLOURS = {255: [255, 80, 60, 110], 0: [60, 140, 255, 70]};
+let paint = null;
+
+function paintStatus() {
+  document.getElementById("paint-brush").textContent = BRUSHES[paint.brush][0];
+  document.getElementById("paint-size").textContent = `radius ${paint.radius} px`;
+  let cloud = 0, judged = 0;
+  for (const v of paint.mask) { if (v !== 128) { judged++; if (v === 255) cloud++; } }
+  document.getElementById("paint-cover").textContent = judged
+    ? `cloud ${(100 * cloud / judged).toFixed(0)}% of the judged sky` : "nothing judged yet";
+}
+
+function paintDraw() {
+  const image = paint.ctx.createImageData(paint.w, paint.h);
+  for (let i = 0; i < paint.mask.length; i++) {
+    const c = COLOURS[paint.mask[i]];
+    if (c) image.data.set(c, 4 * i);
+  }
+  paint.ctx.putImageData(image, 0, 0);
+  paintStatus();
+}
+
+function dab(x, y) {
+  const r = paint.radius, value = BRUSHES[paint.brush][1];
+  for (let j = Math.max(0, Math.floor(y - r)); j <= Math.min(paint.h - 1, Math.ceil(y + r)); j++) {
+    for (let i = Math.max(0, Math.floor(x - r)); i <= Math.min(paint.w - 1, Math.ceil(x + r)); i++) {
+      if ((i - x) ** 2 + (j - y) ** 2 <= r * r) paint.mask[j * paint.w + i] = value;
+    }
+  }
+}
+
+function paintAt(ev, start) {
+  const box = paint.canvas.getBoundingClientRect();
+  const x = (ev.clientX - box.left) * paint.w / box.width, y = (ev.clientY - box.top) * paint.h / box.height;
+  // A fast mouse skips pixels between events: dab along the stroke so it has no gaps.
+  const from = start || !paint.last ? {x, y} : paint.last;
+  const steps = Math.max(1, Math.ceil(Math.hypot(x - from.x, y - from.y) / Math.max(1, paint.radius / 2)));
+  for (let k = 1; k <= steps; k++) dab(from.x + (x - from.x) * k / steps, from.y + (y - from.y) * k / steps);
+  paint.last = {x, y};
+  if (!paint.pending) { paint.pending = true; requestAnimationFrame(() => { paint.pending = false; paintDraw(); }); }
+}
+
+async function openPainter() {
+  if (selected.size !== 1) { document.getElementById("error").textContent = "select one frame to paint"; return; }
+  const it = state.items[[...selected][0]];
+  if (it.label === null) { document.getElementById("error").textContent = "label the frame before painting its cloud"; return; }
+  const img = document.getElementById("paint-img");
+  img.src = "/view/" + it.id;
+  await img.decode();
+  const w = img.naturalWidth, h = img.naturalHeight;
+  const canvas = document.getElementById("paint-mask");
+  canvas.width = w; canvas.height = h;
+  const fit = Math.min((window.innerWidth - 24) / w, (window.innerHeight - 70) / h);
+  const stage = document.getElementById("paint-stage");
+  stage.style.width = `${w * fit}px`; stage.style.height = `${h * fit}px`;
+  paint = {id: it.id, w, h, canvas, ctx: canvas.getContext("2d"), mask: new Uint8Array(w * h).fill(128),
+           brush: "c", radius: Math.max(2, Math.round(Math.max(w, h) / 40)), down: false, pending: false};
+  const r = await fetch("/mask/" + it.id);
+  if (r.ok) {
+    const saved = new Image();
+    saved.src = URL.createObjectURL(await r.blob());
+    await saved.decode();
+    const c = document.createElement("canvas"); c.width = w; c.height = h;
+    const cx = c.getContext("2d"); cx.drawImage(saved, 0, 0, w, h);
+    const px = cx.getImageData(0, 0, w, h).data;
+    for (let i = 0; i < w * h; i++) paint.mask[i] = px[4 * i] < 64 ? 0 : px[4 * i] > 191 ? 255 : 128;
+  }
+  document.getElementById("paint-title").textContent = `${it.file} (${it.label})`;
+  document.getElementById("painter").hidden = false;
+  paintDraw();
+}
+
+async function savePainter() {
+  const c = document.createElement("canvas"); c.width = paint.w; c.height = paint.h;
+  const cx = c.getContext("2d"), image = cx.createImageData(paint.w, paint.h);
+  for (let i = 0; i < paint.mask.length; i++) image.data.set([paint.mask[i], paint.mask[i], paint.mask[i], 255], 4 * i);
+  cx.putImageData(image, 0, 0);
+  const png = await new Promise(done => c.toBlob(done, "image/png"));
+  const r = await fetch("/api/mask/" + paint.id, {method: "POST", headers: {"Content-Type": "image/png"}, body: png});
+  const data = await r.json();
+  if (!r.ok) { document.getElementById("error").textContent = data.error; return; }
+  state = data; closePainter();
+}
+
+function closePainter() { paint = null; selected.clear(); document.getElementById("painter").hidden = true; render(); }
+
+const paintCanvas = document.getElementById("paint-mask");
+paintCanvas.addEventListener("mousedown", ev => { paint.down = true; paintAt(ev, true); });
+paintCanvas.addEventListener("mousemove", ev => { if (paint && paint.down) paintAt(ev); });
+window.addEventListener("mouseup", () => { if (paint) paint.down = false; });
+
 document.addEventListener("keydown", async ev => {
+  if (paint) {
+    if (ev.key in BRUSHES) { paint.brush = ev.key; paintStatus(); }
+    else if (ev.key === "f") { paint.mask.fill(BRUSHES[paint.brush][1]); paintDraw(); }
+    else if (ev.key === "[") { paint.radius = Math.max(1, Math.round(paint.radius / 1.5)); paintStatus(); }
+    else if (ev.key === "]") { paint.radius = Math.round(paint.radius * 1.5) + 1; paintStatus(); }
+    else if (ev.key === "s" || ev.key === "Enter") { await savePainter(); }
+    else if (ev.key === "Escape") { closePainter(); }
+    return;
+  }
   if (ev.target.tagName === "INPUT" || ev.target.tagName === "SELECT") return;
   if (ev.key >= "1" && ev.key <= "9") {
     const name = state.classes[Number(ev.key) - 1];
@@ -130,6 +251,7 @@ document.addEventListener("keydown", async ev => {
     if (name) await label(name);
   } else if (ev.key === "u" || (ev.key === "z" && (ev.ctrlKey || ev.metaKey))) { await undoLast(); }
   else if (ev.key === "a") { visible().forEach(it => selected.add(it.id)); render(); }
+  else if (ev.key === "p") { await openPainter(); }
   else if (ev.key === "Escape") { selected.clear(); render(); }
 });
 for (const id of ["filter-class", "filter-conf", "filter-unlabelled"]) {
