@@ -1,7 +1,7 @@
 """Score an all-sky package on a real camera's annotated frames, through the edge as it runs on a device.
 
     python docs/scripts/real_allsky.py PACKAGE LABELME_DIR OUT [--precision fp32] [--nights test] \\
-        [--site 38.607,93.896,4200] [--utc-offset 8] [--adapt 3,5,10 [--refit-map]] [--other PACKAGE2] [--cloud-map decide]
+        [--site 38.607,93.896,4200] [--utc-offset 8] [--adapt 3,5,10 [--refit-map [--painted]]] [--other PACKAGE2] [--cloud-map decide]
 
 The frames of the chosen half of the nights (the recipe's split: fraction 0.5, seed 0; ``--nights all`` for
 every night) are written as JPEG files named by their local capture time, and `skyedge run --once` classifies
@@ -16,7 +16,8 @@ cloud map. Scored against the labels the polygons and the ephemeris give (skyedg
   annotate: docs/scripts/real_cloud_map.py also counts the map over the annotated sky alone;
 * with ``--adapt``: `skyedge adapt` with k labelled frames per class from the other half's nights, then the
   same scores (3 draws per k), with the same ``--cloud-map`` check (``--refit-map``: adapt also writes the cloud
-  head it refits, ``--refit-map-head``);
+  head it refits, ``--refit-map-head``; ``--painted``: each labelled frame's cloud painted as a person would in
+  `skyedge label`, from its polygons, the unannotated sky not judged);
 * a 95% interval for each called-safe rate, resampling whole nights (frames of one night share their sky, so
   they are not independent draws: the interval says how far another set of nights could move the figure).
 
@@ -187,8 +188,18 @@ def score(package: Path, frames, results: dict[str, dict]) -> dict:
     return out
 
 
-def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks, checks: dict | None = None, refit_map: bool = False) -> dict:
-    """`skyedge adapt` with k frames per class from the training nights, scored on the test nights."""
+def painted_mask(frame) -> np.ndarray:
+    """A frame's polygons as a person would paint them in `skyedge label` (skyedge/edge/labelling/cloud_masks.py):
+    black clear sky, white cloud, grey where they say nothing (unannotated sky, obstructions)."""
+    truth = cloud_truth(frame)
+    mask = np.full(truth.shape, 128, np.uint8)
+    mask[truth == 0], mask[truth == 250] = 0, 255
+    return mask
+
+
+def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks, checks: dict | None = None, refit_map: bool = False, painted: bool = False) -> dict:
+    """`skyedge adapt` with k frames per class from the training nights, scored on the test nights; ``painted``:
+    each labelled frame has its cloud painted (its polygons)."""
     from skyedge.edge.labelling.adapt import adapt_package
 
     pools = {}
@@ -208,6 +219,8 @@ def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, 
                 for i in rng.permutation(len(pool))[:k]:
                     r = pool[i]
                     cv2.imwrite(str(data / label / f"{r.path.stem}.jpg"), cv2.cvtColor(r.frame.image, cv2.COLOR_RGB2BGR))
+                    if painted:
+                        cv2.imwrite(str(data / label / f"{r.path.stem}.cloud.png"), painted_mask(r.frame))
             adapted = data.parent / "pkg"
             adapt_package(package, data, adapted, min_per_class=min(k, 3), refit_map_head=refit_map)
             results = run_edge(adapted, test, data.parent / "run", site, utc_offset, precision, checks)
@@ -253,6 +266,7 @@ def main(argv=None) -> int:
     ap.add_argument("--utc-offset", type=float, default=8.0)
     ap.add_argument("--adapt", default="", help="k values, e.g. 3,5,10")
     ap.add_argument("--refit-map", action="store_true", help="with --adapt: adapt also writes its refitted cloud head")
+    ap.add_argument("--painted", action="store_true", help="with --adapt: each labelled frame's cloud painted (its polygons)")
     ap.add_argument("--reuse", action="store_true", help="score the answers in OUT/run/results.jsonl again")
     ap.add_argument("--other", type=Path, default=None, help="a package trained on the test half: scores the training half, and the figures cover every night")
     ap.add_argument("--cloud-map", choices=["off", "flag", "decide"], default="off", help="the pipeline's checks.cloud_map")
@@ -277,7 +291,9 @@ def main(argv=None) -> int:
     if args.adapt:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         ks = [int(k) for k in args.adapt.split(",")]
-        result["adapt"] = adapt_runs(args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks, checks, args.refit_map)
+        result["adapt"] = adapt_runs(
+            args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks, checks, args.refit_map, args.painted
+        )
     (args.out / "real.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "real.md").write_text(markdown(result))
     print(markdown(result))
