@@ -211,6 +211,7 @@ def test_painted_cloud_gives_a_map_that_reads_cloud_fraction(map_package, tmp_pa
     error = report["painted_cover_error_points"]
     assert error["after_cross_validated"] < 15 < error["before"]
     assert "On the painted frames, the map's cover against the painted cover" in (out / "adapt.md").read_text()
+    assert "12 painted: cover off the painted by" in " ".join(capsys.readouterr().out.split())
     # Frames adapt never saw: the half-cloudy sky's map is cloud on its left and clear on its right.
     card = read_card(out)
     session = ort.InferenceSession(str(out / card.files["fp32"]), providers=["CPUExecutionProvider"])

@@ -383,7 +383,14 @@ def map_summary(m: dict) -> str:
     if "before" not in m:
         return f"cloud map: {said}"
     before, after = ("-" if v is None else f"{v:.2f}" for v in (m["before"]["balanced"], m["after_cross_validated"]["balanced"]))
-    return f"cloud map: {said}; frames on their side of the limit (balanced): shipped {before}, refit {after}"
+    line = f"cloud map: {said}; frames on their side of the limit (balanced): shipped {before}, refit {after}"
+    error = m.get("painted_cover_error_points")
+    if error:
+        line += (
+            f"; {m['frames']['painted']} painted: cover off the painted by {error['before']} points as shipped, "
+            f"{error['after_cross_validated']} refitted (medians)"
+        )
+    return line
 
 
 def _markdown(r: dict) -> str:
