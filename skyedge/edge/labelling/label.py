@@ -7,7 +7,8 @@ guess and a confidence limit filter the grid; counts show progress. Each label i
 ``OUT/<class>/`` (what ``skyedge adapt`` and ``image_folder`` recipes read); changing or clearing a label moves or
 removes the copy. ``p`` paints a labelled frame's cloud on a larger view (cloud, clear sky, not judged); the mask is
 saved beside the copy at the frame's own size (:mod:`cloud_masks`), so ``adapt --refit-map-head`` learns where the
-cloud is, not only that there is some, and moves or goes with the copy. The frames under DIR are only ever read. The server binds to loopback unless told otherwise.
+cloud is, not only that there is some, and it moves or goes with the copy. The frames under DIR are only ever read.
+The server binds to loopback unless told otherwise.
 
 Thread use: the standard library's threading HTTP server answers each request on its own thread; the
 :class:`LabelStore` serialises label changes with a lock.
@@ -146,12 +147,12 @@ class LabelStore:
     def thumbnail(self, i: int) -> bytes:
         """A PNG of frame ``i``, stretched for the eye (1-99.5 percentile, square root)."""
         self._check(i)
-        return _thumbnail(str(self.paths[i]), THUMB_SIDE)
+        return _thumbnail(str(self.paths[i]))
 
     def view(self, i: int) -> bytes:
         """A PNG of frame ``i`` to paint on: stretched as the thumbnail, at most ``PAINT_SIDE`` pixels a side."""
         self._check(i)
-        return _thumbnail(str(self.paths[i]), PAINT_SIDE)
+        return _stretched_png(str(self.paths[i]), PAINT_SIDE)  # not cached: one frame at a time, up to 1024 px
 
     def _painted_copy(self, i: int) -> Path:
         label = self.items[i]["label"]
@@ -204,7 +205,11 @@ def _view_shape(path: str, side: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=4096)
-def _thumbnail(path: str, side: int) -> bytes:
+def _thumbnail(path: str) -> bytes:
+    return _stretched_png(path, THUMB_SIDE)
+
+
+def _stretched_png(path: str, side: int) -> bytes:
     import cv2
 
     image = np.asarray(read_frame(path)[0], dtype=np.float32)
