@@ -44,7 +44,8 @@ def _adapt(args) -> int:
     from rich.console import Console
 
     from skyedge.edge.config_checks import ChecksSection
-    from skyedge.edge.labelling.adapt import AdaptError, adapt_package, map_summary
+    from skyedge.edge.labelling.adapt import AdaptError, adapt_package
+    from skyedge.edge.labelling.adapt_report import map_summary
 
     try:
         checks = ChecksSection(
