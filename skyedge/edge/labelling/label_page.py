@@ -23,7 +23,7 @@ PAGE = r"""<!doctype html>
  #painter .bar { padding: 8px 12px; background: #222; }
  #painter .stage { position: relative; margin: auto; }
  #painter .stage img, #painter .stage canvas { position: absolute; inset: 0; width: 100%; height: 100%; }
- #painter .stage canvas { cursor: crosshair; }
+ #painter .stage canvas { cursor: crosshair; touch-action: none; }
 </style>
 </head>
 <body>
@@ -226,9 +226,12 @@ async function savePainter() {
 function closePainter() { paint = null; selected.clear(); document.getElementById("painter").hidden = true; render(); }
 
 const paintCanvas = document.getElementById("paint-mask");
-paintCanvas.addEventListener("mousedown", ev => { paint.down = true; paintAt(ev, true); });
-paintCanvas.addEventListener("mousemove", ev => { if (paint && paint.down) paintAt(ev); });
-window.addEventListener("mouseup", () => { if (paint) paint.down = false; });
+// Pointer events: a mouse, a finger on a tablet or a pen paint alike.
+paintCanvas.addEventListener("pointerdown", ev => {
+  paint.down = true; paintCanvas.setPointerCapture(ev.pointerId); paintAt(ev, true);
+});
+paintCanvas.addEventListener("pointermove", ev => { if (paint && paint.down) paintAt(ev); });
+window.addEventListener("pointerup", () => { if (paint) paint.down = false; });
 
 document.addEventListener("keydown", async ev => {
   if (paint) {
