@@ -9,7 +9,8 @@ them with the site located (so day is the sun's, not the model's), the default g
 cloud map. Scored against the labels the polygons and the ephemeris give (skyedge/training/data/labelme.py):
 
 * safe rate per truth class (safe = clear or moon, as a safety policy with those safe classes would count);
-* exact accuracy per class (partly cloudy counts as cloudy), night frames called day, unrecognised rate;
+* exact accuracy per class and over every night frame (partly cloudy counts as cloudy; with ``--adapt`` also the
+  class-balanced mean over clear, moonlit and cloudy), night frames called day, unrecognised rate;
 * cloud cover against the polygons (mean absolute error in points) and per-sector clear/cloudy accuracy
   (sector truth from the polygons on the same geometry, both at 0.5). The edge counts the whole lens circle (no
   site mask here), obstructions and unannotated sky included, while the polygons' truth covers only what they
@@ -162,6 +163,8 @@ def score(package: Path, frames, results: dict[str, dict]) -> dict:
         }
     clearish = [m for r, m in night if r.label in SAFE]
     cloudish = [m for r, m in night if r.label in ("cloudy", PARTLY)]
+    right = [m["class"] == ("cloudy" if r.label == PARTLY else r.label) for r, m in night if r.label in (*SAFE, "cloudy", PARTLY)]
+    out["exact"] = round(float(np.mean(right)), 4) if right else None  # partly cloudy as cloudy, every frame alike
     out["clear_or_moon_called_safe"] = round(float(np.mean([m["class"] in SAFE for m in clearish])), 4) if clearish else None
     out["cloudy_or_partly_called_safe"] = round(float(np.mean([m["class"] in SAFE for m in cloudish])), 4) if cloudish else None
     for key, truths in (("clear_or_moon_called_safe_95", SAFE), ("cloudy_or_partly_called_safe_95", ("cloudy", PARTLY))):
@@ -227,7 +230,8 @@ def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, 
             runs.append(score(adapted, test, results))
         keys = ("clear_or_moon_called_safe", "cloudy_or_partly_called_safe", "night_called_day")
         out[f"k{k}"] = {key: [r[key] for r in runs] for key in keys}
-        out[f"k{k}"]["exact"] = [
+        out[f"k{k}"]["exact"] = [r["exact"] for r in runs]
+        out[f"k{k}"]["exact_class_balanced"] = [
             float(np.mean([r[c]["exact"] for c in ("clear", "moon", "cloudy") if c in r])) for r in runs
         ]
     return out
@@ -241,7 +245,7 @@ def markdown(result: dict) -> str:
             lo, hi = t.get("called_safe_95") or (float("nan"), float("nan"))
             lines.append(f"| {truth} | {t['n']} ({t.get('nights', '-')}) | {t['called_safe']:.3f} [{lo:.3f}, {hi:.3f}] | {t['exact']:.3f} | {t['answers']} |")
     lines.append("")
-    for key in ("clear_or_moon_called_safe", "clear_or_moon_called_safe_95", "cloudy_or_partly_called_safe", "cloudy_or_partly_called_safe_95", "night_called_day", "night_unrecognised", "day_frames_called_day", "cloud_cover_mae_points", "sector_accuracy", "swapped_clear_overcast"):
+    for key in ("exact", "clear_or_moon_called_safe", "clear_or_moon_called_safe_95", "cloudy_or_partly_called_safe", "cloudy_or_partly_called_safe_95", "night_called_day", "night_unrecognised", "day_frames_called_day", "cloud_cover_mae_points", "sector_accuracy", "swapped_clear_overcast"):
         if key in result:
             lines.append(f"- {key}: {result[key]}")
     return "\n".join(lines) + "\n"
