@@ -38,7 +38,7 @@ import numpy as np
 
 from skyedge.edge.cloud_map import CloudMapper
 from skyedge.edge.config_checks import ChecksSection
-from skyedge.edge.labelling.cloud_masks import cell_cloud, judged_sky
+from skyedge.edge.labelling.cloud_masks import cell_cloud, prepared
 
 CLEAR_SIDE = ("clear", "moon")
 CLOUD_SIDE = ("cloudy",)
@@ -166,20 +166,21 @@ def _summary(cover: np.ndarray, target: np.ndarray, max_cover: float) -> dict:
     }
 
 
-def cell_targets(labels, painted, valid, preprocess, map_shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(targets (N, h, w), weights (N, h, w), whether each frame was painted and judges some sky): a painted frame's
-    cells by their painted cloud fraction and judged sky, the others by their frame label over their sky."""
-    target = cloud_targets(labels)
+def cell_targets(target, painted, valid, preprocess, map_shape) -> tuple[np.ndarray, np.ndarray, list]:
+    """(targets (N, h, w), weights (N, h, w), each frame's judged sky (H, W) where it was painted and judges some sky,
+    else None): a painted frame's cells by their painted cloud fraction and judged sky, the others by their frame
+    target (:func:`cloud_targets`) over their sky."""
     sky = cell_sky(valid, map_shape)
     targets = np.repeat(target[:, None, None], sky[0].size, axis=1).reshape(sky.shape)
-    weights, was_painted = sky.copy(), np.zeros(len(labels), bool)
+    weights, judged = sky.copy(), [None] * len(target)
     for i, truth in enumerate(painted):
         if truth is None:
             continue
-        fraction, judged = cell_cloud(truth, preprocess, valid[i], map_shape)
-        if judged.sum() > 0:
-            targets[i], weights[i], was_painted[i] = fraction, np.where(np.isnan(fraction), 0.0, judged), True
-    return targets, weights, was_painted
+        cloud, known = prepared(truth, preprocess, valid[i])
+        fraction, share = cell_cloud(cloud, known, map_shape)
+        if share.sum() > 0:
+            targets[i], weights[i], judged[i] = fraction, np.where(np.isnan(fraction), 0.0, share), known
+    return targets, weights, judged
 
 
 def refit_map(
@@ -193,10 +194,12 @@ def refit_map(
     checks = checks or ChecksSection()
     limit, zenith = checks.cloud_map_max_cover, checks.cloud_map_zenith_deg
     painted = list(painted) if painted is not None else [None] * len(labels)
-    targets, weights, was_painted = cell_targets(labels, painted, valid, preprocess, features.shape[2:])
-    used = was_painted | ~np.isnan(cloud_targets(labels))
+    target = cloud_targets(labels)
+    targets, weights, judged = cell_targets(target, painted, valid, preprocess, features.shape[2:])
+    was_painted = np.array([j is not None for j in judged])
+    used = was_painted | ~np.isnan(target)
     f, cells, w, v = features[used], targets[used], weights[used], valid[used]
-    t, by_paint = cloud_targets(labels)[used], was_painted[used]
+    t, by_paint = target[used], was_painted[used]
     s = [shape for shape, u in zip(shapes, used, strict=True) if u]
 
     def read(maps: np.ndarray) -> np.ndarray:
@@ -217,13 +220,12 @@ def refit_map(
     }
     if by_paint.any():
         idx = np.flatnonzero(by_paint)
-        truths = [p for p, u in zip(painted, used, strict=True) if u]
-        judged = np.stack([judged_sky(truths[i], preprocess, v[i]) for i in idx])
+        judged_sky = np.stack([j for j in judged if j is not None])  # the painted frames, all of them used
         shapes_painted = [s[i] for i in idx]
-        truth = covers(np.nan_to_num(cells[idx])[:, None], judged, shapes_painted, preprocess, zenith)
+        truth = covers(np.nan_to_num(cells[idx])[:, None], judged_sky, shapes_painted, preprocess, zenith)
 
         def error(maps: np.ndarray) -> float | None:  # over each frame's judged sky, as the check reads a map
-            return _median(np.abs(covers(maps, judged, shapes_painted, preprocess, zenith) - truth))
+            return _median(np.abs(covers(maps, judged_sky, shapes_painted, preprocess, zenith) - truth))
 
         report["painted_cover_error_points"] = {"before": error(shipped[used][idx]), "after_cross_validated": error(placed[idx])}
     return (weight, bias + shift), report

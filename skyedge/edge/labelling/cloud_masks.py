@@ -64,20 +64,21 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return truth
 
 
-def judged_sky(truth: np.ndarray, preprocess, sky: np.ndarray) -> np.ndarray:
-    """(H, W) share of each model input pixel that is sky and judged in the painted ``truth``."""
-    return prepare_cloud_truth(truth, preprocess)[1] * sky.astype(np.float32)
+def prepared(truth: np.ndarray, preprocess, sky: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cloud x judged, judged) (H, W) on the model input's grid for a frame's painted ``truth``, through the same
+    preparation as the frame; ``sky``: the prepared frame's sky pixels (H, W)."""
+    cloud, known = prepare_cloud_truth(truth, preprocess) * sky.astype(np.float32)
+    return cloud, known
 
 
-def cell_cloud(truth: np.ndarray, preprocess, sky: np.ndarray, map_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(each map cell's painted cloud fraction, NaN where nothing is judged; each cell's share of judged sky) for a
-    frame's truth, through the same preparation as the frame; ``sky``: the prepared frame's sky pixels (H, W)."""
+def cell_cloud(cloud: np.ndarray, judged: np.ndarray, map_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(each map cell's painted cloud fraction, NaN where nothing is judged; each cell's share of judged sky) from a
+    frame's :func:`prepared` mask."""
     import cv2
 
-    cloud, known = prepare_cloud_truth(truth, preprocess) * sky.astype(np.float32)
     h, w = map_shape
     cloud = cv2.resize(cloud, (w, h), interpolation=cv2.INTER_AREA)
-    known = cv2.resize(known, (w, h), interpolation=cv2.INTER_AREA)
+    known = cv2.resize(judged, (w, h), interpolation=cv2.INTER_AREA)
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = np.where(known > 1e-6, cloud / np.maximum(known, 1e-12), np.nan)
     return np.clip(fraction, 0.0, 1.0), known
