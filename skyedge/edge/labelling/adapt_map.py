@@ -21,15 +21,15 @@ How:
    real camera, clear frames' maps read 23-33% and cloudy ones 48-65%, all beyond the check's default 10% limit.
    Where every frame used is painted, the sides are not balanced and the head is kept as fitted: its cover reads
    as cloud fraction (scaling and shifting its logits to bring each frame's cover nearest its painted cover
-   changed nothing on the real camera: docs/results.md). Otherwise the head's bias is shifted
-   so that the limit falls between the site's clear and cloudy frames: the middle of the widest run of shifts
-   that puts the most frames (each side counting alike) on their side of it. Both are judged on cross-validated
-   maps (each frame's map from a head fitted without it);
+   changed nothing on the real camera: docs/results.md). Otherwise the head's bias is shifted so that the limit
+   falls between the site's clear and cloudy frames: the middle of the widest run of shifts that puts the most
+   frames (each side counting alike) on their side of it, judged on cross-validated maps (each frame's map from a
+   head fitted without it);
 5. the report gives each frame's reading within the check's zenith rings, as shipped and refitted (cross-validated,
    at the chosen shift: the shift is chosen on the same maps, so the refitted figure leans optimistic), and for
-   painted frames the median difference of their cover from the painted one. Whether the
-   refit replaces the shipped head is the caller's choice: on the real camera it did more harm than good to a
-   head trained on the camera's polygons, though it read these few frames better (docs/results.md).
+   painted frames the median difference of their cover from the painted one. Whether the refit replaces the
+   shipped head is the caller's choice: on the real camera it did more harm than good to a head trained on the
+   camera's polygons, though it read these few frames better (docs/results.md).
 """
 
 from __future__ import annotations
