@@ -187,7 +187,8 @@ async function openPainter() {
   if (it.label === null) { document.getElementById("error").textContent = "label the frame before painting its cloud"; return; }
   const img = document.getElementById("paint-img");
   img.src = "/view/" + it.id;
-  await img.decode();
+  try { await img.decode(); }
+  catch (e) { document.getElementById("error").textContent = `${it.file}: cannot show the frame to paint`; return; }
   const w = img.naturalWidth, h = img.naturalHeight;
   const canvas = document.getElementById("paint-mask");
   canvas.width = w; canvas.height = h;
