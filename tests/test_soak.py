@@ -2,7 +2,8 @@
 
 Minutes, not hours (marked slow): an all-sky daemon classifies tens of thousands of frames while camera software
 keeps only the newest files (rotation), and a telescope daemon follows a field of a thousand objects over many
-epochs. Each daemon is a real `skyedge run` process reporting to mosquitto; its RSS is sampled from /proc.
+epochs. Each daemon is a real `skyedge run` process reporting to mosquitto; its anonymous resident memory is
+sampled from /proc.
 """
 
 from __future__ import annotations
@@ -27,16 +28,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.mqtt5]
 
 FRAMES = 20_000
 KEEP_FILES = 1_000  # the camera program keeps this many newest frames, like indi-allsky's rotation
-WARM_UP = 0.25  # fraction of the stream after which RSS must stay flat
+WARM_UP = 0.4  # fraction of the stream after which RSS must stay flat (anonymous memory still fills caches
+# to about a third of the frame soak: 32, 59, 61.7, 61.8, 62.2, 62.3 MiB at 10, 25, 40, 55, 70 and 100%)
 IDLE_S = 2.0  # the field soak's pauses at the warm-up point and the end, where RSS is read at rest
 
 
 def rss_mb(pid: int) -> float:
+    """The process's anonymous resident memory (heap and the like: what a leak grows), MiB. Not the whole VmRSS:
+    its file-backed pages (shared libraries, mapped files) are evicted and read back as the machine's other work
+    presses on memory, and dipped 10 MiB under the full suite at the warm-up point of a field soak that leaked
+    nothing (216 -> 217 MiB alone, three runs)."""
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError("no RssAnon")
 
 
 class Daemon:
@@ -145,7 +151,7 @@ def test_soak_frames_with_rotation(stub_frame_package, camera_frames, tmp_path, 
     got = _unique(col, "classification", "frame_id")
     assert len(got) == FRAMES and all(len(v) == 1 for v in got.values()), "each frame exactly once"
     warm, end = daemon.rss_growth()
-    print(f"soak frames: {FRAMES} in {seconds:.0f} s ({FRAMES / seconds:.0f}/s); RSS {warm:.0f} -> {end:.0f} MiB")
+    print(f"soak frames: {FRAMES} in {seconds:.0f} s ({FRAMES / seconds:.0f}/s); anonymous RSS {warm:.0f} -> {end:.0f} MiB")
     assert end <= warm * 1.05, (warm, end)
     assert _db_rows(state, "processed") <= KEEP_FILES + 6_000  # pruned as files rotate away
     assert _db_rows(queue, "outbox") == 0  # everything delivered
@@ -211,6 +217,6 @@ def test_soak_telescope_field(stub_sequence_package, tmp_path, deep_queue_broker
     assert len(got) == n_objects and all(len(v) == epochs for v in got.values()), "every object at every epoch"
     warm, end = daemon.rss_growth(warm_up=warm_up)
     rate = n_objects * epochs / (seconds - 2 * IDLE_S)
-    print(f"soak field: {n_objects} objects x {epochs} epochs in {seconds:.0f} s ({rate:.0f} object-epochs/s); RSS {warm:.0f} -> {end:.0f} MiB")
+    print(f"soak field: {n_objects} objects x {epochs} epochs in {seconds:.0f} s ({rate:.0f} object-epochs/s); anonymous RSS {warm:.0f} -> {end:.0f} MiB")
     assert end <= warm * 1.05, (warm, end)
     col.close()
