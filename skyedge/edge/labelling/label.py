@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.edge.labelling.cloud_masks import is_mask, mask_path
+from skyedge.edge.labelling.cloud_masks import MaskError, is_mask, mask_path, read_mask
 from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
@@ -161,15 +161,22 @@ class LabelStore:
         return mask_path(self.out / label / self._copy_name(i))
 
     def mask(self, i: int) -> bytes | None:
-        """Frame ``i``'s painted mask as a PNG the size of its view, or None where none is painted."""
+        """Frame ``i``'s painted mask as a PNG the size of its view (0 clear, 255 cloud, 128 not judged), read as adapt
+        reads it (:func:`cloud_masks.read_mask`: a mask painted elsewhere, with transparency or 16 bits, shows as
+        adapt will use it), or None where none is painted."""
         import cv2
 
         self._check(i)
         with self._lock:
             path = self._painted_copy(i) if self.items[i]["label"] is not None else None
-            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path is not None and path.is_file() else None
-        if mask is None:
-            return None
+            if path is None or not path.is_file():
+                return None
+            try:
+                truth = read_mask(path, _frame_shape(str(self.paths[i])))
+            except MaskError as exc:
+                raise LabelError(str(exc)) from None
+        mask = np.full(truth.shape, 128, np.uint8)
+        mask[truth == 0], mask[truth == 250] = 0, 255
         h, w = _view_shape(str(self.paths[i]), PAINT_SIDE)
         return cv2.imencode(".png", cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST))[1].tobytes()
 

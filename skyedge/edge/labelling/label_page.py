@@ -198,6 +198,9 @@ async function openPainter() {
   paint = {id: it.id, w, h, canvas, ctx: canvas.getContext("2d"), mask: new Uint8Array(w * h).fill(128),
            brush: "c", radius: Math.max(2, Math.round(Math.max(w, h) / 40)), down: false, pending: false};
   const r = await fetch("/mask/" + it.id);
+  if (!r.ok && r.status !== 404) {  // a saved mask adapt could not read either: said, not painted over unseen
+    paint = null; document.getElementById("error").textContent = (await r.json()).error; return;
+  }
   if (r.ok) {
     const saved = new Image();
     saved.src = URL.createObjectURL(await r.blob());
