@@ -287,3 +287,25 @@ def test_a_camera_nudged_a_few_pixels_is_tracked_and_a_steady_one_left_alone(tmp
     assert saved.limiting_mag == limits and saved.fit["how"] == "tracked"
     steady = StarWatch(SITE, CameraGeometry(truth, shape, limits, {}), save_to=tmp_path / "steady.yaml", solve_every_s=0.0)
     assert steady.observe(image, NIGHT).geometry == "saved" and not (tmp_path / "steady.yaml").exists()
+
+
+def test_a_turned_camera_solves_again_though_specks_outside_its_lens_outshine_the_stars(tmp_path):
+    """Hot pixels, a caption or the housing beyond the horizon circle make bright false stars. A camera turned by
+    40 deg on its mount reads no zenith stars through its saved lens; the watch solves it again from the stars
+    within the saved lens's circle, where a solve on the whole frame's brightest detections fails."""
+    from skyedge.stars.watch import StarWatch
+
+    truth, shape = Lens(250.0, 258.0, 214.0, 250.7, "left", "equisolid"), (512, 512)
+    image = render_star_field(truth, shape, SITE, NIGHT, limiting_mag=5.0, seed=7).astype(np.float32)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:512, :512]
+    ys, xs = np.nonzero(np.hypot(xx - truth.cx, yy - truth.cy) > truth.radius_px + 6)
+    peak = float(np.percentile(image[150:350, 150:350], 99.99))  # the zenith's brightest stars
+    for i in rng.choice(len(xs), 300, replace=False):
+        image[max(ys[i] - 1, 0) : ys[i] + 1, max(xs[i] - 1, 0) : xs[i] + 1] += peak * rng.uniform(0.5, 1.5)
+    turned = truth.with_(north_deg=truth.north_deg + 40.0)
+    watch = StarWatch(SITE, CameraGeometry(turned, shape, (4.5, 4.5, 4.5, None, None), {}), save_to=tmp_path / "g.yaml", solve_every_s=0.0)
+    report = watch.observe(image, NIGHT)
+    assert report.geometry == "solved" and watch.solve_failures == 0
+    assert report.visibility.zenith_fraction >= 0.95
+    assert abs(((watch.geometry.lens.north_deg - truth.north_deg) + 180) % 360 - 180) < 1.0

@@ -66,9 +66,13 @@ def read_answers(results: Path) -> dict[str, dict]:
     return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(results) if m["topic"].endswith("/classification")}
 
 
-def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precision: str, checks: dict | None = None) -> dict[str, dict]:
+def run_edge(
+    package: Path, frames, work: Path, site, utc_offset: float, precision: str, checks: dict | None = None, stars: dict | None = None,
+    mask: Path | None = None,
+) -> dict[str, dict]:
     """Classify ``frames`` (Labelled) with `skyedge run --once`; the classification message per frame name.
-    ``checks``: the pipeline's ``checks`` section (None: the defaults)."""
+    ``checks``: the pipeline's ``checks`` section (None: the defaults); ``stars``: the keys of a ``stars`` section (None:
+    no star watch), its geometry solved from these frames into ``work``; ``mask``: the site's mask PNG (white = sky)."""
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "frames"
     folder.mkdir(parents=True)
@@ -89,6 +93,8 @@ def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precisi
                 "capture_time": {"sources": ["filename"], "camera_timezone": tz, "filename_format": "%Y-%m-%d-%H-%M-%S"},
                 "safety": {"safe_classes": list(SAFE)},
                 **({"checks": checks} if checks else {}),
+                **({"preprocess": {"mask": {"image": str(mask)}}} if mask is not None else {}),
+                **({"stars": {"geometry": str(work / "geometry.yaml"), **stars}} if stars is not None else {}),
             }
         ],
         "reporters": {"jsonl": {"path": str(work / "results.jsonl")}},
@@ -200,7 +206,11 @@ def painted_mask(frame) -> np.ndarray:
     return mask
 
 
-def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks, checks: dict | None = None, refit_map: bool = False, painted: bool = False) -> dict:
+def adapt_runs(
+    package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks, checks: dict | None = None,
+    refit_map: bool = False, painted: bool = False, stars: dict | None = None,
+    mask: Path | None = None,
+) -> dict:
     """`skyedge adapt` with k frames per class from the training nights, scored on the test nights; ``painted``:
     each labelled frame has its cloud painted (its polygons)."""
     from skyedge.edge.labelling.adapt import adapt_package
@@ -226,7 +236,7 @@ def adapt_runs(package: Path, train, test, work: Path, site, utc_offset: float, 
                         cv2.imwrite(str(data / label / f"{r.path.stem}.cloud.png"), painted_mask(r.frame))
             adapted = data.parent / "pkg"
             adapt_package(package, data, adapted, min_per_class=min(k, 3), refit_map_head=refit_map)
-            results = run_edge(adapted, test, data.parent / "run", site, utc_offset, precision, checks)
+            results = run_edge(adapted, test, data.parent / "run", site, utc_offset, precision, checks, stars, mask)
             runs.append(score(adapted, test, results))
         keys = ("clear_or_moon_called_safe", "cloudy_or_partly_called_safe", "night_called_day")
         out[f"k{k}"] = {key: [r[key] for r in runs] for key in keys}
@@ -251,12 +261,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def answers(package: Path, frames, work: Path, site, utc_offset: float, precision: str, reuse: bool, checks: dict | None = None) -> dict[str, dict]:
+def answers(
+    package: Path, frames, work: Path, site, utc_offset: float, precision: str, reuse: bool, checks: dict | None = None, stars: dict | None = None,
+    mask: Path | None = None,
+) -> dict[str, dict]:
     """The package's classification per frame name: the cached run in ``work`` with ``reuse``, else a new one."""
     cached = work / "results.jsonl"
     if reuse and cached.exists():
         return read_answers(cached)
-    return run_edge(package, frames, work, site, utc_offset, precision, checks)
+    return run_edge(package, frames, work, site, utc_offset, precision, checks, stars, mask)
 
 
 def main(argv=None) -> int:
@@ -274,6 +287,11 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", action="store_true", help="score the answers in OUT/run/results.jsonl again")
     ap.add_argument("--other", type=Path, default=None, help="a package trained on the test half: scores the training half, and the figures cover every night")
     ap.add_argument("--cloud-map", choices=["off", "flag", "decide"], default="off", help="the pipeline's checks.cloud_map")
+    ap.add_argument(
+        "--stars", nargs="?", const="{}", default=None, type=yaml.safe_load,
+        help="a stars section: the geometry solved from these frames, the star checks; optionally its keys, e.g. '{refine_cloud_map: false}'",
+    )
+    ap.add_argument("--mask", type=Path, default=None, help="the site's mask PNG (white = sky; preprocess.mask.image)")
     args = ap.parse_args(argv)
     if args.other is not None and (args.nights != "test" or args.adapt):
         ap.error("--other scores the test half by PACKAGE and the training half by --other: leave --nights and --adapt out")
@@ -284,19 +302,19 @@ def main(argv=None) -> int:
     frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part(args.nights))
     args.out.mkdir(parents=True, exist_ok=True)
     checks = {"cloud_map": args.cloud_map} if args.cloud_map != "off" else None
-    results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse, checks)
+    results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse, checks, args.stars, args.mask)
     nights = args.nights
     if args.other is not None:
         other = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
-        results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse, checks))
+        results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse, checks, args.stars, args.mask))
         frames, nights = frames + other, f"test by {args.package}, train by {args.other}"
     result = {"package": str(args.package), "precision": args.precision, "nights": nights, "cloud_map_check": args.cloud_map,
-              **score(args.package, frames, results)}
+              "stars": args.stars, **score(args.package, frames, results)}
     if args.adapt:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         ks = [int(k) for k in args.adapt.split(",")]
         result["adapt"] = adapt_runs(
-            args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks, checks, args.refit_map, args.painted
+            args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks, checks, args.refit_map, args.painted, args.stars, args.mask
         )
     (args.out / "real.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "real.md").write_text(markdown(result))

@@ -67,6 +67,12 @@ class Lens:
         angle = np.degrees(np.arctan2(-dx, -dy))
         return 90.0 - np.degrees(z), ((angle - self.north_deg) * self.sign) % 360.0
 
+    def sky_mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """True on the pixels of frames of ``shape`` (h, w) within the horizon circle."""
+        h, w = shape
+        yy, xx = np.ogrid[:h, :w]
+        return (xx - self.cx) ** 2 + (yy - self.cy) ** 2 <= self.radius_px**2
+
     def degrees_per_px(self, alt_deg):
         """The radial plate scale (degrees per pixel) at altitudes (a number or an array)."""
         z = np.radians(90.0 - np.asarray(alt_deg, np.float64))
