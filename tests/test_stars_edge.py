@@ -52,8 +52,9 @@ def _limits():
     return limiting_magnitudes(sum(c[0] for c in counts), sum(c[1] for c in counts))
 
 
-def _config(tmp_path, package, incoming, log, script, stars: dict, collect=None):
-    pipeline = {"stars": stars}
+def _config(tmp_path, package, incoming, log, script, stars: dict | None | str, collect=None):
+    """``stars``: the section's keys, None for ``stars: null``, or "left out"."""
+    pipeline = {} if stars == "left out" else {"stars": stars}
     if collect is not None:
         pipeline["collect"] = {"path": str(collect), "below_confidence": None, "every_minutes": None, "around_changes": 0, "unrecognised": False}
     return write_config(
@@ -104,6 +105,31 @@ def test_a_camera_without_geometry_solves_and_saves_one(stub_frame_package, tmp_
     saved = load_geometry(geometry)
     assert abs(saved.lens.cx - LENS.cx) < 1.0 and abs(((saved.lens.north_deg - LENS.north_deg) + 180) % 360 - 180) < 0.5
     assert saved.fit["limits_seen_as"] == SEEN_RULE
+
+
+def test_a_located_site_watches_its_stars_unasked_and_null_turns_it_off(stub_frame_package, tmp_path):
+    """Left out, the stars section is on wherever the site is known: the geometry is solved from the frames and
+    kept beside the folder's state file. ``stars: null`` keeps the watch off; without site_location there is none."""
+    from skyedge.edge.config import load_edge_config
+    from skyedge.edge.config_observatory import geometry_file
+
+    incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
+    incoming.mkdir()
+    for k in range(4):
+        _frame(incoming / f"f{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=10 + k)
+    cfg = _config(tmp_path, stub_frame_package, incoming, log, ["clear"], "left out")
+    assert geometry_file(load_edge_config(cfg).pipelines[0]) == incoming / ".skyedge-allsky-geometry.yaml"
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    got = sorted(messages(log, "classification"), key=lambda m: m["frame_id"])
+    assert [m["stars"]["geometry"] for m in got[:3]] == ["solved"] * 3 and got[3]["stars"]["zenith_visible_fraction"] >= 0.8
+    saved = load_geometry(incoming / ".skyedge-allsky-geometry.yaml")
+    assert abs(saved.lens.cx - LENS.cx) < 1.0
+    off = _config(tmp_path, stub_frame_package, incoming, tmp_path / "off.jsonl", ["clear"], None)
+    assert load_edge_config(off).pipelines[0].stars is None
+    unlocated = yaml.safe_load(cfg.read_text())
+    del unlocated["site_location"]
+    (tmp_path / "unlocated.yaml").write_text(yaml.safe_dump(unlocated))
+    assert load_edge_config(tmp_path / "unlocated.yaml").pipelines[0].stars is None
 
 
 def test_a_broken_geometry_file_stops_the_start_naming_the_key(stub_frame_package, tmp_path, capsys):

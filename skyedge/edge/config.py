@@ -309,7 +309,11 @@ class PipelineSection(Schema):
     checks: ChecksSection = ChecksSection()
     orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")
     collect: CollectSection | None = Field(default=None, description="keep frames for labelling (directory sources)")
-    stars: StarsSection | None = Field(default=None, description="star visibility and the geometry from the sky (all-sky; needs site_location)")
+    stars: StarsSection | None = Field(
+        default=None,
+        description="star visibility and the geometry from the sky (all-sky; needs site_location); on with its "
+        "defaults wherever site_location is given and the key is left out; null: off",
+    )
     weather_files: WeatherFilesSection | None = Field(
         default=None, description="Boltwood II and Weather Watcher files for observatory software (all-sky)"
     )
@@ -394,6 +398,20 @@ class EdgeConfig(Schema):
     reporters: ReportersSection
     alpaca: AlpacaSection = AlpacaSection()
     homeassistant: HomeAssistantSection = HomeAssistantSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stars_where_the_site_is_known(cls, data):
+        """A site's stars are known wherever its location is: an all-sky pipeline that leaves ``stars`` out gets
+        the section's defaults (the geometry solved from its own frames); ``stars: null`` keeps them off."""
+        if not isinstance(data, dict) or data.get("site_location") is None or not isinstance(data.get("pipelines"), list):
+            return data
+        pipelines = []
+        for p in data["pipelines"]:
+            source = p.get("source") if isinstance(p, dict) else None
+            sky = isinstance(source, dict) and "stars" not in p and source.get("kind") != "fits-sequence"
+            pipelines.append({**p, "stars": {}} if sky else p)
+        return {**data, "pipelines": pipelines}
 
     @model_validator(mode="after")
     def _unique_cameras(self):

@@ -3,6 +3,7 @@ files, Alpaca, Home Assistant (the rest is :mod:`skyedge.edge.config`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, model_validator
@@ -89,9 +90,11 @@ class HomeAssistantSection(Schema):
 class StarsSection(Schema):
     """Stars as ground truth (docs/stars.md): the camera's geometry solved from the sky, and star visibility."""
 
-    geometry: PathField = Field(
+    geometry: PathField | None = Field(
+        default=None,
         description="camera geometry file (written by `skyedge geometry` or by the pipeline when it solves one; "
-        "read at start when it exists; its folder is created)"
+        "read at start when it exists; its folder is created); default: .skyedge-<camera>-geometry.yaml beside "
+        "the source's state file, or under ~/.local/state/skyedge for a camera source",
     )
     solve: bool = Field(
         default=True,
@@ -119,3 +122,20 @@ class StarsSection(Schema):
         description="models with a cloud map: refine its sectors and cover with star visibility where stars are "
         "expected (cloud_map.source 'both'); a model that never saw this camera gains most (docs/stars.md)",
     )
+
+
+def geometry_file(section) -> Path | None:
+    """Where the pipeline's star watch keeps its camera geometry: ``stars.geometry``, else beside the source's
+    state file (a folder source), else under ~/.local/state/skyedge; None without a ``stars`` section."""
+    spec = section.stars
+    if spec is None:
+        return None
+    if spec.geometry is not None:
+        return Path(spec.geometry)
+    name = f".skyedge-{section.camera}-geometry.yaml"
+    state, folder = getattr(section.source, "state_file", None), getattr(section.source, "path", None)
+    if state is not None:
+        return Path(state).parent / name
+    if folder is not None:
+        return Path(folder) / name
+    return Path.home() / ".local" / "state" / "skyedge" / name.lstrip(".")

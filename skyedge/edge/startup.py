@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from skyedge.edge.config_observatory import geometry_file
 from skyedge.edge.sources.state import STATE_FILE
 
 Problem = tuple[tuple, str]
@@ -100,7 +101,7 @@ def path_problems(cfg) -> list[Problem]:
             problem = f"{folder} is a file; give a folder" if folder.is_file() else _writable_file(folder / ".probe")
             check(("pipelines", i, "collect", "path"), problem)
         if p.stars is not None:
-            geometry = Path(p.stars.geometry)
+            geometry = geometry_file(p)
             problem = _readable_file(geometry) if geometry.exists() else _writable_file(geometry)
             check(("pipelines", i, "stars", "geometry"), problem)
         if p.weather_files is not None:

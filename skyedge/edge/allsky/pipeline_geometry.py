@@ -6,19 +6,20 @@ here, so a map drawn by hand for checking is the map the edge reports.
 from __future__ import annotations
 
 from skyedge.edge.config import StartupError
+from skyedge.edge.config_observatory import geometry_file
 from skyedge.masks import FrameMask
 
 
 def saved_geometry(section):
     """The geometry the pipeline's ``stars`` section saved from the sky, or None (no such section, or not solved
     yet); a file that cannot be read is an error naming the key."""
-    spec = section.stars
-    if spec is None or not spec.geometry.exists():
+    path = geometry_file(section)
+    if path is None or not path.exists():
         return None
     from skyedge.stars.geometry_file import GeometryFileError, load_geometry
 
     try:
-        return load_geometry(spec.geometry)
+        return load_geometry(path)
     except GeometryFileError as exc:
         raise StartupError(f"pipelines[{section.camera}].stars.geometry: {exc}") from None
 

@@ -25,6 +25,7 @@ from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
 from skyedge.edge.cloud_map import CloudMapper, with_stars
 from skyedge.edge.config import StartupError
+from skyedge.edge.config_observatory import geometry_file
 from skyedge.edge.records import Batch
 from skyedge.edge.sources import RawFrame
 from skyedge.ephemeris import Ephemeris
@@ -199,7 +200,7 @@ class FrameTask:
         try:
             return self.stars.observe(raw.image, seen.captured, (eph.moon_alt_deg, eph.moon_az_deg, eph.moon_illumination), mask, eph.sun_alt_deg)
         except Exception:
-            log.exception("%s: star visibility failed for %s", self.stars_spec.geometry, raw.frame_id)
+            log.exception("%s: star visibility failed for %s", self.stars.save_to, raw.frame_id)
             return None
 
     def _geometry_solved(self, geometry) -> None:
@@ -292,7 +293,7 @@ def _star_watch(section, ephemeris, geometry, on_geometry):
     from skyedge.stars.watch import StarWatch
 
     site = (ephemeris.latitude_deg, ephemeris.longitude_deg, ephemeris.elevation_m)
-    return StarWatch(site, geometry, spec.geometry, spec.solve, spec.solve_every_s, spec.star_size_px, on_geometry=on_geometry)
+    return StarWatch(site, geometry, geometry_file(section), spec.solve, spec.solve_every_s, spec.star_size_px, on_geometry=on_geometry)
 
 
 def _gated(item: FrameItem) -> Decision:
