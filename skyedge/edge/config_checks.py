@@ -27,12 +27,12 @@ class ChecksSection(Schema):
     clear_without_stars: Literal["off", "flag", "unrecognised"] = Field(
         default="unrecognised",
         description="'clear' while under stars.min_zenith_fraction of the stars expected within 36 deg of the zenith "
-        "are seen, 'moon' under stars.moon_min_zenith_fraction (needs the stars section)",
+        "are seen, 'moon' under stars.moon_min_zenith_fraction (needs the stars section: on with site_location)",
     )
     stars_disagree: Literal["off", "flag"] = Field(
         default="flag",
         description="'cloudy' while at least stars.clear_zenith_fraction of the expected zenith stars are seen: "
-        "flagged, and the frame collected for labelling when collect is on (needs the stars section)",
+        "flagged, and the frame collected for labelling when collect is on (needs the stars section: on with site_location)",
     )
     cloud_map: Literal["off", "flag", "decide"] = Field(
         default="off",
