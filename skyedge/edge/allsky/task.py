@@ -142,6 +142,12 @@ class FrameTask:
         self.checks = section.checks
         geometry = saved_geometry(section)
         self.stars = _star_watch(section, ephemeris, geometry, self._geometry_solved)
+        if self.stars is not None:
+            log.info(
+                "%s: watching the stars (%s; stars: null turns this off)", section.camera,
+                f"geometry from {self.stars.save_to}" if geometry is not None
+                else f"no geometry yet: solved from the first starry night frame into {self.stars.save_to}",
+            )
         # A solved geometry stands in for an orientation the configuration does not give.
         orientation, self.orientation_from = pipeline_orientation(section, geometry)
         self.clouds = CloudMapper(card.preprocess, orientation, self.orientation_from) if cloud is not None else None
