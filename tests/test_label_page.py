@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import threading
 
@@ -13,7 +14,7 @@ from skyedge.model_card import read_card
 
 
 @pytest.fixture
-def browser():
+def browser(tmp_path_factory):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if not (chromium and driver):
@@ -25,7 +26,10 @@ def browser():
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(arg)
-    session = webdriver.Chrome(service=Service(driver), options=options)
+    # With --disable-dev-shm-usage Chromium keeps its shared memory in TMPDIR and leaves a folder there per run.
+    scratch = tmp_path_factory.mktemp("chromium")
+    options.add_argument(f"--user-data-dir={scratch / 'profile'}")
+    session = webdriver.Chrome(service=Service(driver, env={**os.environ, "TMPDIR": str(scratch)}), options=options)
     yield session
     session.quit()
 
