@@ -182,3 +182,38 @@ def test_a_model_with_a_cloud_map_gets_a_cloud_cover_sensor():
     assert cover["object_id"].endswith("_cloud_cover") and "availability" in cover
     assert _render(cover["value_template"], {"cloud_cover": 37.5}) == "37.5"
     assert _render(cover["value_template"], {"class": "day"}) == "None"  # no map by day: unknown in Home Assistant
+
+
+def test_a_camera_watching_its_stars_gets_a_stars_seen_sensor():
+    factory = MessageFactory("la-palma", "allsky-01", MODEL)
+    plain = discovery_messages("homeassistant", factory, ["allsky", "east"], "allsky-tiny", CLASSES)
+    assert "Stars seen" not in {m.payload["name"] for m in plain}
+    configs = discovery_messages("homeassistant", factory, ["allsky", "east"], "allsky-tiny", CLASSES, starry=frozenset({"east"}))
+    (seen,) = [m.payload for m in configs if m.payload["name"] == "Stars seen"]
+    assert seen["object_id"].endswith("_east_stars_seen") and seen["unit_of_measurement"] == "%" and "availability" in seen
+    night = {"class": "clear", "stars": {"expected": 40, "seen": 35, "visible_fraction": 0.8712, "zenith_visible_fraction": 0.95}}
+    assert _render(seen["value_template"], night) == "87.1"
+    assert json.loads(_render(seen["json_attributes_template"], night)) == {"zenith": 95.0, "expected": 40, "seen": 35}
+    unsolved = {"class": "clear", "stars": {"detected": 12, "geometry": "none", "expected": None, "visible_fraction": None}}
+    for message in ({"class": "day"}, unsolved):  # by day no stars object; before a geometry no fraction: unknown
+        assert _render(seen["value_template"], message) == "None"
+        assert json.loads(_render(seen["json_attributes_template"], message))["zenith"] is None
+
+
+def test_a_located_camera_announces_its_stars_sensor_over_a_real_broker(stub_frame_package, tmp_path, mqtt_broker):
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    cfg = write_config(
+        tmp_path / "e.yaml",
+        stub_frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05},
+        {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(tmp_path / "q.sqlite")}},
+        homeassistant={"enabled": True},
+        site_location={"latitude_deg": 38.607, "longitude_deg": 93.896, "elevation_m": 4200.0},
+    )
+    node = re.sub(r"[^a-z0-9]+", "_", f"skyedge {topic_root(cfg).split('/')[1]} dev-1 allsky")
+    discovery = Collector(mqtt_broker, f"homeassistant/+/{node}/+/config", protocol=mqtt.MQTTv5)
+    with RunningDaemon(cfg):
+        assert wait_for(lambda: len(discovery.messages) == 6)
+    assert f"homeassistant/sensor/{node}/stars_seen/config" in {m.topic for m in discovery.messages}
+    discovery.close()

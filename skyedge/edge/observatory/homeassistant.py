@@ -12,6 +12,9 @@ with the same device names never collide:
 * ``Confidence``: the verdict's confidence in %, not the top class's probability;
 * ``Cloud cover``: percent of the visible sky that is cloudy (models with a cloud map; ``unknown`` for frames
   without one: daytime, not a night sky);
+* ``Stars seen``: percent of the stars the camera should see that it sees, the whole sky, chance matches
+  subtracted (cameras that watch their stars; attributes: the zenith's percent, stars expected and seen;
+  ``unknown`` by day, before the geometry is solved, or with too few stars expected);
 * ``Connectivity``: a diagnostic binary sensor from the retained status and its will.
 
 Every entity but ``Connectivity`` is *unavailable* while the device's status is ``offline`` (or its will
@@ -62,9 +65,11 @@ def _entity(
 
 
 def discovery_messages(
-    prefix: str, factory, cameras: list[str], model_name: str, classes: list[str], cloud_map: bool = False
+    prefix: str, factory, cameras: list[str], model_name: str, classes: list[str], cloud_map: bool = False,
+    starry: frozenset[str] = frozenset(),
 ) -> list[Message]:
-    """Retained entity configs to publish at start (Home Assistant's payloads, not skyedge schemas)."""
+    """Retained entity configs to publish at start (Home Assistant's payloads, not skyedge schemas);
+    ``starry``: the cameras whose pipeline watches its stars."""
     site, device = factory.site, factory.device
     status = factory.topic("status")
     availability = [
@@ -164,6 +169,7 @@ def discovery_messages(
                 if cloud_map
                 else []
             ),
+            *([_stars_seen(entity, classification)] if camera in starry else []),
             entity(
                 "binary_sensor",
                 "connectivity",
@@ -180,3 +186,26 @@ def discovery_messages(
             ),
         ]
     return [Message("discovery", topic, payload, qos=1, retain=True) for topic, payload in out]
+
+
+def _stars_seen(entity, classification: str) -> tuple[str, dict]:
+    """The ``Stars seen`` sensor: the message's ``stars.visible_fraction`` in percent (None renders ``unknown``)."""
+    stars = "(value_json.get('stars') or {})"
+    return entity(
+        "sensor",
+        "stars_seen",
+        {
+            "name": "Stars seen",
+            "state_topic": classification,
+            "value_template": f"{{% set v = {stars}.get('visible_fraction') %}}{{{{ (v * 100) | round(1) if v is not none else None }}}}",
+            "unit_of_measurement": "%",
+            "state_class": "measurement",
+            "json_attributes_topic": classification,
+            "json_attributes_template": (
+                f"{{% set s = {stars} %}}{{{{ {{'zenith': ((s.zenith_visible_fraction * 100) | round(1)) "
+                "if s.get('zenith_visible_fraction') is not none else none, 'expected': s.get('expected'), "
+                "'seen': s.get('seen')} | tojson }}"
+            ),
+            "icon": "mdi:star-four-points",
+        },
+    )

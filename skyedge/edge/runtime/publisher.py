@@ -352,5 +352,6 @@ class Publisher:
             self.facts.model_name,
             self.facts.classes,
             self.facts.cloud_map,
+            frozenset(p.camera for p in self.pipelines if getattr(p.task, "stars", None) is not None),
         ):
             self._send(message)
