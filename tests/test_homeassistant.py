@@ -130,19 +130,25 @@ def test_2_the_documented_roof_automation_closes_on_unsafe_unknown_unavailable_a
 
 
 @pytest.mark.mqtt5
+def _discovering(tmp_path, package, incoming, broker, **extra):
+    """A deployment watching ``incoming`` (created), reporting over MQTT with Home Assistant discovery."""
+    incoming.mkdir()
+    return write_config(
+        tmp_path / "e.yaml",
+        package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05},
+        {"mqtt": {"host": broker.host, "port": broker.port, "queue_path": str(tmp_path / "q.sqlite")}},
+        homeassistant={"enabled": True},
+        **extra,
+    )
+
+
 def test_1_3_4_7_over_a_real_broker(stub_frame_package, camera_frames, tmp_path, mqtt_broker):
     """Unrecognised frames say so (1) with the verdict's confidence (4); the latest classification is retained (3);
     discovery is republished when Home Assistant announces itself (7)."""
     package = package_with_unknown_threshold(stub_frame_package, tmp_path / "pkg", 1e-3)  # everything is unfamiliar
     incoming = tmp_path / "in"
-    incoming.mkdir()
-    cfg = write_config(
-        tmp_path / "e.yaml",
-        package,
-        {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05},
-        {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(tmp_path / "q.sqlite")}},
-        homeassistant={"enabled": True},
-    )
+    cfg = _discovering(tmp_path, package, incoming, mqtt_broker)
     root = topic_root(cfg)
     node = re.sub(r"[^a-z0-9]+", "_", f"skyedge {root.split('/')[1]} dev-1 allsky")
     discovery = Collector(mqtt_broker, f"homeassistant/+/{node}/+/config", protocol=mqtt.MQTTv5)
@@ -201,16 +207,8 @@ def test_a_camera_watching_its_stars_gets_a_stars_seen_sensor():
 
 
 def test_a_located_camera_announces_its_stars_sensor_over_a_real_broker(stub_frame_package, tmp_path, mqtt_broker):
-    incoming = tmp_path / "in"
-    incoming.mkdir()
-    cfg = write_config(
-        tmp_path / "e.yaml",
-        stub_frame_package,
-        {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05},
-        {"mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port, "queue_path": str(tmp_path / "q.sqlite")}},
-        homeassistant={"enabled": True},
-        site_location={"latitude_deg": 38.607, "longitude_deg": 93.896, "elevation_m": 4200.0},
-    )
+    location = {"latitude_deg": 38.607, "longitude_deg": 93.896, "elevation_m": 4200.0}
+    cfg = _discovering(tmp_path, stub_frame_package, tmp_path / "in", mqtt_broker, site_location=location)
     node = re.sub(r"[^a-z0-9]+", "_", f"skyedge {topic_root(cfg).split('/')[1]} dev-1 allsky")
     discovery = Collector(mqtt_broker, f"homeassistant/+/{node}/+/config", protocol=mqtt.MQTTv5)
     with RunningDaemon(cfg):
