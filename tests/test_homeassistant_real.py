@@ -9,7 +9,8 @@ It onboards Home Assistant, configures MQTT through a config entry, runs `skyedg
 checks through Home Assistant's REST API: the entities and their names and ids, states, the documented roof
 automation closing the roof when skyedge disappears (SIGKILL), `unrecognised` shown as such, the last
 classification after a Home Assistant restart (retained), and rediscovery after a restart with the broker's
-retained configs gone (skyedge republishes when Home Assistant says `online`).
+retained configs gone (skyedge republishes when Home Assistant says `online`). A second test runs a located camera
+(the stars watched unasked) and reads its `Stars seen` sensor: unknown until the limits are learnt, then a percent.
 """
 
 from __future__ import annotations
@@ -327,3 +328,70 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
             }
         )
     )
+
+
+def test_a_located_camera_shows_its_stars_in_a_real_home_assistant(ha_python, stub_frame_package, tmp_path):
+    """A pipeline at a known site watches its stars unasked: Home Assistant's `Stars seen` sensor is unknown until
+    the geometry is solved and the limits learnt, then reads the share of the expected stars seen."""
+    from star_frames import LOCATION, NIGHT, star_frame
+
+    broker = MosquittoBroker()
+    broker.start()
+    port = free_port()
+    config = tmp_path / "ha"
+    config.mkdir()
+    (config / "configuration.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "homeassistant": {"name": "Observatory", "time_zone": "UTC", "unit_system": "metric"},
+                "http": {"server_host": "127.0.0.1", "server_port": port},
+                "api": {},
+                "config": {},
+                "onboarding": {},
+                "logger": {"default": "warning"},
+            }
+        )
+    )
+    ha = HomeAssistant(ha_python, config, port)
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    cfg = write_config(
+        tmp_path / "edge.yaml",
+        stub_frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.1},
+        {"mqtt": {"host": broker.host, "port": broker.port, "queue_path": str(tmp_path / "edge.q")}},
+        site="la-palma",
+        device="allsky-01",
+        homeassistant={"enabled": True},
+        site_location=LOCATION,
+        script=["clear"],
+        batch_size=1,
+    )
+    stars = f"sensor.{IDS}_stars_seen"
+    edge = None
+    try:
+        ha.start()
+        ha.onboard()
+        ha.add_mqtt(broker.host, broker.port)
+        edge = _skyedge(cfg)
+        frames = tmp_path / "frames"
+        frames.mkdir()
+        deliver(star_frame(frames / "f0.fits", NIGHT, cloudy=False, seed=10), incoming / "f0.fits")
+        assert wait_for(lambda: ha.value(f"sensor.{IDS}_last_class") == "clear", timeout=60)
+        assert ha.value(stars) == "unknown"  # solved from that frame, but no limits learnt yet: no fraction
+        for k in range(1, 4):
+            deliver(star_frame(frames / f"f{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=10 + k), incoming / f"f{k}.fits")
+        assert wait_for(lambda: ha.value(stars) not in (None, "unknown", "unavailable"), timeout=60), ha.state(stars)
+        state = ha.state(stars)
+        assert 80.0 <= float(state["state"]) <= 100.0 and state["attributes"]["unit_of_measurement"] == "%"
+        assert state["attributes"]["zenith"] >= 80.0 and state["attributes"]["expected"] > 0
+        assert state["attributes"]["friendly_name"] == "skyedge allsky Stars seen"
+        print(json.dumps({"home_assistant": HA_VERSION, "stars_seen": state["state"], **state["attributes"]}))
+        problems = ha.log_problems()
+        assert not problems, problems
+    finally:
+        if edge is not None and edge.poll() is None:
+            edge.send_signal(signal.SIGTERM)
+            edge.wait(timeout=30)
+        ha.stop()
+        broker.stop()

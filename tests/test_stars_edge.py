@@ -5,41 +5,17 @@ is of the plumbing and the stars, not of what a model says."""
 from __future__ import annotations
 
 import json
-import os
 
-import numpy as np
 import yaml
 from edge_helpers import messages, write_config
+from star_frames import LENS, LOCATION, NIGHT, SHAPE, SITE, star_frame
 
 from skyedge.cli import main
 from skyedge.stars.catalogue import default_catalogue
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, load_geometry, save_geometry
-from skyedge.stars.lens import Lens
 from skyedge.stars.visibility import SEEN_RULE, completeness_counts, limiting_magnitudes
 from skyedge.training.simulate.starfield import render_star_field
-
-SITE = (38.607, 93.896, 4200.0)
-LOCATION = {"latitude_deg": SITE[0], "longitude_deg": SITE[1], "elevation_m": SITE[2]}
-NIGHT = 1525712400.0  # 2018-05-07 17:00 UTC, deep night at the site
-LENS = Lens(191.5, 191.5, 175.0, 33.0, "left", "equidistant")
-SHAPE = (384, 384)
-
-
-def _frame(path, posix: float, cloudy: bool | str, seed: int):
-    """A FITS frame of the real sky through LENS: clear, overcast (``cloudy=True``) or ``"east"`` (an opaque cloud
-    over azimuths 0-180)."""
-    from astropy.io import fits
-
-    cloud = np.ones(SHAPE, np.float32) if cloudy is True else None
-    if cloudy == "east":
-        yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
-        cloud = (LENS.sky(xx, yy)[1] < 180).astype(np.float32)
-    img = render_star_field(LENS, SHAPE, SITE, posix, limiting_mag=4.5, cloud=cloud, seed=seed)
-    stamp = np.datetime_as_string(np.datetime64(int(posix), "s"))
-    fits.PrimaryHDU(img, header=fits.Header({"DATE-OBS": stamp})).writeto(path)
-    os.utime(path, (posix, posix))  # arrival order = capture order
-    return path
 
 
 def _limits():
@@ -68,10 +44,10 @@ def test_clear_without_stars_is_unsafe_and_cloudy_under_stars_is_flagged_and_col
     save_geometry(CameraGeometry(LENS, SHAPE, _limits(), {"frames": 3}), geometry)
     incoming, log, kept = tmp_path / "in", tmp_path / "r.jsonl", tmp_path / "kept"
     incoming.mkdir()
-    _frame(incoming / "f0.fits", NIGHT, cloudy=True, seed=1)  # overcast, the model says clear
-    _frame(incoming / "f1.fits", NIGHT + 60, cloudy=False, seed=2)  # starry, the model says cloudy
-    _frame(incoming / "f2.fits", NIGHT + 120, cloudy=False, seed=3)  # starry, the model says clear
-    _frame(incoming / "f3.fits", NIGHT + 180, cloudy=True, seed=5)  # overcast, the model says moonlit
+    star_frame(incoming / "f0.fits", NIGHT, cloudy=True, seed=1)  # overcast, the model says clear
+    star_frame(incoming / "f1.fits", NIGHT + 60, cloudy=False, seed=2)  # starry, the model says cloudy
+    star_frame(incoming / "f2.fits", NIGHT + 120, cloudy=False, seed=3)  # starry, the model says clear
+    star_frame(incoming / "f3.fits", NIGHT + 180, cloudy=True, seed=5)  # overcast, the model says moonlit
     script = ["clear", "cloudy", "clear", "moon"]
     cfg = _config(tmp_path, stub_frame_package, incoming, log, script, {"geometry": str(geometry)}, kept)
     assert main(["run", "--config", str(cfg), "--once"]) == 0
@@ -95,7 +71,7 @@ def test_a_camera_without_geometry_solves_and_saves_one(stub_frame_package, tmp_
     incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
     incoming.mkdir()
     for k in range(4):
-        _frame(incoming / f"f{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=10 + k)
+        star_frame(incoming / f"f{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=10 + k)
     cfg = _config(tmp_path, stub_frame_package, incoming, log, ["clear"], {"geometry": str(geometry), "solve_every_s": 0})
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     got = sorted(messages(log, "classification"), key=lambda m: m["frame_id"])
@@ -116,7 +92,7 @@ def test_a_located_site_watches_its_stars_unasked_and_null_turns_it_off(stub_fra
     incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
     incoming.mkdir()
     for k in range(4):
-        _frame(incoming / f"f{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=10 + k)
+        star_frame(incoming / f"f{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=10 + k)
     cfg = _config(tmp_path, stub_frame_package, incoming, log, ["clear"], "left out")
     assert geometry_file(load_edge_config(cfg).pipelines[0]) == incoming / ".skyedge-allsky-geometry.yaml"
     assert main(["run", "--config", str(cfg), "--once"]) == 0
@@ -165,7 +141,7 @@ def test_stars_refine_the_cloud_map_when_asked(tmp_path):
     for refine in (False, True):
         incoming, log = tmp_path / f"in-{refine}", tmp_path / f"r-{refine}.jsonl"
         incoming.mkdir()
-        _frame(incoming / "f0.fits", NIGHT, cloudy="east", seed=4)  # half the stars hidden: the sources disagree
+        star_frame(incoming / "f0.fits", NIGHT, cloudy="east", seed=4)  # half the stars hidden: the sources disagree
         cfg = _config(tmp_path, package, incoming, log, ["clear"], {"geometry": str(geometry), "refine_cloud_map": refine})
         assert main(["run", "--config", str(cfg), "--once"]) == 0
         (got[refine],) = messages(log, "classification")
@@ -197,7 +173,7 @@ def test_cloudmap_draws_on_the_geometry_the_stars_saved_as_the_edge_does(tmp_pat
     save_geometry(CameraGeometry(LENS, SHAPE, _limits(), {"frames": 3}), geometry)
     incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
     incoming.mkdir()
-    frame = _frame(incoming / "f0.fits", NIGHT, cloudy="east", seed=4)
+    frame = star_frame(incoming / "f0.fits", NIGHT, cloudy="east", seed=4)
     cfg = write_config(  # the package's own graph, not a script: the edge's map is the model's
         tmp_path / "e.yaml", package, {"kind": "directory", "path": str(incoming), "settle_s": 0},
         {"jsonl": {"path": str(log)}}, site_location=LOCATION, batch_size=1, pipeline={"stars": {"geometry": str(geometry), "refine_cloud_map": False}},
