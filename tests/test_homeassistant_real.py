@@ -15,6 +15,7 @@ retained configs gone (skyedge republishes when Home Assistant says `online`). A
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -191,35 +192,56 @@ def _skyedge(config: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "skyedge", "run", "--config", str(config)])
 
 
+def _home_assistant(ha_python: Path, root: Path, automations: list | None = None, **sections) -> HomeAssistant:
+    """A Home Assistant (not started) on a fresh config directory under ``root``: the integrations this module
+    needs, ``sections`` added or replacing them, and ``automations`` included when given."""
+    config = root / "ha"
+    config.mkdir()
+    port = free_port()
+    base = {
+        "homeassistant": {"name": "Observatory", "time_zone": "UTC", "unit_system": "metric"},
+        "http": {"server_host": "127.0.0.1", "server_port": port},
+        "api": {},
+        "config": {},
+        "onboarding": {},
+        "logger": {"default": "warning"},
+    }
+    text = yaml.safe_dump({**base, **sections})
+    if automations is not None:
+        text += "automation: !include automations.yaml\n"
+        (config / "automations.yaml").write_text(yaml.safe_dump(automations))
+    (config / "configuration.yaml").write_text(text)
+    return HomeAssistant(ha_python, config, port)
+
+
+@contextlib.contextmanager
+def _stopped_after(ha: HomeAssistant, broker: MosquittoBroker):
+    """Yields a list for the skyedge daemons a test starts; afterwards stops them, Home Assistant and the broker."""
+    daemons: list[subprocess.Popen] = []
+    try:
+        yield daemons
+    finally:
+        for edge in daemons:
+            if edge.poll() is None:
+                edge.send_signal(signal.SIGTERM)
+                edge.wait(timeout=30)
+        ha.stop()
+        broker.stop()
+
+
 def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frames, tmp_path):
     broker = MosquittoBroker()
     broker.start()
-    port = free_port()
-    config = tmp_path / "ha"
-    config.mkdir()
-    (config / "configuration.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "homeassistant": {
-                    "name": "Observatory",
-                    "time_zone": "UTC",
-                    "latitude": 28.76,
-                    "longitude": -17.88,
-                    "elevation": 2396,
-                    "unit_system": "metric",
-                },
-                "http": {"server_host": "127.0.0.1", "server_port": port},
-                "api": {},
-                "config": {},
-                "onboarding": {},
-                "input_boolean": {"roof_open": {"name": "Roof open"}},
-                "logger": {"default": "warning"},
-            }
-        )
-        + "automation: !include automations.yaml\n"
+    ha = _home_assistant(
+        ha_python,
+        tmp_path,
+        automations=_automation(),
+        homeassistant={
+            "name": "Observatory", "time_zone": "UTC", "latitude": 28.76, "longitude": -17.88, "elevation": 2396,
+            "unit_system": "metric",
+        },
+        input_boolean={"roof_open": {"name": "Roof open"}},
     )
-    (config / "automations.yaml").write_text(yaml.safe_dump(_automation()))
-    ha = HomeAssistant(ha_python, config, port)
     package = package_with_unknown_threshold(frame_package, tmp_path / "pkg", 1e9)
     classes = list(read_card(package).classes)
     incoming = tmp_path / "in"
@@ -250,13 +272,13 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
 
     timings = {}
     started = time.monotonic()
-    edge = None
-    try:
+    with _stopped_after(ha, broker) as daemons:
         ha.start()
         timings["ha start"] = time.monotonic() - started
         ha.onboard()
         ha.add_mqtt(broker.host, broker.port)
         edge = _skyedge(deployment("edge", package))
+        daemons.append(edge)
         for f in camera_frames[:3]:
             deliver(f, incoming / f.name)
         entities = {
@@ -287,6 +309,7 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
         # (1) skyedge's open-set answer reads 'unrecognised', never Home Assistant's 'unknown'.
         strict = package_with_unknown_threshold(frame_package, tmp_path / "strict", 1e-3)
         edge = _skyedge(deployment("strict", strict))
+        daemons.append(edge)
         deliver(camera_frames[3], incoming / camera_frames[3].name)
         assert wait_for(lambda: ha.value(entities["sky"]) == "unrecognised", timeout=60), ha.state(entities["sky"])
         assert ha.value(entities["last"]) == "unrecognised" and ha.value(entities["unsafe"]) == "on"
@@ -313,12 +336,6 @@ def test_skyedge_in_a_real_home_assistant(ha_python, frame_package, camera_frame
         assert ha.value(entities["sky"]) == "unrecognised" and ha.value(entities["connectivity"]) == "on"
         problems = ha.log_problems()
         assert not problems, problems
-    finally:
-        if edge is not None and edge.poll() is None:
-            edge.send_signal(signal.SIGTERM)
-            edge.wait(timeout=30)
-        ha.stop()
-        broker.stop()
     print(
         json.dumps(
             {
@@ -337,22 +354,7 @@ def test_a_located_camera_shows_its_stars_in_a_real_home_assistant(ha_python, st
 
     broker = MosquittoBroker()
     broker.start()
-    port = free_port()
-    config = tmp_path / "ha"
-    config.mkdir()
-    (config / "configuration.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "homeassistant": {"name": "Observatory", "time_zone": "UTC", "unit_system": "metric"},
-                "http": {"server_host": "127.0.0.1", "server_port": port},
-                "api": {},
-                "config": {},
-                "onboarding": {},
-                "logger": {"default": "warning"},
-            }
-        )
-    )
-    ha = HomeAssistant(ha_python, config, port)
+    ha = _home_assistant(ha_python, tmp_path)
     incoming = tmp_path / "in"
     incoming.mkdir()
     cfg = write_config(
@@ -368,12 +370,11 @@ def test_a_located_camera_shows_its_stars_in_a_real_home_assistant(ha_python, st
         batch_size=1,
     )
     stars = f"sensor.{IDS}_stars_seen"
-    edge = None
-    try:
+    with _stopped_after(ha, broker) as daemons:
         ha.start()
         ha.onboard()
         ha.add_mqtt(broker.host, broker.port)
-        edge = _skyedge(cfg)
+        daemons.append(_skyedge(cfg))
         frames = tmp_path / "frames"
         frames.mkdir()
         deliver(star_frame(frames / "f0.fits", NIGHT, cloudy=False, seed=10), incoming / "f0.fits")
@@ -389,9 +390,3 @@ def test_a_located_camera_shows_its_stars_in_a_real_home_assistant(ha_python, st
         print(json.dumps({"home_assistant": HA_VERSION, "stars_seen": state["state"], **state["attributes"]}))
         problems = ha.log_problems()
         assert not problems, problems
-    finally:
-        if edge is not None and edge.poll() is None:
-            edge.send_signal(signal.SIGTERM)
-            edge.wait(timeout=30)
-        ha.stop()
-        broker.stop()
