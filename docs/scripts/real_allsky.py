@@ -66,13 +66,21 @@ def read_answers(results: Path) -> dict[str, dict]:
     return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(results) if m["topic"].endswith("/classification")}
 
 
-def run_edge(
-    package: Path, frames, work: Path, site, utc_offset: float, precision: str, checks: dict | None = None, stars: dict | None = None,
-    mask: Path | None = None,
-) -> dict[str, dict]:
+def pipeline_keys(cloud_map: str = "off", stars: dict | None = None, mask: Path | None = None) -> dict:
+    """The pipeline's keys beyond the defaults: ``checks.cloud_map``; ``stars``, the keys of a ``stars`` section
+    (None: no star watch; its geometry goes into each run's folder); ``mask``, the site's mask PNG (white = sky)."""
+    keys: dict = {"stars": stars}  # off unless asked: the figures in docs/results.md without star checks stay as measured
+    if cloud_map != "off":
+        keys["checks"] = {"cloud_map": cloud_map}
+    if mask is not None:
+        keys["preprocess"] = {"mask": {"image": str(mask)}}
+    return keys
+
+
+def run_edge(package: Path, frames, work: Path, site, utc_offset: float, precision: str, pipeline: dict | None = None) -> dict[str, dict]:
     """Classify ``frames`` (Labelled) with `skyedge run --once`; the classification message per frame name.
-    ``checks``: the pipeline's ``checks`` section (None: the defaults); ``stars``: the keys of a ``stars`` section (None:
-    no star watch), its geometry solved from these frames into ``work``; ``mask``: the site's mask PNG (white = sky)."""
+    ``pipeline``: :func:`pipeline_keys` (None: the defaults, no star watch)."""
+    pipeline = pipeline_keys() if pipeline is None else pipeline
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "frames"
     folder.mkdir(parents=True)
@@ -92,10 +100,8 @@ def run_edge(
                 "source": {"kind": "directory", "path": str(folder), "settle_s": 0, "state_file": str(work / "state.db")},
                 "capture_time": {"sources": ["filename"], "camera_timezone": tz, "filename_format": "%Y-%m-%d-%H-%M-%S"},
                 "safety": {"safe_classes": list(SAFE)},
-                **({"checks": checks} if checks else {}),
-                **({"preprocess": {"mask": {"image": str(mask)}}} if mask is not None else {}),
-                # Off unless asked: the figures in docs/results.md without star checks stay as they were measured.
-                "stars": {"geometry": str(work / "geometry.yaml"), **stars} if stars is not None else None,
+                **pipeline,
+                "stars": {"geometry": str(work / "geometry.yaml"), **pipeline["stars"]} if pipeline["stars"] is not None else None,
             }
         ],
         "reporters": {"jsonl": {"path": str(work / "results.jsonl")}},
@@ -208,9 +214,8 @@ def painted_mask(frame) -> np.ndarray:
 
 
 def adapt_runs(
-    package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks, checks: dict | None = None,
-    refit_map: bool = False, painted: bool = False, stars: dict | None = None,
-    mask: Path | None = None,
+    package: Path, train, test, work: Path, site, utc_offset: float, precision: str, ks, pipeline: dict | None = None,
+    refit_map: bool = False, painted: bool = False,
 ) -> dict:
     """`skyedge adapt` with k frames per class from the training nights, scored on the test nights; ``painted``:
     each labelled frame has its cloud painted (its polygons)."""
@@ -237,7 +242,7 @@ def adapt_runs(
                         cv2.imwrite(str(data / label / f"{r.path.stem}.cloud.png"), painted_mask(r.frame))
             adapted = data.parent / "pkg"
             adapt_package(package, data, adapted, min_per_class=min(k, 3), refit_map_head=refit_map)
-            results = run_edge(adapted, test, data.parent / "run", site, utc_offset, precision, checks, stars, mask)
+            results = run_edge(adapted, test, data.parent / "run", site, utc_offset, precision, pipeline)
             runs.append(score(adapted, test, results))
         keys = ("clear_or_moon_called_safe", "cloudy_or_partly_called_safe", "night_called_day")
         out[f"k{k}"] = {key: [r[key] for r in runs] for key in keys}
@@ -263,14 +268,13 @@ def markdown(result: dict) -> str:
 
 
 def answers(
-    package: Path, frames, work: Path, site, utc_offset: float, precision: str, reuse: bool, checks: dict | None = None, stars: dict | None = None,
-    mask: Path | None = None,
+    package: Path, frames, work: Path, site, utc_offset: float, precision: str, reuse: bool, pipeline: dict | None = None
 ) -> dict[str, dict]:
     """The package's classification per frame name: the cached run in ``work`` with ``reuse``, else a new one."""
     cached = work / "results.jsonl"
     if reuse and cached.exists():
         return read_answers(cached)
-    return run_edge(package, frames, work, site, utc_offset, precision, checks, stars, mask)
+    return run_edge(package, frames, work, site, utc_offset, precision, pipeline)
 
 
 def main(argv=None) -> int:
@@ -302,12 +306,12 @@ def main(argv=None) -> int:
     fmt = "%Y-%m-%d-%H-%M-%S"
     frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part(args.nights))
     args.out.mkdir(parents=True, exist_ok=True)
-    checks = {"cloud_map": args.cloud_map} if args.cloud_map != "off" else None
-    results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse, checks, args.stars, args.mask)
+    pipeline = pipeline_keys(args.cloud_map, args.stars, args.mask)
+    results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse, pipeline)
     nights = args.nights
     if args.other is not None:
         other = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
-        results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse, checks, args.stars, args.mask))
+        results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse, pipeline))
         frames, nights = frames + other, f"test by {args.package}, train by {args.other}"
     result = {"package": str(args.package), "precision": args.precision, "nights": nights, "cloud_map_check": args.cloud_map,
               "stars": args.stars, **score(args.package, frames, results)}
@@ -315,7 +319,7 @@ def main(argv=None) -> int:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         ks = [int(k) for k in args.adapt.split(",")]
         result["adapt"] = adapt_runs(
-            args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks, checks, args.refit_map, args.painted, args.stars, args.mask
+            args.package, train, frames, args.out, site, args.utc_offset, args.precision, ks, pipeline, args.refit_map, args.painted
         )
     (args.out / "real.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "real.md").write_text(markdown(result))
