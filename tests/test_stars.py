@@ -139,6 +139,34 @@ def test_expected_stars_are_measured_where_they_should_be_not_searched_for():
     assert star_visibility(detect_stars(overcast), stars, lens, shape, limits).visible_fraction <= 0.05
 
 
+def _hot_pixels(image: np.ndarray, n: int, seed: int, at=None) -> np.ndarray:
+    """``image`` with ``n`` single hot pixels (or one at each (x, y) of ``at``), most brighter than any star."""
+    rng = np.random.default_rng(seed)
+    out = image.copy()
+    if at is None:
+        at = (rng.integers(0, image.shape[1], n), rng.integers(0, image.shape[0], n))
+    xs, ys = (np.clip(np.rint(a).astype(int), 0, s - 1) for a, s in zip(at, image.shape[::-1], strict=True))
+    out[ys, xs] += rng.uniform(0.5, 30.0, len(xs)) * float(image.max())
+    return out
+
+
+def test_hot_pixels_are_not_stars_to_the_solve_or_the_count():
+    """An uncooled camera's hot pixels: a hundred of them among the brightest detections kept the blind solve from
+    matching at all, and on an overcast frame one beside each expected star would read as that star."""
+    truth, shape, cat = Lens(255.5, 255.5, 230.0, 20.0, "left", "equisolid"), (512, 512), default_catalogue()
+    hot = _hot_pixels(render_star_field(truth, shape, SITE, NIGHT, limiting_mag=5.0, seed=1), 300, seed=2)
+    sol = solve_frame(detect_stars(hot), cat, SITE, NIGHT, shape)
+    assert abs(sol.lens.cx - truth.cx) < 0.5 and abs(sol.lens.cy - truth.cy) < 0.5
+    assert abs(((sol.lens.north_deg - truth.north_deg) + 180) % 360 - 180) < 0.2
+    stars = cat.at(*SITE, NIGHT)
+    limits = (5.0, 5.0, 5.0, None, None)
+    up = stars.subset((stars.alt_deg > 20) & (stars.mag < 4.0))
+    x, y = truth.project(up.alt_deg, up.az_deg)
+    overcast = render_star_field(truth, shape, SITE, NIGHT, limiting_mag=5.0, seed=3, cloud=np.ones(shape, np.float32))
+    beside = _hot_pixels(overcast, 0, seed=4, at=(x + 1.0, y))  # a pixel off each bright star's place
+    assert star_visibility(detect_stars(beside), stars, truth, shape, limits).visible_fraction <= 0.05
+
+
 def test_twilight_expects_fewer_stars():
     """A sky brightened by the sun 5 deg above astronomical darkness hides the faint end; with the sun's
     altitude given, only the stars it leaves are expected, and all of them are seen."""
