@@ -21,7 +21,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from edge_helpers import wait_for, write_config
+from edge_helpers import messages, wait_for, write_config
 from mqtt_helpers import Collector
 
 pytestmark = [pytest.mark.slow, pytest.mark.mqtt5]
@@ -220,3 +220,67 @@ def test_soak_telescope_field(stub_sequence_package, tmp_path, deep_queue_broker
     print(f"soak field: {n_objects} objects x {epochs} epochs in {seconds:.0f} s ({rate:.0f} object-epochs/s); anonymous RSS {warm:.0f} -> {end:.0f} MiB")
     assert end <= warm * 1.05, (warm, end)
     col.close()
+
+
+def _classified(log: Path) -> int:
+    """Classification messages in a JSON-lines log so far (a byte count: the log is re-read while it grows)."""
+    return log.read_bytes().count(b'/classification"') if log.exists() else 0
+
+
+def test_soak_a_located_pipeline_watching_its_stars(stub_frame_package, tmp_path):
+    """Wherever the site is known the pipeline watches its stars, unasked: twelve nights of the real sky through a
+    known lens, a frame every two minutes, a quarter of them overcast, through a running daemon while the camera
+    program rotates its files. Memory stays flat, the geometry is solved on the first night and then kept (the blind
+    solve is rate-limited), every frame is answered once, and on the last night clear frames see their stars and
+    overcast ones do not."""
+    from star_frames import LOCATION, NIGHT, star_frame
+
+    nights, per_night, step_s = 12, 120, 120.0
+    incoming, staging = tmp_path / "in", tmp_path / "staging"
+    incoming.mkdir()
+    staging.mkdir()
+    log = tmp_path / "soak.jsonl"
+    cfg = write_config(
+        tmp_path / "e.yaml",
+        stub_frame_package,
+        {"kind": "directory", "path": str(incoming), "settle_s": 0, "poll_s": 0.05, "state_file": str(tmp_path / "state.sqlite")},
+        {"jsonl": {"path": str(log)}},
+        site_location=LOCATION,
+        site="soak",
+        batch_size=8,
+    )
+    total = nights * per_night
+    daemon = Daemon(cfg)
+    written: list[Path] = []
+    started = time.monotonic()
+    try:
+        for i in range(total):
+            night, k = divmod(i, per_night)
+            posix = NIGHT - 3600.0 + 86400.0 * night + step_s * k  # 16:00-20:00 UTC: deep night at the site in May
+            path = star_frame(staging / f"f{i:05d}.fits", posix, i % 4 == 3, seed=i)
+            written.append(path.replace(incoming / path.name))  # renamed into the folder whole, as cameras should
+            if i % 100 == 99:
+                assert wait_for(lambda n=i: _classified(log) >= n + 1 - 200, timeout=120, every=0.5), _classified(log)
+                done = len(written) - 200
+                for old in written[: max(0, done)]:
+                    old.unlink(missing_ok=True)  # the camera program keeps only the newest files
+                daemon.progress = (i + 1) / total
+        assert wait_for(lambda: _classified(log) >= total, timeout=180, every=0.5)
+        daemon.progress = 1.0
+        time.sleep(IDLE_S)
+    finally:
+        daemon.stop()
+    seconds = time.monotonic() - started
+    got = messages(log, "classification")
+    assert sorted(m["frame_id"] for m in got) == [f"f{i:05d}.fits" for i in range(total)], "each frame exactly once"
+    states = [m["stars"]["geometry"] for m in got]
+    first_night = states[:per_night]
+    assert "solved" in first_night and states.count("solved") <= 5, states.count("solved")
+    assert (tmp_path / ".skyedge-allsky-geometry.yaml").exists()
+    last = [m for m in got if int(m["frame_id"][1:6]) >= total - per_night]
+    clear = [m["stars"]["zenith_visible_fraction"] for m in last if int(m["frame_id"][1:6]) % 4 != 3]
+    overcast = [m["stars"]["zenith_visible_fraction"] for m in last if int(m["frame_id"][1:6]) % 4 == 3]
+    assert min(clear) >= 0.8 and max(overcast) <= 0.2, (min(clear), max(overcast))
+    warm, end = daemon.rss_growth()
+    print(f"soak located: {total} frames in {seconds:.0f} s; {states.count('solved')} blind solves; anonymous RSS {warm:.0f} -> {end:.0f} MiB")
+    assert end <= warm * 1.05, (warm, end)
