@@ -151,23 +151,36 @@ def _dark_time_with_moon(below: bool) -> datetime:
 
 def test_moon_with_the_moon_below_the_horizon_is_flagged(stub_frame_package, camera_frames, tmp_path):
     """The model (scripted) says 'moon' for both frames; physics disagrees for the one taken with the moon down.
-    By default (None) the answer becomes unrecognised, so unsafe."""
-    for policy in ("flag", "unrecognised", None):
+    'unrecognised' makes the answer unsafe; by default (None) 'reclassify' takes 'moon' out, as 'day' at night,
+    and the model's next class answers."""
+    for policy in ("flag", "unrecognised", None, "reclassify"):
         incoming, log = tmp_path / f"in-{policy}", tmp_path / f"{policy}.jsonl"
         incoming.mkdir()
         _fits_at(camera_frames[0], incoming / "set.fits", _dark_time_with_moon(below=True))
         _fits_at(camera_frames[0], incoming / "up.fits", _dark_time_with_moon(below=False) + timedelta(days=60))
         cfg = _deploy(
             tmp_path, stub_frame_package, incoming, log, {"checks": {"moon_below_horizon": policy}} if policy else {},
-            script=["moon"],
+            script=[{"moon": 0.6, "cloudy": 0.3, "clear": 0.1}],
         )
         assert main(["run", "--config", str(cfg), "--once"]) == 0
         got = {m["frame_id"]: m for m in messages(log, "classification")}
         assert got["set.fits"]["checks"] == ["moon_below_horizon"] and got["set.fits"]["ephemeris"]["moon_alt_deg"] < -9
-        assert got["set.fits"]["class"] == ("moon" if policy == "flag" else "unrecognised")
-        assert got["set.fits"]["top_class"] == "moon"
+        reclassified = policy in ("reclassify", None)
+        want = {"flag": "moon", "unrecognised": "unrecognised"}.get(policy, "cloudy")
+        assert got["set.fits"]["class"] == want
+        assert got["set.fits"]["top_class"] == ("cloudy" if reclassified else "moon")
+        if reclassified:
+            assert got["set.fits"]["probabilities"]["moon"] == 0.0
+            assert got["set.fits"]["probabilities"]["cloudy"] == pytest.approx(0.75, abs=1e-6)
         assert "checks" not in got["up.fits"] and got["up.fits"]["class"] == "moon"
         assert messages(log, "metrics")[-1]["counts"]["check_moon_below_horizon"] == 1
+    # A model certain of 'moon' (every other class 0) names no next class: refused, as 'unrecognised' would.
+    incoming, log = tmp_path / "in-certain", tmp_path / "certain.jsonl"
+    incoming.mkdir()
+    _fits_at(camera_frames[0], incoming / "set.fits", _dark_time_with_moon(below=True))
+    assert main(["run", "--config", str(_deploy(tmp_path, stub_frame_package, incoming, log, {}, script=[{"moon": 1.0}])), "--once"]) == 0
+    (m,) = messages(log, "classification")
+    assert (m["class"], m["top_class"], m["checks"]) == ("unrecognised", "moon", ["moon_below_horizon"])
 
 
 def test_clear_with_a_bright_moon_and_no_glare_is_flagged():

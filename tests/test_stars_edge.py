@@ -28,9 +28,11 @@ def _limits():
     return limiting_magnitudes(sum(c[0] for c in counts), sum(c[1] for c in counts))
 
 
-def _config(tmp_path, package, incoming, log, script, stars: dict | None | str, collect=None):
-    """``stars``: the section's keys, None for ``stars: null``, or "left out"."""
+def _config(tmp_path, package, incoming, log, script, stars: dict | None | str, collect=None, checks=None):
+    """``stars``: the section's keys, None for ``stars: null``, or "left out"; ``checks``: the checks section."""
     pipeline = {} if stars == "left out" else {"stars": stars}
+    if checks is not None:
+        pipeline["checks"] = checks
     if collect is not None:
         pipeline["collect"] = {"path": str(collect), "below_confidence": None, "every_minutes": None, "around_changes": 0, "unrecognised": False}
     return write_config(
@@ -49,7 +51,8 @@ def test_clear_without_stars_is_unsafe_and_cloudy_under_stars_is_flagged_and_col
     star_frame(incoming / "f2.fits", NIGHT + 120, cloudy=False, seed=3)  # starry, the model says clear
     star_frame(incoming / "f3.fits", NIGHT + 180, cloudy=True, seed=5)  # overcast, the model says moonlit
     script = ["clear", "cloudy", "clear", "moon"]
-    cfg = _config(tmp_path, stub_frame_package, incoming, log, script, {"geometry": str(geometry)}, kept)
+    # The moon is down at these times: the moon check only flags, so the stars' own check of 'moon' is seen.
+    cfg = _config(tmp_path, stub_frame_package, incoming, log, script, {"geometry": str(geometry)}, kept, {"moon_below_horizon": "flag"})
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     got = {m["frame_id"]: m for m in messages(log, "classification")}
     overcast, disputed, clear = got["f0.fits"], got["f1.fits"], got["f2.fits"]

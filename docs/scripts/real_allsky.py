@@ -1,7 +1,8 @@
 """Score an all-sky package on a real camera's annotated frames, through the edge as it runs on a device.
 
     python docs/scripts/real_allsky.py PACKAGE LABELME_DIR OUT [--precision fp32] [--nights test] \\
-        [--site 38.607,93.896,4200] [--utc-offset 8] [--adapt 3,5,10 [--refit-map [--painted]]] [--other PACKAGE2] [--cloud-map decide]
+        [--site 38.607,93.896,4200] [--utc-offset 8] [--adapt 3,5,10 [--refit-map [--painted]]] [--other PACKAGE2] [--cloud-map decide] \\
+        [--stars ['{KEYS}']] [--mask PNG] [--checks '{KEY: VALUE}']
 
 The frames of the chosen half of the nights (the recipe's split: fraction 0.5, seed 0; ``--nights all`` for
 every night) are written as JPEG files named by their local capture time, and `skyedge run --once` classifies
@@ -22,7 +23,7 @@ cloud map. Scored against the labels the polygons and the ephemeris give (skyedg
 * a 95% interval for each called-safe rate, resampling whole nights (frames of one night share their sky, so
   they are not independent draws: the interval says how far another set of nights could move the figure).
 
-``--reuse`` scores the answers already in OUT/run/results.jsonl instead of running the edge again. ``--cloud-map
+``--checks '{KEY: VALUE}'`` sets other keys of the pipeline's ``checks`` section. ``--reuse`` scores the answers already in OUT/run/results.jsonl instead of running the edge again. ``--cloud-map
 decide`` runs the pipeline with ``checks.cloud_map: decide`` (the model's cloud map settles clear against cloudy).
 ``--other PACKAGE2`` (a package trained on the other half of the nights, ``nights: {part: test}``) scores every
 night: the test half by PACKAGE, the training half by PACKAGE2 (answers in OUT/run-other), so each frame is
@@ -66,12 +67,14 @@ def read_answers(results: Path) -> dict[str, dict]:
     return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(results) if m["topic"].endswith("/classification")}
 
 
-def pipeline_keys(cloud_map: str = "off", stars: dict | None = None, mask: Path | None = None) -> dict:
+def pipeline_keys(cloud_map: str = "off", stars: dict | None = None, mask: Path | None = None, checks: dict | None = None) -> dict:
     """The pipeline's keys beyond the defaults: ``checks.cloud_map``; ``stars``, the keys of a ``stars`` section
-    (None: no star watch; its geometry goes into each run's folder); ``mask``, the site's mask PNG (white = sky)."""
+    (None: no star watch; its geometry goes into each run's folder); ``mask``, the site's mask PNG (white = sky);
+    ``checks``: other keys of the ``checks`` section."""
     keys: dict = {"stars": stars}  # off unless asked: the figures in docs/results.md without star checks stay as measured
-    if cloud_map != "off":
-        keys["checks"] = {"cloud_map": cloud_map}
+    checks = {**(checks or {}), **({"cloud_map": cloud_map} if cloud_map != "off" else {})}
+    if checks:
+        keys["checks"] = checks
     if mask is not None:
         keys["preprocess"] = {"mask": {"image": str(mask)}}
     return keys
@@ -297,6 +300,7 @@ def main(argv=None) -> int:
         help="a stars section: the geometry solved from these frames, the star checks; optionally its keys, e.g. '{refine_cloud_map: false}'",
     )
     ap.add_argument("--mask", type=Path, default=None, help="the site's mask PNG (white = sky; preprocess.mask.image)")
+    ap.add_argument("--checks", type=yaml.safe_load, default=None, help="other keys of the checks section, e.g. '{moon_below_horizon: reclassify}'")
     args = ap.parse_args(argv)
     if args.other is not None and (args.nights != "test" or args.adapt):
         ap.error("--other scores the test half by PACKAGE and the training half by --other: leave --nights and --adapt out")
@@ -306,7 +310,7 @@ def main(argv=None) -> int:
     fmt = "%Y-%m-%d-%H-%M-%S"
     frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part(args.nights))
     args.out.mkdir(parents=True, exist_ok=True)
-    pipeline = pipeline_keys(args.cloud_map, args.stars, args.mask)
+    pipeline = pipeline_keys(args.cloud_map, args.stars, args.mask, args.checks)
     results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse, pipeline)
     nights = args.nights
     if args.other is not None:
@@ -314,7 +318,7 @@ def main(argv=None) -> int:
         results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse, pipeline))
         frames, nights = frames + other, f"test by {args.package}, train by {args.other}"
     result = {"package": str(args.package), "precision": args.precision, "nights": nights, "cloud_map_check": args.cloud_map,
-              "stars": args.stars, **score(args.package, frames, results)}
+              "stars": args.stars, "checks": args.checks, **score(args.package, frames, results)}
     if args.adapt:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         ks = [int(k) for k in args.adapt.split(",")]

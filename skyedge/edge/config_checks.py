@@ -14,10 +14,14 @@ class ChecksSection(Schema):
     """Cross-checks of the model's answer against the ephemeris, the stars and its own cloud map: off, flag in the
     message, or act (unrecognised; the map's 'decide')."""
 
-    moon_below_horizon: Literal["off", "flag", "unrecognised"] = Field(
-        default="unrecognised",
-        description="'moon' while the moon is more than 2 deg below the horizon: lit cloud or light pollution, never "
-        "a moonlit sky (a simulator-only model answered so for 39 of 172 real overcast frames)",
+    moon_below_horizon: Literal["off", "flag", "unrecognised", "reclassify"] = Field(
+        default="reclassify",
+        description="'moon' while the moon is more than 2 deg below the horizon: lit cloud, light pollution or a "
+        "bright clear sky, never a moonlit one. 'reclassify' (default): 'moon' is taken out, as 'day' is at night, "
+        "and the model's next class answers, which the cloud map and the stars then check (flagged; on a real "
+        "camera a simulator-only model never saw, 38 of its 109 such answers were clear skies and 71 cloudy or "
+        "partly cloudy; its next class called 20 of the clear ones clear and 68 of the others cloudy: "
+        "docs/results.md); 'unrecognised': the answer is unsafe",
     )
     bright_moon_unseen: Literal["off", "flag", "unrecognised"] = Field(
         default="flag", description="'clear' with a bright moon high and no glare where it is (needs orientation)"

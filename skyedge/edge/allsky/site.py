@@ -13,7 +13,8 @@ physics (docs/observatory-control.md "Cross-checks"):
   ``orientation``).
 
 Each check is ``off``, ``flag`` (named in the message's ``checks``) or ``unrecognised`` (flagged, and the
-class becomes ``unrecognised``, so it counts as unsafe).
+class becomes ``unrecognised``, so it counts as unsafe); ``moon_below_horizon`` may also ``reclassify`` (the
+task takes the model's 'moon' out before this check, as its 'day' at night, and the next class answers).
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ class SiteView:
         eph, c = seen.ephemeris, self.checks
         if c.moon_below_horizon != "off" and label == "moon" and self.moon_down(seen):
             failed.append("moon_below_horizon")
-            unknown |= c.moon_below_horizon == "unrecognised"
+            # Under 'reclassify' a 'moon' still here named no next class (the task's _moon_set): refused.
+            unknown |= c.moon_below_horizon in ("unrecognised", "reclassify")
         if (
             label == "clear"
             and seen.moon_glare is not None

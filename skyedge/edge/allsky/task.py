@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from skyedge.daylight import without_day
-from skyedge.edge.allsky.map_check import map_check
+from skyedge.daylight import without_class, without_day
+from skyedge.edge.allsky.map_check import MOON, map_check
 from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry, site_mask
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
@@ -136,6 +136,7 @@ class FrameTask:
         self.flat = _calibration_frame(section.preprocess.flat, "flat")
         self.decoder = Decoder(card)
         self.day_index = list(card.classes).index(DAY) if DAY in card.classes else None
+        self.moon_index = list(card.classes).index(MOON) if MOON in card.classes else None
         cloud = next((t for t in card.outputs if t.role == "cloud_map"), None)
         self.cloud_name = cloud.name if cloud is not None else None
         self.stars_spec = section.stars
@@ -250,6 +251,7 @@ class FrameTask:
         if batch.rows:
             model_items = [batch.items[i] for i in batch.rows]
             probabilities, overruled = self._night(model_items, outputs[self.decoder.probabilities])
+            probabilities, moon_set = self._moon_set(model_items, probabilities)
             clouds = [None] * len(model_items)
             if self.clouds is not None:
                 clouds = [self._cloud(m, it) for m, it in zip(outputs[self.cloud_name], model_items, strict=True)]
@@ -261,6 +263,7 @@ class FrameTask:
                 failed, forced = self.site.check(label, item.site)
                 starred, star_forced = self._star_checks(label, item)
                 failed = [*mapped, *failed, *starred]
+                failed = ["moon_below_horizon", *failed] if id(item) in moon_set else failed
                 failed = ["day_at_night", *failed] if id(item) in overruled else failed
                 return failed, UNRECOGNISED if forced or star_forced else label
 
@@ -289,6 +292,21 @@ class FrameTask:
             return probabilities, set()
         overruled = {id(items[i]) for i in np.flatnonzero(night & (probabilities.argmax(axis=1) == self.day_index))}
         return without_day(probabilities, night, self.day_index), overruled
+
+
+    def _moon_set(self, items: list[FrameItem], probabilities: np.ndarray) -> tuple[np.ndarray, set[int]]:
+        """With ``checks.moon_below_horizon: reclassify``, a model's 'moon' where the ephemeris puts the moon down is
+        taken out as its 'day' is at night, and the best other class answers (then the map and the stars check it);
+        the frames whose top class this changed are flagged ``moon_below_horizon``. A model so sure of 'moon' that
+        every other class reads 0 names no next class: its 'moon' stands, and the site's check refuses it."""
+        if self.moon_index is None or self.checks.moon_below_horizon != "reclassify":
+            return probabilities, set()
+        others = np.delete(probabilities, self.moon_index, axis=1)
+        down = np.array([self.site.moon_down(it.site) for it in items]) & (others.max(axis=1) > 0)
+        if not down.any():
+            return probabilities, set()
+        changed = {id(items[i]) for i in np.flatnonzero(down & (probabilities.argmax(axis=1) == self.moon_index))}
+        return without_class(probabilities, down, self.moon_index), changed
 
 
 def _star_watch(section, ephemeris, geometry, on_geometry):
