@@ -338,3 +338,51 @@ def test_a_turned_camera_solves_again_though_specks_outside_its_lens_outshine_th
     assert report.geometry == "solved" and watch.solve_failures == 0
     assert report.visibility.zenith_fraction >= 0.95
     assert abs(((watch.geometry.lens.north_deg - truth.north_deg) + 180) % 360 - 180) < 1.0
+
+
+def _colour_frame(image: np.ndarray, hot_x: np.ndarray, hot_y: np.ndarray, hot_value: np.ndarray, top: float = 99.5) -> np.ndarray:
+    """A colour camera's 8-bit frame of ``image``: hot pixels on the raw sensor, stretched between the 1st and
+    ``top`` percentiles, then debayered (each hot pixel spreads over 3x3 in one colour, as a faint star would)."""
+    import cv2
+
+    raw = image.astype(np.float64)
+    raw[hot_y, hot_x] += hot_value
+    lo, hi = np.percentile(raw, [1, top])
+    return cv2.cvtColor(np.clip((raw - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8), cv2.COLOR_BayerBG2BGR)
+
+
+def _hot(n: int, seed: int = 5):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 512, n), rng.integers(0, 512, n), rng.uniform(50, 3000, n) * np.sqrt(205)
+
+
+def test_a_colour_cameras_hot_pixels_are_learnt_as_static_and_the_camera_then_solves():
+    """Debayered hot pixels pass the single-pixel repair. 2,000 of them on a 512 px colour frame keep a blind solve
+    from matching. They do not move while the sky turns: after a quarter of an hour of frames the watch knows them,
+    drops them, and solves; an overcast frame still reads as overcast."""
+    from skyedge.stars.watch import StarWatch
+
+    truth, shape, hot = Lens(255.5, 255.5, 230.0, 30.0, "left", "equisolid"), (512, 512), _hot(2000)
+    watch = StarWatch(SITE, None, solve_every_s=0.0)
+    states = []
+    for k in range(12):  # a frame every two minutes
+        t = NIGHT + 120.0 * k
+        frame = _colour_frame(render_star_field(truth, shape, SITE, t, limiting_mag=5.0, fwhm_px=2.0, seed=k), *hot)
+        states.append(watch.observe(frame, t).geometry)
+    assert states[:7] == ["none"] * 7 and "solved" in states[8:], states
+    solved = watch.geometry.lens
+    assert abs(solved.cx - truth.cx) < 0.5 and abs(((solved.north_deg - truth.north_deg) + 180) % 360 - 180) < 0.2
+    assert len(watch.static_spots) >= 900
+    t = NIGHT + 120.0 * 12
+    overcast = render_star_field(truth, shape, SITE, t, limiting_mag=5.0, fwhm_px=2.0, seed=99, cloud=np.ones(shape, np.float32))
+    assert watch.observe(_colour_frame(overcast, *hot), t).visibility.visible_fraction <= 0.15
+
+
+def test_a_match_no_better_than_chance_gives_no_geometry():
+    """Stretched so that hot pixels set the white point, a colour frame's stars drown in a thousand quantisation
+    peaks: a wrong lens then matched 30% of the detections (the old bar). The same lens turned a few degrees matches
+    as many, so the frame gives no geometry rather than a wrong one."""
+    truth, shape = Lens(255.5, 255.5, 230.0, 30.0, "left", "equisolid"), (512, 512)
+    frame = _colour_frame(render_star_field(truth, shape, SITE, NIGHT, limiting_mag=5.0, fwhm_px=2.0, seed=0), *_hot(300), top=99.95)
+    with pytest.raises(NoGeometry, match="turned a few degrees"):
+        solve_frame(detect_stars(frame), default_catalogue(), SITE, NIGHT, shape)

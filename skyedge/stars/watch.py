@@ -3,7 +3,8 @@ geometry when the camera has none or has moved.
 
 Per night frame (:meth:`StarWatch.observe`, the pipeline's source thread; ~20-200 ms for 0.25-4 Mpixel):
 
-1. stars are detected (:mod:`skyedge.stars.detection`);
+1. stars are detected (:mod:`skyedge.stars.detection`), without the places that stay put while the sky turns
+   (:mod:`skyedge.stars.static_spots`: a colour camera's hot pixels, a lamp);
 2. with a geometry, the expected stars are compared with them (:mod:`skyedge.stars.visibility`);
 3. without one, or when a frame with many stars sees few of the expected ones (a remounted or rotated camera
    looks exactly like that; a cloudy frame has too few stars to try), the frame is solved blind
@@ -43,6 +44,7 @@ from skyedge.stars.solve import (
     refine,
     solve_frame,
 )
+from skyedge.stars.static_spots import POLE_DEG, StaticSpots
 from skyedge.stars.visibility import (
     SEEN_RULE,
     Visibility,
@@ -107,6 +109,7 @@ class StarWatch:
         self._counts: list[tuple[np.ndarray, np.ndarray]] = []
         self._circle: tuple[tuple, np.ndarray] | None = None  # the saved lens's sky, kept per (lens, frame shape)
         self.solves = self.solve_failures = self.tracks = 0
+        self.static_spots = StaticSpots()
 
     def observe(
         self, image: np.ndarray, posix: float, moon: tuple[float, float, float] | None = None, mask: np.ndarray | None = None, sun_alt_deg: float | None = None
@@ -115,7 +118,7 @@ class StarWatch:
         ``mask``: True on sky pixels; ``sun_alt_deg``: in twilight, fewer stars are expected."""
         shape = image.shape[:2]
         sky = self._within_lens(mask, shape)
-        det = self._detect(image, sky)
+        det = self._detect(image, sky, posix)
         stars = self.catalogue.at(*self.site, posix)
         vis = self._visibility(det, stars, shape, sky, moon, sun_alt_deg)
         state = "saved" if self.geometry else "none"
@@ -138,12 +141,20 @@ class StarWatch:
                 self._adopt(sol, det, stars, shape, sky, moon, posix)
                 state = "solved"
                 sky = self._within_lens(mask, shape)
-                det = self._detect(image, sky)
+                det = self._detect(image, sky, posix)
                 vis = self._visibility(det, stars, shape, sky, moon, sun_alt_deg)
         return StarReport(len(det), vis, state)
 
-    def _detect(self, image: np.ndarray, mask: np.ndarray | None):
-        return detect_stars(image, mask=mask, star_size_px=self.star_size_px)
+    def _detect(self, image: np.ndarray, mask: np.ndarray | None, posix: float):
+        """The frame's stars, without the places that stay put while the sky turns (hot pixels and lamps)."""
+        det = detect_stars(image, mask=mask, star_size_px=self.star_size_px)
+        pole, pole_px = None, 0.0
+        if self.geometry is not None:
+            lens = self.geometry.lens_for(image.shape[:2])
+            alt, az = abs(self.site[0]), (0.0 if self.site[0] >= 0 else 180.0)
+            (px,), (py,) = lens.project(np.array([alt]), np.array([az]))
+            pole, pole_px = (float(px), float(py)), POLE_DEG / max(float(lens.degrees_per_px(max(alt, 1.0))), 1e-9)
+        return self.static_spots.screen(det, posix, pole, pole_px)
 
     def _within_lens(self, mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
         """The sky mask as far as the saved lens's horizon circle reaches (``mask`` itself without a geometry).

@@ -1,0 +1,103 @@
+"""Points that stay put while the sky turns: hot pixels, a lamp, a reflection, never a star.
+
+A colour camera's hot pixel is spread over 3x3 by debayering and passes for a faint star, so the single-pixel repair
+(:mod:`skyedge.stars.detection`) misses it; 2,000 of them on a simulated 512 px colour frame kept the blind solve from
+matching (tests/test_stars.py). What gives them away is time: every star but those by the pole moves by a degree in
+four minutes, a hot pixel never does.
+
+:class:`StaticSpots` remembers, at most once per ``SAMPLE_S`` of capture time, where the frame's detections were. A
+place detected again within ``RADIUS_PX`` on ``MIN_HITS`` samples spanning ``MIN_SPAN_S`` or more is static, and
+from then on its detections are dropped and its significance zeroed, so that neither the solve, the tracking, the
+limits nor the forced measurement of expected stars reads it. Near the celestial pole stars hardly move, so no
+place within ``POLE_DEG`` of it (where the lens puts it) becomes static. A static spot unseen for ``FORGET_S`` is
+forgotten (a hot pixel that cooled, a lamp taken down).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from skyedge.stars.detection import Detections
+
+SAMPLE_S = 60.0
+RADIUS_PX = 1.0
+MIN_HITS = 3
+MIN_SPAN_S = 900.0  # a star at 5 deg from the pole moves 0.33 deg in 15 minutes: several pixels on any all-sky lens
+POLE_DEG = 5.0
+CANDIDATE_S = 2 * MIN_SPAN_S  # a place seen once is remembered this long (every star leaves one per sample)
+FORGET_S = 3 * 86400.0
+
+
+class StaticSpots:
+    """One camera's static places (pixel positions), learnt from its detections over time."""
+
+    def __init__(self):
+        self._x = np.zeros(0)
+        self._y = np.zeros(0)
+        self._first = np.zeros(0)
+        self._last = np.zeros(0)
+        self._hits = np.zeros(0, np.int64)
+        self._sampled = -np.inf
+
+    @property
+    def static(self) -> np.ndarray:
+        """Which remembered places are static."""
+        return (self._hits >= MIN_HITS) & (self._last - self._first >= MIN_SPAN_S)
+
+    def __len__(self) -> int:
+        return int(self.static.sum())
+
+    def screen(self, det: Detections, posix: float, pole_xy: tuple[float, float] | None = None, pole_px: float = 0.0) -> Detections:
+        """``det`` without its detections at static places (their significance zeroed); learns from ``det`` at most
+        once per ``SAMPLE_S``. ``pole_xy``: the celestial pole's pixel when the lens is known, and ``pole_px``
+        the radius in pixels around it where nothing becomes static."""
+        if posix - self._sampled >= SAMPLE_S or posix < self._sampled:  # a clock set back starts sampling afresh
+            self._learn(det, posix, pole_xy, pole_px)
+            self._sampled = posix
+        static = self.static
+        if pole_xy is not None and pole_px > 0:  # a star near the pole, marked before the lens was known
+            static &= np.hypot(self._x - pole_xy[0], self._y - pole_xy[1]) > pole_px
+        if not static.any() or len(det) == 0:
+            return det
+        from scipy.spatial import cKDTree
+
+        sx, sy = self._x[static], self._y[static]
+        dist, _ = cKDTree(np.stack([sx, sy], axis=1)).query(np.stack([det.x, det.y], axis=1), distance_upper_bound=RADIUS_PX + 1.0)
+        keep = ~np.isfinite(dist)
+        significance = det.significance
+        if significance is not None:
+            significance = significance.copy()
+            h, w = significance.shape
+            xi, yi = np.rint(sx).astype(int), np.rint(sy).astype(int)
+            for oy in range(-2, 3):
+                for ox in range(-2, 3):
+                    significance[np.clip(yi + oy, 0, h - 1), np.clip(xi + ox, 0, w - 1)] = 0.0
+        return dataclasses.replace(
+            det, x=det.x[keep], y=det.y[keep], flux=det.flux[keep], snr=det.snr[keep], significance=significance
+        )
+
+    def _learn(self, det: Detections, posix: float, pole_xy, pole_px: float) -> None:
+        x, y = np.asarray(det.x, float), np.asarray(det.y, float)
+        if pole_xy is not None and pole_px > 0:
+            away = np.hypot(x - pole_xy[0], y - pole_xy[1]) > pole_px
+            x, y = x[away], y[away]
+        matched = np.zeros(len(x), bool)
+        if len(self._x) and len(x):
+            from scipy.spatial import cKDTree
+
+            dist, idx = cKDTree(np.stack([self._x, self._y], axis=1)).query(np.stack([x, y], axis=1), distance_upper_bound=RADIUS_PX)
+            matched = np.isfinite(dist)
+            hit = np.unique(idx[matched])  # a place counts once per sample however many detections fall on it
+            self._last[hit] = posix
+            self._hits[hit] += 1
+        new = ~matched
+        self._x = np.concatenate([self._x, x[new]])
+        self._y = np.concatenate([self._y, y[new]])
+        self._first = np.concatenate([self._first, np.full(int(new.sum()), posix)])
+        self._last = np.concatenate([self._last, np.full(int(new.sum()), posix)])
+        self._hits = np.concatenate([self._hits, np.ones(int(new.sum()), np.int64)])
+        age = posix - self._last
+        keep = (age <= np.where(self.static, FORGET_S, CANDIDATE_S)) & (age >= -CANDIDATE_S)
+        self._x, self._y, self._first, self._last, self._hits = (a[keep] for a in (self._x, self._y, self._first, self._last, self._hits))
