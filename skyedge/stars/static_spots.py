@@ -6,7 +6,8 @@ matching (tests/test_stars.py). What gives them away is time: every star but tho
 four minutes, a hot pixel never does.
 
 :class:`StaticSpots` remembers, at most once per ``SAMPLE_S`` of capture time, where the frame's detections were. A
-place detected again within ``RADIUS_PX`` on ``MIN_HITS`` samples spanning ``MIN_SPAN_S`` or more is static, and
+place detected again within ``RADIUS_PX`` on ``MIN_HITS`` samples spanning ``MIN_SPAN_S`` or more, and on
+``MIN_SHARE`` of the samples in between, is static, and
 from then on its detections are dropped and its significance zeroed, so that neither the solve, the tracking, the
 limits nor the forced measurement of expected stars reads it. Near the celestial pole stars hardly move, so no
 place within ``POLE_DEG`` of it (where the lens puts it) becomes static. A static spot unseen for ``FORGET_S`` is
@@ -22,9 +23,13 @@ import numpy as np
 from skyedge.stars.detection import Detections
 
 SAMPLE_S = 60.0
-RADIUS_PX = 1.0
+RADIUS_PX = 0.5  # a hot pixel's centroid stays within a tenth of a pixel; chance passers-by are 4x rarer than at 1 px
 MIN_HITS = 3
-MIN_SPAN_S = 900.0  # a star at 5 deg from the pole moves 0.33 deg in 15 minutes: several pixels on any all-sky lens
+# ... and seen on this share of the samples from its first to its last: stars follow one another along the same
+# diurnal circles, so a place one star left is passed by the next (with 1 px and no share, 900 places on a simulated
+# 384 px camera became static over twelve nights of clear sky, and the zenith's stars read 0.72 seen)
+MIN_SHARE = 0.7
+MIN_SPAN_S = 900.0  # a star 5 deg from the pole moves 0.33 deg in 15 minutes: 0.65 px on a coarse 0.5 deg/px lens
 POLE_DEG = 5.0
 CANDIDATE_S = 2 * MIN_SPAN_S  # a place seen once is remembered this long (every star leaves one per sample)
 FORGET_S = 3 * 86400.0
@@ -39,12 +44,16 @@ class StaticSpots:
         self._first = np.zeros(0)
         self._last = np.zeros(0)
         self._hits = np.zeros(0, np.int64)
+        self._born = np.zeros(0, np.int64)  # the sample a place was first seen on
+        self._seen = np.zeros(0, np.int64)  # ... and last seen on
+        self._samples = 0
         self._sampled = -np.inf
 
     @property
     def static(self) -> np.ndarray:
         """Which remembered places are static."""
-        return (self._hits >= MIN_HITS) & (self._last - self._first >= MIN_SPAN_S)
+        share = self._hits / np.maximum(self._seen - self._born + 1, 1)
+        return (self._hits >= MIN_HITS) & (self._last - self._first >= MIN_SPAN_S) & (share >= MIN_SHARE)
 
     def __len__(self) -> int:
         return int(self.static.sum())
@@ -64,7 +73,7 @@ class StaticSpots:
         from scipy.spatial import cKDTree
 
         sx, sy = self._x[static], self._y[static]
-        dist, _ = cKDTree(np.stack([sx, sy], axis=1)).query(np.stack([det.x, det.y], axis=1), distance_upper_bound=RADIUS_PX + 1.0)
+        dist, _ = cKDTree(np.stack([sx, sy], axis=1)).query(np.stack([det.x, det.y], axis=1), distance_upper_bound=RADIUS_PX + 0.5)
         keep = ~np.isfinite(dist)
         significance = det.significance
         if significance is not None:
@@ -79,6 +88,7 @@ class StaticSpots:
         )
 
     def _learn(self, det: Detections, posix: float, pole_xy, pole_px: float) -> None:
+        self._samples += 1
         x, y = np.asarray(det.x, float), np.asarray(det.y, float)
         if pole_xy is not None and pole_px > 0:
             away = np.hypot(x - pole_xy[0], y - pole_xy[1]) > pole_px
@@ -91,13 +101,18 @@ class StaticSpots:
             matched = np.isfinite(dist)
             hit = np.unique(idx[matched])  # a place counts once per sample however many detections fall on it
             self._last[hit] = posix
+            self._seen[hit] = self._samples
             self._hits[hit] += 1
         new = ~matched
+        n = int(new.sum())
         self._x = np.concatenate([self._x, x[new]])
         self._y = np.concatenate([self._y, y[new]])
-        self._first = np.concatenate([self._first, np.full(int(new.sum()), posix)])
-        self._last = np.concatenate([self._last, np.full(int(new.sum()), posix)])
-        self._hits = np.concatenate([self._hits, np.ones(int(new.sum()), np.int64)])
+        self._first = np.concatenate([self._first, np.full(n, posix)])
+        self._last = np.concatenate([self._last, np.full(n, posix)])
+        self._hits = np.concatenate([self._hits, np.ones(n, np.int64)])
+        self._born = np.concatenate([self._born, np.full(n, self._samples, np.int64)])
+        self._seen = np.concatenate([self._seen, np.full(n, self._samples, np.int64)])
         age = posix - self._last
         keep = (age <= np.where(self.static, FORGET_S, CANDIDATE_S)) & (age >= -CANDIDATE_S)
-        self._x, self._y, self._first, self._last, self._hits = (a[keep] for a in (self._x, self._y, self._first, self._last, self._hits))
+        for name in ("_x", "_y", "_first", "_last", "_hits", "_born", "_seen"):
+            setattr(self, name, getattr(self, name)[keep])
