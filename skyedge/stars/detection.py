@@ -105,7 +105,6 @@ def _without_spikes(tophat: np.ndarray, inner: np.ndarray) -> np.ndarray:
     if values.size < 100:
         return tophat
     sigma = 1.4826 * float(np.median(np.abs(values - np.median(values)))) or float(values.std()) or 1e-6
-    h, w = tophat.shape
     ys, xs = np.nonzero(tophat[1:-1, 1:-1] > SPIKE_SIGMA * sigma)  # only bright pixels can be spikes
     ys, xs = ys + 1, xs + 1
     centre = tophat[ys, xs]

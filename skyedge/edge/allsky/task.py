@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from skyedge.daylight import without_class, without_day
+from skyedge.daylight import without_class
 from skyedge.edge.allsky.map_check import MOON, map_check
 from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry, site_mask
 from skyedge.edge.allsky.records import Decision, FrameItem
@@ -288,11 +288,7 @@ class FrameTask:
         if self.day_index is None:
             return probabilities, set()
         night = np.array([it.site is not None and it.site.night_known for it in items])
-        if not night.any():
-            return probabilities, set()
-        overruled = {id(items[i]) for i in np.flatnonzero(night & (probabilities.argmax(axis=1) == self.day_index))}
-        return without_day(probabilities, night, self.day_index), overruled
-
+        return _ruled_out(items, probabilities, night, self.day_index)
 
     def _moon_set(self, items: list[FrameItem], probabilities: np.ndarray) -> tuple[np.ndarray, set[int]]:
         """With ``checks.moon_below_horizon: reclassify``, a model's 'moon' where the ephemeris puts the moon down is
@@ -303,10 +299,16 @@ class FrameTask:
             return probabilities, set()
         others = np.delete(probabilities, self.moon_index, axis=1)
         down = np.array([self.site.moon_down(it.site) for it in items]) & (others.max(axis=1) > 0)
-        if not down.any():
-            return probabilities, set()
-        changed = {id(items[i]) for i in np.flatnonzero(down & (probabilities.argmax(axis=1) == self.moon_index))}
-        return without_class(probabilities, down, self.moon_index), changed
+        return _ruled_out(items, probabilities, down, self.moon_index)
+
+
+def _ruled_out(items: list[FrameItem], probabilities: np.ndarray, rows: np.ndarray, index: int) -> tuple[np.ndarray, set[int]]:
+    """``probabilities`` with class ``index`` taken out on ``rows`` (physics rules it out there), and the items
+    whose top class that changed."""
+    if not rows.any():
+        return probabilities, set()
+    changed = {id(items[i]) for i in np.flatnonzero(rows & (probabilities.argmax(axis=1) == index))}
+    return without_class(probabilities, rows, index), changed
 
 
 def _star_watch(section, ephemeris, geometry, on_geometry):
