@@ -126,3 +126,16 @@ def test_validation_refuses_exactly_what_the_schema_refuses(kind):
             assert raised == refused, (kind, json.dumps(payload)[:300])
             checked += 1
     assert checked > 20
+
+
+def test_metrics_taken_back_to_back_still_meet_the_contract(monkeypatch):
+    """A stop right after a periodic snapshot takes the final one within the millisecond: its interval rounded to
+    0.0, which the contract refuses, and the publisher's shutdown stopped there, before its offline status."""
+    from skyedge.edge.runtime import stats as stats_module
+
+    monkeypatch.setattr(stats_module.time, "monotonic", lambda: 1000.0)  # both snapshots in one clock tick
+    stats = stats_module.Stats()
+    stats.snapshot()
+    snap = stats.snapshot()
+    assert snap["interval_s"] > 0
+    validate_payload("metrics", {**example("metrics"), **snap})

@@ -143,10 +143,13 @@ class Publisher:
                         self.stats.add("failed")
                 self._periodic()
         finally:
-            self._metrics()
-            self._status("offline")
-            for reporter in self.reporters:
-                reporter.close()
+            # Each step of the shutdown on its own: one that fails must not cost the others (the offline status,
+            # the reporters' files and connections).
+            for step in (self._metrics, lambda: self._status("offline"), *(r.close for r in self.reporters)):
+                try:
+                    step()
+                except Exception:
+                    log.exception("publisher shutdown: a step failed; carrying on with the rest")
 
     def _decision(self, d: Decision) -> None:
         it = d.item

@@ -57,7 +57,10 @@ class Stats:
             self._last = (now, processed)
             lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
             return {
-                "interval_s": round(now - t0, 3),
+                # Never 0: the contract wants a positive interval, and a stop right after a periodic snapshot
+                # comes within the millisecond (the final metrics then failed validation, and the publisher's
+                # shutdown stopped before its offline status).
+                "interval_s": max(round(now - t0, 3), 0.001),
                 "uptime_s": round(now - self.started, 3),
                 "throughput": round((processed - n0) / max(now - t0, 1e-9), 3),
                 "latency_ms": {
