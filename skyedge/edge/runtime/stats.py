@@ -56,13 +56,14 @@ class Stats:
             processed = self.counts["processed"]
             self._last = (now, processed)
             lat = np.asarray(self.latency_ms) if self.latency_ms else np.zeros(1)
+            # Never 0: the contract wants a positive interval, and a stop right after a periodic snapshot comes
+            # within the millisecond (the final metrics then failed validation, and the publisher's shutdown
+            # stopped before its offline status).
+            interval = max(now - t0, 0.001)
             return {
-                # Never 0: the contract wants a positive interval, and a stop right after a periodic snapshot
-                # comes within the millisecond (the final metrics then failed validation, and the publisher's
-                # shutdown stopped before its offline status).
-                "interval_s": max(round(now - t0, 3), 0.001),
+                "interval_s": round(interval, 3),
                 "uptime_s": round(now - self.started, 3),
-                "throughput": round((processed - n0) / max(now - t0, 1e-9), 3),
+                "throughput": round((processed - n0) / interval, 3),
                 "latency_ms": {
                     "p50": round(float(np.percentile(lat, 50)), 3),
                     "p95": round(float(np.percentile(lat, 95)), 3),
