@@ -8,9 +8,9 @@ four minutes, a hot pixel never does.
 :class:`StaticSpots` remembers, at most once per ``SAMPLE_S`` of capture time, where the frame's detections were. A
 place detected again within ``RADIUS_PX`` on ``MIN_HITS`` samples spanning ``MIN_SPAN_S`` or more, and on
 ``MIN_SHARE`` of the samples in between, is static: from then on its detections are dropped and its significance
-zeroed, so that neither the solve, the tracking, the limits nor the forced measurement of expected stars reads it. Near the celestial pole stars hardly move, so no
-place within ``POLE_DEG`` of it (where the lens puts it) becomes static. A static spot unseen for ``FORGET_S`` is
-forgotten (a hot pixel that cooled, a lamp taken down).
+zeroed, so that neither the solve, the tracking, the limits nor the forced measurement of expected stars reads it.
+Near the celestial pole stars hardly move, so no place within ``POLE_DEG`` of it (where the lens puts it) becomes
+static. A static spot unseen for ``FORGET_S`` is forgotten (a hot pixel that cooled, a lamp taken down).
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ class StaticSpots:
         return int(self.static.sum())
 
     def screen(self, det: Detections, posix: float, pole_xy: tuple[float, float] | None = None, pole_px: float = 0.0) -> Detections:
-        """``det`` without its detections at static places (their significance zeroed, in ``det`` too); learns from ``det`` at most
-        once per ``SAMPLE_S``. ``pole_xy``: the celestial pole's pixel when the lens is known, and ``pole_px``
-        the radius in pixels around it where nothing becomes static."""
+        """``det`` without its detections at static places (their significance zeroed, in ``det`` too); learns
+        from ``det`` at most once per ``SAMPLE_S``. ``pole_xy``: the celestial pole's pixel when the lens is known,
+        and ``pole_px`` the radius in pixels around it where nothing becomes static."""
         if posix - self._sampled >= SAMPLE_S or posix < self._sampled:  # a clock set back starts sampling afresh
             self._learn(det, posix, pole_xy, pole_px)
             self._sampled = posix
