@@ -3,11 +3,12 @@
 The numbers refer to the reliability issue's list: vanished files (1), a vanished folder (2), bad paths at start
 (3), oversized images (4), the camera's frame format across restarts (5), symlinks (6), the card's file mode (7),
 bounded sequence buffers (8), the telescope field resuming after a restart (9), a `--once` run outlasting slow
-reporters (10).
+reporters (10); and a shutdown step that fails (the others still run).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -362,3 +363,41 @@ def test_10_a_once_run_publishes_every_answer_however_slow_its_reporters(
     monkeypatch.setattr(lifecycle, "STOP_DRAIN_S", 0.01)  # a daemon's stop would give up almost at once
     assert main(["run", "--config", str(cfg), "--once"]) == 0
     assert {m["frame_id"] for m in messages(log, "classification")} == {f.name for f in pngs}
+
+
+def test_a_failing_shutdown_step_costs_none_of_the_others(tmp_path, caplog):
+    """The publisher's shutdown takes the final metrics, says 'offline', and closes every reporter: when one of those
+    steps raises (here the metrics, and the first reporter's close), the rest still happen, and the log says so."""
+    import logging
+
+    from skyedge.edge.messages import MessageFactory
+    from skyedge.edge.reporters.jsonl import JsonlReporter
+    from skyedge.edge.runtime.publisher import DeviceFacts, Publisher
+    from skyedge.edge.runtime.stats import Stats
+
+    class ClosesBadly(JsonlReporter):
+        def close(self) -> None:
+            super().close()
+            raise OSError("the disk went away")
+
+    class SaysClosed(JsonlReporter):
+        closed = False
+
+        def close(self) -> None:
+            super().close()
+            self.closed = True
+
+    def depth() -> int:
+        raise RuntimeError("the batch queue is gone")
+
+    first, second = ClosesBadly(tmp_path / "first.jsonl"), SaysClosed(tmp_path / "second.jsonl")
+    facts = DeviceFacts("onnxruntime", "fp32", "stub", ["clear", "cloudy"], depth, metrics_interval_s=3600.0)
+    publisher = Publisher(MessageFactory("site", "device", None), [first, second], [], Stats(), facts)
+    with caplog.at_level(logging.ERROR):
+        publisher.start()
+        publisher.close()
+    for path in (tmp_path / "first.jsonl", tmp_path / "second.jsonl"):
+        states = [json.loads(line)["payload"].get("state") for line in path.read_text().splitlines()]
+        assert states == ["online", "offline"], path
+    assert second.closed
+    assert caplog.text.count("publisher shutdown: a step failed") == 2
