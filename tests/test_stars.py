@@ -378,6 +378,67 @@ def test_a_colour_cameras_hot_pixels_are_learnt_as_static_and_the_camera_then_so
     assert watch.observe(_colour_frame(overcast, *hot), t).visibility.visible_fraction <= 0.15
 
 
+def test_the_static_places_survive_a_restart(tmp_path, caplog):
+    """A restart does not unlearn a colour camera's hot pixels: they are kept beside the geometry file, and a watch
+    started afresh on that file solves on its first frame, where one without it cannot. A file it cannot use (another
+    frame size, or not a file of its kind) is named in a warning and the watch learns afresh."""
+    import logging
+
+    from skyedge.stars.watch import StarWatch, static_spots_file
+
+    truth, shape, hot = Lens(255.5, 255.5, 230.0, 30.0, "left", "equisolid"), (512, 512), _hot(2000)
+
+    def frame(k: int) -> np.ndarray:
+        return _colour_frame(render_star_field(truth, shape, SITE, NIGHT + 120.0 * k, limiting_mag=5.0, fwhm_px=2.0, seed=k), *hot)
+
+    before = StarWatch(SITE, None, save_to=tmp_path / "g.yaml", solve_every_s=0.0)
+    for k in range(6):  # ten minutes of frames: saved, not yet static
+        assert before.observe(frame(k), NIGHT + 120.0 * k).geometry == "none"
+    assert static_spots_file(tmp_path / "g.yaml").exists()
+    later = frame(8)
+    assert StarWatch(SITE, None, solve_every_s=0.0).observe(later, NIGHT + 960.0).geometry == "none"
+    restarted = StarWatch(SITE, None, save_to=tmp_path / "g.yaml", solve_every_s=0.0)
+    assert restarted.observe(later, NIGHT + 960.0).geometry == "solved"
+    assert len(restarted.static_spots) >= 900
+
+    small = StarWatch(SITE, None, save_to=tmp_path / "g.yaml", solve_every_s=0.0)
+    with caplog.at_level(logging.WARNING):
+        small.observe(later[:256, :256], NIGHT + 960.0)
+    assert "g.static.npz: learnt on (512, 512) frames, these are (256, 256)" in caplog.text
+    static_spots_file(tmp_path / "g.yaml").write_bytes(b"not numpy")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        report = StarWatch(SITE, None, save_to=tmp_path / "g.yaml", solve_every_s=0.0).observe(later, NIGHT + 960.0)
+    assert "g.static.npz: not a static-places file" in caplog.text and report.geometry == "none"
+
+
+def test_the_geometry_command_sets_aside_what_stays_put_across_a_folder(tmp_path):
+    """A folder of a colour camera's frames taken over an hour, each with the same 2,000 debayered hot pixels: no
+    frame solves alone, but the hot pixels are where they were on every frame and the stars are not, so the
+    command sets them aside and solves the camera."""
+    import cv2
+
+    from skyedge.cli import main
+
+    truth, shape, hot = Lens(255.5, 255.5, 230.0, 30.0, "left", "equisolid"), (512, 512), _hot(2000)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(4):
+        t = NIGHT + 1200.0 * k
+        image = _colour_frame(render_star_field(truth, shape, SITE, t, limiting_mag=5.0, fwhm_px=2.0, seed=k), *hot)
+        if k == 0:
+            with pytest.raises(NoGeometry):
+                solve_frame(detect_stars(image), default_catalogue(), SITE, t, shape)
+        stamp = np.datetime64(int(t), "s").astype(object).strftime("%Y%m%d-%H%M%S")
+        cv2.imwrite(str(frames / f"cam-{stamp}.png"), image)
+    out = tmp_path / "geometry.yaml"
+    site = ",".join(map(str, SITE))
+    assert main(["geometry", str(frames), "--site", site, "--out", str(out), "--filename-format", "%Y%m%d-%H%M%S"]) == 0
+    lens = load_geometry(out).lens
+    assert abs(lens.cx - truth.cx) < 0.5 and abs(lens.cy - truth.cy) < 0.5
+    assert abs(((lens.north_deg - truth.north_deg) + 180) % 360 - 180) < 0.2 and lens.projection == "equisolid"
+
+
 def test_a_match_no_better_than_chance_gives_no_geometry():
     """Stretched so that hot pixels set the white point, a colour frame's stars drown in a thousand quantisation
     peaks: a wrong lens then matched 30% of the detections (the old bar). The same lens turned a few degrees matches

@@ -11,11 +11,17 @@ place detected again within ``RADIUS_PX`` on ``MIN_HITS`` samples spanning ``MIN
 zeroed, so that neither the solve, the tracking, the limits nor the forced measurement of expected stars reads it.
 Near the celestial pole stars hardly move, so no place within ``POLE_DEG`` of it (where the lens puts it) becomes
 static. A static spot unseen for ``FORGET_S`` is forgotten (a hot pixel that cooled, a lamp taken down).
+
+What was learnt survives a restart: :meth:`StaticSpots.save` writes the places to a small ``.npz`` file (the star
+watch keeps it beside the camera geometry) and :func:`load_static_spots` reads it back for a frame of the same size.
+Without it a colour camera's hot pixels would pass for stars again for a quarter of an hour after every restart.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +38,8 @@ MIN_SPAN_S = 900.0  # a star 5 deg from the pole moves 0.33 deg in 15 minutes: 0
 POLE_DEG = 5.0
 CANDIDATE_S = 2 * MIN_SPAN_S  # a place seen once is remembered this long (every star leaves one per sample)
 FORGET_S = 3 * 86400.0
+_STATE = ("_x", "_y", "_first", "_last", "_hits", "_born", "_seen")
+FILE_VERSION = 1
 
 
 class StaticSpots:
@@ -67,23 +75,7 @@ class StaticSpots:
         static = self.static
         if pole_xy is not None and pole_px > 0:  # a star near the pole, marked before the lens was known
             static &= np.hypot(self._x - pole_xy[0], self._y - pole_xy[1]) > pole_px
-        if not static.any() or len(det) == 0:
-            return det
-        from scipy.spatial import cKDTree
-
-        sx, sy = self._x[static], self._y[static]
-        dist, _ = cKDTree(np.stack([sx, sy], axis=1)).query(np.stack([det.x, det.y], axis=1), distance_upper_bound=RADIUS_PX + 0.5)
-        keep = ~np.isfinite(dist)
-        significance = det.significance  # the frame's own image, zeroed in place (a 2k copy per frame is 16 MB)
-        if significance is not None:
-            h, w = significance.shape
-            xi, yi = np.rint(sx).astype(int), np.rint(sy).astype(int)
-            for oy in range(-2, 3):
-                for ox in range(-2, 3):
-                    significance[np.clip(yi + oy, 0, h - 1), np.clip(xi + ox, 0, w - 1)] = 0.0
-        return dataclasses.replace(
-            det, x=det.x[keep], y=det.y[keep], flux=det.flux[keep], snr=det.snr[keep], significance=significance
-        )
+        return without_places(det, self._x[static], self._y[static])
 
     def _learn(self, det: Detections, posix: float, pole_xy, pole_px: float) -> None:
         self._samples += 1
@@ -112,5 +104,91 @@ class StaticSpots:
         self._seen = np.concatenate([self._seen, np.full(n, self._samples, np.int64)])
         age = posix - self._last
         keep = (age <= np.where(self.static, FORGET_S, CANDIDATE_S)) & (age >= -CANDIDATE_S)
-        for name in ("_x", "_y", "_first", "_last", "_hits", "_born", "_seen"):
+        for name in _STATE:
             setattr(self, name, getattr(self, name)[keep])
+
+    def save(self, path: Path, shape: tuple[int, int]) -> None:
+        """Write what was learnt on frames of ``shape`` (rows, columns) to ``path``, atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(
+                f,
+                version=FILE_VERSION,
+                shape=np.asarray(shape, np.int64),
+                samples=self._samples,
+                sampled=self._sampled,
+                **{name.lstrip("_"): getattr(self, name) for name in _STATE},
+            )
+        os.replace(tmp, path)
+
+
+def without_places(det: Detections, sx: np.ndarray, sy: np.ndarray) -> Detections:
+    """``det`` without its detections at the places (``sx``, ``sy``), their significance zeroed (in ``det`` too)."""
+    if len(sx) == 0 or len(det) == 0:
+        return det
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(np.stack([sx, sy], axis=1)).query(np.stack([det.x, det.y], axis=1), distance_upper_bound=RADIUS_PX + 0.5)
+    keep = ~np.isfinite(dist)
+    significance = det.significance  # the frame's own image, zeroed in place (a 2k copy per frame is 16 MB)
+    if significance is not None:
+        h, w = significance.shape
+        xi, yi = np.rint(sx).astype(int), np.rint(sy).astype(int)
+        for oy in range(-2, 3):
+            for ox in range(-2, 3):
+                significance[np.clip(yi + oy, 0, h - 1), np.clip(xi + ox, 0, w - 1)] = 0.0
+    return dataclasses.replace(det, x=det.x[keep], y=det.y[keep], flux=det.flux[keep], snr=det.snr[keep], significance=significance)
+
+
+def places_in_most_frames(frames: list[tuple[float, np.ndarray, np.ndarray]], share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The static places of a set of frames taken at any times (``frames``: capture time and detection positions
+    each): places detected within ``RADIUS_PX`` on at least ``share`` of the frames (and ``MIN_HITS``), those
+    frames spanning ``MIN_SPAN_S`` or more. For a folder of frames, where :class:`StaticSpots`, which follows a
+    sequence, would forget a place between frames hours apart; stars keep a place only within a degree or so of
+    the pole, and only over minutes."""
+    if len(frames) < MIN_HITS:
+        return np.zeros(0), np.zeros(0)
+    from scipy.spatial import cKDTree
+
+    x = np.concatenate([f[1] for f in frames]).astype(float)
+    y = np.concatenate([f[2] for f in frames]).astype(float)
+    if len(x) == 0:
+        return np.zeros(0), np.zeros(0)
+    which = np.concatenate([np.full(len(f[1]), i) for i, f in enumerate(frames)])
+    when = np.array([f[0] for f in frames], float)
+    need = max(MIN_HITS, int(np.ceil(share * len(frames))))
+    tree = cKDTree(np.stack([x, y], axis=1))
+    static = np.zeros(len(x), bool)
+    for i, near in enumerate(tree.query_ball_point(np.stack([x, y], axis=1), r=RADIUS_PX)):
+        if len(near) < need:
+            continue
+        seen = np.unique(which[near])
+        static[i] = len(seen) >= need and np.ptp(when[seen]) >= MIN_SPAN_S
+    keys = np.unique(np.stack([np.rint(x[static] * 4), np.rint(y[static] * 4)], axis=1), axis=0)  # one per place
+    return keys[:, 0] / 4, keys[:, 1] / 4
+
+
+def load_static_spots(path: Path, shape: tuple[int, int]) -> StaticSpots:
+    """The places saved at ``path`` for frames of ``shape``; ValueError (naming the file and why) when the file is
+    unreadable, of another version, or of another frame size (another camera, or the same one binned)."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: not a static-places file ({exc})") from None
+    need = {"version", "shape", "samples", "sampled", *(name.lstrip("_") for name in _STATE)}
+    if missing := sorted(need - set(data)):
+        raise ValueError(f"{path}: no {', '.join(missing)} in the static-places file")
+    if int(data["version"]) != FILE_VERSION:
+        raise ValueError(f"{path}: static-places file version {int(data['version'])}, this skyedge reads {FILE_VERSION}")
+    if tuple(int(v) for v in data["shape"]) != tuple(shape):
+        raise ValueError(f"{path}: learnt on {tuple(int(v) for v in data['shape'])} frames, these are {tuple(shape)}")
+    sizes = {len(data[name.lstrip("_")]) for name in _STATE}
+    if len(sizes) != 1:
+        raise ValueError(f"{path}: its arrays differ in length ({sorted(sizes)})")
+    spots = StaticSpots()
+    for name in _STATE:
+        setattr(spots, name, np.asarray(data[name.lstrip("_")], getattr(spots, name).dtype))
+    spots._samples, spots._sampled = int(data["samples"]), float(data["sampled"])
+    return spots

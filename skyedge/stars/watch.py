@@ -4,7 +4,8 @@ geometry when the camera has none or has moved.
 Per night frame (:meth:`StarWatch.observe`, the pipeline's source thread; ~20-200 ms for 0.25-4 Mpixel):
 
 1. stars are detected (:mod:`skyedge.stars.detection`), without the places that stay put while the sky turns
-   (:mod:`skyedge.stars.static_spots`: a colour camera's hot pixels, a lamp);
+   (:mod:`skyedge.stars.static_spots`: a colour camera's hot pixels, a lamp; kept beside the geometry file, at
+   most ``SPOTS_SAVE_EVERY_S`` of capture time behind, so that a restart does not unlearn them);
 2. with a geometry, the expected stars are compared with them (:mod:`skyedge.stars.visibility`);
 3. without one, or when a frame with many stars sees few of the expected ones (a remounted or rotated camera
    looks exactly like that; a cloudy frame has too few stars to try), the frame is solved blind
@@ -44,7 +45,7 @@ from skyedge.stars.solve import (
     refine,
     solve_frame,
 )
-from skyedge.stars.static_spots import POLE_DEG, StaticSpots
+from skyedge.stars.static_spots import POLE_DEG, StaticSpots, load_static_spots
 from skyedge.stars.visibility import (
     SEEN_RULE,
     Visibility,
@@ -60,6 +61,12 @@ LEARN_FRAMES = 3
 MAX_POOLED = 200
 RESOLVE_BELOW = 0.5  # whole-sky visible fraction under which a frame rich in stars is solved again
 TRACK_GAIN = 1.25  # a tracked lens replaces the saved one only when it matches this many times its stars
+SPOTS_SAVE_EVERY_S = 600.0
+
+
+def static_spots_file(geometry_file: Path) -> Path:
+    """Where a camera's static places are kept: beside its geometry file (``NAME.static.npz``)."""
+    return geometry_file.with_name(geometry_file.stem + ".static.npz")
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,10 @@ class StarWatch:
         self._circle: tuple[tuple, np.ndarray] | None = None  # the saved lens's sky, kept per (lens, frame shape)
         self.solves = self.solve_failures = self.tracks = 0
         self.static_spots = StaticSpots()
+        self._spots_file = static_spots_file(save_to) if save_to is not None else None
+        self._spots_loaded = self._spots_file is None
+        self._spots_saved = -np.inf
+        self._spots_unsaved = False
 
     def observe(
         self, image: np.ndarray, posix: float, moon: tuple[float, float, float] | None = None, mask: np.ndarray | None = None, sun_alt_deg: float | None = None
@@ -154,7 +165,29 @@ class StarWatch:
             alt, az = abs(self.site[0]), (0.0 if self.site[0] >= 0 else 180.0)
             (px,), (py,) = lens.project(np.array([alt]), np.array([az]))
             pole, pole_px = (float(px), float(py)), POLE_DEG / max(float(lens.degrees_per_px(max(alt, 1.0))), 1e-9)
-        return self.static_spots.screen(det, posix, pole, pole_px)
+        if not self._spots_loaded:
+            self._load_spots(image.shape[:2])
+        det = self.static_spots.screen(det, posix, pole, pole_px)
+        if self._spots_file is not None and (posix - self._spots_saved >= SPOTS_SAVE_EVERY_S or posix < self._spots_saved):
+            self._spots_saved = posix
+            try:
+                self.static_spots.save(self._spots_file, image.shape[:2])
+            except OSError as exc:  # the watch carries on with them in memory; said once, not every ten minutes
+                (log.debug if self._spots_unsaved else log.warning)("%s: cannot save the static places (%s)", self._spots_file, exc)
+                self._spots_unsaved = True
+        return det
+
+    def _load_spots(self, shape: tuple[int, int]) -> None:
+        """The static places learnt before a restart, if any were saved for frames of this size."""
+        self._spots_loaded = True
+        if not self._spots_file.exists():
+            return
+        try:
+            self.static_spots = load_static_spots(self._spots_file, shape)
+        except ValueError as exc:  # relearnt from the frames, as on a new camera
+            log.warning("%s; learning the static places afresh", exc)
+        else:
+            log.info("%s: %d static places (hot pixels, lamps) from before", self._spots_file, len(self.static_spots))
 
     def _within_lens(self, mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
         """The sky mask as far as the saved lens's horizon circle reaches (``mask`` itself without a geometry).

@@ -1,7 +1,8 @@
 """``skyedge geometry``: a camera's geometry from a folder of its night frames, saved for the pipeline.
 
 Every frame with a capture time, taken while the sun is below -12 deg, is solved blind
-(:func:`skyedge.stars.solve.solve_frame`). The solutions are grouped by pose (north within 2 deg, zenith pixel
+(:func:`skyedge.stars.solve.solve_frame`), without the places detected on most of the frames (a colour camera's
+hot pixels, a lamp: the stars move between frames, they do not). The solutions are grouped by pose (north within 2 deg, zenith pixel
 within 2% of the frame); the largest group is fitted jointly (up to ``JOINT_FRAMES`` frames) and its frames'
 clear frames' completeness gives the limiting magnitudes. Frames of other poses are listed: a camera moved during the folder's
 time span. Nothing is written when no frame solves.
@@ -22,6 +23,7 @@ from skyedge.stars.catalogue import default_catalogue
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import FIT_MIN_ALT_DEG, NoGeometry, refine, solve_frame
+from skyedge.stars.static_spots import places_in_most_frames, without_places
 from skyedge.stars.visibility import SEEN_RULE, clear_enough, completeness_counts, limiting_magnitudes
 
 FRAME_SUFFIXES = {".fits", ".fit", ".fts", ".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -60,41 +62,72 @@ def parse_site(text: str) -> tuple[float, float, float]:
 
 
 def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_size_px: int = 7, progress=None) -> list[FrameResult]:
-    """Each frame of ``folder`` solved alone (``clock``: a CaptureClock)."""
+    """Each frame of ``folder`` solved alone (``clock``: a CaptureClock), without the places that stay put from
+    frame to frame (a colour camera's hot pixels, a lamp: :func:`~skyedge.stars.static_spots.places_in_most_frames`).
+    ``progress`` is called twice per frame: once as it is searched for static places, once as it is solved."""
     from skyedge.ephemeris import Ephemeris
-    from skyedge.imageio import read_frame
 
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
     if not files:
         raise GeometryCommandError(f"{folder}: no frames ({', '.join(sorted(FRAME_SUFFIXES))})")
     eph, cat = Ephemeris(*site), default_catalogue()
-    out = []
-    for path in files:
+    results, night = {}, []
+    for path in files:  # first pass: which frames can be solved, and where their detections lie
         try:
-            image, header = read_frame(path)
-        except Exception as exc:  # noqa: BLE001 - one bad file is reported, the rest are solved
-            out.append(FrameResult(path.name, "unreadable", str(exc)))
-            continue
-        when = clock.of(str(path), header, None)
-        if when is None:
-            out.append(FrameResult(path.name, "no capture time", f"tried {', '.join(clock.sources)}: a frame needs its time to be matched"))
-        elif eph.at(when.posix).sun_alt_deg > NIGHT_SUN_ALT_DEG:
-            out.append(FrameResult(path.name, "daylight", f"sun {eph.at(when.posix).sun_alt_deg:.0f} deg"))
+            image, when = _night_frame(path, clock, eph)
+        except _Skipped as skip:
+            results[path.name] = FrameResult(path.name, skip.status, skip.detail)
+            if progress is not None:  # no second pass for it
+                progress()
         else:
             det = detect_stars(image, star_size_px=star_size_px)
-            stars = cat.at(*site, when.posix)
-            try:
-                sol = solve_frame(det, cat, site, when.posix, image.shape[:2])
-                # Completeness is read now, while the frame's significance image exists; only the positions are
-                # kept (a folder of 2k frames would otherwise hold 16 MB per solved frame).
-                counts = completeness_counts(det, stars, sol.lens, image.shape[:2])
-                det = dataclasses.replace(det, significance=None)
-                out.append(FrameResult(path.name, "solved", f"{sol.matched} stars, rms {sol.rms_px:.2f} px", sol, det, stars, image.shape[:2], when.posix, counts))
-            except NoGeometry as exc:
-                out.append(FrameResult(path.name, "unsolved", str(exc)))
+            night.append((path, when, image.shape[:2], det.x, det.y))
         if progress is not None:
             progress()
-    return out
+    static = {}
+    for shape in {n[2] for n in night}:  # positions are a frame size's own
+        static[shape] = places_in_most_frames([(n[1], n[3], n[4]) for n in night if n[2] == shape])
+    for path, when, shape, _, _ in night:
+        image, _ = _night_frame(path, clock, eph)
+        det = without_places(detect_stars(image, star_size_px=star_size_px), *static[shape])
+        stars = cat.at(*site, when)
+        try:
+            sol = solve_frame(det, cat, site, when, shape)
+            # Completeness is read now, while the frame's significance image exists; only the positions are
+            # kept (a folder of 2k frames would otherwise hold 16 MB per solved frame).
+            counts = completeness_counts(det, stars, sol.lens, shape)
+            det = dataclasses.replace(det, significance=None)
+            results[path.name] = FrameResult(path.name, "solved", f"{sol.matched} stars, rms {sol.rms_px:.2f} px", sol, det, stars, shape, when, counts)
+        except NoGeometry as exc:
+            results[path.name] = FrameResult(path.name, "unsolved", str(exc))
+        if progress is not None:
+            progress()
+    return [results[p.name] for p in files]
+
+
+class _Skipped(Exception):
+    """A frame that is not solved, and why (status, detail)."""
+
+    def __init__(self, status: str, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def _night_frame(path: Path, clock, eph) -> tuple[np.ndarray, float]:
+    """A night frame's image and capture time; _Skipped for one that cannot be read, has no time, or is by day."""
+    from skyedge.imageio import read_frame
+
+    try:
+        image, header = read_frame(path)
+    except Exception as exc:  # noqa: BLE001 - one bad file is reported, the rest are solved
+        raise _Skipped("unreadable", str(exc)) from None
+    when = clock.of(str(path), header, None)
+    if when is None:
+        raise _Skipped("no capture time", f"tried {', '.join(clock.sources)}: a frame needs its time to be matched")
+    sun = eph.at(when.posix).sun_alt_deg
+    if sun > NIGHT_SUN_ALT_DEG:
+        raise _Skipped("daylight", f"sun {sun:.0f} deg")
+    return image, when.posix
 
 
 def _same_pose(a, b, side: float) -> bool:
@@ -152,7 +185,7 @@ def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: in
     if not Path(folder).is_dir():
         raise GeometryCommandError(f"{folder}: not a folder")
     with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("solving frames", total=n)
+        task = bar.add_task("solving frames", total=2 * n)
         results = solve_frames(folder, site, clock, star_size_px, progress=lambda: bar.advance(task))
     table = Table("frame", "outcome", "detail")
     for r in results:
