@@ -33,6 +33,24 @@ def test_the_sun_decides_day_and_the_models_day_gives_way_at_night():
     assert modelled.tolist() == [True, False, False, True]
 
 
+def test_a_moon_answer_without_a_moon_in_the_sky_passes_to_the_next_class():
+    """As the edge's default ``moon_below_horizon: reclassify``: where the simulator put no moon (NaN altitude), the
+    model's 'moon' gives way to its next class; with the moon up it stands; a model certain of 'moon' keeps it."""
+    prob = np.array(
+        [
+            [0.3, 0.6, 0.1, 0.0],  # no moon in the sky: moon taken out -> cloudy
+            [0.3, 0.6, 0.1, 0.0],  # the moon at 25 deg: moon stands
+            [0.0, 1.0, 0.0, 0.0],  # no moon, but nothing else: moon stays (the edge refuses the frame)
+        ]
+    )
+    data = Loaded(
+        images=[], labels=np.zeros(3, int), classes=CLASSES,
+        meta={"sun_alt_deg": np.full(3, -40.0), "moon_altitude_deg": np.array([np.nan, 25.0, np.nan])},
+    )
+    pred, _ = site_known_answers(prob, data, CLASSES)
+    assert [CLASSES[i] for i in pred] == ["cloudy", "moon", "moon"]
+
+
 def test_without_day_renormalises_only_the_night_rows():
     prob = np.array([[0.2, 0.2, 0.2, 0.4], [0.2, 0.2, 0.2, 0.4]], np.float32)
     p = without_day(prob, np.array([True, False]), 3)

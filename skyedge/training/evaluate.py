@@ -11,8 +11,8 @@ answer it: by a daylight exposure, the input-sanity checks, the open-set distanc
 or (the failure) a night-sky class.
 
 With ``--site-known``, each profile is also scored as a device that knows its site and capture time answers: the
-sun (the simulator's altitude for the frame) decides ``day``, and at night the model's ``day`` is taken out, as
-``skyedge run`` does with ``site_location`` set. The plain score is the model alone, as on a camera with no site.
+sun (the simulator's altitude for the frame) decides ``day``, and at night the model's ``day`` is taken out, as is
+its ``moon`` where the simulator put no moon in the sky, as ``skyedge run`` does with ``site_location`` set. The plain score is the model alone, as on a camera with no site.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skyedge.daylight import DAY_SUN_ALT_DEG, without_day
+from skyedge.daylight import DAY_SUN_ALT_DEG, without_class, without_day
 from skyedge.exposure import is_daylight_exposure
 from skyedge.metrics import classification_report
 from skyedge.model_card import ModelCard
@@ -34,6 +34,7 @@ from skyedge.training.frame_training import bayer_patterns, prepare_frames
 
 DANGEROUS = ("cloudy", "clear")  # truly cloudy, called clear
 DAY = "day"
+MOON = "moon"
 
 
 def simulated_profile(profile: str, n: int, seed: int, root: Path, classes: list[str] | None = None) -> Loaded:
@@ -103,7 +104,9 @@ def evaluate_frames(
 def site_known_answers(prob: np.ndarray, data: Loaded, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(class per frame, which frames reached the model) as the edge answers with ``site_location`` set: a frame
     whose sun (the simulator's) is above the default ``day_sun_alt_deg`` is ``day`` before any model; on the others
-    the model's ``day`` is taken out (:func:`skyedge.daylight.without_day`)."""
+    the model's ``day`` is taken out (:func:`skyedge.daylight.without_day`), and so is its ``moon`` where the
+    simulator put no moon in the sky (the default ``checks.moon_below_horizon: reclassify``; a model certain of
+    ``moon``, every other class 0, keeps it, as the edge then refuses the frame)."""
     if "sun_alt_deg" in data.meta:
         sun = np.asarray(data.meta["sun_alt_deg"], dtype=np.float64)
     elif DAY in data.classes:  # the simulator records the sun of every frame that has one (daylight, twilight)
@@ -111,6 +114,11 @@ def site_known_answers(prob: np.ndarray, data: Loaded, classes: list[str]) -> tu
     else:
         sun = np.full(len(data), np.nan)  # night skies only: no frame was given a sun
     day = np.nan_to_num(sun, nan=-90.0) > DAY_SUN_ALT_DEG
+    if MOON in classes and "moon_altitude_deg" in data.meta:  # recorded for every frame with a moon in its sky
+        m = classes.index(MOON)
+        moon_alt = np.asarray(data.meta["moon_altitude_deg"], dtype=np.float64)
+        down = ~(np.nan_to_num(moon_alt, nan=-90.0) >= 0.0) & (np.delete(prob, m, axis=1).max(axis=1) > 0)
+        prob = without_class(prob, down & ~day, m)
     if DAY not in classes:
         return prob.argmax(1), ~day
     d = classes.index(DAY)
