@@ -13,7 +13,8 @@ evaluate: score a trained frame model on camera profiles it never saw
 Simulate each --profile (cached under --data-root), prepare the frames as the edge does, and report
 accuracy, macro-F1, truly cloudy frames called clear and the open-set rate, beside the run's own
 held-out accuracy; with --invalid, how frames that are no night sky were answered; with --site-known, also
-as a device with site_location set answers (the sun decides day, the model's day is taken out at night).
+as a device with site_location set answers (the sun decides day, the model's day is taken out at night, and its
+moon where the simulator put no moon in the sky).
 
 example:
   skyedge evaluate runs/allsky-tiny --profile cropped-wide-jpeg --profile rpi-fisheye-jpeg --out results/unseen.json
@@ -215,7 +216,7 @@ def register_evaluate(subparsers) -> None:
         "--site-known",
         action="store_true",
         help="also score as a device with site_location set answers: the sun decides 'day', the model's 'day' is "
-        "taken out at night",
+        "taken out at night, and its 'moon' where no moon is in the sky",
     )
     p.add_argument("--out", default=None, help="write the scores as JSON")
     p.set_defaults(func=_evaluate)
