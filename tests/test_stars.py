@@ -250,10 +250,13 @@ def test_geometry_command_solves_a_folder_and_refuses_frames_without_a_time(tmp_
         stamp = np.datetime_as_string(np.datetime64(int(t), "s"))
         fits.PrimaryHDU(img, header=fits.Header({"DATE-OBS": stamp})).writeto(frames / f"n{k}.fits")
     fits.PrimaryHDU(img).writeto(frames / "no-time.fits")  # no DATE-OBS, and file times are not asked for
+    late = render_star_field(truth, (480, 512), SITE, NIGHT + 3600.0, limiting_mag=4.5, seed=40)  # stamped an hour early
+    fits.PrimaryHDU(late, header=fits.Header({"DATE-OBS": np.datetime_as_string(np.datetime64(int(NIGHT), "s"))})).writeto(frames / "z-late.fits")
     out = tmp_path / "geometry.yaml"
     assert main(["geometry", str(frames), "--site", ",".join(map(str, SITE)), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "no capture time" in printed
+    assert "1 frames match this lens at another time" in printed and "z-late.fits +1 h" in printed
     g = load_geometry(out)
     assert abs(g.lens.cx - 240.0) < 1.0 and abs(g.lens.cy - 250.0) < 1.0 and abs(((g.lens.north_deg - 75.0) + 180) % 360 - 180) < 0.5
     assert g.fit["frames"] == 3 and g.limiting_mag[0] is not None
@@ -261,6 +264,7 @@ def test_geometry_command_solves_a_folder_and_refuses_frames_without_a_time(tmp_
     # Only frames without a time: nothing solves, nothing is written.
     for k in range(3):
         (frames / f"n{k}.fits").unlink()
+    (frames / "z-late.fits").unlink()
     out2 = tmp_path / "none.yaml"
     assert main(["geometry", str(frames), "--site", ",".join(map(str, SITE)), "--out", str(out2)]) == 1
     assert not out2.exists()
@@ -437,6 +441,33 @@ def test_the_geometry_command_sets_aside_what_stays_put_across_a_folder(tmp_path
     lens = load_geometry(out).lens
     assert abs(lens.cx - truth.cx) < 0.5 and abs(lens.cy - truth.cy) < 0.5
     assert abs(((lens.north_deg - truth.north_deg) + 180) % 360 - 180) < 0.2 and lens.projection == "equisolid"
+
+
+def test_the_stars_tell_a_clock_an_hour_off_and_the_lens_is_kept(tmp_path, caplog):
+    """A frame stamped an hour before it was taken (a time zone or daylight-saving slip): its stars miss their
+    predicted places, and a blind solve at the stated time fits a lens shifted to make up for it. The saved lens
+    matches the stars an hour later, so the watch says the clock is off, by how much, and keeps its geometry."""
+    import logging
+
+    from skyedge.stars.clock import clock_check
+    from skyedge.stars.watch import StarWatch
+
+    truth, shape = Lens(255.5, 255.5, 230.0, 30.0, "left", "equisolid"), (512, 512)
+    late = render_star_field(truth, shape, SITE, NIGHT + 3600.0, limiting_mag=4.5, seed=3)
+    det = detect_stars(late)
+    wrong = solve_frame(det, default_catalogue(), SITE, NIGHT, shape).lens  # what the watch would have adopted
+    assert np.hypot(wrong.cx - truth.cx, wrong.cy - truth.cy) > 10.0
+    check = clock_check(det, truth, default_catalogue(), SITE, NIGHT)
+    assert check.believed and abs(check.offset_s - 3600.0) <= 180.0
+    on_time = render_star_field(truth, shape, SITE, NIGHT, limiting_mag=4.5, seed=3)
+    assert not clock_check(detect_stars(on_time), truth, default_catalogue(), SITE, NIGHT).believed
+
+    watch = StarWatch(SITE, CameraGeometry(truth, shape, (4.5, 4.5, 4.5, None, None), {}), save_to=tmp_path / "g.yaml", solve_every_s=0.0)
+    with caplog.at_level(logging.WARNING):
+        report = watch.observe(late, NIGHT)
+    assert report.geometry == "saved" and watch.geometry.lens == truth and not (tmp_path / "g.yaml").exists()
+    assert watch.clock_offsets == 1 and "the stars match this frame +" in caplog.text and "camera_timezone" in caplog.text
+    assert watch.observe(on_time, NIGHT + 60.0).visibility.zenith_fraction >= 0.9  # the right time reads clear
 
 
 def test_a_match_no_better_than_chance_gives_no_geometry():

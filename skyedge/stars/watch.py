@@ -10,7 +10,10 @@ Per night frame (:meth:`StarWatch.observe`, the pipeline's source thread; ~20-20
 3. without one, or when a frame with many stars sees few of the expected ones (a remounted or rotated camera
    looks exactly like that; a cloudy frame has too few stars to try), the frame is solved blind
    (:mod:`skyedge.stars.solve`, about 1 s, at most once per ``solve_every_s``). A solution that holds replaces
-   the geometry and is saved; a frame that does not solve leaves the saved geometry alone;
+   the geometry and is saved; a frame that does not solve leaves the saved geometry alone. With a geometry, the
+   camera's clock is checked first (:mod:`skyedge.stars.clock`): a frame whose stars the saved lens matches at
+   another time has a wrong capture time, not a moved camera, and is not solved (a blind solve would fit it a lens
+   shifted to make up for the time), and the log says by how much;
 4. otherwise a frame with many stars *tracks* the geometry, at most once per ``solve_every_s``: the saved lens
    is refitted to this frame's stars, starting where it is (matches within 3 deg, then 1), and replaces the saved
    one only when it matches ``TRACK_GAIN`` times the stars the saved lens does. A camera that settles or is
@@ -34,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.stars.catalogue import StarCatalogue, default_catalogue
+from skyedge.stars.clock import clock_check
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import (
@@ -62,6 +66,7 @@ MAX_POOLED = 200
 RESOLVE_BELOW = 0.5  # whole-sky visible fraction under which a frame rich in stars is solved again
 TRACK_GAIN = 1.25  # a tracked lens replaces the saved one only when it matches this many times its stars
 SPOTS_SAVE_EVERY_S = 600.0
+CLOCK_WARN_EVERY_S = 6 * 3600.0
 
 
 def static_spots_file(geometry_file: Path) -> Path:
@@ -115,7 +120,9 @@ class StarWatch:
             )
         self._counts: list[tuple[np.ndarray, np.ndarray]] = []
         self._circle: tuple[tuple, np.ndarray] | None = None  # the saved lens's sky, kept per (lens, frame shape)
-        self.solves = self.solve_failures = self.tracks = 0
+        self.solves = self.solve_failures = self.tracks = self.clock_offsets = 0
+        self.last_clock_check = None  # the latest believed ClockCheck (skyedge.stars.clock)
+        self._clock_warned = -np.inf
         self.static_spots = StaticSpots()
         self._spots_file = static_spots_file(save_to) if save_to is not None else None
         self._spots_loaded = self._spots_file is None
@@ -143,6 +150,8 @@ class StarWatch:
         elif rich and poor and posix - self._last_solve >= self.solve_every_s:
             self._last_solve = posix
             try:
+                if vis is not None and self._clock_off(det, shape, posix):
+                    raise NoGeometry("the camera's clock is off, not its lens")
                 sol = solve_frame(det, self.catalogue, self.site, posix, shape)
             except NoGeometry as exc:
                 self.solve_failures += 1
@@ -155,6 +164,26 @@ class StarWatch:
                 det = self._detect(image, sky, posix)
                 vis = self._visibility(det, stars, shape, sky, moon, sun_alt_deg)
         return StarReport(len(det), vis, state)
+
+    def _clock_off(self, det, shape: tuple[int, int], posix: float) -> bool:
+        """Whether the saved lens matches this frame's stars clearly better at another time than its stated one: the
+        clock (or the capture time's time zone) is wrong, and a blind solve would fit a shifted lens to make up for
+        it (:mod:`skyedge.stars.clock`); said at most every ``CLOCK_WARN_EVERY_S``."""
+        check = clock_check(det, self.geometry.lens_for(shape), self.catalogue, self.site, posix)
+        if not check.believed:
+            return False
+        self.clock_offsets += 1
+        self.last_clock_check = check
+        if not posix - CLOCK_WARN_EVERY_S < self._clock_warned <= posix:
+            self._clock_warned = posix
+            log.warning(
+                "%s: the stars match this frame %s from its capture time: the camera's clock, or the pipeline's "
+                "capture_time (camera_timezone; a daylight-saving change?), is off. The geometry is kept; stars are "
+                "counted at the stated time, so they read as hidden until the time is mended",
+                self.save_to or "the star watch",
+                check.describe(),
+            )
+        return True
 
     def _detect(self, image: np.ndarray, mask: np.ndarray | None, posix: float):
         """The frame's stars, without the places that stay put while the sky turns (hot pixels and lamps)."""

@@ -98,8 +98,9 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
             counts = completeness_counts(det, stars, sol.lens, shape)
             det = dataclasses.replace(det, significance=None)
             results[path.name] = FrameResult(path.name, "solved", f"{sol.matched} stars, rms {sol.rms_px:.2f} px", sol, det, stars, shape, when, counts)
-        except NoGeometry as exc:
-            results[path.name] = FrameResult(path.name, "unsolved", str(exc))
+        except NoGeometry as exc:  # its stars are kept: the camera's clock is checked against them later
+            det = dataclasses.replace(det, significance=None)
+            results[path.name] = FrameResult(path.name, "unsolved", str(exc), None, det, None, shape, when)
         if progress is not None:
             progress()
     return [results[p.name] for p in files]
@@ -170,6 +171,24 @@ def combine(results: list[FrameResult], site) -> tuple[CameraGeometry, list[Fram
     return CameraGeometry(joint.lens, shape, limits, fit), best, others
 
 
+def clock_offsets(results: list[FrameResult], geometry: CameraGeometry, site) -> list[tuple[str, object]]:
+    """(frame name, ClockCheck) for each starry frame of the geometry's size that did not solve to it (unsolved, or
+    another pose) but matches its lens clearly better at another time: a capture time off, not a camera moved."""
+    from skyedge.stars.clock import clock_check
+    from skyedge.stars.solve import MIN_MATCHED
+
+    cat, out = default_catalogue(), []
+    for r in results:
+        if r.det is None or r.shape != geometry.frame_shape or len(r.det) < 2 * MIN_MATCHED:
+            continue
+        if r.status == "solved" and _same_pose(r.solution.lens, geometry.lens, min(r.shape)):
+            continue
+        check = clock_check(r.det, geometry.lens, cat, site, r.posix)
+        if check.believed:
+            out.append((r.name, check))
+    return out
+
+
 def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: int = 7) -> int:
     """The command: solve, combine, save, and print what happened."""
     from rich.console import Console
@@ -206,6 +225,14 @@ def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: in
     )
     if others:
         console.print(f"[yellow]{len(others)} solved frames show another pose (was the camera moved?): {', '.join(r.name for r in others[:10])}[/yellow]")
+    offsets = clock_offsets(results, geometry, site)
+    if offsets:
+        console.print(
+            f"[yellow]{len(offsets)} frames match this lens at another time than their capture time: the camera's clock, "
+            f"or --camera-timezone / --filename-format, is off (daylight saving?): "
+            + "; ".join(f"{name} {check.describe()}" for name, check in offsets[:10])
+            + "[/yellow]"
+        )
     console.print(f"wrote {out}")
     return 0
 
