@@ -88,7 +88,13 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
     for shape in {n[2] for n in night}:  # positions are a frame size's own
         static[shape] = places_in_most_frames([(n[1], n[3], n[4]) for n in night if n[2] == shape])
     for path, when, shape, _, _ in night:
-        image, _ = _night_frame(path, clock, eph)
+        try:
+            image, _ = _night_frame(path, clock, eph)
+        except _Skipped as skip:  # changed or gone since the first pass: reported, the rest are solved
+            results[path.name] = FrameResult(path.name, skip.status, skip.detail)
+            if progress is not None:
+                progress()
+            continue
         det = without_places(detect_stars(image, star_size_px=star_size_px), *static[shape])
         stars = cat.at(*site, when)
         try:
