@@ -22,7 +22,7 @@ import numpy as np
 from skyedge.stars.catalogue import StarCatalogue
 from skyedge.stars.detection import Detections
 from skyedge.stars.lens import Lens
-from skyedge.stars.solve import CHANCE_RATIO, FIT_MIN_ALT_DEG, MIN_MATCHED, MIN_MATCHED_SHARE, VOTE_STARS, matched_count
+from skyedge.stars.solve import CHANCE_RATIO, MIN_MATCHED, MIN_MATCHED_SHARE, matched_count, stars_to_match
 
 SPAN_S = 12 * 3600.0  # a clock off by up to half a day (a time zone's worth either way)
 COARSE_S = 600.0  # the sky turns 2.5 deg in ten minutes: within the coarse pass's 3 deg
@@ -63,10 +63,7 @@ def clock_check(
     """The offset from ``posix`` at which ``lens`` puts the catalogue's stars on the frame's detections."""
 
     def count(offset: float, radius_deg: float) -> int:
-        stars = catalogue.at(*site, posix + offset, mag_limit=6.5)
-        stars = stars.subset(stars.alt_deg >= FIT_MIN_ALT_DEG)
-        stars = stars.subset(np.argsort(stars.mag, kind="stable")[: max(2 * len(det), 3 * VOTE_STARS)])
-        return matched_count(lens, det, stars, radius_deg)
+        return matched_count(lens, det, stars_to_match(catalogue, site, posix + offset, len(det)), radius_deg)
 
     coarse = np.arange(-span_s, span_s + COARSE_S / 2, COARSE_S)
     best = float(coarse[int(np.argmax([count(o, 3.0) for o in coarse]))])

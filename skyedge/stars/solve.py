@@ -194,15 +194,20 @@ def refine(lens: Lens, frames: list[tuple[Detections, StarsAt]], projections=PRO
     return best
 
 
+def stars_to_match(catalogue: StarCatalogue, site: tuple[float, float, float], posix: float, detected: int) -> StarsAt:
+    """The catalogue stars a frame of ``detected`` stars is matched against: above ``FIT_MIN_ALT_DEG``, and like with
+    like, about twice as many as the detections (the brightest), so that a detection's nearest catalogue star is
+    rarely a faint one the camera could not see."""
+    stars = catalogue.at(*site, posix, mag_limit=6.5)
+    stars = stars.subset(stars.alt_deg >= FIT_MIN_ALT_DEG)
+    return stars.subset(np.argsort(stars.mag, kind="stable")[: max(2 * detected, 3 * VOTE_STARS)])
+
+
 def solve_frame(det: Detections, catalogue: StarCatalogue, site: tuple[float, float, float], posix: float, shape: tuple[int, int]) -> Solution:
     """The geometry of one night frame from its detected stars (site: latitude, longitude, elevation)."""
     if len(det) < MIN_MATCHED:
         raise NoGeometry(f"{len(det)} stars detected, {MIN_MATCHED} needed (cloud, moon glare, twilight or day?)")
-    stars = catalogue.at(*site, posix, mag_limit=6.5)
-    stars = stars.subset(stars.alt_deg >= FIT_MIN_ALT_DEG)
-    # Compare like with like: about as many catalogue stars as detections (the brightest), so that a detection's
-    # nearest catalogue star is rarely a faint one the camera could not see.
-    stars = stars.subset(np.argsort(stars.mag, kind="stable")[: max(2 * len(det), 3 * VOTE_STARS)])
+    stars = stars_to_match(catalogue, site, posix, len(det))
     start, score = vote(det, stars, shape)
     sol = refine(start, [(det, stars)])
     if sol.matched < max(MIN_MATCHED, MIN_MATCHED_SHARE * len(det)):

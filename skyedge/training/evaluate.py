@@ -12,7 +12,8 @@ or (the failure) a night-sky class.
 
 With ``--site-known``, each profile is also scored as a device that knows its site and capture time answers: the
 sun (the simulator's altitude for the frame) decides ``day``, and at night the model's ``day`` is taken out, as is
-its ``moon`` where the simulator put no moon in the sky, as ``skyedge run`` does with ``site_location`` set. The plain score is the model alone, as on a camera with no site.
+its ``moon`` where the simulator put no moon in the sky, as ``skyedge run`` does with ``site_location`` set. The
+plain score is the model alone, as on a camera with no site.
 """
 
 from __future__ import annotations
