@@ -261,6 +261,18 @@ def test_geometry_command_solves_a_folder_and_refuses_frames_without_a_time(tmp_
     assert abs(g.lens.cx - 240.0) < 1.0 and abs(g.lens.cy - 250.0) < 1.0 and abs(((g.lens.north_deg - 75.0) + 180) % 360 - 180) < 0.5
     assert g.fit["frames"] == 3 and g.limiting_mag[0] is not None
     assert g.fit["limits_seen_as"] == SEEN_RULE  # the file says how its limits were learnt
+    # Every frame stamped an hour early (a time zone set wrong): each solves, to a lens shifted to make up for it,
+    # and they agree; the best one fits the sky far better an hour later, so nothing is written, saying why.
+    early = tmp_path / "early"
+    early.mkdir()
+    for k in range(3):
+        t = NIGHT + 900.0 * k
+        img = render_star_field(truth, (480, 512), SITE, t + 3600.0, limiting_mag=4.5, seed=30 + k)
+        fits.PrimaryHDU(img, header=fits.Header({"DATE-OBS": np.datetime_as_string(np.datetime64(int(t), "s"))})).writeto(early / f"n{k}.fits")
+    out_early = tmp_path / "early.yaml"
+    assert main(["geometry", str(early), "--site", ",".join(map(str, SITE)), "--out", str(out_early)]) == 1
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "fits the sky far better at another time" in printed and "+1 h" in printed and not out_early.exists()
     # Only frames without a time: nothing solves, nothing is written.
     for k in range(3):
         (frames / f"n{k}.fits").unlink()
@@ -467,7 +479,47 @@ def test_the_stars_tell_a_clock_an_hour_off_and_the_lens_is_kept(tmp_path, caplo
         report = watch.observe(late, NIGHT)
     assert report.geometry == "saved" and watch.geometry.lens == truth and not (tmp_path / "g.yaml").exists()
     assert watch.clock_offsets == 1 and "the stars match this frame +" in caplog.text and "camera_timezone" in caplog.text
-    assert watch.observe(on_time, NIGHT + 60.0).visibility.zenith_fraction >= 0.9  # the right time reads clear
+    assert watch.solve_failures == 0 and watch.solves == 0  # a wrong clock is not a frame that failed to solve
+    assert abs(report.message()["clock_offset_min"] - 60) <= 3
+    mended = watch.observe(on_time, NIGHT + 60.0)
+    assert mended.visibility.zenith_fraction >= 0.9  # the right time reads clear
+    assert "clock_offset_min" not in mended.message()  # and the stars no longer say the clock is off
+
+
+def test_a_new_camera_with_its_clock_an_hour_off_solves_the_right_lens_and_says_so(tmp_path):
+    """With no saved lens to check the clock against, a frame stamped an hour early still solves (to a lens shifted
+    31 px to make up for the time); solved at every half hour around its stated time, the sky fits the right lens an
+    hour later clearly better. That lens is kept and the message says the clock is off."""
+    from skyedge.stars.watch import StarWatch
+
+    truth, shape = Lens(255.5, 255.5, 230.0, 30.0, "left", "equisolid"), (512, 512)
+    late = render_star_field(truth, shape, SITE, NIGHT + 3600.0, limiting_mag=4.5, seed=3)
+    watch = StarWatch(SITE, save_to=tmp_path / "g.yaml", solve_every_s=0.0)
+    report = watch.observe(late, NIGHT)
+    lens = watch.geometry.lens
+    assert report.geometry == "solved" and np.hypot(lens.cx - truth.cx, lens.cy - truth.cy) < 1.0
+    assert abs(((lens.north_deg - truth.north_deg) + 180) % 360 - 180) < 0.3
+    assert watch.clock_offsets == 1 and abs(report.message()["clock_offset_min"] - 60) <= 3
+    on_time = StarWatch(SITE, solve_every_s=0.0)
+    assert on_time.observe(render_star_field(truth, shape, SITE, NIGHT, limiting_mag=4.5, seed=3), NIGHT).geometry == "solved"
+    assert on_time.clock_offsets == 0
+
+
+def test_a_camera_moved_so_that_it_looks_like_a_clock_off_is_solved_not_blamed_on_the_clock(tmp_path):
+    """A camera whose saved lens is shifted and turned just as the sky turns in half an hour (the lens a blind solve
+    fits a frame stamped 30 minutes early): its stars match that lens best 30 minutes from their stated time, as a
+    clock off would. But a blind solve at the stated time matches more of them: the camera moved, and the new lens
+    is adopted, with no clock offset said."""
+    from skyedge.stars.watch import StarWatch
+
+    truth, shape = Lens(255.5, 255.5, 230.0, 30.0, "left", "equisolid"), (512, 512)
+    early = render_star_field(truth, shape, SITE, NIGHT + 1800.0, limiting_mag=4.5, seed=3)
+    old = solve_frame(detect_stars(early), default_catalogue(), SITE, NIGHT, shape).lens
+    frame = render_star_field(truth, shape, SITE, NIGHT + 7200.0, limiting_mag=4.5, seed=4)
+    watch = StarWatch(SITE, CameraGeometry(old, shape, (4.5, 4.5, 4.5, None, None), {}), save_to=tmp_path / "g.yaml", solve_every_s=0.0)
+    report = watch.observe(frame, NIGHT + 7200.0)
+    assert report.geometry == "solved" and watch.clock_offsets == 0 and "clock_offset_min" not in report.message()
+    assert np.hypot(watch.geometry.lens.cx - truth.cx, watch.geometry.lens.cy - truth.cy) < 1.0
 
 
 def test_a_match_no_better_than_chance_gives_no_geometry():

@@ -69,6 +69,24 @@ def test_clear_without_stars_is_unsafe_and_cloudy_under_stars_is_flagged_and_col
     assert [s["frame_id"] for s in sidecars if "stars_disagree" in s["collected_because"]] == ["f1.fits"]
 
 
+def test_a_clock_an_hour_off_is_said_in_the_message_and_the_geometry_kept(stub_frame_package, tmp_path):
+    """Frames stamped an hour before they were taken (the camera's time zone set wrong): every message says so,
+    by how much, and the saved geometry is neither replaced nor counted against."""
+    geometry = tmp_path / "geometry.yaml"
+    save_geometry(CameraGeometry(LENS, SHAPE, _limits(), {"frames": 3}), geometry)
+    before = geometry.read_bytes()
+    incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
+    incoming.mkdir()
+    for k in range(2):
+        star_frame(incoming / f"f{k}.fits", NIGHT + 3600.0 + 600.0 * k, cloudy=False, seed=20 + k, stamped=NIGHT + 600.0 * k)
+    cfg = _config(tmp_path, stub_frame_package, incoming, log, ["clear"], {"geometry": str(geometry), "solve_every_s": 0})
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    got = sorted(messages(log, "classification"), key=lambda m: m["frame_id"])
+    assert [m["stars"]["geometry"] for m in got] == ["saved", "saved"] and geometry.read_bytes() == before
+    assert all(abs(m["stars"]["clock_offset_min"] - 60) <= 3 for m in got)
+    assert all(m["class"] == "unrecognised" and "clear_without_stars" in m["checks"] for m in got)  # unsafe meanwhile
+
+
 def test_a_camera_without_geometry_solves_and_saves_one(stub_frame_package, tmp_path):
     geometry = tmp_path / "cam" / "geometry.yaml"
     incoming, log = tmp_path / "in", tmp_path / "r.jsonl"

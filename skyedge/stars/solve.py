@@ -152,7 +152,9 @@ def matched_count(lens: Lens, det: Detections, stars: StarsAt, radius_deg: float
     return len(_match(lens, det, stars, radius_deg)[0])
 
 
-def _fit(lens: Lens, dx: np.ndarray, dy: np.ndarray, alt: np.ndarray, az: np.ndarray) -> Lens:
+def fit_to_pairs(lens: Lens, dx: np.ndarray, dy: np.ndarray, alt: np.ndarray, az: np.ndarray) -> Lens:
+    """``lens`` (zenith pixel, horizon radius, north) fitted by robust least squares to detections (dx, dy) of the
+    stars at (alt, az), starting where it is."""
     from scipy.optimize import least_squares
 
     def residual(p):
@@ -182,7 +184,7 @@ def refine(lens: Lens, frames: list[tuple[Detections, StarsAt]], projections=PRO
             alt = np.concatenate([s.alt_deg[si] for (_, s), (_, si) in pairs])
             az = np.concatenate([s.az_deg[si] for (_, s), (_, si) in pairs])
             mag = np.concatenate([s.mag[si] for (_, s), (_, si) in pairs])
-            trial = _fit(trial, dx, dy, alt, az)
+            trial = fit_to_pairs(trial, dx, dy, alt, az)
         else:
             px, py = trial.project(alt, az)
             res = np.hypot(px - dx, py - dy)

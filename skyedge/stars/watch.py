@@ -11,9 +11,12 @@ Per night frame (:meth:`StarWatch.observe`, the pipeline's source thread; ~20-20
    looks exactly like that; a cloudy frame has too few stars to try), the frame is solved blind
    (:mod:`skyedge.stars.solve`, about 1 s, at most once per ``solve_every_s``). A solution that holds replaces
    the geometry and is saved; a frame that does not solve leaves the saved geometry alone. With a geometry, the
-   camera's clock is checked first (:mod:`skyedge.stars.clock`): a frame whose stars the saved lens matches at
-   another time has a wrong capture time, not a moved camera, and is not solved (a blind solve would fit it a lens
-   shifted to make up for the time), and the log says by how much;
+   camera's clock is checked too (:mod:`skyedge.stars.clock`): a frame whose stars the saved lens matches at
+   another time, clearly better than the blind solve at its stated time, has a wrong capture time, not a moved
+   camera, and its solution is not adopted (it would be a lens shifted to make up for the time); the log says by how much, and so does each message's ``stars`` object
+   (``clock_offset_min``) until a frame's stars are seen at their stated time again. A camera's first solve has no
+   lens to check the clock against; there the sky is fitted at other times too
+   (:func:`~skyedge.stars.clock.solved_at_another_time`), and a clearly better fit is adopted and said the same way;
 4. otherwise a frame with many stars *tracks* the geometry, at most once per ``solve_every_s``: the saved lens
    is refitted to this frame's stars, starting where it is (matches within 3 deg, then 1), and replaces the saved
    one only when it matches ``TRACK_GAIN`` times the stars the saved lens does. A camera that settles or is
@@ -37,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.stars.catalogue import StarCatalogue, default_catalogue
-from skyedge.stars.clock import clock_check
+from skyedge.stars.clock import clock_check, solved_at_another_time
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import (
@@ -81,10 +84,14 @@ class StarReport:
     detected: int
     visibility: Visibility | None
     geometry: str  # 'saved', 'solved' (blind, this frame), 'tracked' (the saved one refitted to this frame), or 'none'
+    # How far the stars last put the capture time from the truth (s; None: never found off, or seen right since).
+    clock_offset_s: float | None = None
 
     def message(self) -> dict:
         """The classification message's ``stars`` object."""
         out = {"detected": self.detected, "geometry": self.geometry}
+        if self.clock_offset_s is not None:
+            out["clock_offset_min"] = int(round(self.clock_offset_s / 60.0))
         if self.visibility is not None:
             out.update(self.visibility.message())
         else:
@@ -149,29 +156,46 @@ class StarWatch:
                 vis = self._visibility(det, stars, shape, sky, moon, sun_alt_deg)
         elif rich and poor and posix - self._last_solve >= self.solve_every_s:
             self._last_solve = posix
-            try:
-                if vis is not None and self._clock_off(det, shape, posix):
-                    raise NoGeometry("the camera's clock is off, not its lens")
-                sol = solve_frame(det, self.catalogue, self.site, posix, shape)
-            except NoGeometry as exc:
-                self.solve_failures += 1
-                log.debug("no geometry from this frame: %s", exc)
-            else:
-                self.solves += 1
-                self._adopt(sol, det, stars, shape, sky, moon, posix)
+            if self._solve_blind(det, stars, shape, sky, moon, posix, check_clock=vis is not None):
                 state = "solved"
                 sky = self._within_lens(mask, shape)
                 det = self._detect(image, sky, posix)
                 vis = self._visibility(det, stars, shape, sky, moon, sun_alt_deg)
-        return StarReport(len(det), vis, state)
+        if not poor:  # the saved lens sees the stars at the stated time: the clock is right (again)
+            self.last_clock_check = None
+        offset = self.last_clock_check.offset_s if self.last_clock_check is not None else None
+        return StarReport(len(det), vis, state, offset)
 
-    def _clock_off(self, det, shape: tuple[int, int], posix: float) -> bool:
-        """Whether the saved lens matches this frame's stars clearly better at another time than its stated one: the
-        clock (or the capture time's time zone) is wrong, and a blind solve would fit a shifted lens to make up for
-        it (:mod:`skyedge.stars.clock`); said at most every ``CLOCK_WARN_EVERY_S``."""
-        check = clock_check(det, self.geometry.lens_for(shape), self.catalogue, self.site, posix)
-        if not check.believed:
+    def _solve_blind(self, det, stars, shape: tuple[int, int], sky, moon, posix: float, check_clock: bool) -> bool:
+        """Solve the geometry from this frame alone and adopt it; False (counted) when the frame cannot give one, or
+        when (``check_clock``, a saved geometry) the saved lens matches its stars clearly better at another time:
+        then the clock is off, not the lens (:mod:`skyedge.stars.clock`), and a blind solve at the stated time would
+        fit a lens shifted to make up for it. A lens nudged a little matches at a time a few minutes off too, but
+        no better than the solve at the stated time does: that is the lens."""
+        try:
+            sol = solve_frame(det, self.catalogue, self.site, posix, shape)
+        except NoGeometry as exc:
+            sol, why = None, exc
+        check = clock_check(det, self.geometry.lens_for(shape), self.catalogue, self.site, posix) if check_clock else None
+        if check is not None and check.believed and (sol is None or check.matched >= TRACK_GAIN * sol.matched):
+            self._clock_off(check, posix)
             return False
+        if sol is None:
+            self.solve_failures += 1
+            log.debug("no geometry from this frame: %s", why)
+            return False
+        if self.geometry is None:  # nothing to check the clock against: does the sky fit better at another time?
+            other = solved_at_another_time(det, self.catalogue, self.site, posix, sol)
+            if other is not None:
+                sol, check = other
+                self._clock_off(check, posix)
+                stars = self.catalogue.at(*self.site, posix + check.offset_s)  # the limits learnt at the sky's time
+        self.solves += 1
+        self._adopt(sol, det, stars, shape, sky, moon, posix)
+        return True
+
+    def _clock_off(self, check, posix: float) -> None:
+        """Count and keep a believed clock offset, and say it at most every ``CLOCK_WARN_EVERY_S``."""
         self.clock_offsets += 1
         self.last_clock_check = check
         if not posix - CLOCK_WARN_EVERY_S < self._clock_warned <= posix:
@@ -183,7 +207,6 @@ class StarWatch:
                 self.save_to or "the star watch",
                 check.describe(),
             )
-        return True
 
     def _detect(self, image: np.ndarray, mask: np.ndarray | None, posix: float):
         """The frame's stars, without the places that stay put while the sky turns (hot pixels and lamps)."""

@@ -5,7 +5,8 @@ Every frame with a capture time, taken while the sun is below -12 deg, is solved
 hot pixels, a lamp: the stars move between frames, they do not). The solutions are grouped by pose (north within 2 deg, zenith pixel
 within 2% of the frame); the largest group is fitted jointly (up to ``JOINT_FRAMES`` frames) and its frames'
 clear frames' completeness gives the limiting magnitudes. Frames of other poses are listed: a camera moved during the folder's
-time span. Nothing is written when no frame solves.
+time span. Nothing is written when no frame solves, nor when the best frame fits the sky clearly better at another
+time than its capture time (the folder's times are off alike, and its lens would be shifted to make up for them).
 """
 
 from __future__ import annotations
@@ -195,6 +196,16 @@ def clock_offsets(results: list[FrameResult], geometry: CameraGeometry, site) ->
     return out
 
 
+def shifted_clock(used: list[FrameResult], site) -> tuple[str, object] | None:
+    """(frame name, ClockCheck) when the best-matched frame of the pose fits the sky clearly better at another
+    time: every frame's capture time is off alike (a time zone), so nothing else in the folder can tell."""
+    from skyedge.stars.clock import solved_at_another_time
+
+    best = max(used, key=lambda r: r.solution.matched)
+    other = solved_at_another_time(best.det, default_catalogue(), site, best.posix, best.solution)
+    return None if other is None else (best.name, other[1])
+
+
 def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: int = 7) -> int:
     """The command: solve, combine, save, and print what happened."""
     from rich.console import Console
@@ -220,6 +231,15 @@ def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: in
         geometry, used, others = combine(results, site)
     except GeometryCommandError as exc:
         console.print(f"[red]{exc}[/red]; {out} left as it was")
+        return 1
+    shifted = shifted_clock(used, site)
+    if shifted is not None:
+        name, check = shifted
+        console.print(
+            f"[red]{name} fits the sky far better at another time than its capture time: {check.describe()}. The "
+            f"capture times are off (--camera-timezone, --filename-format, daylight saving?), and a lens solved at "
+            f"them is shifted to make up for it[/red]; {out} left as it was"
+        )
         return 1
     save_geometry(geometry, out)
     lens = geometry.lens
