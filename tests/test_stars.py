@@ -486,6 +486,22 @@ def test_the_stars_tell_a_clock_an_hour_off_and_the_lens_is_kept(tmp_path, caplo
     assert "clock_offset_min" not in mended.message()  # and the stars no longer say the clock is off
 
 
+def test_the_sky_turned_an_hour_is_where_the_catalogue_puts_it_an_hour_later():
+    """The first solve's clock check turns matched stars about the celestial pole instead of asking the catalogue
+    again: the two agree within arcminutes (refraction and the stars' own motions left out)."""
+    from skyedge.stars.clock import turned
+
+    cat = default_catalogue()
+    now, later = cat.at(*SITE, NIGHT), cat.at(*SITE, NIGHT + 3600.0)
+    up = (now.alt_deg > 20) & (later.alt_deg > 20)
+    alt, az = turned(now.alt_deg[up], now.az_deg[up], SITE[0], 3600.0)
+    a1, a2, dz = np.radians(alt), np.radians(later.alt_deg[up]), np.radians(az - later.az_deg[up])
+    apart = np.degrees(np.arccos(np.clip(np.sin(a1) * np.sin(a2) + np.cos(a1) * np.cos(a2) * np.cos(dz), -1, 1)))
+    assert up.sum() > 1000 and apart.max() < 0.05
+    back = turned(alt, az, SITE[0], -3600.0)
+    assert np.allclose(back[0], now.alt_deg[up], atol=1e-6)
+
+
 def test_a_new_camera_with_its_clock_an_hour_off_solves_the_right_lens_and_says_so(tmp_path):
     """With no saved lens to check the clock against, a frame stamped an hour early still solves (to a lens shifted
     31 px to make up for the time); solved at every half hour around its stated time, the sky fits the right lens an
