@@ -516,6 +516,10 @@ def test_a_new_camera_with_its_clock_an_hour_off_solves_the_right_lens_and_says_
     assert report.geometry == "solved" and np.hypot(lens.cx - truth.cx, lens.cy - truth.cy) < 1.0
     assert abs(((lens.north_deg - truth.north_deg) + 180) % 360 - 180) < 0.3
     assert watch.clock_offsets == 1 and abs(report.message()["clock_offset_min"] - 60) <= 3
+    # The next frame, still an hour off, before any limits are learnt: the right lens is kept, not solved over.
+    later = render_star_field(truth, shape, SITE, NIGHT + 4200.0, limiting_mag=4.5, seed=5)
+    assert watch.observe(later, NIGHT + 600.0).message()["clock_offset_min"] in range(57, 64)
+    assert watch.geometry.lens == lens and watch.clock_offsets == 2
     on_time = StarWatch(SITE, solve_every_s=0.0)
     assert on_time.observe(render_star_field(truth, shape, SITE, NIGHT, limiting_mag=4.5, seed=3), NIGHT).geometry == "solved"
     assert on_time.clock_offsets == 0

@@ -156,7 +156,7 @@ class StarWatch:
                 vis = self._visibility(det, stars, shape, sky, moon, sun_alt_deg)
         elif rich and poor and posix - self._last_solve >= self.solve_every_s:
             self._last_solve = posix
-            if self._solve_blind(det, stars, shape, sky, moon, posix, check_clock=vis is not None):
+            if self._solve_blind(det, stars, shape, sky, moon, posix):
                 state = "solved"
                 sky = self._within_lens(mask, shape)
                 det = self._detect(image, sky, posix)
@@ -166,9 +166,9 @@ class StarWatch:
         offset = self.last_clock_check.offset_s if self.last_clock_check is not None else None
         return StarReport(len(det), vis, state, offset)
 
-    def _solve_blind(self, det, stars, shape: tuple[int, int], sky, moon, posix: float, check_clock: bool) -> bool:
+    def _solve_blind(self, det, stars, shape: tuple[int, int], sky, moon, posix: float) -> bool:
         """Solve the geometry from this frame alone and adopt it; False (counted) when the frame cannot give one, or
-        when (``check_clock``, a saved geometry) the saved lens matches its stars clearly better at another time:
+        when the saved lens (limits learnt or not) matches its stars clearly better at another time:
         then the clock is off, not the lens (:mod:`skyedge.stars.clock`), and a blind solve at the stated time would
         fit a lens shifted to make up for it. A lens nudged a little matches at a time a few minutes off too, but
         no better than the solve at the stated time does: that is the lens."""
@@ -176,7 +176,7 @@ class StarWatch:
             sol = solve_frame(det, self.catalogue, self.site, posix, shape)
         except NoGeometry as exc:
             sol, why = None, exc
-        check = clock_check(det, self.geometry.lens_for(shape), self.catalogue, self.site, posix) if check_clock else None
+        check = clock_check(det, self.geometry.lens_for(shape), self.catalogue, self.site, posix) if self.geometry is not None else None
         if check is not None and check.believed and (sol is None or check.matched >= TRACK_GAIN * sol.matched):
             self._clock_off(check, posix)
             return False
