@@ -183,6 +183,30 @@ def test_moon_with_the_moon_below_the_horizon_is_flagged(stub_frame_package, cam
     assert (m["class"], m["top_class"], m["checks"]) == ("unrecognised", "moon", ["moon_below_horizon"])
 
 
+def test_two_cameras_batched_together_are_each_decided_by_their_own_settings(stub_frame_package, camera_frames, tmp_path):
+    """Two all-sky cameras share the device's model, and their frames share its batches; each frame is still
+    decided by its own pipeline: here one flags 'moon' under a set moon, the other refuses it. (Every frame of a
+    batch was decided by the first frame's pipeline: its checks, its cloud geometry, its star watch.)"""
+    when = _dark_time_with_moon(below=True)
+    folders = {name: tmp_path / f"in-{name}" for name in ("east", "west")}
+    for k in range(4):
+        for folder in folders.values():
+            folder.mkdir(exist_ok=True)
+            _fits_at(camera_frames[0], folder / f"f{k}.fits", when + timedelta(minutes=k))
+    log = tmp_path / "both.jsonl"
+    cfg = _deploy(tmp_path, stub_frame_package, folders["east"], log, {"checks": {"moon_below_horizon": "flag"}}, script=["moon"], batch_size=8)
+    data = yaml.safe_load(cfg.read_text())
+    data["backend"]["max_wait_ms"] = 500  # both cameras' frames in one batch
+    west = {**data["pipelines"][0], "camera": "west", "checks": {"moon_below_horizon": "unrecognised"}}
+    west["source"] = {**west["source"], "path": str(folders["west"])}
+    data["pipelines"].append(west)
+    cfg.write_text(yaml.safe_dump(data))
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    got = messages(log, "classification")
+    by_camera = {c: sorted(m["class"] for m in got if m["camera"] == c) for c in ("allsky", "west")}
+    assert by_camera == {"allsky": ["moon"] * 4, "west": ["unrecognised"] * 4}
+
+
 def test_clear_with_a_bright_moon_and_no_glare_is_flagged():
     """The moon's place in the image comes from the orientation; no glare there under a bright high moon is suspicious."""
     from skyedge.edge.allsky.site import SiteView, sky_to_pixel

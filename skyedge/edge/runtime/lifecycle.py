@@ -140,19 +140,27 @@ class Runtime:
     def _infer(self) -> None:
         batcher = Batcher(self.items, self.cfg.backend.batch_size, self.cfg.backend.max_wait_ms / 1e3, len(self.pipelines))
         for items in batcher:
-            task = items[0].pipeline.task  # one model per device: every pipeline's task is of the same kind
-            batch = task.batch(items)
-            t0 = time.perf_counter()
-            try:
-                outputs = self.backend.infer(batch.inputs) if batch.inputs else {}
-            except Exception as exc:
-                log.exception("backend failed on a batch of %d", len(items))
-                self.publisher.put(BatchFailed(items=items, reason=str(exc)))
-                continue
-            seconds = time.perf_counter() - t0
-            self.stats.backend_call(seconds)
-            for decision in task.decode(batch, outputs, 1e3 * seconds):
-                self.publisher.put(decision)
+            # Cameras share the model's batches, but each frame is decided by its own pipeline's task (its checks,
+            # cloud geometry, star watch): one backend call per pipeline in the batch.
+            tasks: dict[int, tuple] = {}
+            for item in items:
+                tasks.setdefault(id(item.pipeline.task), (item.pipeline.task, []))[1].append(item)
+            for task, group in tasks.values():
+                self._infer_batch(task, group)
+
+    def _infer_batch(self, task, items: list) -> None:
+        batch = task.batch(items)
+        t0 = time.perf_counter()
+        try:
+            outputs = self.backend.infer(batch.inputs) if batch.inputs else {}
+        except Exception as exc:
+            log.exception("backend failed on a batch of %d", len(items))
+            self.publisher.put(BatchFailed(items=items, reason=str(exc)))
+            return
+        seconds = time.perf_counter() - t0
+        self.stats.backend_call(seconds)
+        for decision in task.decode(batch, outputs, 1e3 * seconds):
+            self.publisher.put(decision)
 
     # ------------------------------------------------------------ lifecycle
 
