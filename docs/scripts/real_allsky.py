@@ -67,11 +67,13 @@ def read_answers(results: Path) -> dict[str, dict]:
     return {m["payload"]["frame_id"].rsplit(".", 1)[0]: m["payload"] for m in read_jsonl(results) if m["topic"].endswith("/classification")}
 
 
-def pipeline_keys(cloud_map: str = "off", stars: dict | None = None, mask: Path | None = None, checks: dict | None = None) -> dict:
+def pipeline_keys(cloud_map: str = "off", stars: dict | None = None, mask: Path | None = None, checks: dict | None = None, views: int = 1) -> dict:
     """The pipeline's keys beyond the defaults: ``checks.cloud_map``; ``stars``, the keys of a ``stars`` section
     (None: no star watch; its geometry goes into each run's folder); ``mask``, the site's mask PNG (white = sky);
-    ``checks``: other keys of the ``checks`` section."""
+    ``checks``: other keys of the ``checks`` section; ``views``: the pipeline's views (1 or 4)."""
     keys: dict = {"stars": stars}  # off unless asked: the figures in docs/results.md without star checks stay as measured
+    if views != 1:
+        keys["views"] = views
     checks = {**(checks or {}), **({"cloud_map": cloud_map} if cloud_map != "off" else {})}
     if checks:
         keys["checks"] = checks
@@ -300,6 +302,7 @@ def main(argv=None) -> int:
         help="a stars section: the geometry solved from these frames, the star checks; optionally its keys, e.g. '{refine_cloud_map: false}'",
     )
     ap.add_argument("--mask", type=Path, default=None, help="the site's mask PNG (white = sky; preprocess.mask.image)")
+    ap.add_argument("--views", type=int, choices=[1, 4], default=1, help="the pipeline's views: 4 averages each frame's quarter turns")
     ap.add_argument("--checks", type=yaml.safe_load, default=None, help="other keys of the checks section, e.g. '{moon_below_horizon: reclassify}'")
     args = ap.parse_args(argv)
     if args.other is not None and (args.nights != "test" or args.adapt):
@@ -310,7 +313,7 @@ def main(argv=None) -> int:
     fmt = "%Y-%m-%d-%H-%M-%S"
     frames = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part(args.nights))
     args.out.mkdir(parents=True, exist_ok=True)
-    pipeline = pipeline_keys(args.cloud_map, args.stars, args.mask, args.checks)
+    pipeline = pipeline_keys(args.cloud_map, args.stars, args.mask, args.checks, args.views)
     results = answers(args.package, frames, args.out / "run", site, args.utc_offset, args.precision, args.reuse, pipeline)
     nights = args.nights
     if args.other is not None:
@@ -318,7 +321,7 @@ def main(argv=None) -> int:
         results.update(answers(args.other, other, args.out / "run-other", site, args.utc_offset, args.precision, args.reuse, pipeline))
         frames, nights = frames + other, f"test by {args.package}, train by {args.other}"
     result = {"package": str(args.package), "precision": args.precision, "nights": nights, "cloud_map_check": args.cloud_map,
-              "stars": args.stars, "checks": args.checks, **score(args.package, frames, results)}
+              "stars": args.stars, "checks": args.checks, "views": args.views, **score(args.package, frames, results)}
     if args.adapt:
         train = labelled_frames(args.labelme, site, fmt, args.utc_offset, night_part("train"))
         ks = [int(k) for k in args.adapt.split(",")]

@@ -307,6 +307,9 @@ class PipelineSection(Schema):
         "(without site_location; with it, the sun decides); null: off",
     )
     checks: ChecksSection = ChecksSection()
+    views: Literal[1, 4] = Field(
+        default=1, description="all-sky: 4 averages the model over each frame's quarter turns (an answer independent of the mount; 4x the inference)"
+    )
     orientation: OrientationSection | None = Field(default=None, description="the lens's sky mapping (moon position)")
     collect: CollectSection | None = Field(default=None, description="keep frames for labelling (directory sources)")
     stars: StarsSection | None = Field(

@@ -23,6 +23,7 @@ from skyedge.edge.allsky.map_check import MOON, map_check
 from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry, site_mask
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
+from skyedge.edge.allsky.views import merge, spread
 from skyedge.edge.cloud_map import CloudMapper, with_stars
 from skyedge.edge.config import StartupError
 from skyedge.edge.config_observatory import geometry_file
@@ -130,7 +131,11 @@ class FrameTask:
     ):
         self.card = card
         self.model_mask = model_mask  # what the model was trained without; the pipeline's mask adds the site's
-        self.input_name = card.input("image").name
+        image = card.input("image")
+        self.input_name = image.name
+        self.views, self.layout = section.views, image.layout or "NCHW"
+        if self.views > 1 and image.shape[self.layout.index("H")] != image.shape[self.layout.index("W")]:
+            raise StartupError(f"pipeline {section.camera}: views: {self.views} needs a square model input; this model's is {image.shape} ({self.layout})")
         self.bayer = section.preprocess.bayer
         self.dark = _calibration_frame(section.preprocess.dark, "dark")
         self.flat = _calibration_frame(section.preprocess.flat, "flat")
@@ -241,7 +246,7 @@ class FrameTask:
     def batch(self, items: list[FrameItem]) -> Batch:
         """The model's frames stacked on the batch axis (daytime frames stay out)."""
         rows = [i for i, it in enumerate(items) if not it.gated]
-        inputs = {self.input_name: np.stack([items[i].inputs[self.input_name] for i in rows])} if rows else {}
+        inputs = {self.input_name: spread(np.stack([items[i].inputs[self.input_name] for i in rows]), self.views, self.layout)} if rows else {}
         return Batch(items=items, inputs=inputs, rows=rows)
 
     def decode(self, batch: Batch, outputs: dict[str, np.ndarray], inference_ms: float) -> list[Decision]:
@@ -250,6 +255,7 @@ class FrameTask:
         answered = {}
         if batch.rows:
             model_items = [batch.items[i] for i in batch.rows]
+            outputs = merge(outputs, self.views, (self.cloud_name,) if self.cloud_name else ())
             probabilities, overruled = self._night(model_items, outputs[self.decoder.probabilities])
             probabilities, moon_set = self._moon_set(model_items, probabilities)
             clouds = [None] * len(model_items)

@@ -92,8 +92,8 @@ class TensorRTBackend:
                 largest = tuple(self.engine.get_tensor_profile_shape(name, 0)[2])
                 if largest[0] < batch_size:
                     raise EngineError(
-                        f"{loaded.path}: engine's largest batch is {largest[0]} but backend.batch_size is "
-                        f"{batch_size}; rebuild with a larger --batch"
+                        f"{loaded.path}: engine's largest batch is {largest[0]} but a batch may hold {batch_size} "
+                        f"inputs (backend.batch_size, times 4 with a pipeline's views: 4); rebuild with a larger --batch"
                     )
                 self.context.set_input_shape(name, largest)
             self._host, self._device = {}, {}

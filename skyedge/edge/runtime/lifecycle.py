@@ -57,7 +57,7 @@ class Runtime:
             self.package,
             providers=b.providers,
             threads=b.threads,
-            batch_size=b.batch_size,
+            batch_size=b.batch_size * max((p.views for p in cfg.pipelines), default=1),  # a frame's views share its batch
             engine_dir=b.engine_dir,
             dla_core=b.dla_core,
             script=b.script,
