@@ -87,3 +87,16 @@ def test_views_need_a_square_model_input(tmp_path, camera_frames):
     cfg = write_config(tmp_path / "e.yaml", package, source, {"jsonl": {"path": str(tmp_path / "r.jsonl")}}, pipeline={"views": 4}, script=["clear"])
     with pytest.raises(StartupError, match="views: 4 needs a square model input"):
         Runtime(load_edge_config(cfg), once=True)
+
+
+def test_a_telescope_field_refuses_views(stub_sequence_package, tmp_path):
+    """Turning applies to all-sky frames; a field pipeline asked for views says so at start, naming the key."""
+    from skyedge.edge.config import StartupError, load_edge_config
+    from skyedge.edge.runtime.lifecycle import Runtime
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    source = {"kind": "fits-sequence", "path": str(frames), "settle_s": 0}
+    cfg = write_config(tmp_path / "scope.yaml", stub_sequence_package, source, {"jsonl": {"path": str(tmp_path / "r.jsonl")}}, camera="field-a", pipeline={"views": 4})
+    with pytest.raises(StartupError, match=r"pipelines\[field-a\]\.views"):
+        Runtime(load_edge_config(cfg), once=True)

@@ -63,6 +63,8 @@ class SequenceTask:
 
     def __init__(self, card: ModelCard, section, ephemeris=None, model_mask=None, batch_size: int = 256):
         self.card, self.spec = card, card.sequence
+        if section.views != 1:
+            raise StartupError(f"pipelines[{section.camera}].views: {section.views} turns all-sky frames; a telescope field takes 1")
         src = section.source
         where = f"pipelines[{section.camera}].source"
         try:
