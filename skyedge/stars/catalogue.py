@@ -115,7 +115,7 @@ def icrs_to_enu(latitude_deg: float, longitude_deg: float, elevation_m: float, p
     leak a device running for months could not afford; now it is asked about once an hour."""
     anchor = math.floor(posix / _ANCHOR_S) * _ANCHOR_S
     start, axis, rate = _hour(latitude_deg, longitude_deg, elevation_m, anchor)
-    return start @ _turn(axis, rate * (posix - anchor))
+    return start @ rotation_about(axis, rate * (posix - anchor))
 
 
 @lru_cache(maxsize=16)
@@ -129,7 +129,7 @@ def _hour(latitude_deg: float, longitude_deg: float, elevation_m: float, anchor:
     return start, axis / np.linalg.norm(axis), angle / _ANCHOR_S
 
 
-def _turn(axis: np.ndarray, angle: float) -> np.ndarray:
+def rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:
     """The rotation by ``angle`` (rad) about the unit vector ``axis`` (Rodrigues)."""
     x, y, z = axis
     k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])

@@ -16,11 +16,12 @@ against a blind solve at the stated time (:mod:`skyedge.stars.watch`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from skyedge.stars.catalogue import StarCatalogue
+from skyedge.stars.catalogue import StarCatalogue, rotation_about
 from skyedge.stars.detection import Detections
 from skyedge.stars.lens import Lens
 from skyedge.stars.solve import (
@@ -103,9 +104,9 @@ def turned(alt_deg: np.ndarray, az_deg: np.ndarray, latitude_deg: float, dt_s: f
     a, z = np.radians(alt_deg), np.radians(az_deg)
     v = np.stack([np.cos(a) * np.sin(z), np.cos(a) * np.cos(z), np.sin(a)], axis=1)  # east, north, up
     lat = np.radians(latitude_deg)
-    k = np.array([0.0, np.cos(lat), np.sin(lat)])  # the Earth's axis, towards the north celestial pole
-    turn = -np.radians(SIDEREAL_DEG_PER_S * dt_s)  # the sky turns clockwise about the north pole, seen from inside
-    v = v * np.cos(turn) + np.cross(k, v) * np.sin(turn) + np.outer(v @ k, k) * (1.0 - np.cos(turn))
+    pole = np.array([0.0, np.cos(lat), np.sin(lat)])  # the Earth's axis, towards the north celestial pole
+    # The sky turns clockwise about the north pole, seen from inside.
+    v = v @ rotation_about(pole, -math.radians(SIDEREAL_DEG_PER_S * dt_s)).T
     return np.degrees(np.arcsin(np.clip(v[:, 2], -1.0, 1.0))), np.degrees(np.arctan2(v[:, 0], v[:, 1])) % 360.0
 
 

@@ -142,13 +142,14 @@ class Runtime:
         for items in batcher:
             # Cameras share the model's batches, but each frame is decided by its own pipeline's task (its checks,
             # cloud geometry, star watch): one backend call per pipeline in the batch.
-            tasks: dict[int, tuple] = {}
+            groups: dict[object, list] = {}
             for item in items:
-                tasks.setdefault(id(item.pipeline.task), (item.pipeline.task, []))[1].append(item)
-            for task, group in tasks.values():
+                groups.setdefault(item.pipeline.task, []).append(item)
+            for task, group in groups.items():
                 self._infer_batch(task, group)
 
     def _infer_batch(self, task, items: list) -> None:
+        """One backend call for one pipeline's items, and their decisions to the publisher."""
         batch = task.batch(items)
         t0 = time.perf_counter()
         try:
