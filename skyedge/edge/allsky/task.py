@@ -23,7 +23,7 @@ from skyedge.edge.allsky.map_check import MOON, map_check
 from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry, site_mask
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
-from skyedge.edge.allsky.views import merge, spread
+from skyedge.edge.allsky.views import merge, spatial_axes, spread
 from skyedge.edge.cloud_map import CloudMapper, with_stars
 from skyedge.edge.config import StartupError
 from skyedge.edge.config_observatory import geometry_file
@@ -134,7 +134,8 @@ class FrameTask:
         image = card.input("image")
         self.input_name = image.name
         self.views, self.layout = section.views, image.layout or "NCHW"
-        if self.views > 1 and image.shape[self.layout.index("H")] != image.shape[self.layout.index("W")]:
+        height, width = spatial_axes(self.layout)
+        if self.views > 1 and image.shape[height] != image.shape[width]:
             raise StartupError(f"pipeline {section.camera}: views: {self.views} needs a square model input; this model's is {image.shape} ({self.layout})")
         self.bayer = section.preprocess.bayer
         self.dark = _calibration_frame(section.preprocess.dark, "dark")
