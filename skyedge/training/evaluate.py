@@ -118,7 +118,7 @@ def site_known_answers(prob: np.ndarray, data: Loaded, classes: list[str]) -> tu
     if MOON in classes and "moon_altitude_deg" in data.meta:  # recorded for every frame with a moon in its sky
         m = classes.index(MOON)
         moon_alt = np.asarray(data.meta["moon_altitude_deg"], dtype=np.float64)
-        down = ~(np.nan_to_num(moon_alt, nan=-90.0) >= 0.0) & (np.delete(prob, m, axis=1).max(axis=1) > 0)
+        down = (np.nan_to_num(moon_alt, nan=-90.0) < 0.0) & (np.delete(prob, m, axis=1).max(axis=1) > 0)
         prob = without_class(prob, down & ~day, m)
     if DAY not in classes:
         return prob.argmax(1), ~day
