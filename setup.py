@@ -82,8 +82,8 @@ setup(
     package_data={
         "skyedge": ["schemas/*.json", "schemas/mqtt/*.json"],
         "skyedge.export": ["data/*.json"],
-        "skyedge.stars": ["data/*.npz"],
-        "skyedge.edge.field": ["data/*.onnx", "data/*.json"],  # the learnt real/bogus stage (docs/scripts/train_real_bogus.py)  # the bright-star catalogue (docs/scripts/make_star_catalogue.py)
+        "skyedge.stars": ["data/*.npz"],  # the bright-star catalogue (docs/scripts/make_star_catalogue.py)
+        "skyedge.edge.field": ["data/*.onnx", "data/*.json"],  # the learnt real/bogus stage (docs/scripts/train_real_bogus.py)
     },
     include_package_data=True,
     install_requires=CORE,

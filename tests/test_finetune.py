@@ -113,3 +113,28 @@ def test_a_frozen_backbone_holds_its_weights_and_statistics_then_thaws():
     assert not torch.equal(seen[2]["0.0.weight"], start["0.0.weight"])  # thawed for the last epoch
     assert not torch.equal(seen[2]["0.1.running_mean"], start["0.1.running_mean"])
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_run_started_from_imagenet_weights_can_be_fine_tuned():
+    """The recommended recipe's backbone starts from ImageNet weights; its child starts from the parent's instead,
+    so it is built without them, and the architecture check must not take that for a different network."""
+    from types import SimpleNamespace
+
+    from skyedge.training.finetune import start_from
+    from skyedge.training.models.frame import FrameEmbedder
+
+    shape = {"backbone": "efficientnet_lite0", "in_channels": 3, "size": [64, 64], "embedding_dim": 8, "num_classes": 3,
+             "normalize": False, "cloud_map": True}
+    torch.manual_seed(0)
+    parent_model = SimpleNamespace(embedder=FrameEmbedder(**shape, frozen_stages=3))
+    parent = SimpleNamespace(
+        model=torch.nn.Module(), model_args={**shape, "pretrained": True, "frozen_stages": 3}, card={"classes": ["a", "b", "c"]}, path="runs/parent"
+    )
+    parent.model.embedder = parent_model.embedder
+    torch.manual_seed(1)
+    child = FrameEmbedder(**shape, frozen_stages=1)
+    start_from(child, parent, "embedder.", {**shape, "pretrained": False, "frozen_stages": 1}, ["a", "b", "c"])
+    for key, value in parent.model.embedder.state_dict().items():
+        assert torch.equal(child.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="embedding_dim"):
+        start_from(FrameEmbedder(**{**shape, "embedding_dim": 4}), parent, "embedder.", {**shape, "embedding_dim": 4}, ["a", "b", "c"])

@@ -10,6 +10,10 @@ from skyedge.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
+# Model settings a child may set unlike its parent: the class count (the class layer follows by name), whether its
+# backbone starts from ImageNet weights (a child starts from the parent's), and how many stages stay frozen.
+NOT_ARCHITECTURE = ("num_classes", "pretrained", "frozen_stages")
+
 
 def parent_run(cfg: TrainConfig, model_name: str):
     """The run ``train.init_from`` names, checked to be the same kind of model (or None)."""
@@ -26,10 +30,11 @@ def parent_run(cfg: TrainConfig, model_name: str):
 def start_from(model: nn.Module, parent, prefix: str, model_args: dict, classes: list[str]) -> None:
     """Copy the parent's weights into ``model``: everything whose shape fits, and the class layer's rows by class
     name (a site's image folder lists classes in its own order; classes new to the network start fresh);
-    architecture settings must agree, naming the one that does not."""
+    architecture settings must agree, naming the one that does not (not where the first weights came from, nor
+    which stages train: a parent started from ImageNet weights passes its own on)."""
     for key, value in model_args.items():
         theirs = parent.model_args.get(key)
-        if key not in ("num_classes",) and theirs is not None and theirs != value:
+        if key not in NOT_ARCHITECTURE and theirs is not None and theirs != value:
             raise ValueError(f"train.init_from: the parent run has {key}={theirs!r}, this recipe {value!r}")
     own = model.state_dict()
     parents = {k[len(prefix) :]: v for k, v in parent.model.state_dict().items() if k.startswith(prefix)}
