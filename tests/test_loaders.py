@@ -30,6 +30,31 @@ def test_image_folder_by_class(tmp_path):
     assert len(data.data_hash) == 64
 
 
+def test_image_folder_reads_a_frames_painted_cloud_as_its_truth(tmp_path):
+    """What `skyedge label` writes (a frame and its <name>.cloud.png) trains the cloud map, and the painting is never
+    taken for a frame of its class; a painting of the wrong size is refused, naming it."""
+    from skyedge.preprocess import NO_SKY
+
+    for name in ("clear", "cloudy"):
+        (tmp_path / name).mkdir()
+        _png(tmp_path / name / "a.png", 500)
+    paint = np.full((16, 20), 128, np.uint8)  # not judged
+    paint[:, :8], paint[:, 12:] = 255, 0  # cloud on the left, clear sky on the right
+    assert cv2.imwrite(str(tmp_path / "cloudy" / "a.cloud.png"), paint)
+    data = load_image_folder(tmp_path)
+    assert data.labels.tolist() == [0, 1]
+    assert data.cloud[0] is None
+    truth = data.cloud[1]
+    assert truth.shape == (16, 20) and (truth[:, :8] == 250).all() and (truth[:, 12:] == 0).all()
+    assert (truth[:, 8:12] == NO_SKY).all()
+    first = load_image_folder(tmp_path).data_hash
+    assert cv2.imwrite(str(tmp_path / "cloudy" / "a.cloud.png"), 255 - paint)
+    assert load_image_folder(tmp_path).data_hash != first  # the painting is part of the data
+    assert cv2.imwrite(str(tmp_path / "cloudy" / "a.cloud.png"), np.zeros((8, 8), np.uint8))
+    with pytest.raises(DatasetError, match=r"a\.cloud\.png"):
+        load_image_folder(tmp_path)
+
+
 def test_image_folder_needs_classes(tmp_path):
     with pytest.raises(DatasetError, match="one sub-folder per class"):
         load_image_folder(tmp_path)

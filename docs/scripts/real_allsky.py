@@ -210,7 +210,7 @@ def score(package: Path, frames, results: dict[str, dict]) -> dict:
 
 
 def painted_mask(frame) -> np.ndarray:
-    """A frame's polygons as a person would paint them in `skyedge label` (skyedge/edge/labelling/cloud_masks.py):
+    """A frame's polygons as a person would paint them in `skyedge label` (skyedge/painted_cloud.py):
     black clear sky, white cloud, grey where they say nothing (unannotated sky, obstructions)."""
     truth = cloud_truth(frame)
     mask = np.full(truth.shape, 128, np.uint8)

@@ -13,7 +13,7 @@ camera, or a new class, is enrolled by refitting the head, not the network:
    leave-one-out distances, so the site's own sky is not rejected;
 4. where the package has a cloud map and the frames include clear or moonlit ones and cloudy ones (at least
    ``min_per_class`` of each side), a cloud head is refitted to them (:mod:`adapt_map`; frames with their cloud
-   painted, :mod:`cloud_masks`, say where the cloud is) and the report compares it with the shipped one on these
+   painted, :mod:`skyedge.painted_cloud`, say where the cloud is) and the report compares it with the shipped one on these
    frames; it replaces the shipped head only when asked (``refit_map_head``,
    ``--refit-map-head``): on the real development camera it helped a package that never saw the camera and harmed
    one trained on the camera's polygons (docs/results.md, "The cloud head refitted by adapt");
@@ -41,13 +41,13 @@ import numpy as np
 from skyedge.edge.config_checks import ChecksSection
 from skyedge.edge.labelling import adapt_map
 from skyedge.edge.labelling.adapt_report import markdown
-from skyedge.edge.labelling.cloud_masks import MaskError, is_mask, mask_path, read_mask
 from skyedge.edge.labelling.head_surgery import HeadSurgeryError, replace_class_head, replace_map_head, save_checked
 from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
 from skyedge.masks import card_mask
 from skyedge.model_card import Adaptation, ModelCard, read_card, write_card
+from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
 from skyedge.preprocess import NO_SKY, prepare_frame_and_sky
 from skyedge.shards import sha256_file
 
@@ -66,7 +66,7 @@ class AdaptError(SkyedgeError, ValueError):
 
 def labelled_frames(folder: Path) -> list[tuple[Path, str]]:
     """``(file, class)`` for every image in ``folder/<class>/``, sorted; hidden files, painted masks
-    (:mod:`cloud_masks`) and other files skipped."""
+    (:mod:`skyedge.painted_cloud`) and other files skipped."""
     if not folder.is_dir():
         raise AdaptError(f"--data: {folder} is not a folder of class folders (DIR/<class>/<file>)")
     items = [

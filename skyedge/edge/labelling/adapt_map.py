@@ -13,7 +13,7 @@ How:
 2. frame labels become cell targets: every sky cell of a clear or moonlit frame is clear, every sky cell of a
    cloudy frame is cloud; aurora, day and classes the model does not know say nothing about cloud and are left
    out. A cell counts by its share of sky, and the clear and the cloudy side count alike. A frame with its cloud
-   painted (:mod:`cloud_masks`, any class) gives each cell its painted cloud fraction instead, counted by its
+   painted (:mod:`skyedge.painted_cloud`, any class) gives each cell its painted cloud fraction instead, counted by its
    share of judged sky;
 3. one logistic unit per cell, shared by all cells (a 1 x 1 convolution), is fitted on standardised features with
    an L2 penalty by Newton's method; the standardisation is folded into the weights;
@@ -189,7 +189,7 @@ def refit_map(
     """((weight, bias), report) for labelled frames with ``features`` (N, C, h, w) and the parent's maps
     ``shipped`` (N, 1, h, w), placed for the pipeline's ``checks`` (``cloud_map_max_cover`` within
     ``cloud_map_zenith_deg``; default: the check's defaults); ``painted``: each frame's painted cloud truth or
-    None (:mod:`cloud_masks`). Where every frame used is painted, the head reads cloud fraction and is not shifted.
+    None (:mod:`skyedge.painted_cloud`). Where every frame used is painted, the head reads cloud fraction and is not shifted.
     The caller has checked both sides have frames."""
     checks = checks or ChecksSection()
     limit, zenith = checks.cloud_map_max_cover, checks.cloud_map_zenith_deg

@@ -1,67 +1,15 @@
-"""Painted cloud for ``skyedge adapt``: a labelled frame's ``<name>.cloud.png`` says where its cloud is.
+"""Painted cloud for ``skyedge adapt``: a labelled frame's painted mask (:mod:`skyedge.painted_cloud`) on the model
+input's grid and the cloud map's cells.
 
-A frame label says a sky is clear or cloudy, not how much of it is cloud nor where, so a cloud head refitted to
-frame labels reads on a scale placed for the check's limit (:mod:`adapt_map`). A painted mask says both: a head
-refitted to painted frames reads cloud fraction, as a head trained on the simulator's or the polygons' truth does.
-
-The mask is an image of the frame's own size beside it (``labelled/cloudy/0412.jpg`` ->
-``labelled/cloudy/0412.cloud.png``): black clear sky, white cloud, anything between (a soft brush's edge) or
-transparent not judged, and left out. Any image editor paints one; the frame's class folder still gives its class.
+A head refitted to frame labels reads on a scale placed for the check's limit (:mod:`adapt_map`); a head refitted to
+painted frames reads cloud fraction, as a head trained on the simulator's or the polygons' truth does.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from skyedge.errors import SkyedgeError
-from skyedge.preprocess import NO_SKY, prepare_cloud_truth
-
-MASK_SUFFIX = ".cloud.png"
-CLEAR_AT_MOST = 63  # grey levels: at most this is clear sky, at least CLOUD_AT_LEAST cloud, between not judged
-CLOUD_AT_LEAST = 192
-
-
-class MaskError(SkyedgeError, ValueError):
-    """A painted mask adapt cannot use: says which file and why."""
-
-
-def is_mask(path: Path) -> bool:
-    """Whether ``path`` is a painted mask (not a frame)."""
-    return path.name.lower().endswith(MASK_SUFFIX)
-
-
-def mask_path(frame: Path) -> Path:
-    """Where a frame's painted mask lies."""
-    return frame.with_name(frame.stem + MASK_SUFFIX)
-
-
-def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """The mask at ``path`` as cloud truth of a frame of ``shape`` (uint8: 0 clear, 250 cloud, NO_SKY not judged)."""
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise MaskError(f"{path}: not a readable image")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    if image.dtype != np.uint8:
-        raise MaskError(f"{path}: {image.dtype} pixels; paint an 8- or 16-bit image")
-    alpha = image[..., 3] if image.ndim == 3 and image.shape[2] == 4 else None
-    grey = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY) if image.ndim == 3 and image.shape[2] >= 3 else image
-    grey = grey.reshape(grey.shape[:2])
-    if grey.shape != tuple(shape):
-        raise MaskError(
-            f"{path}: {grey.shape[1]}x{grey.shape[0]} pixels, its frame {shape[1]}x{shape[0]}: paint on the frame's "
-            "own size"
-        )
-    truth = np.full(grey.shape, NO_SKY, np.uint8)
-    truth[grey <= CLEAR_AT_MOST] = 0
-    truth[grey >= CLOUD_AT_LEAST] = 250
-    if alpha is not None:
-        truth[alpha < 128] = NO_SKY
-    return truth
+from skyedge.preprocess import prepare_cloud_truth
 
 
 def prepared(truth: np.ndarray, preprocess, sky: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ classes, ``n`` for a new class name, ``0`` to clear, ``u`` to undo; click, shift
 guess and a confidence limit filter the grid; counts show progress. Each label is a *copy* of the frame in
 ``OUT/<class>/`` (what ``skyedge adapt`` and ``image_folder`` recipes read); changing or clearing a label moves or
 removes the copy. ``p`` paints a labelled frame's cloud on a larger view (cloud, clear sky, not judged); the mask is
-saved beside the copy at the frame's own size (:mod:`cloud_masks`), so ``adapt --refit-map-head`` learns where the
+saved beside the copy at the frame's own size (:mod:`skyedge.painted_cloud`), so ``adapt --refit-map-head`` learns where the
 cloud is, not only that there is some, and it moves or goes with the copy. The frames under DIR are only ever read.
 The server binds to loopback unless told otherwise.
 
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.edge.labelling.cloud_masks import MaskError, is_mask, mask_path, read_mask
 from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
+from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class LabelStore:
 
     def mask(self, i: int) -> bytes | None:
         """Frame ``i``'s painted mask as a PNG the size of its view (0 clear, 255 cloud, 128 not judged), read as adapt
-        reads it (:func:`cloud_masks.read_mask`: a mask painted elsewhere, with transparency or 16 bits, shows as
+        reads it (:func:`skyedge.painted_cloud.read_mask`: a mask painted elsewhere, with transparency or 16 bits, shows as
         adapt will use it), or None where none is painted."""
         import cv2
 
@@ -182,7 +182,7 @@ class LabelStore:
 
     def paint(self, i: int, png: bytes) -> None:
         """Save frame ``i``'s painted cloud (a PNG of its view's aspect: black clear, white cloud, grey not judged)
-        beside its labelled copy, at the frame's own size (:mod:`cloud_masks`)."""
+        beside its labelled copy, at the frame's own size (:mod:`skyedge.painted_cloud`)."""
         import cv2
 
         self._check(i)

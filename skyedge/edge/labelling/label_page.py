@@ -137,7 +137,7 @@ async function undoLast() {
 }
 
 // The painter: one labelled frame at a time; the mask is one byte per view pixel, 0 clear sky, 255 cloud, 128 not
-// judged (what adapt reads, docs in skyedge/edge/labelling/cloud_masks.py); saved as a grey PNG.
+// judged (what adapt reads, docs in skyedge/painted_cloud.py); saved as a grey PNG.
 const BRUSHES = {c: ["cloud", 255], x: ["clear sky", 0], e: ["not judged", 128]};
 const COLOURS = {255: [255, 80, 60, 110], 0: [60, 140, 255, 70]};
 let paint = null;

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
+from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
 from skyedge.shards import MANIFEST, DatasetError, ShardedDataset
 
 IMAGE_SUFFIXES = RASTER_SUFFIXES + FITS_SUFFIXES
@@ -128,28 +129,39 @@ def _hash_files(files: list[Path]) -> str:
 
 
 def load_image_folder(path) -> Loaded:
-    """``path/<class>/<image>``: one sub-folder per class, any of PNG/JPEG/TIFF/FITS."""
+    """``path/<class>/<image>``: one sub-folder per class, any of PNG/JPEG/TIFF/FITS. A frame's painted cloud
+    (``<name>.cloud.png`` beside it, :mod:`skyedge.painted_cloud`: what ``skyedge label`` writes) is its per-pixel
+    cloud truth, never a frame of its own."""
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
         raise DatasetError(f"{root}: needs one sub-folder per class (at least two), found {classes}")
-    images, labels, files = [], [], []
+    images, labels, files, cloud = [], [], [], []
     for k, name in enumerate(classes):
         for file in sorted((root / name).iterdir()):
-            if file.name.lower().endswith(IMAGE_SUFFIXES):
-                images.append(read_frame(file)[0])
+            if file.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(file):
+                image = read_frame(file)[0]
+                painted = mask_path(file)
+                try:
+                    cloud.append(read_mask(painted, image.shape[:2]) if painted.is_file() else None)
+                except MaskError as exc:
+                    raise DatasetError(str(exc)) from None
+                images.append(image)
                 labels.append(k)
                 files.append(file)
+                if painted.is_file():
+                    files.append(painted)  # the data's hash covers the painting too
     if not images:
         raise DatasetError(f"{root}: no images found under the class folders")
     return Loaded(
         images,
         np.array(labels, dtype=np.int64),
         classes,
-        meta={"file": np.array([str(f) for f in files])},
+        meta={"file": np.array([str(f) for f in files if not is_mask(f)])},
         data_hash=_hash_files(files),
+        cloud=cloud if any(c is not None for c in cloud) else None,
     )
 
 
