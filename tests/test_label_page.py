@@ -151,8 +151,8 @@ def test_cloud_painted_in_the_browser_lands_beside_the_labelled_copy(browser, tm
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from skyedge.painted_cloud import read_mask
     from skyedge.edge.labelling.label import serve
+    from skyedge.painted_cloud import read_mask
 
     root = tmp_path / "collected"
     root.mkdir()
