@@ -126,11 +126,11 @@ def test_a_run_started_from_imagenet_weights_can_be_fine_tuned():
     shape = {"backbone": "efficientnet_lite0", "in_channels": 3, "size": [64, 64], "embedding_dim": 8, "num_classes": 3,
              "normalize": False, "cloud_map": True}
     torch.manual_seed(0)
-    parent_model = SimpleNamespace(embedder=FrameEmbedder(**shape, frozen_stages=3))
+    network = torch.nn.Module()
+    network.embedder = FrameEmbedder(**shape, frozen_stages=3)
     parent = SimpleNamespace(
-        model=torch.nn.Module(), model_args={**shape, "pretrained": True, "frozen_stages": 3}, card={"classes": ["a", "b", "c"]}, path="runs/parent"
+        model=network, model_args={**shape, "pretrained": True, "frozen_stages": 3}, card={"classes": ["a", "b", "c"]}, path="runs/parent"
     )
-    parent.model.embedder = parent_model.embedder
     torch.manual_seed(1)
     child = FrameEmbedder(**shape, frozen_stages=1)
     start_from(child, parent, "embedder.", {**shape, "pretrained": False, "frozen_stages": 1}, ["a", "b", "c"])

@@ -138,29 +138,29 @@ def load_image_folder(path) -> Loaded:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
         raise DatasetError(f"{root}: needs one sub-folder per class (at least two), found {classes}")
-    images, labels, files, cloud = [], [], [], []
+    images, labels, files, cloud, hashed = [], [], [], [], []
     for k, name in enumerate(classes):
         for file in sorted((root / name).iterdir()):
             if file.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(file):
                 image = read_frame(file)[0]
                 painted = mask_path(file)
                 try:
-                    cloud.append(read_mask(painted, image.shape[:2]) if painted.is_file() else None)
+                    truth = read_mask(painted, image.shape[:2]) if painted.is_file() else None
                 except MaskError as exc:
                     raise DatasetError(str(exc)) from None
                 images.append(image)
                 labels.append(k)
                 files.append(file)
-                if painted.is_file():
-                    files.append(painted)  # the data's hash covers the painting too
+                cloud.append(truth)
+                hashed += [file] if truth is None else [file, painted]  # the data's hash covers the painting too
     if not images:
         raise DatasetError(f"{root}: no images found under the class folders")
     return Loaded(
         images,
         np.array(labels, dtype=np.int64),
         classes,
-        meta={"file": np.array([str(f) for f in files if not is_mask(f)])},
-        data_hash=_hash_files(files),
+        meta={"file": np.array([str(f) for f in files])},
+        data_hash=_hash_files(hashed),
         cloud=cloud if any(c is not None for c in cloud) else None,
     )
 
