@@ -16,6 +16,7 @@ from skyedge.errors import InputError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fz")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES  # every file read_frame reads: what a folder of frames may hold
 
 
 class FrameReadError(InputError):

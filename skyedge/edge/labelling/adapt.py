@@ -44,7 +44,7 @@ from skyedge.edge.labelling.adapt_report import markdown
 from skyedge.edge.labelling.head_surgery import HeadSurgeryError, replace_class_head, replace_map_head, save_checked
 from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
-from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
+from skyedge.imageio import IMAGE_SUFFIXES, read_frame
 from skyedge.masks import card_mask
 from skyedge.model_card import Adaptation, ModelCard, read_card, write_card
 from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
@@ -53,7 +53,6 @@ from skyedge.shards import sha256_file
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES  # what read_frame reads, as the training loaders use
 MIN_PER_CLASS = 3
 THRESHOLD_QUANTILE = 0.995
 SHRINKAGE = 0.05  # of the pooled covariance toward a scaled identity, as training does

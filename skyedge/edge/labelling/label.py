@@ -28,12 +28,11 @@ import numpy as np
 
 from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
-from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
+from skyedge.imageio import IMAGE_SUFFIXES, read_frame
 from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES  # what read_frame reads, as the training loaders use
 THUMB_SIDE = 160
 PAINT_SIDE = 1024  # the largest side of the view cloud is painted on (the mask is saved at the frame's size)
 CLASS_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.imageio import FITS_SUFFIXES, RASTER_SUFFIXES, read_frame
+from skyedge.imageio import IMAGE_SUFFIXES, read_frame
 from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
 from skyedge.shards import MANIFEST, DatasetError, ShardedDataset
 
-IMAGE_SUFFIXES = RASTER_SUFFIXES + FITS_SUFFIXES
 log = logging.getLogger(__name__)
 
 
