@@ -1,5 +1,6 @@
 """Simulated aurorae on real frames: light only on the annotated sky, the lens found from the annotations, copies
-that a labelme source adds with their kind, their night and their frame's cloud truth."""
+that a labelme source adds with their kind, their night and their frame's cloud truth (an image folder's copies:
+test_loaders.py)."""
 
 from __future__ import annotations
 
@@ -70,12 +71,15 @@ def test_copies_are_made_of_clear_and_moonlit_frames_only_each_kind_in_turn():
     half = aurora_copies(images, masks, labels, AuroraOverlaySpec(fraction=0.34, kinds=["diffuse"]))
     assert len(half) == 1 and half[0][2] == "diffuse" and half[0][0] in (0, 2, 4)
     assert aurora_copies(images, masks, ["cloudy"] * 6, spec) == []
+    unknown = [m if i != 2 else None for i, m in enumerate(masks)]  # a frame whose sky is not known is not copied
+    assert sorted({i for i, _, _ in aurora_copies(images, unknown, labels, spec)}) == [0, 4]
 
 
 def test_the_recipe_keys_are_checked_at_load():
     site = {"latitude_deg": 28.76, "longitude_deg": -17.88}
-    with pytest.raises(ValidationError, match="aurora applies to kind 'labelme' only"):
-        DataSource(kind="image_folder", path=".", aurora={})
+    with pytest.raises(ValidationError, match="aurora applies to kinds 'labelme' and 'image_folder' only"):
+        DataSource(kind="shards", path=".", aurora={})
+    assert DataSource(kind="image_folder", path=".", aurora={}).aurora.fraction == 1.0
     with pytest.raises(ValidationError, match="strength"):
         DataSource(kind="labelme", path=".", site=site, aurora={"strength": [1.0, 0.5]})
     with pytest.raises(ValidationError, match="kinds"):

@@ -55,6 +55,40 @@ def test_image_folder_reads_a_frames_painted_cloud_as_its_truth(tmp_path):
         load_image_folder(tmp_path)
 
 
+def test_image_folder_adds_aurora_copies_over_the_painted_sky_of_its_clear_frames(tmp_path):
+    """A site's painted folder gets the labelme source's aurora copies: only painted clear/moon frames are copied
+    (their sky is known), light falls only where the painting judged the sky, and a folder whose sky is unknown is
+    refused, saying what to give."""
+    from skyedge.training.config import AuroraOverlaySpec
+
+    rng = np.random.default_rng(2)
+    for name in ("clear", "cloudy"):
+        (tmp_path / name).mkdir()
+        for stem in ("a", "b"):
+            assert cv2.imwrite(str(tmp_path / name / f"{stem}.png"), (rng.random((48, 48, 3)) * 50).astype(np.uint8))
+    paint = np.full((48, 48), 128, np.uint8)  # not judged: the ground
+    paint[4:44, 4:44] = 0  # clear sky
+    for name in ("clear", "cloudy"):
+        assert cv2.imwrite(str(tmp_path / name / "a.cloud.png"), paint)
+    plain = load_image_folder(tmp_path)
+    spec = AuroraOverlaySpec(copies_per_frame=2, kinds=["arc", "diffuse"], weight=0.5)
+    data = load_image_folder(tmp_path, spec)
+    assert data.classes == ["arc", "clear", "cloudy", "diffuse"]
+    assert [data.classes[k] for k in data.labels] == ["clear", "clear", "cloudy", "cloudy", "arc", "diffuse"]
+    assert list(data.meta["file"][-2:]) == [f"{tmp_path / 'clear' / 'a.png'}#arc", f"{tmp_path / 'clear' / 'a.png'}#diffuse"]
+    assert list(data.meta["weight"]) == [1.0] * 4 + [0.5, 0.5]
+    for copy in (data.images[-2], data.images[-1]):
+        gain = copy.astype(int) - data.images[0].astype(int)
+        assert (gain[paint == 128] == 0).all() and gain[paint == 0].sum() > 0
+    assert np.array_equal(data.cloud[-1], data.cloud[0]) and data.data_hash != plain.data_hash
+    (tmp_path / "clear" / "a.cloud.png").unlink()
+    with pytest.raises(DatasetError, match="centre_px"):
+        load_image_folder(tmp_path, spec)
+    circle = AuroraOverlaySpec(centre_px=[24, 24], horizon_radius_px=20, kinds=["arc"])
+    lens = load_image_folder(tmp_path, circle)
+    assert [lens.classes[k] for k in lens.labels][-2:] == ["arc", "arc"]  # both clear frames, by the lens's circle
+
+
 def test_image_folder_needs_classes(tmp_path):
     with pytest.raises(DatasetError, match="one sub-folder per class"):
         load_image_folder(tmp_path)

@@ -44,9 +44,9 @@ class NightSplit(Schema):
 
 
 class AuroraOverlaySpec(Schema):
-    """labelme: copies of the real clear and moonlit night frames with a simulated aurora added over their annotated
-    sky (skyedge/training/simulate/aurora_overlay.py), labelled with its kind, so that a real-looking frame is not
-    learnt to mean 'no aurora' from a camera that never recorded one."""
+    """labelme and image_folder: copies of the real clear and moonlit night frames with a simulated aurora added over
+    their sky (annotated or painted; skyedge/training/simulate/aurora_overlay.py), labelled with its kind, so that a
+    real-looking frame is not learnt to mean 'no aurora' from a camera that never recorded one."""
 
     fraction: Annotated[float, Field(gt=0, le=1)] = Field(
         default=1.0, description="share of the clear and moonlit frames that get one aurora copy each"
@@ -61,7 +61,7 @@ class AuroraOverlaySpec(Schema):
         default_factory=lambda: [0.6, 1.0], description="aurora strength drawn in this range (the simulator's: 1)"
     )
     centre_px: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
-        default=None, description="the lens's zenith pixel (x, y); null: the centre of the annotated sky's circle"
+        default=None, description="the lens's zenith pixel (x, y); null: the centre of the annotated (painted) sky's circle"
     )
     horizon_radius_px: Annotated[float, Field(gt=0)] | None = Field(
         default=None, description="horizon radius in pixels; null: the annotated sky's enclosing circle"
@@ -122,7 +122,7 @@ class DataSource(Schema):
     partly_as: str = Field(default="cloudy", description="labelme: the class partly cloudy frames train as")
     include_day: bool = Field(default=True, description="labelme: keep frames taken with the sun up (class 'day')")
     aurora: AuroraOverlaySpec | None = Field(
-        default=None, description="labelme: add copies of the clear and moonlit frames with simulated aurorae"
+        default=None, description="labelme, image_folder: add copies of the clear and moonlit frames with simulated aurorae"
     )
 
     @model_validator(mode="after")
@@ -135,8 +135,8 @@ class DataSource(Schema):
             raise ValueError(f"kind '{self.kind}' needs exactly one of label (every object) or labels_csv")
         if self.kind == "labelme" and self.site is None:
             raise ValueError("kind 'labelme' needs site (frame labels need the sun and the moon)")
-        if self.aurora is not None and self.kind != "labelme":
-            raise ValueError("aurora applies to kind 'labelme' only")
+        if self.aurora is not None and self.kind not in ("labelme", "image_folder"):
+            raise ValueError("aurora applies to kinds 'labelme' and 'image_folder' only (frames with a known sky)")
         return self
 
 

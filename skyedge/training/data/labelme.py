@@ -226,18 +226,12 @@ def load_labelme(source):
     weight = [1.0] * len(rows)
     data_hash = _hash_files([r.path for r in rows])
     if source.aurora is not None:
-        from skyedge.training.simulate.aurora_overlay import aurora_copies
+        from skyedge.training.simulate.aurora_overlay import append_aurora_copies
 
-        copies = aurora_copies(images, [r.frame.sky | r.frame.cloud for r in rows], truth, source.aurora)
-        for i, image, kind in copies:
-            # An aurora is not cloud: the copy keeps its frame's cloud truth, and its night (splits stay by night).
-            images.append(image)
-            truth.append(kind)
-            files.append(f"{files[i]}#{kind}")
-            nights.append(nights[i])
-            cloud.append(cloud[i])
-            weight.append(source.aurora.weight)
-        log.info("%s: %d copies of clear and moonlit frames with a simulated aurora", source.path, len(copies))
+        masks = [r.frame.sky | r.frame.cloud for r in rows]
+        columns = {"file": files, "night": nights, "weight": weight}
+        made = append_aurora_copies(images, truth, cloud, columns, masks, source.aurora)
+        log.info("%s: %d copies of clear and moonlit frames with a simulated aurora", source.path, made)
         data_hash += "+aurora:" + source.aurora.model_dump_json()
     labels = [source.partly_as if t == PARTLY else t for t in truth]
     classes = sorted(set(labels))

@@ -127,18 +127,20 @@ def _hash_files(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def load_image_folder(path) -> Loaded:
+def load_image_folder(path, aurora=None) -> Loaded:
     """``path/<class>/<image>``: one sub-folder per class, any of PNG/JPEG/TIFF/FITS. A frame's painted cloud
     (``<name>.cloud.png`` beside it, :mod:`skyedge.painted_cloud`: what ``skyedge label`` writes) is its per-pixel
-    cloud truth, never a frame of its own."""
+    cloud truth, never a frame of its own. With ``aurora`` (:class:`~skyedge.training.config.AuroraOverlaySpec`),
+    copies of the clear and moon frames with a simulated aurora over their sky: the painted part of each frame, or
+    the lens's circle where the spec gives it."""
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
         raise DatasetError(f"{root}: needs one sub-folder per class (at least two), found {classes}")
-    images, labels, files, cloud, hashed = [], [], [], [], []
-    for k, name in enumerate(classes):
+    images, names, files, cloud, hashed = [], [], [], [], []
+    for name in classes:
         for file in sorted((root / name).iterdir()):
             if file.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(file):
                 image = read_frame(file)[0]
@@ -148,20 +150,57 @@ def load_image_folder(path) -> Loaded:
                 except MaskError as exc:
                     raise DatasetError(str(exc)) from None
                 images.append(image)
-                labels.append(k)
-                files.append(file)
+                names.append(name)
+                files.append(str(file))
                 cloud.append(truth)
                 hashed += [file] if truth is None else [file, painted]  # the data's hash covers the painting too
     if not images:
         raise DatasetError(f"{root}: no images found under the class folders")
+    meta = {"file": files}
+    data_hash = _hash_files(hashed)
+    if aurora is not None:
+        meta["weight"] = [1.0] * len(images)
+        made = _aurora_copies(root, images, names, cloud, meta, aurora)
+        log.info("%s: %d copies of clear and moonlit frames with a simulated aurora", root, made)
+        data_hash += "+aurora:" + aurora.model_dump_json()
+        classes = sorted(set(names))
     return Loaded(
         images,
-        np.array(labels, dtype=np.int64),
+        np.array([classes.index(n) for n in names], dtype=np.int64),
         classes,
-        meta={"file": np.array([str(f) for f in files])},
-        data_hash=_hash_files(hashed),
+        meta={k: np.array(v) for k, v in meta.items()},
+        data_hash=data_hash,
         cloud=cloud if any(c is not None for c in cloud) else None,
     )
+
+
+def _aurora_copies(root: Path, images: list, names: list[str], cloud: list, meta: dict, spec) -> int:
+    """An image folder's aurora copies: a frame's sky is where its painting judged the sky (not the ground or
+    mast it left unjudged), else the spec's lens circle, else unknown and the frame is not copied."""
+    from skyedge.preprocess import NO_SKY
+    from skyedge.training.simulate.aurora_overlay import BACKGROUNDS, append_aurora_copies
+
+    backgrounds = {i for i, n in enumerate(names) if n in BACKGROUNDS}
+    if not backgrounds:
+        raise DatasetError(f"{root}: aurora copies are made of clear and moon frames; it has no {'/'.join(BACKGROUNDS)} folder")
+    circle = spec.centre_px is not None and spec.horizon_radius_px is not None
+    masks = []
+    for i, (image, truth) in enumerate(zip(images, cloud, strict=True)):
+        if i in backgrounds and (image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8):
+            raise DatasetError(f"{meta['file'][i]}: aurora copies need 8-bit colour frames, not {image.shape} {image.dtype}")
+        if truth is not None:
+            masks.append(truth != NO_SKY)
+        elif circle:
+            yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+            masks.append(np.hypot(xx - spec.centre_px[0], yy - spec.centre_px[1]) <= spec.horizon_radius_px)
+        else:
+            masks.append(None)
+    if not any(masks[i] is not None and masks[i].any() for i in backgrounds):
+        raise DatasetError(
+            f"{root}: aurora copies need the sky of the clear and moon frames: paint them (<name>.cloud.png, "
+            "`skyedge label`'s p key) or give aurora.centre_px and aurora.horizon_radius_px"
+        )
+    return append_aurora_copies(images, names, cloud, meta, masks, spec)
 
 
 def load_oath(
@@ -355,7 +394,7 @@ def load_source(source, task: str, classes: list[str] | None = None) -> Loaded:
     if source.kind == "shards":
         return load_shards(source.path, source.simulate, task)
     if source.kind == "image_folder":
-        return load_image_folder(source.path)
+        return load_image_folder(source.path, source.aurora)
     if source.kind == "oath":
         return load_oath(source.path, source.labels_csv, source.file_column, source.label_column, classes)
     if source.kind in SURVEY_FORMS:

@@ -93,12 +93,13 @@ def annotated_circle(masks: list[np.ndarray]) -> tuple[tuple[float, float], floa
     return (float(x), float(y)), float(radius)
 
 
-def aurora_copies(images: list[np.ndarray], masks: list[np.ndarray], labels: list[str], spec) -> list[tuple[int, np.ndarray, str]]:
+def aurora_copies(images: list[np.ndarray], masks: list[np.ndarray | None], labels: list[str], spec
+                  ) -> list[tuple[int, np.ndarray, str]]:
     """(index of the frame copied, the copy, its aurora kind): ``spec.copies_per_frame`` copies of ``spec.fraction``
-    of the frames labelled clear or moon, kinds in turn, seeded by ``spec.seed`` (``spec``:
-    :class:`skyedge.training.config.AuroraOverlaySpec`)."""
+    of the frames labelled clear or moon whose sky ``masks`` gives (None: unknown, not copied), kinds in turn, seeded
+    by ``spec.seed`` (``spec``: :class:`skyedge.training.config.AuroraOverlaySpec`)."""
     rng = np.random.default_rng(spec.seed)
-    candidates = [i for i, label in enumerate(labels) if label in BACKGROUNDS]
+    candidates = [i for i, label in enumerate(labels) if label in BACKGROUNDS and masks[i] is not None]
     if not candidates:
         return []
     chosen = sorted(rng.choice(candidates, size=max(1, int(round(spec.fraction * len(candidates)))), replace=False))
@@ -115,3 +116,18 @@ def aurora_copies(images: list[np.ndarray], masks: list[np.ndarray], labels: lis
                                   projection=spec.projection, strength=float(rng.uniform(*spec.strength)))
             out.append((int(i), copy, kind))
     return out
+
+
+def append_aurora_copies(images: list, names: list[str], cloud: list, columns: dict[str, list],
+                         masks: list[np.ndarray | None], spec) -> int:
+    """Add :func:`aurora_copies` to a real source's lists in place, how many: each copy named by its aurora kind,
+    with its frame's cloud truth (an aurora is not cloud) and ``columns`` (``file`` marked ``#kind``, ``weight``
+    ``spec.weight``, any other, such as the night, the frame's: splits keep a copy with its frame)."""
+    copies = aurora_copies(images, masks, names, spec)
+    for i, image, kind in copies:
+        images.append(image)
+        names.append(kind)
+        cloud.append(cloud[i])
+        for key, column in columns.items():
+            column.append(f"{column[i]}#{kind}" if key == "file" else spec.weight if key == "weight" else column[i])
+    return len(copies)
