@@ -23,6 +23,8 @@ def test_image_folder_by_class(tmp_path):
         for i in range(3):
             _png(tmp_path / name / f"{i}.png", 1000 * (k + 1) + i)
     fits.PrimaryHDU(np.ones((16, 20), np.float32)).writeto(tmp_path / "cloudy" / "x.fits")
+    (tmp_path / "clear" / "._0.png").write_bytes(b"\x00\x05\x16\x07 Mac resource fork")  # a folder copied from a Mac
+    (tmp_path / ".Trashes").mkdir()
     data = load_image_folder(tmp_path)
     assert data.classes == ["clear", "cloudy"]
     assert data.labels.tolist() == [0, 0, 0, 1, 1, 1, 1]

@@ -44,10 +44,11 @@ from skyedge.edge.labelling.adapt_report import markdown
 from skyedge.edge.labelling.head_surgery import HeadSurgeryError, replace_class_head, replace_map_head, save_checked
 from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
-from skyedge.imageio import IMAGE_SUFFIXES, read_frame
+from skyedge.imageio import read_frame
+from skyedge.labelled_folder import class_folders, frames_in
 from skyedge.masks import card_mask
 from skyedge.model_card import Adaptation, ModelCard, read_card, write_card
-from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
+from skyedge.painted_cloud import MaskError, mask_path, read_mask
 from skyedge.preprocess import NO_SKY, prepare_frame_and_sky
 from skyedge.shards import sha256_file
 
@@ -64,16 +65,10 @@ class AdaptError(SkyedgeError, ValueError):
 
 
 def labelled_frames(folder: Path) -> list[tuple[Path, str]]:
-    """``(file, class)`` for every image in ``folder/<class>/``, sorted; hidden files, painted masks
-    (:mod:`skyedge.painted_cloud`) and other files skipped."""
+    """``(file, class)`` for every frame in ``folder/<class>/`` (:mod:`skyedge.labelled_folder`), sorted."""
     if not folder.is_dir():
         raise AdaptError(f"--data: {folder} is not a folder of class folders (DIR/<class>/<file>)")
-    items = [
-        (f, d.name)
-        for d in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        for f in sorted(d.iterdir())
-        if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(f)
-    ]
+    items = [(f, d.name) for d in class_folders(folder) for f in frames_in(d)]
     if not items:
         raise AdaptError(f"--data: {folder} has no images in class folders (DIR/<class>/<file>)")
     return items

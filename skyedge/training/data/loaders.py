@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.imageio import IMAGE_SUFFIXES, read_frame
-from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
+from skyedge.imageio import read_frame
+from skyedge.labelled_folder import class_folders, frames_in
+from skyedge.painted_cloud import MaskError, mask_path, read_mask
 from skyedge.shards import MANIFEST, DatasetError, ShardedDataset
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ def _hash_files(files: list[Path]) -> str:
 
 
 def load_image_folder(path, aurora=None) -> Loaded:
-    """``path/<class>/<image>``: one sub-folder per class, any of PNG/JPEG/TIFF/FITS. A frame's painted cloud
+    """``path/<class>/<image>``: one sub-folder per class, any of PNG/JPEG/TIFF/FITS (hidden files left out:
+    :mod:`skyedge.labelled_folder`). A frame's painted cloud
     (``<name>.cloud.png`` beside it, :mod:`skyedge.painted_cloud`: what ``skyedge label`` writes) is its per-pixel
     cloud truth, never a frame of its own. With ``aurora`` (:class:`~skyedge.training.config.AuroraOverlaySpec`),
     copies of the clear and moon frames with a simulated aurora over their sky: the painted part of each frame, or
@@ -136,24 +138,23 @@ def load_image_folder(path, aurora=None) -> Loaded:
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = [d.name for d in class_folders(root)]
     if len(classes) < 2:
         raise DatasetError(f"{root}: needs one sub-folder per class (at least two), found {classes}")
     images, names, files, cloud, hashed = [], [], [], [], []
     for name in classes:
-        for file in sorted((root / name).iterdir()):
-            if file.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(file):
-                image = read_frame(file)[0]
-                painted = mask_path(file)
-                try:
-                    truth = read_mask(painted, image.shape[:2]) if painted.is_file() else None
-                except MaskError as exc:
-                    raise DatasetError(str(exc)) from None
-                images.append(image)
-                names.append(name)
-                files.append(str(file))
-                cloud.append(truth)
-                hashed += [file] if truth is None else [file, painted]  # the data's hash covers the painting too
+        for file in frames_in(root / name):
+            image = read_frame(file)[0]
+            painted = mask_path(file)
+            try:
+                truth = read_mask(painted, image.shape[:2]) if painted.is_file() else None
+            except MaskError as exc:
+                raise DatasetError(str(exc)) from None
+            images.append(image)
+            names.append(name)
+            files.append(str(file))
+            cloud.append(truth)
+            hashed += [file] if truth is None else [file, painted]  # the data's hash covers the painting too
     if not images:
         raise DatasetError(f"{root}: no images found under the class folders")
     meta = {"file": files}

@@ -1,0 +1,27 @@
+"""A labelled folder, ``DIR/<class>/<frame>``: what ``skyedge label`` writes and both its readers walk alike.
+
+Training's ``image_folder`` source and ``skyedge adapt`` read the same folders, so they agree here on what is a
+frame: an image file (:data:`skyedge.imageio.IMAGE_SUFFIXES`) in a class folder, not a frame's painted cloud
+(:mod:`skyedge.painted_cloud`), and not a hidden file: a folder copied from a Mac carries ``._<name>.jpg`` resource
+files that look like frames by name and are not images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from skyedge.imageio import IMAGE_SUFFIXES
+from skyedge.painted_cloud import is_mask
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders under ``root``, sorted by name; hidden ones left out."""
+    return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def frames_in(folder: Path) -> list[Path]:
+    """The frames of one class folder, sorted by name."""
+    return sorted(
+        f for f in Path(folder).iterdir()
+        if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(f)
+    )
