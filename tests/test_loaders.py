@@ -59,8 +59,8 @@ def test_image_folder_reads_a_frames_painted_cloud_as_its_truth(tmp_path):
 
 def test_image_folder_adds_aurora_copies_over_the_painted_sky_of_its_clear_frames(tmp_path):
     """A site's painted folder gets the labelme source's aurora copies: only painted clear/moon frames are copied
-    (their sky is known), light falls only where the painting judged the sky, and a folder whose sky is unknown is
-    refused, saying what to give."""
+    (their sky is known), light falls only where the painting judged the sky within the frame's circle, and a folder
+    whose sky is unknown is refused, saying what to give."""
     from skyedge.training.config import AuroraOverlaySpec
 
     rng = np.random.default_rng(2)
@@ -79,9 +79,11 @@ def test_image_folder_adds_aurora_copies_over_the_painted_sky_of_its_clear_frame
     assert [data.classes[k] for k in data.labels] == ["clear", "clear", "cloudy", "cloudy", "arc", "diffuse"]
     assert list(data.meta["file"][-2:]) == [f"{tmp_path / 'clear' / 'a.png'}#arc", f"{tmp_path / 'clear' / 'a.png'}#diffuse"]
     assert list(data.meta["weight"]) == [1.0] * 4 + [0.5, 0.5]
+    yy, xx = np.mgrid[0:48, 0:48]
+    corners = (paint == 0) & (np.hypot(xx - 23.5, yy - 23.5) > 24)  # painted clear, beyond the frame's circle
     for copy in (data.images[-2], data.images[-1]):
         gain = copy.astype(int) - data.images[0].astype(int)
-        assert (gain[paint == 128] == 0).all() and gain[paint == 0].sum() > 0
+        assert (gain[paint == 128] == 0).all() and gain[paint == 0].sum() > 0 and (gain[corners] == 0).all()
     assert np.array_equal(data.cloud[-1], data.cloud[0]) and data.data_hash != plain.data_hash
     (tmp_path / "clear" / "a.cloud.png").unlink()
     with pytest.raises(DatasetError, match="centre_px"):

@@ -176,30 +176,31 @@ def load_image_folder(path, aurora=None) -> Loaded:
 
 
 def _aurora_copies(root: Path, images: list, names: list[str], cloud: list, meta: dict, spec) -> int:
-    """An image folder's aurora copies: a frame's sky is where its painting judged the sky (not the ground or
-    mast it left unjudged), else the spec's lens circle, else unknown and the frame is not copied."""
+    """An image folder's aurora copies. A frame's sky is what its painting judged (not the ground or mast left
+    unjudged) within the lens circle: the spec's, else the circle the frame's shorter side holds, as a painting
+    filled edge to edge (``skyedge label``'s f key) also judges the corners. An unpainted frame's sky is the spec's
+    circle; without one it is unknown, and the frame is not copied."""
     from skyedge.preprocess import NO_SKY
     from skyedge.training.simulate.aurora_overlay import BACKGROUNDS, append_aurora_copies
 
-    backgrounds = {i for i, n in enumerate(names) if n in BACKGROUNDS}
-    if not backgrounds:
-        raise DatasetError(f"{root}: aurora copies are made of clear and moon frames; it has no {'/'.join(BACKGROUNDS)} folder")
-    circle = spec.centre_px is not None and spec.horizon_radius_px is not None
-    masks = []
-    for i, (image, truth) in enumerate(zip(images, cloud, strict=True)):
-        if i in backgrounds and (image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8):
+    given = spec.centre_px is not None and spec.horizon_radius_px is not None
+    masks = [None] * len(images)
+    for i in (i for i, n in enumerate(names) if n in BACKGROUNDS):
+        image, truth = images[i], cloud[i]
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise DatasetError(f"{meta['file'][i]}: aurora copies need 8-bit colour frames, not {image.shape} {image.dtype}")
-        if truth is not None:
-            masks.append(truth != NO_SKY)
-        elif circle:
-            yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
-            masks.append(np.hypot(xx - spec.centre_px[0], yy - spec.centre_px[1]) <= spec.horizon_radius_px)
-        else:
-            masks.append(None)
-    if not any(masks[i] is not None and masks[i].any() for i in backgrounds):
+        if truth is None and not given:
+            continue
+        h, w = image.shape[:2]
+        cx, cy, radius = (*spec.centre_px, spec.horizon_radius_px) if given else ((w - 1) / 2, (h - 1) / 2, min(h, w) / 2)
+        yy, xx = np.mgrid[0:h, 0:w]
+        circle = np.hypot(xx - cx, yy - cy) <= radius
+        masks[i] = circle if truth is None else circle & (truth != NO_SKY)
+    if not any(m is not None and m.any() for m in masks):
         raise DatasetError(
-            f"{root}: aurora copies need the sky of the clear and moon frames: paint them (<name>.cloud.png, "
-            "`skyedge label`'s p key) or give aurora.centre_px and aurora.horizon_radius_px"
+            f"{root}: aurora copies need the sky of clear and moon frames (folders {'/'.join(BACKGROUNDS)}): paint "
+            "them (<name>.cloud.png, `skyedge label`'s p key), give aurora.centre_px and aurora.horizon_radius_px, "
+            "or remove the source's aurora key"
         )
     return append_aurora_copies(images, names, cloud, meta, masks, spec)
 
