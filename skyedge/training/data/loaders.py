@@ -130,11 +130,10 @@ def _hash_files(files: list[Path]) -> str:
 
 def load_image_folder(path, aurora=None) -> Loaded:
     """``path/<class>/<image>``: one sub-folder per class, any of PNG/JPEG/TIFF/FITS (hidden files left out:
-    :mod:`skyedge.labelled_folder`). A frame's painted cloud
-    (``<name>.cloud.png`` beside it, :mod:`skyedge.painted_cloud`: what ``skyedge label`` writes) is its per-pixel
-    cloud truth, never a frame of its own. With ``aurora`` (:class:`~skyedge.training.config.AuroraOverlaySpec`),
-    copies of the clear and moon frames with a simulated aurora over their sky: the painted part of each frame, or
-    the lens's circle where the spec gives it."""
+    :mod:`skyedge.labelled_folder`). A frame's painted cloud (``<name>.cloud.png`` beside it,
+    :mod:`skyedge.painted_cloud`: what ``skyedge label`` writes) is its per-pixel cloud truth, never a frame of its
+    own. With ``aurora`` (:class:`~skyedge.training.config.AuroraOverlaySpec`), copies of the clear and moon frames
+    with a simulated aurora over their sky (:func:`_aurora_copies`)."""
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
