@@ -91,6 +91,9 @@ def test_image_folder_adds_aurora_copies_over_the_painted_sky_of_its_clear_frame
     circle = AuroraOverlaySpec(centre_px=[24, 24], horizon_radius_px=20, kinds=["arc"])
     lens = load_image_folder(tmp_path, circle)
     assert [lens.classes[k] for k in lens.labels][-2:] == ["arc", "arc"]  # both clear frames, by the lens's circle
+    assert cv2.imwrite(str(tmp_path / "clear" / "c.png"), np.zeros((32, 48, 3), np.uint8))  # another camera
+    with pytest.raises(DatasetError, match="one camera's frames per folder"):
+        load_image_folder(tmp_path, circle)
 
 
 def test_image_folder_needs_classes(tmp_path):

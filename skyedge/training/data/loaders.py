@@ -201,6 +201,9 @@ def _aurora_copies(root: Path, images: list, names: list[str], cloud: list, meta
             "them (<name>.cloud.png, `skyedge label`'s p key), give aurora.centre_px and aurora.horizon_radius_px, "
             "or remove the source's aurora key"
         )
+    sizes = sorted({m.shape for m in masks if m is not None})
+    if len(sizes) > 1:  # one lens is found (or given) per folder: one camera's frames
+        raise DatasetError(f"{root}: clear and moon frames of {len(sizes)} sizes ({sizes}); aurora copies need one camera's frames per folder")
     return append_aurora_copies(images, names, cloud, meta, masks, spec)
 
 
