@@ -46,8 +46,31 @@ def test_bad_input_is_refused_naming_what_is_wrong():
         overlay_aurora(image, "curtain", rng, mask=mask, centre=(66, 60), horizon_radius=50)
     with pytest.raises(ValueError, match="mask shape"):
         overlay_aurora(image, "arc", rng, mask=mask[:10], centre=(66, 60), horizon_radius=50)
-    with pytest.raises(ValueError, match="uint8"):
-        overlay_aurora(image.astype(np.float32), "arc", rng, mask=mask, centre=(66, 60), horizon_radius=50)
+    with pytest.raises(ValueError, match="int32"):
+        overlay_aurora(image.astype(np.int32), "arc", rng, mask=mask, centre=(66, 60), horizon_radius=50)
+    with pytest.raises(ValueError, match="mono"):
+        overlay_aurora(image[..., :2], "arc", rng, mask=mask, centre=(66, 60), horizon_radius=50)
+
+
+def test_a_raw_mono_frame_gets_the_light_in_its_own_linear_units_above_its_bias():
+    """A 16-bit mono camera's raw frame (bias 800 ADU, sky 200 above it) and a float FITS frame with NaN: the aurora
+    is added linearly, in units of the sky above the bias, on the sky only; shape, dtype and NaN are kept."""
+    _, mask = _frame()
+    rng = np.random.default_rng(0)
+    raw = (800 + 200 * mask + rng.normal(0, 5, mask.shape)).astype(np.uint16)
+    raw[:4] = 800  # the unexposed rows
+    out = overlay_aurora(raw, "arc", np.random.default_rng(3), mask=mask, centre=(66, 60), horizon_radius=50)
+    assert out.shape == raw.shape and out.dtype == np.uint16
+    gain = out.astype(float) - raw.astype(float)
+    assert (gain[~mask] == 0).all() and (gain >= 0).all()
+    unbiased = raw.astype(np.float64) - 800  # the same sky without the bias: the same light, not five times it
+    light = overlay_aurora(unbiased, "arc", np.random.default_rng(3), mask=mask, centre=(66, 60), horizon_radius=50)
+    assert gain.max() > 1000 and np.abs(gain - (light - unbiased)).max() <= 1.0
+    fits = raw.astype(np.float32)
+    fits[10, 60] = np.nan
+    out = overlay_aurora(fits, "arc", np.random.default_rng(3), mask=mask, centre=(66, 60), horizon_radius=50)
+    assert out.dtype == np.float32 and np.isnan(out[10, 60]) and np.isfinite(out[mask & np.isfinite(fits)]).all()
+    assert np.nanmax(out - fits) > 1000
 
 
 def test_the_lens_circle_is_found_from_the_annotated_sky():

@@ -85,6 +85,13 @@ def test_image_folder_adds_aurora_copies_over_the_painted_sky_of_its_clear_frame
         gain = copy.astype(int) - data.images[0].astype(int)
         assert (gain[paint == 128] == 0).all() and gain[paint == 0].sum() > 0 and (gain[corners] == 0).all()
     assert np.array_equal(data.cloud[-1], data.cloud[0]) and data.data_hash != plain.data_hash
+    mono = (rng.random((48, 48)) * 3000 + 800).astype(np.uint16)  # a 16-bit mono camera's frame, painted
+    assert cv2.imwrite(str(tmp_path / "clear" / "m.png"), mono) and cv2.imwrite(str(tmp_path / "clear" / "m.cloud.png"), paint)
+    data = load_image_folder(tmp_path, AuroraOverlaySpec(kinds=["arc"]))
+    copied = [im for f, im in zip(data.meta["file"], data.images, strict=True) if f.endswith("m.png#arc")]
+    assert len(copied) == 1 and copied[0].dtype == np.uint16 and copied[0].shape == (48, 48) and (copied[0] >= mono).all()
+    (tmp_path / "clear" / "m.png").unlink()
+    (tmp_path / "clear" / "m.cloud.png").unlink()
     (tmp_path / "clear" / "a.cloud.png").unlink()
     with pytest.raises(DatasetError, match="centre_px"):
         load_image_folder(tmp_path, spec)

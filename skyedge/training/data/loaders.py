@@ -186,8 +186,6 @@ def _aurora_copies(root: Path, images: list, names: list[str], cloud: list, meta
     masks = [None] * len(images)
     for i in (i for i, n in enumerate(names) if n in BACKGROUNDS):
         image, truth = images[i], cloud[i]
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise DatasetError(f"{meta['file'][i]}: aurora copies need 8-bit colour frames, not {image.shape} {image.dtype}")
         if truth is None and not given:
             continue
         h, w = image.shape[:2]

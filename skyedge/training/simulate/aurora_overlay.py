@@ -6,9 +6,11 @@ is never an aurora. This module puts the simulator's aurorae (:mod:`skyedge.trai
 shapes, colours and brightness relative to the dark sky) onto a real frame through that camera's lens, so that
 such frames can be checked (docs/scripts/real_aurora.py) and trained on.
 
-The light is added in linear units: the frame is undone from its display gamma (sRGB-like 2.2; enhanced JPEGs are
-only approximately so), the aurora added in units of the frame's own median sky brightness (the simulator's dark-sky
-unit), and the gamma put back. Pixels outside ``mask`` (ground, mast, buildings) get none.
+The light is added in linear units: an 8-bit frame is undone from its display gamma (sRGB-like 2.2; enhanced JPEGs
+are only approximately so), the aurora added in units of the frame's own median sky brightness (the simulator's
+dark-sky unit), and the gamma put back; a 16-bit or float frame (raw or FITS data) is linear already, and its sky is
+measured above its darkest pixels (a raw frame's bias). A mono camera gets the light's mean over colour. Pixels
+outside ``mask`` (ground, mast, buildings) get none.
 """
 
 from __future__ import annotations
@@ -61,22 +63,47 @@ class LensCanvas:
 def overlay_aurora(image: np.ndarray, kind: str, rng: np.random.Generator, *, mask: np.ndarray,
                    centre: tuple[float, float], horizon_radius: float, projection: str = "equidistant",
                    strength: float = 1.0) -> np.ndarray:
-    """``image`` (H, W, 3 RGB uint8) with a simulated aurora of ``kind`` (arc, discrete, diffuse) added over
-    ``mask``; the lens is the frame's zenith pixel, horizon radius in pixels and projection."""
+    """``image`` with a simulated aurora of ``kind`` (arc, discrete, diffuse) added over ``mask``; the lens is the
+    frame's zenith pixel, horizon radius in pixels and projection. An 8-bit frame (H, W, 3 RGB or H, W mono) is taken
+    as display-encoded, a 16-bit or float one (a camera's raw or FITS data) as linear; a mono frame gets the light's
+    mean over colour. Same shape and dtype out; NaN stays NaN."""
     if kind not in KINDS:
         raise ValueError(f"unknown aurora kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {image.shape} {image.dtype}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+        raise ValueError(f"expected an (H, W, 3) RGB or (H, W) mono frame, got {image.shape}")
+    if image.dtype not in (np.uint8, np.uint16) and not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"expected uint8, uint16 or float pixels, got {image.dtype}")
     mask = np.asarray(mask, bool)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match the frame's {image.shape[:2]}")
     canvas = LensCanvas(image.shape[:2], centre, horizon_radius, projection, mask, rng)
     KINDS[kind](canvas, strength)
-    linear = (image.astype(np.float64) / 255.0) ** GAMMA
-    sky = linear[mask] if mask.any() else linear.reshape(-1, 3)
-    background = max(float(np.median(sky.mean(axis=1))), FLOOR)
-    linear = linear + canvas.light() * background
-    return (np.clip(linear, 0.0, 1.0) ** (1.0 / GAMMA) * 255.0 + 0.5).astype(np.uint8)
+    light = canvas.light()
+    if image.ndim == 2 or image.shape[2] == 1:
+        light = light.mean(axis=2).reshape(image.shape)
+    if image.dtype == np.uint8:
+        linear = (image.astype(np.float64) / 255.0) ** GAMMA
+        background = max(_median_sky(linear, mask), FLOOR)
+        return (np.clip(linear + light * background, 0.0, 1.0) ** (1.0 / GAMMA) * 255.0 + 0.5).astype(np.uint8)
+    data = image.astype(np.float64)
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
+        return image.copy()
+    # Raw data sit on a pedestal (bias, dark): the sky's brightness is measured above the frame's darkest pixels.
+    pedestal, top = np.percentile(finite, [1.0, 99.9])
+    background = max(_median_sky(data, mask) - pedestal, (top - pedestal) * FLOOR, 1e-12)
+    out = data + light * background
+    if image.dtype == np.uint16:
+        return np.clip(np.rint(out), 0, 65535).astype(np.uint16)
+    return out.astype(image.dtype)
+
+
+def _median_sky(data: np.ndarray, mask: np.ndarray) -> float:
+    """The median over the masked sky (the whole frame without one) of the pixels' mean over colour."""
+    sky = data[mask] if mask.any() else data.reshape(-1, *data.shape[2:])
+    level = sky.mean(axis=1) if sky.ndim == 2 else sky
+    level = level[np.isfinite(level)]
+    return float(np.median(level)) if level.size else 0.0
 
 
 def annotated_circle(masks: list[np.ndarray]) -> tuple[tuple[float, float], float]:
