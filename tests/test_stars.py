@@ -453,6 +453,15 @@ def test_the_geometry_command_sets_aside_what_stays_put_across_a_folder(tmp_path
     lens = load_geometry(out).lens
     assert abs(lens.cx - truth.cx) < 0.5 and abs(lens.cy - truth.cy) < 0.5
     assert abs(((lens.north_deg - truth.north_deg) + 180) % 360 - 180) < 0.2 and lens.projection == "equisolid"
+    # ... and hands them to the star watch, which sets them aside from its first frame instead of after a quarter hour
+    from skyedge.stars.watch import StarWatch
+
+    later = _colour_frame(render_star_field(truth, shape, SITE, NIGHT + 5400.0, limiting_mag=5.0, fwhm_px=2.0, seed=9), *hot)
+    fresh = StarWatch(SITE, load_geometry(out), solve_every_s=0.0)
+    fresh.observe(later, NIGHT + 5400.0)
+    seeded = StarWatch(SITE, load_geometry(out), save_to=out, solve_every_s=0.0)
+    seeded.observe(later, NIGHT + 5400.0)
+    assert len(fresh.static_spots) == 0 and len(seeded.static_spots) >= 1500  # of the 2,000 hot pixels
 
 
 def test_the_stars_tell_a_clock_an_hour_off_and_the_lens_is_kept(tmp_path, caplog):
@@ -550,6 +559,21 @@ def test_a_match_no_better_than_chance_gives_no_geometry():
     frame = _colour_frame(render_star_field(truth, shape, SITE, NIGHT, limiting_mag=5.0, fwhm_px=2.0, seed=0), *_hot(300), top=99.95)
     with pytest.raises(NoGeometry, match="turned a few degrees"):
         solve_frame(detect_stars(frame), default_catalogue(), SITE, NIGHT, shape)
+
+
+def test_places_handed_over_are_static_at_once_merged_and_forgotten_like_learnt_ones():
+    """A folder's static places given to a watch's StaticSpots screen its very next frame; one it already holds is
+    not doubled; and unseen for FORGET_S after the folder's last frame, they go as learnt ones do."""
+    from skyedge.stars.static_spots import FORGET_S, StaticSpots
+
+    spots = StaticSpots()
+    assert spots.add_static(np.array([10.0, 50.0]), np.array([20.0, 60.0]), NIGHT - 3600.0, NIGHT) == 2
+    assert spots.add_static(np.array([10.2, 90.0]), np.array([20.1, 90.0]), NIGHT - 3600.0, NIGHT) == 1  # 10.2: held
+    det = Detections(np.array([10.1, 30.0, 90.0]), np.array([20.0, 30.0, 90.0]), np.ones(3), np.full(3, 10.0), 1.0)
+    kept = spots.screen(det, NIGHT + 60.0)
+    assert len(spots) == 3 and kept.x.tolist() == [30.0]
+    spots.screen(Detections(np.array([90.0]), np.array([90.0]), np.ones(1), np.full(1, 10.0), 1.0), NIGHT + FORGET_S + 120.0)
+    assert len(spots) == 1  # the one still seen stays; the two unseen for three days are forgotten
 
 
 def test_only_what_stays_put_becomes_static_never_the_passing_stars():

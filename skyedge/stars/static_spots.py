@@ -107,6 +107,25 @@ class StaticSpots:
         for name in _STATE:
             setattr(self, name, getattr(self, name)[keep])
 
+    def add_static(self, x: np.ndarray, y: np.ndarray, first: float, last: float) -> int:
+        """Hold the places (``x``, ``y``) as static from now, seen from capture time ``first`` to ``last`` (a folder's
+        static places: :func:`places_in_most_frames`), but those within ``RADIUS_PX`` of a place held already; how
+        many were added. They are forgotten as learnt ones are: unseen for ``FORGET_S`` after ``last``."""
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        if len(self._x) and len(x):
+            from scipy.spatial import cKDTree
+
+            dist, _ = cKDTree(np.stack([self._x, self._y], axis=1)).query(np.stack([x, y], axis=1), distance_upper_bound=RADIUS_PX)
+            x, y = x[~np.isfinite(dist)], y[~np.isfinite(dist)]
+        n = len(x)
+        self._samples = max(self._samples, MIN_HITS)
+        last = max(float(last), float(first) + MIN_SPAN_S)
+        added = {"_x": x, "_y": y, "_first": np.full(n, float(first)), "_last": np.full(n, last),
+                 "_hits": np.full(n, MIN_HITS), "_born": np.full(n, self._samples - MIN_HITS + 1), "_seen": np.full(n, self._samples)}
+        for name in _STATE:
+            setattr(self, name, np.concatenate([getattr(self, name), added[name].astype(getattr(self, name).dtype)]))
+        return n
+
     def save(self, path: Path, shape: tuple[int, int]) -> None:
         """Write what was learnt on frames of ``shape`` (rows, columns) to ``path``, atomically."""
         path = Path(path)

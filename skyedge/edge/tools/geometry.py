@@ -62,10 +62,12 @@ def parse_site(text: str) -> tuple[float, float, float]:
     return parts[0], parts[1], parts[2] if len(parts) == 3 else 0.0
 
 
-def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_size_px: int = 7, progress=None) -> list[FrameResult]:
+def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_size_px: int = 7, progress=None
+                 ) -> tuple[list[FrameResult], dict[tuple[int, int], StaticPlaces]]:
     """Each frame of ``folder`` solved alone (``clock``: a CaptureClock), without the places that stay put from
-    frame to frame (a colour camera's hot pixels, a lamp: :func:`~skyedge.stars.static_spots.places_in_most_frames`).
-    ``progress`` is called twice per frame: once as it is searched for static places, once as it is solved."""
+    frame to frame (a colour camera's hot pixels, a lamp: :func:`~skyedge.stars.static_spots.places_in_most_frames`),
+    and those places per frame size. ``progress`` is called twice per frame: once as it is searched for static
+    places, once as it is solved."""
     from skyedge.ephemeris import Ephemeris
 
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
@@ -87,7 +89,8 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
             progress()
     static = {}
     for shape in {n[2] for n in night}:  # positions are a frame size's own
-        static[shape] = places_in_most_frames([(n[1], n[3], n[4]) for n in night if n[2] == shape])
+        frames = [(n[1], n[3], n[4]) for n in night if n[2] == shape]
+        static[shape] = StaticPlaces(*places_in_most_frames(frames), min(f[0] for f in frames), max(f[0] for f in frames))
     for path, when, shape, _, _ in night:
         try:
             image, _ = _night_frame(path, clock, eph)
@@ -96,7 +99,7 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
             if progress is not None:
                 progress()
             continue
-        det = without_places(detect_stars(image, star_size_px=star_size_px), *static[shape])
+        det = without_places(detect_stars(image, star_size_px=star_size_px), static[shape].x, static[shape].y)
         stars = cat.at(*site, when)
         try:
             sol = solve_frame(det, cat, site, when, shape)
@@ -110,7 +113,38 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
             results[path.name] = FrameResult(path.name, "unsolved", str(exc), None, det, None, shape, when)
         if progress is not None:
             progress()
-    return [results[p.name] for p in files]
+    return [results[p.name] for p in files], static
+
+
+@dataclass
+class StaticPlaces:
+    """The places that stayed put across a folder's frames of one size, and the capture times the frames span."""
+
+    x: np.ndarray
+    y: np.ndarray
+    first: float
+    last: float
+
+
+def seed_static_places(geometry_file: Path, shape: tuple[int, int], places: StaticPlaces) -> int:
+    """Hand the folder's static places to the star watch: written beside the geometry file, where the watch keeps
+    what it learns (:func:`skyedge.stars.watch.static_spots_file`), merged into what it learnt there already for
+    frames of this size; how many were new. Without them a colour camera's hot pixels pass for stars for the
+    watch's first quarter of an hour."""
+    from skyedge.stars.static_spots import StaticSpots, load_static_spots
+    from skyedge.stars.watch import static_spots_file
+
+    path = static_spots_file(Path(geometry_file))
+    spots = StaticSpots()
+    if path.exists():
+        try:
+            spots = load_static_spots(path, shape)
+        except ValueError:  # another frame size, or not a file of its kind: the watch would relearn it anyway
+            pass
+    added = spots.add_static(places.x, places.y, places.first, places.last)
+    if added:
+        spots.save(path, shape)
+    return added
 
 
 class _Skipped(Exception):
@@ -222,7 +256,7 @@ def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: in
         raise GeometryCommandError(f"{folder}: not a folder")
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("solving frames", total=2 * n)
-        results = solve_frames(folder, site, clock, star_size_px, progress=lambda: bar.advance(task))
+        results, static = solve_frames(folder, site, clock, star_size_px, progress=lambda: bar.advance(task))
     table = Table("frame", "outcome", "detail")
     for r in results:
         table.add_row(r.name, r.status, r.detail)
@@ -260,6 +294,14 @@ def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: in
             + "[/yellow]"
         )
     console.print(f"wrote {out}")
+    shape = used[0].shape
+    if shape in static and len(static[shape].x):
+        try:
+            added = seed_static_places(out, shape, static[shape])
+        except OSError as exc:  # the geometry is written; the watch learns the places itself
+            console.print(f"[yellow]cannot write the static places beside {out} ({exc}); the star watch will learn them[/yellow]")
+        else:
+            console.print(f"{len(static[shape].x)} static places (hot pixels, lamps) set aside for the star watch, {added} new")
     return 0
 
 
@@ -268,7 +310,9 @@ geometry: solve an all-sky camera's geometry (zenith, north, lens projection) fr
 
 Detects the stars in every night frame of FOLDER, matches them to the bundled Hipparcos catalogue with no prior
 beyond "the camera looks up", fits the lens, and writes the geometry file a pipeline's stars section reads
-(docs/stars.md). Frames need a capture time (FITS DATE-OBS, EXIF, or --filename-format); the site is required.
+(docs/stars.md), and beside it the places that stayed put across the frames (hot pixels, lamps; NAME.static.npz)
+for the pipeline's star watch. Frames need a capture time (FITS DATE-OBS, EXIF, or --filename-format); the site
+is required.
 
 example:
   skyedge geometry frames/ --site 38.607,93.896,4200 --filename-format %Y-%m-%d-%H-%M-%S --camera-timezone +08:00 --out cam1-geometry.yaml
