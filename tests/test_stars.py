@@ -561,6 +561,21 @@ def test_a_match_no_better_than_chance_gives_no_geometry():
         solve_frame(detect_stars(frame), default_catalogue(), SITE, NIGHT, shape)
 
 
+def test_a_folders_static_places_are_one_per_hot_pixel_and_never_a_star():
+    """Forty frames two minutes apart, each with 300 detections scattered like passing stars and the same 50 hot
+    pixels (centroids jittering by 0.05 px): exactly 50 places, one per hot pixel (not one per quarter pixel its
+    centroids fell on), and none before the frames span a quarter of an hour."""
+    from skyedge.stars.static_spots import places_in_most_frames
+
+    rng = np.random.default_rng(4)
+    hot_x, hot_y = rng.uniform(0, 500, 50), rng.uniform(0, 500, 50)
+    frames = [(NIGHT + 120.0 * k, np.concatenate([rng.uniform(0, 500, 300), hot_x + rng.normal(0, 0.05, 50)]),
+               np.concatenate([rng.uniform(0, 500, 300), hot_y + rng.normal(0, 0.05, 50)])) for k in range(40)]
+    x, y = places_in_most_frames(frames)
+    assert len(x) == 50 and np.hypot(x[:, None] - hot_x, y[:, None] - hot_y).min(axis=1).max() < 0.05
+    assert len(places_in_most_frames(frames[:7])[0]) == 0  # 12 minutes: a star near the pole could stay so long
+
+
 def test_places_handed_over_are_static_at_once_merged_and_forgotten_like_learnt_ones():
     """A folder's static places given to a watch's StaticSpots screen its very next frame; one it already holds is
     not doubled; and unseen for FORGET_S after the folder's last frame, they go as learnt ones do."""
