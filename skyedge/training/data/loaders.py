@@ -179,20 +179,28 @@ def _aurora_copies(root: Path, images: list, names: list[str], cloud: list, meta
     unjudged) within the lens circle: the spec's, else the circle the frame's shorter side holds, as a painting
     filled edge to edge (``skyedge label``'s f key) also judges the corners. An unpainted frame's sky is the spec's
     circle; without one it is unknown, and the frame is not copied."""
-    from skyedge.preprocess import NO_SKY
+    from skyedge.preprocess import NO_SKY, horizon_mask
     from skyedge.training.simulate.aurora_overlay import BACKGROUNDS, append_aurora_copies
 
     given = spec.centre_px is not None and spec.horizon_radius_px is not None
+    circles = {}  # per frame size
+
+    def circle(shape: tuple[int, int]) -> np.ndarray:
+        if shape not in circles:
+            if given:
+                yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+                circles[shape] = np.hypot(xx - spec.centre_px[0], yy - spec.centre_px[1]) <= spec.horizon_radius_px
+            else:
+                circles[shape] = horizon_mask(shape, 0.5)
+        return circles[shape]
+
     masks = [None] * len(images)
     for i in (i for i, n in enumerate(names) if n in BACKGROUNDS):
-        image, truth = images[i], cloud[i]
+        truth = cloud[i]
         if truth is None and not given:
             continue
-        h, w = image.shape[:2]
-        cx, cy, radius = (*spec.centre_px, spec.horizon_radius_px) if given else ((w - 1) / 2, (h - 1) / 2, min(h, w) / 2)
-        yy, xx = np.mgrid[0:h, 0:w]
-        circle = np.hypot(xx - cx, yy - cy) <= radius
-        masks[i] = circle if truth is None else circle & (truth != NO_SKY)
+        lens = circle(images[i].shape[:2])
+        masks[i] = lens if truth is None else lens & (truth != NO_SKY)
     if not any(m is not None and m.any() for m in masks):
         raise DatasetError(
             f"{root}: aurora copies need the sky of clear and moon frames (folders {'/'.join(BACKGROUNDS)}): paint "
