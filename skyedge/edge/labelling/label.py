@@ -29,6 +29,7 @@ import numpy as np
 from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import IMAGE_SUFFIXES, read_frame
+from skyedge.labelled_folder import class_folders, frames_in
 from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ class LabelStore:
         # Labels already written (a second session continues the first).
         if self.out.is_dir():
             by_name = {self._copy_name(i): i for i in range(len(files))}
-            for class_dir in sorted(d for d in self.out.iterdir() if d.is_dir()):
-                for copy in class_dir.iterdir():
+            for class_dir in class_folders(self.out):  # as adapt and training will read them
+                for copy in frames_in(class_dir):
                     if copy.name in by_name:
                         item = self.items[by_name[copy.name]]
                         item["label"], item["painted"] = class_dir.name, mask_path(copy).is_file()
