@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from skyedge.imageio import read_frame
+from skyedge.labelled_folder import class_folders, frames_in
 from skyedge.masks import card_mask
 from skyedge.model_card import ModelCard
 from skyedge.preprocess import BAYER_CODES, prepare_frame, prepare_sequence
-from skyedge.shards import DatasetError, ShardedDataset
+from skyedge.shards import MANIFEST, DatasetError, ShardedDataset
 
 # Column order of the raw per-epoch conditions stored in sequence data sets.
 RAW_CONDITIONS = ("mjd", "fwhm", "sky", "zero_point", "exptime", "airmass")
@@ -87,12 +90,15 @@ def load_labelled_inputs(
     limit: int | None = None,
     package: str | os.PathLike | None = None,
 ) -> LabelledInputs:
-    """Read a skyedge-shards folder (or several, e.g. one per camera) and prepare every item for ``card``'s model
-    (``package``: where the card's mask image lives, when it names one; ``limit``: per folder)."""
+    """Read a skyedge-shards folder (or several, e.g. one per camera; for a frame model also a labelled folder,
+    ``DIR/<class>/<frame>``) and prepare every item for ``card``'s model (``package``: where the card's mask image
+    lives, when it names one; ``limit``: per folder)."""
     if isinstance(path, (list, tuple)):
         if len(path) == 1:
             return load_labelled_inputs(path[0], card, limit, package)
         return _concat([load_labelled_inputs(p, card, limit, package) for p in path], list(path))
+    if card.task == "frame" and Path(path).is_dir() and not (Path(path) / MANIFEST).exists() and class_folders(Path(path)):
+        return _labelled_folder_inputs(Path(path), card, limit, package)
     ds = ShardedDataset.open(path)
     if ds.task != card.task:
         raise DatasetError(f"{path}: a '{ds.task}' data set, but model '{card.name}' is a '{card.task}' model")
@@ -135,6 +141,27 @@ def load_labelled_inputs(
     if any(t.role == "conditions" for t in card.inputs):
         inputs[card.input("conditions").name] = np.stack(cs)
     return LabelledInputs(inputs, labels, list(card.classes), lengths=lengths, strata=strata)
+
+
+def _labelled_folder_inputs(root: Path, card: ModelCard, limit: int | None, package) -> LabelledInputs:
+    """A labelled folder (``DIR/<class>/<frame>``, what ``skyedge label`` writes) prepared for a frame model: a
+    site's own frames, so that INT8 is calibrated and judged on the camera it will run on."""
+    files = [(f, d.name) for d in class_folders(root) for f in frames_in(d)]
+    if not files:
+        raise DatasetError(f"{root}: no frames in class folders (DIR/<class>/<frame>)")
+    if missing := sorted({c for _, c in files} - set(card.classes)):
+        raise DatasetError(f"{root}: classes {missing} are not in model '{card.name}' (classes {card.classes})")
+    if limit is not None and limit < len(files):
+        files = [files[i] for i in sorted(np.random.default_rng(0).permutation(len(files))[:limit])]
+    mask = card_mask(card, package)
+    frames, brightness = [], []
+    for file, _ in files:
+        image = read_frame(file)[0]
+        frames.append(prepare_frame(image, card.preprocess, mask=mask.array(image.shape[:2]) if mask else None))
+        brightness.append(float(np.nanmedian(image)))
+    labels = np.array([card.classes.index(c) for _, c in files], dtype=np.int64)
+    strata = labels * 3 + _condition_strata(np.array(brightness))
+    return LabelledInputs({card.input("image").name: np.stack(frames)}, labels, list(card.classes), strata=strata)
 
 
 def random_inputs(card: ModelCard, batch: int, epochs: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:

@@ -101,6 +101,39 @@ def test_gate_fails_a_bad_calibration(frame_package, tiny_frame_run, tmp_path):
     assert main([*args, "--allow-drop"]) == 0
 
 
+def test_a_sites_labelled_folder_calibrates_and_judges_int8(frame_package, tiny_frame_run, tmp_path):
+    """A site's labelled folder (DIR/<class>/<frame>, what `skyedge label` writes) is read as the shards are: the same
+    frames give the same model inputs and labels, and it can be calibrated on and held out; a class the model does not
+    know is refused, naming the folder."""
+    import cv2
+
+    from skyedge.dataset_inputs import load_labelled_inputs
+    from skyedge.shards import DatasetError
+
+    card = read_card(frame_package)
+    ds = ShardedDataset.open(tiny_frame_run.parent / "test")
+    arrays = ds.load()
+    site = tmp_path / "labelled"
+    for i, (image, label) in enumerate(zip(arrays["images"], arrays["labels"], strict=True)):
+        (site / ds.classes[label]).mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(site / ds.classes[label] / f"{i:04d}.png"), image)
+    (site / ds.classes[0] / "._0000.png").write_bytes(b"Mac resource fork")  # not a frame
+    from_shards = load_labelled_inputs(tiny_frame_run.parent / "test", card, package=frame_package)
+    from_folder = load_labelled_inputs(site, card, package=frame_package)
+    order = np.argsort([ds.classes[k] + f"/{i:04d}" for i, k in enumerate(arrays["labels"])], kind="stable")
+    name = next(iter(from_folder.inputs))
+    np.testing.assert_array_equal(from_folder.labels, from_shards.labels[order])
+    np.testing.assert_array_equal(from_folder.inputs[name], from_shards.inputs[name][order])
+    package = tmp_path / "pkg"
+    shutil.copytree(frame_package, package)
+    report = calibrate_package(package, [site], ["cpu"], size=16, eval_data=[site], allow_drop=True)
+    assert report["calibration"]["items"] == 16 and report["held_out"]["items"] == len(arrays["labels"])
+    (site / "comet").mkdir()
+    assert cv2.imwrite(str(site / "comet" / "x.png"), arrays["images"][0])
+    with pytest.raises(DatasetError, match=r"labelled: classes \['comet'\]"):
+        load_labelled_inputs(site, card, package=frame_package)
+
+
 @pytest.mark.slow
 def test_several_data_folders_are_one_pool(frame_package, tiny_frame_run, tmp_path):
     """One folder per camera: calibration and its held-out set may span several (``--data A --data B``)."""

@@ -51,8 +51,9 @@ def calibrate_package(
 ) -> dict:
     """Quantize for each target, evaluate every precision on held-out data, write reports, apply the gate.
 
-    ``data`` and ``eval_data`` are a skyedge-shards folder or a list of them (one per camera); ``reduce_range``:
-    7-bit weights in the CPU form (for CPUs without VNNI)."""
+    ``data`` and ``eval_data`` are a skyedge-shards folder or a list of them (one per camera; for a frame model also
+    a site's labelled folder, ``DIR/<class>/<frame>``); ``reduce_range``: 7-bit weights in the CPU form (for CPUs
+    without VNNI)."""
     started = time.perf_counter()
     package = Path(package)
     card = read_card(package)

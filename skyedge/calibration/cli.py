@@ -18,6 +18,7 @@ example:
   skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test --target tensorrt --target cpu
   skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test --target cpu --reduce-range   # an AVX2-only CPU
   skyedge calibrate models/allsky-tiny --data data/allsky-train-dark-site --data data/allsky-train-suburban --eval data/allsky-test-dark-site --eval data/allsky-test-suburban   # one folder per camera
+  skyedge calibrate models/allsky-site --data labelled/site --data data/allsky256-dark-site --eval labelled/site-test --target tensorrt --target cpu   # a site's own labelled frames (frame models)
 """
 
 
@@ -78,13 +79,13 @@ def register(subparsers) -> None:
         "--data",
         required=True,
         action="append",
-        help="skyedge-shards folder to draw the calibration subset from (repeatable)",
+        help="skyedge-shards folder, or for a frame model a labelled folder DIR/<class>/<frame> (a site's own frames), to draw the calibration subset from (repeatable)",
     )
     p.add_argument(
         "--eval",
         default=None,
         action="append",
-        help="held-out skyedge-shards folder, repeatable (default: the rest of --data)",
+        help="held-out skyedge-shards or labelled folder, repeatable (default: the rest of --data)",
     )
     p.add_argument(
         "--target", action="append", choices=sorted(CALIBRATION_TARGETS), help="repeatable; default tensorrt"
