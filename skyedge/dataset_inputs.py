@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from skyedge.imageio import read_frame
-from skyedge.labelled_folder import class_folders, frames_in
+from skyedge.labelled_folder import class_folders, labelled_files
 from skyedge.masks import card_mask
 from skyedge.model_card import ModelCard
 from skyedge.preprocess import BAYER_CODES, prepare_frame, prepare_sequence
@@ -146,7 +146,7 @@ def load_labelled_inputs(
 def _labelled_folder_inputs(root: Path, card: ModelCard, limit: int | None, package) -> LabelledInputs:
     """A labelled folder (``DIR/<class>/<frame>``, what ``skyedge label`` writes) prepared for a frame model: a
     site's own frames, so that INT8 is calibrated and judged on the camera it will run on."""
-    files = [(f, d.name) for d in class_folders(root) for f in frames_in(d)]
+    files = labelled_files(root)
     if not files:
         raise DatasetError(f"{root}: no frames in class folders (DIR/<class>/<frame>)")
     if missing := sorted({c for _, c in files} - set(card.classes)):

@@ -25,3 +25,8 @@ def frames_in(folder: Path) -> list[Path]:
         f for f in Path(folder).iterdir()
         if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(f)
     )
+
+
+def labelled_files(root: Path) -> list[tuple[Path, str]]:
+    """``(frame, class)`` for every frame under ``root``, by class then name."""
+    return [(f, d.name) for d in class_folders(root) for f in frames_in(d)]

@@ -45,7 +45,7 @@ from skyedge.edge.labelling.head_surgery import HeadSurgeryError, replace_class_
 from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
 from skyedge.imageio import read_frame
-from skyedge.labelled_folder import class_folders, frames_in
+from skyedge.labelled_folder import labelled_files
 from skyedge.masks import card_mask
 from skyedge.model_card import Adaptation, ModelCard, read_card, write_card
 from skyedge.painted_cloud import MaskError, mask_path, read_mask
@@ -68,7 +68,7 @@ def labelled_frames(folder: Path) -> list[tuple[Path, str]]:
     """``(file, class)`` for every frame in ``folder/<class>/`` (:mod:`skyedge.labelled_folder`), sorted."""
     if not folder.is_dir():
         raise AdaptError(f"--data: {folder} is not a folder of class folders (DIR/<class>/<file>)")
-    items = [(f, d.name) for d in class_folders(folder) for f in frames_in(d)]
+    items = labelled_files(folder)
     if not items:
         raise AdaptError(f"--data: {folder} has no images in class folders (DIR/<class>/<file>)")
     return items
