@@ -315,8 +315,10 @@ def register_operator(subparsers) -> None:
     c.set_defaults(func=_cloudmap)
     from skyedge.edge.tools.field_harvest import add_harvest_command  # numpy and the stars load with these
     from skyedge.edge.tools.geometry import add_geometry_command
+    from skyedge.edge.tools.star_labels import add_star_labels_command
 
     add_geometry_command(subparsers)
+    add_star_labels_command(subparsers)
     add_harvest_command(subparsers)
     f = add_command(subparsers, _FIELD_INJECT_HELP)
     f.add_argument("frames", help="folder of FITS frames of one field")

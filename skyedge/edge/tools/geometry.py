@@ -77,8 +77,8 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
     results, night = {}, []
     for path in files:  # first pass: which frames can be solved, and where their detections lie
         try:
-            image, when = _night_frame(path, clock, eph)
-        except _Skipped as skip:
+            image, when = night_frame(path, clock, eph)
+        except FrameSkipped as skip:
             results[path.name] = FrameResult(path.name, skip.status, skip.detail)
             if progress is not None:  # no second pass for it
                 progress()
@@ -93,8 +93,8 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
         static[shape] = StaticPlaces(*places_in_most_frames(frames), min(f[0] for f in frames), max(f[0] for f in frames))
     for path, when, shape, _, _ in night:
         try:
-            image, _ = _night_frame(path, clock, eph)
-        except _Skipped as skip:  # changed or gone since the first pass: reported, the rest are solved
+            image, _ = night_frame(path, clock, eph)
+        except FrameSkipped as skip:  # changed or gone since the first pass: reported, the rest are solved
             results[path.name] = FrameResult(path.name, skip.status, skip.detail)
             if progress is not None:
                 progress()
@@ -147,28 +147,28 @@ def seed_static_places(geometry_file: Path, shape: tuple[int, int], places: Stat
     return added
 
 
-class _Skipped(Exception):
-    """A frame that is not solved, and why (status, detail)."""
+class FrameSkipped(Exception):
+    """A frame that is skipped, and why (status, detail)."""
 
     def __init__(self, status: str, detail: str):
         super().__init__(detail)
         self.status, self.detail = status, detail
 
 
-def _night_frame(path: Path, clock, eph) -> tuple[np.ndarray, float]:
-    """A night frame's image and capture time; _Skipped for one that cannot be read, has no time, or is by day."""
+def night_frame(path: Path, clock, eph) -> tuple[np.ndarray, float]:
+    """A night frame's image and capture time; FrameSkipped for one that cannot be read, has no time, or is by day."""
     from skyedge.imageio import read_frame
 
     try:
         image, header = read_frame(path)
     except Exception as exc:  # noqa: BLE001 - one bad file is reported, the rest are solved
-        raise _Skipped("unreadable", str(exc)) from None
+        raise FrameSkipped("unreadable", str(exc)) from None
     when = clock.of(str(path), header, None)
     if when is None:
-        raise _Skipped("no capture time", f"tried {', '.join(clock.sources)}: a frame needs its time to be matched")
+        raise FrameSkipped("no capture time", f"tried {', '.join(clock.sources)}: a frame needs its time to be matched")
     sun = eph.at(when.posix).sun_alt_deg
     if sun > NIGHT_SUN_ALT_DEG:
-        raise _Skipped("daylight", f"sun {sun:.0f} deg")
+        raise FrameSkipped("daylight", f"sun {sun:.0f} deg")
     return image, when.posix
 
 

@@ -1,0 +1,179 @@
+"""``skyedge star-labels``: a labelled folder for a site's camera from its stars alone, no person needed.
+
+Every frame under FOLDER (a camera's frames, or what a pipeline's ``collect:`` kept, date folders and all) goes in
+capture-time order through one :class:`~skyedge.stars.watch.StarWatch`, as a pipeline's would: it solves the
+camera's geometry when it has none or when the camera moved, and learns how deep the camera sees from its clear
+frames. Each night frame the stars decide (:mod:`skyedge.stars.labels`) is copied, unchanged, into
+``OUT/<class>/`` with its cloud painted beside it (``<name>.cloud.png``): the folder `skyedge adapt`, `skyedge
+calibrate` and a training recipe's ``image_folder`` source read. A frame already labelled in OUT (by a person,
+under any class) is left as it is. Unreadable files, frames without a capture time and daylight frames are
+counted and skipped; one bad file never stops the rest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+from skyedge.commands import add_command
+from skyedge.edge.tools.geometry import FRAME_SUFFIXES, FrameSkipped, GeometryCommandError, night_frame, parse_site
+from skyedge.labelled_folder import labelled_files
+from skyedge.painted_cloud import is_mask, mask_path
+
+
+def _frames_under(folder: Path, out: Path) -> list[Path]:
+    """The frames under ``folder``, without what lies under ``out`` (a labelled folder kept inside it)."""
+    out = out.resolve()
+    found = []
+    for path in folder.rglob("*"):
+        if path.suffix.lower() not in FRAME_SUFFIXES or is_mask(path) or path.name.startswith("."):
+            continue
+        if out == path.resolve().parent or out in path.resolve().parents:
+            continue
+        found.append(path)
+    return sorted(found)
+
+
+def _already_labelled(out: Path) -> set[str]:
+    """Names of the frames OUT already holds, under any class."""
+    if not out.is_dir():
+        return set()
+    return {frame.name for frame, _ in labelled_files(out)}
+
+
+def label_folder(folder: Path, site: tuple[float, float, float], out: Path, clock, geometry_file: Path | None = None,
+                 progress=None) -> tuple[Counter, list[tuple[str, str]]]:
+    """Label ``folder``'s night frames from their stars into ``out``; the outcomes counted, and the skipped files
+    with why. ``progress`` is called once per file."""
+    import cv2
+
+    from skyedge.ephemeris import Ephemeris
+    from skyedge.stars.geometry_file import load_geometry
+    from skyedge.stars.labels import star_label
+    from skyedge.stars.watch import StarWatch
+
+    if not folder.is_dir():
+        raise GeometryCommandError(f"{folder}: not a folder")
+    files = _frames_under(folder, out)
+    if not files:
+        raise GeometryCommandError(f"{folder}: no frames ({', '.join(sorted(FRAME_SUFFIXES))})")
+    eph = Ephemeris(*site)
+    watch = StarWatch(site, geometry=load_geometry(geometry_file) if geometry_file is not None else None)
+    kept = _already_labelled(out)
+    counts, skipped, night = Counter(), [], []
+    for path in files:  # the capture times first: the watch must see the sky in the order it turned
+        try:
+            image, posix = night_frame(path, clock, eph)
+        except FrameSkipped as exc:
+            counts[exc.status] += 1
+            if exc.status != "daylight":  # a day frame is no fault: counted only
+                skipped.append((str(path.relative_to(folder)), f"{exc.status}: {exc.detail}"))
+        else:
+            night.append((posix, path, image.shape[:2]))
+        if progress is not None:
+            progress()
+    night.sort(key=lambda item: item[0])
+    for posix, path, _ in night:
+        try:  # read again: a night of 2k frames would not fit in memory
+            image, _ = night_frame(path, clock, eph)
+        except FrameSkipped as exc:  # changed or gone since: reported, the rest are labelled
+            counts[exc.status] += 1
+            skipped.append((str(path.relative_to(folder)), f"{exc.status}: {exc.detail}"))
+            continue
+        sky = eph.at(posix)
+        moon = (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination)
+        report = watch.observe(image, posix, moon, None, sky.sun_alt_deg)
+        shape = image.shape[:2]
+        lens = watch.geometry.lens_for(shape) if watch.geometry is not None else None
+        label = star_label(report.visibility, lens, shape, moon)
+        if progress is not None:
+            progress()
+        if label is None:
+            counts["not decided" if report.visibility is not None else "no star verdict"] += 1
+            continue
+        if path.name in kept:
+            counts["already labelled"] += 1
+            continue
+        target = out / label.label / path.name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            if not cv2.imwrite(str(mask_path(target)), label.paint):
+                raise OSError(f"cannot write {mask_path(target)}")
+        except OSError as exc:  # a full disk stops nothing already written
+            counts["not written"] += 1
+            skipped.append((str(path.relative_to(folder)), f"not written: {exc}"))
+            continue
+        kept.add(path.name)
+        counts[label.label] += 1
+    return counts, skipped
+
+
+_STAR_LABELS_HELP = """\
+star-labels: label a camera's night frames from its stars alone (clear, moon, cloudy, with the cloud painted)
+
+Walks FOLDER's frames (date folders too: a pipeline's collect folder) in capture-time order through one star
+watch, as a pipeline runs it: the camera's geometry is solved from the stars (or read from --geometry) and its
+depth learnt from its clear frames. A night frame whose expected stars are seen across the sky is labelled clear
+(moon under a moon 15 deg up and half lit), one whose stars are gone cloudy, each with its cloud painted sector by
+sector (<name>.cloud.png); skies between are left for a person. The frames are copied unchanged into OUT/<class>/,
+the labelled folder adapt, calibrate and training read; frames OUT already holds are left alone. Thin cloud the
+stars shine through reads clear: look the folder over (skyedge label) before training on it (docs/stars.md).
+
+example:
+  skyedge star-labels frames/ --site 38.607,93.896,4200 --filename-format %Y-%m-%d-%H-%M-%S --camera-timezone +08:00 --out labelled/site
+  skyedge adapt models/allsky --data labelled/site --out models/allsky-site --refit-map-head
+"""
+
+
+def add_star_labels_command(subparsers) -> None:
+    """Register `skyedge star-labels`."""
+    s = add_command(subparsers, _STAR_LABELS_HELP)
+    s.add_argument("folder", help="folder of one camera's frames (FITS, JPEG, PNG, TIFF; subfolders too)")
+    s.add_argument("--site", required=True, help="LAT,LON[,ELEVATION_M]: degrees north and east, metres")
+    s.add_argument("--out", required=True, help="labelled folder to write (OUT/<class>/<frame> and its .cloud.png)")
+    s.add_argument("--geometry", default=None, help="the camera's geometry file (skyedge geometry); default: solved from the frames")
+    s.add_argument("--filename-format", default=None, help="strftime pattern of the capture time in file names")
+    s.add_argument("--camera-timezone", default="UTC", help="time zone of EXIF times and file names (UTC, +08:00, an IANA name)")
+    s.add_argument("--file-times", action="store_true", help="fall back on file modification times (when nothing else says)")
+    s.set_defaults(func=_star_labels)
+
+
+def _star_labels(args) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from skyedge.edge.allsky.capture_time import CaptureClock, CaptureTimeError
+    from skyedge.edge.config import CaptureTimeSection
+    from skyedge.stars.geometry_file import GeometryFileError
+
+    console = Console()
+    sources = ["fits", "exif", "filename"] + (["file"] if args.file_times else [])
+    folder, out = Path(args.folder), Path(args.out)
+    try:
+        clock = CaptureClock(CaptureTimeSection(sources=sources, camera_timezone=args.camera_timezone, filename_format=args.filename_format), "star-labels")
+        site = parse_site(args.site)
+        geometry = Path(args.geometry) if args.geometry else None
+        if geometry is not None and not geometry.is_file():
+            raise GeometryCommandError(f"--geometry {geometry}: no such file")
+        n = len(_frames_under(folder, out)) if folder.is_dir() else 0
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("reading the stars", total=2 * n)
+            counts, skipped = label_folder(folder, site, out, clock, geometry, progress=lambda: bar.advance(task))
+    except (GeometryCommandError, CaptureTimeError, GeometryFileError) as exc:
+        print(f"skyedge star-labels: {exc}", file=sys.stderr)
+        return 2
+    for name, why in skipped[:20]:
+        console.print(f"[yellow]{name}: {why}[/yellow]")
+    if len(skipped) > 20:
+        console.print(f"[yellow]... and {len(skipped) - 20} more skipped[/yellow]")
+    labelled = sum(counts[c] for c in ("clear", "moon", "cloudy"))
+    console.print(
+        f"labelled {labelled} frames into {out}: "
+        + ", ".join(f"{counts[c]} {c}" for c in ("clear", "moon", "cloudy"))
+        + "; not labelled: "
+        + (", ".join(f"{v} {k}" for k, v in sorted(counts.items()) if k not in ("clear", "moon", "cloudy")) or "none")
+    )
+    return 0 if labelled else 1

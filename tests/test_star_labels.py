@@ -1,0 +1,98 @@
+"""Labels from the stars (`skyedge star-labels`): simulated frames of the real sky through a known lens, clear,
+overcast and half clouded, labelled and painted without a person; what a person labelled is kept."""
+
+from __future__ import annotations
+
+import numpy as np
+from star_frames import LENS, NIGHT, SHAPE, SITE, star_frame
+
+from skyedge.cli import main
+from skyedge.painted_cloud import read_mask
+from skyedge.sky_sectors import SECTORS
+from skyedge.stars.labels import PAINT_CLEAR, PAINT_CLOUD, sector_paint, star_class, star_label
+from skyedge.stars.visibility import Visibility
+
+SITE_ARG = ",".join(map(str, SITE))
+
+
+def _visibility(sectors: list[float | None], whole: float) -> Visibility:
+    expected = [0 if v is None else 10 for v in sectors]
+    n = 200
+    return Visibility(n, int(round(whole * n)), 0.0, tuple(sectors), tuple(expected), 50, int(round(whole * 50)), 4.0)
+
+
+def test_the_stars_decide_clear_moon_and_cloudy_and_leave_the_rest():
+    starry = [1.0] * 25 + [None] * 8  # the horizon ring expects no stars
+    assert star_class(_visibility(starry, 0.95), moon=(-20.0, 0.0, 0.9)) == "clear"
+    assert star_class(_visibility(starry, 0.95), moon=(40.0, 0.0, 0.9)) == "moon"
+    assert star_class(_visibility(starry, 0.95), moon=(40.0, 0.0, 0.2)) == "clear"  # a thin crescent: no moonlit sky
+    assert star_class(_visibility([0.0] * 25 + [None] * 8, 0.05), moon=None) == "cloudy"
+    assert star_class(_visibility([1.0] * 13 + [0.0] * 12 + [None] * 8, 0.5), moon=None) is None
+    one_gap = [1.0] * 24 + [0.2] + [None] * 8  # nearly all the stars, but a sector hidden: not clear
+    assert star_class(_visibility(one_gap, 0.96), moon=None) is None
+    too_few = Visibility(2, 2, 0.0, (None,) * SECTORS, (0,) * SECTORS, 1, 1, None)  # no verdict anywhere
+    assert star_class(too_few, moon=None) is None
+
+
+def test_the_paint_follows_the_sectors_and_judges_nothing_without_stars():
+    east_cloud = [None] * SECTORS
+    for ring in range(3):  # rings out to 72 deg from the zenith hold stars; cloud over segments 0-3 (east)
+        for seg in range(8):
+            east_cloud[1 + 8 * ring + seg] = 0.0 if seg < 4 else 1.0
+    east_cloud[0] = 0.8
+    vis = _visibility(east_cloud, 0.5)
+    paint = sector_paint(vis, LENS, SHAPE)
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    alt, az = LENS.sky(xx.astype(float), yy.astype(float))
+    band = (alt > 40) & (alt < 68)  # within the judged rings, off the sector edges
+    assert (paint[band & (az > 10) & (az < 170)] == PAINT_CLOUD).all()
+    assert (paint[band & (az > 190) & (az < 350)] == PAINT_CLEAR).all()
+    assert (paint[alt > 75] == PAINT_CLEAR).all()  # the zenith disc: 0.8 seen
+    low = alt < 16  # the ring without a verdict (zenith angle 72-90 deg) and below the horizon: not judged
+    assert not np.isin(paint[low], (PAINT_CLEAR, PAINT_CLOUD)).any()
+    cloudy = star_label(_visibility([0.0] * 24 + [0.9] + [None] * 8, 0.1), LENS, SHAPE, None)
+    assert cloudy.label == "cloudy" and not (cloudy.paint == PAINT_CLEAR).any()  # a cloudy frame's starry sector: not judged
+    assert star_label(None, LENS, SHAPE, None) is None and star_label(vis, None, SHAPE, None) is None
+
+
+def test_star_labels_writes_a_labelled_folder_from_a_night_without_a_person(tmp_path, capsys):
+    from astropy.io import fits
+
+    frames = tmp_path / "frames" / "2018-05-07"  # a pipeline's collect folder has a folder per day
+    frames.mkdir(parents=True)
+    for k in range(5):
+        star_frame(frames / f"c{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=50 + k)
+    star_frame(frames / "overcast.fits", NIGHT + 5400.0, cloudy=True, seed=60)
+    star_frame(frames / "east.fits", NIGHT + 6300.0, cloudy="east", seed=61)
+    fits.PrimaryHDU(np.zeros(SHAPE, np.float32)).writeto(frames / "no-time.fits")
+    (frames / "broken.fits").write_bytes(b"not a FITS file")
+    out = tmp_path / "labelled"
+    (out / "cloudy").mkdir(parents=True)
+    (out / "cloudy" / "c4.fits").write_bytes((frames / "c4.fits").read_bytes())  # a person's label, kept as it is
+    assert main(["star-labels", str(tmp_path / "frames"), "--site", SITE_ARG, "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "no capture time" in printed and "unreadable" in printed and "1 already labelled" in printed
+    clear = sorted(p.name for p in (out / "clear").glob("*.fits"))
+    assert clear and set(clear) <= {"c2.fits", "c3.fits"}  # the first frames teach the watch how deep it sees
+    assert sorted(p.name for p in (out / "cloudy").glob("*.fits")) == ["c4.fits", "overcast.fits"]
+    assert not list(out.rglob("east.fits"))  # half clouded: left for a person
+    assert not (out / "cloudy" / "c4.cloud.png").exists()
+    for name in clear:
+        truth = read_mask(out / "clear" / name.replace(".fits", ".cloud.png"), SHAPE)
+        assert (truth == 0).mean() > 0.3 and not (truth == 250).any()  # painted clear where it has stars
+    truth = read_mask(out / "cloudy" / "overcast.cloud.png", SHAPE)
+    assert (truth == 250).mean() > 0.3 and not (truth == 0).any()
+    assert (out / "clear" / clear[0]).read_bytes() == (frames / clear[0]).read_bytes()  # copied unchanged
+
+
+def test_star_labels_refuses_a_bad_site_and_a_missing_geometry(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    star_frame(frames / "c0.fits", NIGHT, cloudy=False, seed=1)
+    assert main(["star-labels", str(frames), "--site", "north", "--out", str(tmp_path / "o")]) == 2
+    assert "--site" in capsys.readouterr().err
+    assert main(["star-labels", str(frames), "--site", SITE_ARG, "--geometry", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "none.yaml" in capsys.readouterr().err
+    assert main(["star-labels", str(tmp_path / "nowhere"), "--site", SITE_ARG, "--out", str(tmp_path / "o")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
