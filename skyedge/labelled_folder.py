@@ -27,6 +27,12 @@ def frames_in(folder: Path) -> list[Path]:
     )
 
 
+def copy_name(root: Path, frame: Path) -> str:
+    """The name a frame under ``root`` is labelled by: its path from ``root``, folders joined by ``__``, since frames
+    of different day folders (a pipeline's ``collect:`` folder) may share a name."""
+    return str(Path(frame).relative_to(root)).replace("/", "__")
+
+
 def labelled_files(root: Path) -> list[tuple[Path, str]]:
     """``(frame, class)`` for every frame under ``root``, by class then name."""
     return [(f, d.name) for d in class_folders(root) for f in frames_in(d)]

@@ -68,21 +68,28 @@ def test_star_labels_writes_a_labelled_folder_from_a_night_without_a_person(tmp_
     (frames / "broken.fits").write_bytes(b"not a FITS file")
     out = tmp_path / "labelled"
     (out / "cloudy").mkdir(parents=True)
-    (out / "cloudy" / "c4.fits").write_bytes((frames / "c4.fits").read_bytes())  # a person's label, kept as it is
+    day = "2018-05-07__"  # labelled copies are named as `skyedge label` names them: day folders may share names
+    (out / "cloudy" / f"{day}c4.fits").write_bytes((frames / "c4.fits").read_bytes())  # a person's label, kept
     assert main(["star-labels", str(tmp_path / "frames"), "--site", SITE_ARG, "--out", str(out)]) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "no capture time" in printed and "unreadable" in printed and "1 already labelled" in printed
     clear = sorted(p.name for p in (out / "clear").glob("*.fits"))
-    assert clear and set(clear) <= {"c2.fits", "c3.fits"}  # the first frames teach the watch how deep it sees
-    assert sorted(p.name for p in (out / "cloudy").glob("*.fits")) == ["c4.fits", "overcast.fits"]
-    assert not list(out.rglob("east.fits"))  # half clouded: left for a person
-    assert not (out / "cloudy" / "c4.cloud.png").exists()
+    assert clear and set(clear) <= {f"{day}c2.fits", f"{day}c3.fits"}  # the first frames teach the watch its depth
+    assert sorted(p.name for p in (out / "cloudy").glob("*.fits")) == [f"{day}c4.fits", f"{day}overcast.fits"]
+    assert not list(out.rglob("*east.fits"))  # half clouded: left for a person
+    assert not (out / "cloudy" / f"{day}c4.cloud.png").exists()
     for name in clear:
         truth = read_mask(out / "clear" / name.replace(".fits", ".cloud.png"), SHAPE)
         assert (truth == 0).mean() > 0.3 and not (truth == 250).any()  # painted clear where it has stars
-    truth = read_mask(out / "cloudy" / "overcast.cloud.png", SHAPE)
+    truth = read_mask(out / "cloudy" / f"{day}overcast.cloud.png", SHAPE)
     assert (truth == 250).mean() > 0.3 and not (truth == 0).any()
-    assert (out / "clear" / clear[0]).read_bytes() == (frames / clear[0]).read_bytes()  # copied unchanged
+    assert (out / "clear" / clear[0]).read_bytes() == (frames / clear[0].removeprefix(day)).read_bytes()  # unchanged
+    # The labelling page over the same folders shows the stars' labels, painted, for a person to check.
+    from skyedge.edge.labelling.label import LabelStore
+
+    state = {it["file"]: it for it in LabelStore(tmp_path / "frames", out).state()["items"]}
+    assert state["2018-05-07/overcast.fits"]["label"] == "cloudy" and state["2018-05-07/overcast.fits"]["painted"]
+    assert state["2018-05-07/east.fits"]["label"] is None
 
 
 def test_star_labels_refuses_a_bad_site_and_a_missing_geometry(tmp_path, capsys):

@@ -29,7 +29,7 @@ import numpy as np
 from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import IMAGE_SUFFIXES, read_frame
-from skyedge.labelled_folder import class_folders, frames_in
+from skyedge.labelled_folder import class_folders, copy_name, frames_in
 from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,7 @@ class LabelStore:
                         self._add_class(class_dir.name)
 
     def _copy_name(self, i: int) -> str:
-        # Frames from different day folders may share a name: the relative path keeps copies apart.
-        return str(self.paths[i].relative_to(self.root)).replace("/", "__")
+        return copy_name(self.root, self.paths[i])
 
     def _add_class(self, name: str) -> None:
         if name not in self._classes:

@@ -4,9 +4,10 @@ Every frame under FOLDER (a camera's frames, or what a pipeline's ``collect:`` k
 capture-time order through one :class:`~skyedge.stars.watch.StarWatch`, as a pipeline's would: it solves the
 camera's geometry when it has none or when the camera moved, and learns how deep the camera sees from its clear
 frames. Each night frame the stars decide (:mod:`skyedge.stars.labels`) is copied, unchanged, into
-``OUT/<class>/`` with its cloud painted beside it (``<name>.cloud.png``): the folder `skyedge adapt`, `skyedge
-calibrate` and a training recipe's ``image_folder`` source read. A frame already labelled in OUT (by a person,
-under any class) is left as it is. Unreadable files, frames without a capture time and daylight frames are
+``OUT/<class>/`` with its cloud painted beside it (``<name>.cloud.png``), named as `skyedge label` names its copies
+(so that its page, run on the same folders, shows these labels and a person corrects them or labels the rest): the
+folder `skyedge adapt`, `skyedge calibrate` and a training recipe's ``image_folder`` source read. A frame already
+labelled in OUT (by a person, under any class) is left as it is. Unreadable files, frames without a capture time and daylight frames are
 counted and skipped; one bad file never stops the rest.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from skyedge.commands import add_command
 from skyedge.edge.tools.geometry import FRAME_SUFFIXES, FrameSkipped, GeometryCommandError, night_frame, parse_site
-from skyedge.labelled_folder import labelled_files
+from skyedge.labelled_folder import copy_name, labelled_files
 from skyedge.painted_cloud import is_mask, mask_path
 
 
@@ -93,10 +94,11 @@ def label_folder(folder: Path, site: tuple[float, float, float], out: Path, cloc
         if label is None:
             counts["not decided" if report.visibility is not None else "no star verdict"] += 1
             continue
-        if path.name in kept:
+        name = copy_name(folder, path)  # as `skyedge label` names it, so that its page shows the label
+        if name in kept:
             counts["already labelled"] += 1
             continue
-        target = out / label.label / path.name
+        target = out / label.label / name
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
@@ -106,7 +108,7 @@ def label_folder(folder: Path, site: tuple[float, float, float], out: Path, cloc
             counts["not written"] += 1
             skipped.append((str(path.relative_to(folder)), f"not written: {exc}"))
             continue
-        kept.add(path.name)
+        kept.add(name)
         counts[label.label] += 1
     return counts, skipped
 
@@ -118,12 +120,14 @@ Walks FOLDER's frames (date folders too: a pipeline's collect folder) in capture
 watch, as a pipeline runs it: the camera's geometry is solved from the stars (or read from --geometry) and its
 depth learnt from its clear frames. A night frame whose expected stars are seen across the sky is labelled clear
 (moon under a moon 15 deg up and half lit), one whose stars are gone cloudy, each with its cloud painted sector by
-sector (<name>.cloud.png); skies between are left for a person. The frames are copied unchanged into OUT/<class>/,
-the labelled folder adapt, calibrate and training read; frames OUT already holds are left alone. Thin cloud the
-stars shine through reads clear: look the folder over (skyedge label) before training on it (docs/stars.md).
+sector (<name>.cloud.png); skies between are left for a person. The frames are copied unchanged into
+OUT/<class>/, named as skyedge label names them, the labelled folder adapt, calibrate and training read; frames OUT
+already holds are left alone. Thin cloud the stars shine through reads clear: `skyedge label FOLDER --out OUT`
+shows the stars' labels to check and the frames left to label (docs/stars.md).
 
 example:
   skyedge star-labels frames/ --site 38.607,93.896,4200 --filename-format %Y-%m-%d-%H-%M-%S --camera-timezone +08:00 --out labelled/site
+  skyedge label frames/ --out labelled/site      # check them, label the skies between
   skyedge adapt models/allsky --data labelled/site --out models/allsky-site --refit-map-head
 """
 
