@@ -24,8 +24,11 @@ from skyedge.labelled_folder import copy_name, labelled_files
 from skyedge.painted_cloud import is_mask, mask_path
 
 
-def _frames_under(folder: Path, out: Path) -> list[Path]:
-    """The frames under ``folder``, without what lies under ``out`` (a labelled folder kept inside it)."""
+def frames_to_label(folder: Path, out: Path) -> list[Path]:
+    """The frames under ``folder``, without what lies under ``out`` (a labelled folder kept inside it); refused
+    naming the folder when it is none or holds no frames."""
+    if not folder.is_dir():
+        raise GeometryCommandError(f"{folder}: not a folder")
     out = out.resolve()
     found = []
     for path in folder.rglob("*"):
@@ -34,6 +37,8 @@ def _frames_under(folder: Path, out: Path) -> list[Path]:
         if out == path.resolve().parent or out in path.resolve().parents:
             continue
         found.append(path)
+    if not found:
+        raise GeometryCommandError(f"{folder}: no frames ({', '.join(sorted(FRAME_SUFFIXES))})")
     return sorted(found)
 
 
@@ -44,10 +49,11 @@ def _already_labelled(out: Path) -> set[str]:
     return {frame.name for frame, _ in labelled_files(out)}
 
 
-def label_folder(folder: Path, site: tuple[float, float, float], out: Path, clock, geometry_file: Path | None = None,
-                 progress=None) -> tuple[Counter, list[tuple[str, str]]]:
-    """Label ``folder``'s night frames from their stars into ``out``; the outcomes counted, and the skipped files
-    with why. ``progress`` is called once per file."""
+def label_frames(files: list[Path], folder: Path, site: tuple[float, float, float], out: Path, clock,
+                 geometry_file: Path | None = None, progress=None) -> tuple[Counter, list[tuple[str, str]]]:
+    """Label the night frames among ``files`` (under ``folder``: :func:`frames_to_label`) from their stars into
+    ``out``; the outcomes counted, and the skipped files with why. ``progress`` is called once per file as its time
+    is read, and once per night frame as its stars are."""
     import cv2
 
     from skyedge.ephemeris import Ephemeris
@@ -55,11 +61,6 @@ def label_folder(folder: Path, site: tuple[float, float, float], out: Path, cloc
     from skyedge.stars.labels import star_label
     from skyedge.stars.watch import StarWatch
 
-    if not folder.is_dir():
-        raise GeometryCommandError(f"{folder}: not a folder")
-    files = _frames_under(folder, out)
-    if not files:
-        raise GeometryCommandError(f"{folder}: no frames ({', '.join(sorted(FRAME_SUFFIXES))})")
     eph = Ephemeris(*site)
     watch = StarWatch(site, geometry=load_geometry(geometry_file) if geometry_file is not None else None)
     kept = _already_labelled(out)
@@ -162,10 +163,10 @@ def _star_labels(args) -> int:
         geometry = Path(args.geometry) if args.geometry else None
         if geometry is not None and not geometry.is_file():
             raise GeometryCommandError(f"--geometry {geometry}: no such file")
-        n = len(_frames_under(folder, out)) if folder.is_dir() else 0
+        files = frames_to_label(folder, out)
         with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("reading the stars", total=2 * n)
-            counts, skipped = label_folder(folder, site, out, clock, geometry, progress=lambda: bar.advance(task))
+            task = bar.add_task("reading the stars", total=2 * len(files))
+            counts, skipped = label_frames(files, folder, site, out, clock, geometry, progress=lambda: bar.advance(task))
     except (GeometryCommandError, CaptureTimeError, GeometryFileError) as exc:
         print(f"skyedge star-labels: {exc}", file=sys.stderr)
         return 2
