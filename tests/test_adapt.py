@@ -98,3 +98,45 @@ def test_adapt_imports_no_torch(frame_package, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "frames 6" in result.stdout
+
+
+def test_a_raw_colour_cameras_frames_are_adapted_as_its_pipeline_prepares_them(tmp_path, capsys):
+    """A Bayer mosaic read without its pattern is another image; with --config, adapt debayers (and masks) as the
+    pipeline does, so adapting on the raw mosaics equals adapting on the same frames debayered beforehand."""
+    import cv2
+    from edge_helpers import write_config
+    from stub_packages import frame_package
+
+    from skyedge.head_statistics import read_head_statistics
+    from skyedge.preprocess import debayer
+
+    package = frame_package(tmp_path / "pkg", size=32, channels=3, statistics=True)
+    rng = np.random.default_rng(5)
+    raw, rgb = tmp_path / "raw", tmp_path / "rgb"
+    for cls in ("clear", "cloudy", "moon"):
+        (raw / cls).mkdir(parents=True)
+        (rgb / cls).mkdir(parents=True)
+        for i in range(4):
+            sky = render_allsky(cls, rng, AllskyConfig(size=96, color="rgb"))[0]  # 16-bit RGB
+            mosaic = np.empty(sky.shape[:2], np.uint16)  # RGGB: R top left, B bottom right
+            mosaic[0::2, 0::2], mosaic[0::2, 1::2] = sky[0::2, 0::2, 0], sky[0::2, 1::2, 1]
+            mosaic[1::2, 0::2], mosaic[1::2, 1::2] = sky[1::2, 0::2, 1], sky[1::2, 1::2, 2]
+            cv2.imwrite(str(raw / cls / f"{i}.png"), mosaic)
+            cv2.imwrite(str(rgb / cls / f"{i}.png"), cv2.cvtColor(debayer(mosaic, "RGGB"), cv2.COLOR_RGB2BGR))
+    config = write_config(tmp_path / "e.yaml", package, {"kind": "directory", "path": str(tmp_path)}, {"jsonl": {"path": str(tmp_path / "r.jsonl")}},
+                          camera="roof", pipeline={"preprocess": {"bayer": "RGGB"}})
+
+    def means(data: Path, *extra: str) -> np.ndarray:
+        out = tmp_path / f"out-{data.name}-{len(extra)}"
+        assert main(["adapt", str(package), "--data", str(data), "--out", str(out), *extra]) == 0
+        return read_head_statistics(out / read_card(out).metric_head.statistics).means
+
+    as_pipeline = means(raw, "--config", str(config), "--camera", "roof")
+    assert np.allclose(as_pipeline, means(rgb), atol=1e-6)  # the mosaics debayered as the pipeline would
+    assert not np.allclose(as_pipeline, means(raw), atol=1e-3)  # read as they lie: a grey checkerboard
+    assert json.loads((tmp_path / "out-raw-4" / "adapt.json").read_text())["prepared_as"] == "pipeline roof"
+    assert main(["adapt", str(package), "--data", str(raw), "--out", str(tmp_path / "x"), "--config", str(config), "--camera", "dome"]) == 2
+    no_dark = write_config(tmp_path / "d.yaml", package, {"kind": "directory", "path": str(tmp_path)}, {"jsonl": {"path": str(tmp_path / "r.jsonl")}},
+                           pipeline={"preprocess": {"bayer": "RGGB", "dark": str(tmp_path / "dark.fits")}})
+    assert main(["adapt", str(package), "--data", str(raw), "--out", str(tmp_path / "x"), "--config", str(no_dark)]) == 2
+    assert "preprocess.dark" in " ".join(capsys.readouterr().err.split()) and not (tmp_path / "x").exists()

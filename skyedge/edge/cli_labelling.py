@@ -19,7 +19,7 @@ The parent package is never changed; build the TensorRT engine again for the new
 
 example:
   skyedge adapt models/allsky-tiny --data labelled/ --out models/allsky-tiny-site
-  skyedge adapt models/allsky --data labelled/ --out models/allsky-site --refit-map-head
+  skyedge adapt models/allsky --data labelled/ --out models/allsky-site --refit-map-head --config edge.yaml
   skyedge engine models/allsky-tiny-site --precision int8   # on the Jetson
 """
 
@@ -43,18 +43,20 @@ def _adapt(args) -> int:
     from pydantic import ValidationError
     from rich.console import Console
 
+    from skyedge.edge.allsky.preparation import pipeline_in
     from skyedge.edge.config_checks import ChecksSection
     from skyedge.edge.labelling.adapt import AdaptError, adapt_package
     from skyedge.edge.labelling.adapt_report import map_summary
+    from skyedge.errors import SkyedgeError
 
     try:
-        checks = ChecksSection(
-            cloud_map_max_cover=args.cloud_map_max_cover, cloud_map_zenith_deg=args.cloud_map_zenith_deg
-        )
+        pipeline = pipeline_in(args.config, args.camera) if args.config else None
+        given = {k: v for k, v in (("cloud_map_max_cover", args.cloud_map_max_cover), ("cloud_map_zenith_deg", args.cloud_map_zenith_deg)) if v is not None}
+        checks = pipeline.checks.model_copy(update=given) if pipeline is not None else ChecksSection(**given)
         report = adapt_package(
-            args.package, args.data, args.out, args.name, args.min_per_class, args.refit_map_head, checks
+            args.package, args.data, args.out, args.name, args.min_per_class, args.refit_map_head, checks, pipeline
         )
-    except (AdaptError, ValidationError) as exc:
+    except (AdaptError, ValidationError, SkyedgeError) as exc:
         Console(stderr=True).print(f"[red]skyedge adapt: {exc}[/red]")
         return 2
     before, after = report["before"]["accuracy"], report["after_leave_one_out"]["accuracy"]
@@ -82,16 +84,23 @@ def register_adapt(subparsers) -> None:
         "worth it for a package whose map does not read this camera)",
     )
     p.add_argument(
+        "--config",
+        default=None,
+        help="the deployment YAML the frames' camera runs under: they are prepared as its pipeline prepares frames "
+        "(Bayer pattern, dark, flat, site mask) and its checks are read; without it, as the model card alone says",
+    )
+    p.add_argument("--camera", default=None, help="the pipeline in --config (default: the first)")
+    p.add_argument(
         "--cloud-map-max-cover",
         type=float,
-        default=10.0,
-        help="the pipeline's checks.cloud_map_max_cover, which a refitted map is placed for (default 10)",
+        default=None,
+        help="the pipeline's checks.cloud_map_max_cover, which a refitted map is placed for (default: --config's, else 10)",
     )
     p.add_argument(
         "--cloud-map-zenith-deg",
         type=float,
-        default=72.0,
-        help="the pipeline's checks.cloud_map_zenith_deg (default 72)",
+        default=None,
+        help="the pipeline's checks.cloud_map_zenith_deg (default: --config's, else 72)",
     )
     p.set_defaults(func=_adapt)
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from skyedge.daylight import without_class
 from skyedge.edge.allsky.map_check import MOON, map_check
-from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry, site_mask
+from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry
+from skyedge.edge.allsky.preparation import FramePreparation
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
 from skyedge.edge.allsky.views import merge, spatial_axes, spread
@@ -30,10 +31,8 @@ from skyedge.edge.config_observatory import geometry_file
 from skyedge.edge.records import Batch
 from skyedge.edge.sources import RawFrame
 from skyedge.ephemeris import Ephemeris
-from skyedge.imageio import read_frame
-from skyedge.masks import FrameMask, MaskError, combined
+from skyedge.masks import FrameMask, MaskError
 from skyedge.model_card import ModelCard
-from skyedge.preprocess import prepare_frame_and_sky
 from skyedge.sanity import frame_problem
 
 log = logging.getLogger(__name__)
@@ -102,15 +101,6 @@ class Decoder:
         return out
 
 
-def _calibration_frame(path, key: str) -> np.ndarray | None:
-    if path is None:
-        return None
-    try:
-        return read_frame(path)[0]
-    except Exception as exc:  # noqa: BLE001 - reported as a config error naming the key
-        raise StartupError(f"preprocess.{key}: cannot read {path}: {exc}") from None
-
-
 class FrameTask:
     """One all-sky camera: each frame is placed in time and against the sun and moon (site awareness), checked for
     being a night sky at all, prepared as the card says (Bayer, dark, flat, mask, size, stretch) and classified;
@@ -130,16 +120,12 @@ class FrameTask:
         batch_size: int = 8,
     ):
         self.card = card
-        self.model_mask = model_mask  # what the model was trained without; the pipeline's mask adds the site's
         image = card.input("image")
         self.input_name = image.name
         self.views, self.layout = section.views, image.layout or "NCHW"
         height, width = spatial_axes(self.layout)
         if self.views > 1 and image.shape[height] != image.shape[width]:
             raise StartupError(f"pipeline {section.camera}: views: {self.views} needs a square model input; this model's is {image.shape} ({self.layout})")
-        self.bayer = section.preprocess.bayer
-        self.dark = _calibration_frame(section.preprocess.dark, "dark")
-        self.flat = _calibration_frame(section.preprocess.flat, "flat")
         self.decoder = Decoder(card)
         self.day_index = list(card.classes).index(DAY) if DAY in card.classes else None
         self.moon_index = list(card.classes).index(MOON) if MOON in card.classes else None
@@ -160,13 +146,11 @@ class FrameTask:
         self.clouds = CloudMapper(card.preprocess, orientation, self.orientation_from) if cloud is not None else None
         self.site = SiteView(section, ephemeris)
         self.site.orientation = orientation
-        try:
-            self.mask = site_mask(section)
+        try:  # the model's mask is what it was trained without; the pipeline's adds the site's
+            self.prep = FramePreparation.of_pipeline(section, card.preprocess, model_mask)
             shape = getattr(section.source, "frame_shape", None)
             if shape:
-                for m in (self.mask, model_mask):  # a mask that cannot fit the configured frames fails at start
-                    if m is not None:
-                        m.array(tuple(shape[:2]))
+                self.prep.mask(tuple(shape[:2]))  # a mask that cannot fit the configured frames fails at start
         except MaskError as exc:
             raise StartupError(str(exc)) from None
 
@@ -178,13 +162,11 @@ class FrameTask:
         inputs, problem, sky, stars = {}, None, None, None
         shape = raw.image.shape[:2]
         if not seen.day:
-            mask = combined(self.mask.array(shape), self.model_mask.array(shape) if self.model_mask else None)
+            mask = self.prep.mask(shape)
             problem = frame_problem(raw.image, mask)
             if problem is None:
-                stars = self._stars(raw, seen, self.mask.array(shape))
-                x, sky = prepare_frame_and_sky(
-                    raw.image, self.card.preprocess, bayer=self.bayer, dark=self.dark, flat=self.flat, mask=mask
-                )
+                stars = self._stars(raw, seen, self.prep.site_array(shape))
+                x, sky = self.prep.prepare(raw.image, mask)
                 inputs = {self.input_name: x}
         return [
             FrameItem(

@@ -4,7 +4,8 @@ The frame models classify by Mahalanobis distance in a learned embedding (Endo &
 camera, or a new class, is enrolled by refitting the head, not the network:
 
 1. the labelled frames (an image folder, ``DIR/<class>/<file>``) are prepared exactly as the edge prepares
-   frames and embedded by the package's own FP32 graph (ONNX Runtime);
+   frames (with ``pipeline``, as that pipeline does: its Bayer pattern, dark, flat and site mask) and embedded by
+   the package's own FP32 graph (ONNX Runtime);
 2. each class with frames gets its mean from them; classes without keep the mean training gave them; names the
    model does not know are added as classes. The shared covariance mixes training's (read from the package's
    head statistics) with the new frames' within-class scatter (up to half and half, when there are enough
@@ -38,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.edge.allsky.preparation import FramePreparation
+from skyedge.edge.config import StartupError
 from skyedge.edge.config_checks import ChecksSection
 from skyedge.edge.labelling import adapt_map
 from skyedge.edge.labelling.adapt_report import markdown
@@ -46,10 +49,11 @@ from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
 from skyedge.imageio import read_frame
 from skyedge.labelled_folder import labelled_files
+from skyedge.masks import MaskError as SiteMaskError
 from skyedge.masks import card_mask
 from skyedge.model_card import Adaptation, ModelCard, read_card, write_card
 from skyedge.painted_cloud import MaskError, mask_path, read_mask
-from skyedge.preprocess import NO_SKY, prepare_frame_and_sky
+from skyedge.preprocess import NO_SKY
 from skyedge.shards import sha256_file
 
 log = logging.getLogger(__name__)
@@ -167,15 +171,22 @@ def _run_parent(package: Path, card: ModelCard, x: np.ndarray) -> tuple[dict, np
     return out, out.pop(features).astype(np.float64), None
 
 
-def _prepare(items, card: ModelCard, package: Path):
+def _prepare(items, card: ModelCard, package: Path, pipeline=None):
     """(model inputs (N, C, H, W), the sky each shows (N, H, W), each frame's shape, each frame's painted cloud
-    truth or None)."""
-    mask = card_mask(card, package)
+    truth or None); ``pipeline``: the deployment's pipeline section whose preparation applies."""
+    model_mask = card_mask(card, package)
+    try:
+        prep = (
+            FramePreparation.of_pipeline(pipeline, card.preprocess, model_mask) if pipeline is not None
+            else FramePreparation(card.preprocess, model_mask)
+        )
+    except (StartupError, SiteMaskError) as exc:
+        raise AdaptError(f"pipeline {pipeline.camera}: {exc}") from None
     frames, skies, shapes, painted = [], [], [], []
     for path, _ in items:
         try:
             image = read_frame(path)[0]
-            x, sky = prepare_frame_and_sky(image, card.preprocess, mask=mask.array(image.shape[:2]) if mask else None)
+            x, sky = prep.prepare(image)
         except (OSError, ValueError) as exc:
             raise AdaptError(f"{path}: cannot use this frame ({exc})") from None
         frames.append(x)
@@ -233,11 +244,13 @@ def adapt_package(
     min_per_class: int = MIN_PER_CLASS,
     refit_map_head: bool = False,
     checks: ChecksSection | None = None,
+    pipeline=None,
 ) -> dict:
     """Refit ``package``'s head (and its cloud head, with ``refit_map_head``) on the labelled frames in
     ``data``; write the new package to ``out``; return the report (also written as ``adapt.json`` and ``adapt.md``
     in ``out``). ``checks``: the pipeline's cross-checks, whose ``cloud_map`` limit a refitted map is placed for
-    (default: the check's defaults)."""
+    (default: the check's defaults); ``pipeline``: the deployment's pipeline section the frames come from, prepared
+    as it prepares them (default: as the model card alone says)."""
     started = time.perf_counter()
     package, data, out = Path(package), Path(data), Path(out)
     card = read_card(package)
@@ -263,7 +276,7 @@ def adapt_package(
     added = sorted(c for c in counts if c not in card.classes)
     classes = list(card.classes) + added
     y = np.array([classes.index(label) for _, label in items])
-    x, valid, shapes, painted = _prepare(items, card, package)
+    x, valid, shapes, painted = _prepare(items, card, package, pipeline)
     parent, map_features, no_map = _run_parent(package, card, x)
     labels = [c for _, c in items]
     map_fit, map_report = _map_refit(
@@ -316,6 +329,7 @@ def adapt_package(
     report = {
         "parent": str(package),
         "data": str(data),
+        "prepared_as": f"pipeline {pipeline.camera}" if pipeline is not None else "the model card",
         "frames": len(items),
         "counts": {c: int(counts.get(c, 0)) for c in classes},
         "added_classes": added,

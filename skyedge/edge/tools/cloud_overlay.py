@@ -131,17 +131,11 @@ def write_overlay(package: Path, frame: Path, out: Path, pipeline=None) -> Cloud
 
 def cloudmap_command(args) -> int:
     """``skyedge cloudmap``: the pipeline named by ``--config``/``--camera`` (the first by default), then the picture."""
-    from skyedge.errors import SkyedgeError
-
     chosen = None
     if args.config:
-        from skyedge.edge.config import load_edge_config
+        from skyedge.edge.allsky.preparation import pipeline_in
 
-        pipelines = load_edge_config(args.config).pipelines
-        chosen = next((p for p in pipelines if p.camera == args.camera), None) if args.camera else pipelines[0]
-        if chosen is None:
-            cameras = ", ".join(p.camera for p in pipelines)
-            raise SkyedgeError(f"--camera {args.camera}: no such pipeline in {args.config} (it has {cameras})")
+        chosen = pipeline_in(args.config, args.camera)
     report = write_overlay(Path(args.model), Path(args.frame), Path(args.out), chosen)
     print(f"cloud cover {report.cloud_cover:.1f}% ({report.geometry} geometry) -> {args.out}")
     return 0
