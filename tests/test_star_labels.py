@@ -98,8 +98,43 @@ def test_star_labels_refuses_a_bad_site_and_a_missing_geometry(tmp_path, capsys)
     star_frame(frames / "c0.fits", NIGHT, cloudy=False, seed=1)
     assert main(["star-labels", str(frames), "--site", "north", "--out", str(tmp_path / "o")]) == 2
     assert "--site" in capsys.readouterr().err
+    assert main(["star-labels", str(frames), "--out", str(tmp_path / "o")]) == 2  # where is the camera?
+    assert "--site" in capsys.readouterr().err
     assert main(["star-labels", str(frames), "--site", SITE_ARG, "--geometry", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "none.yaml" in capsys.readouterr().err
     assert main(["star-labels", str(tmp_path / "nowhere"), "--site", SITE_ARG, "--out", str(tmp_path / "o")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_star_labels_takes_the_camera_from_its_deployment_mask_and_saved_geometry(tmp_path, stub_frame_package):
+    """With --config: the pipeline's site, its saved geometry (so the first frame is labelled: nothing to learn)
+    and its site mask, under which nothing is judged."""
+    from edge_helpers import write_config
+
+    from skyedge.stars.catalogue import default_catalogue
+    from skyedge.stars.detection import detect_stars
+    from skyedge.stars.geometry_file import CameraGeometry, save_geometry
+    from skyedge.stars.visibility import completeness_counts, limiting_magnitudes
+    from skyedge.training.simulate.starfield import render_star_field
+
+    cat, counts = default_catalogue(), []
+    for k in range(3):
+        t = NIGHT - 3600.0 * (k + 1)
+        img = render_star_field(LENS, SHAPE, SITE, t, limiting_mag=4.5, seed=90 + k)
+        counts.append(completeness_counts(detect_stars(img), cat.at(*SITE, t), LENS, SHAPE))
+    geometry = tmp_path / "geometry.yaml"
+    save_geometry(CameraGeometry(LENS, SHAPE, limiting_magnitudes(sum(c[0] for c in counts), sum(c[1] for c in counts)), {}), geometry)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    star_frame(frames / "c0.fits", NIGHT, cloudy=False, seed=70)
+    config = write_config(
+        tmp_path / "e.yaml", stub_frame_package, {"kind": "directory", "path": str(frames)}, {"jsonl": {"path": str(tmp_path / "r.jsonl")}},
+        site_location={"latitude_deg": SITE[0], "longitude_deg": SITE[1], "elevation_m": SITE[2]},
+        pipeline={"stars": {"geometry": str(geometry)}, "preprocess": {"mask": {"rectangles": [[0, 0, SHAPE[1], SHAPE[0] // 3]]}}},
+    )
+    out = tmp_path / "labelled"
+    assert main(["star-labels", str(frames), "--config", str(config), "--out", str(out)]) == 0
+    truth = read_mask(out / "clear" / "c0.cloud.png", SHAPE)
+    assert not (truth[: SHAPE[0] // 3 - 10] != 255).any()  # the masked top third: not judged (read as NO_SKY)
+    assert (truth[SHAPE[0] // 2 :] == 0).mean() > 0.3

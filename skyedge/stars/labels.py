@@ -10,8 +10,8 @@ should show are seen across the sky, the sky is clear; where they are gone, some
   ``cloudy`` when both see at most ``CLOUDY_AT``; anything between gets no label (partly cloudy is left to a person);
 * a **painted mask** in the format of :mod:`skyedge.painted_cloud`: each sector seeing at least ``PAINT_CLEAR_AT``
   of its stars painted clear, at most ``PAINT_CLOUD_AT`` cloud, the rest, the sectors without enough expected stars
-  (the horizon ring, the moon's glare) and everything below the horizon not judged. A cloudy frame's few starry
-  sectors are not trusted as clear.
+  (the horizon ring, the moon's glare), everything below the horizon and outside the site's mask not judged. A
+  cloudy frame's few starry sectors are not trusted as clear.
 
 What the stars cannot tell: thin cloud that the stars shine through reads clear, as it does to the cross-checks
 (docs/stars.md). On the real development camera a person's polygons call about a third of the frames labelled clear
@@ -63,8 +63,10 @@ def star_class(vis: Visibility, moon: tuple[float, float, float] | None) -> str 
     return None
 
 
-def sector_paint(vis: Visibility, lens: Lens, shape: tuple[int, int], starry_is_clear: bool = True) -> np.ndarray:
-    """The frame's cloud painted sector by sector from its stars (0 clear, 255 cloud, grey not judged)."""
+def sector_paint(vis: Visibility, lens: Lens, shape: tuple[int, int], starry_is_clear: bool = True,
+                 mask: np.ndarray | None = None) -> np.ndarray:
+    """The frame's cloud painted sector by sector from its stars (0 clear, 255 cloud, grey not judged); ``mask``:
+    the site's sky (True), outside which nothing is judged (a sector's stars say nothing of the roof in it)."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w]
     alt, az = lens.sky(xx.astype(np.float64), yy.astype(np.float64))
@@ -76,17 +78,20 @@ def sector_paint(vis: Visibility, lens: Lens, shape: tuple[int, int], starry_is_
         if starry_is_clear:
             paint[seen >= PAINT_CLEAR_AT] = PAINT_CLEAR
         paint[seen <= PAINT_CLOUD_AT] = PAINT_CLOUD
+    if mask is not None:
+        paint[~np.asarray(mask, bool)] = PAINT_UNJUDGED
     return paint
 
 
-def star_label(vis: Visibility | None, lens: Lens | None, shape: tuple[int, int], moon: tuple[float, float, float] | None) -> StarLabel | None:
+def star_label(vis: Visibility | None, lens: Lens | None, shape: tuple[int, int], moon: tuple[float, float, float] | None,
+               mask: np.ndarray | None = None) -> StarLabel | None:
     """A night frame's label and painted cloud from its stars; None where they do not decide (no geometry, no
     limits yet, too few expected stars, or a sky between clear and cloudy). ``moon``: (altitude, azimuth,
-    illuminated fraction)."""
+    illuminated fraction); ``mask``: the site's sky (True)."""
     if vis is None or lens is None:
         return None
     label = star_class(vis, moon)
     if label is None:
         return None
-    paint = sector_paint(vis, lens, shape, starry_is_clear=label != "cloudy")
+    paint = sector_paint(vis, lens, shape, starry_is_clear=label != "cloudy", mask=mask)
     return StarLabel(label, paint, float(vis.visible_fraction), float(vis.check_fraction))

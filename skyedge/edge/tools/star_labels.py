@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from skyedge.commands import add_command
@@ -49,20 +50,31 @@ def _already_labelled(out: Path) -> set[str]:
     return {frame.name for frame, _ in labelled_files(out)}
 
 
-def label_frames(files: list[Path], folder: Path, site: tuple[float, float, float], out: Path, clock,
-                 geometry_file: Path | None = None, progress=None) -> tuple[Counter, list[tuple[str, str]]]:
+@dataclass
+class CameraSetup:
+    """What the stars need of the camera: its site, its clock, the geometry to start from (None: solved from the
+    frames), its site mask and the widest star."""
+
+    site: tuple[float, float, float]
+    clock: object  # a CaptureClock
+    geometry: object = None  # a CameraGeometry
+    mask: object = None  # a FrameMask
+    star_size_px: int = 7
+
+
+def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup, progress=None
+                 ) -> tuple[Counter, list[tuple[str, str]]]:
     """Label the night frames among ``files`` (under ``folder``: :func:`frames_to_label`) from their stars into
     ``out``; the outcomes counted, and the skipped files with why. ``progress`` is called once per file as its time
     is read, and once per night frame as its stars are."""
     import cv2
 
     from skyedge.ephemeris import Ephemeris
-    from skyedge.stars.geometry_file import load_geometry
     from skyedge.stars.labels import star_label
     from skyedge.stars.watch import StarWatch
 
-    eph = Ephemeris(*site)
-    watch = StarWatch(site, geometry=load_geometry(geometry_file) if geometry_file is not None else None)
+    clock, eph = camera.clock, Ephemeris(*camera.site)
+    watch = StarWatch(camera.site, geometry=camera.geometry, star_size_px=camera.star_size_px)
     kept = _already_labelled(out)
     counts, skipped, night = Counter(), [], []
     for path in files:  # the capture times first: the watch must see the sky in the order it turned
@@ -86,10 +98,11 @@ def label_frames(files: list[Path], folder: Path, site: tuple[float, float, floa
             continue
         sky = eph.at(posix)
         moon = (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination)
-        report = watch.observe(image, posix, moon, None, sky.sun_alt_deg)
         shape = image.shape[:2]
+        mask = camera.mask.array(shape) if camera.mask is not None else None
+        report = watch.observe(image, posix, moon, mask, sky.sun_alt_deg)
         lens = watch.geometry.lens_for(shape) if watch.geometry is not None else None
-        label = star_label(report.visibility, lens, shape, moon)
+        label = star_label(report.visibility, lens, shape, moon, mask)
         if progress is not None:
             progress()
         if label is None:
@@ -126,7 +139,11 @@ OUT/<class>/, named as skyedge label names them, the labelled folder adapt, cali
 already holds are left alone. Thin cloud the stars shine through reads clear: `skyedge label FOLDER --out OUT`
 shows the stars' labels to check and the frames left to label (docs/stars.md).
 
+With --config the camera is as its pipeline has it (site, capture times, mask, saved geometry); without, --site
+and the time options say.
+
 example:
+  skyedge star-labels /var/lib/skyedge/collect --config /etc/skyedge/allsky.yaml --out labelled/site
   skyedge star-labels frames/ --site 38.607,93.896,4200 --filename-format %Y-%m-%d-%H-%M-%S --camera-timezone +08:00 --out labelled/site
   skyedge label frames/ --out labelled/site      # check them, label the skies between
   skyedge adapt models/allsky --data labelled/site --out models/allsky-site --refit-map-head
@@ -137,37 +154,65 @@ def add_star_labels_command(subparsers) -> None:
     """Register `skyedge star-labels`."""
     s = add_command(subparsers, _STAR_LABELS_HELP)
     s.add_argument("folder", help="folder of one camera's frames (FITS, JPEG, PNG, TIFF; subfolders too)")
-    s.add_argument("--site", required=True, help="LAT,LON[,ELEVATION_M]: degrees north and east, metres")
     s.add_argument("--out", required=True, help="labelled folder to write (OUT/<class>/<frame> and its .cloud.png)")
-    s.add_argument("--geometry", default=None, help="the camera's geometry file (skyedge geometry); default: solved from the frames")
-    s.add_argument("--filename-format", default=None, help="strftime pattern of the capture time in file names")
-    s.add_argument("--camera-timezone", default="UTC", help="time zone of EXIF times and file names (UTC, +08:00, an IANA name)")
-    s.add_argument("--file-times", action="store_true", help="fall back on file modification times (when nothing else says)")
+    s.add_argument("--config", default=None, help="the deployment YAML the camera runs under: its site, capture times, "
+                   "mask, star size and saved geometry, as its pipeline's star watch has them")
+    s.add_argument("--camera", default=None, help="the pipeline in --config (default: the first)")
+    s.add_argument("--site", default=None, help="LAT,LON[,ELEVATION_M]: degrees north and east, metres (without --config)")
+    s.add_argument("--geometry", default=None, help="the camera's geometry file (skyedge geometry); default: --config's "
+                   "saved one, else solved from the frames")
+    s.add_argument("--filename-format", default=None, help="strftime pattern of the capture time in file names (without --config)")
+    s.add_argument("--camera-timezone", default="UTC", help="time zone of EXIF times and file names (UTC, +08:00, an IANA name; without --config)")
+    s.add_argument("--file-times", action="store_true", help="fall back on file modification times (without --config)")
     s.set_defaults(func=_star_labels)
+
+
+def _camera_setup(args) -> CameraSetup:
+    """The camera as --config's pipeline has it, or as the options say."""
+    from skyedge.edge.allsky.capture_time import CaptureClock
+    from skyedge.edge.config import CaptureTimeSection
+    from skyedge.stars.geometry_file import load_geometry
+
+    geometry = None
+    if args.geometry:
+        if not Path(args.geometry).is_file():
+            raise GeometryCommandError(f"--geometry {args.geometry}: no such file")
+        geometry = load_geometry(args.geometry)
+    if args.config:
+        from skyedge.edge.allsky.pipeline_geometry import saved_geometry, site_mask
+        from skyedge.edge.allsky.preparation import pipeline_in
+        from skyedge.edge.config import load_edge_config
+
+        section = pipeline_in(args.config, args.camera)
+        where = load_edge_config(args.config).site_location
+        if where is None and not args.site:
+            raise GeometryCommandError(f"{args.config} has no site_location: add it, or give --site")
+        site = parse_site(args.site) if args.site else (where.latitude_deg, where.longitude_deg, where.elevation_m)
+        size = section.stars.star_size_px if section.stars is not None else 7
+        return CameraSetup(site, CaptureClock(section.capture_time, section.camera), geometry or saved_geometry(section), site_mask(section), size)
+    if not args.site:
+        raise GeometryCommandError("--site LAT,LON[,ELEVATION_M] or --config (a deployment with site_location) is needed: "
+                                   "the stars' places depend on where the camera is")
+    sources = ["fits", "exif", "filename"] + (["file"] if args.file_times else [])
+    clock = CaptureClock(CaptureTimeSection(sources=sources, camera_timezone=args.camera_timezone, filename_format=args.filename_format), "star-labels")
+    return CameraSetup(parse_site(args.site), clock, geometry)
 
 
 def _star_labels(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from skyedge.edge.allsky.capture_time import CaptureClock, CaptureTimeError
-    from skyedge.edge.config import CaptureTimeSection
-    from skyedge.stars.geometry_file import GeometryFileError
+    from skyedge.errors import SkyedgeError
 
     console = Console()
-    sources = ["fits", "exif", "filename"] + (["file"] if args.file_times else [])
     folder, out = Path(args.folder), Path(args.out)
     try:
-        clock = CaptureClock(CaptureTimeSection(sources=sources, camera_timezone=args.camera_timezone, filename_format=args.filename_format), "star-labels")
-        site = parse_site(args.site)
-        geometry = Path(args.geometry) if args.geometry else None
-        if geometry is not None and not geometry.is_file():
-            raise GeometryCommandError(f"--geometry {geometry}: no such file")
+        camera = _camera_setup(args)
         files = frames_to_label(folder, out)
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("reading the stars", total=2 * len(files))
-            counts, skipped = label_frames(files, folder, site, out, clock, geometry, progress=lambda: bar.advance(task))
-    except (GeometryCommandError, CaptureTimeError, GeometryFileError) as exc:
+            counts, skipped = label_frames(files, folder, out, camera, progress=lambda: bar.advance(task))
+    except (GeometryCommandError, SkyedgeError) as exc:
         print(f"skyedge star-labels: {exc}", file=sys.stderr)
         return 2
     for name, why in skipped[:20]:
