@@ -89,16 +89,18 @@ def load_labelled_inputs(
     card: ModelCard,
     limit: int | None = None,
     package: str | os.PathLike | None = None,
+    bayer: str | None = None,
 ) -> LabelledInputs:
     """Read a skyedge-shards folder (or several, e.g. one per camera; for a frame model also a labelled folder,
     ``DIR/<class>/<frame>``) and prepare every item for ``card``'s model (``package``: where the card's mask image
-    lives, when it names one; ``limit``: per folder)."""
+    lives, when it names one; ``limit``: per folder; ``bayer``: a labelled folder's frames are raw mosaics of this
+    pattern, debayered as the camera's pipeline does; shards say their own)."""
     if isinstance(path, (list, tuple)):
         if len(path) == 1:
-            return load_labelled_inputs(path[0], card, limit, package)
-        return _concat([load_labelled_inputs(p, card, limit, package) for p in path], list(path))
+            return load_labelled_inputs(path[0], card, limit, package, bayer)
+        return _concat([load_labelled_inputs(p, card, limit, package, bayer) for p in path], list(path))
     if card.task == "frame" and Path(path).is_dir() and not (Path(path) / MANIFEST).exists() and class_folders(Path(path)):
-        return _labelled_folder_inputs(Path(path), card, limit, package)
+        return _labelled_folder_inputs(Path(path), card, limit, package, bayer)
     ds = ShardedDataset.open(path)
     if ds.task != card.task:
         raise DatasetError(f"{path}: a '{ds.task}' data set, but model '{card.name}' is a '{card.task}' model")
@@ -143,7 +145,7 @@ def load_labelled_inputs(
     return LabelledInputs(inputs, labels, list(card.classes), lengths=lengths, strata=strata)
 
 
-def _labelled_folder_inputs(root: Path, card: ModelCard, limit: int | None, package) -> LabelledInputs:
+def _labelled_folder_inputs(root: Path, card: ModelCard, limit: int | None, package, bayer: str | None = None) -> LabelledInputs:
     """A labelled folder (``DIR/<class>/<frame>``, what ``skyedge label`` writes) prepared for a frame model: a
     site's own frames, so that INT8 is calibrated and judged on the camera it will run on."""
     files = labelled_files(root)
@@ -157,7 +159,10 @@ def _labelled_folder_inputs(root: Path, card: ModelCard, limit: int | None, pack
     frames, brightness = [], []
     for file, _ in files:
         image = read_frame(file)[0]
-        frames.append(prepare_frame(image, card.preprocess, mask=mask.array(image.shape[:2]) if mask else None))
+        try:
+            frames.append(prepare_frame(image, card.preprocess, bayer=bayer, mask=mask.array(image.shape[:2]) if mask else None))
+        except ValueError as exc:  # a frame that is no mosaic of --bayer, a mask of another size
+            raise DatasetError(f"{file}: {exc}") from None
         brightness.append(float(np.nanmedian(image)))
     labels = np.array([card.classes.index(c) for _, c in files], dtype=np.int64)
     strata = labels * 3 + _condition_strata(np.array(brightness))

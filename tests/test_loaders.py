@@ -330,3 +330,48 @@ def test_source_weights_follow_the_recipe_when_an_optional_source_is_absent(tmp_
     assert reps.tolist() == [1, 1, 3, 3]  # the absent source's weight 5 goes to no one
     alone = load_sources([absent, last], "frame")
     assert np.bincount(oversampled(np.arange(2), alone, [absent, last], seed=0)).tolist() == [3, 3]
+
+
+def _mosaic_folders(root, pattern: str = "RGGB"):
+    """The same colour frames as a raw camera's mosaics (root/raw) and as its pipeline debayers them (root/rgb)."""
+    from skyedge.preprocess import debayer
+
+    rng = np.random.default_rng(3)
+    for name in ("clear", "cloudy"):
+        (root / "raw" / name).mkdir(parents=True)
+        (root / "rgb" / name).mkdir(parents=True)
+        for i in range(2):
+            mosaic = rng.integers(0, 4000, (24, 32)).astype(np.uint16)
+            assert cv2.imwrite(str(root / "raw" / name / f"{i}.png"), mosaic)
+            assert cv2.imwrite(str(root / "rgb" / name / f"{i}.png"), cv2.cvtColor(debayer(mosaic, pattern), cv2.COLOR_RGB2BGR))
+    return root / "raw", root / "rgb"
+
+
+def test_image_folder_of_a_raw_colour_camera_is_debayered_as_its_pipeline_does(tmp_path):
+    from skyedge.training.config import DataSource
+
+    raw, rgb = _mosaic_folders(tmp_path)
+    mosaics, debayered = load_image_folder(raw, bayer="RGGB"), load_image_folder(rgb)
+    assert all(a.shape == (24, 32, 3) and np.array_equal(a, b) for a, b in zip(mosaics.images, debayered.images, strict=True))
+    assert load_image_folder(raw).images[0].ndim == 2  # without the key: the mosaic as it lies
+    with pytest.raises(DatasetError, match=r"rgb/clear/0.png: a Bayer mosaic must be 2-D"):
+        load_image_folder(rgb, bayer="RGGB")
+    with pytest.raises(ValueError, match="bayer applies to kind 'image_folder' only"):
+        DataSource(kind="shards", path=str(tmp_path), bayer="RGGB")
+
+
+def test_calibration_reads_a_raw_colour_cameras_labelled_folder_debayered(tmp_path):
+    from stub_packages import frame_package
+
+    from skyedge.dataset_inputs import load_labelled_inputs
+    from skyedge.model_card import read_card
+
+    package = frame_package(tmp_path / "pkg", classes=["clear", "cloudy"], size=32, channels=3)
+    card = read_card(package)
+    raw, rgb = _mosaic_folders(tmp_path)
+    name = card.input("image").name
+    as_pipeline = load_labelled_inputs(raw, card, package=package, bayer="RGGB").inputs[name]
+    np.testing.assert_array_equal(as_pipeline, load_labelled_inputs(rgb, card, package=package).inputs[name])
+    assert not np.array_equal(as_pipeline, load_labelled_inputs(raw, card, package=package).inputs[name])
+    with pytest.raises(DatasetError, match="rgb/clear/0.png"):
+        load_labelled_inputs(rgb, card, package=package, bayer="RGGB")

@@ -48,20 +48,21 @@ def calibrate_package(
     allow_drop: bool = False,
     seed: int = 0,
     reduce_range: bool = False,
+    bayer: str | None = None,
 ) -> dict:
     """Quantize for each target, evaluate every precision on held-out data, write reports, apply the gate.
 
     ``data`` and ``eval_data`` are a skyedge-shards folder or a list of them (one per camera; for a frame model also
     a site's labelled folder, ``DIR/<class>/<frame>``); ``reduce_range``: 7-bit weights in the CPU form (for CPUs
-    without VNNI)."""
+    without VNNI); ``bayer``: labelled folders hold raw mosaics of this pattern (the pipeline's ``preprocess.bayer``)."""
     started = time.perf_counter()
     package = Path(package)
     card = read_card(package)
-    pool = load_labelled_inputs(data, card, package=package)
+    pool = load_labelled_inputs(data, card, package=package, bayer=bayer)
     chosen = stratified_subset(pool.strata, size, seed)
     calib = pool.take(chosen)
     if eval_data is not None:
-        held = load_labelled_inputs(eval_data, card, package=package)
+        held = load_labelled_inputs(eval_data, card, package=package, bayer=bayer)
         held_source = _names(eval_data)
     else:
         rest = np.setdiff1d(np.arange(len(pool)), chosen)

@@ -42,6 +42,7 @@ def _calibrate(args) -> int:
             allow_drop=args.allow_drop,
             seed=args.seed,
             reduce_range=args.reduce_range,
+            bayer=args.bayer,
         )
         status = 0
     except GateError as exc:
@@ -105,5 +106,12 @@ def register(subparsers) -> None:
         action="store_true",
         help="7-bit weights in the CPU form (--target cpu), for x86 CPUs without VNNI (AVX2 only), where full-range "
         "U8S8 can saturate; the gate measures only the machine it runs on (docs/precision.md)",
+    )
+    p.add_argument(
+        "--bayer",
+        default=None,
+        choices=["RGGB", "BGGR", "GRBG", "GBRG"],
+        help="labelled folders hold a raw colour camera's mosaics of this pattern (its pipeline's preprocess.bayer): "
+        "debayered as the pipeline does; shards say their own",
     )
     p.set_defaults(func=_calibrate)

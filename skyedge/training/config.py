@@ -124,6 +124,10 @@ class DataSource(Schema):
     aurora: AuroraOverlaySpec | None = Field(
         default=None, description="labelme, image_folder: add copies of the clear and moonlit frames with simulated aurorae"
     )
+    bayer: Literal["RGGB", "BGGR", "GRBG", "GBRG"] | None = Field(
+        default=None, description="image_folder: the frames are a raw colour camera's mosaics of this pattern (its "
+        "pipeline's preprocess.bayer), debayered on loading as the pipeline does"
+    )
 
     @model_validator(mode="after")
     def _checks(self):
@@ -135,6 +139,8 @@ class DataSource(Schema):
             raise ValueError(f"kind '{self.kind}' needs exactly one of label (every object) or labels_csv")
         if self.kind == "labelme" and self.site is None:
             raise ValueError("kind 'labelme' needs site (frame labels need the sun and the moon)")
+        if self.bayer is not None and self.kind != "image_folder":
+            raise ValueError("bayer applies to kind 'image_folder' only (shards say their own)")
         if self.aurora is not None and self.kind not in ("labelme", "image_folder"):
             raise ValueError("aurora applies to kinds 'labelme' and 'image_folder' only (frames with a known sky)")
         return self

@@ -18,6 +18,7 @@ import numpy as np
 from skyedge.imageio import read_frame
 from skyedge.labelled_folder import class_folders, frames_in
 from skyedge.painted_cloud import MaskError, mask_path, read_mask
+from skyedge.preprocess import PreprocessError, debayer
 from skyedge.shards import MANIFEST, DatasetError, ShardedDataset
 
 log = logging.getLogger(__name__)
@@ -128,12 +129,13 @@ def _hash_files(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def load_image_folder(path, aurora=None) -> Loaded:
+def load_image_folder(path, aurora=None, bayer: str | None = None) -> Loaded:
     """``path/<class>/<image>``: one sub-folder per class, any of PNG/JPEG/TIFF/FITS (hidden files left out:
     :mod:`skyedge.labelled_folder`). A frame's painted cloud (``<name>.cloud.png`` beside it,
     :mod:`skyedge.painted_cloud`: what ``skyedge label`` writes) is its per-pixel cloud truth, never a frame of its
     own. With ``aurora`` (:class:`~skyedge.training.config.AuroraOverlaySpec`), copies of the clear and moon frames
-    with a simulated aurora over their sky (:func:`_aurora_copies`)."""
+    with a simulated aurora over their sky (:func:`_aurora_copies`). With ``bayer``, the frames are raw mosaics,
+    debayered here as the camera's pipeline does (before the copies: an aurora is drawn in colour)."""
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
@@ -144,6 +146,11 @@ def load_image_folder(path, aurora=None) -> Loaded:
     for name in classes:
         for file in frames_in(root / name):
             image = read_frame(file)[0]
+            if bayer is not None:
+                try:
+                    image = debayer(image, bayer)
+                except PreprocessError as exc:
+                    raise DatasetError(f"{file}: {exc}") from None
             painted = mask_path(file)
             try:
                 truth = read_mask(painted, image.shape[:2]) if painted.is_file() else None
@@ -404,7 +411,7 @@ def load_source(source, task: str, classes: list[str] | None = None) -> Loaded:
     if source.kind == "shards":
         return load_shards(source.path, source.simulate, task)
     if source.kind == "image_folder":
-        return load_image_folder(source.path, source.aurora)
+        return load_image_folder(source.path, source.aurora, source.bayer)
     if source.kind == "oath":
         return load_oath(source.path, source.labels_csv, source.file_column, source.label_column, classes)
     if source.kind in SURVEY_FORMS:
