@@ -43,10 +43,10 @@ def _adapt(args) -> int:
     from pydantic import ValidationError
     from rich.console import Console
 
-    from skyedge.edge.allsky.preparation import pipeline_in
     from skyedge.edge.config_checks import ChecksSection
     from skyedge.edge.labelling.adapt import AdaptError, adapt_package
     from skyedge.edge.labelling.adapt_report import map_summary
+    from skyedge.edge.preparation import pipeline_in
     from skyedge.errors import SkyedgeError
 
     try:

@@ -1,13 +1,12 @@
 """Where an all-sky pipeline's sky is in its frames: its orientation (configured, or solved from the stars and saved
-beside the configuration) and its site mask. The edge's frame task and ``skyedge cloudmap`` both read them from
-here, so a map drawn by hand for checking is the map the edge reports.
+beside the configuration; its site mask is :func:`skyedge.edge.preparation.site_mask`). The edge's frame task and
+``skyedge cloudmap`` both read them from here, so a map drawn by hand for checking is the map the edge reports.
 """
 
 from __future__ import annotations
 
 from skyedge.edge.config import StartupError
 from skyedge.edge.config_observatory import geometry_file
-from skyedge.masks import FrameMask
 
 
 def saved_geometry(section):
@@ -39,9 +38,3 @@ def pipeline_orientation(section, geometry) -> tuple[object | None, str | None]:
     if geometry is not None:
         return orientation_of(geometry), "stars"
     return None, None
-
-
-def site_mask(section) -> FrameMask:
-    """The pipeline's ``preprocess.mask`` (what is not sky at this site); a bad mask is an error naming the key."""
-    mask = section.preprocess.mask
-    return FrameMask(mask.image, mask.rectangles, key=f"pipelines[{section.camera}].preprocess.mask")

@@ -21,13 +21,13 @@ import numpy as np
 from skyedge.daylight import without_class
 from skyedge.edge.allsky.map_check import MOON, map_check
 from skyedge.edge.allsky.pipeline_geometry import orientation_of, pipeline_orientation, saved_geometry
-from skyedge.edge.allsky.preparation import FramePreparation
 from skyedge.edge.allsky.records import Decision, FrameItem
 from skyedge.edge.allsky.site import DAY, SiteView
 from skyedge.edge.allsky.views import merge, spatial_axes, spread
 from skyedge.edge.cloud_map import CloudMapper, with_stars
 from skyedge.edge.config import StartupError
 from skyedge.edge.config_observatory import geometry_file
+from skyedge.edge.preparation import FramePreparation
 from skyedge.edge.records import Batch
 from skyedge.edge.sources import RawFrame
 from skyedge.ephemeris import Ephemeris

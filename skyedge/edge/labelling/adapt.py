@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.edge.allsky.preparation import FramePreparation
 from skyedge.edge.config import StartupError
 from skyedge.edge.config_checks import ChecksSection
 from skyedge.edge.labelling import adapt_map
 from skyedge.edge.labelling.adapt_report import markdown
 from skyedge.edge.labelling.head_surgery import HeadSurgeryError, replace_class_head, replace_map_head, save_checked
+from skyedge.edge.preparation import FramePreparation
 from skyedge.errors import SkyedgeError
 from skyedge.head_statistics import HeadStatistics, precision_cholesky, read_head_statistics, write_head_statistics
 from skyedge.imageio import read_frame

@@ -115,7 +115,8 @@ def write_overlay(package: Path, frame: Path, out: Path, pipeline=None) -> Cloud
     pattern apply."""
     import cv2
 
-    from skyedge.edge.allsky.pipeline_geometry import pipeline_orientation, saved_geometry, site_mask
+    from skyedge.edge.allsky.pipeline_geometry import pipeline_orientation, saved_geometry
+    from skyedge.edge.preparation import site_mask
 
     image = read_frame(frame)[0]
     orientation, source, mask, bayer = None, None, None, None
@@ -133,7 +134,7 @@ def cloudmap_command(args) -> int:
     """``skyedge cloudmap``: the pipeline named by ``--config``/``--camera`` (the first by default), then the picture."""
     chosen = None
     if args.config:
-        from skyedge.edge.allsky.preparation import pipeline_in
+        from skyedge.edge.preparation import pipeline_in
 
         chosen = pipeline_in(args.config, args.camera)
     report = write_overlay(Path(args.model), Path(args.frame), Path(args.out), chosen)

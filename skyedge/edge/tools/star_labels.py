@@ -179,9 +179,9 @@ def _camera_setup(args) -> CameraSetup:
             raise GeometryCommandError(f"--geometry {args.geometry}: no such file")
         geometry = load_geometry(args.geometry)
     if args.config:
-        from skyedge.edge.allsky.pipeline_geometry import saved_geometry, site_mask
-        from skyedge.edge.allsky.preparation import pipeline_in
+        from skyedge.edge.allsky.pipeline_geometry import saved_geometry
         from skyedge.edge.config import load_edge_config
+        from skyedge.edge.preparation import pipeline_in, site_mask
 
         section = pipeline_in(args.config, args.camera)
         where = load_edge_config(args.config).site_location

@@ -1,7 +1,8 @@
 """How a pipeline prepares its camera's frames for the model: Bayer pattern, dark, flat, and the site's mask over
-the one the model was trained with. One definition for the running pipeline and for `skyedge adapt --config`, so
-that a site's labelled frames are embedded exactly as its camera's frames are classified (a raw colour camera's
-mosaic read without its Bayer pattern is another image altogether)."""
+the one the model was trained with. One definition for the running pipeline and for `skyedge adapt --config` (and
+the pipeline's site mask for `skyedge cloudmap` and `skyedge star-labels`), so that a site's labelled frames are
+embedded exactly as its camera's frames are classified (a raw colour camera's mosaic read without its Bayer pattern
+is another image altogether)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.edge.allsky.pipeline_geometry import site_mask
 from skyedge.edge.config import StartupError
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import read_frame
 from skyedge.masks import FrameMask, combined
 from skyedge.preprocess import prepare_frame_and_sky
+
+
+def site_mask(section) -> FrameMask:
+    """The pipeline's ``preprocess.mask`` (what is not sky at this site); a bad mask is an error naming the key."""
+    mask = section.preprocess.mask
+    return FrameMask(mask.image, mask.rectangles, key=f"pipelines[{section.camera}].preprocess.mask")
 
 
 def _calibration_frame(path, key: str) -> np.ndarray | None:
