@@ -27,6 +27,18 @@ def frames_in(folder: Path) -> list[Path]:
     )
 
 
+def frames_under(root: Path, out: Path | None = None) -> list[Path]:
+    """Every frame under ``root`` and its sub-folders (a camera's folder, a pipeline's ``collect:`` folder with its
+    day folders), sorted, leaving out painted cloud, hidden files and anything under ``out`` (a labelled folder kept
+    inside it): what ``skyedge label`` shows and ``skyedge star-labels`` reads alike."""
+    skip = Path(out).resolve() if out is not None else None
+    return sorted(
+        p for p in Path(root).rglob("*")
+        if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(p) and not p.name.startswith(".")
+        and (skip is None or skip not in p.resolve().parents)
+    )
+
+
 def copy_name(root: Path, frame: Path) -> str:
     """The name a frame under ``root`` is labelled by: its path from ``root``, folders joined by ``__``, since frames
     of different day folders (a pipeline's ``collect:`` folder) may share a name."""

@@ -14,8 +14,9 @@ should show are seen across the sky, the sky is clear; where they are gone, some
   cloudy frame's few starry sectors are not trusted as clear.
 
 What the stars cannot tell: thin cloud that the stars shine through reads clear, as it does to the cross-checks
-(docs/stars.md). On the real development camera a person's polygons call about a third of the frames labelled clear
-this way cloudy or partly cloudy, while 95% of the pixels painted clear are clear in the polygons (docs/results.md).
+(docs/stars.md). On the real development camera a person's polygons call a third to two fifths of the frames
+labelled clear this way cloudy or partly cloudy, while 93-95% of the pixels painted clear are clear in the polygons
+(docs/results.md).
 """
 
 from __future__ import annotations
@@ -45,8 +46,6 @@ class StarLabel:
 
     label: str  # clear, moon or cloudy
     paint: np.ndarray
-    visible_fraction: float
-    zenith_fraction: float
 
 
 def star_class(vis: Visibility, moon: tuple[float, float, float] | None) -> str | None:
@@ -94,4 +93,4 @@ def star_label(vis: Visibility | None, lens: Lens | None, shape: tuple[int, int]
     if label is None:
         return None
     paint = sector_paint(vis, lens, shape, starry_is_clear=label != "cloudy", mask=mask)
-    return StarLabel(label, paint, float(vis.visible_fraction), float(vis.check_fraction))
+    return StarLabel(label, paint)

@@ -29,8 +29,8 @@ import numpy as np
 from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import IMAGE_SUFFIXES, read_frame
-from skyedge.labelled_folder import class_folders, copy_name, frames_in
-from skyedge.painted_cloud import MaskError, is_mask, mask_path, read_mask
+from skyedge.labelled_folder import class_folders, copy_name, frames_in, frames_under
+from skyedge.painted_cloud import MaskError, mask_path, read_mask
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +49,7 @@ class LabelStore:
     def __init__(self, root: Path, out: Path):
         self.root, self.out = root.resolve(), out.resolve()
         self._lock = threading.Lock()
-        files = sorted(
-            p
-            for p in self.root.rglob("*")
-            if p.is_file()
-            and p.name.lower().endswith(IMAGE_SUFFIXES)
-            and not is_mask(p)
-            and self.out not in p.resolve().parents
-        )
+        files = frames_under(self.root, self.out)
         self.items = []
         for i, path in enumerate(files):
             side = path.with_suffix(".json")

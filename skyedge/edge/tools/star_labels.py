@@ -7,8 +7,8 @@ frames. Each night frame the stars decide (:mod:`skyedge.stars.labels`) is copie
 ``OUT/<class>/`` with its cloud painted beside it (``<name>.cloud.png``), named as `skyedge label` names its copies
 (so that its page, run on the same folders, shows these labels and a person corrects them or labels the rest): the
 folder `skyedge adapt`, `skyedge calibrate` and a training recipe's ``image_folder`` source read. A frame already
-labelled in OUT (by a person, under any class) is left as it is. Unreadable files, frames without a capture time and daylight frames are
-counted and skipped; one bad file never stops the rest.
+labelled in OUT (by a person, under any class) is left as it is. Unreadable files, frames without a capture time
+and daylight frames are counted and skipped; one bad file never stops the rest.
 """
 
 from __future__ import annotations
@@ -20,27 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skyedge.commands import add_command
-from skyedge.edge.tools.geometry import FRAME_SUFFIXES, FrameSkipped, GeometryCommandError, night_frame, parse_site
-from skyedge.labelled_folder import copy_name, labelled_files
-from skyedge.painted_cloud import is_mask, mask_path
+from skyedge.edge.tools.geometry import FrameSkipped, GeometryCommandError, night_frame, parse_site
+from skyedge.imageio import IMAGE_SUFFIXES
+from skyedge.labelled_folder import copy_name, frames_under, labelled_files
+from skyedge.painted_cloud import mask_path
 
 
 def frames_to_label(folder: Path, out: Path) -> list[Path]:
-    """The frames under ``folder``, without what lies under ``out`` (a labelled folder kept inside it); refused
-    naming the folder when it is none or holds no frames."""
+    """The frames under ``folder`` as ``skyedge label`` finds them (:func:`~skyedge.labelled_folder.frames_under`);
+    refused naming the folder when it is none or holds no frames."""
     if not folder.is_dir():
         raise GeometryCommandError(f"{folder}: not a folder")
-    out = out.resolve()
-    found = []
-    for path in folder.rglob("*"):
-        if path.suffix.lower() not in FRAME_SUFFIXES or is_mask(path) or path.name.startswith("."):
-            continue
-        if out == path.resolve().parent or out in path.resolve().parents:
-            continue
-        found.append(path)
+    found = frames_under(folder, out)
     if not found:
-        raise GeometryCommandError(f"{folder}: no frames ({', '.join(sorted(FRAME_SUFFIXES))})")
-    return sorted(found)
+        raise GeometryCommandError(f"{folder}: no frames ({', '.join(IMAGE_SUFFIXES)})")
+    return found
 
 
 def _already_labelled(out: Path) -> set[str]:
@@ -85,11 +79,11 @@ def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup
             if exc.status != "daylight":  # a day frame is no fault: counted only
                 skipped.append((str(path.relative_to(folder)), f"{exc.status}: {exc.detail}"))
         else:
-            night.append((posix, path, image.shape[:2]))
+            night.append((posix, path))
         if progress is not None:
             progress()
     night.sort(key=lambda item: item[0])
-    for posix, path, _ in night:
+    for posix, path in night:
         try:  # read again: a night of 2k frames would not fit in memory
             image, _ = night_frame(path, clock, eph)
         except FrameSkipped as exc:  # changed or gone since: reported, the rest are labelled
