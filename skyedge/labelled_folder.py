@@ -19,12 +19,14 @@ def class_folders(root: Path) -> list[Path]:
     return sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def is_frame(path: Path) -> bool:
+    """Whether ``path`` is a frame: an image file, not painted cloud, not hidden."""
+    return path.is_file() and not path.name.startswith(".") and path.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(path)
+
+
 def frames_in(folder: Path) -> list[Path]:
     """The frames of one class folder, sorted by name."""
-    return sorted(
-        f for f in Path(folder).iterdir()
-        if f.is_file() and not f.name.startswith(".") and f.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(f)
-    )
+    return sorted(f for f in Path(folder).iterdir() if is_frame(f))
 
 
 def frames_under(root: Path, out: Path | None = None) -> list[Path]:
@@ -32,11 +34,7 @@ def frames_under(root: Path, out: Path | None = None) -> list[Path]:
     day folders), sorted, leaving out painted cloud, hidden files and anything under ``out`` (a labelled folder kept
     inside it): what ``skyedge label`` shows and ``skyedge star-labels`` reads alike."""
     skip = Path(out).resolve() if out is not None else None
-    return sorted(
-        p for p in Path(root).rglob("*")
-        if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES) and not is_mask(p) and not p.name.startswith(".")
-        and (skip is None or skip not in p.resolve().parents)
-    )
+    return sorted(p for p in Path(root).rglob("*") if is_frame(p) and (skip is None or skip not in p.resolve().parents))
 
 
 def copy_name(root: Path, frame: Path) -> str:
