@@ -14,8 +14,12 @@ SECTORS = 1 + SEGMENTS * (len(RING_EDGES_DEG) - 1)
 
 
 def sector_of(zenith_deg: np.ndarray, azimuth_deg: np.ndarray) -> np.ndarray:
-    """Sector index (0-32) of sky directions; -1 below the horizon."""
-    ring = np.searchsorted(np.asarray(RING_EDGES_DEG), zenith_deg, side="right")
+    """Sector index (0-32) of sky directions; -1 below the horizon (and where the direction is undefined, NaN)."""
+    zenith = np.asarray(zenith_deg, np.float64)
+    # A ring's inner edge belongs to it; the horizon itself (zenith exactly 90, the pixels a lens puts on its
+    # horizon circle) to the outermost ring, not to a sixth one.
+    ring = np.minimum(np.searchsorted(np.asarray(RING_EDGES_DEG), zenith, side="right"), len(RING_EDGES_DEG) - 1)
     segment = np.floor((np.asarray(azimuth_deg) % 360.0) / (360.0 / SEGMENTS)).astype(np.int64)
     sector = np.where(ring == 0, 0, 1 + SEGMENTS * (ring - 1) + segment)
-    return np.where(np.asarray(zenith_deg) > RING_EDGES_DEG[-1], -1, sector).astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        return np.where(zenith <= RING_EDGES_DEG[-1], sector, -1).astype(np.int64)

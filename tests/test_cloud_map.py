@@ -33,6 +33,8 @@ def test_the_layout_is_a_zenith_disc_and_four_rings_of_eight_segments():
     assert sector_of(np.full(8, 20.0), np.arange(8) * 45.0 + 1.0).tolist() == list(range(1, 9))
     assert sector_of(np.array([40.0, 60.0, 80.0]), np.array([0.0, 0.0, 359.0])).tolist() == [9, 17, 32]
     assert sector_of(np.array([95.0]), np.array([0.0])).tolist() == [-1]  # below the horizon
+    # the horizon itself is the outer ring's (a lens puts pixels on it exactly); an undefined direction is no sector
+    assert sector_of(np.array([90.0, 90.0, np.nan]), np.array([0.0, 359.0, 0.0])).tolist() == [25, 32, -1]
 
 
 def _map_north_cloudy(n: int = 10) -> np.ndarray:
