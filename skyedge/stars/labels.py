@@ -22,6 +22,7 @@ labelled clear this way cloudy or partly cloudy, while 93-95% of the pixels pain
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -62,14 +63,23 @@ def star_class(vis: Visibility, moon: tuple[float, float, float] | None) -> str 
     return None
 
 
-def sector_paint(vis: Visibility, lens: Lens, shape: tuple[int, int], starry_is_clear: bool = True,
-                 mask: np.ndarray | None = None) -> np.ndarray:
-    """The frame's cloud painted sector by sector from its stars (0 clear, 255 cloud, grey not judged); ``mask``:
-    the site's sky (True), outside which nothing is judged (a sector's stars say nothing of the roof in it)."""
+@lru_cache(maxsize=4)
+def _pixel_sectors(lens: Lens, shape: tuple[int, int]) -> np.ndarray:
+    """Each pixel's sector (-1 below the horizon): a camera's lens changes seldom, and at 2k this map costs ten
+    times what painting with it does."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w]
     alt, az = lens.sky(xx.astype(np.float64), yy.astype(np.float64))
     sector = sector_of(90.0 - np.asarray(alt), np.asarray(az))
+    sector.flags.writeable = False
+    return sector
+
+
+def sector_paint(vis: Visibility, lens: Lens, shape: tuple[int, int], starry_is_clear: bool = True,
+                 mask: np.ndarray | None = None) -> np.ndarray:
+    """The frame's cloud painted sector by sector from its stars (0 clear, 255 cloud, grey not judged); ``mask``:
+    the site's sky (True), outside which nothing is judged (a sector's stars say nothing of the roof in it)."""
+    sector = _pixel_sectors(lens, tuple(shape))
     verdict = np.array([np.nan if v is None else v for v in vis.sectors] + [np.nan])  # last: below the horizon
     seen = verdict[np.where(sector < 0, len(verdict) - 1, sector)]
     paint = np.full(shape, PAINT_UNJUDGED, np.uint8)
