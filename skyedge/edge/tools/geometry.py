@@ -77,7 +77,7 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
     results, night = {}, []
     for path in files:  # first pass: which frames can be solved, and where their detections lie
         try:
-            image, when = night_frame(path, clock, eph)
+            image, when, _ = night_frame(path, clock, eph)
         except FrameSkipped as skip:
             results[path.name] = FrameResult(path.name, skip.status, skip.detail)
             if progress is not None:  # no second pass for it
@@ -93,7 +93,7 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
         static[shape] = StaticPlaces(*places_in_most_frames(frames), min(f[0] for f in frames), max(f[0] for f in frames))
     for path, when, shape, _, _ in night:
         try:
-            image, _ = night_frame(path, clock, eph)
+            image, _ = frame_image(path)
         except FrameSkipped as skip:  # changed or gone since the first pass: reported, the rest are solved
             results[path.name] = FrameResult(path.name, skip.status, skip.detail)
             if progress is not None:
@@ -155,21 +155,28 @@ class FrameSkipped(Exception):
         self.status, self.detail = status, detail
 
 
-def night_frame(path: Path, clock, eph) -> tuple[np.ndarray, float]:
-    """A night frame's image and capture time; FrameSkipped for one that cannot be read, has no time, or is by day."""
+def frame_image(path: Path):
+    """A frame's image and header; FrameSkipped for one that cannot be read."""
     from skyedge.imageio import read_frame
 
     try:
-        image, header = read_frame(path)
+        return read_frame(path)
     except Exception as exc:  # noqa: BLE001 - one bad file is reported, the rest are solved
         raise FrameSkipped("unreadable", str(exc)) from None
+
+
+def night_frame(path: Path, clock, eph):
+    """A night frame's image, capture time and sun and moon then (an ephemeris.SkyEphemeris); FrameSkipped for one
+    that cannot be read, has no time, or is by day. The folder tools read a frame twice (first its time, then, in
+    time order, its stars: a night of 2k frames would not fit in memory); the second read is :func:`frame_image`."""
+    image, header = frame_image(path)
     when = clock.of(str(path), header, None)
     if when is None:
         raise FrameSkipped("no capture time", f"tried {', '.join(clock.sources)}: a frame needs its time to be matched")
-    sun = eph.at(when.posix).sun_alt_deg
-    if sun > NIGHT_SUN_ALT_DEG:
-        raise FrameSkipped("daylight", f"sun {sun:.0f} deg")
-    return image, when.posix
+    sky = eph.at(when.posix)
+    if sky.sun_alt_deg > NIGHT_SUN_ALT_DEG:
+        raise FrameSkipped("daylight", f"sun {sky.sun_alt_deg:.0f} deg")
+    return image, when.posix, sky
 
 
 def _same_pose(a, b, side: float) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skyedge.commands import add_command
-from skyedge.edge.tools.geometry import FrameSkipped, GeometryCommandError, night_frame, parse_site
+from skyedge.edge.tools.geometry import FrameSkipped, GeometryCommandError, frame_image, night_frame, parse_site
 from skyedge.imageio import IMAGE_SUFFIXES
 from skyedge.labelled_folder import copy_name, frames_under, labelled_files
 from skyedge.painted_cloud import mask_path
@@ -73,24 +73,23 @@ def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup
     counts, skipped, night = Counter(), [], []
     for path in files:  # the capture times first: the watch must see the sky in the order it turned
         try:
-            image, posix = night_frame(path, clock, eph)
+            _, posix, sky = night_frame(path, clock, eph)
         except FrameSkipped as exc:
             counts[exc.status] += 1
             if exc.status != "daylight":  # a day frame is no fault: counted only
                 skipped.append((str(path.relative_to(folder)), f"{exc.status}: {exc.detail}"))
         else:
-            night.append((posix, path))
+            night.append((posix, path, sky))
         if progress is not None:
             progress()
     night.sort(key=lambda item: item[0])
-    for posix, path in night:
+    for posix, path, sky in night:
         try:  # read again: a night of 2k frames would not fit in memory
-            image, _ = night_frame(path, clock, eph)
-        except FrameSkipped as exc:  # changed or gone since: reported, the rest are labelled
+            image, _ = frame_image(path)
+        except FrameSkipped as exc:  # gone since: reported, the rest are labelled
             counts[exc.status] += 1
             skipped.append((str(path.relative_to(folder)), f"{exc.status}: {exc.detail}"))
             continue
-        sky = eph.at(posix)
         moon = (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination)
         shape = image.shape[:2]
         mask = camera.mask.array(shape) if camera.mask is not None else None
