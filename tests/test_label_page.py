@@ -111,11 +111,19 @@ def test_labelling_in_the_browser_writes_a_folder_that_adapts(browser, frame_pac
         press("u")
         wait.until(lambda b: len(copies(classes[1])) == 0)
         shown(6)
-        # Filters: the model's guess, and unlabelled only.
+        # Filters: the model's guess, and the label (none yet, or one class: to check labels made elsewhere).
         Select(browser.find_element(By.ID, "filter-class")).select_by_value(classes[1])
         wait.until(lambda b: len(cards()) == 6)
-        browser.find_element(By.ID, "filter-unlabelled").click()
+        Select(browser.find_element(By.ID, "filter-label")).select_by_value("(none)")
         wait.until(lambda b: len(cards()) == 3)  # guessed classes[1], not yet labelled
+        Select(browser.find_element(By.ID, "filter-class")).select_by_value("")
+        Select(browser.find_element(By.ID, "filter-label")).select_by_value("thin_cloud")
+        wait.until(lambda b: len(cards()) == 3)
+        cards()[0].click()  # a label checked and found wrong: moved to the first class, gone from this view
+        press("1")
+        wait.until(lambda b: len(cards()) == 2 and len(copies(classes[0])) == 4)
+        press("u")  # and back: adapt below needs three of each
+        wait.until(lambda b: len(cards()) == 3 and len(copies(classes[0])) == 3)
     finally:
         server.shutdown()
         server.server_close()

@@ -28,7 +28,8 @@ label: label collected frames in a local web page; writes an image-folder data s
 
 Serve a page that shows every frame under DIR with the model's guess (from the JSON sidecars
 collect: writes) and labels them from the keyboard: 1-9 classes, n new class, 0 clear, u undo,
-a select all shown, click/shift-click select; filter by guess and confidence. Labels are copies in
+a select all shown, click/shift-click select; filter by guess, confidence and label (none yet, or
+one class: to check labels made by skyedge star-labels). Labels are copies in
 OUT/<class>/ (default DIR/labelled); the frames under DIR are never changed. p paints a labelled
 frame's cloud (c cloud, x clear sky, e not judged, f fill, [ ] brush, s save), saved beside its copy
 as <name>.cloud.png for adapt --refit-map-head.

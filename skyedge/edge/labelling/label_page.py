@@ -31,7 +31,7 @@ PAGE = r"""<!doctype html>
  <span id="progress">loading…</span>
  <label>guess <select id="filter-class"><option value="">any</option></select></label>
  <label>confidence below <input id="filter-conf" type="number" min="0" max="1" step="0.05" value="1.01" style="width:5em"></label>
- <label><input id="filter-unlabelled" type="checkbox"> unlabelled only</label>
+ <label>label <select id="filter-label"><option value="">any</option><option value="(none)">unlabelled</option></select></label>
  <span id="keys"></span>
  <span id="counts"></span>
  <span id="error"></span>
@@ -61,10 +61,11 @@ async function call(method, url, body) {
 function visible() {
   const cls = document.getElementById("filter-class").value;
   const conf = parseFloat(document.getElementById("filter-conf").value);
-  const unlabelled = document.getElementById("filter-unlabelled").checked;
+  // "(none)" cannot be a class name (lower-case letters, digits, _ and -): the frames not labelled yet.
+  const lab = document.getElementById("filter-label").value;
   return state.items.filter(it => (!cls || it.predicted === cls)
     && (it.confidence === null || it.confidence === undefined || it.confidence < conf)
-    && (!unlabelled || it.label === null));
+    && (!lab || it.label === (lab === "(none)" ? null : lab)));
 }
 
 function render() {
@@ -101,6 +102,13 @@ function render() {
   const guesses = [...new Set(state.items.map(it => it.predicted).filter(Boolean))];
   if (filter.options.length !== guesses.length + 1) {
     filter.replaceChildren(new Option("any", ""), ...guesses.map(g => new Option(g, g)));
+  }
+  // By label: to check labels made elsewhere (skyedge star-labels' clear skies include thin cloud) class by class.
+  const byLabel = document.getElementById("filter-label");
+  if (byLabel.options.length !== state.classes.length + 2) {
+    const keep = byLabel.value;
+    byLabel.replaceChildren(new Option("any", ""), new Option("unlabelled", "(none)"), ...state.classes.map(c => new Option(c, c)));
+    byLabel.value = keep;
   }
 }
 
@@ -261,7 +269,7 @@ document.addEventListener("keydown", async ev => {
   else if (ev.key === "p") { await openPainter(); }
   else if (ev.key === "Escape") { selected.clear(); render(); }
 });
-for (const id of ["filter-class", "filter-conf", "filter-unlabelled"]) {
+for (const id of ["filter-class", "filter-conf", "filter-label"]) {
   document.getElementById(id).addEventListener("change", render);
   document.getElementById(id).addEventListener("input", render);
 }
