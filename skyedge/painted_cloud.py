@@ -18,6 +18,10 @@ from skyedge.errors import SkyedgeError
 from skyedge.preprocess import NO_SKY
 
 MASK_SUFFIX = ".cloud.png"
+# Who painted a mask, kept in the PNG as a text chunk (image editors keep or drop it; a person's paint has none):
+# ``skyedge star-labels`` marks its own, so that a person who overrules the stars' label drops their paint too.
+PAINTER_KEY = "skyedge-painter"
+STARS_PAINTER = "stars"
 CLEAR_AT_MOST = 63  # grey levels: at most this is clear sky, at least CLOUD_AT_LEAST cloud, between not judged
 CLOUD_AT_LEAST = 192
 
@@ -61,3 +65,30 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     if alpha is not None:
         truth[alpha < 128] = NO_SKY
     return truth
+
+
+def write_mask(path: Path, paint: np.ndarray, painter: str | None = None) -> None:
+    """Write a painted mask (uint8 grey: 0 clear sky, 255 cloud, 128 not judged) as a PNG; ``painter``, when not a
+    person, is recorded in it (:func:`mask_painter`). OSError naming the file when it cannot be written."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if painter is not None:
+        info.add_text(PAINTER_KEY, painter)
+    try:
+        Image.fromarray(np.ascontiguousarray(paint, np.uint8)).save(path, format="PNG", pnginfo=info)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"{path}: cannot write the painted mask ({exc})") from None
+
+
+def mask_painter(path: Path) -> str | None:
+    """Who painted the mask at ``path`` as :func:`write_mask` recorded it (``STARS_PAINTER``); None for a person,
+    another editor, or a file that cannot be read (reads the PNG's header only)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            painter = image.info.get(PAINTER_KEY)
+    except (OSError, ValueError):
+        return None
+    return painter if isinstance(painter, str) else None

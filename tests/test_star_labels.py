@@ -7,7 +7,7 @@ import numpy as np
 from star_frames import LENS, NIGHT, SHAPE, SITE, star_frame
 
 from skyedge.cli import main
-from skyedge.painted_cloud import read_mask
+from skyedge.painted_cloud import STARS_PAINTER, mask_painter, read_mask
 from skyedge.sky_sectors import SECTORS
 from skyedge.stars.labels import PAINT_CLEAR, PAINT_CLOUD, sector_paint, star_class, star_label
 from skyedge.stars.visibility import Visibility
@@ -79,6 +79,7 @@ def test_star_labels_writes_a_labelled_folder_from_a_night_without_a_person(tmp_
     assert not list(out.rglob("*east.fits"))  # half clouded: left for a person
     assert not (out / "cloudy" / f"{day}c4.cloud.png").exists()
     for name in clear:
+        assert mask_painter(out / "clear" / name.replace(".fits", ".cloud.png")) == STARS_PAINTER
         truth = read_mask(out / "clear" / name.replace(".fits", ".cloud.png"), SHAPE)
         assert (truth == 0).mean() > 0.3 and not (truth == 250).any()  # painted clear where it has stars
     truth = read_mask(out / "cloudy" / f"{day}overcast.cloud.png", SHAPE)
@@ -87,9 +88,15 @@ def test_star_labels_writes_a_labelled_folder_from_a_night_without_a_person(tmp_
     # The labelling page over the same folders shows the stars' labels, painted, for a person to check.
     from skyedge.edge.labelling.label import LabelStore
 
-    state = {it["file"]: it for it in LabelStore(tmp_path / "frames", out).state()["items"]}
-    assert state["2018-05-07/overcast.fits"]["label"] == "cloudy" and state["2018-05-07/overcast.fits"]["painted"]
+    store = LabelStore(tmp_path / "frames", out)
+    state = {it["file"]: it for it in store.state()["items"]}
+    overcast = state["2018-05-07/overcast.fits"]
+    assert overcast["label"] == "cloudy" and overcast["painted"] and overcast["painted_by"] == "stars"
     assert state["2018-05-07/east.fits"]["label"] is None
+    # A person who overrules the stars' label overrules their paint: it does not follow the frame.
+    store.set_label([overcast["id"]], "partly")
+    assert (out / "partly" / f"{day}overcast.fits").is_file() and not list(out.rglob(f"{day}overcast.cloud.png"))
+    assert not store.state()["items"][overcast["id"]]["painted"]
 
 
 def test_star_labels_refuses_a_bad_site_and_a_missing_geometry(tmp_path, capsys):

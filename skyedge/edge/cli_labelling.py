@@ -32,7 +32,8 @@ a select all shown, click/shift-click select; filter by guess, confidence and la
 one class: to check labels made by skyedge star-labels). Labels are copies in
 OUT/<class>/ (default DIR/labelled); the frames under DIR are never changed. p paints a labelled
 frame's cloud (c cloud, x clear sky, e not judged, f fill, [ ] brush, s save), saved beside its copy
-as <name>.cloud.png for adapt --refit-map-head.
+as <name>.cloud.png for adapt --refit-map-head; it follows the frame to another class, except the
+stars' paint (star-labels), which goes when a person changes their label.
 
 example:
   skyedge label /var/lib/skyedge/collect --out labelled/site   # then open http://127.0.0.1:8765/

@@ -30,7 +30,7 @@ from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import IMAGE_SUFFIXES, read_frame
 from skyedge.labelled_folder import class_folders, copy_name, frames_in, frames_under
-from skyedge.painted_cloud import MaskError, mask_path, read_mask
+from skyedge.painted_cloud import STARS_PAINTER, MaskError, mask_painter, mask_path, read_mask
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class LabelStore:
                     "probabilities": guess.get("probabilities") or {},
                     "label": None,
                     "painted": False,
+                    "painted_by": None,  # the stars (skyedge star-labels), or None: a person
                 }
             )
         self.paths = files
@@ -80,6 +81,7 @@ class LabelStore:
                     if copy.name in by_name:
                         item = self.items[by_name[copy.name]]
                         item["label"], item["painted"] = class_dir.name, mask_path(copy).is_file()
+                        item["painted_by"] = mask_painter(mask_path(copy)) if item["painted"] else None
                         self._add_class(class_dir.name)
 
     def _copy_name(self, i: int) -> str:
@@ -103,7 +105,8 @@ class LabelStore:
             }
 
     def set_label(self, ids: list[int], label: str | None) -> None:
-        """Label frames (copy into ``out/<label>/``), move them to another label, or clear them (None)."""
+        """Label frames (copy into ``out/<label>/``), move them to another label, or clear them (None). A frame's
+        painted cloud moves with it, unless the stars painted it (``skyedge star-labels``): then it goes."""
         if label is not None:
             label = label.strip().lower()
             if not label or not set(label) <= CLASS_NAME_CHARS or label.startswith((".", "-")):
@@ -119,9 +122,11 @@ class LabelStore:
                 painted = None
                 if item["label"] is not None:
                     old = self.out / item["label"] / name
-                    if mask_path(old).is_file():
+                    # A person overruling the stars' label overrules their paint too (thin cloud they shone
+                    # through was painted clear); a person's own paint goes with the frame.
+                    if mask_path(old).is_file() and item["painted_by"] != STARS_PAINTER:
                         painted = mask_path(old).read_bytes()
-                        mask_path(old).unlink()
+                    mask_path(old).unlink(missing_ok=True)
                     old.unlink(missing_ok=True)
                 if label is not None:
                     (self.out / label).mkdir(parents=True, exist_ok=True)
@@ -131,6 +136,7 @@ class LabelStore:
                     self._add_class(label)
                 item["label"] = label
                 item["painted"] = label is not None and painted is not None
+                item["painted_by"] = None
 
     def _check(self, i: int) -> None:
         if not 0 <= i < len(self.paths):
@@ -189,7 +195,7 @@ class LabelStore:
             path = self._painted_copy(i)
             if not cv2.imwrite(str(path), full):
                 raise LabelError(f"{path}: cannot write the painted mask")
-            self.items[i]["painted"] = True
+            self.items[i]["painted"], self.items[i]["painted_by"] = True, None
 
 
 @lru_cache(maxsize=64)

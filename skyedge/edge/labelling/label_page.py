@@ -86,7 +86,7 @@ function render() {
     label.className = "label"; label.textContent = it.label ?? "";
     if (it.painted) {
       const mark = document.createElement("span");
-      mark.className = "painted"; mark.textContent = " · cloud painted";
+      mark.className = "painted"; mark.textContent = it.painted_by === "stars" ? " · cloud painted by the stars" : " · cloud painted";
       label.append(mark);
     }
     card.append(img, guess, label);

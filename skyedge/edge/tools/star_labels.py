@@ -23,7 +23,7 @@ from skyedge.commands import add_command
 from skyedge.edge.tools.geometry import FrameSkipped, GeometryCommandError, frame_image, night_frame, parse_site
 from skyedge.imageio import IMAGE_SUFFIXES
 from skyedge.labelled_folder import copy_name, frames_under, labelled_files
-from skyedge.painted_cloud import mask_path
+from skyedge.painted_cloud import STARS_PAINTER, mask_path, write_mask
 
 
 def frames_to_label(folder: Path, out: Path) -> list[Path]:
@@ -61,8 +61,6 @@ def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup
     """Label the night frames among ``files`` (under ``folder``: :func:`frames_to_label`) from their stars into
     ``out``; the outcomes counted, and the skipped files with why. ``progress`` is called once per file as its time
     is read, and once per night frame as its stars are."""
-    import cv2
-
     from skyedge.ephemeris import Ephemeris
     from skyedge.stars.labels import star_label
     from skyedge.stars.watch import StarWatch
@@ -109,8 +107,7 @@ def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-            if not cv2.imwrite(str(mask_path(target)), label.paint):
-                raise OSError(f"cannot write {mask_path(target)}")
+            write_mask(mask_path(target), label.paint, painter=STARS_PAINTER)
         except OSError as exc:  # a full disk stops nothing already written
             counts["not written"] += 1
             skipped.append((str(path.relative_to(folder)), f"not written: {exc}"))
