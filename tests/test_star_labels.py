@@ -73,6 +73,7 @@ def test_star_labels_writes_a_labelled_folder_from_a_night_without_a_person(tmp_
     assert main(["star-labels", str(tmp_path / "frames"), "--site", SITE_ARG, "--out", str(out)]) == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "no capture time" in printed and "unreadable" in printed and "1 already labelled" in printed
+    assert "check the clear and moon labels" in printed and f"skyedge label {tmp_path / 'frames'}" in printed
     clear = sorted(p.name for p in (out / "clear").glob("*.fits"))
     assert clear and set(clear) <= {f"{day}c2.fits", f"{day}c3.fits"}  # the first frames teach the watch its depth
     assert sorted(p.name for p in (out / "cloudy").glob("*.fits")) == [f"{day}c4.fits", f"{day}overcast.fits"]

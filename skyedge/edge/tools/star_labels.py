@@ -216,4 +216,10 @@ def _star_labels(args) -> int:
         + "; not labelled: "
         + (", ".join(f"{v} {k}" for k, v in sorted(counts.items()) if k not in ("clear", "moon", "cloudy")) or "none")
     )
+    if counts["clear"] or counts["moon"]:  # where a person's minutes buy most (docs/results.md)
+        console.print(
+            f"check the clear and moon labels before training on them (thin cloud the stars see through reads clear): "
+            f"skyedge label {folder} --out {out}, filtered by label",
+            soft_wrap=True,  # a command to copy: not broken inside a path
+        )
     return 0 if labelled else 1
