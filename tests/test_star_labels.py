@@ -146,3 +146,20 @@ def test_star_labels_takes_the_camera_from_its_deployment_mask_and_saved_geometr
     truth = read_mask(out / "clear" / "c0.cloud.png", SHAPE)
     assert not (truth[: SHAPE[0] // 3 - 10] != 255).any()  # the masked top third: not judged (read as NO_SKY)
     assert (truth[SHAPE[0] // 2 :] == 0).mean() > 0.3
+
+
+def test_star_labels_progress_takes_two_steps_per_file_whatever_becomes_of_it(tmp_path):
+    from skyedge.edge.allsky.capture_time import CaptureClock
+    from skyedge.edge.config import CaptureTimeSection
+    from skyedge.edge.tools.star_labels import CameraSetup, frames_to_label, label_frames
+
+    frames, out = tmp_path / "frames", tmp_path / "out"
+    frames.mkdir()
+    star_frame(frames / "night.fits", NIGHT, cloudy=False, seed=1)
+    star_frame(frames / "day.fits", NIGHT + 10 * 3600.0, cloudy=False, seed=2)  # 11:00 at the site
+    (frames / "broken.fits").write_bytes(b"not a FITS file")
+    clock = CaptureClock(CaptureTimeSection(sources=["fits"]), "test")
+    steps = []
+    counts, _ = label_frames(frames_to_label(frames, out), frames, out, CameraSetup(SITE, clock), progress=lambda: steps.append(1))
+    assert counts["daylight"] == 1 and counts["unreadable"] == 1
+    assert len(steps) == 6  # the bar ends full

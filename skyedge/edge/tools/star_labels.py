@@ -59,8 +59,8 @@ class CameraSetup:
 def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup, progress=None
                  ) -> tuple[Counter, list[tuple[str, str]]]:
     """Label the night frames among ``files`` (under ``folder``: :func:`frames_to_label`) from their stars into
-    ``out``; the outcomes counted, and the skipped files with why. ``progress`` is called once per file as its time
-    is read, and once per night frame as its stars are."""
+    ``out``; the outcomes counted, and the skipped files with why. ``progress`` is called twice per file: as its time
+    is read, and as its stars are (at once for a file that is no night frame)."""
     from skyedge.ephemeris import Ephemeris
     from skyedge.stars.labels import star_label
     from skyedge.stars.watch import StarWatch
@@ -76,9 +76,11 @@ def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup
             counts[exc.status] += 1
             if exc.status != "daylight":  # a day frame is no fault: counted only
                 skipped.append((str(path.relative_to(folder)), f"{exc.status}: {exc.detail}"))
+            steps = 2  # no stars to read: its second step is done too
         else:
             night.append((posix, path, sky))
-        if progress is not None:
+            steps = 1
+        for _ in range(steps if progress is not None else 0):
             progress()
     night.sort(key=lambda item: item[0])
     for posix, path, sky in night:
@@ -87,6 +89,8 @@ def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup
         except FrameSkipped as exc:  # gone since: reported, the rest are labelled
             counts[exc.status] += 1
             skipped.append((str(path.relative_to(folder)), f"{exc.status}: {exc.detail}"))
+            if progress is not None:
+                progress()
             continue
         moon = (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination)
         shape = image.shape[:2]
