@@ -63,14 +63,14 @@ def star_class(vis: Visibility, moon: tuple[float, float, float] | None) -> str 
     return None
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)
 def _pixel_sectors(lens: Lens, shape: tuple[int, int]) -> np.ndarray:
-    """Each pixel's sector (-1 below the horizon): a camera's lens changes seldom, and at 2k this map costs ten
-    times what painting with it does."""
+    """Each pixel's sector (-1 below the horizon; int8: 4 MB at 2k): a camera's lens changes seldom, and at 2k this
+    map costs ten times what painting with it does."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w]
     alt, az = lens.sky(xx.astype(np.float64), yy.astype(np.float64))
-    sector = sector_of(90.0 - np.asarray(alt), np.asarray(az))
+    sector = sector_of(90.0 - np.asarray(alt), np.asarray(az)).astype(np.int8)
     sector.flags.writeable = False
     return sector
 
