@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import FIT_MIN_ALT_DEG, NoGeometry, refine, solve_frame
 from skyedge.stars.static_spots import places_in_most_frames, without_places
 from skyedge.stars.visibility import SEEN_RULE, clear_enough, completeness_counts, limiting_magnitudes
+
+if TYPE_CHECKING:
+    from skyedge.ephemeris import SkyEphemeris
 
 FRAME_SUFFIXES = {".fits", ".fit", ".fts", ".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 NIGHT_SUN_ALT_DEG = -12.0
@@ -94,7 +98,7 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
     for path, when, shape, _, _ in night:
         try:
             image, _ = frame_image(path)
-        except FrameSkipped as skip:  # changed or gone since the first pass: reported, the rest are solved
+        except FrameSkipped as skip:  # gone or unreadable since the first pass: reported, the rest are solved
             results[path.name] = FrameResult(path.name, skip.status, skip.detail)
             if progress is not None:
                 progress()
@@ -155,7 +159,7 @@ class FrameSkipped(Exception):
         self.status, self.detail = status, detail
 
 
-def frame_image(path: Path):
+def frame_image(path: Path) -> tuple[np.ndarray, dict]:
     """A frame's image and header; FrameSkipped for one that cannot be read."""
     from skyedge.imageio import read_frame
 
@@ -165,7 +169,7 @@ def frame_image(path: Path):
         raise FrameSkipped("unreadable", str(exc)) from None
 
 
-def night_frame(path: Path, clock, eph):
+def night_frame(path: Path, clock, eph) -> tuple[np.ndarray, float, SkyEphemeris]:
     """A night frame's image, capture time and sun and moon then (an ephemeris.SkyEphemeris); FrameSkipped for one
     that cannot be read, has no time, or is by day. The folder tools read a frame twice (first its time, then, in
     time order, its stars: a night of 2k frames would not fit in memory); the second read is :func:`frame_image`."""
