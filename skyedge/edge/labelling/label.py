@@ -30,7 +30,7 @@ from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import IMAGE_SUFFIXES, read_frame
 from skyedge.labelled_folder import class_folders, copy_name, frames_in, frames_under
-from skyedge.painted_cloud import STARS_PAINTER, MaskError, mask_painter, mask_path, read_mask
+from skyedge.painted_cloud import STARS_PAINTER, MaskError, mask_painter, mask_path, read_mask, write_mask
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class LabelStore:
                     old = self.out / item["label"] / name
                     # A person overruling the stars' label overrules their paint too (thin cloud they shone
                     # through was painted clear); a person's own paint goes with the frame.
-                    if mask_path(old).is_file() and item["painted_by"] != STARS_PAINTER:
+                    if mask_path(old).is_file() and mask_painter(mask_path(old)) != STARS_PAINTER:
                         painted = mask_path(old).read_bytes()
                     mask_path(old).unlink(missing_ok=True)
                     old.unlink(missing_ok=True)
@@ -192,9 +192,10 @@ class LabelStore:
             raise LabelError(f"{self.items[i]['file']}: painted {mask.shape[1]}x{mask.shape[0]}, not the frame's shape")
         full = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
         with self._lock:
-            path = self._painted_copy(i)
-            if not cv2.imwrite(str(path), full):
-                raise LabelError(f"{path}: cannot write the painted mask")
+            try:
+                write_mask(self._painted_copy(i), full)  # a person's: no painter recorded
+            except OSError as exc:
+                raise LabelError(str(exc)) from None
             self.items[i]["painted"], self.items[i]["painted_by"] = True, None
 
 

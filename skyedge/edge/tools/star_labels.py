@@ -80,8 +80,9 @@ def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup
         else:
             night.append((posix, path, sky))
             steps = 1
-        for _ in range(steps if progress is not None else 0):
-            progress()
+        if progress is not None:
+            for _ in range(steps):
+                progress()
     night.sort(key=lambda item: item[0])
     for posix, path, sky in night:
         try:  # read again: a night of 2k frames would not fit in memory
