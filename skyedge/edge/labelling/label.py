@@ -29,7 +29,7 @@ import numpy as np
 from skyedge.edge.labelling.label_page import PAGE
 from skyedge.errors import SkyedgeError
 from skyedge.imageio import IMAGE_SUFFIXES, read_frame
-from skyedge.labelled_folder import class_folders, copy_name, frames_in, frames_under
+from skyedge.labelled_folder import copy_name, frames_under, labelled_files
 from skyedge.painted_cloud import STARS_PAINTER, MaskError, mask_painter, mask_path, read_mask, write_mask
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,12 @@ class LabelStore:
         # Labels already written (a second session continues the first).
         if self.out.is_dir():
             by_name = {self._copy_name(i): i for i in range(len(files))}
-            for class_dir in class_folders(self.out):  # as adapt and training will read them
-                for copy in frames_in(class_dir):
-                    if copy.name in by_name:
-                        item = self.items[by_name[copy.name]]
-                        item["label"], item["painted"] = class_dir.name, mask_path(copy).is_file()
-                        item["painted_by"] = mask_painter(mask_path(copy)) if item["painted"] else None
-                        self._add_class(class_dir.name)
+            for copy, label in labelled_files(self.out):  # as adapt and training will read them
+                if copy.name in by_name:
+                    item = self.items[by_name[copy.name]]
+                    item["label"], item["painted"] = label, mask_path(copy).is_file()
+                    item["painted_by"] = mask_painter(mask_path(copy)) if item["painted"] else None
+                    self._add_class(label)
 
     def _copy_name(self, i: int) -> str:
         return copy_name(self.root, self.paths[i])
