@@ -13,7 +13,7 @@ from skyedge.stars.catalogue import default_catalogue, refraction_deg
 from skyedge.stars.detection import Detections, detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, GeometryFileError, load_geometry, save_geometry
 from skyedge.stars.lens import Lens
-from skyedge.stars.solve import NoGeometry, solve_frame
+from skyedge.stars.solve import NoGeometry, _vote, solve_frame
 from skyedge.stars.visibility import SEEN_RULE, completeness_counts, limiting_magnitudes, star_visibility, twilight_mag
 from skyedge.training.simulate.starfield import render_star_field
 
@@ -47,7 +47,7 @@ def test_catalogue_positions_match_an_independent_formula():
     cat = default_catalogue()
     assert 7000 < len(cat) < 9000 and "Hipparcos" in cat.provenance
     assert cat.mag[0] < -1.0  # Sirius first: brightest first
-    # 2018 and 2027, on the hour (astropy's own rotation) and within the hour (the sky turned from it).
+    # 2018 and 2027, at various hours of their UTC days (astropy's rotation at the day's start, turned since).
     for posix in (NIGHT, NIGHT + 2999.5, 1798761600.0, 1798761600.0 + 1805.25):
         stars = cat.at(*SITE, posix, mag_limit=3.0)
         # J2000 positions by the same linear proper motion, then Meeus.
@@ -59,6 +59,15 @@ def test_catalogue_positions_match_an_independent_formula():
         assert np.abs(geometric - alt[up]).max() < 0.03
         d_az = (stars.az_deg[up] - az[up] + 180) % 360 - 180
         assert np.abs(d_az * np.cos(np.radians(alt[up]))).max() < 0.03
+
+
+def test_the_sky_turned_through_a_day_stays_astropys_to_an_arcsecond():
+    """astropy is asked once a day and the sky turned from there: late in the day it is still astropy's sky."""
+    from skyedge.stars.catalogue import _astropy_icrs_to_enu, icrs_to_enu
+
+    for lat, lon, posix in ((SITE[0], SITE[1], 1798761600.0 + 23.9 * 3600), (-30.2, -70.7, 1727533389.0), (69.3, 16.0, 1640995199.0)):
+        m = icrs_to_enu(lat, lon, 1000.0, posix).T @ _astropy_icrs_to_enu(lat, lon, 1000.0, posix)
+        assert math.degrees(math.acos(min(1.0, (np.trace(m) - 1.0) / 2.0))) * 3600.0 < 2.0
 
 
 @pytest.mark.parametrize(
@@ -88,6 +97,27 @@ def test_a_frame_without_stars_gives_no_geometry():
     cloudy = rng.normal(500, 20, (256, 256)).astype(np.float32)
     with pytest.raises(NoGeometry, match="stars detected"):
         solve_frame(detect_stars(cloudy), default_catalogue(), SITE, NIGHT, cloudy.shape)
+
+
+def test_the_vote_counts_every_pair_at_equal_zenith_angle_and_no_other():
+    """The vote's peak per candidate lens equals a pair-by-pair count (catalogue stars at equal zenith angles
+    included): it may be computed any way, it must count the same pairs."""
+    rng = np.random.default_rng(3)
+    det_xy = rng.uniform(0, 200, (25, 2))
+    cat_zen = np.concatenate([rng.uniform(0, 75, 30), np.full(5, 40.0)])
+    cat_az = rng.uniform(0, 360, len(cat_zen))
+    cands = np.column_stack([rng.uniform(90, 110, 300), rng.uniform(90, 110, 300), rng.uniform(60, 140, 300), rng.choice([1.0, -1.0], 300)])
+    scores, north = _vote(det_xy, cat_zen, cat_az, cands, tol_deg=4.0, bin_deg=3.0)
+    for c, score, rot in zip(cands, scores, north, strict=True):
+        hist = np.zeros(120, np.int64)
+        for x, y in det_xy:
+            zen = math.hypot(x - c[0], y - c[1]) / c[2] * 90.0
+            ang = math.degrees(math.atan2(-(x - c[0]), -(y - c[1])))
+            for z, a in zip(cat_zen, cat_az, strict=True):
+                if abs(zen - z) < 4.0:
+                    hist[int(((ang - c[3] * a) % 360.0) / 3.0) % 120] += 1
+        hist = hist + np.roll(hist, 1)
+        assert score == hist.max() and rot == hist.argmax() * 3.0
 
 
 def test_a_wrong_capture_time_does_not_solve():

@@ -41,7 +41,8 @@ CHANCE_RATIO = 2.0
 VOTE_STARS = 60  # brightest detections and catalogue stars compared in the vote
 VOTE_MIN_ALT_DEG = 15.0
 # Best coarse candidates searched finely: on the real development camera the right one often ranks behind chance
-# peaks (the 6 best solved 100 of its 170 clear frames, the 40 best 111, none wrong; 0.33 -> 0.63 s a frame).
+# peaks (the 6 best solved 100 of its 170 clear frames, the 40 best 111, none wrong; 0.33 -> 0.63 s a frame
+# with the vote of then, 5x slower than now).
 VOTE_FINE = 40
 FIT_MIN_ALT_DEG = 8.0
 
@@ -77,19 +78,29 @@ class Solution:
 def _vote(det_xy: np.ndarray, cat_zen: np.ndarray, cat_az: np.ndarray, cands: np.ndarray, tol_deg: float, bin_deg: float):
     """Peak vote and rotation for each candidate (cx, cy, radius, sign) (rows of ``cands``)."""
     nbins = int(round(360.0 / bin_deg))
+    # Only pairs at nearly equal zenith angle vote: with the catalogue sorted by zenith angle, each detection's
+    # partners are one run of it, found by bisection (a few of the 60, not every one compared: 5-6x faster).
+    order = np.argsort(cat_zen, kind="stable")
+    zen_s, az_s = cat_zen[order], cat_az[order]
     scores = np.zeros(len(cands))
     north = np.zeros(len(cands))
     for start in range(0, len(cands), 256):
         c = cands[start : start + 256]
         dx = det_xy[None, :, 0] - c[:, 0:1]
         dy = det_xy[None, :, 1] - c[:, 1:2]
-        zen_d = np.hypot(dx, dy) / c[:, 2:3] * 90.0  # equidistant for the vote: the projections differ little above 15 deg
-        ang_d = np.degrees(np.arctan2(-dx, -dy))
-        close = np.abs(zen_d[:, :, None] - cat_zen[None, None, :]) < tol_deg
+        zen_d = (np.hypot(dx, dy) / c[:, 2:3] * 90.0).ravel()  # equidistant for the vote: the projections differ little above 15 deg
+        ang_d = np.degrees(np.arctan2(-dx, -dy)).ravel()
+        lo = np.searchsorted(zen_s, zen_d - tol_deg - 1e-6, side="left")  # a little wide: the exact test follows
+        hi = np.searchsorted(zen_s, zen_d + tol_deg + 1e-6, side="right")
+        n = hi - lo
+        pair = np.repeat(np.arange(len(zen_d)), n)  # (candidate, detection) flattened
+        star = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+        close = np.abs(zen_d[pair] - zen_s[star]) < tol_deg
+        pair, star = pair[close], star[close]
+        k = pair // det_xy.shape[0]
         # north = image angle - sign * azimuth
-        rot = (ang_d[:, :, None] - c[:, 3, None, None] * cat_az[None, None, :]) % 360.0
-        k, _, _ = np.nonzero(close)
-        bins = (rot[close] / bin_deg).astype(np.int64) % nbins
+        rot = (ang_d[pair] - c[k, 3] * az_s[star]) % 360.0
+        bins = (rot / bin_deg).astype(np.int64) % nbins
         hist = np.bincount(k * nbins + bins, minlength=len(c) * nbins).reshape(len(c), nbins)
         hist = hist + np.roll(hist, 1, axis=1)  # a peak on a bin edge is not split
         best = hist.argmax(axis=1)
