@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from skyedge.ephemeris import Ephemeris
+from skyedge.ephemeris import ARCHIVE_CHUNK_S, Ephemeris
 
 D2R = math.pi / 180.0
 
@@ -172,6 +172,19 @@ def test_interpolating_the_table_costs_under_a_thousandth_of_a_degree():
     assert np.abs(np.array([g.sun_alt_deg for g in got]) - _alt(sun_v)).max() < 1e-3
     assert np.abs(np.array([g.moon_alt_deg for g in got]) - _alt(moon_v)).max() < 1e-3
     assert np.abs(np.array([g.moon_illumination for g in got]) - illumination).max() < 1e-4
+
+
+def test_an_archives_hour_long_tables_give_a_devices_answers_and_odd_spans_are_refused():
+    """Tools walking an archive tabulate an hour at a time; the sun and moon are the same as from 6-hour tables."""
+    lat, lon, elevation = SITES["fairbanks"]
+    device, archive = Ephemeris(lat, lon, elevation), Ephemeris(lat, lon, elevation, chunk_s=ARCHIVE_CHUNK_S)
+    start = datetime(2026, 11, 23, 18, tzinfo=timezone.utc).timestamp()
+    for t in start + np.random.default_rng(4).uniform(0, 40 * 86400, 20):
+        a, b = device.at(t), archive.at(t)
+        assert abs(a.sun_alt_deg - b.sun_alt_deg) < 1e-3 and abs(a.moon_alt_deg - b.moon_alt_deg) < 1e-3
+        assert abs(a.moon_illumination - b.moon_illumination) < 1e-5
+    with pytest.raises(ValueError, match="chunk_s"):
+        Ephemeris(lat, lon, elevation, chunk_s=100.0)
 
 
 def test_polar_day_and_night():

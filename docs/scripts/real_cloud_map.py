@@ -33,7 +33,7 @@ import numpy as np
 
 from skyedge.edge.cloud_map import MODEL_WEIGHT_STARS, CloudMapper, sector_cover, with_stars
 from skyedge.edge.config import OrientationSection
-from skyedge.ephemeris import Ephemeris
+from skyedge.ephemeris import ARCHIVE_CHUNK_S, Ephemeris
 from skyedge.masks import card_mask, combined
 from skyedge.model_card import read_card
 from skyedge.precisions import ort_session
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     session = ort_session(args.package / card.files[args.precision])
     names = {t.role: t.name for t in card.outputs}
     model_mask = card_mask(card, args.package)
-    eph = Ephemeris(lat, lon, elev)
+    eph = Ephemeris(lat, lon, elev, chunk_s=ARCHIVE_CHUNK_S)
     watch = StarWatch((lat, lon, elev), solve_every_s=0.0)
     errors, hits, swapped = defaultdict(list), defaultdict(lambda: [0, 0]), defaultdict(int)
     scored = 0

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from skyedge.ephemeris import Ephemeris
+from skyedge.ephemeris import ARCHIVE_CHUNK_S, Ephemeris
 from skyedge.sky_sectors import RING_EDGES_DEG, SECTORS, SEGMENTS, sector_of
 from skyedge.stars.catalogue import default_catalogue
 from skyedge.stars.detection import detect_stars
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     site = SimpleNamespace(latitude_deg=lat, longitude_deg=lon, elevation_m=elev)
     frames = [r for r in labelled_frames(args.labelme, site, "%Y-%m-%d-%H-%M-%S", args.utc_offset) if r.label != "day"]
     frames.sort(key=lambda r: r.captured)
-    cat, eph = default_catalogue(), Ephemeris(lat, lon, elev)
+    cat, eph = default_catalogue(), Ephemeris(lat, lon, elev, chunk_s=ARCHIVE_CHUNK_S)
     t0 = time.perf_counter()
     for r in frames:  # timed on every night frame; kept for none (a detection carries its frame's significance image)
         detect_stars(r.frame.image, mask=r.frame.sky | r.frame.cloud)

@@ -72,12 +72,12 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
     frame to frame (a colour camera's hot pixels, a lamp: :func:`~skyedge.stars.static_spots.places_in_most_frames`),
     and those places per frame size. ``progress`` is called twice per frame: once as it is searched for static
     places, once as it is solved."""
-    from skyedge.ephemeris import Ephemeris
+    from skyedge.ephemeris import ARCHIVE_CHUNK_S, Ephemeris
 
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
     if not files:
         raise GeometryCommandError(f"{folder}: no frames ({', '.join(sorted(FRAME_SUFFIXES))})")
-    eph, cat = Ephemeris(*site), default_catalogue()
+    eph, cat = Ephemeris(*site, chunk_s=ARCHIVE_CHUNK_S), default_catalogue()
     results, night = {}, []
     for path in files:  # first pass: which frames can be solved, and where their detections lie
         try:

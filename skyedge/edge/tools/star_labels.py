@@ -61,11 +61,11 @@ def label_frames(files: list[Path], folder: Path, out: Path, camera: CameraSetup
     """Label the night frames among ``files`` (under ``folder``: :func:`frames_to_label`) from their stars into
     ``out``; the outcomes counted, and the skipped files with why. ``progress`` is called twice per file: as its time
     is read, and as its stars are (at once for a file that is no night frame)."""
-    from skyedge.ephemeris import Ephemeris
+    from skyedge.ephemeris import ARCHIVE_CHUNK_S, Ephemeris
     from skyedge.stars.labels import star_label
     from skyedge.stars.watch import StarWatch
 
-    clock, eph = camera.clock, Ephemeris(*camera.site)
+    clock, eph = camera.clock, Ephemeris(*camera.site, chunk_s=ARCHIVE_CHUNK_S)
     watch = StarWatch(camera.site, geometry=camera.geometry, star_size_px=camera.star_size_px)
     kept = _already_labelled(out)
     counts, skipped, night = Counter(), [], []

@@ -175,13 +175,13 @@ def labelled_frames(root, site, time_format: str, utc_offset_hours: float, night
     """Every LabelMe file in ``root`` with its label (:func:`frame_label`) from the ephemeris at ``site``
     (``latitude_deg``, ``longitude_deg``, ``elevation_m``); ``nights``: a part of the nights only (``part``,
     ``fraction``, ``seed``: the seeded draw a recipe's night split makes)."""
-    from skyedge.ephemeris import Ephemeris
+    from skyedge.ephemeris import ARCHIVE_CHUNK_S, Ephemeris
 
     root = Path(root)
     files = sorted(root.glob("*.json"))
     if not files:
         raise DatasetError(f"{root}: no LabelMe JSON files")
-    eph = Ephemeris(site.latitude_deg, site.longitude_deg, site.elevation_m)
+    eph = Ephemeris(site.latitude_deg, site.longitude_deg, site.elevation_m, chunk_s=ARCHIVE_CHUNK_S)
     placed = []
     for file in files:
         when = capture_time(file.stem, time_format, utc_offset_hours)
