@@ -116,10 +116,11 @@ _PROBES = _vectors(np.array([0, 90, 180, 270, 45, 225, 0, 0.0]), np.array([0, 0,
 def icrs_to_enu(latitude_deg: float, longitude_deg: float, elevation_m: float, posix: float) -> np.ndarray:
     """The rotation taking ICRS unit vectors to (east, north, up) at the site and moment. astropy gives it at the
     start of the UTC day (:func:`_astropy_icrs_to_enu`), and an hour later; the rest of the day the sky turns about
-    the axis and at the rate that hour shows (within 0.13 arcsec of astropy's own answer, 1.1 at worst, at 60 random sites and moments of 2016-2031;
-    tests/test_stars.py checks it against astropy and an independent formula). Asking astropy at every frame cost
-    2.5 ms and kept about 0.5 kB alive inside it each time (tracemalloc), a leak a device running for months could
-    not afford; asked hourly, a clock check (the sky over +-12 h) still cost 50 astropy calls, 0.15 s."""
+    the axis and at the rate that hour shows (within 0.13 arcsec of astropy's own answer, 1.1 at worst, at 60
+    random sites and moments of 2016-2031; tests/test_stars.py checks it against astropy and an independent
+    formula). Asking astropy at every frame cost 2.5 ms and kept about 0.5 kB alive inside it each time
+    (tracemalloc), a leak a device running for months could not afford; asked hourly, a clock check (the sky over
+    +-12 h) still cost 50 astropy calls, 0.15 s."""
     anchor = math.floor(posix / _ANCHOR_S) * _ANCHOR_S
     start, axis, rate = _turn(latitude_deg, longitude_deg, elevation_m, anchor)
     return start @ rotation_about(axis, rate * (posix - anchor))
