@@ -13,7 +13,7 @@ from skyedge.stars.catalogue import default_catalogue, refraction_deg
 from skyedge.stars.detection import Detections, detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, GeometryFileError, load_geometry, save_geometry
 from skyedge.stars.lens import Lens
-from skyedge.stars.solve import NoGeometry, _vote, solve_frame
+from skyedge.stars.solve import FIT_MIN_ALT_DEG, VOTE_STARS, NoGeometry, _vote, solve_frame, stars_to_match
 from skyedge.stars.visibility import SEEN_RULE, completeness_counts, limiting_magnitudes, star_visibility, twilight_mag
 from skyedge.training.simulate.starfield import render_star_field
 
@@ -118,6 +118,18 @@ def test_the_vote_counts_every_pair_at_equal_zenith_angle_and_no_other():
                     hist[int(((ang - c[3] * a) % 360.0) / 3.0) % 120] += 1
         hist = hist + np.roll(hist, 1)
         assert score == hist.max() and rot == hist.argmax() * 3.0
+
+
+def test_the_stars_to_match_are_the_brightest_above_the_fit_altitude_however_few_are_placed():
+    """Only the brightest are placed on the sky first; they must be the very stars placing every one would pick,
+    when they hold enough above the fit's altitude and when they do not (3,000 detections: all are needed)."""
+    cat = default_catalogue()
+    for posix, detected in ((NIGHT, 40), (NIGHT + 5 * 3600, 300), (1798761600.0, 3000)):
+        every = cat.at(*SITE, posix, mag_limit=6.5)
+        every = every.subset(every.alt_deg >= FIT_MIN_ALT_DEG)
+        want = every.subset(np.argsort(every.mag, kind="stable")[: max(2 * detected, 3 * VOTE_STARS)])
+        got = stars_to_match(cat, SITE, posix, detected)
+        assert np.array_equal(got.hip, want.hip) and np.array_equal(got.alt_deg, want.alt_deg)
 
 
 def test_a_wrong_capture_time_does_not_solve():

@@ -103,7 +103,7 @@ class StarsSection(Schema):
         "rewritten",
     )
     solve_every_s: Annotated[float, Field(ge=0)] = Field(
-        default=600.0, description="at most one blind solve (0.3-0.5 s on 2 cores) and one tracking refit (10-15 ms) per this many seconds"
+        default=600.0, description="at most one blind solve (0.3-0.4 s on 2 cores) and one tracking refit (10-15 ms) per this many seconds"
     )
     star_size_px: Annotated[int, Field(ge=3, le=51)] = Field(default=7, description="widest star in pixels (larger for soft 2-4k frames)")
     min_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(

@@ -76,6 +76,7 @@ class StarCatalogue:
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"{path}: not a skyedge star catalogue ({exc})") from exc
         self._day: tuple[float, np.ndarray] | None = None  # (UTC day, its ICRS vectors): one day's, 190 kB
+        self._brightest_first = np.argsort(self.mag, kind="stable")
 
     def __len__(self) -> int:
         return len(self.mag)
@@ -94,10 +95,17 @@ class StarCatalogue:
             self._day = (day, vectors)
         return self._day[1]
 
-    def at(self, latitude_deg: float, longitude_deg: float, elevation_m: float, posix: float, mag_limit: float | None = None) -> StarsAt:
-        """Every star (brighter than ``mag_limit``) at the site and moment, apparent (refracted) positions."""
+    def at(
+        self, latitude_deg: float, longitude_deg: float, elevation_m: float, posix: float, mag_limit: float | None = None,
+        brightest: int | None = None,
+    ) -> StarsAt:
+        """Every star (brighter than ``mag_limit``; only the ``brightest`` of the catalogue, brightest first, when
+        given) at the site and moment, apparent (refracted) positions."""
         rot = icrs_to_enu(latitude_deg, longitude_deg, elevation_m, posix)
         keep = slice(None) if mag_limit is None else self.mag <= mag_limit
+        if brightest is not None:
+            first = self._brightest_first[:brightest]
+            keep = first if mag_limit is None else first[self.mag[first] <= mag_limit]
         enu = self.icrs_vectors(posix)[keep] @ rot.T
         alt = np.degrees(np.arcsin(np.clip(enu[:, 2], -1.0, 1.0)))
         az = np.degrees(np.arctan2(enu[:, 0], enu[:, 1])) % 360.0

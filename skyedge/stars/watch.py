@@ -9,7 +9,7 @@ Per night frame (:meth:`StarWatch.observe`, the pipeline's source thread; ~20-20
 2. with a geometry, the expected stars are compared with them (:mod:`skyedge.stars.visibility`);
 3. without one, or when a frame with many stars sees few of the expected ones (a remounted or rotated camera
    looks exactly like that; a cloudy frame has too few stars to try), the frame is solved blind
-   (:mod:`skyedge.stars.solve`, 0.3-0.5 s on 2 cores, at most once per ``solve_every_s``). A solution that holds
+   (:mod:`skyedge.stars.solve`, 0.3-0.4 s on 2 cores, at most once per ``solve_every_s``). A solution that holds
    replaces the geometry and is saved; a frame that does not solve leaves the saved geometry alone. With a geometry, the
    camera's clock is checked too (:mod:`skyedge.stars.clock`): a frame whose stars the saved lens matches at
    another time, clearly better than the blind solve at its stated time, has a wrong capture time, not a moved
