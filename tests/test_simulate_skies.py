@@ -236,6 +236,29 @@ def test_horizon_banks_put_a_few_percent_of_cloud_low_and_leave_the_sky_above_cl
     assert AllskyConfig().horizon_bank_probability == 0.0 and np.array_equal(a, b)
 
 
+def test_thin_cloud_lets_the_brighter_stars_through_and_is_still_cloud():
+    """Thin cloud a person paints as cloud and the stars shine through: opacity 0.5-0.85 at its thickest, the stars
+    under it dimmed, not gone as under the class's usual thick cloud."""
+    from skyedge.preprocess import NO_SKY
+
+    cfg = linear_cfg(light_pollution=(0.0, 0.0), domes=(0, 0), moon_up_probability=0.0, cloud_cover=(0.95, 1.0))
+    thin_cfg = dataclasses.replace(cfg, thin_cloud_probability=1.0)
+    thick = [render_allsky("cloudy", np.random.default_rng(s), cfg) for s in range(6)]
+    thin = [render_allsky("cloudy", np.random.default_rng(s), thin_cfg) for s in range(6)]
+    for _, meta in thin:
+        opacity = meta["cloud_truth"][meta["cloud_truth"] != NO_SKY] / 250.0
+        assert meta["cloud_thin"] and 0.5 <= opacity.max() <= 0.85 + 1e-6
+        assert meta["cloud_fraction"] > 0.3  # cloud by the truth's own count (opacity 0.5 or more)
+    # The starlight reaching the camera: a third to a half through thin cloud, a few per cent through thick.
+    assert min(m["starlight_seen"] for _, m in thin) > 0.2
+    assert np.median([m["starlight_seen"] for _, m in thick]) < 0.1
+    # Off by default, and asking for it changes no draw of a frame it does not thin.
+    a, _ = render_allsky("clear", np.random.default_rng(4), cfg)
+    b, _ = render_allsky("clear", np.random.default_rng(4), thin_cfg)
+    assert AllskyConfig().thin_cloud_probability == 0.0 and np.array_equal(a, b)
+    assert not any("cloud_thin" in meta for _, meta in thick)
+
+
 def test_a_dusty_dome_mottles_a_moonlit_sky_and_leaves_a_moonless_one_alone():
     """Dust on the dome is many soft out-of-focus blobs over the lens circle; lit by the moon it adds light to the
     sky. Without a moon up it is invisible, and the draw is the clean one."""

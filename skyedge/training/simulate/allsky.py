@@ -106,6 +106,11 @@ class AllskyConfig:
     # partly cloudy frames called clear had 5-9% cloud, almost all of it low (docs/results.md: tried, not adopted).
     # Off by default, which keeps the draws of every earlier data set.
     horizon_bank_probability: float = 0.0
+    # Cloudy frames with half the sky or more clouded drawn thin (opacity 0.5-0.85 at its thickest, not 0.9-1): the
+    # brighter stars shine through, as through the thin cloud a person paints as cloud on a real camera. Tried at 0.5
+    # on the simulator-only recipe: the real camera's cloudy skies no better told (docs/results.md, "Thin cloud in
+    # the simulator"). Off by default, which keeps every earlier draw.
+    thin_cloud_probability: float = 0.0
     # Frames under a moon more than 30% lit drawn in this share through a dusty dome: out-of-focus specks lit by
     # the moon mottle the sky, as on the real development camera's moonlit nights (docs/results.md: tried, not
     # adopted). Off by default.
