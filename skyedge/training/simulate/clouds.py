@@ -60,10 +60,12 @@ def cloud(sky: Sky, strength: float) -> None:
     thin = strength >= 0.5 and coverage >= 0.5 and sky.cfg.thin_cloud_probability > 0 and rng.uniform() < sky.cfg.thin_cloud_probability
     if thin:
         sky.meta["cloud_thin"] = True
-    thickness = rng.uniform(0.5, 0.85) if thin else rng.uniform(0.9, 1.0) if strength >= 0.5 else rng.uniform(0.4, 0.9)
+        thickness = rng.uniform(0.5, 0.85)
+    else:
+        thickness = rng.uniform(0.9, 1.0) if strength >= 0.5 else rng.uniform(0.4, 0.9)
     opacity = np.clip((noise - threshold) / rng.uniform(0.05, 0.3), 0.0, 1.0) * thickness
     if textured:
         detail = sky.smooth_noise(rng.uniform(0.04, 0.08), octaves=3, persistence=0.6)
-        opacity = np.clip(opacity * (1.0 + 0.35 * detail * (opacity < 0.95)), 0.0, 1.0 if not thin else thickness)
+        opacity = np.clip(opacity * (1.0 + 0.35 * detail * (opacity < 0.95)), 0.0, thickness if thin else 1.0)
     sky.cloud_opacity = np.maximum(sky.cloud_opacity, opacity)
     sky.meta.update(cloud_coverage=float(coverage), cloud_albedo=float(rng.uniform(0.4, 0.9)))
