@@ -124,7 +124,7 @@ class CloudMapper:
         cx, cy = (o.centre[0] * (w - 1), o.centre[1] * (h - 1)) if o else ((w - 1) / 2, (h - 1) / 2)
         dx, dy = xx - cx, yy - cy
         r = np.hypot(dx, dy) / max(radius, 1e-9)
-        zenith = np.degrees(zenith_of(np.minimum(r, 2.0), o.projection if o else "equidistant"))
+        zenith = np.degrees(zenith_of(np.minimum(r, 2.0), *((o.projection, tuple(o.distortion)) if o else ("equidistant",))))
         # Image angle of a direction, counter-clockwise from up; azimuth from north through east (east left of
         # north for a camera looking up, unless configured otherwise).
         angle = np.degrees(np.arctan2(-dx, -dy))

@@ -26,6 +26,7 @@ from skyedge.edge.config_observatory import (
 from skyedge.edge.config_types import Precision, TopicSegment
 from skyedge.errors import SkyedgeError
 from skyedge.exposure import DAY_MAX_EXPOSURE_S, NIGHT_MIN_EXPOSURE_S
+from skyedge.stars.lens import check_distortion
 
 
 class StartupError(SkyedgeError, ValueError):
@@ -236,9 +237,13 @@ class OrientationSection(Schema):
     east: Literal["left", "right"] = Field(
         default="left", description="east is left of north for a camera looking up (the sky seen from below)"
     )
+    distortion: list[float] = Field(default_factory=lambda: [0.0, 0.0], min_length=2, max_length=2, description=(
+        "(d1, d2): how the lens departs from its projection (docs/stars.md); the star watch fits it"))
 
-
-
+    @model_validator(mode="after")
+    def _distortion_keeps_the_sky_in_order(self):
+        check_distortion(self.projection, self.distortion)
+        return self
 
 
 class CollectSection(Schema):

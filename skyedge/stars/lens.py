@@ -3,22 +3,28 @@
 The model is the pipeline's ``orientation`` (docs/configuration.md): the zenith pixel, the horizon radius in
 pixels, a radial projection (equidistant r ~ z, equisolid r ~ sin(z/2), stereographic r ~ tan(z/2), z the zenith
 angle), the image angle of north counter-clockwise from up, and whether east lies left of north (a camera looking
-up) or right (a mirrored frame). A small tilt of the camera is absorbed by the zenith pixel; what it leaves is in
-the fit's residuals.
+up) or right (a mirrored frame). A real lens follows its projection only roughly: an optional radial
+``distortion`` (d1, d2) bends it, g(z) = f(z) (1 + d1 (f^2 - 1) + d2 (f^4 - 1)) with f the projection's normalised
+radius, which keeps the horizon where the horizon radius says and changes how the radius grows on the way there.
+A small tilt of the camera is absorbed by the zenith pixel; what it leaves is in the fit's residuals.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 
 PROJECTIONS = ("equidistant", "equisolid", "stereographic")
 
 
-def radius_of(zenith_rad: np.ndarray, projection: str) -> np.ndarray:
-    """Normalised radius (1 at the horizon) of zenith angles for the projection."""
+NO_DISTORTION = (0.0, 0.0)
+DISTORTION_CHECKED_TO_DEG = 100.0  # a distortion must keep the radius growing this far past the zenith
+
+
+def _projected(zenith_rad: np.ndarray, projection: str) -> np.ndarray:
     if projection == "equidistant":
         return zenith_rad / (math.pi / 2)
     if projection == "equisolid":
@@ -28,8 +34,42 @@ def radius_of(zenith_rad: np.ndarray, projection: str) -> np.ndarray:
     raise ValueError(f"unknown projection {projection!r}; expected one of {', '.join(PROJECTIONS)}")
 
 
-def zenith_of(r: np.ndarray, projection: str) -> np.ndarray:
-    """Zenith angle (rad) of normalised radii for the projection."""
+def radius_of(zenith_rad: np.ndarray, projection: str, distortion: tuple[float, float] = NO_DISTORTION) -> np.ndarray:
+    """Normalised radius (1 at the horizon) of zenith angles for the projection, bent by ``distortion``."""
+    f = _projected(zenith_rad, projection)
+    d1, d2 = distortion
+    if d1 == 0.0 and d2 == 0.0:
+        return f
+    f2 = f * f
+    return f * (1.0 + d1 * (f2 - 1.0) + d2 * (f2 * f2 - 1.0))
+
+
+@lru_cache(maxsize=32)
+def _inverse_table(projection: str, distortion: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(radius, zenith) samples of a distorted projection, for inverting it by interpolation."""
+    z = np.linspace(0.0, 0.95 * math.pi, 8192)
+    return radius_of(z, projection, distortion), z
+
+
+def check_distortion(projection: str, distortion) -> tuple[float, float]:
+    """``distortion`` as a tuple, or ValueError when it would fold the sky (the radius not growing with the
+    zenith angle up to ``DISTORTION_CHECKED_TO_DEG``)."""
+    d = (float(distortion[0]), float(distortion[1]))
+    if d != NO_DISTORTION:
+        z = np.radians(np.linspace(0.0, DISTORTION_CHECKED_TO_DEG, 501))
+        if not np.all(np.diff(radius_of(z, projection, d)) > 0):
+            raise ValueError(
+                f"distortion {list(d)} folds the {projection} projection (its radius must grow with the zenith angle "
+                f"to {DISTORTION_CHECKED_TO_DEG:.0f} deg)"
+            )
+    return d
+
+
+def zenith_of(r: np.ndarray, projection: str, distortion: tuple[float, float] = NO_DISTORTION) -> np.ndarray:
+    """Zenith angle (rad) of normalised radii for the projection, bent by ``distortion``."""
+    if tuple(distortion) != NO_DISTORTION:
+        radii, zeniths = _inverse_table(projection, (float(distortion[0]), float(distortion[1])))
+        return np.interp(r, radii, zeniths)
     if projection == "equidistant":
         return r * (math.pi / 2)
     if projection == "equisolid":
@@ -49,6 +89,7 @@ class Lens:
     north_deg: float  # image angle of north, counter-clockwise from up
     east: str = "left"
     projection: str = "equidistant"
+    distortion: tuple[float, float] = NO_DISTORTION  # (d1, d2): the module docstring
 
     @property
     def sign(self) -> float:
@@ -56,14 +97,14 @@ class Lens:
 
     def project(self, alt_deg: np.ndarray, az_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel (x, y) of sky directions."""
-        r = self.radius_px * radius_of(np.radians(90.0 - np.asarray(alt_deg, np.float64)), self.projection)
+        r = self.radius_px * radius_of(np.radians(90.0 - np.asarray(alt_deg, np.float64)), self.projection, self.distortion)
         angle = np.radians(self.north_deg + self.sign * np.asarray(az_deg, np.float64))
         return self.cx - r * np.sin(angle), self.cy - r * np.cos(angle)
 
     def sky(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(altitude, azimuth) in degrees of pixels."""
         dx, dy = np.asarray(x, np.float64) - self.cx, np.asarray(y, np.float64) - self.cy
-        z = zenith_of(np.hypot(dx, dy) / self.radius_px, self.projection)
+        z = zenith_of(np.hypot(dx, dy) / self.radius_px, self.projection, self.distortion)
         angle = np.degrees(np.arctan2(-dx, -dy))
         return 90.0 - np.degrees(z), ((angle - self.north_deg) * self.sign) % 360.0
 
@@ -77,19 +118,22 @@ class Lens:
         """The radial plate scale (degrees per pixel) at altitudes (a number or an array)."""
         z = np.radians(90.0 - np.asarray(alt_deg, np.float64))
         dz = 1e-4
-        dr = self.radius_px * (radius_of(z + dz, self.projection) - radius_of(z, self.projection))
+        dr = self.radius_px * (radius_of(z + dz, self.projection, self.distortion) - radius_of(z, self.projection, self.distortion))
         return np.degrees(dz) / dr
 
     def orientation(self, shape: tuple[int, int]) -> dict:
         """The pipeline's ``orientation`` section for frames of ``shape`` (h, w)."""
         h, w = shape
-        return {
+        out = {
             "projection": self.projection,
             "centre": [round(self.cx / (w - 1), 5), round(self.cy / (h - 1), 5)],
             "horizon_radius": round(self.radius_px / min(h, w), 5),
             "north_angle_deg": round(self.north_deg % 360.0, 3),
             "east": self.east,
         }
+        if self.distortion != NO_DISTORTION:  # a lens as its projection says keeps the section it always had
+            out["distortion"] = [round(v, 5) for v in self.distortion]
+        return out
 
     @classmethod
     def from_orientation(cls, section, shape: tuple[int, int]) -> Lens:
@@ -97,9 +141,11 @@ class Lens:
         get = section.get if isinstance(section, dict) else lambda k, d=None: getattr(section, k, d)
         h, w = shape
         centre = get("centre", [0.5, 0.5])
+        projection = get("projection", "equidistant")
         return cls(
             centre[0] * (w - 1), centre[1] * (h - 1), get("horizon_radius", 0.47) * min(h, w),
-            float(get("north_angle_deg", 0.0)), get("east", "left"), get("projection", "equidistant"),
+            float(get("north_angle_deg", 0.0)), get("east", "left"), projection,
+            check_distortion(projection, get("distortion", None) or NO_DISTORTION),
         )
 
     def with_(self, **changes) -> Lens:

@@ -28,7 +28,7 @@ import numpy as np
 
 from skyedge.stars.catalogue import StarCatalogue, StarsAt
 from skyedge.stars.detection import Detections
-from skyedge.stars.lens import PROJECTIONS, Lens, radius_of
+from skyedge.stars.lens import NO_DISTORTION, PROJECTIONS, Lens, check_distortion, radius_of
 
 MIN_MATCHED = 20  # matched stars a geometry needs before it is believed
 # ... and the share of the detections they must be: a wrong lens still catches a few stars by chance (on the real
@@ -45,6 +45,13 @@ VOTE_MIN_ALT_DEG = 15.0
 # wrong; 0.15, 0.29 and 0.46 s a frame for 40, 100 and 200 with this vote on 2 cores).
 VOTE_FINE = 100
 FIT_MIN_ALT_DEG = 8.0
+# A lens's departure from its projection (Lens.distortion) is fitted once this many stars are matched, reaching this
+# far from the zenith (the bend shows towards the edge), and kept where it brings the residual to this share of what
+# the projection alone leaves, matching at least as many stars; each coefficient within the bound.
+DISTORTION_MIN_STARS = 60
+DISTORTION_MIN_ZENITH_DEG = 55.0
+DISTORTION_GAIN = 0.9
+DISTORTION_BOUND = 0.3
 
 
 class NoGeometry(ValueError):
@@ -163,50 +170,93 @@ def matched_count(lens: Lens, det: Detections, stars: StarsAt, radius_deg: float
     return len(_match(lens, det, stars, radius_deg)[0])
 
 
-def fit_to_pairs(lens: Lens, dx: np.ndarray, dy: np.ndarray, alt: np.ndarray, az: np.ndarray) -> Lens:
-    """``lens`` (zenith pixel, horizon radius, north) fitted by robust least squares to detections (dx, dy) of the
-    stars at (alt, az), starting where it is."""
+def fit_to_pairs(lens: Lens, dx: np.ndarray, dy: np.ndarray, alt: np.ndarray, az: np.ndarray, distortion: bool = False) -> Lens:
+    """``lens`` (zenith pixel, horizon radius, north; with ``distortion``, its bend too) fitted by robust least
+    squares to detections (dx, dy) of the stars at (alt, az), starting where it is."""
     from scipy.optimize import least_squares
 
+    def trial_of(p) -> Lens:
+        trial = lens.with_(cx=float(p[0]), cy=float(p[1]), radius_px=float(p[2]), north_deg=float(p[3]))
+        return trial.with_(distortion=(float(p[4]), float(p[5]))) if distortion else trial
+
     def residual(p):
-        trial = lens.with_(cx=p[0], cy=p[1], radius_px=p[2], north_deg=p[3])
-        px, py = trial.project(alt, az)
+        px, py = trial_of(p).project(alt, az)
         return np.concatenate([px - dx, py - dy])
 
-    p0 = np.array([lens.cx, lens.cy, lens.radius_px, lens.north_deg])
-    fit = least_squares(residual, p0, loss="soft_l1", f_scale=1.0, x_scale=np.array([1.0, 1.0, 1.0, 0.1]))
-    return lens.with_(cx=float(fit.x[0]), cy=float(fit.x[1]), radius_px=float(fit.x[2]), north_deg=float(fit.x[3]) % 360.0)
+    p0 = [lens.cx, lens.cy, lens.radius_px, lens.north_deg]
+    scale, low, high = [1.0, 1.0, 1.0, 0.1], [-np.inf] * 4, [np.inf] * 4
+    if distortion:
+        p0 += [float(np.clip(v, -DISTORTION_BOUND, DISTORTION_BOUND)) for v in lens.distortion]
+        scale, low, high = scale + [0.01, 0.01], low + [-DISTORTION_BOUND] * 2, high + [DISTORTION_BOUND] * 2
+    fit = least_squares(residual, np.array(p0), loss="soft_l1", f_scale=1.0, x_scale=np.array(scale), bounds=(low, high))
+    found = trial_of(fit.x)
+    return found.with_(north_deg=found.north_deg % 360.0)
+
+
+def _matched_pairs(lens: Lens, frames, radius_deg: float):
+    """(dx, dy, alt, az, mag) of every frame's detections matched within ``radius_deg`` where ``lens`` puts the stars."""
+    pairs = [(f, _match(lens, *f, radius_deg)) for f in frames]
+    return tuple(
+        np.concatenate(parts)
+        for parts in zip(*[(d.x[di], d.y[di], s.alt_deg[si], s.az_deg[si], s.mag[si]) for (d, s), (di, si) in pairs], strict=True)
+    )
+
+
+def _solution(lens: Lens, frames, pairs) -> Solution:
+    """``lens`` scored on its matched ``pairs``: residuals with the worst (over 3 medians) clipped."""
+    dx, dy, alt, az, _ = pairs
+    px, py = lens.project(alt, az)
+    res = np.hypot(px - dx, py - dy)
+    clipped = np.minimum(res, 3 * np.median(res) + 1e-9)
+    rms = float(np.sqrt(np.mean(clipped**2)))
+    rms_deg = float(np.sqrt(np.mean((clipped * lens.degrees_per_px(np.clip(alt, 1, 89))) ** 2)))
+    return Solution(lens, len(dx), sum(len(d) for d, _ in frames), rms, rms_deg, len(frames), pairs)
 
 
 def refine(lens: Lens, frames: list[tuple[Detections, StarsAt]], projections=PROJECTIONS) -> Solution:
-    """Least-squares geometry over one or more frames' matches, starting from ``lens``; best projection wins."""
+    """Least-squares geometry over one or more frames' matches, starting from ``lens``; best projection wins, then
+    bent (:func:`_bent`) where the stars say the lens departs from it."""
     best: Solution | None = None
     for projection in projections:
         trial = lens.with_(projection=projection)
         if projection != lens.projection:  # keep the horizon radius that puts 45 deg where the start lens did
-            trial = trial.with_(radius_px=lens.radius_px * float(radius_of(np.array(math.pi / 4), lens.projection) / radius_of(np.array(math.pi / 4), projection)))
+            trial = trial.with_(
+                radius_px=lens.radius_px * float(radius_of(np.array(math.pi / 4), lens.projection, lens.distortion) / radius_of(np.array(math.pi / 4), projection)),
+                distortion=NO_DISTORTION,  # a bend belongs to the projection it was fitted with
+            )
         for radius_deg in (3.0, 2.0, 1.5, 1.0, 1.0):
-            pairs = [(f, _match(trial, *f, radius_deg)) for f in frames]
-            n = sum(len(di) for _, (di, _) in pairs)
-            if n < 4:
+            pairs = _matched_pairs(trial, frames, radius_deg)
+            if len(pairs[0]) < 4:
                 break
-            dx = np.concatenate([d.x[di] for (d, _), (di, _) in pairs])
-            dy = np.concatenate([d.y[di] for (d, _), (di, _) in pairs])
-            alt = np.concatenate([s.alt_deg[si] for (_, s), (_, si) in pairs])
-            az = np.concatenate([s.az_deg[si] for (_, s), (_, si) in pairs])
-            mag = np.concatenate([s.mag[si] for (_, s), (_, si) in pairs])
-            trial = fit_to_pairs(trial, dx, dy, alt, az)
+            trial = fit_to_pairs(trial, *pairs[:4])
         else:
-            px, py = trial.project(alt, az)
-            res = np.hypot(px - dx, py - dy)
-            rms = float(np.sqrt(np.mean(np.minimum(res, 3 * np.median(res) + 1e-9) ** 2)))
-            scale = trial.degrees_per_px(np.clip(alt, 1, 89))
-            rms_deg = float(np.sqrt(np.mean((np.minimum(res, 3 * np.median(res) + 1e-9) * scale) ** 2)))
-            sol = Solution(trial, len(dx), sum(len(d) for d, _ in frames), rms, rms_deg, len(frames), (dx, dy, alt, az, mag))
+            sol = _solution(trial, frames, pairs)
             if best is None or (sol.matched, -sol.rms_px) > (best.matched * 1.02, -best.rms_px):
                 best = sol
     if best is None:
         raise NoGeometry("too few stars matched the catalogue")
+    return _bent(best, frames)
+
+
+def _bent(best: Solution, frames) -> Solution:
+    """``best``, or its lens with a fitted bend (Lens.distortion) where enough stars far enough out show one: kept
+    only if it matches as many stars and brings the residual to ``DISTORTION_GAIN`` of the unbent lens's."""
+    alt = best.pairs[2]
+    if best.matched < DISTORTION_MIN_STARS or 90.0 - float(alt.min()) < DISTORTION_MIN_ZENITH_DEG:
+        return best
+    trial = best.lens
+    for radius_deg in (2.0, 1.5, 1.0, 1.0):  # wider first: the stars the unbent lens missed are the ones that tell
+        pairs = _matched_pairs(trial, frames, radius_deg)
+        if len(pairs[0]) < DISTORTION_MIN_STARS:
+            return best
+        trial = fit_to_pairs(trial, *pairs[:4], distortion=True)
+    try:
+        check_distortion(trial.projection, trial.distortion)
+    except ValueError:  # a bend that folds the sky is a poor fit, not a lens
+        return best
+    bent = _solution(trial, frames, _matched_pairs(trial, frames, 1.0))
+    if bent.matched >= best.matched and bent.rms_px < DISTORTION_GAIN * best.rms_px:
+        return bent
     return best
 
 

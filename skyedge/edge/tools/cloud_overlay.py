@@ -9,7 +9,6 @@ segments, and each visible sector's cloud fraction; the title says the cloud cov
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from skyedge.masks import card_mask, combined
 from skyedge.model_card import read_card
 from skyedge.precisions import ort_session
 from skyedge.preprocess import apply_stretch, prepare_frame_and_sky
+from skyedge.stars.lens import Lens
 
 
 def cloud_report(
@@ -64,17 +64,10 @@ def draw(image: np.ndarray, report: CloudReport, preprocess, orientation=None) -
     base = (apply_stretch(grey.astype(np.float32), preprocess.stretch) * 255).astype(np.uint8)
     out = cv2.cvtColor(base, cv2.COLOR_GRAY2RGB).astype(np.float32)
     (cx, cy), radius, o = _geometry(image.shape[:2], preprocess, orientation)
-    projection = o.projection if o else "equidistant"
-    north = math.radians(o.north_angle_deg if o else 0.0)
-    sign = 1.0 if (o is None or o.east == "left") else -1.0
+    lens = Lens.from_orientation(o, image.shape[:2]) if o else Lens(cx, cy, radius, 0.0)  # the mapper's geometry
 
     def pixel(zenith_deg: np.ndarray, azimuth_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z = np.radians(zenith_deg)
-        r = {"equidistant": z / (math.pi / 2), "equisolid": np.sin(z / 2) / math.sin(math.pi / 4)}.get(
-            projection, np.tan(z / 2) / math.tan(math.pi / 4)
-        ) * radius
-        angle = north + sign * np.radians(azimuth_deg)
-        return cx - r * np.sin(angle), cy - r * np.cos(angle)
+        return lens.project(90.0 - np.asarray(zenith_deg, np.float64), azimuth_deg)
 
     if report.points is not None:
         zen, az, cloud, weight = report.points

@@ -288,9 +288,10 @@ def run(folder: Path, site_text: str, out: Path, clock_section, star_size_px: in
         return 1
     save_geometry(geometry, out)
     lens = geometry.lens
+    bend = f" bent by {[round(v, 4) for v in lens.distortion]}" if any(lens.distortion) else ""
     console.print(
         f"{len(used)} frames of one pose (joint fit over up to {JOINT_FRAMES}): zenith ({lens.cx:.1f}, {lens.cy:.1f}) px, "
-        f"horizon radius {lens.radius_px:.1f} px, north {lens.north_deg:.2f} deg, east {lens.east}, {lens.projection}; "
+        f"horizon radius {lens.radius_px:.1f} px, north {lens.north_deg:.2f} deg, east {lens.east}, {lens.projection}{bend}; "
         f"residual {geometry.fit['rms_px']:.2f} px = {geometry.fit['rms_deg']:.3f} deg ({geometry.fit['matched_stars']} stars); "
         f"limiting magnitude per ring {list(geometry.limiting_mag) if geometry.limiting_mag else 'not learnt (no clear frame)'}"
     )
