@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from skyedge.sky_sectors import LAYOUT, RING_EDGES_DEG, SECTORS, SEGMENTS, sector_of
-from skyedge.stars.lens import zenith_of
+from skyedge.stars.lens import Lens
 
 UPSAMPLE = 4  # map points per cell along each axis: sectors smaller than a cell still get their share
 CLOUDY_AT = 0.5  # a sector (or map point) at least this cloudy counts as cloudy
@@ -120,17 +120,12 @@ class CloudMapper:
         fy = (v + 0.5) * th / H - 0.5 - top
         xx, yy = np.meshgrid(fx, fy)
         o = self.orientation
-        radius = (o.horizon_radius if o else self.pre.horizon_radius) * min(h, w)
-        cx, cy = (o.centre[0] * (w - 1), o.centre[1] * (h - 1)) if o else ((w - 1) / 2, (h - 1) / 2)
-        dx, dy = xx - cx, yy - cy
-        r = np.hypot(dx, dy) / max(radius, 1e-9)
-        zenith = np.degrees(zenith_of(np.minimum(r, 2.0), *((o.projection, tuple(o.distortion)) if o else ("equidistant",))))
-        # Image angle of a direction, counter-clockwise from up; azimuth from north through east (east left of
-        # north for a camera looking up, unless configured otherwise).
-        angle = np.degrees(np.arctan2(-dx, -dy))
-        north = o.north_angle_deg if o else 0.0
-        sign = 1.0 if (o is None or o.east == "left") else -1.0
-        azimuth = ((angle - north) * sign) % 360.0
+        # The configured (or solved) lens; without one, an equidistant lens looking straight up, north at the top
+        # and east to the left, as a camera looking up sees it.
+        lens = Lens.from_orientation(o, frame_shape) if o else Lens((w - 1) / 2, (h - 1) / 2, self.pre.horizon_radius * min(h, w), 0.0)
+        r = np.hypot(xx - lens.cx, yy - lens.cy) / max(lens.radius_px, 1e-9)
+        alt, azimuth = lens.sky(xx, yy)
+        zenith = 90.0 - alt
         sector = np.where(r <= 1.0, sector_of(zenith, azimuth), -1)
         inside = sector >= 0
         weight = np.ones((mh, mw), np.float32)

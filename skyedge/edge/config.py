@@ -26,14 +26,12 @@ from skyedge.edge.config_observatory import (
 from skyedge.edge.config_types import Precision, TopicSegment
 from skyedge.errors import SkyedgeError
 from skyedge.exposure import DAY_MAX_EXPOSURE_S, NIGHT_MIN_EXPOSURE_S
-from skyedge.stars.lens import check_distortion
+from skyedge.stars.lens import check_distortion, check_tilt
 
 
 class StartupError(SkyedgeError, ValueError):
     """A deployment that validates but cannot start here (a model that cannot serve it, a path that cannot be
     used): the message names the key and says what to do, like any other config error."""
-
-
 
 
 class ModelSection(Schema):
@@ -239,10 +237,13 @@ class OrientationSection(Schema):
     )
     distortion: list[float] = Field(default_factory=lambda: [0.0, 0.0], min_length=2, max_length=2, description=(
         "(d1, d2): how the lens departs from its projection (docs/stars.md); the star watch fits it"))
+    tilt_deg: list[float] = Field(default_factory=lambda: [0.0, 0.0], min_length=2, max_length=2, description=(
+        "how far the optical axis leans toward east and toward north (centre is then the axis's pixel); fitted too"))
 
     @model_validator(mode="after")
-    def _distortion_keeps_the_sky_in_order(self):
+    def _lens_keeps_the_sky_in_order(self):
         check_distortion(self.projection, self.distortion)
+        check_tilt(self.tilt_deg)
         return self
 
 
@@ -388,8 +389,6 @@ class ReportersSection(Schema):
         if self.mqtt is None and self.jsonl is None:
             raise ValueError("configure at least one reporter (mqtt or jsonl)")
         return self
-
-
 
 
 class EdgeConfig(Schema):

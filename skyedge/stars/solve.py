@@ -28,7 +28,7 @@ import numpy as np
 
 from skyedge.stars.catalogue import StarCatalogue, StarsAt
 from skyedge.stars.detection import Detections
-from skyedge.stars.lens import NO_DISTORTION, PROJECTIONS, Lens, check_distortion, radius_of
+from skyedge.stars.lens import MAX_TILT_DEG, NO_DISTORTION, PROJECTIONS, Lens, check_distortion, check_tilt, radius_of
 
 MIN_MATCHED = 20  # matched stars a geometry needs before it is believed
 # ... and the share of the detections they must be: a wrong lens still catches a few stars by chance (on the real
@@ -45,12 +45,12 @@ VOTE_MIN_ALT_DEG = 15.0
 # wrong; 0.15, 0.29 and 0.46 s a frame for 40, 100 and 200 with this vote on 2 cores).
 VOTE_FINE = 100
 FIT_MIN_ALT_DEG = 8.0
-# A lens's departure from its projection (Lens.distortion) is fitted once this many stars are matched, reaching this
-# far from the zenith (the bend shows towards the edge), and kept where it brings the residual to this share of what
-# the projection alone leaves, matching at least as many stars; each coefficient within the bound.
-DISTORTION_MIN_STARS = 60
-DISTORTION_MIN_ZENITH_DEG = 55.0
-DISTORTION_GAIN = 0.9
+# A lens's shape beyond its projection (Lens.tilt and Lens.distortion) is fitted once this many stars are matched,
+# reaching this far from the zenith (a tilt and a bend show towards the edge), and kept where it brings the residual
+# to this share of what the level, unbent lens leaves, matching about as many stars; each bend term within the bound.
+SHAPE_MIN_STARS = 40
+SHAPE_MIN_ZENITH_DEG = 55.0
+SHAPE_GAIN = 0.9
 DISTORTION_BOUND = 0.3
 
 
@@ -170,14 +170,14 @@ def matched_count(lens: Lens, det: Detections, stars: StarsAt, radius_deg: float
     return len(_match(lens, det, stars, radius_deg)[0])
 
 
-def fit_to_pairs(lens: Lens, dx: np.ndarray, dy: np.ndarray, alt: np.ndarray, az: np.ndarray, distortion: bool = False) -> Lens:
-    """``lens`` (zenith pixel, horizon radius, north; with ``distortion``, its bend too) fitted by robust least
+def fit_to_pairs(lens: Lens, dx: np.ndarray, dy: np.ndarray, alt: np.ndarray, az: np.ndarray, shape: bool = False) -> Lens:
+    """``lens`` (zenith pixel, horizon radius, north; with ``shape``, its tilt and bend too) fitted by robust least
     squares to detections (dx, dy) of the stars at (alt, az), starting where it is."""
     from scipy.optimize import least_squares
 
     def trial_of(p) -> Lens:
         trial = lens.with_(cx=float(p[0]), cy=float(p[1]), radius_px=float(p[2]), north_deg=float(p[3]))
-        return trial.with_(distortion=(float(p[4]), float(p[5]))) if distortion else trial
+        return trial.with_(tilt=(float(p[4]), float(p[5])), distortion=(float(p[6]), float(p[7]))) if shape else trial
 
     def residual(p):
         px, py = trial_of(p).project(alt, az)
@@ -185,9 +185,13 @@ def fit_to_pairs(lens: Lens, dx: np.ndarray, dy: np.ndarray, alt: np.ndarray, az
 
     p0 = [lens.cx, lens.cy, lens.radius_px, lens.north_deg]
     scale, low, high = [1.0, 1.0, 1.0, 0.1], [-np.inf] * 4, [np.inf] * 4
-    if distortion:
+    if shape:
+        tilt_bound = MAX_TILT_DEG  # each way; a lean beyond it both ways together is refused after the fit
+        p0 += [float(np.clip(v, -tilt_bound, tilt_bound)) for v in lens.tilt]
         p0 += [float(np.clip(v, -DISTORTION_BOUND, DISTORTION_BOUND)) for v in lens.distortion]
-        scale, low, high = scale + [0.01, 0.01], low + [-DISTORTION_BOUND] * 2, high + [DISTORTION_BOUND] * 2
+        scale += [0.1, 0.1, 0.01, 0.01]
+        low += [-tilt_bound] * 2 + [-DISTORTION_BOUND] * 2
+        high += [tilt_bound] * 2 + [DISTORTION_BOUND] * 2
     fit = least_squares(residual, np.array(p0), loss="soft_l1", f_scale=1.0, x_scale=np.array(scale), bounds=(low, high))
     found = trial_of(fit.x)
     return found.with_(north_deg=found.north_deg % 360.0)
@@ -215,7 +219,7 @@ def _solution(lens: Lens, frames, pairs) -> Solution:
 
 def refine(lens: Lens, frames: list[tuple[Detections, StarsAt]], projections=PROJECTIONS) -> Solution:
     """Least-squares geometry over one or more frames' matches, starting from ``lens``; best projection wins, then
-    bent (:func:`_bent`) where the stars say the lens departs from it."""
+    tilted and bent (:func:`_shaped`) where the stars say the camera leans or the lens departs from it."""
     best: Solution | None = None
     for projection in projections:
         trial = lens.with_(projection=projection)
@@ -235,28 +239,29 @@ def refine(lens: Lens, frames: list[tuple[Detections, StarsAt]], projections=PRO
                 best = sol
     if best is None:
         raise NoGeometry("too few stars matched the catalogue")
-    return _bent(best, frames)
+    return _shaped(best, frames)
 
 
-def _bent(best: Solution, frames) -> Solution:
-    """``best``, or its lens with a fitted bend (Lens.distortion) where enough stars far enough out show one: kept
-    only if it matches as many stars and brings the residual to ``DISTORTION_GAIN`` of the unbent lens's."""
+def _shaped(best: Solution, frames) -> Solution:
+    """``best``, or its lens with a fitted tilt and bend (Lens.tilt, Lens.distortion) where enough stars far enough
+    out show them: kept only if it matches about as many stars and brings the residual to ``SHAPE_GAIN`` of ``best``'s."""
     alt = best.pairs[2]
-    if best.matched < DISTORTION_MIN_STARS or 90.0 - float(alt.min()) < DISTORTION_MIN_ZENITH_DEG:
+    if best.matched < SHAPE_MIN_STARS or 90.0 - float(alt.min()) < SHAPE_MIN_ZENITH_DEG:
         return best
     trial = best.lens
     for radius_deg in (2.0, 1.5, 1.0, 1.0):  # wider first: the stars the unbent lens missed are the ones that tell
         pairs = _matched_pairs(trial, frames, radius_deg)
-        if len(pairs[0]) < DISTORTION_MIN_STARS:
+        if len(pairs[0]) < SHAPE_MIN_STARS:
             return best
-        trial = fit_to_pairs(trial, *pairs[:4], distortion=True)
+        trial = fit_to_pairs(trial, *pairs[:4], shape=True)
     try:
         check_distortion(trial.projection, trial.distortion)
-    except ValueError:  # a bend that folds the sky is a poor fit, not a lens
+        check_tilt(trial.tilt)
+    except ValueError:  # a bend that folds the sky, or a lean that is a clock off, is a poor fit, not a lens
         return best
-    bent = _solution(trial, frames, _matched_pairs(trial, frames, 1.0))
-    if bent.matched >= best.matched and bent.rms_px < DISTORTION_GAIN * best.rms_px:
-        return bent
+    shaped = _solution(trial, frames, _matched_pairs(trial, frames, 1.0))
+    if shaped.matched >= 0.98 * best.matched and shaped.rms_px < SHAPE_GAIN * best.rms_px:  # a star or two either way
+        return shaped
     return best
 
 
