@@ -90,6 +90,16 @@ class CloudReport:
         return float(np.mean(wanted)) if wanted else None
 
 
+def mapped_lens(preprocess, orientation, frame_shape: tuple[int, int]) -> Lens:
+    """The lens the map's sectors are drawn with: the configured (or solved) ``orientation``; without one, an
+    equidistant lens looking straight up at the frame's centre, north at the top and east to the left, as a camera
+    looking up sees it, its horizon where ``preprocess`` puts it."""
+    h, w = frame_shape
+    if orientation is not None:
+        return Lens.from_orientation(orientation, frame_shape)
+    return Lens((w - 1) / 2, (h - 1) / 2, preprocess.horizon_radius * min(h, w), 0.0)
+
+
 class CloudMapper:
     """Turns a model cloud map into a :class:`CloudReport` for frames of one pipeline."""
 
@@ -119,10 +129,7 @@ class CloudMapper:
         fx = (u + 0.5) * tw / W - 0.5 - left
         fy = (v + 0.5) * th / H - 0.5 - top
         xx, yy = np.meshgrid(fx, fy)
-        o = self.orientation
-        # The configured (or solved) lens; without one, an equidistant lens looking straight up, north at the top
-        # and east to the left, as a camera looking up sees it.
-        lens = Lens.from_orientation(o, frame_shape) if o else Lens((w - 1) / 2, (h - 1) / 2, self.pre.horizon_radius * min(h, w), 0.0)
+        lens = mapped_lens(self.pre, self.orientation, frame_shape)
         r = np.hypot(xx - lens.cx, yy - lens.cy) / max(lens.radius_px, 1e-9)
         alt, azimuth = lens.sky(xx, yy)
         zenith = 90.0 - alt

@@ -186,12 +186,12 @@ def fit_to_pairs(lens: Lens, dx: np.ndarray, dy: np.ndarray, alt: np.ndarray, az
     p0 = [lens.cx, lens.cy, lens.radius_px, lens.north_deg]
     scale, low, high = [1.0, 1.0, 1.0, 0.1], [-np.inf] * 4, [np.inf] * 4
     if shape:
-        tilt_bound = MAX_TILT_DEG  # each way; a lean beyond it both ways together is refused after the fit
-        p0 += [float(np.clip(v, -tilt_bound, tilt_bound)) for v in lens.tilt]
+        # Each way within MAX_TILT_DEG; a lean past it both ways together is refused after the fit.
+        p0 += [float(np.clip(v, -MAX_TILT_DEG, MAX_TILT_DEG)) for v in lens.tilt]
         p0 += [float(np.clip(v, -DISTORTION_BOUND, DISTORTION_BOUND)) for v in lens.distortion]
         scale += [0.1, 0.1, 0.01, 0.01]
-        low += [-tilt_bound] * 2 + [-DISTORTION_BOUND] * 2
-        high += [tilt_bound] * 2 + [DISTORTION_BOUND] * 2
+        low += [-MAX_TILT_DEG] * 2 + [-DISTORTION_BOUND] * 2
+        high += [MAX_TILT_DEG] * 2 + [DISTORTION_BOUND] * 2
     fit = least_squares(residual, np.array(p0), loss="soft_l1", f_scale=1.0, x_scale=np.array(scale), bounds=(low, high))
     found = trial_of(fit.x)
     return found.with_(north_deg=found.north_deg % 360.0)

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from skyedge.edge.cloud_map import RING_EDGES_DEG, SEGMENTS, CloudMapper, CloudReport
+from skyedge.edge.cloud_map import RING_EDGES_DEG, SEGMENTS, CloudMapper, CloudReport, mapped_lens
 from skyedge.edge.package import open_package
 from skyedge.imageio import read_frame
 from skyedge.masks import card_mask, combined
 from skyedge.model_card import read_card
 from skyedge.precisions import ort_session
 from skyedge.preprocess import apply_stretch, prepare_frame_and_sky
-from skyedge.stars.lens import Lens
 
 
 def cloud_report(
@@ -49,13 +48,6 @@ def cloud_report(
     return CloudMapper(card.preprocess, orientation, geometry).report(grid, image.shape[:2], sky), grid
 
 
-def _geometry(shape, preprocess, orientation):
-    h, w = shape
-    if orientation is not None:
-        return (orientation.centre[0] * (w - 1), orientation.centre[1] * (h - 1)), orientation.horizon_radius * min(h, w), orientation
-    return ((w - 1) / 2, (h - 1) / 2), preprocess.horizon_radius * min(h, w), None
-
-
 def draw(image: np.ndarray, report: CloudReport, preprocess, orientation=None) -> np.ndarray:
     """An 8-bit RGB picture of ``image`` with the cloud map over it."""
     import cv2
@@ -63,8 +55,8 @@ def draw(image: np.ndarray, report: CloudReport, preprocess, orientation=None) -
     grey = image if image.ndim == 2 else image.mean(axis=2)
     base = (apply_stretch(grey.astype(np.float32), preprocess.stretch) * 255).astype(np.uint8)
     out = cv2.cvtColor(base, cv2.COLOR_GRAY2RGB).astype(np.float32)
-    (cx, cy), radius, o = _geometry(image.shape[:2], preprocess, orientation)
-    lens = Lens.from_orientation(o, image.shape[:2]) if o else Lens(cx, cy, radius, 0.0)  # the mapper's geometry
+    lens = mapped_lens(preprocess, orientation, image.shape[:2])
+    cx, cy, radius = lens.cx, lens.cy, lens.radius_px
 
     def pixel(zenith_deg: np.ndarray, azimuth_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return lens.project(90.0 - np.asarray(zenith_deg, np.float64), azimuth_deg)
