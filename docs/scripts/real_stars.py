@@ -7,7 +7,8 @@ human cloud polygons, and the clear-but-starless cross-check.
    prior beyond "the camera looks up"); the solved frames show when the camera was remounted (north moves).
 2. Every night frame (clear or not) then goes, in time order, through one StarWatch as on a device: it starts
    with no geometry, solves blind when it has none or when a frame rich in stars stops matching, and learns
-   the limiting magnitudes from the completeness of every frame it solved (from the third on).
+   the limiting magnitudes from the completeness of every clear frame it sees with its geometry
+   (skyedge.stars.depth; from the third on).
 3. Star visibility per cloudynight sector against the sector's cloud fraction in the polygons (clear: at most
    5% cloud; overcast: at least 95%), reported per ring; and the cross-check's figure: the share of frames
    whose stars within 36 deg of the zenith are under half seen, per truth class.
@@ -236,7 +237,8 @@ def main(argv=None) -> int:
         "geometry": geometry_rows, "clear_sectors": ring_table("clear"), "overcast_sectors": ring_table("overcast"),
         "zenith_check": check,
         "zenith_check_device_mask": device_check, "limiting_mags_all_nights": limiting_magnitudes(sum(c[0] for *_, c in solved if clear_enough(*c)), sum(c[1] for *_, c in solved if clear_enough(*c))),
-        "watch": {"solves": watch.solves, "solve_failures": watch.solve_failures, "tracks": watch.tracks, "final_limits": watch.geometry.limiting_mag if watch.geometry else None},
+        "watch": {"solves": watch.solves, "solve_failures": watch.solve_failures, "tracks": watch.tracks, "final_limits": watch.geometry.limiting_mag if watch.geometry else None,
+                  "clear_frames_taught": watch.geometry.depth.frames if watch.geometry and watch.geometry.depth else 0},
         "frames_scored": rows_out,
         "frames_scored_device_mask": [{"frame": k, **v} for k, v in device_rows.items()],
     }
@@ -249,7 +251,7 @@ def main(argv=None) -> int:
         lines += ["", f"{kind} sectors", "", "| ring | sectors | mean visible | median | share meeting |", "|---|---|---|---|---|"]
         lines += [f"| {t['ring']} | {t['sectors']} | {t.get('mean_visible', '-')} | {t.get('median_visible', '-')} | {t.get('share_meeting', '-')} |" for t in ring_table(kind)]
     lines += ["", f"limiting magnitude per ring (all clear solved frames pooled): {result['limiting_mags_all_nights']}"]
-    lines += ["", f"star watch (causal, as on a device): {watch.solves} blind solves, {watch.solve_failures} failed, {watch.tracks} tracked"]
+    lines += ["", f"star watch (causal, as on a device): {watch.solves} blind solves, {watch.solve_failures} failed, {watch.tracks} tracked; final limits {result['watch']['final_limits']} from {result['watch']['clear_frames_taught']} clear frames"]
     lines += ["", "| truth | frames | unknown (no geometry, limits or stars expected) | zenith stars under half seen |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['frames']} | {v['unknown']} | {v['under_half_seen']} |" for k, v in check.items()]
     if device_check:

@@ -7,6 +7,11 @@ YAML, one document::
     frame_shape: [height, width]
     limiting_mag: [disc, ring 1, ring 2, ring 3, ring 4]   # per cloudynight ring; null: no stars expected there
     fit: {frames, matched_stars, rms_px, rms_deg, solved_utc, how, site, limits_from, limits_seen_as}
+    completeness: {frames, memory_frames, magnitude_bins, seen, present}   # what the limits come from
+
+``completeness`` is the star watch's pool of its clear frames (:mod:`skyedge.stars.depth`): with it, the limits
+go on following the camera after a restart; without it (limits typed in, or from an older skyedge) they are kept
+as they are.
 
 ``limits_seen_as`` names the rule a star was counted seen by when the limits were learnt
 (:data:`skyedge.stars.visibility.SEEN_RULE`): limits learnt by another rule expect too many or too few stars.
@@ -22,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from skyedge.errors import SkyedgeError
+from skyedge.stars.depth import DepthPool
 from skyedge.stars.lens import PROJECTIONS, Lens
 
 
@@ -37,6 +43,7 @@ class CameraGeometry:
     frame_shape: tuple[int, int]
     limiting_mag: tuple[float | None, ...] | None = None
     fit: dict = field(default_factory=dict)
+    depth: DepthPool | None = field(default=None, compare=False)
 
     def lens_for(self, shape: tuple[int, int]) -> Lens:
         """The lens scaled to frames of ``shape`` (a binned or resized stream of the same camera)."""
@@ -54,6 +61,7 @@ class CameraGeometry:
             "frame_shape": list(self.frame_shape),
             "limiting_mag": None if self.limiting_mag is None else [None if v is None else round(v, 2) for v in self.limiting_mag],
             "fit": self.fit,
+            **({"completeness": self.depth.to_dict()} if self.depth is not None else {}),
         }
 
 
@@ -92,6 +100,7 @@ def load_geometry(path: Path | str) -> CameraGeometry:
         lens = Lens.from_orientation(o, (h, w))
         lim = doc.get("limiting_mag")
         limits = None if lim is None else tuple(None if v is None else float(v) for v in lim)
+        depth = DepthPool.from_dict(doc["completeness"]) if doc.get("completeness") is not None else None
     except (TypeError, ValueError, AttributeError) as exc:
         raise GeometryFileError(f"{path}: {exc}") from None
-    return CameraGeometry(lens, (h, w), limits, doc.get("fit") or {})
+    return CameraGeometry(lens, (h, w), limits, doc.get("fit") or {}, depth)

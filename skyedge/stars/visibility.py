@@ -206,12 +206,13 @@ def star_visibility(
 
 
 def completeness_counts(
-    det: Detections, stars: StarsAt, lens: Lens, shape, mask=None, moon=None, bins: np.ndarray | None = None
+    det: Detections, stars: StarsAt, lens: Lens, shape, mask=None, moon=None, bins: np.ndarray | None = None, fainter_by: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(seen, present) counts per ring and magnitude bin for one clear frame, to pool over frames."""
+    """(seen, present) counts per ring and magnitude bin for one clear frame, to pool over frames; ``fainter_by``:
+    each star counted as that much fainter (a frame under the moon or in twilight, as a dark sky would see it)."""
     bins = BINS if bins is None else bins
     ok = _usable(lens, stars.alt_deg, stars.az_deg, shape, mask, moon)
-    alt, az, mag = stars.alt_deg[ok], stars.az_deg[ok], stars.mag[ok]
+    alt, az, mag = stars.alt_deg[ok], stars.az_deg[ok], stars.mag[ok] + fainter_by
     seen = _seen(lens, det, alt, az)
     ring = np.minimum(ring_of_zenith(90.0 - alt), RINGS - 1)
     b = np.clip(np.digitize(mag, bins) - 1, 0, len(bins) - 2)

@@ -24,14 +24,16 @@ Per night frame (:meth:`StarWatch.observe`, the pipeline's source thread; ~20-20
    stars fall outside their 1-degree circles and the cross-check reads cloud: on the real development camera a
    6-pixel drift between 2021 and 2023 left a clear frame reading 0.39 of its zenith stars (docs/results.md).
 
-Limiting magnitudes come from the geometry file; a camera solved here learns them from the completeness of its
-solved frames that were clear (:func:`~skyedge.stars.visibility.clear_enough`;
-:func:`~skyedge.stars.visibility.limiting_magnitudes`) after ``LEARN_FRAMES`` of them: until then its
-visibility is unknown (None), never guessed.
+Limiting magnitudes come from the geometry file; a camera solved here learns them from the completeness of every
+clear frame it sees with its geometry (:mod:`skyedge.stars.depth`: at most one per ``solve_every_s``, pooled with
+a memory of about 200 clear frames and kept in the geometry file, so they follow the camera over months and
+across restarts), after ``LEARN_FRAMES`` of them: until then its visibility is unknown (None), never guessed.
+Limits typed into the file, without that pool, are kept as they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,6 +43,7 @@ import numpy as np
 
 from skyedge.stars.catalogue import StarCatalogue, default_catalogue
 from skyedge.stars.clock import clock_check, solved_at_another_time
+from skyedge.stars.depth import MAX_SHIFT_MAG, MEMORY_FRAMES, DepthPool
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import (
@@ -56,16 +59,14 @@ from skyedge.stars.static_spots import POLE_DEG, StaticSpots, load_static_spots
 from skyedge.stars.visibility import (
     SEEN_RULE,
     Visibility,
-    clear_enough,
     completeness_counts,
-    limiting_magnitudes,
+    moonlight_mag,
     star_visibility,
+    twilight_mag,
 )
 
 log = logging.getLogger(__name__)
 
-LEARN_FRAMES = 3
-MAX_POOLED = 200
 RESOLVE_BELOW = 0.5  # whole-sky visible fraction under which a frame rich in stars is solved again
 TRACK_GAIN = 1.25  # a tracked lens replaces the saved one only when it matches this many times its stars
 SPOTS_SAVE_EVERY_S = 600.0
@@ -117,15 +118,18 @@ class StarWatch:
         self.solve, self.solve_every_s, self.star_size_px = solve, solve_every_s, star_size_px
         self.catalogue = catalogue or default_catalogue()
         self.on_geometry = on_geometry  # called with the new CameraGeometry after a solve (source thread)
-        self._last_solve = self._last_track = -np.inf
-        self._limits_given = geometry is not None and geometry.limiting_mag is not None  # kept, never relearnt
-        if self._limits_given and geometry.fit.get("limits_from") and geometry.fit.get("limits_seen_as") != SEEN_RULE:
+        self._last_solve = self._last_track = self._last_depth = -np.inf
+        # Limits learnt here go on being learnt after a restart (the file keeps their pool); limits without a pool
+        # (typed in, or from an older skyedge) or counted by another rule are kept as they are.
+        self._learning = geometry is None or geometry.limiting_mag is None or (
+            geometry.depth is not None and geometry.fit.get("limits_seen_as") == SEEN_RULE
+        )
+        if not self._learning and geometry.fit.get("limits_from") and geometry.fit.get("limits_seen_as") != SEEN_RULE:
             log.warning(
                 "%s: its limiting magnitudes were learnt counting stars by another rule (%s, now %s): they may expect "
                 "too few stars; solve the camera again (skyedge geometry) to relearn them",
                 save_to or "the camera geometry", geometry.fit.get("limits_seen_as", "blind 5-sigma detections"), SEEN_RULE,
             )
-        self._counts: list[tuple[np.ndarray, np.ndarray]] = []
         self._circle: tuple[tuple, np.ndarray] | None = None  # the saved lens's sky, kept per (lens, frame shape)
         self.solves = self.solve_failures = self.tracks = self.clock_offsets = 0
         self.last_clock_check = None  # the latest believed ClockCheck (skyedge.stars.clock)
@@ -151,22 +155,23 @@ class StarWatch:
         rich = self.solve and len(det) >= 2 * MIN_MATCHED
         if rich and not poor and posix - self._last_track >= self.solve_every_s:
             self._last_track = posix
-            if self._track(det, stars, shape, sky, moon, posix):
+            if self._track(det, stars, shape, posix):
                 state = "tracked"
-                vis = self._visibility(det, stars, shape, sky, moon, sun_alt_deg)
         elif rich and poor and posix - self._last_solve >= self.solve_every_s:
             self._last_solve = posix
-            if self._solve_blind(det, stars, shape, sky, moon, posix):
+            if self._solve_blind(det, stars, shape, posix):
                 state = "solved"
                 sky = self._within_lens(mask, shape)
                 det = self._detect(image, sky, posix)
-                vis = self._visibility(det, stars, shape, sky, moon, sun_alt_deg)
+        deeper = self._learn_depth(det, stars, shape, sky, moon, sun_alt_deg, posix)
+        if state in ("tracked", "solved") or deeper:
+            vis = self._visibility(det, stars, shape, sky, moon, sun_alt_deg)
         if not poor:  # the saved lens sees the stars at the stated time: the clock is right (again)
             self.last_clock_check = None
         offset = self.last_clock_check.offset_s if self.last_clock_check is not None else None
         return StarReport(len(det), vis, state, offset)
 
-    def _solve_blind(self, det, stars, shape: tuple[int, int], sky, moon, posix: float) -> bool:
+    def _solve_blind(self, det, stars, shape: tuple[int, int], posix: float) -> bool:
         """Solve the geometry from this frame alone and adopt it; False (counted) when the frame cannot give one, or
         when the saved lens (limits learnt or not) matches its stars clearly better at another time:
         then the clock is off, not the lens (:mod:`skyedge.stars.clock`), and a blind solve at the stated time would
@@ -189,9 +194,8 @@ class StarWatch:
             if other is not None:
                 sol, check = other
                 self._clock_off(check, posix)
-                stars = self.catalogue.at(*self.site, posix + check.offset_s)  # the limits learnt at the sky's time
         self.solves += 1
-        self._adopt(sol, det, stars, shape, sky, moon, posix)
+        self._adopt(sol, shape, posix)
         return True
 
     def _clock_off(self, check, posix: float) -> None:
@@ -256,7 +260,7 @@ class StarWatch:
         circle = self._circle[1]
         return circle if mask is None else circle & np.asarray(mask, bool)
 
-    def _track(self, det, stars, shape, mask, moon, posix: float) -> bool:
+    def _track(self, det, stars, shape, posix: float) -> bool:
         """Refit the saved lens to this frame's stars; adopt it if it matches clearly more of them."""
         lens = self.geometry.lens_for(shape)
         up = stars.subset(stars.alt_deg >= FIT_MIN_ALT_DEG)
@@ -268,7 +272,7 @@ class StarWatch:
         if sol.matched < max(MIN_MATCHED, MIN_MATCHED_SHARE * len(det), TRACK_GAIN * before):
             return False
         self.tracks += 1
-        self._adopt(sol, det, stars, shape, mask, moon, posix, how="tracked")
+        self._adopt(sol, shape, posix, how="tracked")
         return True
 
     def _visibility(self, det, stars, shape, mask, moon, sun_alt_deg) -> Visibility | None:
@@ -277,35 +281,51 @@ class StarWatch:
             return None
         return star_visibility(det, stars, g.lens_for(shape), shape, g.limiting_mag, mask, moon, sun_alt_deg)
 
-    def _adopt(self, sol, det, stars, shape, mask, moon, posix: float, how: str = "solved") -> None:
+    def _adopt(self, sol, shape, posix: float, how: str = "solved") -> None:
         old = self.geometry
         was = old.lens_for(shape) if old is not None else None
         moved = was is None or abs(((was.north_deg - sol.lens.north_deg) + 180) % 360 - 180) > 1.0
         shifted_px = 0.0 if was is None else float(np.hypot(was.cx - sol.lens.cx, was.cy - sol.lens.cy))
-        # Completeness is the camera's and the site's, not the pose's: it pools over every solved frame (the
-        # latest MAX_POOLED), and the limits follow it until the geometry file brings its own.
-        counts = completeness_counts(det, stars, sol.lens, shape, mask, moon)
-        if clear_enough(*counts):  # only clear frames teach how deep the camera sees
-            self._counts = [*self._counts[-(MAX_POOLED - 1) :], counts]
-        limits, learnt = (old.limiting_mag, False) if self._limits_given else (None, True)
-        if learnt and len(self._counts) >= LEARN_FRAMES:
-            limits = limiting_magnitudes(sum(c[0] for c in self._counts), sum(c[1] for c in self._counts))
+        # How deep the camera sees is the camera's and the site's, not the pose's: limits and their pool stay.
+        kept = {k: old.fit[k] for k in ("limits_from", "limits_seen_as") if old is not None and k in old.fit}
         fit = {
             **sol.summary(),
             "solved_utc": datetime.fromtimestamp(posix, timezone.utc).isoformat(timespec="seconds"),
             "how": how,  # 'solved' blind, or 'tracked': the saved lens refitted
             "site": list(self.site),
-            "limits_from": f"{len(self._counts)} clear solved frames" if learnt else old.fit.get("limits_from", "file"),
-            "limits_seen_as": SEEN_RULE if learnt else old.fit.get("limits_seen_as"),
+            **kept,
         }
-        self.geometry = CameraGeometry(sol.lens, shape, limits, fit)
+        self.geometry = CameraGeometry(sol.lens, shape, old.limiting_mag if old else None, fit, old.depth if old else None)
         if moved or shifted_px > 1.0:
             what = "solved" if old is None else f"{how}, moved {shifted_px:.1f} px"
             log.info("camera geometry %s: north %.1f deg, zenith (%.0f, %.0f) px, %s", what, sol.lens.north_deg, sol.lens.cx, sol.lens.cy, sol.lens.projection)
+        self._save()
+        if self.on_geometry is not None:
+            self.on_geometry(self.geometry)
+
+    def _learn_depth(self, det, stars, shape, mask, moon, sun_alt_deg, posix: float) -> bool:
+        """Pool this frame's completeness if it is clear (:mod:`skyedge.stars.depth`) and relearn the limits from
+        the pool; True when they changed. One frame is tried per ``solve_every_s`` of capture time (the counts
+        cost 10-30 ms); the file is saved whenever the pool grows."""
+        g = self.geometry
+        shift = moonlight_mag(moon) + twilight_mag(sun_alt_deg)
+        if not self._learning or g is None or shift > MAX_SHIFT_MAG or posix - self._last_depth < self.solve_every_s:
+            return False
+        self._last_depth = posix
+        pool = g.depth if g.depth is not None else DepthPool.empty()
+        counts = completeness_counts(det, stars, g.lens_for(shape), shape, mask, moon, fainter_by=shift)
+        grown = pool.added(counts)
+        if grown is pool:
+            return False
+        limits = grown.limits()
+        fit = {**g.fit, "limits_from": f"{grown.frames} clear frames (a memory of {MEMORY_FRAMES})", "limits_seen_as": SEEN_RULE} if limits else g.fit
+        self.geometry = dataclasses.replace(g, limiting_mag=limits if limits else g.limiting_mag, fit=fit, depth=grown)
+        self._save()
+        return self.geometry.limiting_mag != g.limiting_mag
+
+    def _save(self) -> None:
         if self.save_to is not None:
             try:
                 save_geometry(self.geometry, self.save_to)
             except OSError as exc:  # the device carries on with the geometry in memory
                 log.warning("%s: cannot save the camera geometry (%s)", self.save_to, exc)
-        if self.on_geometry is not None:
-            self.on_geometry(self.geometry)

@@ -22,11 +22,12 @@ import numpy as np
 
 from skyedge.commands import add_command
 from skyedge.stars.catalogue import default_catalogue
+from skyedge.stars.depth import DepthPool
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import FIT_MIN_ALT_DEG, NoGeometry, refine, solve_frame
 from skyedge.stars.static_spots import places_in_most_frames, without_places
-from skyedge.stars.visibility import SEEN_RULE, clear_enough, completeness_counts, limiting_magnitudes
+from skyedge.stars.visibility import SEEN_RULE, completeness_counts
 
 if TYPE_CHECKING:
     from skyedge.ephemeris import SkyEphemeris
@@ -211,16 +212,19 @@ def combine(results: list[FrameResult], site) -> tuple[CameraGeometry, list[Fram
     start = chosen[0].solution.lens
     frames = [(r.det, r.stars.subset(r.stars.alt_deg >= FIT_MIN_ALT_DEG)) for r in chosen]
     joint = refine(start, frames)
-    counts = [r.counts for r in best if clear_enough(*r.counts)]
-    limits = limiting_magnitudes(sum(c[0] for c in counts), sum(c[1] for c in counts)) if counts else None
+    depth = DepthPool.empty()
+    for r in sorted(best, key=lambda r: r.posix):
+        depth = depth.added(r.counts)
+    limits = depth.limits(min_frames=1)
     fit = {
         **joint.summary(),
         "solved_utc": datetime.fromtimestamp(max(r.posix for r in best), timezone.utc).isoformat(timespec="seconds"),
         "site": list(site),
-        "limits_from": f"{len(counts)} clear solved frames",
+        "limits_from": f"{depth.frames} clear solved frames",
         "limits_seen_as": SEEN_RULE,
     }
-    return CameraGeometry(joint.lens, shape, limits, fit), best, others
+    # The pool goes into the file, so a pipeline's star watch goes on learning from it (skyedge.stars.depth).
+    return CameraGeometry(joint.lens, shape, limits, fit, depth if depth.frames else None), best, others
 
 
 def clock_offsets(results: list[FrameResult], geometry: CameraGeometry, site) -> list[tuple[str, object]]:

@@ -1,0 +1,96 @@
+"""How deep one camera sees: the completeness of its clear frames, pooled with forgetting, and the limiting
+magnitudes per ring that it gives (:func:`~skyedge.stars.visibility.limiting_magnitudes`).
+
+A camera's depth is its own and its site's, and it drifts over months: a dome that dirties, a camera replaced by a
+less sensitive one, a hazy season. Limits learnt once, from a camera's first clear frames, then expect stars the
+camera no longer sees, and clear skies read as cloud (on the real development camera, limits learnt in 2021 left
+2023-24's clear zenith reading 0.14-0.29 lower: docs/results.md). So every clear frame teaches, and the pool
+forgets: a new frame's counts add to what came before weighed ``1 - 1/MEMORY_FRAMES``, a memory of about
+``MEMORY_FRAMES`` clear frames. The star watch offers it one frame per ``solve_every_s`` of capture time, so one
+clear night's frames a minute apart do not outweigh the nights before.
+
+Only clear frames teach (:func:`~skyedge.stars.visibility.clear_enough`, on the bright stars alone, whatever the
+limits are). Under the moon or in twilight each star counts as fainter by as much as the limit is brighter there
+(:func:`~skyedge.stars.visibility.moonlight_mag`, :func:`~skyedge.stars.visibility.twilight_mag`, the model that
+expects fewer stars there); frames where that exceeds ``MAX_SHIFT_MAG`` teach nothing.
+
+The pool is kept in the geometry file (``completeness``) so a restart carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from skyedge.stars.visibility import BINS, RINGS, clear_enough, limiting_magnitudes
+
+LEARN_FRAMES = 3  # clear frames before a camera's limits are trusted
+MEMORY_FRAMES = 200
+MAX_SHIFT_MAG = 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class DepthPool:
+    """Pooled (seen, present) star counts per ring and magnitude bin; ``frames``: clear frames pooled, ever.
+    Immutable: :meth:`added` returns a new pool."""
+
+    seen: np.ndarray
+    present: np.ndarray
+    frames: int = 0
+
+    @classmethod
+    def empty(cls) -> DepthPool:
+        """A camera that has taught nothing yet."""
+        z = np.zeros((RINGS, len(BINS) - 1))
+        return cls(z, z.copy())
+
+    def added(self, counts: tuple[np.ndarray, np.ndarray]) -> DepthPool:
+        """This pool with one frame's counts (:func:`~skyedge.stars.visibility.completeness_counts`) added, or
+        this pool itself when the frame was not clear."""
+        if not clear_enough(*counts):
+            return self
+        keep = 1.0 - 1.0 / MEMORY_FRAMES
+        return DepthPool(self.seen * keep + counts[0], self.present * keep + counts[1], self.frames + 1)
+
+    def limits(self, min_frames: int = LEARN_FRAMES) -> tuple[float | None, ...] | None:
+        """Limiting magnitude per ring, or None before ``min_frames`` clear frames."""
+        return limiting_magnitudes(self.seen, self.present) if self.frames >= min_frames else None
+
+    def to_dict(self) -> dict:
+        """The geometry file's ``completeness`` entry."""
+        return {
+            "frames": self.frames,
+            "memory_frames": MEMORY_FRAMES,
+            "magnitude_bins": [float(BINS[0]), float(BINS[-1]), float(BINS[1] - BINS[0])],
+            "seen": np.round(self.seen, 2).tolist(),
+            "present": np.round(self.present, 2).tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> DepthPool | None:
+        """A pool read back from :meth:`to_dict`; None for one counted in other magnitude bins (relearnt).
+        Raises ValueError naming the key."""
+        if not isinstance(doc, dict):
+            raise ValueError("completeness must be a mapping")
+        bins = doc.get("magnitude_bins")
+        if bins != [float(BINS[0]), float(BINS[-1]), float(BINS[1] - BINS[0])]:
+            return None
+        arrays = []
+        for key in ("seen", "present"):
+            try:
+                a = np.asarray(doc[key], float)
+            except KeyError:
+                raise ValueError(f"completeness.{key} is missing") from None
+            except (TypeError, ValueError):
+                raise ValueError(f"completeness.{key} must be a table of numbers") from None
+            if a.shape != (RINGS, len(BINS) - 1) or not np.all(np.isfinite(a)) or np.any(a < 0):
+                raise ValueError(f"completeness.{key} must be {RINGS} rows of {len(BINS) - 1} counts >= 0")
+            arrays.append(a)
+        if np.any(arrays[0] > arrays[1] + 0.01):
+            raise ValueError("completeness.seen exceeds completeness.present")
+        try:
+            frames = int(doc.get("frames", 0))
+        except (TypeError, ValueError):
+            raise ValueError("completeness.frames must be a whole number") from None
+        return cls(arrays[0], arrays[1], frames)

@@ -1,0 +1,78 @@
+"""How deep a camera sees, learnt from every clear frame and kept across restarts: a camera that comes to see
+less deep (a dirtied dome) still reads its clear skies as clear; limits typed in stay as they are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from skyedge.stars.geometry_file import CameraGeometry, GeometryFileError, load_geometry, save_geometry
+from skyedge.stars.lens import Lens
+from skyedge.stars.watch import StarWatch
+from skyedge.training.simulate.starfield import render_star_field
+
+SITE = (38.607, 93.896, 4200.0)
+NIGHT = 1525712400.0  # 2018-05-07 17:00 UTC, the sun far below
+LENS, SHAPE = Lens(255.5, 255.5, 230.0, 20.0), (512, 512)
+DAY_S = 86400.0
+
+
+def _frame(t: float, depth_mag: float, seed: int) -> np.ndarray:
+    return render_star_field(LENS, SHAPE, SITE, t, limiting_mag=depth_mag, seed=seed)
+
+
+def _night(k: int) -> float:
+    # Each night 40 min later in the evening: a star that stays on one pixel is a hot pixel, not a star.
+    return NIGHT + k * (DAY_S + 2400.0) - 6 * 3600.0 if k >= 6 else NIGHT + k * (DAY_S + 2400.0)
+
+
+def test_limits_follow_a_camera_that_comes_to_see_less_deep_across_a_restart(tmp_path):
+    path = tmp_path / "geometry.yaml"
+    watch = StarWatch(SITE, CameraGeometry(LENS, SHAPE, None, {}), save_to=path, solve=False)
+    for k in range(3):  # commissioned on deep nights
+        watch.observe(_frame(_night(k), 5.0, seed=k), _night(k))
+    deep = load_geometry(path)
+    assert deep.limiting_mag is not None and deep.depth.frames == 3
+    # Restarted; the dome has dirtied since: the same clear sky, 1.75 magnitudes less deep.
+    typed = StarWatch(SITE, CameraGeometry(LENS, SHAPE, deep.limiting_mag, {}), save_to=tmp_path / "typed.yaml", solve=False)
+    watch = StarWatch(SITE, load_geometry(path), save_to=path, solve=False)
+    full_moon_high = (70.0, 180.0, 1.0)
+    moonlit = watch.observe(_frame(_night(3), 3.25, seed=3), _night(3), full_moon_high)
+    assert load_geometry(path).depth.frames == 3  # too bright a sky to teach depth
+    for k in range(4, 10):
+        watch.observe(_frame(_night(k), 3.25, seed=k), _night(k))
+        typed.observe(_frame(_night(k), 3.25, seed=k), _night(k))
+    shallow = load_geometry(path)
+    assert shallow.depth.frames == 9 and "9 clear frames" in shallow.fit["limits_from"]
+    assert shallow.limiting_mag[0] <= deep.limiting_mag[0] - 1.0
+    t = _night(10)
+    clear = _frame(t, 3.25, seed=10)
+    assert watch.observe(clear, t).visibility.zenith_fraction >= 0.9
+    # Limits typed in are kept: the clear sky reads about half its stars gone (0.48 here), as the cross-check's cloud.
+    assert typed.observe(clear, t).visibility.zenith_fraction <= 0.6
+    assert not (tmp_path / "typed.yaml").exists() and moonlit.visibility is not None
+    # Frames a minute apart on one night teach once per solve_every_s, not sixty times.
+    for s in range(1, 4):
+        watch.observe(_frame(t + 60.0 * s, 3.25, seed=20 + s), t + 60.0 * s)
+    assert load_geometry(path).depth.frames == 10
+
+
+def test_a_broken_completeness_pool_names_its_key(tmp_path):
+    path = tmp_path / "geometry.yaml"
+    save_geometry(CameraGeometry(LENS, SHAPE, (4.0, 4.0, 3.5, None, None), {}), path)
+    doc = yaml.safe_load(path.read_text())
+    assert "completeness" not in doc  # limits typed in carry no pool
+    bins = [-1.5, 6.5, 0.5]
+    doc["completeness"] = {"frames": 3, "magnitude_bins": bins, "seen": [[0.0] * 16] * 5, "present": [[1.0] * 15] * 5}
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(GeometryFileError, match=r"geometry.yaml: completeness.present must be 5 rows of 16"):
+        load_geometry(path)
+    doc["completeness"]["present"] = [[1.0] * 16] * 5
+    doc["completeness"]["seen"] = [[2.0] * 16] * 5
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(GeometryFileError, match="completeness.seen exceeds"):
+        load_geometry(path)
+    doc["completeness"]["magnitude_bins"] = [-1.0, 7.0, 1.0]  # counted in other bins: relearnt, not an error
+    path.write_text(yaml.safe_dump(doc))
+    assert load_geometry(path).depth is None
