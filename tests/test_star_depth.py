@@ -3,6 +3,9 @@ less deep (a dirtied dome) still reads its clear skies as clear; limits typed in
 
 from __future__ import annotations
 
+import logging
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -23,39 +26,45 @@ def _frame(t: float, depth_mag: float, seed: int) -> np.ndarray:
 
 
 def _night(k: int) -> float:
-    # Each night 40 min later in the evening: a star that stays on one pixel is a hot pixel, not a star.
-    return NIGHT + k * (DAY_S + 2400.0) - 6 * 3600.0 if k >= 6 else NIGHT + k * (DAY_S + 2400.0)
+    # Each night at another hour (23:15 local solar time, give or take two hours): a star that stays on one pixel
+    # night after night is a hot pixel, not a star.
+    return NIGHT + k * DAY_S + ((k * 53) % 240 - 120) * 60.0
 
 
-def test_limits_follow_a_camera_that_comes_to_see_less_deep_across_a_restart(tmp_path):
+def test_limits_follow_a_camera_that_comes_to_see_less_deep_across_a_restart(tmp_path, caplog):
     path = tmp_path / "geometry.yaml"
     watch = StarWatch(SITE, CameraGeometry(LENS, SHAPE, None, {}), save_to=path, solve=False)
-    for k in range(3):  # commissioned on deep nights
+    assert watch.observe(_frame(_night(0), 5.0, seed=0), _night(0)).visibility is None  # nothing guessed
+    for k in range(1, 20):  # commissioned on deep nights
         watch.observe(_frame(_night(k), 5.0, seed=k), _night(k))
     deep = load_geometry(path)
-    assert deep.limiting_mag is not None and deep.depth.frames == 3
-    # Restarted; the dome has dirtied since: the same clear sky, 1.75 magnitudes less deep.
+    assert deep.limiting_mag is not None and deep.limiting_mag[0] >= 4.5 and deep.depth.frames == 20
+    # Restarted; the dome has dirtied since: the same clear skies, 1.75 magnitudes less deep.
     typed = StarWatch(SITE, CameraGeometry(LENS, SHAPE, deep.limiting_mag, {}), save_to=tmp_path / "typed.yaml", solve=False)
     watch = StarWatch(SITE, load_geometry(path), save_to=path, solve=False)
     full_moon_high = (70.0, 180.0, 1.0)
-    moonlit = watch.observe(_frame(_night(3), 3.25, seed=3), _night(3), full_moon_high)
-    assert load_geometry(path).depth.frames == 3  # too bright a sky to teach depth
-    for k in range(4, 10):
-        watch.observe(_frame(_night(k), 3.25, seed=k), _night(k))
-        typed.observe(_frame(_night(k), 3.25, seed=k), _night(k))
+    moonlit = watch.observe(_frame(_night(20), 3.25, seed=20), _night(20), full_moon_high)
+    assert moonlit.visibility is not None and load_geometry(path).depth.frames == 20  # too bright a sky to teach
+    with caplog.at_level(logging.WARNING, logger="skyedge.stars.watch"):
+        for k in range(21, 31):
+            watch.observe(_frame(_night(k), 3.25, seed=k), _night(k))
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # Said once as it dims a magnitude, not each time the limits move.
+    assert len(said) == 1 and str(path) in said[0] and "dome" in said[0], said
     shallow = load_geometry(path)
-    assert shallow.depth.frames == 9 and "9 clear frames" in shallow.fit["limits_from"]
+    assert shallow.depth.frames == 30 and "30 clear frames" in shallow.fit["limits_from"]
     assert shallow.limiting_mag[0] <= deep.limiting_mag[0] - 1.0
-    t = _night(10)
-    clear = _frame(t, 3.25, seed=10)
+    assert re.search(rf"the zenith disc: stars to Hp [0-9.]+, once {deep.limiting_mag[0]:g}", said[0]), said
+    t = _night(31)
+    clear = _frame(t, 3.25, seed=31)
     assert watch.observe(clear, t).visibility.zenith_fraction >= 0.9
-    # Limits typed in are kept: the clear sky reads about half its stars gone (0.48 here), as the cross-check's cloud.
+    # Limits typed in are kept: the clear sky reads about half its stars gone, as the cross-check's cloud.
     assert typed.observe(clear, t).visibility.zenith_fraction <= 0.6
-    assert not (tmp_path / "typed.yaml").exists() and moonlit.visibility is not None
+    assert not (tmp_path / "typed.yaml").exists()
     # Frames a minute apart on one night teach once per solve_every_s, not sixty times.
     for s in range(1, 4):
-        watch.observe(_frame(t + 60.0 * s, 3.25, seed=20 + s), t + 60.0 * s)
-    assert load_geometry(path).depth.frames == 10
+        watch.observe(_frame(t + 60.0 * s, 3.25, seed=40 + s), t + 60.0 * s)
+    assert load_geometry(path).depth.frames == 31
 
 
 def test_a_broken_completeness_pool_names_its_key(tmp_path):

@@ -14,7 +14,9 @@ limits are). Under the moon or in twilight each star counts as fainter by as muc
 (:func:`~skyedge.stars.visibility.moonlight_mag`, :func:`~skyedge.stars.visibility.twilight_mag`, the model that
 expects fewer stars there); frames where that exceeds ``MAX_SHIFT_MAG`` teach nothing.
 
-The pool is kept in the geometry file (``completeness``) so a restart carries on where it stopped.
+The pool is kept in the geometry file (``completeness``) so a restart carries on where it stopped, with the
+deepest limits it gave once settled (``SETTLED_FRAMES``): a camera that has come to see ``DIMMED_BY_MAG`` less deep in one of its inner rings
+than it once did is worth a look (:meth:`DepthPool.dimmed`; the watch says so in its log).
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ from skyedge.stars.visibility import BINS, RINGS, clear_enough, limiting_magnitu
 LEARN_FRAMES = 3  # clear frames before a camera's limits are trusted
 MEMORY_FRAMES = 200
 MAX_SHIFT_MAG = 1.0
+DIMMED_BY_MAG = 1.0
+# Limits remembered as the deepest only from a pool of this many clear frames: on the real development camera the
+# first few frames' limits reached Hp 5.5 at the zenith, a magnitude past what its settled pool gives.
+SETTLED_FRAMES = 20
+INNER_RINGS = 3  # the zenith disc and the rings to 54 deg: the horizon's rings vary with haze and lights
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +45,7 @@ class DepthPool:
     seen: np.ndarray
     present: np.ndarray
     frames: int = 0
+    deepest: tuple[float | None, ...] | None = None  # per ring, the faintest limit these counts ever gave
 
     @classmethod
     def empty(cls) -> DepthPool:
@@ -51,16 +59,34 @@ class DepthPool:
         if not clear_enough(*counts):
             return self
         keep = 1.0 - 1.0 / MEMORY_FRAMES
-        return DepthPool(self.seen * keep + counts[0], self.present * keep + counts[1], self.frames + 1)
+        return DepthPool(self.seen * keep + counts[0], self.present * keep + counts[1], self.frames + 1, self.deepest)
 
     def limits(self, min_frames: int = LEARN_FRAMES) -> tuple[float | None, ...] | None:
         """Limiting magnitude per ring, or None before ``min_frames`` clear frames."""
         return limiting_magnitudes(self.seen, self.present) if self.frames >= min_frames else None
 
+    def remembering(self, limits: tuple[float | None, ...]) -> DepthPool:
+        """This pool, its deepest limits updated with ``limits`` once it holds ``SETTLED_FRAMES``."""
+        if self.frames < SETTLED_FRAMES:
+            return self
+        old = self.deepest or (None,) * len(limits)
+        deepest = tuple(a if b is None else b if a is None else max(a, b) for a, b in zip(old, limits, strict=True))
+        return DepthPool(self.seen, self.present, self.frames, deepest)
+
+    def dimmed(self, limits: tuple[float | None, ...]) -> list[tuple[int, float | None, float]]:
+        """(ring, limit now, deepest before) for the inner rings whose ``limits`` are ``DIMMED_BY_MAG`` or more
+        shallower than the deepest this pool gave (a ring left with no limit at all counts)."""
+        out = []
+        for ring, (now, best) in enumerate(zip(limits[:INNER_RINGS], (self.deepest or ())[:INNER_RINGS], strict=False)):
+            if best is not None and (now is None or now <= best - DIMMED_BY_MAG):
+                out.append((ring, now, best))
+        return out
+
     def to_dict(self) -> dict:
         """The geometry file's ``completeness`` entry."""
         return {
             "frames": self.frames,
+            "deepest_limits": None if self.deepest is None else [None if v is None else round(v, 2) for v in self.deepest],
             "memory_frames": MEMORY_FRAMES,
             "magnitude_bins": [float(BINS[0]), float(BINS[-1]), float(BINS[1] - BINS[0])],
             "seen": np.round(self.seen, 2).tolist(),
@@ -93,4 +119,9 @@ class DepthPool:
             frames = int(doc.get("frames", 0))
         except (TypeError, ValueError):
             raise ValueError("completeness.frames must be a whole number") from None
-        return cls(arrays[0], arrays[1], frames)
+        deepest = doc.get("deepest_limits")
+        try:
+            deepest = None if deepest is None else tuple(None if v is None else float(v) for v in deepest)
+        except (TypeError, ValueError):
+            raise ValueError("completeness.deepest_limits must be a list of magnitudes or nulls") from None
+        return cls(arrays[0], arrays[1], frames, deepest)

@@ -43,7 +43,7 @@ import numpy as np
 
 from skyedge.stars.catalogue import StarCatalogue, default_catalogue
 from skyedge.stars.clock import clock_check, solved_at_another_time
-from skyedge.stars.depth import MAX_SHIFT_MAG, MEMORY_FRAMES, DepthPool
+from skyedge.stars.depth import DIMMED_BY_MAG, MAX_SHIFT_MAG, MEMORY_FRAMES, DepthPool
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import (
@@ -67,6 +67,7 @@ from skyedge.stars.visibility import (
 
 log = logging.getLogger(__name__)
 
+RING_NAMES = ("the zenith disc", "18-36 deg from the zenith", "36-54 deg from the zenith")
 RESOLVE_BELOW = 0.5  # whole-sky visible fraction under which a frame rich in stars is solved again
 TRACK_GAIN = 1.25  # a tracked lens replaces the saved one only when it matches this many times its stars
 SPOTS_SAVE_EVERY_S = 600.0
@@ -119,6 +120,7 @@ class StarWatch:
         self.catalogue = catalogue or default_catalogue()
         self.on_geometry = on_geometry  # called with the new CameraGeometry after a solve (source thread)
         self._last_solve = self._last_track = self._last_depth = -np.inf
+        self._dimmed_said = 0.0  # magnitudes less deep than the camera once saw, as last said in the log
         # Limits learnt here go on being learnt after a restart (the file keeps their pool); limits without a pool
         # (typed in, or from an older skyedge) or counted by another rule are kept as they are.
         self._learning = geometry is None or geometry.limiting_mag is None or (
@@ -318,10 +320,32 @@ class StarWatch:
         if grown is pool:
             return False
         limits = grown.limits()
-        fit = {**g.fit, "limits_from": f"{grown.frames} clear frames (a memory of {MEMORY_FRAMES})", "limits_seen_as": SEEN_RULE} if limits else g.fit
+        fit = g.fit
+        if limits:
+            fit = {**g.fit, "limits_from": f"{grown.frames} clear frames (a memory of {MEMORY_FRAMES})", "limits_seen_as": SEEN_RULE}
+            if limits != g.limiting_mag:
+                self._say_dimmed(grown.dimmed(limits))
+            grown = grown.remembering(limits)
         self.geometry = dataclasses.replace(g, limiting_mag=limits if limits else g.limiting_mag, fit=fit, depth=grown)
         self._save()
         return self.geometry.limiting_mag != g.limiting_mag
+
+    def _say_dimmed(self, dimmed: list) -> None:
+        """A camera that sees a magnitude less deep than it once did is said in the log, again only when it has
+        come to see another magnitude less deep (its limits follow it: its clear skies still read clear)."""
+        by = max((np.inf if now is None else best - now for _, now, best in dimmed), default=0.0)
+        if by < DIMMED_BY_MAG:  # cleaned, or never dimmed: the next dimming is said afresh
+            self._dimmed_said = 0.0
+            return
+        if by < self._dimmed_said + DIMMED_BY_MAG:
+            return
+        self._dimmed_said = by
+        log.warning(
+            "%s: the camera sees a magnitude or more less deep than it once did (%s): a dirty or dewed dome, "
+            "a lens out of focus, haze, or a camera replaced? Its limits follow it, so its clear skies still read clear",
+            self.save_to or "the star watch",
+            "; ".join(f"{RING_NAMES[r]}: stars to Hp {'none' if now is None else f'{now:g}'}, once {best:g}" for r, now, best in dimmed),
+        )
 
     def _save(self) -> None:
         if self.save_to is not None:

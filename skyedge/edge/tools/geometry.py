@@ -216,6 +216,7 @@ def combine(results: list[FrameResult], site) -> tuple[CameraGeometry, list[Fram
     for r in sorted(best, key=lambda r: r.posix):
         depth = depth.added(r.counts)
     limits = depth.limits(min_frames=1)
+    depth = depth.remembering(limits) if limits else depth  # how deep the camera saw when it was set up
     fit = {
         **joint.summary(),
         "solved_utc": datetime.fromtimestamp(max(r.posix for r in best), timezone.utc).isoformat(timespec="seconds"),
