@@ -357,6 +357,7 @@ def test_geometry_command_solves_a_folder_and_refuses_frames_without_a_time(tmp_
     assert abs(g.lens.cx - 240.0) < 1.0 and abs(g.lens.cy - 250.0) < 1.0 and abs(((g.lens.north_deg - 75.0) + 180) % 360 - 180) < 0.5
     assert g.fit["frames"] == 3 and g.limiting_mag[0] is not None
     assert g.fit["limits_seen_as"] == SEEN_RULE  # the file says how its limits were learnt
+    assert g.depth is not None and g.depth.frames >= 1  # ... and what from: a pipeline's watch goes on from there
     # Every frame stamped an hour early (a time zone set wrong): each solves, to a lens shifted to make up for it,
     # and they agree; the best one fits the sky far better an hour later, so nothing is written, saying why.
     early = tmp_path / "early"

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from skyedge.stars.visibility import BINS, RINGS, clear_enough, limiting_magnitudes
+from skyedge.stars.visibility import (
+    BINS,
+    RINGS,
+    clear_enough,
+    completeness_counts,
+    limiting_magnitudes,
+    moonlight_mag,
+    twilight_mag,
+)
 
 LEARN_FRAMES = 3  # clear frames before a camera's limits are trusted
 MEMORY_FRAMES = 200
@@ -35,6 +43,15 @@ DIMMED_BY_MAG = 1.0
 # first few frames' limits reached Hp 5.5 at the zenith, a magnitude past what its settled pool gives.
 SETTLED_FRAMES = 20
 INNER_RINGS = 3  # the zenith disc and the rings to 54 deg: the horizon's rings vary with haze and lights
+
+
+def dark_sky_counts(det, stars, lens, shape, mask=None, moon=None, sun_alt_deg: float | None = None):
+    """One frame's completeness counts as a dark sky would give them (each star made fainter by the moon's and
+    twilight's allowance), or None where the sky is more than ``MAX_SHIFT_MAG`` brighter: too bright to teach."""
+    shift = moonlight_mag(moon) + twilight_mag(sun_alt_deg)
+    if shift > MAX_SHIFT_MAG:
+        return None
+    return completeness_counts(det, stars, lens, shape, mask, moon, fainter_by=shift)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,10 +70,10 @@ class DepthPool:
         z = np.zeros((RINGS, len(BINS) - 1))
         return cls(z, z.copy())
 
-    def added(self, counts: tuple[np.ndarray, np.ndarray]) -> DepthPool:
-        """This pool with one frame's counts (:func:`~skyedge.stars.visibility.completeness_counts`) added, or
-        this pool itself when the frame was not clear."""
-        if not clear_enough(*counts):
+    def added(self, counts: tuple[np.ndarray, np.ndarray] | None) -> DepthPool:
+        """This pool with one frame's counts (:func:`dark_sky_counts`) added, or this pool itself when the frame
+        was not clear (or too bright: None)."""
+        if counts is None or not clear_enough(*counts):
             return self
         keep = 1.0 - 1.0 / MEMORY_FRAMES
         return DepthPool(self.seen * keep + counts[0], self.present * keep + counts[1], self.frames + 1, self.deepest)

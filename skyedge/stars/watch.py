@@ -43,7 +43,7 @@ import numpy as np
 
 from skyedge.stars.catalogue import StarCatalogue, default_catalogue
 from skyedge.stars.clock import clock_check, solved_at_another_time
-from skyedge.stars.depth import DIMMED_BY_MAG, MAX_SHIFT_MAG, MEMORY_FRAMES, DepthPool
+from skyedge.stars.depth import DIMMED_BY_MAG, MEMORY_FRAMES, DepthPool, dark_sky_counts
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import (
@@ -59,10 +59,7 @@ from skyedge.stars.static_spots import POLE_DEG, StaticSpots, load_static_spots
 from skyedge.stars.visibility import (
     SEEN_RULE,
     Visibility,
-    completeness_counts,
-    moonlight_mag,
     star_visibility,
-    twilight_mag,
 )
 
 log = logging.getLogger(__name__)
@@ -310,12 +307,13 @@ class StarWatch:
         the pool; True when they changed. One frame is tried per ``solve_every_s`` of capture time (the counts
         cost 10-30 ms); the file is saved whenever the pool grows."""
         g = self.geometry
-        shift = moonlight_mag(moon) + twilight_mag(sun_alt_deg)
-        if not self._learning or g is None or shift > MAX_SHIFT_MAG or posix - self._last_depth < self.solve_every_s:
+        if not self._learning or g is None or posix - self._last_depth < self.solve_every_s:
+            return False
+        counts = dark_sky_counts(det, stars, g.lens_for(shape), shape, mask, moon, sun_alt_deg)
+        if counts is None:  # a moonlit or twilit sky leaves the turn to the next frame
             return False
         self._last_depth = posix
         pool = g.depth if g.depth is not None else DepthPool.empty()
-        counts = completeness_counts(det, stars, g.lens_for(shape), shape, mask, moon, fainter_by=shift)
         grown = pool.added(counts)
         if grown is pool:
             return False

@@ -22,12 +22,12 @@ import numpy as np
 
 from skyedge.commands import add_command
 from skyedge.stars.catalogue import default_catalogue
-from skyedge.stars.depth import DepthPool
+from skyedge.stars.depth import DepthPool, dark_sky_counts
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import FIT_MIN_ALT_DEG, NoGeometry, refine, solve_frame
 from skyedge.stars.static_spots import places_in_most_frames, without_places
-from skyedge.stars.visibility import SEEN_RULE, completeness_counts
+from skyedge.stars.visibility import SEEN_RULE
 
 if TYPE_CHECKING:
     from skyedge.ephemeris import SkyEphemeris
@@ -110,7 +110,8 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
             sol = solve_frame(det, cat, site, when, shape)
             # Completeness is read now, while the frame's significance image exists; only the positions are
             # kept (a folder of 2k frames would otherwise hold 16 MB per solved frame).
-            counts = completeness_counts(det, stars, sol.lens, shape)
+            sky = eph.at(when)
+            counts = dark_sky_counts(det, stars, sol.lens, shape, None, (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination), sky.sun_alt_deg)
             det = dataclasses.replace(det, significance=None)
             results[path.name] = FrameResult(path.name, "solved", f"{sol.matched} stars, rms {sol.rms_px:.2f} px", sol, det, stars, shape, when, counts)
         except NoGeometry as exc:  # its stars are kept: the camera's clock is checked against them later
