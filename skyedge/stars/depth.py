@@ -15,8 +15,9 @@ limits are). Under the moon or in twilight each star counts as fainter by as muc
 expects fewer stars there); frames where that exceeds ``MAX_SHIFT_MAG`` teach nothing.
 
 The pool is kept in the geometry file (``completeness``) so a restart carries on where it stopped, with the
-deepest limits it gave once settled (``SETTLED_FRAMES``): a camera that has come to see ``DIMMED_BY_MAG`` less deep in one of its inner rings
-than it once did is worth a look (:meth:`DepthPool.dimmed`; the watch says so in its log).
+deepest limits it gave once settled (``SETTLED_FRAMES``): a camera that has come to see ``DIMMED_BY_MAG`` less
+deep in one of its inner rings than it once did is worth a look (:meth:`DepthPool.dimmed`; the watch says so in
+its log).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class DepthPool:
     seen: np.ndarray
     present: np.ndarray
     frames: int = 0
-    deepest: tuple[float | None, ...] | None = None  # per ring, the faintest limit these counts ever gave
+    deepest: tuple[float | None, ...] | None = None  # per ring, the faintest limit the pool gave once settled
 
     @classmethod
     def empty(cls) -> DepthPool:

@@ -7,7 +7,7 @@ YAML, one document::
     frame_shape: [height, width]
     limiting_mag: [disc, ring 1, ring 2, ring 3, ring 4]   # per cloudynight ring; null: no stars expected there
     fit: {frames, matched_stars, rms_px, rms_deg, solved_utc, how, site, limits_from, limits_seen_as}
-    completeness: {frames, memory_frames, magnitude_bins, seen, present}   # what the limits come from
+    completeness: {frames, deepest_limits, memory_frames, magnitude_bins, seen, present}   # what the limits come from
 
 ``completeness`` is the star watch's pool of its clear frames (:mod:`skyedge.stars.depth`): with it, the limits
 go on following the camera after a restart; without it (limits typed in, or from an older skyedge) they are kept
