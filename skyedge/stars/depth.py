@@ -44,6 +44,7 @@ DIMMED_BY_MAG = 1.0
 # first few frames' limits reached Hp 5.5 at the zenith, a magnitude past what its settled pool gives.
 SETTLED_FRAMES = 20
 INNER_RINGS = 3  # the zenith disc and the rings to 54 deg: the horizon's rings vary with haze and lights
+BINS_KEY = (float(BINS[0]), float(BINS[-1]), float(BINS[1] - BINS[0]))  # first, last, step: a pool's bins in its file
 
 
 def dark_sky_counts(det, stars, lens, shape, mask=None, moon=None, sun_alt_deg: float | None = None):
@@ -106,7 +107,7 @@ class DepthPool:
             "frames": self.frames,
             "deepest_limits": None if self.deepest is None else [None if v is None else round(v, 2) for v in self.deepest],
             "memory_frames": MEMORY_FRAMES,
-            "magnitude_bins": [float(BINS[0]), float(BINS[-1]), float(BINS[1] - BINS[0])],
+            "magnitude_bins": list(BINS_KEY),
             "seen": np.round(self.seen, 2).tolist(),
             "present": np.round(self.present, 2).tolist(),
         }
@@ -117,8 +118,7 @@ class DepthPool:
         Raises ValueError naming the key."""
         if not isinstance(doc, dict):
             raise ValueError("completeness must be a mapping")
-        bins = doc.get("magnitude_bins")
-        if bins != [float(BINS[0]), float(BINS[-1]), float(BINS[1] - BINS[0])]:
+        if tuple(doc.get("magnitude_bins") or ()) != BINS_KEY:
             return None
         arrays = []
         for key in ("seen", "present"):

@@ -305,7 +305,7 @@ class StarWatch:
     def _learn_depth(self, det, stars, shape, mask, moon, sun_alt_deg, posix: float) -> bool:
         """Pool this frame's completeness if it is clear (:mod:`skyedge.stars.depth`) and relearn the limits from
         the pool; True when they changed. One frame is tried per ``solve_every_s`` of capture time (the counts
-        cost 10-30 ms); the file is saved whenever the pool grows."""
+        cost 4 ms at 512 px, 27 ms at 2k on 2 cores); the file is saved whenever the pool grows."""
         g = self.geometry
         if not self._learning or g is None or posix - self._last_depth < self.solve_every_s:
             return False
