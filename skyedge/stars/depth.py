@@ -118,7 +118,8 @@ class DepthPool:
         Raises ValueError naming the key."""
         if not isinstance(doc, dict):
             raise ValueError("completeness must be a mapping")
-        if tuple(doc.get("magnitude_bins") or ()) != BINS_KEY:
+        bins = doc.get("magnitude_bins")
+        if not isinstance(bins, list) or tuple(bins) != BINS_KEY:
             return None
         arrays = []
         for key in ("seen", "present"):
