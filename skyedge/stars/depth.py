@@ -32,8 +32,7 @@ from skyedge.stars.visibility import (
     clear_enough,
     completeness_counts,
     limiting_magnitudes,
-    moonlight_mag,
-    twilight_mag,
+    sky_allowance_mag,
 )
 
 LEARN_FRAMES = 3  # clear frames before a camera's limits are trusted
@@ -50,7 +49,7 @@ BINS_KEY = (float(BINS[0]), float(BINS[-1]), float(BINS[1] - BINS[0]))  # first,
 def dark_sky_counts(det, stars, lens, shape, mask=None, moon=None, sun_alt_deg: float | None = None):
     """One frame's completeness counts as a dark sky would give them (each star made fainter by the moon's and
     twilight's allowance), or None where the sky is more than ``MAX_SHIFT_MAG`` brighter: too bright to teach."""
-    shift = moonlight_mag(moon) + twilight_mag(sun_alt_deg)
+    shift = sky_allowance_mag(moon, sun_alt_deg)
     if shift > MAX_SHIFT_MAG:
         return None
     return completeness_counts(det, stars, lens, shape, mask, moon, fainter_by=shift)

@@ -161,6 +161,11 @@ def twilight_mag(sun_alt_deg: float | None) -> float:
     return 0.5 * 0.47 * float(np.clip(sun_alt_deg + 18.0, 0.0, 18.0))
 
 
+def sky_allowance_mag(moon: tuple[float, float, float] | None, sun_alt_deg: float | None) -> float:
+    """How much brighter the limit is on this sky than on a dark one: the moon's and the twilight's allowance."""
+    return moonlight_mag(moon) + twilight_mag(sun_alt_deg)
+
+
 def _expected(stars: StarsAt, limits, shift: float = 0.0) -> np.ndarray:
     ring = ring_of_zenith(90.0 - stars.alt_deg)
     lim = np.array([np.nan if v is None else v - shift for v in limits] + [np.nan])
@@ -181,7 +186,7 @@ def star_visibility(
     """Expected against seen stars for one frame; ``limits``: the limiting magnitude per ring (None: no stars
     expected there), less ``EXPECT_MARGIN_MAG``, the moon's :func:`moonlight_mag` and the twilight's
     :func:`twilight_mag`; ``moon``: (altitude, azimuth, illuminated fraction)."""
-    brighter_by = EXPECT_MARGIN_MAG + moonlight_mag(moon) + twilight_mag(sun_alt_deg)
+    brighter_by = EXPECT_MARGIN_MAG + sky_allowance_mag(moon, sun_alt_deg)
     bright = stars.subset(_expected(stars, limits, brighter_by))
     ok = _usable(lens, bright.alt_deg, bright.az_deg, shape, mask, moon)
     alt, az = bright.alt_deg[ok], bright.az_deg[ok]
