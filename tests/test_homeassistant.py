@@ -206,12 +206,31 @@ def test_a_camera_watching_its_stars_gets_a_stars_seen_sensor():
         assert json.loads(_render(seen["json_attributes_template"], message))["zenith"] is None
 
 
+def test_a_camera_watching_its_stars_says_when_its_view_has_dimmed_and_keeps_it_through_the_day():
+    factory = MessageFactory("la-palma", "allsky-01", MODEL)
+    plain = discovery_messages("homeassistant", factory, ["allsky"], "allsky-tiny", CLASSES)
+    assert "Camera dimmed" not in {m.payload["name"] for m in plain}
+    configs = discovery_messages("homeassistant", factory, ["allsky"], "allsky-tiny", CLASSES, starry=frozenset({"allsky"}))
+    (dimmed,) = [m.payload for m in configs if m.payload["name"] == "Camera dimmed"]
+    assert dimmed["device_class"] == "problem" and dimmed["entity_category"] == "diagnostic" and "availability" in dimmed
+    assert dimmed["object_id"].endswith("_allsky_camera_dimmed")
+    stars = {"detected": 150, "geometry": "saved", "expected": 60, "seen": 57, "visible_fraction": 0.95, "limiting_mag": 3.5}
+    assert _render(dimmed["value_template"], {"class": "clear", "stars": {**stars, "dimmed_mag": 1.5}}) == dimmed["payload_on"]
+    assert _render(dimmed["value_template"], {"class": "clear", "stars": stars}) == dimmed["payload_off"]
+    # Frames that cannot say (by day no stars object; before the limits are learnt none) render empty, which Home
+    # Assistant's MQTT binary sensor ignores: the night's answer stays.
+    unlearnt = {**stars, "expected": None, "seen": None, "visible_fraction": None, "limiting_mag": None}
+    for message in ({"class": "day"}, {"class": "cloudy", "stars": unlearnt}):
+        assert _render(dimmed["value_template"], message).strip() == ""
+
+
 def test_a_located_camera_announces_its_stars_sensor_over_a_real_broker(stub_frame_package, tmp_path, mqtt_broker):
     location = {"latitude_deg": 38.607, "longitude_deg": 93.896, "elevation_m": 4200.0}
     cfg = _discovering(tmp_path, stub_frame_package, tmp_path / "in", mqtt_broker, site_location=location)
     node = re.sub(r"[^a-z0-9]+", "_", f"skyedge {topic_root(cfg).split('/')[1]} dev-1 allsky")
     discovery = Collector(mqtt_broker, f"homeassistant/+/{node}/+/config", protocol=mqtt.MQTTv5)
     with RunningDaemon(cfg):
-        assert wait_for(lambda: len(discovery.messages) == 6)
-    assert f"homeassistant/sensor/{node}/stars_seen/config" in {m.topic for m in discovery.messages}
+        assert wait_for(lambda: len(discovery.messages) == 7)
+    topics = {m.topic for m in discovery.messages}
+    assert {f"homeassistant/sensor/{node}/stars_seen/config", f"homeassistant/binary_sensor/{node}/camera_dimmed/config"} <= topics
     discovery.close()

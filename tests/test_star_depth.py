@@ -45,6 +45,7 @@ def test_limits_follow_a_camera_that_comes_to_see_less_deep_across_a_restart(tmp
     full_moon_high = (70.0, 180.0, 1.0)
     moonlit = watch.observe(_frame(_night(20), 3.25, seed=20), _night(20), full_moon_high)
     assert moonlit.visibility is not None and load_geometry(path).depth.frames == 20  # too bright a sky to teach
+    assert "dimmed_mag" not in moonlit.message()  # as deep as it ever was
     with caplog.at_level(logging.WARNING, logger="skyedge.stars.watch"):
         for k in range(21, 31):
             watch.observe(_frame(_night(k), 3.25, seed=k), _night(k))
@@ -57,7 +58,11 @@ def test_limits_follow_a_camera_that_comes_to_see_less_deep_across_a_restart(tmp
     assert re.search(rf"the zenith disc: stars to Hp [0-9.]+, once {deep.limiting_mag[0]:g}", said[0]), said
     t = _night(31)
     clear = _frame(t, 3.25, seed=31)
-    assert watch.observe(clear, t).visibility.zenith_fraction >= 0.9
+    report = watch.observe(clear, t)
+    assert report.visibility.zenith_fraction >= 0.9
+    # Every message says it too, for as long as it lasts, and after a restart (it is the file's, not the log's).
+    assert report.message()["dimmed_mag"] >= 1.0
+    assert StarWatch(SITE, load_geometry(path), solve=False).observe(clear, t).message()["dimmed_mag"] >= 1.0
     # Limits typed in are kept: the clear sky reads about half its stars gone, as the cross-check's cloud.
     assert typed.observe(clear, t).visibility.zenith_fraction <= 0.6
     assert not (tmp_path / "typed.yaml").exists()

@@ -16,8 +16,8 @@ expects fewer stars there); frames where that exceeds ``MAX_SHIFT_MAG`` teach no
 
 The pool is kept in the geometry file (``completeness``) so a restart carries on where it stopped, with the
 deepest limits it gave once settled (``SETTLED_FRAMES``): a camera that has come to see ``DIMMED_BY_MAG`` less
-deep in one of its inner rings than it once did is worth a look (:meth:`DepthPool.dimmed`; the watch says so in
-its log).
+deep in one of its inner rings than it once did is worth a look (:meth:`DepthPool.dimmed_by`; the watch says so in
+its log, and every message's ``stars.dimmed_mag`` carries it while it lasts).
 """
 
 from __future__ import annotations
@@ -99,6 +99,13 @@ class DepthPool:
             if best is not None and (now is None or now <= best - DIMMED_BY_MAG):
                 out.append((ring, now, best))
         return out
+
+    def dimmed_by(self, limits: tuple[float | None, ...] | None) -> float | None:
+        """How many magnitudes less deep than the deepest it gave the camera sees now, in its worst inner ring,
+        when that is ``DIMMED_BY_MAG`` or more; else None. A ring left with no limit counts from the catalogue's
+        brightest bin (the least it has lost)."""
+        worst = max((best - (BINS[0] if now is None else now) for _, now, best in self.dimmed(limits or ())), default=None)
+        return None if worst is None else round(float(worst), 2)
 
     def to_dict(self) -> dict:
         """The geometry file's ``completeness`` entry."""

@@ -85,12 +85,16 @@ class StarReport:
     geometry: str  # 'saved', 'solved' (blind, this frame), 'tracked' (the saved one refitted to this frame), or 'none'
     # How far the stars last put the capture time from the truth (s; None: never found off, or seen right since).
     clock_offset_s: float | None = None
+    # Magnitudes less deep than the camera once saw, in its worst inner ring (None: not dimmed, or not known).
+    dimmed_mag: float | None = None
 
     def message(self) -> dict:
         """The classification message's ``stars`` object."""
         out = {"detected": self.detected, "geometry": self.geometry}
         if self.clock_offset_s is not None:
             out["clock_offset_min"] = int(round(self.clock_offset_s / 60.0))
+        if self.dimmed_mag is not None:
+            out["dimmed_mag"] = self.dimmed_mag
         if self.visibility is not None:
             out.update(self.visibility.message())
         else:
@@ -168,7 +172,7 @@ class StarWatch:
         if not poor:  # the saved lens sees the stars at the stated time: the clock is right (again)
             self.last_clock_check = None
         offset = self.last_clock_check.offset_s if self.last_clock_check is not None else None
-        return StarReport(len(det), vis, state, offset)
+        return StarReport(len(det), vis, state, offset, self._dimmed())
 
     def _solve_blind(self, det, stars, shape: tuple[int, int], posix: float) -> bool:
         """Solve the geometry from this frame alone and adopt it; False (counted) when the frame cannot give one, or
@@ -322,22 +326,30 @@ class StarWatch:
         if limits:
             fit = {**g.fit, "limits_from": f"{grown.frames} clear frames (a memory of {MEMORY_FRAMES})", "limits_seen_as": SEEN_RULE}
             if limits != g.limiting_mag:
-                self._say_dimmed(grown.dimmed(limits))
+                self._say_dimmed(grown, limits)
             grown = grown.remembering(limits)
         self.geometry = dataclasses.replace(g, limiting_mag=limits if limits else g.limiting_mag, fit=fit, depth=grown)
         self._save()
         return self.geometry.limiting_mag != g.limiting_mag
 
-    def _say_dimmed(self, dimmed: list) -> None:
+    def _dimmed(self) -> float | None:
+        """Magnitudes less deep than the camera once saw (:meth:`DepthPool.dimmed_by`), for limits learnt here."""
+        g = self.geometry
+        if not self._learning or g is None or g.depth is None:
+            return None
+        return g.depth.dimmed_by(g.limiting_mag)
+
+    def _say_dimmed(self, pool: DepthPool, limits: tuple) -> None:
         """A camera that sees a magnitude less deep than it once did is said in the log, again only when it has
         come to see another magnitude less deep (its limits follow it: its clear skies still read clear)."""
-        by = max((np.inf if now is None else best - now for _, now, best in dimmed), default=0.0)
-        if by < DIMMED_BY_MAG:  # cleaned, or never dimmed: the next dimming is said afresh
+        by = pool.dimmed_by(limits)
+        if by is None:  # cleaned, or never dimmed: the next dimming is said afresh
             self._dimmed_said = 0.0
             return
         if by < self._dimmed_said + DIMMED_BY_MAG:
             return
         self._dimmed_said = by
+        dimmed = pool.dimmed(limits)
         log.warning(
             "%s: the camera sees a magnitude or more less deep than it once did (%s): a dirty or dewed dome, "
             "a lens out of focus, haze, or a camera replaced? Its limits follow it, so its clear skies still read clear",

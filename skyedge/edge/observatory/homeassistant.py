@@ -15,6 +15,9 @@ with the same device names never collide:
 * ``Stars seen``: percent of the stars the camera should see that it sees, the whole sky, chance matches
   subtracted (cameras that watch their stars; attributes: the zenith's percent, stars expected and seen;
   ``unknown`` by day, before the geometry is solved, or with too few stars expected);
+* ``Camera dimmed``: a diagnostic problem sensor beside it, on while the camera sees a magnitude or more less deep
+  than it once did (``stars.dimmed_mag``: a dirty or dewed dome, a lens out of focus); frames that do not say
+  (by day, before the limits are learnt) leave it as it was, so it does not flap with the sun;
 * ``Connectivity``: a diagnostic binary sensor from the retained status and its will.
 
 Every entity but ``Connectivity`` is *unavailable* while the device's status is ``offline`` (or its will
@@ -169,7 +172,7 @@ def discovery_messages(
                 if cloud_map
                 else []
             ),
-            *([_stars_seen(entity, classification)] if camera in starry else []),
+            *([_stars_seen(entity, classification), _camera_dimmed(entity, classification)] if camera in starry else []),
             entity(
                 "binary_sensor",
                 "connectivity",
@@ -186,6 +189,29 @@ def discovery_messages(
             ),
         ]
     return [Message("discovery", topic, payload, qos=1, retain=True) for topic, payload in out]
+
+
+def _camera_dimmed(entity, classification: str) -> tuple[str, dict]:
+    """The ``Camera dimmed`` problem sensor from the message's ``stars.dimmed_mag``. A message whose stars say
+    nothing of the camera's depth renders empty, which Home Assistant's MQTT binary sensor ignores: the state a
+    night set stays through the day instead of turning off at sunrise and on again at dusk."""
+    stars = "(value_json.get('stars') or {})"
+    return entity(
+        "binary_sensor",
+        "camera_dimmed",
+        {
+            "name": "Camera dimmed",
+            "device_class": "problem",
+            "entity_category": "diagnostic",
+            "state_topic": classification,
+            "value_template": (
+                f"{{% set s = {stars} %}}{{% if s.get('dimmed_mag') is not none %}}ON"
+                "{% elif s.get('limiting_mag') is not none %}OFF{% endif %}"
+            ),
+            "payload_on": "ON",
+            "payload_off": "OFF",
+        },
+    )
 
 
 def _stars_seen(entity, classification: str) -> tuple[str, dict]:
