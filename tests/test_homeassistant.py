@@ -224,13 +224,24 @@ def test_a_camera_watching_its_stars_says_when_its_view_has_dimmed_and_keeps_it_
         assert _render(dimmed["value_template"], message).strip() == ""
 
 
+def test_a_camera_whose_stars_say_its_clock_is_off_gets_a_problem_that_the_day_does_not_clear():
+    factory = MessageFactory("la-palma", "allsky-01", MODEL)
+    configs = discovery_messages("homeassistant", factory, ["allsky"], "allsky-tiny", CLASSES, starry=frozenset({"allsky"}))
+    (clock,) = [m.payload for m in configs if m.payload["name"] == "Clock off"]
+    assert clock["device_class"] == "problem" and clock["entity_category"] == "diagnostic" and "availability" in clock
+    stars = {"detected": 150, "geometry": "saved", "expected": 60, "seen": 3, "visible_fraction": 0.05, "limiting_mag": 3.5}
+    assert _render(clock["value_template"], {"class": "unrecognised", "stars": {**stars, "clock_offset_min": 60}}) == clock["payload_on"]
+    assert _render(clock["value_template"], {"class": "clear", "stars": stars}) == clock["payload_off"]
+    assert _render(clock["value_template"], {"class": "day"}).strip() == ""  # no stars by day: the night's answer stays
+
+
 def test_a_located_camera_announces_its_stars_sensor_over_a_real_broker(stub_frame_package, tmp_path, mqtt_broker):
     location = {"latitude_deg": 38.607, "longitude_deg": 93.896, "elevation_m": 4200.0}
     cfg = _discovering(tmp_path, stub_frame_package, tmp_path / "in", mqtt_broker, site_location=location)
     node = re.sub(r"[^a-z0-9]+", "_", f"skyedge {topic_root(cfg).split('/')[1]} dev-1 allsky")
     discovery = Collector(mqtt_broker, f"homeassistant/+/{node}/+/config", protocol=mqtt.MQTTv5)
     with RunningDaemon(cfg):
-        assert wait_for(lambda: len(discovery.messages) == 7)
+        assert wait_for(lambda: len(discovery.messages) == 8)
     topics = {m.topic for m in discovery.messages}
     assert {f"homeassistant/sensor/{node}/stars_seen/config", f"homeassistant/binary_sensor/{node}/camera_dimmed/config"} <= topics
     discovery.close()

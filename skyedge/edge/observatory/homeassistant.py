@@ -18,6 +18,9 @@ with the same device names never collide:
 * ``Camera dimmed``: a diagnostic problem sensor beside it, on while the camera sees a magnitude or more less deep
   than it once did (``stars.dimmed_mag``: a dirty or dewed dome, a lens out of focus); frames that do not say
   (by day, before the limits are learnt) leave it as it was, so it does not flap with the sun;
+* ``Clock off``: a diagnostic problem sensor, on while the stars say the capture time is wrong
+  (``stars.clock_offset_min``: its clear skies then read starless, and unsafe, until the time is mended); by day
+  it stays as it was;
 * ``Connectivity``: a diagnostic binary sensor from the retained status and its will.
 
 Every entity but ``Connectivity`` is *unavailable* while the device's status is ``offline`` (or its will
@@ -172,7 +175,11 @@ def discovery_messages(
                 if cloud_map
                 else []
             ),
-            *([_stars_seen(entity, classification), _camera_dimmed(entity, classification)] if camera in starry else []),
+            *(
+                [_stars_seen(entity, classification), _camera_dimmed(entity, classification), _clock_off(entity, classification)]
+                if camera in starry
+                else []
+            ),
             entity(
                 "binary_sensor",
                 "connectivity",
@@ -207,6 +214,26 @@ def _camera_dimmed(entity, classification: str) -> tuple[str, dict]:
             "value_template": (
                 f"{{% set s = {stars} %}}{{% if s.get('dimmed_mag') is not none %}}ON"
                 "{% elif s.get('limiting_mag') is not none %}OFF{% endif %}"
+            ),
+            "payload_on": "ON",
+            "payload_off": "OFF",
+        },
+    )
+
+
+def _clock_off(entity, classification: str) -> tuple[str, dict]:
+    """The ``Clock off`` problem sensor from the message's ``stars.clock_offset_min``; frames without a ``stars``
+    object (by day) render empty and leave it as it was."""
+    return entity(
+        "binary_sensor",
+        "clock_off",
+        {
+            "name": "Clock off",
+            "device_class": "problem",
+            "entity_category": "diagnostic",
+            "state_topic": classification,
+            "value_template": (
+                "{% set s = value_json.get('stars') %}{% if s %}{{ 'ON' if s.get('clock_offset_min') is not none else 'OFF' }}{% endif %}"
             ),
             "payload_on": "ON",
             "payload_off": "OFF",
