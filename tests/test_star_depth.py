@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from skyedge.stars.depth import DepthPool
 from skyedge.stars.geometry_file import CameraGeometry, GeometryFileError, load_geometry, save_geometry
 from skyedge.stars.lens import Lens
 from skyedge.stars.watch import StarWatch
@@ -90,3 +91,13 @@ def test_a_broken_completeness_pool_names_its_key(tmp_path):
     doc["completeness"]["magnitude_bins"] = [-1.0, 7.0, 1.0]  # counted in other bins: relearnt, not an error
     path.write_text(yaml.safe_dump(doc))
     assert load_geometry(path).depth is None
+
+
+def test_one_ring_alone_is_noise_two_are_a_dimmed_camera():
+    # Deepest limits with a fluke in the 36-54 deg ring (Hp 5.0 once, as on the real development camera).
+    pool = DepthPool.empty()
+    pool = DepthPool(pool.seen, pool.present, frames=40, deepest=(4.5, 4.5, 5.0, 4.0, 3.0))
+    assert pool.dimmed_by((4.5, 4.5, 4.0, 2.0, None)) is None  # that ring alone back at its usual depth
+    assert pool.dimmed_by((3.5, 4.5, 4.0, 2.0, None)) == 1.0  # the zenith disc too: the whole sky dims
+    assert pool.dimmed_by((2.5, 3.0, 3.5, None, None)) == 1.5  # what two rings at least have lost
+    assert pool.dimmed_by((None, None, 4.5, None, None)) is not None  # rings that see nothing at all count

@@ -85,7 +85,7 @@ class StarReport:
     geometry: str  # 'saved', 'solved' (blind, this frame), 'tracked' (the saved one refitted to this frame), or 'none'
     # How far the stars last put the capture time from the truth (s; None: never found off, or seen right since).
     clock_offset_s: float | None = None
-    # Magnitudes less deep than the camera once saw, in its worst inner ring (None: not dimmed, or not known).
+    # Magnitudes less deep than the camera once saw, in two inner rings at least (None: not dimmed, or not known).
     dimmed_mag: float | None = None
 
     def message(self) -> dict:
