@@ -10,7 +10,8 @@ checks through Home Assistant's REST API: the entities and their names and ids, 
 automation closing the roof when skyedge disappears (SIGKILL), `unrecognised` shown as such, the last
 classification after a Home Assistant restart (retained), and rediscovery after a restart with the broker's
 retained configs gone (skyedge republishes when Home Assistant says `online`). A second test runs a located camera
-(the stars watched unasked) and reads its `Stars seen` sensor: unknown until the limits are learnt, then a percent.
+(the stars watched unasked) and reads its `Stars seen` sensor (unknown until the limits are learnt, then a percent)
+and its `Camera dimmed` and `Clock off` problem sensors.
 """
 
 from __future__ import annotations
@@ -370,6 +371,7 @@ def test_a_located_camera_shows_its_stars_in_a_real_home_assistant(ha_python, st
         batch_size=1,
     )
     stars = f"sensor.{IDS}_stars_seen"
+    dimmed, clock = f"binary_sensor.{IDS}_camera_dimmed", f"binary_sensor.{IDS}_clock_off"
     with _stopped_after(ha, broker) as daemons:
         ha.start()
         ha.onboard()
@@ -380,6 +382,8 @@ def test_a_located_camera_shows_its_stars_in_a_real_home_assistant(ha_python, st
         deliver(star_frame(frames / "f0.fits", NIGHT, cloudy=False, seed=10), incoming / "f0.fits")
         assert wait_for(lambda: ha.value(f"sensor.{IDS}_last_class") == "clear", timeout=60)
         assert ha.value(stars) == "unknown"  # solved from that frame, but no limits learnt yet: no fraction
+        assert ha.value(clock) == "off"  # its stars were seen at their stated time
+        assert ha.value(dimmed) == "unknown"  # nothing learnt to have dimmed from: the message left it unset
         for k in range(1, 4):
             deliver(star_frame(frames / f"f{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=10 + k), incoming / f"f{k}.fits")
         assert wait_for(lambda: ha.value(stars) not in (None, "unknown", "unavailable"), timeout=60), ha.state(stars)
@@ -387,6 +391,7 @@ def test_a_located_camera_shows_its_stars_in_a_real_home_assistant(ha_python, st
         assert 80.0 <= float(state["state"]) <= 100.0 and state["attributes"]["unit_of_measurement"] == "%"
         assert state["attributes"]["zenith"] >= 80.0 and state["attributes"]["expected"] > 0
         assert state["attributes"]["friendly_name"] == "skyedge allsky Stars seen"
+        assert ha.value(dimmed) == "off" and ha.value(clock) == "off"  # the limits known, the camera as deep as ever
         print(json.dumps({"home_assistant": HA_VERSION, "stars_seen": state["state"], **state["attributes"]}))
         problems = ha.log_problems()
         assert not problems, problems
