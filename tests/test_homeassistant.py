@@ -245,3 +245,13 @@ def test_a_located_camera_announces_its_stars_sensor_over_a_real_broker(stub_fra
     topics = {m.topic for m in discovery.messages}
     assert {f"homeassistant/sensor/{node}/stars_seen/config", f"homeassistant/binary_sensor/{node}/camera_dimmed/config"} <= topics
     discovery.close()
+
+
+def test_the_documented_notification_names_the_problem_sensors_as_discovered():
+    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+    (notify,) = [yaml.safe_load(b) for b in blocks if "notify.notify" in b]
+    factory = MessageFactory("la-palma", "allsky-01", MODEL)
+    configs = discovery_messages("homeassistant", factory, ["allsky"], "allsky-tiny", CLASSES, starry=frozenset({"allsky"}))
+    problems = {f"binary_sensor.{m.payload['object_id']}" for m in configs if m.payload.get("device_class") == "problem"}
+    (trigger,) = notify[0]["trigger"]
+    assert set(trigger["entity_id"]) == problems and len(problems) == 2 and trigger["to"] == "on"
