@@ -202,39 +202,30 @@ def _camera_dimmed(entity, classification: str) -> tuple[str, dict]:
     """The ``Camera dimmed`` problem sensor from the message's ``stars.dimmed_mag``. A message whose stars say
     nothing of the camera's depth renders empty, which Home Assistant's MQTT binary sensor ignores: the state a
     night set stays through the day instead of turning off at sunrise and on again at dusk."""
-    stars = "(value_json.get('stars') or {})"
-    return entity(
-        "binary_sensor",
-        "camera_dimmed",
-        {
-            "name": "Camera dimmed",
-            "device_class": "problem",
-            "entity_category": "diagnostic",
-            "state_topic": classification,
-            "value_template": (
-                f"{{% set s = {stars} %}}{{% if s.get('dimmed_mag') is not none %}}ON"
-                "{% elif s.get('limiting_mag') is not none %}OFF{% endif %}"
-            ),
-            "payload_on": "ON",
-            "payload_off": "OFF",
-        },
+    return _problem(
+        entity, classification, "camera_dimmed", "Camera dimmed",
+        "{% if s.get('dimmed_mag') is not none %}ON{% elif s.get('limiting_mag') is not none %}OFF{% endif %}",
     )
 
 
 def _clock_off(entity, classification: str) -> tuple[str, dict]:
     """The ``Clock off`` problem sensor from the message's ``stars.clock_offset_min``; frames without a ``stars``
     object (by day) render empty and leave it as it was."""
+    return _problem(entity, classification, "clock_off", "Clock off", "{{ 'ON' if s.get('clock_offset_min') is not none else 'OFF' }}")
+
+
+def _problem(entity, classification: str, what: str, name: str, on_stars: str) -> tuple[str, dict]:
+    """A diagnostic problem sensor read from the message's ``stars`` object as ``s`` by the template ``on_stars``;
+    messages without one render empty (left as they were)."""
     return entity(
         "binary_sensor",
-        "clock_off",
+        what,
         {
-            "name": "Clock off",
+            "name": name,
             "device_class": "problem",
             "entity_category": "diagnostic",
             "state_topic": classification,
-            "value_template": (
-                "{% set s = value_json.get('stars') %}{% if s %}{{ 'ON' if s.get('clock_offset_min') is not none else 'OFF' }}{% endif %}"
-            ),
+            "value_template": f"{{% set s = value_json.get('stars') %}}{{% if s %}}{on_stars}{{% endif %}}",
             "payload_on": "ON",
             "payload_off": "OFF",
         },
