@@ -182,7 +182,11 @@ def main(argv=None) -> int:
                 "median_matched": int(np.median([s.matched for s in sols])),
             }
         )
-    per_ring = {k: defaultdict(list) for k in ("clear", "overcast")}
+    # Overcast sectors split by what the frame's own zenith stars say (at least 0.8 of them seen: a veil the stars
+    # shine through, or polygons drawn wider than the cloud). Circular for the inner rings, whose sectors make up the
+    # zenith's fraction; the 36-72 deg rings are read apart from it.
+    split = {True: "overcast sectors of frames whose zenith stars are seen (0.8 or more)", False: "overcast sectors of the other frames"}
+    per_ring = {k: defaultdict(list) for k in ("clear", "overcast", *split.values())}
     zenith = defaultdict(list)
     rows_out, polygon_fraction = [], {}
     watch = None
@@ -202,6 +206,8 @@ def main(argv=None) -> int:
                 per_ring["clear"][ring_of(s)].append(v)
             elif c >= 0.95:
                 per_ring["overcast"][ring_of(s)].append(v)
+                seen_overhead = vis.zenith_fraction is not None and vis.zenith_fraction >= 0.8
+                per_ring[split[seen_overhead]][ring_of(s)].append(v)
         zenith[r.label].append(vis.zenith_fraction)
 
     def ring_table(kind: str) -> list[dict]:
@@ -235,6 +241,7 @@ def main(argv=None) -> int:
         "frames": len(frames), "clear_frames_tried": tried, "solved": len(solved), "failures": dict(failures),
         "detect_s_per_frame": round(detect_s, 4), "solve_s_per_frame": round(solve_s, 3),
         "geometry": geometry_rows, "clear_sectors": ring_table("clear"), "overcast_sectors": ring_table("overcast"),
+        "overcast_sectors_by_zenith": {name: ring_table(name) for name in split.values()},
         "zenith_check": check,
         "zenith_check_device_mask": device_check, "limiting_mags_all_nights": limiting_magnitudes(sum(c[0] for *_, c in solved if clear_enough(*c)), sum(c[1] for *_, c in solved if clear_enough(*c))),
         "watch": {"solves": watch.solves, "solve_failures": watch.solve_failures, "tracks": watch.tracks, "final_limits": watch.geometry.limiting_mag if watch.geometry else None,
@@ -247,8 +254,8 @@ def main(argv=None) -> int:
     lines = [f"# Stars on {args.labelme.name}", "", f"{len(frames)} night frames; {len(solved)} of {tried} clear frames solved; {detect_s * 1000:.0f} ms detection, {solve_s:.2f} s solving per frame", ""]
     lines += ["| period first | last | frames | north | zenith px | radius px | projection | rms px | rms deg | matched |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {g['first']} | {g['last']} | {g['frames']} | {g['north_deg']} (sd {g['north_spread_deg']}) | {g['zenith_px']} | {g['radius_px']} | {g['projection']} | {g['median_rms_px']} | {g['median_rms_deg']} | {g['median_matched']} |" for g in geometry_rows]
-    for kind in ("clear", "overcast"):
-        lines += ["", f"{kind} sectors", "", "| ring | sectors | mean visible | median | share meeting |", "|---|---|---|---|---|"]
+    for kind in ("clear", "overcast", *split.values()):
+        lines += ["", kind if kind in split.values() else f"{kind} sectors", "", "| ring | sectors | mean visible | median | share meeting |", "|---|---|---|---|---|"]
         lines += [f"| {t['ring']} | {t['sectors']} | {t.get('mean_visible', '-')} | {t.get('median_visible', '-')} | {t.get('share_meeting', '-')} |" for t in ring_table(kind)]
     lines += ["", f"limiting magnitude per ring (all clear solved frames pooled): {result['limiting_mags_all_nights']}"]
     lines += ["", f"star watch (causal, as on a device): {watch.solves} blind solves, {watch.solve_failures} failed, {watch.tracks} tracked; final limits {result['watch']['final_limits']} from {result['watch']['clear_frames_taught']} clear frames"]
