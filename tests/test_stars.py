@@ -11,7 +11,13 @@ import pytest
 
 from skyedge.stars.catalogue import default_catalogue, refraction_deg
 from skyedge.stars.detection import Detections, detect_stars
-from skyedge.stars.geometry_file import CameraGeometry, GeometryFileError, load_geometry, save_geometry
+from skyedge.stars.geometry_file import (
+    CameraGeometry,
+    GeometryFileError,
+    GeometryFileGarbled,
+    load_geometry,
+    save_geometry,
+)
 from skyedge.stars.lens import Lens
 from skyedge.stars.solve import FIT_MIN_ALT_DEG, VOTE_STARS, NoGeometry, _vote, solve_frame, stars_to_match
 from skyedge.stars.visibility import SEEN_RULE, completeness_counts, limiting_magnitudes, star_visibility, twilight_mag
@@ -328,8 +334,13 @@ def test_geometry_file_round_trip_and_errors_name_the_key(tmp_path):
     with pytest.raises(GeometryFileError, match="projection"):
         load_geometry(path)
     path.write_text("orientation: {}\n")
-    with pytest.raises(GeometryFileError, match="frame_shape"):
+    with pytest.raises(GeometryFileError, match="frame_shape") as refused:
         load_geometry(path)
+    assert not isinstance(refused.value, GeometryFileGarbled)  # a person's edit: named, never set aside
+    for garbled, why in ((b"", "empty"), (b"\0" * 64, "NUL bytes"), (b"orientation: [1, 2\n", "not YAML"), (b"\xff\xfeorientation", "not YAML")):
+        path.write_bytes(garbled)
+        with pytest.raises(GeometryFileGarbled, match=why):
+            load_geometry(path)
 
 
 def test_geometry_command_solves_a_folder_and_refuses_frames_without_a_time(tmp_path, capsys):

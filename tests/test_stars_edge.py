@@ -1,5 +1,5 @@
 """Stars in the edge runtime: the cross-checks with teeth, collection of disagreements, a geometry solved and
-saved on the device, and a broken geometry file refused at start. Answers are scripted (stub backend): the test
+saved on the device, a broken geometry file refused at start and a garbled one solved afresh. Answers are scripted (stub backend): the test
 is of the plumbing and the stars, not of what a model says."""
 
 from __future__ import annotations
@@ -137,6 +137,30 @@ def test_a_broken_geometry_file_stops_the_start_naming_the_key(stub_frame_packag
     cfg = _config(tmp_path, stub_frame_package, incoming, tmp_path / "r.jsonl", ["clear"], {"geometry": str(geometry)})
     assert main(["run", "--config", str(cfg), "--once"]) != 0
     assert "stars.geometry" in capsys.readouterr().err
+
+
+def test_a_geometry_file_a_power_cut_garbled_is_set_aside_and_solved_afresh(stub_frame_package, tmp_path, capsys):
+    """What a power cut can leave of a file being rewritten (NUL bytes) keeps no device down when it solves its own
+    geometry: the file is set aside whole and the sky solves it again. A pipeline told not to solve cannot."""
+    geometry = tmp_path / "cam" / "geometry.yaml"
+    geometry.parent.mkdir()
+    geometry.write_bytes(b"\0" * 700)
+    incoming, log = tmp_path / "in", tmp_path / "r.jsonl"
+    incoming.mkdir()
+    for k in range(3):
+        star_frame(incoming / f"f{k}.fits", NIGHT + 900.0 * k, cloudy=False, seed=10 + k)
+    fixed = _config(tmp_path, stub_frame_package, incoming, tmp_path / "fixed.jsonl", ["clear"], {"geometry": str(geometry), "solve": False})
+    assert main(["run", "--config", str(fixed), "--once"]) != 0  # nothing to go by: refused, naming the key
+    err = capsys.readouterr().err
+    assert "stars.geometry" in err and "NUL bytes" in err and geometry.read_bytes() == b"\0" * 700
+    cfg = _config(tmp_path, stub_frame_package, incoming, log, ["clear"], {"geometry": str(geometry), "solve_every_s": 0})
+    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    err = capsys.readouterr().err
+    assert "set aside" in err and str(geometry) in err
+    assert (tmp_path / "cam" / "geometry.yaml.unreadable").read_bytes() == b"\0" * 700
+    got = sorted(messages(log, "classification"), key=lambda m: m["frame_id"])
+    assert [m["stars"]["geometry"] for m in got] == ["solved"] * 3
+    assert abs(load_geometry(geometry).lens.cx - LENS.cx) < 1.0
 
 
 def test_stars_need_a_site(stub_frame_package, tmp_path, capsys):

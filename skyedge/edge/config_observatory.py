@@ -93,7 +93,8 @@ class StarsSection(Schema):
     geometry: PathField | None = Field(
         default=None,
         description="camera geometry file (written by `skyedge geometry` or by the pipeline when it solves one; "
-        "read at start when it exists; its folder is created); default: .skyedge-<camera>-geometry.yaml beside "
+        "read at start when it exists; its folder is created; with `solve` on, one a power cut left empty or garbled is "
+        "set aside as <file>.unreadable and solved afresh); default: .skyedge-<camera>-geometry.yaml beside "
         "the source's state file, or under ~/.local/state/skyedge for a camera source",
     )
     solve: bool = Field(

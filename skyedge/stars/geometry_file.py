@@ -15,17 +15,21 @@ as they are.
 
 ``limits_seen_as`` names the rule a star was counted seen by when the limits were learnt
 (:data:`skyedge.stars.visibility.SEEN_RULE`): limits learnt by another rule expect too many or too few stars.
+
+A pipeline rewrites the file as it learns (:func:`skyedge.durable.replace_file`: on the disk before it replaces the
+old one). A file that is empty, holds NUL bytes or is no YAML at all is what a power cut can leave of one being
+replaced on a system that does not order the two: :class:`GeometryFileGarbled`, which a pipeline that solves its
+own geometry sets aside and solves afresh; every other fault names its key and stops the start.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from skyedge.durable import replace_file
 from skyedge.errors import SkyedgeError
 from skyedge.stars.depth import DepthPool
 from skyedge.stars.lens import PROJECTIONS, Lens
@@ -33,6 +37,10 @@ from skyedge.stars.lens import PROJECTIONS, Lens
 
 class GeometryFileError(SkyedgeError, ValueError):
     """A geometry file that cannot be read, naming the file and the key."""
+
+
+class GeometryFileGarbled(GeometryFileError):
+    """A geometry file that is no document at all: empty, NUL bytes, not YAML (what a power cut leaves)."""
 
 
 @dataclass(frozen=True)
@@ -66,22 +74,24 @@ class CameraGeometry:
 
 
 def save_geometry(geometry: CameraGeometry, path: Path | str) -> None:
-    """Write the file atomically (a crash leaves the old one whole)."""
-    path = Path(path)
+    """Write the file whole and durably (a crash or a power cut leaves the old one or the new one)."""
     text = "# Camera geometry solved from the stars by skyedge (docs/stars.md)\n" + yaml.safe_dump(geometry.to_dict(), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    replace_file(path, text.encode())
 
 
 def load_geometry(path: Path | str) -> CameraGeometry:
     """Read a geometry file; errors name the file and the key."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise GeometryFileError(f"{path}: cannot read the geometry file ({exc})") from None
+    if not raw.strip() or b"\0" in raw:
+        raise GeometryFileGarbled(f"{path}: the geometry file is {'empty' if not raw.strip() else 'NUL bytes, not text'}")
+    try:
+        doc = yaml.safe_load(raw.decode())
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise GeometryFileGarbled(f"{path}: the geometry file is not YAML ({exc})") from None
     if not isinstance(doc, dict):
         raise GeometryFileError(f"{path}: not a geometry file (expected a mapping)")
 

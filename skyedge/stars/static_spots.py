@@ -20,11 +20,12 @@ Without it a colour camera's hot pixels would pass for stars again for a quarter
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 
+from skyedge.durable import replace_file
 from skyedge.stars.detection import Detections
 
 SAMPLE_S = 60.0
@@ -127,19 +128,17 @@ class StaticSpots:
         return n
 
     def save(self, path: Path, shape: tuple[int, int]) -> None:
-        """Write what was learnt on frames of ``shape`` (rows, columns) to ``path``, atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                version=FILE_VERSION,
-                shape=np.asarray(shape, np.int64),
-                samples=self._samples,
-                sampled=self._sampled,
-                **{name.lstrip("_"): getattr(self, name) for name in _STATE},
-            )
-        os.replace(tmp, path)
+        """Write what was learnt on frames of ``shape`` (rows, columns) to ``path``, whole and durably."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            version=FILE_VERSION,
+            shape=np.asarray(shape, np.int64),
+            samples=self._samples,
+            sampled=self._sampled,
+            **{name.lstrip("_"): getattr(self, name) for name in _STATE},
+        )
+        replace_file(path, buffer.getvalue())
 
 
 def without_places(det: Detections, sx: np.ndarray, sy: np.ndarray) -> Detections:

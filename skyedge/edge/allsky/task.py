@@ -133,7 +133,7 @@ class FrameTask:
         self.cloud_name = cloud.name if cloud is not None else None
         self.stars_spec = section.stars
         self.checks = section.checks
-        geometry = saved_geometry(section)
+        geometry = saved_geometry(section, set_aside_garbled=True)
         self.stars = _star_watch(section, ephemeris, geometry, self._geometry_solved)
         if self.stars is not None:
             log.info(
