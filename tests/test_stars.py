@@ -82,8 +82,9 @@ def test_the_sky_turned_through_a_day_stays_astropys_to_an_arcsecond():
         (Lens(255.5, 255.5, 230.0, 0.0, "left", "equidistant"), (512, 512)),
         (Lens(300.0, 225.0, 200.0, 137.0, "right", "equisolid"), (480, 640)),  # off-centre, rotated, mirrored
         (Lens(230.0, 270.0, 215.0, 301.0, "left", "stereographic"), (512, 512)),
+        (Lens(960.0, 540.0, 700.0, 40.0, "left", "equidistant"), (1080, 1920)),  # a 16:9 sensor cuts the circle
     ],
-    ids=["centred", "off-centre-rotated-mirrored", "stereographic-rotated"],
+    ids=["centred", "off-centre-rotated-mirrored", "stereographic-rotated", "circle-cut-by-a-16x9-frame"],
 )
 def test_geometry_is_recovered_from_a_simulated_night_without_a_guess(truth, shape):
     image = render_star_field(truth, shape, SITE, NIGHT, limiting_mag=4.5, seed=3)
