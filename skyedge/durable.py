@@ -17,8 +17,13 @@ from pathlib import Path
 def replace_file(path: Path | str, data: bytes) -> None:
     """Replace ``path`` with ``data``, durably: a crash at any point leaves either the old file or the new one."""
     path = Path(path)
+    try:  # the old file's permissions, not mkstemp's owner-only ones: a person reads these files too
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

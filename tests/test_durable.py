@@ -16,6 +16,10 @@ def test_a_file_is_replaced_whole_and_leaves_nothing_beside_it(tmp_path):
     replace_file(path, b"new\n" * 1000)
     assert path.read_bytes() == b"new\n" * 1000
     assert [p.name for p in tmp_path.iterdir()] == ["geometry.yaml"]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the person who looks at it, as a file they wrote
+    path.chmod(0o640)
+    replace_file(path, b"newer\n")
+    assert path.stat().st_mode & 0o777 == 0o640  # a file's permissions are kept
 
 
 def test_a_full_disk_leaves_the_old_file_whole_and_no_temporary(tmp_path):
