@@ -17,10 +17,7 @@ from pathlib import Path
 def replace_file(path: Path | str, data: bytes) -> None:
     """Replace ``path`` with ``data``, durably: a crash at any point leaves either the old file or the new one."""
     path = Path(path)
-    try:  # the old file's permissions, not mkstemp's owner-only ones: a person reads these files too
-        mode = path.stat().st_mode & 0o777
-    except OSError:
-        mode = 0o644
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
@@ -33,6 +30,29 @@ def replace_file(path: Path | str, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def _mode_for(path: Path) -> int:
+    """The old file's permissions, or what ``open()`` gives a new one (0666 less the umask): mkstemp's owner-only
+    file would hide it from the service user or the person that reads it."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (another thread may be creating files)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _sync_folder(folder: Path) -> None:

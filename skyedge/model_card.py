@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from skyedge.durable import replace_file
 from skyedge.precisions import CARD_KEYS
 from skyedge.validation import SchemaError, format_errors
 
@@ -375,25 +375,10 @@ def write_card(card: ModelCard | dict, package_dir: str | os.PathLike) -> Path:
     package_dir.mkdir(parents=True, exist_ok=True)
     target = package_dir / CARD_FILE
     text = card.model_dump_json(indent=2, exclude_none=False) + "\n"
-    # Write to a sibling temp file and rename, so a reader never sees half a card. mkstemp creates the file
-    # 0600; the card must be as readable as the package's other files (a service user other than the one
-    # who copied the package reads it), so it gets what open() would have given: 0666 less the umask.
-    fd, tmp = tempfile.mkstemp(prefix=".skyedge-", suffix=".json", dir=package_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Whole or not at all, so a reader never sees half a card; as readable as the package's other files (a
+    # service user other than the one who copied the package reads it).
+    replace_file(target, text.encode("utf-8"))
     return target
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def card_json_schema() -> dict:

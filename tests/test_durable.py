@@ -16,7 +16,9 @@ def test_a_file_is_replaced_whole_and_leaves_nothing_beside_it(tmp_path):
     replace_file(path, b"new\n" * 1000)
     assert path.read_bytes() == b"new\n" * 1000
     assert [p.name for p in tmp_path.iterdir()] == ["geometry.yaml"]
-    assert path.stat().st_mode & 0o777 == 0o644  # readable by the person who looks at it, as a file they wrote
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() makes a file, not mkstemp's owner-only
     path.chmod(0o640)
     replace_file(path, b"newer\n")
     assert path.stat().st_mode & 0o777 == 0o640  # a file's permissions are kept
