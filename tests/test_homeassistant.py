@@ -233,6 +233,12 @@ def test_a_camera_whose_stars_say_its_clock_is_off_gets_a_problem_that_the_day_d
     assert _render(clock["value_template"], {"class": "unrecognised", "stars": {**stars, "clock_offset_min": 60}}) == clock["payload_on"]
     assert _render(clock["value_template"], {"class": "clear", "stars": stars}) == clock["payload_off"]
     assert _render(clock["value_template"], {"class": "day"}).strip() == ""  # no stars by day: the night's answer stays
+    # A daytime frame whose exposure contradicts the sun at its capture time says so without stars, and a night frame
+    # with the check and stars that see no offset is on all the same.
+    assert _render(clock["value_template"], {"class": "day", "checks": ["clock_vs_exposure"]}) == clock["payload_on"]
+    assert _render(clock["value_template"], {"class": "clear", "checks": ["clock_vs_exposure"], "stars": stars}) == clock["payload_on"]
+    assert _render(clock["value_template"], {"class": "clear", "checks": ["day_at_night"], "stars": stars}) == clock["payload_off"]
+    assert _render(clock["value_template"], {"class": "day", "checks": None}).strip() == ""
 
 
 def test_a_located_camera_announces_its_stars_sensor_over_a_real_broker(stub_frame_package, tmp_path, mqtt_broker):

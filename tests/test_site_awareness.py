@@ -351,3 +351,46 @@ def test_the_models_day_never_overrules_a_night_the_sun_or_the_exposure_vouches_
         assert ("day_at_night" in m.get("checks", [])) == (want != "day"), (name, m)
         if want != "day":
             assert m["probabilities"]["day"] == 0.0 and m["top_class"] == "clear"
+
+
+def test_an_exposure_the_sun_contradicts_says_the_clock_is_off(stub_frame_package, camera_frames, tmp_path, capfd):
+    """A daylight exposure stamped in the dark of night, or a night-long one at noon, is something no sky does: the
+    camera's clock (or its time zone) is doubted, flagged clock_vs_exposure, counted and said once. Twilight, a
+    white frame of a camera that keeps its night exposure by day, and frames whose exposure fits the sun are not;
+    the answers themselves do not change, and the check can be turned off."""
+    from astropy.io import fits
+
+    night, noon = _utc("2026-11-23T01:00:00"), _utc("2026-11-23T13:00:00")
+    dusk = next(t for t in (_utc("2026-11-23T18:00:00") + timedelta(minutes=m) for m in range(0, 120, 2)) if reference(t.timestamp(), *SITE)[0] < -8)
+    assert reference(night.timestamp(), *SITE)[0] < -40 and reference(noon.timestamp(), *SITE)[0] > 30  # the premise
+    cases = {  # name: (capture time, exposure s, white frame, doubted)
+        "a-night-daylight": (night, 0.001, False, True),
+        "b-noon-night-long": (noon, 10.0, False, True),
+        "c-noon-white": (noon, 10.0, True, False),
+        "d-noon-daylight": (noon, 0.001, False, False),
+        "e-night-night-long": (night, 10.0, False, False),
+        "f-dusk-daylight": (dusk, 0.001, False, False),
+    }
+    for policy in ("flag", "off"):
+        incoming, log = tmp_path / f"in-{policy}", tmp_path / f"{policy}.jsonl"
+        incoming.mkdir()
+        for name, (when, exposure, white, _) in cases.items():
+            frame = _fits_at(camera_frames[0], incoming / f"{name}.fits", when)
+            with fits.open(frame, mode="update") as hdul:
+                hdul[0].header["EXPTIME"] = exposure
+                if white:
+                    hdul[0].data[...] = np.iinfo(hdul[0].data.dtype).max if hdul[0].data.dtype.kind in "iu" else 1.0
+        cfg = _deploy(tmp_path, stub_frame_package, incoming, log, {"checks": {"clock_vs_exposure": policy}})
+        capfd.readouterr()
+        assert main(["run", "--config", str(cfg), "--once"]) == 0
+        said = capfd.readouterr().err
+        got = {m["frame_id"]: m for m in messages(log, "classification")}
+        for name, (*_, doubted) in cases.items():
+            m = got[f"{name}.fits"]
+            flagged = "clock_vs_exposure" in (m.get("checks") or [])
+            assert flagged == (doubted and policy == "flag"), (policy, name, m.get("checks"))
+            assert (m["class"] == "day") == (not name.startswith("e-")), (name, m["class"])
+        counts = messages(log, "metrics")[-1]["counts"]
+        assert counts.get("check_clock_vs_exposure", 0) == (2 if policy == "flag" else 0), counts
+        warned = said.count("capture_time.camera_timezone is likely wrong")
+        assert warned == (1 if policy == "flag" else 0), said  # said once, not per frame

@@ -310,7 +310,7 @@ class PipelineSection(Schema):
     night_min_exposure_s: Annotated[float, Field(gt=0)] | None = Field(
         default=NIGHT_MIN_EXPOSURE_S,
         description="a frame whose file records this long an exposure is night: the model may not call it 'day' "
-        "(without site_location; with it, the sun decides); null: off",
+        "(without site_location; with it, the sun decides and checks.clock_vs_exposure doubts a clock it contradicts); null: off",
     )
     checks: ChecksSection = ChecksSection()
     views: Literal[1, 4] = Field(

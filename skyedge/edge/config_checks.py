@@ -38,6 +38,14 @@ class ChecksSection(Schema):
         description="'cloudy' while at least stars.clear_zenith_fraction of the expected zenith stars are seen: "
         "flagged, and the frame collected for labelling when collect is on (needs the stars section: on with site_location)",
     )
+    clock_vs_exposure: Literal["off", "flag"] = Field(
+        default="flag",
+        description="the frame's recorded exposure against the sun at its capture time (needs site_location): a "
+        "daylight exposure (under day_max_exposure_s) while the sun is 18 deg or more below the horizon, or a "
+        "night-long one (night_min_exposure_s or longer, the frame not saturated) while the sun is 5 deg or more "
+        "above it. The camera's clock or capture_time.camera_timezone is likely wrong (or a lamp shines into the "
+        "lens): flagged, counted and logged at most hourly; the frame's answer is not changed",
+    )
     cloud_map: Literal["off", "flag", "decide"] = Field(
         default="off",
         description="the model's cloud map against its class (models with a cloud map): 'cloudy' while the map reads "

@@ -12,6 +12,13 @@ physics (docs/observatory-control.md "Cross-checks"):
   full is higher than ``bright_moon_min_alt_deg`` and the frame shows no glare where it should be (needs
   ``orientation``).
 
+Before the model, the frame's recorded exposure is held against the sun at its capture time
+(``clock_vs_exposure``): a daylight exposure under a sun at least ``CLOCK_NIGHT_SUN_DEG`` down, or a night-long one
+(in a frame that shows a sky: not saturated, capped or blank) under a sun at least ``CLOCK_DAY_SUN_DEG`` up, is something no sky does; the
+capture clock or its time zone is the likely fault. The frame's answer stands (day either way by the rules above),
+flagged, counted and logged at most every ``CLOCK_WARN_EVERY_S``: with a wrong clock the sun's day gate and every
+cross-check against the ephemeris are wrong too, and only a person can mend it.
+
 Each check is ``off``, ``flag`` (named in the message's ``checks``) or ``unrecognised`` (flagged, and the
 class becomes ``unrecognised``, so it counts as unsafe); ``moon_below_horizon`` may also ``reclassify`` (the
 task takes the model's 'moon' out before this check, as its 'day' at night, and the next class answers).
@@ -19,19 +26,30 @@ task takes the model's 'moon' out before this check, as its 'day' at night, and 
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 
 from skyedge.edge.allsky.capture_time import CaptureClock
 from skyedge.ephemeris import Ephemeris, SkyEphemeris
 from skyedge.exposure import exposure_seconds, is_daylight_exposure, is_night_exposure
+from skyedge.sanity import frame_problem
 from skyedge.stars.lens import Lens
+
+log = logging.getLogger(__name__)
 
 DAY = "day"
 MOON_SET_SLACK_DEG = 2.0
 GLARE_MIN_RATIO = 1.3  # median brightness near the moon over the sky's median: below this, no visible glare
 GLARE_RADIUS = 0.12  # of the horizon radius
+# A daylight exposure is impossible under an astronomically dark sky, and a night-long one (unsaturated) in
+# sunlight: past these the clock is doubted, not the sky. Twilight between them is left alone.
+CLOCK_NIGHT_SUN_DEG = -18.0
+CLOCK_DAY_SUN_DEG = 5.0
+CLOCK_WARN_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,7 @@ class Observation:
     # What decided day or night: 'sun' (site and capture time), 'exposure' (a daylight or a night-long one), or
     # 'model' (neither known: the model's own 'day' class decides).
     day_evidence: str = "model"
+    clock_doubt: bool = False  # the recorded exposure and the sun at the capture time disagree (check clock_vs_exposure)
 
     @property
     def night_known(self) -> bool:
@@ -106,6 +125,8 @@ class SiteView:
         self.night_min_exposure_s = section.night_min_exposure_s
         self.checks = section.checks
         self.orientation = section.orientation
+        self.camera = section.camera
+        self._clock_warned = -float("inf")  # monotonic time of the last clock_vs_exposure warning
 
     def observe(self, raw) -> Observation:
         """Capture time, ephemeris, exposure, day or not, and the moon's place and glare in this frame (a RawFrame).
@@ -131,7 +152,34 @@ class SiteView:
             if self._glare_matters(eph):
                 glare = glare_ratio(image, moon_xy, image.shape[:2], self.orientation)
         evidence = "exposure" if day_from == "exposure" else "sun"
-        return Observation(when.posix, when.source, eph, day_from is not None, moon_xy, glare, exposure, day_from, evidence)
+        doubt = self._clock_doubt(raw, when, eph.sun_alt_deg, exposure)
+        return Observation(when.posix, when.source, eph, day_from is not None, moon_xy, glare, exposure, day_from, evidence, doubt)
+
+    def _clock_doubt(self, raw, when, sun_alt_deg: float, exposure: float | None) -> bool:
+        """Whether the recorded exposure says the opposite of the sun at the capture time (logged at most hourly)."""
+        if self.checks.clock_vs_exposure == "off" or exposure is None:
+            return False
+        if is_daylight_exposure(exposure, self.day_max_exposure_s) and sun_alt_deg <= CLOCK_NIGHT_SUN_DEG:
+            says = "a daylight exposure"
+        elif is_night_exposure(exposure, self.night_min_exposure_s) and sun_alt_deg >= CLOCK_DAY_SUN_DEG:
+            # A camera that keeps its night exposure by day writes white frames, consistent with the sun; a capped
+            # lens or a dead sensor shows no sky at all. Only a frame that looks like a sky can doubt the clock.
+            if frame_problem(raw.image) is not None:
+                return False
+            says = "a night-long exposure"
+        else:
+            return False
+        now = time.monotonic()
+        if now - self._clock_warned >= CLOCK_WARN_EVERY_S:
+            self._clock_warned = now
+            stamp = datetime.fromtimestamp(when.posix, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            log.warning(
+                "%s: %s was exposed %.4g s, %s, but its capture time (%s, %s) puts the sun at %.1f deg: the camera's "
+                "clock or the pipeline's capture_time.camera_timezone is likely wrong (a lamp in the lens can do this "
+                "too). Said at most hourly; counted as check_clock_vs_exposure",
+                self.camera, raw.frame_id, exposure, says, when.source, stamp, sun_alt_deg,
+            )
+        return True
 
     def _glare_matters(self, eph: SkyEphemeris) -> bool:
         c = self.checks
@@ -151,7 +199,7 @@ class SiteView:
         """(failed cross-checks, whether they make the answer 'unrecognised')."""
         if seen is None or seen.ephemeris is None:
             return [], False
-        failed, unknown = [], False
+        failed, unknown = (["clock_vs_exposure"] if seen.clock_doubt else []), False
         eph, c = seen.ephemeris, self.checks
         if c.moon_below_horizon != "off" and label == "moon" and self.moon_down(seen):
             failed.append("moon_below_horizon")

@@ -313,7 +313,8 @@ def _star_watch(section, ephemeris, geometry, on_geometry):
 
 def _gated(item: FrameItem) -> Decision:
     """The answer for a frame the model never saw: taken while the sun is up ('day'), or not a night sky at all
-    ('unrecognised', flagged unknown: the message's ``invalid`` says why). No night-sky class applies."""
+    ('unrecognised', flagged unknown: the message's ``invalid`` says why). No night-sky class applies; the one
+    check that can fail before the model, ``clock_vs_exposure``, is named."""
     label = UNRECOGNISED if item.invalid is not None else DAY
     return Decision(
         item=item,
@@ -323,4 +324,5 @@ def _gated(item: FrameItem) -> Decision:
         probabilities={label: 1.0},
         unknown=item.invalid is not None,
         top_probability=1.0,
+        checks=("clock_vs_exposure",) if item.site is not None and item.site.clock_doubt else (),
     )

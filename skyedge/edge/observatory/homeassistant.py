@@ -19,8 +19,9 @@ with the same device names never collide:
   than it once did (``stars.dimmed_mag``: a dirty or dewed dome, a lens out of focus); frames that do not say
   (by day, before the limits are learnt) leave it as it was, so it does not flap with the sun;
 * ``Clock off``: a diagnostic problem sensor, on while the stars say the capture time is wrong
-  (``stars.clock_offset_min``: its clear skies then read starless, and unsafe, until the time is mended); by day
-  it stays as it was;
+  (``stars.clock_offset_min``: its clear skies then read starless, and unsafe, until the time is mended) or a
+  frame's exposure contradicts the sun at its capture time (check ``clock_vs_exposure``, by day too); a
+  daytime frame that says neither leaves it as it was;
 * ``Connectivity``: a diagnostic binary sensor from the retained status and its will.
 
 Every entity but ``Connectivity`` is *unavailable* while the device's status is ``offline`` (or its will
@@ -209,14 +210,21 @@ def _camera_dimmed(entity, classification: str) -> tuple[str, dict]:
 
 
 def _clock_off(entity, classification: str) -> tuple[str, dict]:
-    """The ``Clock off`` problem sensor from the message's ``stars.clock_offset_min``; frames without a ``stars``
-    object (by day) render empty and leave it as it was."""
-    return _problem(entity, classification, "clock_off", "Clock off", "{{ 'ON' if s.get('clock_offset_min') is not none else 'OFF' }}")
+    """The ``Clock off`` problem sensor: on while the stars say the capture time is off (``stars.clock_offset_min``)
+    or a frame's recorded exposure contradicts the sun at its capture time (``checks`` names ``clock_vs_exposure``:
+    by day too, where a wrong clock leaves no stars to say so); other frames without a ``stars`` object (by day)
+    render empty and leave it as it was."""
+    return _problem(
+        entity, classification, "clock_off", "Clock off",
+        "{{ 'ON' if s.get('clock_offset_min') is not none else 'OFF' }}",
+        first="{% if 'clock_vs_exposure' in (value_json.get('checks') or []) %}ON{% elif s %}",
+    )
 
 
-def _problem(entity, classification: str, what: str, name: str, on_stars: str) -> tuple[str, dict]:
+def _problem(entity, classification: str, what: str, name: str, on_stars: str, first: str = "{% if s %}") -> tuple[str, dict]:
     """A diagnostic problem sensor read from the message's ``stars`` object as ``s`` by the template ``on_stars``;
-    messages without one render empty (left as they were)."""
+    messages without one render empty (left as they were). ``first`` opens the condition (a test of the message
+    ahead of the stars may precede ``{% elif s %}``)."""
     return entity(
         "binary_sensor",
         what,
@@ -225,7 +233,7 @@ def _problem(entity, classification: str, what: str, name: str, on_stars: str) -
             "device_class": "problem",
             "entity_category": "diagnostic",
             "state_topic": classification,
-            "value_template": f"{{% set s = value_json.get('stars') %}}{{% if s %}}{on_stars}{{% endif %}}",
+            "value_template": f"{{% set s = value_json.get('stars') %}}{first}{on_stars}{{% endif %}}",
             "payload_on": "ON",
             "payload_off": "OFF",
         },
