@@ -41,6 +41,24 @@ def test_capture_time_from_fits_exif_filename_or_file(tmp_path):
     assert got.posix == start.timestamp() + 15 and got.source == "fits:DATE-OBS+EXPTIME/2"  # mid-exposure
     got = clock.of("x.fits", {"DATE-AVG": "2026-11-23T22:00:10.5", "DATE-OBS": "2026-11-23T22:00:00"}, None)
     assert got.posix == start.timestamp() + 10.5 and got.source == "fits:DATE-AVG"
+    # MJD keywords (61367 = 2026-11-23), and the older convention of a bare DATE-OBS with its time in TIME-OBS or UT.
+    got = clock.of("x.fits", {"MJD-OBS": 61367 + 22 / 24, "EXPTIME": 30.0}, None)
+    assert abs(got.posix - (start.timestamp() + 15)) < 1e-3 and got.source == "fits:MJD-OBS+EXPTIME/2"
+    assert abs(clock.of("x.fits", {"MJD-AVG": 61367 + 22 / 24}, None).posix - start.timestamp()) < 1e-3
+    for key in ("TIME-OBS", "UT"):
+        got = clock.of("x.fits", {"DATE-OBS": "2026-11-23", key: "22:00:00"}, None)
+        assert got.posix == start.timestamp() and got.source == "fits:DATE-OBS", key
+    # A bare date is no time, and a garbled exposure no exposure: the next source, or DATE-OBS as it stands.
+    assert clock.of("x.fits", {"DATE-OBS": "2026-11-23"}, 1795464000.0).source == "file-mtime"
+    for exptime in (1e300, float("inf"), -5.0, "30", True):
+        got = clock.of("x.fits", {"DATE-OBS": "2026-11-23T22:00:00", "EXPTIME": exptime}, None)
+        assert got.posix == start.timestamp() and got.source == "fits:DATE-OBS", exptime
+    # A reset clock (1970, 1980, 2000: what reset clocks read) is no capture time: the next source answers, and a
+    # file time as reset as the rest leaves the frame without one (the sun is then not placed at all).
+    for reset in ("1970-01-01T00:03:12", "1980-01-06T00:00:00", "2000-01-01T00:00:00"):
+        got = clock.of("x.fits", {"DATE-OBS": reset}, 1795464000.0)
+        assert got.source == "file-mtime" and got.posix == 1795464000.0, reset
+    assert clock.of("x.fits", {"DATE-OBS": "1970-01-01T00:03:12"}, 192.0) is None
     # EXIF: local camera time, or the offset the camera wrote beside it.
     from PIL import Image
 

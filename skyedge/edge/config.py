@@ -105,7 +105,7 @@ class DirectorySourceSection(FolderSourceSection):
 
     kind: Literal["directory"]
     patterns: list[str] = Field(
-        default_factory=lambda: ["*.fits", "*.fit", "*.fts", "*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff"]
+        default_factory=lambda: ["*.fits", "*.fit", "*.fts", "*.fits.gz", "*.fz", "*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff"]
     )
     recursive: bool = False
     frame_shape: list[Annotated[int, Field(ge=1)]] | None = Field(
@@ -123,7 +123,7 @@ class FitsSequenceSourceSection(FolderSourceSection):
     catalog: PathField | None = Field(
         default=None, description="CSV with id,x,y of objects to follow from the start; default: the reference's sources"
     )
-    patterns: list[str] = Field(default_factory=lambda: ["*.fits", "*.fit", "*.fts"])
+    patterns: list[str] = Field(default_factory=lambda: ["*.fits", "*.fit", "*.fts", "*.fits.gz", "*.fz"])
     reference: PathField | None = Field(
         default=None,
         description="template FITS frame (FWHM and MAGZP from its header, else measured and zero_point); "

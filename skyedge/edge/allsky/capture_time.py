@@ -2,15 +2,18 @@
 
 Sources, tried in the pipeline's configured order:
 
-* ``fits``: ``DATE-AVG`` (mid-exposure) or ``DATE-OBS`` plus half of ``EXPTIME`` (``DATE-OBS`` is the start);
-  FITS times are UTC.
+* ``fits``: ``DATE-AVG`` or ``MJD-AVG`` (mid-exposure), else ``DATE-OBS`` or ``MJD-OBS`` (the start) plus half of
+  ``EXPTIME``; a ``DATE-OBS`` that holds only a date takes its time from ``TIME-OBS`` or ``UT`` (the older
+  convention), and without one is no capture time (midnight would be a guess). FITS times are UTC.
 * ``exif``: ``DateTimeOriginal`` (with ``SubSecTimeOriginal`` and ``OffsetTimeOriginal`` when present) in
   JPEG and TIFF files; without an offset it is local camera time (``camera_timezone``).
 * ``filename``: a strftime pattern (``filename_format``) found anywhere in the file name, in camera time.
 * ``file``: the file's modification time, the last resort: logged once per pipeline, because it is when
   the file was written, not when the sky was seen.
 
-The message says which one was used (``captured_from``).
+The message says which one was used (``captured_from``). A time before ``EARLIEST`` (2001) is a camera clock
+that was reset (1970, 1980 and 2000 are what reset clocks read), not a capture time: it is logged once and the
+next source is tried, so a reset camera clock falls back to the file's time rather than placing the sun wrong.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ _FIELDS = {
     "%y": r"\d{2}",
     "%%": "%",
 }
+
+
+EARLIEST = datetime(2001, 1, 1, tzinfo=timezone.utc)
+MAX_EXPOSURE_S = 86400.0  # a longer EXPTIME is a garbled header, not an exposure: DATE-OBS is used as it stands
+MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
 
 
 class CaptureTimeError(SkyedgeError, ValueError):
@@ -84,21 +92,40 @@ def _pattern_regex(fmt: str) -> re.Pattern:
     return re.compile(out)
 
 
-def _fits_time(header: dict) -> tuple[datetime, str] | None:
-    def parse(value) -> datetime | None:
-        try:
-            t = datetime.fromisoformat(str(value).strip().replace("Z", ""))
-        except ValueError:
-            return None
-        return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+def _fits_date(header: dict, key: str) -> datetime | None:
+    """``header[key]`` as a UTC time (ISO 8601); a bare date only with the time of day from ``TIME-OBS`` or ``UT``."""
+    text = str(header.get(key, "")).strip().replace("Z", "")
+    if not text:
+        return None
+    if "T" not in text and " " not in text:
+        clock = next((str(header[k]).strip() for k in ("TIME-OBS", "UT") if k in header), None)
+        if clock is None:
+            return None  # a date is not a time: midnight would place the sun anywhere that day
+        text = f"{text}T{clock}"
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
 
-    if "DATE-AVG" in header and (t := parse(header["DATE-AVG"])) is not None:
-        return t, "fits:DATE-AVG"
-    if "DATE-OBS" in header and (t := parse(header["DATE-OBS"])) is not None:
-        exptime = header.get("EXPTIME")
-        if isinstance(exptime, (int, float)) and exptime > 0:
-            return t + timedelta(seconds=exptime / 2), "fits:DATE-OBS+EXPTIME/2"
-        return t, "fits:DATE-OBS"
+
+def _fits_mjd(header: dict, key: str) -> datetime | None:
+    value = header.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 2_000_000:
+        return None
+    return MJD_EPOCH + timedelta(days=float(value))
+
+
+def _fits_time(header: dict) -> tuple[datetime, str] | None:
+    for key, read in (("DATE-AVG", _fits_date), ("MJD-AVG", _fits_mjd)):
+        if key in header and (t := read(header, key)) is not None:
+            return t, f"fits:{key}"
+    for key, read in (("DATE-OBS", _fits_date), ("MJD-OBS", _fits_mjd)):
+        if key in header and (t := read(header, key)) is not None:
+            exptime = header.get("EXPTIME")
+            if isinstance(exptime, (int, float)) and not isinstance(exptime, bool) and 0 < exptime < MAX_EXPOSURE_S:
+                return t + timedelta(seconds=exptime / 2), f"fits:{key}+EXPTIME/2"
+            return t, f"fits:{key}"
     return None
 
 
@@ -137,25 +164,19 @@ class CaptureClock:
         self.pattern = _pattern_regex(self.fmt) if self.fmt else None
         if "filename" in self.sources and self.fmt is None:
             self.sources.remove("filename")  # nothing to look for in the name
-        self._warned = False
+        self._warned = self._reset_warned = False
 
     def of(self, path: str, header: dict, fallback: float | None, fallback_clock: str = "file-mtime") -> CaptureTime | None:
         """The capture time of the frame read from ``path`` (with its header); ``fallback`` is the time the
         source itself recorded (``fallback_clock``: the file's modification time, or the camera read)."""
-        found = None
         for source in self.sources:
-            if source == "fits":
-                found = _fits_time(header)
-            elif source == "exif":
-                found = _exif_time(Path(path), self.timezone)
-            elif source == "filename":
-                match = self.pattern.search(Path(path).name)
-                if match:
-                    try:
-                        found = datetime.strptime(match.group(0), self.fmt).replace(tzinfo=self.timezone), "filename"
-                    except ValueError:
-                        found = None
-            elif source == "file" and fallback is not None:
+            if source == "file":
+                found = (datetime.fromtimestamp(fallback, timezone.utc), fallback_clock) if fallback is not None else None
+            else:
+                found = self._read(source, path, header)
+            if found is None or self._reset(found, path):
+                continue
+            if source == "file":
                 if not self._warned and fallback_clock == "file-mtime":
                     log.warning(
                         "%s: no capture time in %s (tried %s); using file times, which say when a file was "
@@ -166,6 +187,32 @@ class CaptureClock:
                     )
                     self._warned = True
                 return CaptureTime(fallback, fallback_clock)
-            if found is not None:
-                return CaptureTime(found[0].timestamp(), found[1])
+            return CaptureTime(found[0].timestamp(), found[1])
         return None
+
+    def _read(self, source: str, path: str, header: dict) -> tuple[datetime, str] | None:
+        """The time one source gives, and its name, or None."""
+        if source == "fits":
+            return _fits_time(header)
+        if source == "exif":
+            return _exif_time(Path(path), self.timezone)
+        match = self.pattern.search(Path(path).name) if source == "filename" else None
+        if match is None:
+            return None
+        try:
+            return datetime.strptime(match.group(0), self.fmt).replace(tzinfo=self.timezone), "filename"
+        except ValueError:
+            return None
+
+    def _reset(self, found: tuple[datetime, str], path: str) -> bool:
+        """Whether ``found`` is a reset clock's (before ``EARLIEST``), said once per pipeline."""
+        if found[0] >= EARLIEST:
+            return False
+        if not self._reset_warned:
+            log.warning(
+                "%s: %s says %s was taken at %s, before %d: a reset clock, not a capture time; the next source in "
+                "capture_time.sources is used (logged once)",
+                self.camera, found[1], Path(path).name, found[0].isoformat(), EARLIEST.year,
+            )
+            self._reset_warned = True
+        return True

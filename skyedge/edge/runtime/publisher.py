@@ -161,7 +161,7 @@ class Publisher:
             task=it.pipeline.task.name,
             frame_id=it.frame_id,
             source=it.source,
-            captured=utc_from_timestamp(it.captured) if it.captured else None,
+            captured=utc_from_timestamp(it.captured) if it.captured is not None else None,
             **{"class": d.label},
             top_class=d.top_class,
             confidence=d.confidence,
