@@ -94,6 +94,7 @@ def test_edge_extra_on_python310_with_numpy1(tmp_path):
             "tests/test_config.py",
             "tests/test_model_card.py",
             "tests/test_payloads.py",
+            "tests/test_fits_time.py",
         ],
         cwd=REPO,
         check=True,

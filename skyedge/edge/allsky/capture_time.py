@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
 from skyedge.errors import SkyedgeError
+from skyedge.fits_time import header_mjd, header_time
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ _FIELDS = {
 
 EARLIEST = datetime(2001, 1, 1, tzinfo=timezone.utc)
 MAX_EXPOSURE_S = 86400.0  # a longer EXPTIME is a garbled header, not an exposure: DATE-OBS is used as it stands
-MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
 
 
 class CaptureTimeError(SkyedgeError, ValueError):
@@ -92,35 +92,11 @@ def _pattern_regex(fmt: str) -> re.Pattern:
     return re.compile(out)
 
 
-def _fits_date(header: dict, key: str) -> datetime | None:
-    """``header[key]`` as a UTC time (ISO 8601); a bare date only with the time of day from ``TIME-OBS`` or ``UT``."""
-    text = str(header.get(key, "")).strip().replace("Z", "")
-    if not text:
-        return None
-    if "T" not in text and " " not in text:
-        clock = next((str(header[k]).strip() for k in ("TIME-OBS", "UT") if k in header), None)
-        if clock is None:
-            return None  # a date is not a time: midnight would place the sun anywhere that day
-        text = f"{text}T{clock}"
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
-
-
-def _fits_mjd(header: dict, key: str) -> datetime | None:
-    value = header.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 2_000_000:
-        return None
-    return MJD_EPOCH + timedelta(days=float(value))
-
-
 def _fits_time(header: dict) -> tuple[datetime, str] | None:
-    for key, read in (("DATE-AVG", _fits_date), ("MJD-AVG", _fits_mjd)):
+    for key, read in (("DATE-AVG", header_time), ("MJD-AVG", header_mjd)):
         if key in header and (t := read(header, key)) is not None:
             return t, f"fits:{key}"
-    for key, read in (("DATE-OBS", _fits_date), ("MJD-OBS", _fits_mjd)):
+    for key, read in (("DATE-OBS", header_time), ("MJD-OBS", header_mjd)):
         if key in header and (t := read(header, key)) is not None:
             exptime = header.get("EXPTIME")
             if isinstance(exptime, (int, float)) and not isinstance(exptime, bool) and 0 < exptime < MAX_EXPOSURE_S:
