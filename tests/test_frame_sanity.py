@@ -27,6 +27,22 @@ def test_bad_frames_of_every_camera_are_caught(kind):
             assert problem.reason in REASONS and problem.detail
 
 
+@pytest.mark.parametrize("fmt", ["jpg", "png", "fits"])
+def test_a_capped_lens_is_caught_as_each_camera_writes_its_files(tmp_path, fmt):
+    """Read back from the file, as the edge sees it: a JPEG encoder smooths a capped lens's noise until most
+    neighbouring pixels are equal, which once read as a frame of infinite structure (6 in 40 passed as skies)."""
+    from skyedge.imageio import read_frame
+    from skyedge.training.simulate.frame_files import write_frame
+
+    for name in sorted(PROFILES):
+        cfg = profile_config(name)
+        for s in range(40):
+            image, _ = render_invalid("blank", np.random.default_rng(1000 + s), cfg)
+            frame = read_frame(write_frame(tmp_path / f"{name}-{s}", image, fmt))[0]
+            problem = frame_problem(np.asarray(frame))
+            assert problem is not None and problem.reason in ("structureless", "constant"), (name, s, problem)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 @pytest.mark.parametrize("shape", [(48, 64), (600, 800, 3), (1520, 2028)])
 def test_bad_frames_of_any_size_and_type_are_caught(dtype, shape):
