@@ -55,6 +55,8 @@ EXTRAS = {
         "astropy>=5.3",
         "pillow>=9",  # EXIF capture times and exposures (header only)
         "jsonschema-rs>=0.20",  # every outgoing payload validated, ~150x sooner than jsonschema (payloads.py)
+        "matplotlib>=3.7",  # `skyedge bench` draws its plots on the device (docs/jetson.md)
+        "tqdm>=4.66",  # progress of the field tools (field-inject, field-harvest)
     ],
     # TensorRT comes from JetPack (apt), never from pip.
     "jetson": ["pycuda>=2022.2"],

@@ -80,7 +80,12 @@ def test_edge_extra_on_python310_with_numpy1(tmp_path):
     ).stdout.lower()
     assert "torch" not in listed
     assert "numpy==1." in listed
-    check = "import sys, skyedge.edge, skyedge.edge.config, cv2, onnxruntime, paho.mqtt.client, astropy; assert 'torch' not in sys.modules"
+    # What the device's own tools need comes with the extra: `skyedge bench` plots with matplotlib (without it the
+    # Jetson's benchmark once died after its JSON), the field tools show progress with tqdm.
+    check = (
+        "import sys, skyedge.edge, skyedge.edge.config, cv2, onnxruntime, paho.mqtt.client, astropy, matplotlib, tqdm; "
+        "assert 'torch' not in sys.modules"
+    )
     subprocess.run([str(venv / "bin" / "python"), "-c", check], check=True)
     # The torch-free core tests, run under 3.10 + numpy 1.x.
     subprocess.run(
