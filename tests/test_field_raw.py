@@ -64,6 +64,9 @@ def test_header_conditions_take_what_camera_software_writes(tmp_path):
     found, source = header_conditions({"MJD-OBS": 60000.5, "FWHM": 3.1, "MAGZP": 27.0, "AIRMASS": 1.2}, "f")
     assert (found["fwhm"], found["zero_point"], found["airmass"]) == (3.1, 27.0, 1.2)
     assert source["fwhm"] == "header:FWHM"
+    # A garbled MJD-OBS is no time; a bare DATE-OBS takes its time of day from TIME-OBS (the older convention).
+    found, source = header_conditions({"MJD-OBS": float("nan"), "DATE-OBS": "2017-12-20", "TIME-OBS": "01:33:43.317"}, "f")
+    assert source["mjd"] == "header:DATE-OBS" and found["mjd"] == pytest.approx(58107.0651, abs=1e-4)
 
 
 def test_raw_frames_are_accepted_measured_aligned_and_raise_no_false_alarms(stub_sequence_package, raw_field, tmp_path):
