@@ -187,7 +187,7 @@ class CaptureClock:
         if not self._reset_warned:
             log.warning(
                 "%s: %s says %s was taken at %s, before %d: a reset clock, not a capture time; the next source in "
-                "capture_time.sources is used (logged once)",
+                "capture_time.sources is used, and with none left the frame has no capture time (logged once)",
                 self.camera, found[1], Path(path).name, found[0].isoformat(), EARLIEST.year,
             )
             self._reset_warned = True

@@ -13,11 +13,11 @@ physics (docs/observatory-control.md "Cross-checks"):
   ``orientation``).
 
 Before the model, the frame's recorded exposure is held against the sun at its capture time
-(``clock_vs_exposure``): a daylight exposure under a sun at least ``CLOCK_NIGHT_SUN_DEG`` down, or a night-long one
-(in a frame that shows a sky: not saturated, capped or blank) under a sun at least ``CLOCK_DAY_SUN_DEG`` up, is something no sky does; the
-capture clock or its time zone is the likely fault. The frame's answer stands (day either way by the rules above),
-flagged, counted and logged at most every ``CLOCK_WARN_EVERY_S``: with a wrong clock the sun's day gate and every
-cross-check against the ephemeris are wrong too, and only a person can mend it.
+(``clock_vs_exposure``): a daylight exposure under a sun at least ``CLOCK_NIGHT_SUN_DEG`` down, or a night-long
+one (in a frame that shows a sky: not saturated, capped or blank) under a sun at least ``CLOCK_DAY_SUN_DEG`` up,
+is something no sky does; the capture clock or its time zone is the likely fault. The frame's answer stands (day
+either way by the rules above), flagged, counted and logged at most every ``CLOCK_WARN_EVERY_S``: with a wrong
+clock the sun's day gate and every cross-check against the ephemeris are wrong too, and only a person can mend it.
 
 Each check is ``off``, ``flag`` (named in the message's ``checks``) or ``unrecognised`` (flagged, and the
 class becomes ``unrecognised``, so it counts as unsafe); ``moon_below_horizon`` may also ``reclassify`` (the
