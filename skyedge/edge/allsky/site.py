@@ -70,6 +70,11 @@ class Observation:
     clock_doubt: bool = False  # the recorded exposure and the sun at the capture time disagree (check clock_vs_exposure)
 
     @property
+    def checks(self) -> tuple[str, ...]:
+        """The cross-checks this frame failed before any model saw it."""
+        return ("clock_vs_exposure",) if self.clock_doubt else ()
+
+    @property
     def night_known(self) -> bool:
         """Physics says it is night: the model's 'day' class may not overrule it."""
         return not self.day and self.day_evidence != "model"
@@ -199,7 +204,7 @@ class SiteView:
         """(failed cross-checks, whether they make the answer 'unrecognised')."""
         if seen is None or seen.ephemeris is None:
             return [], False
-        failed, unknown = (["clock_vs_exposure"] if seen.clock_doubt else []), False
+        failed, unknown = list(seen.checks), False
         eph, c = seen.ephemeris, self.checks
         if c.moon_below_horizon != "off" and label == "moon" and self.moon_down(seen):
             failed.append("moon_below_horizon")

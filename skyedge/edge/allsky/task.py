@@ -324,5 +324,5 @@ def _gated(item: FrameItem) -> Decision:
         probabilities={label: 1.0},
         unknown=item.invalid is not None,
         top_probability=1.0,
-        checks=("clock_vs_exposure",) if item.site is not None and item.site.clock_doubt else (),
+        checks=item.site.checks if item.site is not None else (),
     )
