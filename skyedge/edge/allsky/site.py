@@ -157,14 +157,15 @@ class SiteView:
             if self._glare_matters(eph):
                 glare = glare_ratio(image, moon_xy, image.shape[:2], self.orientation)
         evidence = "exposure" if day_from == "exposure" else "sun"
-        doubt = self._clock_doubt(raw, when, eph.sun_alt_deg, exposure)
+        doubt = self._clock_doubt(raw, when, eph.sun_alt_deg, exposure, by_exposure is not None)
         return Observation(when.posix, when.source, eph, day_from is not None, moon_xy, glare, exposure, day_from, evidence, doubt)
 
-    def _clock_doubt(self, raw, when, sun_alt_deg: float, exposure: float | None) -> bool:
-        """Whether the recorded exposure says the opposite of the sun at the capture time (logged at most hourly)."""
+    def _clock_doubt(self, raw, when, sun_alt_deg: float, exposure: float | None, daylight: bool) -> bool:
+        """Whether the recorded exposure (``daylight``: a daylight one) says the opposite of the sun at the capture
+        time (logged at most hourly)."""
         if self.checks.clock_vs_exposure == "off" or exposure is None:
             return False
-        if is_daylight_exposure(exposure, self.day_max_exposure_s) and sun_alt_deg <= CLOCK_NIGHT_SUN_DEG:
+        if daylight and sun_alt_deg <= CLOCK_NIGHT_SUN_DEG:
             says = "a daylight exposure"
         elif is_night_exposure(exposure, self.night_min_exposure_s) and sun_alt_deg >= CLOCK_DAY_SUN_DEG:
             # A camera that keeps its night exposure by day writes white frames, consistent with the sun; a capped

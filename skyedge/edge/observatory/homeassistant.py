@@ -217,14 +217,15 @@ def _clock_off(entity, classification: str) -> tuple[str, dict]:
     return _problem(
         entity, classification, "clock_off", "Clock off",
         "{{ 'ON' if s.get('clock_offset_min') is not none else 'OFF' }}",
-        first="{% if 'clock_vs_exposure' in (value_json.get('checks') or []) %}ON{% elif s %}",
+        on_if="'clock_vs_exposure' in (value_json.get('checks') or [])",
     )
 
 
-def _problem(entity, classification: str, what: str, name: str, on_stars: str, first: str = "{% if s %}") -> tuple[str, dict]:
+def _problem(entity, classification: str, what: str, name: str, on_stars: str, on_if: str | None = None) -> tuple[str, dict]:
     """A diagnostic problem sensor read from the message's ``stars`` object as ``s`` by the template ``on_stars``;
-    messages without one render empty (left as they were). ``first`` opens the condition (a test of the message
-    ahead of the stars may precede ``{% elif s %}``)."""
+    messages without one render empty (left as they were). ``on_if``: a condition on the whole message that turns
+    the sensor on before the stars are read."""
+    first = f"{{% if {on_if} %}}ON{{% elif s %}}" if on_if else "{% if s %}"
     return entity(
         "binary_sensor",
         what,
