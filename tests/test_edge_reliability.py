@@ -283,7 +283,7 @@ def test_8_a_field_retires_transients_that_are_gone():
     objects followed stay bounded, each retired object is named once, and the recent-frame ring stays bounded."""
     from types import SimpleNamespace
 
-    from skyedge.edge.config import FitsSequenceSourceSection
+    from skyedge.edge.config_sources import FitsSequenceSourceSection
     from skyedge.edge.field.tracker import FieldTracker
 
     spec = FitsSequenceSourceSection(kind="fits-sequence", path="/tmp", forget_after_epochs=3, ring_epochs=4)

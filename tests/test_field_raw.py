@@ -159,7 +159,7 @@ def test_sources_planted_in_raw_frames_are_found(stub_sequence_package, raw_fiel
 def test_the_real_hatp32_night_raises_few_false_alarms():
     from astropy.io import fits
 
-    from skyedge.edge.config import FitsSequenceSourceSection
+    from skyedge.edge.config_sources import FitsSequenceSourceSection
     from skyedge.edge.field.tracker import FieldTracker
     from skyedge.edge.sources import RawFrame
     from skyedge.edge.sources.fits_sequence import read_epoch

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from raw_field import raw_camera_field
 
-from skyedge.edge.config import FitsSequenceSourceSection
+from skyedge.edge.config_sources import FitsSequenceSourceSection
 from skyedge.edge.field import real_bogus
 from skyedge.edge.field.real_bogus import STAMP, triplets
 from skyedge.errors import SkyedgeError

@@ -15,7 +15,7 @@ PUBLIC_ENTRY_POINTS = {("export", "skyedge.training.checkpoint")}
 
 # Inside the edge. base: the vocabulary and I/O every room shares; rooms: one job each, blind to one another;
 # runtime: assembles rooms into threads; tools and the CLI: may use anything, and nothing uses them.
-EDGE_BASE = {"__init__", "config", "config_types", "config_observatory", "config_checks", "startup", "package", "records", "messages", "protocols", "sources", "backends", "reporters", "cloud_map", "preparation"}
+EDGE_BASE = {"__init__", "config", "config_types", "config_observatory", "config_checks", "config_sources", "startup", "package", "records", "messages", "protocols", "sources", "backends", "reporters", "cloud_map", "preparation"}
 EDGE_ROOMS = {"allsky", "field", "observatory", "labelling"}
 EDGE_RUNTIME = {"runtime"}
 EDGE_TOP = {"tools", "cli", "cli_labelling"}

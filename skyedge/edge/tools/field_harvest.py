@@ -45,7 +45,7 @@ def harvest(frames_dir: Path, out: Path, truth_path: Path | None = None, radius:
     """Run the tracker over ``frames_dir`` and write every new residual's labelled triplet to ``out``; counts."""
     from tqdm import tqdm
 
-    from skyedge.edge.config import FitsSequenceSourceSection
+    from skyedge.edge.config_sources import FitsSequenceSourceSection
     from skyedge.edge.field.tracker import FieldTracker
     from skyedge.edge.sources import Rejected
     from skyedge.edge.sources.fits_sequence import read_epoch

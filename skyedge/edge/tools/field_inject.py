@@ -70,7 +70,7 @@ def inject(
     from astropy.io import fits
     from tqdm import tqdm
 
-    from skyedge.edge.config import FitsSequenceSourceSection
+    from skyedge.edge.config_sources import FitsSequenceSourceSection
     from skyedge.edge.field.epoch_prep import FramePreparer
     from skyedge.edge.sources import Rejected
     from skyedge.edge.sources.fits_sequence import read_epoch
