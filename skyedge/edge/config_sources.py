@@ -11,6 +11,11 @@ from pydantic import Field
 
 from skyedge.config import PathField, Schema
 
+# What all-sky programs write beside or below the frames they capture (AllskyTeam's allsky: keogram/,
+# startrails/, thumbnails/ in each night's folder; indi-allsky: *-keogram_*, *-startrail_*): images of the
+# night, not of the sky, that a recursive or shared folder would otherwise feed to the model.
+ALLSKY_PRODUCTS = ("*keogram*", "*startrail*", "thumbnail*")
+
 
 class CameraSourceSection(Schema):
     """OpenCV VideoCapture: a V4L2 index, an RTSP URL or a GStreamer pipeline string."""
@@ -39,6 +44,11 @@ class FolderSourceSection(Schema):
         default=1.0, description="a vanished or unreadable folder is retried after this, doubling"
     )
     retry_max_s: Annotated[float, Field(gt=0)] = 60.0
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="files never read: a pattern matches the file's name, any folder's name on its way from path "
+        "(that folder is not searched), or, with a '/', its path below path; case-insensitive",
+    )
 
 
 class DirectorySourceSection(FolderSourceSection):
@@ -49,6 +59,12 @@ class DirectorySourceSection(FolderSourceSection):
         default_factory=lambda: ["*.fits", "*.fit", "*.fts", "*.fits.gz", "*.fz", "*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff"]
     )
     recursive: bool = False
+    exclude: list[str] = Field(
+        default_factory=lambda: list(ALLSKY_PRODUCTS),
+        description="files never read (name, folder name or path below path; case-insensitive); the default "
+        "leaves out what all-sky programs make from the frames (keograms, star trails, thumbnails); a list given "
+        "replaces it",
+    )
     frame_shape: list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None,
         min_length=2,

@@ -19,6 +19,7 @@ import numpy as np
 
 from skyedge.edge.sources import Ack, FormatChanged, RawFrame, Rejected
 from skyedge.edge.sources.folder import FolderSource
+from skyedge.edge.sources.frame_type import calibration_reason
 from skyedge.edge.sources.state import FileKey
 from skyedge.imageio import FrameGone, FrameReadError, read_frame
 
@@ -67,9 +68,11 @@ class DirectorySource(FolderSource):
             raise
         except FrameReadError as exc:
             return [Rejected(path.name, str(path), str(exc), ack)]
-        reason = frame_problem(image)
+        reason = calibration_reason(path, header)
+        if reason is None and (problem := frame_problem(image)):
+            reason = f"{path}: {problem}"
         if reason:
-            return [Rejected(path.name, str(path), f"{path}: {reason}", ack)]
+            return [Rejected(path.name, str(path), reason, ack)]
         form = (tuple(image.shape), image.dtype.str)
         changed = None
         if self.fixed_shape is not None:

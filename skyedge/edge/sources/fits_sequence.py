@@ -21,6 +21,7 @@ import numpy as np
 
 from skyedge.edge.sources import Ack, RawFrame, Rejected
 from skyedge.edge.sources.folder import FolderSource
+from skyedge.edge.sources.frame_type import calibration_reason
 from skyedge.edge.sources.observation_time import observation_time
 from skyedge.edge.sources.state import FileKey
 from skyedge.errors import SkyedgeError
@@ -124,6 +125,9 @@ def read_epoch(path: Path, max_pixels: int | None = None, ack: Ack | None = None
         raise
     except FrameReadError as exc:
         return Rejected(path.name, str(path), str(exc), ack)
+    calibration = calibration_reason(path, header)
+    if calibration:
+        return Rejected(path.name, str(path), calibration, ack)
     if image.ndim != 2:
         return Rejected(path.name, str(path), f"{path}: expected a 2-D frame, got shape {image.shape}", ack)
     return RawFrame(path.stem, str(path), image, dict(header), ack=ack)

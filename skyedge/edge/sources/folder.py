@@ -54,14 +54,51 @@ class FolderSource:
         self.state = ProcessedState(Path(spec.state_file) if spec.state_file else self.root / STATE_FILE)
         self._first_seen: dict[FileKey, float] = {}
         self._pruned_at, self._pruned_marks = time.monotonic(), 0
+        self._patterns = [pat.lower() for pat in spec.patterns]
+        self._exclude = [pat.lower().strip("/") for pat in spec.exclude]
+        self._unlistable_seen: set[str] = set()
 
     def stores(self) -> list:
         """Durable stores whose ``problem`` the publisher watches."""
         return [self.state]
 
+    def _excluded(self, relative: str) -> bool:
+        """Whether a file or folder (its path below the root, '/'-separated) is one ``exclude`` leaves out."""
+        relative = relative.lower()
+        parts = relative.split("/")
+        return any(
+            fnmatch(relative, pat) if "/" in pat else any(fnmatch(part, pat) for part in parts)
+            for pat in self._exclude
+        )
+
+    def _unlistable(self, exc: OSError) -> None:
+        """os.walk's error hook: the root that cannot be listed fails the source; a folder below it is logged once
+        and left out (one unreadable night's folder must not stop the others)."""
+        if Path(exc.filename or self.root) == self.root:
+            raise exc
+        if exc.filename not in self._unlistable_seen:
+            self._unlistable_seen.add(exc.filename)
+            log.warning("%s: cannot list this folder (%s); its files are left out", exc.filename, exc.strerror or exc)
+
+    def _wanted(self, name: str, relative: str) -> bool:
+        return (
+            not name.startswith(".")
+            and any(fnmatch(name.lower(), pat) for pat in self._patterns)
+            and not self._excluded(relative)
+        )
+
     def _entries(self) -> list[Path]:
-        walker = self.root.rglob("*") if self.recursive else self.root.iterdir()
-        return [p for p in walker if not p.name.startswith(".") and any(fnmatch(p.name.lower(), pat) for pat in self.spec.patterns)]
+        if not self.recursive:
+            return [p for p in self.root.iterdir() if self._wanted(p.name, p.name)]
+        found = []
+        # os.walk rather than rglob: hidden and excluded folders are pruned, not searched, and symlinked
+        # folders are not followed (no loops).
+        for folder, dirs, files in os.walk(self.root, onerror=self._unlistable):
+            below = Path(folder).relative_to(self.root).as_posix()
+            prefix = "" if below == "." else below + "/"
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not self._excluded(prefix + d))
+            found += [Path(folder, f) for f in files if self._wanted(f, prefix + f)]
+        return found
 
     def _scan(self) -> tuple[list[tuple[Path, FileKey]], list[tuple[Path, FileKey, str]], bool]:
         """(files ready to read, in order; entries that can never be read, with why; whether others are settling).

@@ -1,0 +1,119 @@
+"""Which files a watched folder gives the model: excluded products of all-sky programs, pruned folders,
+calibration frames refused by their header."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from skyedge.edge.config_sources import ALLSKY_PRODUCTS, DirectorySourceSection, FitsSequenceSourceSection
+from skyedge.edge.sources import RawFrame, Rejected, SourceFailed, create_source
+
+
+def _png(path, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.random.default_rng(seed).integers(0, 255, (32, 32), dtype=np.uint8))
+
+
+def _read(spec) -> list:
+    source = create_source(spec, once=True, stop_event=threading.Event())
+    try:
+        return list(source)
+    finally:
+        source.close()
+
+
+def _frames(spec) -> set[str]:
+    return {o.source.split(str(spec.path) + "/", 1)[1] for o in _read(spec) if isinstance(o, RawFrame)}
+
+
+def _allsky_tree(root):
+    """Two nights laid out as AllskyTeam's allsky keeps them, plus indi-allsky's products in the root."""
+    for night in ("20231201", "20231202"):
+        _png(root / "images" / night / f"image-{night}223000.jpg")
+        _png(root / "images" / night / "keogram" / f"keogram-{night}.jpg")
+        _png(root / "images" / night / "startrails" / f"startrails-{night}.jpg")
+        _png(root / "images" / night / "thumbnails" / f"image-{night}223000.jpg")
+    _png(root / "allsky-keogram_ccd1_20231201.jpg")
+    _png(root / "Allsky-StarTrail_ccd1_20231201.png")
+    _png(root / "latest.jpg")
+    _png(root / ".cache" / "image-x.jpg")
+
+
+def test_a_recursive_folder_reads_the_frames_and_leaves_out_keograms_star_trails_and_thumbnails(tmp_path):
+    _allsky_tree(tmp_path)
+    spec = DirectorySourceSection(kind="directory", path=str(tmp_path), recursive=True, settle_s=0)
+    assert _frames(spec) == {
+        "images/20231201/image-20231201223000.jpg",
+        "images/20231202/image-20231202223000.jpg",
+        "latest.jpg",
+    }
+
+
+def test_without_exclusions_every_image_below_the_folder_is_read_except_hidden_folders(tmp_path):
+    _allsky_tree(tmp_path)
+    spec = DirectorySourceSection(kind="directory", path=str(tmp_path), recursive=True, settle_s=0, exclude=[])
+    assert len(_frames(spec)) == 11
+
+
+def test_an_exclude_pattern_with_a_slash_matches_the_path_below_the_folder(tmp_path):
+    _allsky_tree(tmp_path)
+    spec = DirectorySourceSection(
+        kind="directory",
+        path=str(tmp_path),
+        recursive=True,
+        settle_s=0,
+        exclude=[*ALLSKY_PRODUCTS, "images/20231202", "LATEST.*"],  # a list replaces the default: keep its entries
+    )
+    assert _frames(spec) == {"images/20231201/image-20231201223000.jpg"}
+
+
+def test_a_flat_folder_applies_the_same_exclusions_to_file_names(tmp_path):
+    _allsky_tree(tmp_path)
+    spec = DirectorySourceSection(kind="directory", path=str(tmp_path), settle_s=0)
+    assert _frames(spec) == {"latest.jpg"}
+
+
+def test_a_recursive_folder_that_vanishes_fails_the_source_and_is_retried(tmp_path):
+    root = tmp_path / "incoming"
+    _png(root / "night" / "a.png")
+    spec = DirectorySourceSection(kind="directory", path=str(root), recursive=True, settle_s=0)
+    source = create_source(spec, once=True, stop_event=threading.Event())
+    shutil.rmtree(root)
+    observed = list(source)
+    source.close()
+    assert [type(o) for o in observed] == [SourceFailed]
+    assert str(root) in observed[0].reason
+
+
+def _fits(path, imagetyp=None, seed=0):
+    header = fits.Header()
+    if imagetyp is not None:
+        header["IMAGETYP"] = imagetyp
+    data = np.random.default_rng(seed).normal(1000, 10, (32, 32)).astype(np.float32)
+    fits.PrimaryHDU(data, header).writeto(path)
+
+
+@pytest.mark.parametrize("kind", ["directory", "fits-sequence"])
+def test_calibration_frames_are_refused_by_their_header_naming_file_and_keyword(tmp_path, kind):
+    for name, imagetyp in [
+        ("light.fits", "Light Frame"),
+        ("object.fits", "object"),
+        ("plain.fits", None),
+        ("dark.fits", "Dark Frame"),
+        ("bias.fits", "zero"),
+        ("flat.fits", "SKYFLAT"),
+    ]:
+        _fits(tmp_path / name, imagetyp)
+    section = DirectorySourceSection if kind == "directory" else FitsSequenceSourceSection
+    observed = _read(section(kind=kind, path=str(tmp_path), settle_s=0))
+    assert sorted(o.frame_id.split(".")[0] for o in observed if isinstance(o, RawFrame)) == ["light", "object", "plain"]
+    rejected = {o.frame_id.split(".")[0]: o.reason for o in observed if isinstance(o, Rejected)}
+    assert sorted(rejected) == ["bias", "dark", "flat"]
+    assert str(tmp_path / "dark.fits") in rejected["dark"] and "IMAGETYP = 'Dark Frame'" in rejected["dark"]
+    assert "calibration frame" in rejected["bias"]
