@@ -73,6 +73,14 @@ def test_capture_time_from_fits_exif_filename_or_file(tmp_path):
         got = clock.of(str(path), {}, 0.0)
         assert got.source == "exif:DateTimeOriginal"
         assert datetime.fromtimestamp(got.posix, timezone.utc).isoformat() == expected
+    # A camera that fills only IFD0's DateTime (or has a zeroed DateTimeOriginal beside it) is read from it.
+    exif = Image.Exif()
+    exif[0x0132] = "2026:11:23 21:30:05"
+    exif.get_ifd(0x8769)[0x9003] = "0000:00:00 00:00:00"
+    path = tmp_path / "ifd0.jpg"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(path, exif=exif)
+    got = clock.of(str(path), {}, 0.0)
+    assert got.source == "exif:DateTime" and got.posix == _utc("2026-11-23T21:30:05").timestamp()
     # A file name in summer time (UTC+1 in the Canaries).
     got = clock.of("/data/allsky/ccd1_20260715_233000.png", {}, 0.0)
     assert got.source == "filename" and datetime.fromtimestamp(got.posix, timezone.utc) == _utc("2026-07-15T22:30:00")

@@ -6,7 +6,8 @@ Sources, tried in the pipeline's configured order:
   ``EXPTIME``; a ``DATE-OBS`` that holds only a date takes its time from ``TIME-OBS`` or ``UT`` (the older
   convention), and without one is no capture time (midnight would be a guess). FITS times are UTC.
 * ``exif``: ``DateTimeOriginal`` (with ``SubSecTimeOriginal`` and ``OffsetTimeOriginal`` when present) in
-  JPEG and TIFF files; without an offset it is local camera time (``camera_timezone``).
+  JPEG and TIFF files, else ``DateTimeDigitized``, else IFD0's ``DateTime`` (some cameras write only that);
+  without an offset it is local camera time (``camera_timezone``).
 * ``filename``: a strftime pattern (``filename_format``) found anywhere in the file name, in camera time.
 * ``file``: the file's modification time, the last resort: logged once per pipeline, because it is when
   the file was written, not when the sky was seen.
@@ -105,6 +106,15 @@ def _fits_time(header: dict) -> tuple[datetime, str] | None:
     return None
 
 
+# (tag, its sub-second tag, its offset tag, name), in order of preference: when the shutter opened, when the
+# image was stored, when the file was last changed by the camera (IFD0, which some cameras fill alone).
+_EXIF_TIMES = (
+    (0x9003, 0x9291, 0x9011, "DateTimeOriginal"),
+    (0x9004, 0x9292, 0x9012, "DateTimeDigitized"),
+    (0x0132, 0x9290, 0x9010, "DateTime"),
+)
+
+
 def _exif_time(path: Path, camera_tz: tzinfo) -> tuple[datetime, str] | None:
     if path.suffix.lower() not in (".jpg", ".jpeg", ".tif", ".tiff"):
         return None
@@ -112,22 +122,22 @@ def _exif_time(path: Path, camera_tz: tzinfo) -> tuple[datetime, str] | None:
         from PIL import Image
 
         with Image.open(path) as im:  # reads the header only
-            exif = im.getexif().get_ifd(0x8769)  # the Exif sub-IFD
+            ifd0 = im.getexif()
+            exif = {**ifd0, **ifd0.get_ifd(0x8769)}  # IFD0 and the Exif sub-IFD (tags do not overlap)
     except Exception:  # noqa: BLE001 - no EXIF is simply no EXIF
         return None
-    original = exif.get(0x9003)  # DateTimeOriginal
-    if not original:
-        return None
-    try:
-        t = datetime.strptime(str(original).strip(), "%Y:%m:%d %H:%M:%S")
-    except ValueError:
-        return None
-    sub = str(exif.get(0x9291) or "").strip()  # SubSecTimeOriginal
-    if sub.isdigit():
-        t = t.replace(microsecond=int(sub.ljust(6, "0")[:6]))
-    offset = str(exif.get(0x9011) or "").strip()  # OffsetTimeOriginal, e.g. "+02:00"
-    tz = parse_timezone(offset) if re.fullmatch(r"[+-]\d{2}:\d{2}", offset) else camera_tz
-    return t.replace(tzinfo=tz), "exif:DateTimeOriginal"
+    for tag, subsec_tag, offset_tag, name in _EXIF_TIMES:
+        try:
+            t = datetime.strptime(str(exif.get(tag) or "").strip(), "%Y:%m:%d %H:%M:%S")
+        except ValueError:
+            continue  # absent, blank or "0000:00:00 00:00:00": the next tag
+        sub = str(exif.get(subsec_tag) or "").strip()
+        if sub.isdigit():
+            t = t.replace(microsecond=int(sub.ljust(6, "0")[:6]))
+        offset = str(exif.get(offset_tag) or "").strip()  # e.g. "+02:00"
+        tz = parse_timezone(offset) if re.fullmatch(r"[+-]\d{2}:\d{2}", offset) else camera_tz
+        return t.replace(tzinfo=tz), f"exif:{name}"
+    return None
 
 
 class CaptureClock:
