@@ -23,7 +23,11 @@ def _png(path, seed=0):
 def _read(spec) -> list:
     source = create_source(spec, once=True, stop_event=threading.Event())
     try:
-        return list(source)
+        observed = list(source)
+        for o in observed:
+            if isinstance(o, RawFrame):
+                o.ack("ok")  # as the publisher does once the frame's result is reported
+        return observed
     finally:
         source.close()
 
@@ -117,3 +121,23 @@ def test_calibration_frames_are_refused_by_their_header_naming_file_and_keyword(
     assert sorted(rejected) == ["bias", "dark", "flat"]
     assert str(tmp_path / "dark.fits") in rejected["dark"] and "IMAGETYP = 'Dark Frame'" in rejected["dark"]
     assert "calibration frame" in rejected["bias"]
+
+
+def test_a_state_file_keyed_by_resolved_paths_is_honoured_when_the_folder_is_reached_through_a_symlink(tmp_path):
+    """The handled files' keys are their resolved paths; a scan that spares itself the resolving must reach the
+    same keys, or an upgrade (or a folder mounted through a link) would read a whole folder again."""
+    from skyedge.edge.sources.state import ProcessedState, file_key
+
+    real = tmp_path / "real"
+    _png(real / "night" / "a.png", 1)
+    _png(real / "night" / "b.png", 2)
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    state = ProcessedState(tmp_path / "state.sqlite")
+    done = real / "night" / "a.png"
+    state.mark(file_key(tmp_path / "link" / "night" / "a.png", done.stat()), "ok")
+    state.close()
+    spec = DirectorySourceSection(
+        kind="directory", path=str(tmp_path / "link"), recursive=True, settle_s=0, state_file=str(tmp_path / "state.sqlite")
+    )
+    assert _frames(spec) == {"night/b.png"}
+    assert _frames(spec) == set()  # and what this scan handled is remembered across a restart

@@ -20,12 +20,13 @@ Each kind says only how to order its files and how to turn one into a frame
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
+import re
 import stat
 import threading
 import time
-from fnmatch import fnmatch
 from pathlib import Path
 
 from skyedge.edge.config import StartupError
@@ -41,6 +42,13 @@ PRUNE_EVERY_S = 600.0
 PRUNE_EVERY_MARKS = 5_000
 
 
+def _any_of(patterns: list[str]):
+    """A case-insensitive match function for any of these shell patterns (never matching when there are none)."""
+    if not patterns:
+        return lambda _: False
+    return re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns)).match
+
+
 class FolderSource:
     """Iterates new, settled files in the kind's order; ``once`` stops when none are left or on their way."""
 
@@ -54,51 +62,74 @@ class FolderSource:
         self.state = ProcessedState(Path(spec.state_file) if spec.state_file else self.root / STATE_FILE)
         self._first_seen: dict[FileKey, float] = {}
         self._pruned_at, self._pruned_marks = time.monotonic(), 0
-        self._patterns = [pat.lower() for pat in spec.patterns]
-        self._exclude = [pat.lower().strip("/") for pat in spec.exclude]
+        self._real_prefix = os.path.join(os.path.realpath(self.root), "")  # the resolved root, ending in "/"
+        # One regular expression per kind of test: a scan judges every file in the folder at every poll.
+        self._included = _any_of(spec.patterns)
+        self._excluded_name = _any_of([p for p in spec.exclude if "/" not in p.strip("/")])
+        self._excluded_path = _any_of([p.strip("/") for p in spec.exclude if "/" in p.strip("/")])
         self._unlistable_seen: set[str] = set()
 
     def stores(self) -> list:
         """Durable stores whose ``problem`` the publisher watches."""
         return [self.state]
 
-    def _excluded(self, relative: str) -> bool:
-        """Whether a file or folder (its path below the root, '/'-separated) is one ``exclude`` leaves out."""
-        relative = relative.lower()
-        parts = relative.split("/")
-        return any(
-            fnmatch(relative, pat) if "/" in pat else any(fnmatch(part, pat) for part in parts)
-            for pat in self._exclude
-        )
+    def _unlistable(self, folder: str, exc: OSError) -> None:
+        """A folder below the root that cannot be listed: logged once and left out (one unreadable night's folder
+        must not stop the others)."""
+        if folder not in self._unlistable_seen:
+            self._unlistable_seen.add(folder)
+            log.warning("%s: cannot list this folder (%s); its files are left out", folder, exc.strerror or exc)
 
-    def _unlistable(self, exc: OSError) -> None:
-        """os.walk's error hook: the root that cannot be listed fails the source; a folder below it is logged once
-        and left out (one unreadable night's folder must not stop the others)."""
-        if Path(exc.filename or self.root) == self.root:
-            raise exc
-        if exc.filename not in self._unlistable_seen:
-            self._unlistable_seen.add(exc.filename)
-            log.warning("%s: cannot list this folder (%s); its files are left out", exc.filename, exc.strerror or exc)
+    def _entries(self) -> list[tuple[os.DirEntry, str]]:
+        """Candidate files (their entry, and their path below the root, '/'-separated).
 
-    def _wanted(self, name: str, relative: str) -> bool:
-        return (
-            not name.startswith(".")
-            and any(fnmatch(name.lower(), pat) for pat in self._patterns)
-            and not self._excluded(relative)
-        )
-
-    def _entries(self) -> list[Path]:
-        if not self.recursive:
-            return [p for p in self.root.iterdir() if self._wanted(p.name, p.name)]
-        found = []
-        # os.walk rather than rglob: hidden and excluded folders are pruned, not searched, and symlinked
-        # folders are not followed (no loops).
-        for folder, dirs, files in os.walk(self.root, onerror=self._unlistable):
-            below = Path(folder).relative_to(self.root).as_posix()
-            prefix = "" if below == "." else below + "/"
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not self._excluded(prefix + d))
-            found += [Path(folder, f) for f in files if self._wanted(f, prefix + f)]
+        Hidden and excluded folders are not searched, and symlinked folders not followed (no loops). A folder's
+        own exclusion is judged when it is met, so a file is judged by its name and, for patterns with a '/',
+        its path. Raises OSError when the root itself cannot be listed.
+        """
+        found, folders = [], [("", str(self.root))]
+        while folders:
+            prefix, folder = folders.pop()
+            try:
+                with os.scandir(folder) as listing:
+                    entries = list(listing)
+            except OSError as exc:
+                if not prefix:
+                    raise
+                self._unlistable(folder, exc)
+                continue
+            for entry in entries:
+                name = entry.name
+                if name[0] == ".":
+                    continue
+                relative, lower = prefix + name, name.lower()
+                if self._excluded_name(lower) or self._excluded_path(relative.lower()):
+                    continue
+                if self.recursive and entry.is_dir(follow_symlinks=False):
+                    folders.append((relative + "/", entry.path))
+                elif self._included(lower):
+                    found.append((entry, relative))
         return found
+
+    def _key(self, entry: os.DirEntry, relative: str) -> tuple[FileKey, os.stat_result] | None:
+        """The file version's key and its status (following a symlink), or None if it is gone since the listing.
+
+        The key's path is the resolved one (restart-safe state files depend on it). A plain file below the
+        resolved root, reached through no symlinked folder, needs no resolving, which is most of a scan's cost
+        on a folder of many thousand files.
+        """
+        try:
+            if not entry.is_symlink():
+                st = entry.stat()
+                return (self._real_prefix + relative, st.st_size, st.st_mtime_ns), st
+            path = Path(entry.path)
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                st = path.lstat()  # a dangling symlink: keyed by the link itself
+            return file_key(path, st), st
+        except FileNotFoundError:
+            return None  # gone since the listing
 
     def _scan(self) -> tuple[list[tuple[Path, FileKey]], list[tuple[Path, FileKey, str]], bool]:
         """(files ready to read, in order; entries that can never be read, with why; whether others are settling).
@@ -109,26 +140,21 @@ class FolderSource:
         ready, unusable, waiting = [], [], False
         first_seen: dict[FileKey, float] = {}
         present: set[str] = set()
-        for p in self._entries():
-            try:
-                st = p.stat()
-            except FileNotFoundError:
-                try:
-                    st = p.lstat()  # a dangling symlink: reported once, keyed by the link itself
-                except FileNotFoundError:
-                    continue  # gone since the listing
-                key = file_key(p, st)
-                present.add(key[0])
-                if not self.state.handled(key):
-                    unusable.append((p, key, f"{p}: symlink to {os.readlink(p)!r}, which does not exist"))
+        for entry, relative in self._entries():
+            found = self._key(entry, relative)
+            if found is None:
                 continue
-            key = file_key(p, st)
+            key, st = found
             present.add(key[0])
             if self.state.handled(key):
                 continue
+            p = Path(entry.path)
             if not stat.S_ISREG(st.st_mode):
-                target = f"symlink to {os.readlink(p)!r}, " if p.is_symlink() else ""
-                unusable.append((p, key, f"{p}: {target}not a regular file (never read)"))
+                if stat.S_ISLNK(st.st_mode):
+                    unusable.append((p, key, f"{p}: symlink to {os.readlink(p)!r}, which does not exist"))
+                else:
+                    target = f"symlink to {os.readlink(p)!r}, " if entry.is_symlink() else ""
+                    unusable.append((p, key, f"{p}: {target}not a regular file (never read)"))
                 continue
             seen = first_seen[key] = self._first_seen.get(key, mono)
             age = now - st.st_mtime

@@ -1,0 +1,66 @@
+"""Cost of one poll of a watched folder that holds many frames already handled: what a daemon pays every
+``poll_s`` on a camera folder nobody rotates (flat, and one folder per night read with ``recursive: true``).
+Medians of 5 polls, one process; the folders are built once under OUT and reused.
+
+    python docs/scripts/folder_scan_bench.py OUT [--files 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from skyedge.edge.config_sources import DirectorySourceSection
+from skyedge.edge.sources import RawFrame, create_source
+
+FRAMES_PER_NIGHT = 1500  # one frame a minute for a long winter night
+
+
+def build(root: Path, n: int, nested: bool) -> None:
+    """``n`` tiny PNG frames, flat or one folder per night."""
+    if root.exists():
+        return
+    image = cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes()
+    for i in range(n):
+        path = root / (f"2023{i // FRAMES_PER_NIGHT:04d}" if nested else "") / f"image-{i:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image)
+
+
+def poll_ms(root: Path, nested: bool) -> float:
+    """Median milliseconds of a poll once every frame was handled."""
+    spec = DirectorySourceSection(kind="directory", path=str(root), recursive=nested, settle_s=0)
+    source = create_source(spec, once=True, stop_event=threading.Event())
+    for observed in source:  # the first pass handles everything (tiny frames are refused: handled all the same)
+        if isinstance(observed, RawFrame):
+            observed.ack("ok")
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        assert not list(source)
+        times.append(time.perf_counter() - t0)
+    source.close()
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--files", type=int, default=20000)
+    args = parser.parse_args()
+    for nested in (False, True):
+        root = args.out / f"{'nights' if nested else 'flat'}-{args.files}"
+        build(root, args.files, nested)
+        ms = poll_ms(root, nested)
+        layout = "per-night folders, recursive" if nested else "flat folder"
+        print(f"{layout}: {args.files} handled files, {ms:.0f} ms a poll ({1000 * ms / args.files:.1f} us a file)")
+
+
+if __name__ == "__main__":
+    main()
