@@ -1,5 +1,5 @@
-"""Which files a watched folder gives the model: excluded products of all-sky programs, pruned folders,
-calibration frames refused by their header."""
+"""Which files a watched folder gives the model (excluded products of all-sky programs, pruned folders,
+calibration frames refused by their header) and what it remembers of them."""
 
 from __future__ import annotations
 
@@ -141,3 +141,30 @@ def test_a_state_file_keyed_by_resolved_paths_is_honoured_when_the_folder_is_rea
     )
     assert _frames(spec) == {"night/b.png"}
     assert _frames(spec) == set()  # and what this scan handled is remembered across a restart
+
+
+def test_a_frame_rewritten_in_place_is_read_once_per_version_and_remembered_as_one(tmp_path):
+    """All-sky programs overwrite one live image (image.jpg) at every exposure; each version is a frame, and the
+    state keeps the last one only, so months of exposures do not pile up in the state file or in memory."""
+    import os
+
+    from skyedge.edge.sources.state import ProcessedState
+
+    live = tmp_path / "image.png"
+    spec = DirectorySourceSection(kind="directory", path=str(tmp_path), settle_s=0, state_file=str(tmp_path / "s.sqlite"))
+    source = create_source(spec, once=True, stop_event=threading.Event())
+    read = []
+    for version in range(5):
+        _png(live, seed=version)
+        os.utime(live, ns=(10**18 + version * 10**9,) * 2)  # each exposure a new modification time
+        for o in source:
+            assert isinstance(o, RawFrame)
+            o.ack("ok")
+            read.append(int(o.image.sum()))
+        assert list(source) == []  # the version just read is not read again
+    source.close()
+    assert len(read) == 5 and len(set(read)) == 5
+    state = ProcessedState(tmp_path / "s.sqlite")
+    assert state.count() == 1
+    state.close()
+    assert _read(spec) == []  # after a restart, the last version is still known

@@ -1,6 +1,7 @@
 """The durable record of which files a folder source has handled, so a restart processes nothing twice.
 
-A file version is keyed by path, size and modification time. It is claimed when
+A file version is keyed by path, size and modification time, and only a path's last
+handled version is kept (a file rewritten in place is read once per version). It is claimed when
 read (in memory: the next poll must not yield it again) and recorded in SQLite
 only when its result has been reported (the ack), so a crash between the two
 retries the file instead of losing it. Unreadable files are recorded too, with
@@ -58,15 +59,17 @@ class ProcessedState:
                 "status TEXT, ts REAL, PRIMARY KEY (path, size, mtime_ns))"
             )
             self._db.execute("CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            # The handled versions, mirrored in memory: every poll asks about every file in the folder, and one
-            # query each cost a scan of 20,000 files 0.2 s (about a kilobyte of memory per hundred files).
-            self._seen: set[FileKey] = {
-                tuple(r) for r in self._db.execute("SELECT path, size, mtime_ns FROM processed")
+            # The handled version of each path, mirrored in memory: every poll asks about every file in the
+            # folder, and one query each cost a scan of 20,000 files 0.2 s. Only a path's last version counts
+            # (a file rewritten in place, like an all-sky program's live image.jpg, would otherwise leave a row
+            # per exposure, forever): older rows are superseded here and deleted when the next mark is written.
+            self._seen: dict[str, tuple[int, int]] = {
+                r[0]: (r[1], r[2]) for r in self._db.execute("SELECT path, size, mtime_ns FROM processed ORDER BY ts")
             }
 
     def seen(self, key: FileKey) -> bool:
         """Whether this exact file version was handled."""
-        return key in self._seen
+        return self._seen.get(key[0]) == key[1:]
 
     def handled(self, key: FileKey) -> bool:
         """Whether this file version was handled or is on its way through the pipeline now."""
@@ -97,6 +100,8 @@ class ProcessedState:
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR REPLACE INTO processed VALUES (?, ?, ?, ?, ?)", self._pending)
+                last = {row[0]: row[:3] for row in self._pending}  # two versions of a path may wait together
+                self._db.executemany("DELETE FROM processed WHERE path=? AND NOT (size=? AND mtime_ns=?)", last.values())
         except sqlite3.Error as exc:
             if self.problem is None:
                 log.error("%s: cannot record processed files (%s); keeping them in memory", self.path, exc)
@@ -104,7 +109,7 @@ class ProcessedState:
             return
         for row in self._pending:
             self._in_flight.discard(row[:3])
-            self._seen.add(row[:3])
+            self._seen[row[0]] = (row[1], row[2])
         self.marked += len(self._pending)
         self._pending.clear()
         if self.problem is not None:
@@ -130,8 +135,8 @@ class ProcessedState:
                 except sqlite3.Error as exc:
                     log.warning("%s: cannot prune (%s); trying again later", self.path, exc)
                     return 0
-                forgotten = {g[0] for g in gone}
-                self._seen = {k for k in self._seen if k[0] not in forgotten}
+                for (path,) in gone:
+                    self._seen.pop(path, None)
             return len(gone)
 
     def fact(self, name: str):
