@@ -87,7 +87,7 @@ def test_edge_extra_on_python310_with_numpy1(tmp_path):
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([str(venv / "bin" / "python"), "-c", check], check=True)
-    # The torch-free core tests, run under 3.10 + numpy 1.x.
+    # The torch-free core and edge tests that need no model package, run under 3.10 + numpy 1.x.
     subprocess.run(
         [
             str(venv / "bin" / "python"),
@@ -100,6 +100,12 @@ def test_edge_extra_on_python310_with_numpy1(tmp_path):
             "tests/test_model_card.py",
             "tests/test_payloads.py",
             "tests/test_fits_time.py",
+            # The watched folder's listing and state, and the frame checks before the model (numpy 1.x draws
+            # other random instances: a sanity rule once passed there only by luck on 2.x).
+            "tests/test_folder_filters.py",
+            "tests/test_frame_sanity.py",
+            "-k",
+            "not daemon and not daylight and not valid_skies",
         ],
         cwd=REPO,
         check=True,
