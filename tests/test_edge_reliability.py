@@ -156,12 +156,22 @@ def test_3_bad_paths_at_start_are_config_errors_with_key_and_line(stub_frame_pac
             "cannot create",
         ),
     ]
+    # The collect folder inside a recursively watched folder: every copy would come back as a new frame.
+    recursive = {"kind": "directory", "path": str(folder), "recursive": True}
+    collect = {"collect": {"path": str(folder / "kept")}}
+    cases.append((recursive, jl, "pipelines[0].collect.path (line", "add 'kept' to source.exclude"))
     for i, (source, reporters, key, reason) in enumerate(cases):
-        cfg = write_config(tmp_path / f"c{i}.yaml", stub_frame_package, source, reporters)
+        extra = {"pipeline": collect} if source is recursive else {}
+        cfg = write_config(tmp_path / f"c{i}.yaml", stub_frame_package, source, reporters, **extra)
         status = main(["run", "--config", str(cfg), "--once"])
         err = capsys.readouterr().err
         assert status == 2, (i, err)
         assert str(cfg) in err and key in err and reason in err and "Traceback" not in err, err
+    # Excluded, it is fine (and so is any collect folder outside the watched one).
+    for excluded in ({**recursive, "exclude": ["kept"]}, {**recursive, "path": str(tmp_path / "elsewhere")}):
+        (tmp_path / "elsewhere").mkdir(exist_ok=True)
+        cfg = write_config(tmp_path / "fine.yaml", stub_frame_package, excluded, jl, pipeline=collect)
+        assert main(["run", "--config", str(cfg), "--once"]) == 0, capsys.readouterr().err
 
 
 def _big_png(path, width: int, height: int) -> None:

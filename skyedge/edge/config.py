@@ -141,7 +141,10 @@ class OrientationSection(Schema):
 class CollectSection(Schema):
     """Frames kept on the device for labelling (``skyedge label``, ``skyedge adapt``): copies plus JSON sidecars."""
 
-    path: PathField = Field(description="folder the copies go to (created; one subfolder per UTC day)")
+    path: PathField = Field(
+        description="folder the copies go to (created; one subfolder per UTC day); not inside a source.path "
+        "searched recursively unless source.exclude leaves it out (the copies would be read again)"
+    )
     unrecognised: bool = Field(default=True, description="every frame the verdict calls 'unrecognised'")
     below_confidence: Annotated[float, Field(gt=0, le=1)] | None = Field(
         default=0.6, description="every frame whose verdict confidence is below this (null: off)"

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from skyedge.edge.config_observatory import geometry_file
+from skyedge.edge.sources.folder import excluded_below
 from skyedge.edge.sources.state import STATE_FILE
 
 Problem = tuple[tuple, str]
@@ -66,6 +67,25 @@ def _writable_file(path: Path) -> str | None:
     return None
 
 
+def _collected_reread(pipeline) -> str | None:
+    """Why the collected copies would come back as new frames: the collect folder inside a folder the source
+    searches recursively, not excluded (it would collect its own copies again, without end)."""
+    src = pipeline.source
+    if src.kind != "directory" or not src.recursive:
+        return None
+    watched, collect = os.path.realpath(src.path), os.path.realpath(pipeline.collect.path)
+    if os.path.commonpath([watched, collect]) != watched:
+        return None
+    relative = os.path.relpath(collect, watched).replace(os.sep, "/")
+    if relative != "." and excluded_below(src.exclude, relative):
+        return None
+    return (
+        f"{pipeline.collect.path} is inside source.path {src.path}, which is searched recursively: every collected "
+        f"copy would be read again as a new frame; put it elsewhere"
+        + ("" if relative == "." else f" or add {relative!r} to source.exclude")
+    )
+
+
 def path_problems(cfg) -> list[Problem]:
     """(key path, message) for every configured path that cannot be used as configured."""
     found: list[Problem] = []
@@ -99,7 +119,7 @@ def path_problems(cfg) -> list[Problem]:
         if p.collect is not None:
             folder = Path(p.collect.path)
             problem = f"{folder} is a file; give a folder" if folder.is_file() else _writable_file(folder / ".probe")
-            check(("pipelines", i, "collect", "path"), problem)
+            check(("pipelines", i, "collect", "path"), problem or _collected_reread(p))
         if p.stars is not None:
             geometry = geometry_file(p)
             problem = _readable_file(geometry) if geometry.exists() else _writable_file(geometry)

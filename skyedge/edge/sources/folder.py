@@ -49,6 +49,21 @@ def _any_of(patterns: list[str]):
     return re.compile("|".join(f"(?:{fnmatch.translate(p.lower())})" for p in patterns)).match
 
 
+def _split_exclude(patterns: list[str]) -> tuple:
+    """(match a name, match a path below the root) for ``exclude`` patterns: a pattern with a '/' is a path."""
+    names = [p for p in patterns if "/" not in p.strip("/")]
+    paths = [p.strip("/") for p in patterns if "/" in p.strip("/")]
+    return _any_of(names), _any_of(paths)
+
+
+def excluded_below(patterns: list[str], relative: str) -> bool:
+    """Whether ``exclude`` patterns leave out a path below the root ('/'-separated): a pattern without '/' matches
+    the name of the file or of any folder on its way, one with '/' its path or a folder's above it."""
+    by_name, by_path = _split_exclude(patterns)
+    parts = relative.lower().strip("/").split("/")
+    return any(by_name(part) for part in parts) or any(by_path("/".join(parts[:k])) for k in range(1, len(parts) + 1))
+
+
 class FolderSource:
     """Iterates new, settled files in the kind's order; ``once`` stops when none are left or on their way."""
 
@@ -65,8 +80,7 @@ class FolderSource:
         self._real_prefix = os.path.join(os.path.realpath(self.root), "")  # the resolved root, ending in "/"
         # One regular expression per kind of test: a scan judges every file in the folder at every poll.
         self._included = _any_of(spec.patterns)
-        self._excluded_name = _any_of([p for p in spec.exclude if "/" not in p.strip("/")])
-        self._excluded_path = _any_of([p.strip("/") for p in spec.exclude if "/" in p.strip("/")])
+        self._excluded_name, self._excluded_path = _split_exclude(spec.exclude)
         self._unlistable_seen: set[str] = set()
 
     def stores(self) -> list:
