@@ -110,7 +110,8 @@ class FolderSource:
             except OSError as exc:
                 if not prefix:
                     raise
-                self._unlistable(folder, exc)
+                if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):  # gone: an old night deleted
+                    self._unlistable(folder, exc)
                 continue
             for entry in entries:
                 name = entry.name
