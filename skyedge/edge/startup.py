@@ -77,8 +77,8 @@ def _collected_reread(pipeline) -> str | None:
     if os.path.commonpath([watched, collect]) != watched:
         return None
     relative = os.path.relpath(collect, watched).replace(os.sep, "/")
-    if relative != "." and excluded_below(src.exclude, relative):
-        return None
+    if relative != "." and (excluded_below(src.exclude, relative) or any(part.startswith(".") for part in relative.split("/"))):
+        return None  # left out, or hidden (hidden folders are never searched)
     return (
         f"{pipeline.collect.path} is inside source.path {src.path}, which is searched recursively: every collected "
         f"copy would be read again as a new frame; put it elsewhere"
