@@ -168,3 +168,56 @@ def test_a_frame_rewritten_in_place_is_read_once_per_version_and_remembered_as_o
     assert state.count() == 1
     state.close()
     assert _read(spec) == []  # after a restart, the last version is still known
+
+
+def _age_folders(root, seconds=3600.0):
+    """Make every folder below ``root`` look untouched for ``seconds`` (old nights' folders)."""
+    import os
+    import time
+
+    old = time.time() - seconds
+    for folder in [p for p in root.rglob("*") if p.is_dir()]:
+        os.utime(folder, (old, old))
+
+
+def _new_frames(source) -> list[str]:
+    got = []
+    for o in source:
+        assert isinstance(o, RawFrame), o
+        o.ack("ok")
+        got.append(o.frame_id)
+    return got
+
+
+def test_old_night_folders_still_give_a_frame_that_arrives_in_them_and_are_not_forgotten(tmp_path, monkeypatch):
+    """Old nights' folders whose frames were all handled are not listed at every poll (docs/benchmarks.md), but a
+    frame created in one is read at the next poll, a new night's folder too, and a frame rewritten in place there
+    by the next full listing; pruning keeps their files known, so a restart reads none again."""
+    import os
+
+    from skyedge.edge.sources import folder as folder_source
+
+    monkeypatch.setattr(folder_source, "PRUNE_EVERY_S", 0.0)  # prune at every poll: quiet folders must count
+    for night in ("20231201", "20231202"):
+        for i in range(3):
+            _png(tmp_path / "images" / night / f"image-{night}-{i}.png", i)
+    _age_folders(tmp_path)
+    spec = DirectorySourceSection(
+        kind="directory", path=str(tmp_path), recursive=True, settle_s=0, state_file=str(tmp_path / "s.sqlite")
+    )
+    source = create_source(spec, once=True, stop_event=threading.Event())
+    assert len(_new_frames(source)) == 6
+    assert _new_frames(source) == [] and _new_frames(source) == []  # handled, then quiet
+    _png(tmp_path / "images" / "20231201" / "late.png", 7)
+    _png(tmp_path / "images" / "20231203" / "image-20231203-0.png", 8)
+    assert sorted(_new_frames(source)) == ["image-20231203-0.png", "late.png"]
+    _age_folders(tmp_path)
+    assert _new_frames(source) == [] and _new_frames(source) == []
+    rewritten = tmp_path / "images" / "20231202" / "image-20231202-1.png"
+    before = os.stat(rewritten.parent).st_mtime_ns
+    _png(rewritten, 9)  # in place: the folder's time does not change
+    assert os.stat(rewritten.parent).st_mtime_ns == before
+    monkeypatch.setattr(folder_source, "FULL_SCAN_EVERY_S", 0.0)
+    assert _new_frames(source) == ["image-20231202-1.png"]
+    source.close()
+    assert _read(spec) == []  # nothing forgotten by the pruning while the folders were quiet

@@ -1,6 +1,7 @@
 """Cost of one poll of a watched folder that holds many frames already handled: what a daemon pays every
-``poll_s`` on a camera folder nobody rotates (flat, and one folder per night read with ``recursive: true``).
-Medians of 5 polls, one process; the folders are built once under OUT and reused.
+``poll_s`` on a camera folder nobody rotates (flat, and one folder per night read with ``recursive: true``, the
+last night's folder still being written). Medians of 5 polls, one process; the folders are built once under OUT
+and reused. Every FULL_SCAN_EVERY_S (60 s) a poll lists every folder again, as the flat folder's poll does.
 
     python docs/scripts/folder_scan_bench.py OUT [--files 20000]
 """
@@ -8,6 +9,7 @@ Medians of 5 polls, one process; the folders are built once under OUT and reused
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import threading
 import time
@@ -23,14 +25,18 @@ FRAMES_PER_NIGHT = 1500  # one frame a minute for a long winter night
 
 
 def build(root: Path, n: int, nested: bool) -> None:
-    """``n`` tiny PNG frames, flat or one folder per night."""
-    if root.exists():
-        return
-    image = cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes()
-    for i in range(n):
-        path = root / (f"2023{i // FRAMES_PER_NIGHT:04d}" if nested else "") / f"image-{i:06d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(image)
+    """``n`` tiny PNG frames, flat or one folder per night; every night's folder but the last untouched for a day
+    (as old nights are), the last written a minute ago (tonight's)."""
+    if not root.exists():
+        image = cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes()
+        for i in range(n):
+            path = root / (f"2023{i // FRAMES_PER_NIGHT:04d}" if nested else "") / f"image-{i:06d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(image)
+    nights = sorted(p for p in root.iterdir() if p.is_dir())
+    for k, night in enumerate(nights):
+        when = time.time() - (60.0 if k == len(nights) - 1 else 86400.0)
+        os.utime(night, (when, when))
 
 
 def poll_ms(root: Path, nested: bool) -> float:

@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 # first: the state file stays about as large as the folder.
 PRUNE_EVERY_S = 600.0
 PRUNE_EVERY_MARKS = 5_000
+# A folder below the root whose files were all handled, unchanged for QUIET_AFTER_S, is not listed again while
+# its modification time stays the same (a file created, renamed or deleted there changes it): an old night's
+# folder costs one stat a poll, not one per frame. The folder a camera is writing into now is always listed (its
+# time is fresh), so a network share's cached folder times cannot hold a new frame back. A file rewritten in place
+# changes no folder's time, so every folder is listed afresh every FULL_SCAN_EVERY_S; the root always is.
+QUIET_AFTER_S = 600.0
+FULL_SCAN_EVERY_S = 60.0
 
 
 def _any_of(patterns: list[str]):
@@ -87,6 +94,9 @@ class FolderSource:
         self._included = _any_of(spec.patterns)
         self._excluded_name, self._excluded_path = _split_exclude(spec.exclude)
         self._unlistable_seen: set[str] = set()
+        # quiet folder -> (its modification time, its files' key paths, its subfolders as (prefix, path))
+        self._quiet: dict[str, tuple[int, list[str], list[tuple[str, str]]]] = {}
+        self._full_scan_at = -FULL_SCAN_EVERY_S
 
     def stores(self) -> list:
         """Durable stores whose ``problem`` the publisher watches."""
@@ -99,25 +109,37 @@ class FolderSource:
             self._unlistable_seen.add(folder)
             log.warning("%s: cannot list this folder (%s); its files are left out", folder, exc.strerror or exc)
 
-    def _entries(self) -> list[tuple[os.DirEntry, str]]:
-        """Candidate files (their entry, and their path below the root, '/'-separated).
+    def _entries(self, full: bool) -> tuple[list, dict, list[str]]:
+        """(candidate files as (entry, path below the root with '/', folder); the folders listed, as folder ->
+        (modification time, subfolders, whether it is old enough to fall quiet); the key paths of the quiet folders
+        not listed). ``full``: list every folder, quiet or not.
 
         Hidden and excluded folders are not searched, and symlinked folders not followed (no loops). A folder's
         own exclusion is judged when it is met, so a file is judged by its name and, for patterns with a '/',
         its path. Raises OSError when the root itself cannot be listed.
         """
-        found, folders = [], [("", str(self.root))]
+        found, listed, quiet_paths, folders = [], {}, [], [("", str(self.root))]
+        now = time.time()
         while folders:
             prefix, folder = folders.pop()
             try:
+                mtime = os.stat(folder).st_mtime_ns if prefix else 0
+                quiet = None if full or not prefix else self._quiet.get(folder)
+                if quiet is not None and quiet[0] == mtime:
+                    quiet_paths += quiet[1]
+                    folders += quiet[2]
+                    continue
+                self._quiet.pop(folder, None)
                 with os.scandir(folder) as listing:
                     entries = list(listing)
             except OSError as exc:
+                self._quiet.pop(folder, None)
                 if not prefix:
                     raise
                 if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):  # gone: an old night deleted
                     self._unlistable(folder, exc)
                 continue
+            subfolders = []
             for entry in entries:
                 name = entry.name
                 if name[0] == ".":
@@ -126,10 +148,12 @@ class FolderSource:
                 if self._excluded_name(lower) or self._excluded_path(relative.lower()):
                     continue
                 if self.recursive and entry.is_dir(follow_symlinks=False):
-                    folders.append((relative + "/", entry.path))
+                    subfolders.append((relative + "/", entry.path))
                 elif self._included(lower):
-                    found.append((entry, relative))
-        return found
+                    found.append((entry, relative, folder))
+            folders += subfolders
+            listed[folder] = (mtime, subfolders, bool(prefix) and now - mtime / 1e9 >= QUIET_AFTER_S)
+        return found, listed, quiet_paths
 
     def _key(self, entry: os.DirEntry, relative: str) -> tuple[FileKey, os.stat_result] | None:
         """The file version's key and its status (following a symlink), or None if it is gone since the listing.
@@ -159,15 +183,24 @@ class FolderSource:
         now, mono = time.time(), time.monotonic()
         ready, unusable, waiting = [], [], False
         first_seen: dict[FileKey, float] = {}
-        present: set[str] = set()
-        for entry, relative in self._entries():
+        full = mono - self._full_scan_at >= FULL_SCAN_EVERY_S
+        if full:
+            self._full_scan_at = mono
+        entries, listed, quiet_paths = self._entries(full)
+        present: set[str] = set(quiet_paths)
+        paths_in: dict[str, list[str]] = {}
+        busy: set[str] = set()  # folders with a file not handled yet (or gone while listed): not quiet
+        for entry, relative, folder in entries:
             found = self._key(entry, relative)
             if found is None:
+                busy.add(folder)
                 continue
             key, st = found
             present.add(key[0])
+            paths_in.setdefault(folder, []).append(key[0])
             if self.state.handled(key):
                 continue
+            busy.add(folder)
             p = Path(entry.path)
             if not stat.S_ISREG(st.st_mode):
                 if stat.S_ISLNK(st.st_mode):
@@ -183,6 +216,9 @@ class FolderSource:
                 continue
             ready.append((self._sort_key(p, st), p, key))
         self._first_seen = first_seen
+        for folder, (mtime, subfolders, old) in listed.items():
+            if old and folder not in busy:
+                self._quiet[folder] = (mtime, paths_in.get(folder, []), subfolders)
         if mono - self._pruned_at > PRUNE_EVERY_S or self.state.marked - self._pruned_marks > PRUNE_EVERY_MARKS:
             self._pruned_at, self._pruned_marks = mono, self.state.marked
             gone = self.state.prune(present)
