@@ -17,7 +17,8 @@ when it is back.
 Which files: those matching the kind's ``patterns``, less ``exclude`` (a file's or folder's name, or a path
 below the root); hidden and excluded folders are never searched, and ``recursive`` sources do not follow
 symlinked folders. A folder below the root that cannot be listed is logged once and left out. Every poll lists
-the whole folder, so the listing avoids per-file work it does not need (docs/benchmarks.md "Watched folders").
+the folder (an old night's folder below it only when it changed, or once a minute), so the listing avoids per-file
+work it does not need (docs/benchmarks.md "Watched folders").
 
 Each kind says only how to order its files and how to turn one into a frame
 (:meth:`FolderSource._sort_key`, :meth:`FolderSource._decode`).
