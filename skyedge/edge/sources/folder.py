@@ -198,7 +198,8 @@ class FolderSource:
                 continue
             key, st = found
             present.add(key[0])
-            paths_in.setdefault(folder, []).append(key[0])
+            if listed[folder][2]:  # only a folder that may fall quiet needs its files' paths kept
+                paths_in.setdefault(folder, []).append(key[0])
             if self.state.handled(key):
                 continue
             busy.add(folder)
