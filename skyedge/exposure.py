@@ -3,8 +3,9 @@
 An all-sky camera with automatic exposure keeps the sky at a useful level day and night, so a daylight frame
 can look like a bright, structured night sky. Its exposure cannot: a night sky needs seconds (even a full
 moon's sky about a second), daylight a millisecond or less. The camera program writes the exposure into the
-file: FITS ``EXPTIME`` (or ``EXPOSURE``), EXIF ``ExposureTime`` in JPEG and TIFF. A frame exposed for less
-than ``day_max_exposure_s`` is a daytime frame, whatever the pixels suggest; the edge answers it ``day``.
+file: FITS ``EXPTIME`` (or ``EXPOSURE``), EXIF ``ExposureTime`` in JPEG, TIFF and PNG (:mod:`skyedge.exif`). A
+frame exposed for less than ``day_max_exposure_s`` is a daytime frame, whatever the pixels suggest; the edge
+answers it ``day``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from skyedge.exif import read_exif
+
 DAY_MAX_EXPOSURE_S = 0.01  # shorter than a 25 fps video frame (0.04 s), far longer than daylight's ~0.001 s
 NIGHT_MIN_EXPOSURE_S = 1.0  # this long or longer: no camera exposes daylight so long, it is night (or twilight)
-_EXIF_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff")
-_EXIF_IFD, _EXPOSURE_TIME = 0x8769, 0x829A
+_EXPOSURE_TIME = 0x829A
 
 
 def _positive(value) -> float | None:
@@ -32,18 +34,8 @@ def exposure_seconds(path: str | Path, header: dict | None = None) -> float | No
     for key in ("EXPTIME", "EXPOSURE"):
         if key in header:
             return _positive(header[key])
-    path = Path(path)
-    if path.suffix.lower() not in _EXIF_SUFFIXES:
-        return None
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:  # reads the header only
-            exif = im.getexif()
-            # JPEG keeps it in the Exif sub-IFD; a TIFF may carry it in its own first directory.
-            return _positive(exif.get_ifd(_EXIF_IFD).get(_EXPOSURE_TIME, exif.get(_EXPOSURE_TIME)))
-    except (OSError, ValueError, SyntaxError):
-        return None  # unreadable metadata is no exposure; the frame itself is read (and judged) elsewhere
+    exif = read_exif(path)  # JPEG keeps it in the Exif sub-IFD, a TIFF may in its own first directory: both read
+    return _positive(exif.get(_EXPOSURE_TIME)) if exif else None
 
 
 def is_daylight_exposure(exposure_s: float | None, limit_s: float | None = DAY_MAX_EXPOSURE_S) -> bool:

@@ -32,6 +32,48 @@ def test_no_exposure_is_none_never_a_guess(tmp_path):
     assert exposure_seconds(tmp_path / "x.fits", {"EXPOSURE": "15"}) == 15.0
 
 
+def _png_with_exif(path, exif_bytes: bytes, after_image_data: bool = False):
+    """A 16-bit mono PNG whose eXIf chunk Pillow writes before the image data, or moved behind it."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.fromarray(np.full((32, 48), 4000, np.uint16)).save(path, exif=exif_bytes)
+    if after_image_data:  # some writers append metadata after IDAT; the spec asks for it before
+        data = path.read_bytes()
+        chunks, pos = [], 8
+        while pos < len(data):
+            length = struct.unpack(">I", data[pos : pos + 4])[0]
+            chunks.append(data[pos : pos + 12 + length])
+            pos += 12 + length
+        exif = [c for c in chunks if c[4:8] == b"eXIf"]
+        rest = [c for c in chunks if c[4:8] != b"eXIf"]
+        assert exif and zlib.crc32(exif[0][4:-4]) == struct.unpack(">I", exif[0][-4:])[0]
+        path.write_bytes(data[:8] + b"".join(rest[:-1] + exif + rest[-1:]))  # just before IEND
+    return path
+
+
+def test_a_png_frame_carries_its_exposure_in_an_exif_chunk(tmp_path):
+    """PNG frames (a 16-bit mono camera's) carry EXIF in an eXIf chunk, read from the header alone."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x829A] = 0.0005  # a daylight exposure
+    path = _png_with_exif(tmp_path / "day.png", exif.tobytes())
+    assert exposure_seconds(path) == pytest.approx(0.0005)
+    assert read_frame(path)[0].dtype == np.uint16  # the chunk does not disturb decoding
+    # Behind the image data it would cost decoding the whole frame to find: not read, no exposure, no error.
+    late = _png_with_exif(tmp_path / "late.png", exif.tobytes(), after_image_data=True)
+    assert exposure_seconds(late) is None
+    assert Image.open(late).getexif().get_ifd(0x8769)[0x829A] == pytest.approx(0.0005)  # it is there, late
+    # A PNG without EXIF, a garbled chunk, and a PNG that is no PNG: no exposure, never an error.
+    assert exposure_seconds(write_frame(tmp_path / "plain", np.zeros((8, 8), np.uint8), "png")) is None
+    assert exposure_seconds(_png_with_exif(tmp_path / "garbled.png", b"Exif\x00\x00not a tiff")) is None
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert exposure_seconds(tmp_path / "broken.png") is None
+
+
 def test_the_daylight_rule():
     assert is_daylight_exposure(0.0002) and not is_daylight_exposure(DAY_MAX_EXPOSURE_S)
     assert not is_daylight_exposure(0.04)  # a 25 fps video frame of the night sky

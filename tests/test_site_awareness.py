@@ -81,6 +81,14 @@ def test_capture_time_from_fits_exif_filename_or_file(tmp_path):
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(path, exif=exif)
     got = clock.of(str(path), {}, 0.0)
     assert got.source == "exif:DateTime" and got.posix == _utc("2026-11-23T21:30:05").timestamp()
+    # A PNG frame's eXIf chunk (a 16-bit mono camera saving PNG through Pillow) is read as a JPEG's EXIF is.
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2026:11:23 21:30:05"
+    path = tmp_path / "ccd1_20260715_233000.png"  # its name says another time: EXIF comes first
+    # (bytes: Pillow's PNG writer leaves out an Exif object whose IFD0 is empty)
+    Image.fromarray(np.zeros((16, 16), np.uint16)).save(path, exif=exif.tobytes())
+    got = clock.of(str(path), {}, 0.0)
+    assert got.source == "exif:DateTimeOriginal" and got.posix == _utc("2026-11-23T21:30:05").timestamp()
     # A file name in summer time (UTC+1 in the Canaries).
     got = clock.of("/data/allsky/ccd1_20260715_233000.png", {}, 0.0)
     assert got.source == "filename" and datetime.fromtimestamp(got.posix, timezone.utc) == _utc("2026-07-15T22:30:00")

@@ -6,8 +6,8 @@ Sources, tried in the pipeline's configured order:
   ``EXPTIME``; a ``DATE-OBS`` that holds only a date takes its time from ``TIME-OBS`` or ``UT`` (the older
   convention), and without one is no capture time (midnight would be a guess). FITS times are UTC.
 * ``exif``: ``DateTimeOriginal`` (with ``SubSecTimeOriginal`` and ``OffsetTimeOriginal`` when present) in
-  JPEG and TIFF files, else ``DateTimeDigitized``, else IFD0's ``DateTime`` (some cameras write only that);
-  without an offset it is local camera time (``camera_timezone``).
+  JPEG, TIFF and PNG files (:mod:`skyedge.exif`), else ``DateTimeDigitized``, else IFD0's ``DateTime`` (some
+  cameras write only that); without an offset it is local camera time (``camera_timezone``).
 * ``filename``: a strftime pattern (``filename_format``) found anywhere in the file name, in camera time.
 * ``file``: the file's modification time, the last resort: logged once per pipeline, because it is when
   the file was written, not when the sky was seen.
@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
 from skyedge.errors import SkyedgeError
+from skyedge.exif import read_exif
 from skyedge.fits_time import header_mjd, header_time
 
 log = logging.getLogger(__name__)
@@ -116,15 +117,8 @@ _EXIF_TIMES = (
 
 
 def _exif_time(path: Path, camera_tz: tzinfo) -> tuple[datetime, str] | None:
-    if path.suffix.lower() not in (".jpg", ".jpeg", ".tif", ".tiff"):
-        return None
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:  # reads the header only
-            ifd0 = im.getexif()
-            exif = {**ifd0, **ifd0.get_ifd(0x8769)}  # IFD0 and the Exif sub-IFD (tags do not overlap)
-    except Exception:  # noqa: BLE001 - no EXIF is simply no EXIF
+    exif = read_exif(path)
+    if exif is None:
         return None
     for tag, subsec_tag, offset_tag, name in _EXIF_TIMES:
         try:

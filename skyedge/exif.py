@@ -1,0 +1,39 @@
+"""A frame file's EXIF tags, read from its header without decoding the image.
+
+JPEG and TIFF carry EXIF in their header, PNG in an ``eXIf`` chunk (the PNG 1.5 extension, written by Pillow and
+by camera programs that save their PNG frames through it). Pillow reads a PNG's chunks up to the first image data
+when the file is opened, so an ``eXIf`` chunk placed before it (as the extension asks) is in ``info`` at once.
+Asked for a PNG's EXIF otherwise, Pillow decodes the whole image to look behind it: a cost per frame this module
+never pays, so an ``eXIf`` after the image data is not read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIF_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png")
+EXIF_IFD = 0x8769  # the Exif sub-IFD: capture times, exposure
+
+
+def read_exif(path: str | Path) -> dict[int, object] | None:
+    """IFD0's tags and the Exif sub-IFD's, merged (the sub-IFD wins where both hold a tag), or None when the file
+    has no EXIF, is not a kind that carries it, or cannot be read."""
+    path = Path(path)
+    if path.suffix.lower() not in EXIF_SUFFIXES:
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:  # reads the header only
+            if im.format == "PNG":
+                raw = im.info.get("exif")
+                if not raw:
+                    return None
+                exif = Image.Exif()
+                exif.load(raw)
+            else:
+                exif = im.getexif()
+            merged = {**exif, **exif.get_ifd(EXIF_IFD)}
+    except Exception:  # noqa: BLE001 - unreadable metadata is no metadata; the frame itself is judged elsewhere
+        return None
+    return merged or None
