@@ -147,16 +147,17 @@ def test_a_frame_rewritten_in_place_is_read_once_per_version_and_remembered_as_o
     """All-sky programs overwrite one live image (image.jpg) at every exposure; each version is a frame, and the
     state keeps the last one only, so months of exposures do not pile up in the state file or in memory."""
     import os
+    import time
 
     from skyedge.edge.sources.state import ProcessedState
 
-    live = tmp_path / "image.png"
+    live, now_ns = tmp_path / "image.png", time.time_ns() - 60 * 10**9
     spec = DirectorySourceSection(kind="directory", path=str(tmp_path), settle_s=0, state_file=str(tmp_path / "s.sqlite"))
     source = create_source(spec, once=True, stop_event=threading.Event())
     read = []
     for version in range(5):
         _png(live, seed=version)
-        os.utime(live, ns=(10**18 + version * 10**9,) * 2)  # each exposure a new modification time
+        os.utime(live, ns=(now_ns + version * 10**9,) * 2)  # each exposure a new modification time, as written
         for o in source:
             assert isinstance(o, RawFrame)
             o.ack("ok")
@@ -221,3 +222,43 @@ def test_old_night_folders_still_give_a_frame_that_arrives_in_them_and_are_not_f
     assert _new_frames(source) == ["image-20231202-1.png"]
     source.close()
     assert _read(spec) == []  # nothing forgotten by the pruning while the folders were quiet
+
+
+def test_a_flat_folder_of_old_frames_still_gives_new_replaced_and_rewritten_frames(tmp_path, monkeypatch):
+    """In a flat folder of months of handled frames the old ones are not looked at one by one at every poll
+    (docs/benchmarks.md): a new frame and one renamed over an old name are read at the next poll, an old frame
+    rewritten in place at the next full listing and, being a file that is rewritten, at every poll after that;
+    nothing is forgotten."""
+    import os
+    import time
+
+    from skyedge.edge.sources import folder as folder_source
+
+    monkeypatch.setattr(folder_source, "PRUNE_EVERY_S", 0.0)  # prune at every poll: still files must count
+    old = time.time() - 3600.0
+    for i in range(5):
+        _png(tmp_path / f"frame-{i}.png", i)
+        os.utime(tmp_path / f"frame-{i}.png", (old, old))
+    spec = DirectorySourceSection(kind="directory", path=str(tmp_path), settle_s=0, state_file=str(tmp_path / "s.sqlite"))
+    source = create_source(spec, once=True, stop_event=threading.Event())
+    assert len(_new_frames(source)) == 5
+    assert _new_frames(source) == [] and _new_frames(source) == []  # handled, then still
+    _png(tmp_path / "frame-5.png", 5)
+    _png(tmp_path / "staged.png", 6)
+    os.replace(tmp_path / "staged.png", tmp_path / "frame-1.png")  # renamed over an old frame: another inode
+    assert sorted(_new_frames(source)) == ["frame-1.png", "frame-5.png"]
+    inode = os.stat(tmp_path / "frame-3.png").st_ino
+    _png(tmp_path / "frame-3.png", 7)  # in place, its time set back as a copy that keeps times would
+    os.utime(tmp_path / "frame-3.png", (old + 60, old + 60))
+    assert os.stat(tmp_path / "frame-3.png").st_ino == inode
+    assert _new_frames(source) == []  # between full listings it is not looked at ...
+    monkeypatch.setattr(folder_source, "FULL_SCAN_EVERY_S", 0.0)
+    assert _new_frames(source) == ["frame-3.png"]  # ... the full listing reads it
+    monkeypatch.setattr(folder_source, "FULL_SCAN_EVERY_S", 3600.0)
+    _png(tmp_path / "frame-3.png", 8)
+    os.utime(tmp_path / "frame-3.png", (old + 120, old + 120))
+    assert _new_frames(source) == ["frame-3.png"]  # now known to be rewritten: read at the next poll
+    (tmp_path / "frame-0.png").unlink()
+    assert _new_frames(source) == []
+    source.close()
+    assert _read(spec) == []  # nothing forgotten by the pruning while the files were still

@@ -51,6 +51,12 @@ PRUNE_EVERY_MARKS = 5_000
 # folder costs one stat a poll, not one per frame. The folder a camera is writing into now is always listed (its
 # time is fresh), so a network share's cached folder times cannot hold a new frame back. A file rewritten in place
 # changes no folder's time, so every folder is listed afresh every FULL_SCAN_EVERY_S; the root always is.
+# Likewise a handled file unchanged for QUIET_AFTER_S is not looked at again (no stat) between full listings while
+# its folder lists it under the same inode (nor matched against the patterns again): a flat folder of months of
+# frames costs a listing a poll, not a stat and two pattern matches per frame (docs/benchmarks.md).
+# A new file, or one renamed over an old one, has another inode and is read at once. A file seen rewritten in
+# place (an all-sky program's live image) is never still again; an old file rewritten in place for the first
+# time waits for the full listing.
 QUIET_AFTER_S = 600.0
 FULL_SCAN_EVERY_S = 60.0
 
@@ -98,6 +104,8 @@ class FolderSource:
         # quiet folder -> (its modification time, its files' key paths, its subfolders as (prefix, path))
         self._quiet: dict[str, tuple[int, list[str], list[tuple[str, str]]]] = {}
         self._full_scan_at = -FULL_SCAN_EVERY_S
+        self._still: dict[str, tuple[int, FileKey]] = {}  # path below the root -> (inode, key) of a still file
+        self._rewritten: set[str] = set()  # paths below the root seen in a second version: never still
 
     def stores(self) -> list:
         """Durable stores whose ``problem`` the publisher watches."""
@@ -120,6 +128,7 @@ class FolderSource:
         its path. Raises OSError when the root itself cannot be listed.
         """
         found, listed, quiet_paths, folders = [], {}, [], [("", str(self.root))]
+        still = {} if full else self._still  # files judged by the patterns when they fell still (they do not change)
         now = time.time()
         while folders:
             prefix, folder = folders.pop()
@@ -145,7 +154,12 @@ class FolderSource:
                 name = entry.name
                 if name[0] == ".":
                     continue
-                relative, lower = prefix + name, name.lower()
+                relative = prefix + name
+                known = still.get(relative)
+                if known is not None and entry.inode() == known[0]:
+                    found.append((entry, relative, folder))
+                    continue
+                lower = name.lower()
                 if self._excluded_name(lower) or self._excluded_path(relative.lower()):
                     continue
                 if self.recursive and entry.is_dir(follow_symlinks=False):
@@ -191,17 +205,29 @@ class FolderSource:
         present: set[str] = set(quiet_paths)
         paths_in: dict[str, list[str]] = {}
         busy: set[str] = set()  # folders with a file not handled yet (or gone while listed): not quiet
+        still: dict[str, tuple[int, FileKey]] = {}
         for entry, relative, folder in entries:
-            found = self._key(entry, relative)
-            if found is None:
-                busy.add(folder)
-                continue
-            key, st = found
+            known = None if full else self._still.get(relative)
+            if known is not None and entry.inode() == known[0] and not entry.is_symlink():
+                key, st = known[1], None  # handled when it fell still, and its version is still the state's
+            else:
+                found = self._key(entry, relative)
+                if found is None:
+                    busy.add(folder)
+                    continue
+                key, st = found
             present.add(key[0])
             if listed[folder][2]:  # only a folder that may fall quiet needs its files' paths kept
                 paths_in.setdefault(folder, []).append(key[0])
-            if self.state.handled(key):
+            if st is None:
+                still[relative] = known
                 continue
+            if self.state.handled(key):
+                if now - st.st_mtime >= QUIET_AFTER_S and relative not in self._rewritten and not entry.is_symlink():
+                    still[relative] = (entry.inode(), key)
+                continue
+            if self.state.known(key[0]):
+                self._rewritten.add(relative)
             busy.add(folder)
             p = Path(entry.path)
             if not stat.S_ISREG(st.st_mode):
@@ -217,7 +243,7 @@ class FolderSource:
                 waiting = True  # still being written (or just arrived)
                 continue
             ready.append((self._sort_key(p, st), p, key))
-        self._first_seen = first_seen
+        self._first_seen, self._still = first_seen, still
         for folder, (mtime, subfolders, old) in listed.items():
             if old and folder not in busy:
                 self._quiet[folder] = (mtime, paths_in.get(folder, []), subfolders)

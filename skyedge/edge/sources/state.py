@@ -71,6 +71,10 @@ class ProcessedState:
         """Whether this exact file version was handled."""
         return self._seen.get(key[0]) == key[1:]
 
+    def known(self, path: str) -> bool:
+        """Whether some version of the file at this (key) path was handled."""
+        return path in self._seen
+
     def handled(self, key: FileKey) -> bool:
         """Whether this file version was handled or is on its way through the pipeline now."""
         return key in self._in_flight or self.seen(key)
