@@ -1,7 +1,7 @@
 """Real skies with simulated aurorae: is an aurora recognised on a real camera's frames?
 
     python docs/scripts/real_aurora.py PACKAGE LABELME_DIR OUT [--nights test] [--strength 1.0] \\
-        [--lens 248,262,213,equisolid] [--seed 0]
+        [--lens 248,262,213,equisolid] [--seed 0] [--grey]
 
 The annotated real camera never recorded an aurora. Every clear night frame of the chosen half of the nights
 (the recipe's split) gets, in turn, a simulated arc, discrete and diffuse aurora added over the sky its polygons
@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--strength", type=float, default=1.0, help="aurora strength (the simulator's primary: 1)")
     ap.add_argument("--lens", default="248,262,213,equisolid")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--grey", action="store_true", help="each composited frame made grey, as a mono camera sees it")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--site", default="38.607,93.896,4200")
     ap.add_argument("--utc-offset", type=float, default=8.0)
@@ -56,11 +57,18 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     result = {"package": str(args.package), "frames": len(clear), "strength": args.strength, "kinds": {}}
     lines = ["| aurora added | n | recognised as aurora | exact kind | called safe | unrecognised | answers |", "|---|---|---|---|---|---|---|"]
+    def as_seen(image: np.ndarray) -> np.ndarray:
+        if not args.grey:
+            return image
+        grey = np.round(image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))  # a mono sensor's sum
+        return np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+    result["grey"] = args.grey
     for kind in KINDS:
         frames = [
-            SimpleNamespace(path=r.path, frame=SimpleNamespace(image=overlay_aurora(
+            SimpleNamespace(path=r.path, frame=SimpleNamespace(image=as_seen(overlay_aurora(
                 r.frame.image, kind, rng, mask=r.frame.sky | r.frame.cloud, centre=(float(cx), float(cy)),
-                horizon_radius=float(radius), projection=projection, strength=args.strength)))
+                horizon_radius=float(radius), projection=projection, strength=args.strength))))
             for r in clear
         ]
         answers = run_edge(args.package, frames, args.out / kind, site, args.utc_offset, args.precision)
