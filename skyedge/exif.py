@@ -1,7 +1,7 @@
 """A frame file's EXIF tags, read from its header without decoding the image.
 
 JPEG and TIFF carry EXIF in their header, PNG in an ``eXIf`` chunk (the PNG 1.5 extension, written by Pillow and
-by camera programs that save their PNG frames through it). Pillow reads a PNG's chunks up to the first image data
+by camera programs that save their PNG frames through it), WebP in an ``EXIF`` chunk Pillow reads at open. Pillow reads a PNG's chunks up to the first image data
 when the file is opened, so an ``eXIf`` chunk placed before it (as the extension asks) is in ``info`` at once.
 Asked for a PNG's EXIF otherwise, Pillow decodes the whole image to look behind it: a cost per frame this module
 never pays, so an ``eXIf`` after the image data is not read.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EXIF_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png")
+EXIF_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png", ".webp")
 EXIF_IFD = 0x8769  # the Exif sub-IFD: capture times, exposure
 
 
@@ -25,7 +25,7 @@ def read_exif(path: str | Path) -> dict[int, object] | None:
         from PIL import Image
 
         with Image.open(path) as im:  # reads the header only
-            if im.format == "PNG":
+            if im.format in ("PNG", "WEBP"):
                 raw = im.info.get("exif")
                 if not raw:
                     return None

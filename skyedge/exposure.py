@@ -3,7 +3,7 @@
 An all-sky camera with automatic exposure keeps the sky at a useful level day and night, so a daylight frame
 can look like a bright, structured night sky. Its exposure cannot: a night sky needs seconds (even a full
 moon's sky about a second), daylight a millisecond or less. The camera program writes the exposure into the
-file: FITS ``EXPTIME`` (or ``EXPOSURE``), EXIF ``ExposureTime`` in JPEG, TIFF and PNG (:mod:`skyedge.exif`). A
+file: FITS ``EXPTIME`` (or ``EXPOSURE``), EXIF ``ExposureTime`` in JPEG, TIFF, PNG and WebP (:mod:`skyedge.exif`). A
 frame exposed for less than ``day_max_exposure_s`` is a daytime frame, whatever the pixels suggest; the edge
 answers it ``day``.
 """

@@ -15,7 +15,7 @@ import numpy as np
 from skyedge.errors import InputError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fz")
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES  # every file read_frame reads: what a folder of frames may hold
 
 
@@ -63,7 +63,7 @@ def _check_size(path: Path, max_pixels: int) -> None:
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header alone (PNG, JPEG, TIFF, FITS), or None when it cannot tell."""
+    """(width, height) from the file's header alone (PNG, JPEG, TIFF, WebP, FITS), or None when it cannot tell."""
     path = Path(path)
     with open(path, "rb") as fh:
         if is_fits(path):
@@ -83,6 +83,22 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
         if head[:4] in (b"II*\x00", b"MM\x00*"):
             fh.seek(0)
             return _tiff_size(fh)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            return _webp_size(head)
+    return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    # The first chunk says it: VP8X (extended: metadata, alpha) carries the canvas, VP8 (lossy) its key frame's
+    # 14-bit sizes after the start code, VP8L (lossless) 14-bit sizes less one after its signature byte.
+    kind = head[12:16]
+    if kind == b"VP8X" and len(head) >= 30:
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    if kind == b"VP8 " and len(head) >= 30 and head[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    if kind == b"VP8L" and len(head) >= 25 and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     return None
 
 

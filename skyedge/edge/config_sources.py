@@ -36,7 +36,7 @@ class FolderSourceSection(Schema):
         default=1.0, description="a file must stay unchanged this long before it is read"
     )
     poll_s: Annotated[float, Field(gt=0)] = Field(
-        default=0.5, description="how often the folder is listed (20,000 files in one folder: about 0.16 s a listing on 2 cores)"
+        default=0.5, description="how often the folder is listed (20,000 handled files in one folder: about 0.03 s a poll on 2 cores)"
     )
     state_file: PathField | None = Field(default=None, description="default: <path>/.skyedge-state.sqlite")
     max_pixels: Annotated[int, Field(ge=64)] = Field(
@@ -54,11 +54,11 @@ class FolderSourceSection(Schema):
 
 
 class DirectorySourceSection(FolderSourceSection):
-    """A folder where camera software drops FITS/JPEG/PNG/TIFF files."""
+    """A folder where camera software drops FITS/JPEG/PNG/TIFF/WebP files."""
 
     kind: Literal["directory"]
     patterns: list[str] = Field(
-        default_factory=lambda: ["*.fits", "*.fit", "*.fts", "*.fits.gz", "*.fz", "*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff"]
+        default_factory=lambda: ["*.fits", "*.fit", "*.fts", "*.fits.gz", "*.fz", "*.jpg", "*.jpeg", "*.png", "*.tif", "*.tiff", "*.webp"]
     )
     recursive: bool = False
     exclude: list[str] = Field(

@@ -6,7 +6,7 @@ Sources, tried in the pipeline's configured order:
   ``EXPTIME``; a ``DATE-OBS`` that holds only a date takes its time from ``TIME-OBS`` or ``UT`` (the older
   convention), and without one is no capture time (midnight would be a guess). FITS times are UTC.
 * ``exif``: ``DateTimeOriginal`` (with ``SubSecTimeOriginal`` and ``OffsetTimeOriginal`` when present) in
-  JPEG, TIFF and PNG files (:mod:`skyedge.exif`), else ``DateTimeDigitized``, else IFD0's ``DateTime`` (some
+  JPEG, TIFF, PNG and WebP files (:mod:`skyedge.exif`), else ``DateTimeDigitized``, else IFD0's ``DateTime`` (some
   cameras write only that); without an offset it is local camera time (``camera_timezone``).
 * ``filename``: a strftime pattern (``filename_format``) found anywhere in the file name, in camera time.
 * ``file``: the file's modification time, the last resort: logged once per pipeline, because it is when
