@@ -1,17 +1,18 @@
 """A frame file's EXIF tags, read from its header without decoding the image.
 
-JPEG and TIFF carry EXIF in their header, PNG in an ``eXIf`` chunk (the PNG 1.5 extension, written by Pillow and
-by camera programs that save their PNG frames through it), WebP in an ``EXIF`` chunk Pillow reads at open. Pillow reads a PNG's chunks up to the first image data
-when the file is opened, so an ``eXIf`` chunk placed before it (as the extension asks) is in ``info`` at once.
-Asked for a PNG's EXIF otherwise, Pillow decodes the whole image to look behind it: a cost per frame this module
-never pays, so an ``eXIf`` after the image data is not read.
+JPEG and TIFF carry EXIF in their header, WebP in an ``EXIF`` chunk, PNG in an ``eXIf`` chunk (the PNG 1.5
+extension, written by Pillow and by camera programs that save their PNG frames through it). Pillow reads a PNG's
+chunks up to the first image data when the file is opened, so an ``eXIf`` chunk placed before it (as the extension
+asks) is in ``info`` at once, as a WebP's is. Asked for a PNG's EXIF otherwise, Pillow decodes the whole image to
+look behind it: a cost per frame this module never pays, so an ``eXIf`` after the image data is not read.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-EXIF_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png", ".webp")
+from skyedge.imageio import RASTER_SUFFIXES
+
 EXIF_IFD = 0x8769  # the Exif sub-IFD: capture times, exposure
 
 
@@ -19,7 +20,7 @@ def read_exif(path: str | Path) -> dict[int, object] | None:
     """IFD0's tags and the Exif sub-IFD's, merged (the sub-IFD wins where both hold a tag), or None when the file
     has no EXIF, is not a kind that carries it, or cannot be read."""
     path = Path(path)
-    if path.suffix.lower() not in EXIF_SUFFIXES:
+    if path.suffix.lower() not in RASTER_SUFFIXES:  # FITS keeps its times in its header
         return None
     try:
         from PIL import Image

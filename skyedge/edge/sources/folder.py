@@ -119,7 +119,8 @@ class FolderSource:
             log.warning("%s: cannot list this folder (%s); its files are left out", folder, exc.strerror or exc)
 
     def _entries(self, full: bool) -> tuple[list, dict, list[str]]:
-        """(candidate files as (entry, path below the root with '/', folder); the folders listed, as folder ->
+        """(candidate files as (entry, path below the root with '/', folder, its still record or None: a still file
+        listed under the same inode is not judged again); the folders listed, as folder ->
         (modification time, subfolders, whether it is old enough to fall quiet); the key paths of the quiet folders
         not listed). ``full``: list every folder, quiet or not.
 
@@ -128,7 +129,7 @@ class FolderSource:
         its path. Raises OSError when the root itself cannot be listed.
         """
         found, listed, quiet_paths, folders = [], {}, [], [("", str(self.root))]
-        still = {} if full else self._still  # files judged by the patterns when they fell still (they do not change)
+        still = {} if full else self._still  # judged by the patterns when they fell still (the patterns do not change)
         now = time.time()
         while folders:
             prefix, folder = folders.pop()
@@ -157,7 +158,7 @@ class FolderSource:
                 relative = prefix + name
                 known = still.get(relative)
                 if known is not None and entry.inode() == known[0]:
-                    found.append((entry, relative, folder))
+                    found.append((entry, relative, folder, known))
                     continue
                 lower = name.lower()
                 if self._excluded_name(lower) or self._excluded_path(relative.lower()):
@@ -165,7 +166,7 @@ class FolderSource:
                 if self.recursive and entry.is_dir(follow_symlinks=False):
                     subfolders.append((relative + "/", entry.path))
                 elif self._included(lower):
-                    found.append((entry, relative, folder))
+                    found.append((entry, relative, folder, None))
             folders += subfolders
             listed[folder] = (mtime, subfolders, bool(prefix) and now - mtime / 1e9 >= QUIET_AFTER_S)
         return found, listed, quiet_paths
@@ -206,9 +207,8 @@ class FolderSource:
         paths_in: dict[str, list[str]] = {}
         busy: set[str] = set()  # folders with a file not handled yet (or gone while listed): not quiet
         still: dict[str, tuple[int, FileKey]] = {}
-        for entry, relative, folder in entries:
-            known = None if full else self._still.get(relative)
-            if known is not None and entry.inode() == known[0] and not entry.is_symlink():
+        for entry, relative, folder, known in entries:
+            if known is not None:
                 key, st = known[1], None  # handled when it fell still, and its version is still the state's
             else:
                 found = self._key(entry, relative)
