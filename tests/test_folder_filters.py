@@ -262,3 +262,31 @@ def test_a_flat_folder_of_old_frames_still_gives_new_replaced_and_rewritten_fram
     assert _new_frames(source) == []
     source.close()
     assert _read(spec) == []  # nothing forgotten by the pruning while the files were still
+
+
+def test_a_folder_where_nothing_matches_says_so_once_naming_what_it_holds(tmp_path, caplog, monkeypatch):
+    """Pointed at a folder of frames it does not read (another kind, or in the nights' folders below it), the source
+    says so once, with examples and the fix, instead of waiting in silence; a matching file then reads as usual."""
+    import logging
+
+    from skyedge.edge.sources import folder as folder_source
+
+    monkeypatch.setattr(folder_source, "FULL_SCAN_EVERY_S", 0.0)  # every poll a full listing: still said once
+    for i in range(4):
+        (tmp_path / f"frame-{i}.bmp").write_bytes(b"BM not read")
+    _png(tmp_path / "images" / "20231201" / "image-20231201223000.jpg")
+    spec = DirectorySourceSection(kind="directory", path=str(tmp_path), settle_s=0, state_file=str(tmp_path / "s.sqlite"))
+    with caplog.at_level(logging.WARNING, logger="skyedge.edge.sources.folder"):
+        source = create_source(spec, once=True, stop_event=threading.Event())
+        assert list(source) == [] and list(source) == []
+        source.close()
+        said = [r.getMessage() for r in caplog.records if "nothing here matches" in r.getMessage()]
+        assert len(said) == 1, said
+        assert "source.patterns" in said[0] and "5 entries passed over" in said[0] and "frame-0.bmp" in said[0]
+        assert "source.recursive: true" in said[0]
+        caplog.clear()
+        spec = DirectorySourceSection(
+            kind="directory", path=str(tmp_path), recursive=True, settle_s=0, state_file=str(tmp_path / "s.sqlite")
+        )
+        assert _frames(spec) == {"images/20231201/image-20231201223000.jpg"}
+        assert not [r for r in caplog.records if "nothing here matches" in r.getMessage()]

@@ -16,7 +16,9 @@ when it is back.
 
 Which files: those matching the kind's ``patterns``, less ``exclude`` (a file's or folder's name, or a path
 below the root); hidden and excluded folders are never searched, and ``recursive`` sources do not follow
-symlinked folders. A folder below the root that cannot be listed is logged once and left out. Every poll lists
+symlinked folders. A folder below the root that cannot be listed is logged once and left out; a folder that holds
+files or folders but nothing the patterns take is said once, with examples (frames of another kind, or in folders
+below it and ``recursive`` off: the commonest mistake in pointing a source at a camera's folder). Every poll lists
 the folder (an old night's folder below it only when it changed, or once a minute), so the listing avoids per-file
 work it does not need (docs/benchmarks.md "Watched folders").
 
@@ -93,7 +95,8 @@ class FolderSource:
         self.root = Path(spec.path)
         if not self.root.is_dir():
             raise StartupError(f"source.path: {self.root} is not a directory")
-        self.state = ProcessedState(Path(spec.state_file) if spec.state_file else self.root / STATE_FILE)
+        state = Path(spec.state_file) if spec.state_file else self.root / STATE_FILE
+        self.state = ProcessedState(state)
         self._first_seen: dict[FileKey, float] = {}
         self._pruned_at, self._pruned_marks = time.monotonic(), 0
         self._real_prefix = os.path.join(os.path.realpath(self.root), "")  # the resolved root, ending in "/"
@@ -106,6 +109,10 @@ class FolderSource:
         self._full_scan_at = -FULL_SCAN_EVERY_S
         self._still: dict[str, tuple[int, FileKey]] = {}  # path below the root -> (inode, key) of a still file
         self._rewritten: set[str] = set()  # paths below the root seen in a second version: never still
+        self._passed_over: tuple[int, list[str]] = (0, [])  # the last listing's entries no pattern took, examples
+        in_root = os.path.join(os.path.realpath(state.parent), "") == self._real_prefix
+        self._own_names = {state.name + end for end in ("", "-wal", "-shm", "-journal")} if in_root else set()
+        self._said_nothing_matches = False
 
     def stores(self) -> list:
         """Durable stores whose ``problem`` the publisher watches."""
@@ -130,6 +137,7 @@ class FolderSource:
         """
         found, listed, quiet_paths, folders = [], {}, [], [("", str(self.root))]
         still = {} if full else self._still  # judged by the patterns when they fell still (the patterns do not change)
+        passed_over, examples = 0, []
         now = time.time()
         while folders:
             prefix, folder = folders.pop()
@@ -167,9 +175,28 @@ class FolderSource:
                     subfolders.append((relative + "/", entry.path))
                 elif self._included(lower):
                     found.append((entry, relative, folder, None))
+                elif prefix or name not in self._own_names:  # the source's own state file is no frame
+                    passed_over += 1
+                    if len(examples) < 3:
+                        examples.append(relative + ("/" if entry.is_dir(follow_symlinks=False) else ""))
             folders += subfolders
             listed[folder] = (mtime, subfolders, bool(prefix) and now - mtime / 1e9 >= QUIET_AFTER_S)
+        self._passed_over = (passed_over, examples)
         return found, listed, quiet_paths
+
+    def _nothing_matches(self, passed_over: int, examples: list[str]) -> None:
+        """Said once: the folder holds files (or folders) but nothing the source reads, the commonest mistake in
+        pointing a source at a camera's folder (frames of another kind, or in folders below it)."""
+        if self._said_nothing_matches:
+            return
+        self._said_nothing_matches = True
+        folders = [e for e in examples if e.endswith("/")]
+        hint = " Frames in the folders below it are read with source.recursive: true." if folders and not self.recursive else ""
+        log.warning(
+            "%s: nothing here matches source.patterns (%s): %d entries passed over, e.g. %s. Nothing is read until "
+            "a file that matches arrives.%s",
+            self.root, ", ".join(self.spec.patterns), passed_over, ", ".join(examples), hint,
+        )
 
     def _key(self, entry: os.DirEntry, relative: str) -> tuple[FileKey, os.stat_result] | None:
         """The file version's key and its status (following a symlink), or None if it is gone since the listing.
@@ -203,6 +230,8 @@ class FolderSource:
         if full:
             self._full_scan_at = mono
         entries, listed, quiet_paths = self._entries(full)
+        if full and not entries and not quiet_paths and self._passed_over[0]:
+            self._nothing_matches(*self._passed_over)
         present: set[str] = set(quiet_paths)
         paths_in: dict[str, list[str]] = {}
         busy: set[str] = set()  # folders with a file not handled yet (or gone while listed): not quiet
