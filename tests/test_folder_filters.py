@@ -283,7 +283,7 @@ def test_a_folder_where_nothing_matches_says_so_once_naming_what_it_holds(tmp_pa
         said = [r.getMessage() for r in caplog.records if "nothing here matches" in r.getMessage()]
         assert len(said) == 1, said
         assert "source.patterns" in said[0] and "5 entries passed over" in said[0] and "frame-0.bmp" in said[0]
-        assert "source.recursive: true" in said[0]
+        assert "the 1 folder(s) below it are read with source.recursive: true" in said[0]
         caplog.clear()
         spec = DirectorySourceSection(
             kind="directory", path=str(tmp_path), recursive=True, settle_s=0, state_file=str(tmp_path / "s.sqlite")

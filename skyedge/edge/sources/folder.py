@@ -109,7 +109,6 @@ class FolderSource:
         self._full_scan_at = -FULL_SCAN_EVERY_S
         self._still: dict[str, tuple[int, FileKey]] = {}  # path below the root -> (inode, key) of a still file
         self._rewritten: set[str] = set()  # paths below the root seen in a second version: never still
-        self._passed_over: tuple[int, list[str]] = (0, [])  # the last listing's entries no pattern took, examples
         in_root = os.path.join(os.path.realpath(state.parent), "") == self._real_prefix
         self._own_names = {state.name + end for end in ("", "-wal", "-shm", "-journal")} if in_root else set()
         self._said_nothing_matches = False
@@ -125,11 +124,12 @@ class FolderSource:
             self._unlistable_seen.add(folder)
             log.warning("%s: cannot list this folder (%s); its files are left out", folder, exc.strerror or exc)
 
-    def _entries(self, full: bool) -> tuple[list, dict, list[str]]:
+    def _entries(self, full: bool) -> tuple[list, dict, list[str], tuple[int, int, list[str]]]:
         """(candidate files as (entry, path below the root with '/', folder, its still record or None: a still file
         listed under the same inode is not judged again); the folders listed, as folder ->
         (modification time, subfolders, whether it is old enough to fall quiet); the key paths of the quiet folders
-        not listed). ``full``: list every folder, quiet or not.
+        not listed; the entries no pattern took, as (how many, how many of them folders, three examples)).
+        ``full``: list every folder, quiet or not.
 
         Hidden and excluded folders are not searched, and symlinked folders not followed (no loops). A folder's
         own exclusion is judged when it is met, so a file is judged by its name and, for patterns with a '/',
@@ -137,7 +137,7 @@ class FolderSource:
         """
         found, listed, quiet_paths, folders = [], {}, [], [("", str(self.root))]
         still = {} if full else self._still  # judged by the patterns when they fell still (the patterns do not change)
-        passed_over, examples = 0, []
+        passed_over, passed_folders, examples = 0, 0, []
         now = time.time()
         while folders:
             prefix, folder = folders.pop()
@@ -176,22 +176,22 @@ class FolderSource:
                 elif self._included(lower):
                     found.append((entry, relative, folder, None))
                 elif prefix or name not in self._own_names:  # the source's own state file is no frame
-                    passed_over += 1
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    passed_over, passed_folders = passed_over + 1, passed_folders + is_dir
                     if len(examples) < 3:
-                        examples.append(relative + ("/" if entry.is_dir(follow_symlinks=False) else ""))
+                        examples.append(relative + ("/" if is_dir else ""))
             folders += subfolders
             listed[folder] = (mtime, subfolders, bool(prefix) and now - mtime / 1e9 >= QUIET_AFTER_S)
-        self._passed_over = (passed_over, examples)
-        return found, listed, quiet_paths
+        return found, listed, quiet_paths, (passed_over, passed_folders, examples)
 
-    def _nothing_matches(self, passed_over: int, examples: list[str]) -> None:
+    def _nothing_matches(self, passed_over: int, passed_folders: int, examples: list[str]) -> None:
         """Said once: the folder holds files (or folders) but nothing the source reads, the commonest mistake in
         pointing a source at a camera's folder (frames of another kind, or in folders below it)."""
         if self._said_nothing_matches:
             return
         self._said_nothing_matches = True
-        folders = [e for e in examples if e.endswith("/")]
-        hint = " Frames in the folders below it are read with source.recursive: true." if folders and not self.recursive else ""
+        below = passed_folders and not self.recursive
+        hint = f" Frames in the {passed_folders} folder(s) below it are read with source.recursive: true." if below else ""
         log.warning(
             "%s: nothing here matches source.patterns (%s): %d entries passed over, e.g. %s. Nothing is read until "
             "a file that matches arrives.%s",
@@ -229,9 +229,9 @@ class FolderSource:
         full = mono - self._full_scan_at >= FULL_SCAN_EVERY_S
         if full:
             self._full_scan_at = mono
-        entries, listed, quiet_paths = self._entries(full)
-        if full and not entries and not quiet_paths and self._passed_over[0]:
-            self._nothing_matches(*self._passed_over)
+        entries, listed, quiet_paths, passed = self._entries(full)
+        if full and not entries and not quiet_paths and passed[0]:
+            self._nothing_matches(*passed)
         present: set[str] = set(quiet_paths)
         paths_in: dict[str, list[str]] = {}
         busy: set[str] = set()  # folders with a file not handled yet (or gone while listed): not quiet
