@@ -38,3 +38,19 @@ def read_exif(path: str | Path) -> dict[int, object] | None:
     except Exception:  # noqa: BLE001 - unreadable metadata is no metadata; the frame itself is judged elsewhere
         return None
     return merged or None
+
+
+class FileExif:
+    """One frame file's EXIF, read on first use and kept: its capture time and its exposure both ask for it."""
+
+    def __init__(self, path: str | Path):
+        self.path = path
+        self._read = False
+        self._tags: dict[int, object] | None = None
+
+    @property
+    def tags(self) -> dict[int, object] | None:
+        """:func:`read_exif` of the file, read once."""
+        if not self._read:
+            self._tags, self._read = read_exif(self.path), True
+        return self._tags

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from skyedge.exif import read_exif
+from skyedge.exif import FileExif
 
 DAY_MAX_EXPOSURE_S = 0.01  # shorter than a 25 fps video frame (0.04 s), far longer than daylight's ~0.001 s
 NIGHT_MIN_EXPOSURE_S = 1.0  # this long or longer: no camera exposes daylight so long, it is night (or twilight)
@@ -28,14 +28,15 @@ def _positive(value) -> float | None:
     return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
-def exposure_seconds(path: str | Path, header: dict | None = None) -> float | None:
-    """The recorded exposure of the frame read from ``path`` (FITS ``header`` given), or None when none is."""
+def exposure_seconds(path: str | Path, header: dict | None = None, exif: FileExif | None = None) -> float | None:
+    """The recorded exposure of the frame read from ``path`` (FITS ``header`` given; ``exif``: the file's EXIF when
+    another reader shares it), or None when none is."""
     header = header or {}
     for key in ("EXPTIME", "EXPOSURE"):
         if key in header:
             return _positive(header[key])
-    exif = read_exif(path)  # JPEG keeps it in the Exif sub-IFD, a TIFF may in its own first directory: both read
-    return _positive(exif.get(_EXPOSURE_TIME)) if exif else None
+    tags = (exif or FileExif(path)).tags  # JPEG keeps it in the Exif sub-IFD, a TIFF may in IFD0: both read
+    return _positive(tags.get(_EXPOSURE_TIME)) if tags else None
 
 
 def is_daylight_exposure(exposure_s: float | None, limit_s: float | None = DAY_MAX_EXPOSURE_S) -> bool:

@@ -241,6 +241,30 @@ def test_two_cameras_batched_together_are_each_decided_by_their_own_settings(stu
     assert by_camera == {"allsky": ["moon"] * 4, "west": ["unrecognised"] * 4}
 
 
+def test_a_frames_exif_gives_its_time_and_exposure_from_one_read(tmp_path, monkeypatch):
+    """A JPEG's EXIF says when it was taken and for how long: the site reads the file's EXIF once for both."""
+    from PIL import Image
+
+    import skyedge.exif
+    from skyedge.edge.allsky.site import SiteView
+    from skyedge.edge.config import PipelineSection
+    from skyedge.edge.sources import RawFrame
+    from skyedge.ephemeris import Ephemeris
+
+    exif = Image.Exif()
+    ifd = exif.get_ifd(0x8769)
+    ifd[0x9003], ifd[0x829A] = "2026:11:23 23:30:05", 20.0
+    path = tmp_path / "night.jpg"
+    Image.fromarray(np.full((64, 64, 3), 30, np.uint8)).save(path, exif=exif)
+    reads = []
+    real_read = skyedge.exif.read_exif
+    monkeypatch.setattr(skyedge.exif, "read_exif", lambda p: reads.append(p) or real_read(p))
+    section = PipelineSection.model_validate({"camera": "c", "source": {"kind": "camera", "uri": 0}})
+    seen = SiteView(section, Ephemeris(*SITE)).observe(RawFrame("f", str(path), np.asarray(Image.open(path)), {}))
+    assert seen.captured == _utc("2026-11-23T23:30:05").timestamp() and seen.exposure_s == 20.0
+    assert reads == [str(path)]
+
+
 def test_clear_with_a_bright_moon_and_no_glare_is_flagged():
     """The moon's place in the image comes from the orientation; no glare there under a bright high moon is suspicious."""
     from skyedge.edge.allsky.site import SiteView, sky_to_pixel

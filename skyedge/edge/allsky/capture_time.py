@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
 from skyedge.errors import SkyedgeError
-from skyedge.exif import read_exif
+from skyedge.exif import FileExif
 from skyedge.fits_time import header_mjd, header_time
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,8 @@ _EXIF_TIMES = (
 )
 
 
-def _exif_time(path: Path, camera_tz: tzinfo) -> tuple[datetime, str] | None:
-    exif = read_exif(path)
+def _exif_time(file_exif: FileExif, camera_tz: tzinfo) -> tuple[datetime, str] | None:
+    exif = file_exif.tags
     if exif is None:
         return None
     for tag, subsec_tag, offset_tag, name in _EXIF_TIMES:
@@ -146,14 +146,17 @@ class CaptureClock:
             self.sources.remove("filename")  # nothing to look for in the name
         self._warned = self._reset_warned = False
 
-    def of(self, path: str, header: dict, fallback: float | None, fallback_clock: str = "file-mtime") -> CaptureTime | None:
-        """The capture time of the frame read from ``path`` (with its header); ``fallback`` is the time the
-        source itself recorded (``fallback_clock``: the file's modification time, or the camera read)."""
+    def of(self, path: str, header: dict, fallback: float | None, fallback_clock: str = "file-mtime",
+           exif: FileExif | None = None) -> CaptureTime | None:
+        """The capture time of the frame read from ``path`` (with its header; ``exif``: the file's EXIF when another
+        reader shares it); ``fallback`` is the time the source itself recorded (``fallback_clock``: the file's
+        modification time, or the camera read)."""
+        exif = exif or FileExif(path)
         for source in self.sources:
             if source == "file":
                 found = (datetime.fromtimestamp(fallback, timezone.utc), fallback_clock) if fallback is not None else None
             else:
-                found = self._read(source, path, header)
+                found = self._read(source, path, header, exif)
             if found is None or self._reset(found, path):
                 continue
             if source == "file":
@@ -170,12 +173,12 @@ class CaptureClock:
             return CaptureTime(found[0].timestamp(), found[1])
         return None
 
-    def _read(self, source: str, path: str, header: dict) -> tuple[datetime, str] | None:
+    def _read(self, source: str, path: str, header: dict, exif: FileExif) -> tuple[datetime, str] | None:
         """The time one source gives, and its name, or None."""
         if source == "fits":
             return _fits_time(header)
         if source == "exif":
-            return _exif_time(Path(path), self.timezone)
+            return _exif_time(exif, self.timezone)
         match = self.pattern.search(Path(path).name) if source == "filename" else None
         if match is None:
             return None

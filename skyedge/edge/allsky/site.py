@@ -35,6 +35,7 @@ import numpy as np
 
 from skyedge.edge.allsky.capture_time import CaptureClock
 from skyedge.ephemeris import Ephemeris, SkyEphemeris
+from skyedge.exif import FileExif
 from skyedge.exposure import exposure_seconds, is_daylight_exposure, is_night_exposure
 from skyedge.sanity import frame_problem
 from skyedge.stars.lens import Lens
@@ -138,9 +139,10 @@ class SiteView:
 
         Day is decided by the sun (with a site location) or, on any camera, by a daylight exposure."""
         image, file_time = raw.image, raw.captured
-        when = self.clock.of(raw.source, raw.header, raw.captured, raw.clock)
+        exif = FileExif(raw.source)  # read at most once, by whichever of the two asks first
+        when = self.clock.of(raw.source, raw.header, raw.captured, raw.clock, exif)
         wanted = self.day_max_exposure_s is not None or self.night_min_exposure_s is not None
-        exposure = exposure_seconds(raw.source, raw.header) if wanted else None
+        exposure = exposure_seconds(raw.source, raw.header, exif) if wanted else None
         by_exposure = "exposure" if is_daylight_exposure(exposure, self.day_max_exposure_s) else None
         if when is None or self.ephemeris is None:
             captured, source = (when.posix, when.source) if when else (file_time, None)
