@@ -251,6 +251,28 @@ def test_a_located_camera_announces_its_stars_sensor_over_a_real_broker(stub_fra
     topics = {m.topic for m in discovery.messages}
     assert {f"homeassistant/sensor/{node}/stars_seen/config", f"homeassistant/binary_sensor/{node}/camera_dimmed/config"} <= topics
     discovery.close()
+    # Located, its stars not watched: the clock is still checked against the exposures, and says so.
+    (tmp_path / "b").mkdir()
+    cfg = _discovering(tmp_path / "b", stub_frame_package, tmp_path / "b" / "in", mqtt_broker, site_location=location,
+                       pipeline={"stars": None})
+    node = re.sub(r"[^a-z0-9]+", "_", f"skyedge {topic_root(cfg).split('/')[1]} dev-1 allsky")
+    discovery = Collector(mqtt_broker, f"homeassistant/+/{node}/+/config", protocol=mqtt.MQTTv5)
+    with RunningDaemon(cfg):
+        assert wait_for(lambda: len(discovery.messages) == 6)
+    kinds = {m.topic.split("/")[-2] for m in discovery.messages}
+    assert "clock_off" in kinds and not kinds & {"stars_seen", "camera_dimmed"}, kinds
+    discovery.close()
+
+
+def test_a_camera_without_stars_says_its_clock_is_off_from_its_exposures_alone():
+    factory = MessageFactory("la-palma", "allsky-01", MODEL)
+    configs = discovery_messages("homeassistant", factory, ["allsky"], "allsky-tiny", CLASSES, clocked=frozenset({"allsky"}))
+    (clock,) = [m.payload for m in configs if m.payload["name"] == "Clock off"]
+    assert "Stars seen" not in {m.payload["name"] for m in configs}
+    assert _render(clock["value_template"], {"class": "day", "checks": ["clock_vs_exposure"], "exposure_s": 0.001}) == clock["payload_on"]
+    assert _render(clock["value_template"], {"class": "clear", "exposure_s": 30.0}) == clock["payload_off"]
+    assert _render(clock["value_template"], {"class": "clear", "exposure_s": None}).strip() == ""  # cannot say
+    assert _render(clock["value_template"], {"class": "clear"}).strip() == ""
 
 
 def test_the_documented_notification_names_the_problem_sensors_as_discovered():

@@ -197,6 +197,11 @@ class SiteView:
             and eph.moon_illumination >= c.bright_moon_min_illumination
         )
 
+    @property
+    def checks_clock(self) -> bool:
+        """Whether frames' exposures are checked against the sun at their capture times (``clock_vs_exposure``)."""
+        return self.ephemeris is not None and self.checks.clock_vs_exposure != "off"
+
     @staticmethod
     def moon_down(seen: Observation | None) -> bool:
         """Whether the ephemeris puts the moon below the horizon (False when unknown)."""

@@ -21,7 +21,8 @@ with the same device names never collide:
 * ``Clock off``: a diagnostic problem sensor, on while the stars say the capture time is wrong
   (``stars.clock_offset_min``: its clear skies then read starless, and unsafe, until the time is mended) or a
   frame's exposure contradicts the sun at its capture time (check ``clock_vs_exposure``, by day too); a
-  daytime frame that says neither leaves it as it was;
+  daytime frame that says neither leaves it as it was. A located camera that does not watch its stars gets it
+  from its exposures alone;
 * ``Connectivity``: a diagnostic binary sensor from the retained status and its will.
 
 Every entity but ``Connectivity`` is *unavailable* while the device's status is ``offline`` (or its will
@@ -73,10 +74,11 @@ def _entity(
 
 def discovery_messages(
     prefix: str, factory, cameras: list[str], model_name: str, classes: list[str], cloud_map: bool = False,
-    starry: frozenset[str] = frozenset(),
+    starry: frozenset[str] = frozenset(), clocked: frozenset[str] = frozenset(),
 ) -> list[Message]:
     """Retained entity configs to publish at start (Home Assistant's payloads, not skyedge schemas);
-    ``starry``: the cameras whose pipeline watches its stars."""
+    ``starry``: the cameras whose pipeline watches its stars; ``clocked``: those whose pipeline checks its clock
+    against the exposures (``checks.clock_vs_exposure`` with a site location)."""
     site, device = factory.site, factory.device
     status = factory.topic("status")
     availability = [
@@ -179,6 +181,8 @@ def discovery_messages(
             *(
                 [_stars_seen(entity, classification), _camera_dimmed(entity, classification), _clock_off(entity, classification)]
                 if camera in starry
+                else [_clock_off(entity, classification, starry=False)]
+                if camera in clocked
                 else []
             ),
             entity(
@@ -209,23 +213,29 @@ def _camera_dimmed(entity, classification: str) -> tuple[str, dict]:
     )
 
 
-def _clock_off(entity, classification: str) -> tuple[str, dict]:
+def _clock_off(entity, classification: str, starry: bool = True) -> tuple[str, dict]:
     """The ``Clock off`` problem sensor: on while the stars say the capture time is off (``stars.clock_offset_min``)
     or a frame's recorded exposure contradicts the sun at its capture time (``checks`` names ``clock_vs_exposure``:
     by day too, where a wrong clock leaves no stars to say so); other frames without a ``stars`` object (by day)
-    render empty and leave it as it was."""
+    render empty and leave it as it was. A camera that does not watch its stars (``starry`` False) has only its
+    exposures to go by: a frame that records one and passes the check turns it off, one that records none says
+    nothing."""
+    on_if = "'clock_vs_exposure' in (value_json.get('checks') or [])"
+    if not starry:
+        return _problem(entity, classification, "clock_off", "Clock off", "OFF", on_if=on_if,
+                        known="value_json.get('exposure_s') is not none")
     return _problem(
         entity, classification, "clock_off", "Clock off",
-        "{{ 'ON' if s.get('clock_offset_min') is not none else 'OFF' }}",
-        on_if="'clock_vs_exposure' in (value_json.get('checks') or [])",
+        "{{ 'ON' if s.get('clock_offset_min') is not none else 'OFF' }}", on_if=on_if,
     )
 
 
-def _problem(entity, classification: str, what: str, name: str, on_stars: str, on_if: str | None = None) -> tuple[str, dict]:
+def _problem(entity, classification: str, what: str, name: str, on_stars: str, on_if: str | None = None,
+             known: str = "s") -> tuple[str, dict]:
     """A diagnostic problem sensor read from the message's ``stars`` object as ``s`` by the template ``on_stars``;
-    messages without one render empty (left as they were). ``on_if``: a condition on the whole message that turns
-    the sensor on before the stars are read."""
-    first = f"{{% if {on_if} %}}ON{{% elif s %}}" if on_if else "{% if s %}"
+    messages for which ``known`` (a condition; by default: a ``stars`` object) fails render empty (left as they
+    were). ``on_if``: a condition on the whole message that turns the sensor on before the stars are read."""
+    first = f"{{% if {on_if} %}}ON{{% elif {known} %}}" if on_if else f"{{% if {known} %}}"
     return entity(
         "binary_sensor",
         what,

@@ -356,5 +356,6 @@ class Publisher:
             self.facts.classes,
             self.facts.cloud_map,
             frozenset(p.camera for p in self.pipelines if getattr(p.task, "stars", None) is not None),
+            frozenset(p.camera for p in self.pipelines if getattr(getattr(p.task, "site", None), "checks_clock", False)),
         ):
             self._send(message)
