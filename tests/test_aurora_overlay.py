@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from skyedge.training.config import AuroraOverlaySpec, DataSource
-from skyedge.training.simulate.aurora_overlay import annotated_circle, aurora_copies, overlay_aurora
+from skyedge.training.simulate.aurora_overlay import annotated_circle, aurora_copies, aurora_strength, overlay_aurora
 
 
 def _frame(size=128, centre=(66.0, 60.0), radius=50.0, seed=0):
@@ -96,6 +96,15 @@ def test_copies_are_made_of_clear_and_moonlit_frames_only_each_kind_in_turn():
     assert aurora_copies(images, masks, ["cloudy"] * 6, spec) == []
     unknown = [m if i != 2 else None for i, m in enumerate(masks)]  # a frame whose sky is not known is not copied
     assert sorted({i for i, _, _ in aurora_copies(images, unknown, labels, spec)}) == [0, 4]
+
+
+def test_strengths_spread_evenly_over_decades_within_their_bounds():
+    rng = np.random.default_rng(0)
+    drawn = np.array([aurora_strength(rng, (0.1, 10.0)) for _ in range(4000)])
+    assert drawn.min() >= 0.1 and drawn.max() <= 10.0
+    decades = np.histogram(np.log10(drawn), bins=[-1, 0, 1])[0] / drawn.size
+    assert np.allclose(decades, 0.5, atol=0.03), decades  # as many between 0.1 and 1 as between 1 and 10
+    assert aurora_strength(rng, (2.0, 2.0)) == pytest.approx(2.0)
 
 
 def test_the_recipe_keys_are_checked_at_load():

@@ -58,7 +58,7 @@ class AuroraOverlaySpec(Schema):
         default_factory=lambda: ["arc", "discrete", "diffuse"], description="kinds drawn in turn"
     )
     strength: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2)] = Field(
-        default_factory=lambda: [0.6, 1.0], description="aurora strength drawn in this range (the simulator's: 1)"
+        default_factory=lambda: [0.6, 1.0], description="aurora strength drawn in this range, evenly in its logarithm (the simulator's: 1)"
     )
     centre_px: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
         default=None, description="the lens's zenith pixel (x, y); null: the centre of the annotated (painted) sky's circle"

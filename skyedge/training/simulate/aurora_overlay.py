@@ -140,9 +140,16 @@ def aurora_copies(images: list[np.ndarray], masks: list[np.ndarray | None], labe
         for _ in range(spec.copies_per_frame):
             kind = spec.kinds[len(out) % len(spec.kinds)]
             copy = overlay_aurora(images[i], kind, rng, mask=masks[i], centre=centre, horizon_radius=radius,
-                                  projection=spec.projection, strength=float(rng.uniform(*spec.strength)))
+                                  projection=spec.projection, strength=aurora_strength(rng, spec.strength))
             out.append((int(i), copy, kind))
     return out
+
+
+def aurora_strength(rng: np.random.Generator, bounds) -> float:
+    """An aurora's strength within ``bounds`` (low, high), drawn evenly in its logarithm."""
+    # Real aurorae span decades of brightness against the night sky: a range drawn evenly would be almost all bright.
+    low, high = (math.log(float(b)) for b in bounds)
+    return float(math.exp(rng.uniform(low, high)))
 
 
 def append_aurora_copies(images: list, names: list[str], cloud: list, columns: dict[str, list],
