@@ -18,7 +18,6 @@ from pathlib import Path
 from skyedge.imageio import RASTER_SUFFIXES
 
 EXIF_IFD = 0x8769  # the Exif sub-IFD: capture times, exposure
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_TAIL = 1 << 16  # an eXIf chunk behind the image data is looked for this far from the end
 
 
@@ -50,9 +49,7 @@ def _png_exif_behind_data(path: Path) -> bytes | None:
     """The data of an ``eXIf`` chunk in a PNG's last 64 KiB, where a writer that appends it after the image data puts
     it (None: none there). One read at the end of the file, whatever the frame's size; a chunk counts only when its
     CRC holds, so image bytes that happen to spell the name are not taken for it."""
-    with open(path, "rb") as fh:
-        if fh.read(8) != PNG_SIGNATURE:
-            return None
+    with open(path, "rb") as fh:  # Pillow has read its signature already
         size = fh.seek(0, os.SEEK_END)
         fh.seek(max(8, size - PNG_TAIL))
         tail = fh.read()
