@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from functools import cached_property
 from pathlib import Path
 
 from skyedge.imageio import RASTER_SUFFIXES
@@ -68,12 +69,8 @@ class FileExif:
 
     def __init__(self, path: str | Path):
         self.path = path
-        self._read = False
-        self._tags: dict[int, object] | None = None
 
-    @property
+    @cached_property
     def tags(self) -> dict[int, object] | None:
         """:func:`read_exif` of the file, read once."""
-        if not self._read:
-            self._tags, self._read = read_exif(self.path), True
-        return self._tags
+        return read_exif(self.path)
