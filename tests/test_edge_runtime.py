@@ -265,3 +265,19 @@ def test_camera_source_reads_a_stream_and_reports_a_missing_camera(stub_frame_pa
     assert any(e["event"] == "source_failed" and "cannot be opened" in e["message"] for e in events)
     assert any(e["event"] == "safety_change" for e in events) is False  # never safe, so no change: still unsafe
     assert not _messages(gone, "classification")
+
+
+def test_cameras_inputs_join_into_one_call_and_its_answers_go_back_by_rows():
+    """A camera turned four ways brings four rows a frame, a daylit one none (its frames never reach the model),
+    a third one row: one call of five rows, and each camera gets back exactly its own rows."""
+    from skyedge.edge.runtime.batcher import joined, split
+
+    frame = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
+    inputs, counts = joined([{"x": frame[:4]}, {}, {"x": frame[4:]}])
+    assert counts == [4, 0, 1] and np.array_equal(inputs["x"], frame)
+    answers = {"p": inputs["x"] * 2, "d": inputs["x"][:, 0]}
+    parts = split(answers, counts)
+    assert parts[1] == {}
+    assert np.array_equal(parts[0]["p"], frame[:4] * 2) and np.array_equal(parts[2]["d"], frame[4:, 0])
+    alone, counts = joined([{"x": frame}])
+    assert alone["x"] is frame and counts == [5]  # one camera's batch goes as it is, not copied

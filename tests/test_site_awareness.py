@@ -217,10 +217,31 @@ def test_moon_with_the_moon_below_the_horizon_is_flagged(stub_frame_package, cam
     assert (m["class"], m["top_class"], m["checks"]) == ("unrecognised", "moon", ["moon_below_horizon"])
 
 
+class _Recording:
+    """The scripted backend, recording how many rows each call held."""
+
+    def __init__(self, backend):
+        self.backend, self.rows = backend, []
+        self.input_names = backend.input_names
+
+    def infer(self, inputs):
+        self.rows.append(len(next(iter(inputs.values()))))
+        return self.backend.infer(inputs)
+
+    def close(self):
+        self.backend.close()
+
+
 def test_two_cameras_batched_together_are_each_decided_by_their_own_settings(stub_frame_package, camera_frames, tmp_path):
-    """Two all-sky cameras share the device's model, and their frames share its batches; each frame is still
-    decided by its own pipeline: here one flags 'moon' under a set moon, the other refuses it. (Every frame of a
-    batch was decided by the first frame's pipeline: its checks, its cloud geometry, its star watch.)"""
+    """Two all-sky cameras share the device's model, and their frames share its batches: one backend call for a
+    batch, whichever camera each frame came from (each camera's frames were a call of their own). Each frame is
+    still decided by its own pipeline: here one flags 'moon' under a set moon, the other refuses it. (Every frame of
+    a batch was once decided by the first frame's pipeline: its checks, its cloud geometry, its star watch.)"""
+    from skyedge.edge.backends.scripted import ScriptedBackend
+    from skyedge.edge.config import load_edge_config
+    from skyedge.edge.package import open_package
+    from skyedge.edge.runtime.lifecycle import Runtime
+
     when = _dark_time_with_moon(below=True)
     folders = {name: tmp_path / f"in-{name}" for name in ("east", "west")}
     for k in range(4):
@@ -230,12 +251,14 @@ def test_two_cameras_batched_together_are_each_decided_by_their_own_settings(stu
     log = tmp_path / "both.jsonl"
     cfg = _deploy(tmp_path, stub_frame_package, folders["east"], log, {"checks": {"moon_below_horizon": "flag"}}, script=["moon"], batch_size=8)
     data = yaml.safe_load(cfg.read_text())
-    data["backend"]["max_wait_ms"] = 500  # both cameras' frames in one batch
+    data["backend"]["max_wait_ms"] = 10_000  # both cameras' frames in one batch (it closes when both sources end)
     west = {**data["pipelines"][0], "camera": "west", "checks": {"moon_below_horizon": "unrecognised"}}
     west["source"] = {**west["source"], "path": str(folders["west"])}
     data["pipelines"].append(west)
     cfg.write_text(yaml.safe_dump(data))
-    assert main(["run", "--config", str(cfg), "--once"]) == 0
+    backend = _Recording(ScriptedBackend(open_package(str(stub_frame_package), "fp32", "scripted"), ["moon"]))
+    stats = Runtime(load_edge_config(cfg), once=True, backend=backend).run()
+    assert stats.counts["processed"] == 8 and backend.rows == [8]
     got = messages(log, "classification")
     by_camera = {c: sorted(m["class"] for m in got if m["camera"] == c) for c in ("allsky", "west")}
     assert by_camera == {"allsky": ["moon"] * 4, "west": ["unrecognised"] * 4}

@@ -1,4 +1,5 @@
-"""Micro-batching across pipelines: up to ``size`` items, or whatever has arrived ``max_wait_s`` after the first.
+"""Micro-batching across pipelines: up to ``size`` items, or whatever has arrived ``max_wait_s`` after the first;
+and the joining of several pipelines' model inputs into one backend call, and the splitting of its answers.
 
 The item queue is bounded (back-pressure on file sources, drops for live
 cameras, decided by the source thread); each producer ends its stream with
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 DONE = object()
 
@@ -52,3 +56,24 @@ class Batcher:
                     break
                 batch.append(nxt)
             yield batch
+
+
+def joined(inputs: Sequence[Mapping[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Several pipelines' model inputs as one batch (concatenated on the batch axis), and each one's row count.
+
+    Pipelines of one device run one model, so their inputs carry the same names; a pipeline whose frames were
+    all answered without the model (daylight) brings none and counts 0 rows."""
+    counts = [len(next(iter(x.values()))) if x else 0 for x in inputs]
+    present = [x for x in inputs if x]
+    if len(present) <= 1:
+        return (dict(present[0]) if present else {}), counts
+    return {name: np.concatenate([x[name] for x in present]) for name in present[0]}, counts
+
+
+def split(outputs: Mapping[str, np.ndarray], counts: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    """A joined batch's outputs back per pipeline, by the row counts :func:`joined` gave (0 rows: no outputs)."""
+    parts, start = [], 0
+    for n in counts:
+        parts.append({name: out[start : start + n] for name, out in outputs.items()} if n else {})
+        start += n
+    return parts

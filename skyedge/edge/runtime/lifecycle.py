@@ -25,7 +25,7 @@ from skyedge.edge.messages import MessageFactory
 from skyedge.edge.package import open_package
 from skyedge.edge.records import BatchFailed, Observed
 from skyedge.edge.reporters import create_reporters
-from skyedge.edge.runtime.batcher import DONE, Batcher
+from skyedge.edge.runtime.batcher import DONE, Batcher, joined, split
 from skyedge.edge.runtime.pipeline import Pipeline, build_pipeline
 from skyedge.edge.runtime.publisher import DeviceFacts, Publisher
 from skyedge.edge.runtime.stats import Stats
@@ -140,28 +140,30 @@ class Runtime:
     def _infer(self) -> None:
         batcher = Batcher(self.items, self.cfg.backend.batch_size, self.cfg.backend.max_wait_ms / 1e3, len(self.pipelines))
         for items in batcher:
-            # Cameras share the model's batches, but each frame is decided by its own pipeline's task (its checks,
-            # cloud geometry, star watch): one backend call per pipeline in the batch.
-            groups: dict[object, list] = {}
-            for item in items:
-                groups.setdefault(item.pipeline.task, []).append(item)
-            for task, group in groups.items():
-                self._infer_batch(task, group)
+            self._infer_batch(items)
 
-    def _infer_batch(self, task, items: list) -> None:
-        """One backend call for one pipeline's items, and their decisions to the publisher."""
-        batch = task.batch(items)
+    def _infer_batch(self, items: list) -> None:
+        """One backend call for a batch, whichever cameras its frames came from, and their decisions to the
+        publisher: cameras share the model's batches, but each frame is decided by its own pipeline's task (its
+        checks, cloud geometry, star watch)."""
+        groups: dict[object, list] = {}
+        for item in items:
+            groups.setdefault(item.pipeline.task, []).append(item)
+        batches = [(task, task.batch(group)) for task, group in groups.items()]
+        inputs, counts = joined([batch.inputs for _, batch in batches])
         t0 = time.perf_counter()
         try:
-            outputs = self.backend.infer(batch.inputs) if batch.inputs else {}
+            outputs = self.backend.infer(inputs) if inputs else {}
         except Exception as exc:
             log.exception("backend failed on a batch of %d", len(items))
             self.publisher.put(BatchFailed(items=items, reason=str(exc)))
             return
         seconds = time.perf_counter() - t0
-        self.stats.backend_call(seconds)
-        for decision in task.decode(batch, outputs, 1e3 * seconds):
-            self.publisher.put(decision)
+        if inputs:
+            self.stats.backend_call(seconds)
+        for (task, batch), part in zip(batches, split(outputs, counts), strict=True):
+            for decision in task.decode(batch, part, 1e3 * seconds):
+                self.publisher.put(decision)
 
     # ------------------------------------------------------------ lifecycle
 
