@@ -18,16 +18,20 @@ def test_bench_writes_json_png_and_pipeline_ratio(frame_package, tiny_frame_run,
     simulate_allsky(12, cam, seed=9, cfg=AllskyConfig(size=64), files="fits", workers=1)
     out = tmp_path / "bench"
     args = ["bench", "--model", str(frame_package), "--backend", "onnxruntime", "--precision", "fp32,int8"]
-    args += ["--batch", "1,4", "--trials", "2", "--seconds", "0.1", "--pipeline", str(cam / "frames"), "--copies", "2"]
+    args += ["--batch", "1,4", "--trials", "2", "--seconds", "0.1", "--pipeline", str(cam / "frames"), "--copies", "1"]
+    args += ["--cameras", "2"]  # two cameras at once, sharing the model's batches
     assert main([*args, "--compare-torch", str(tiny_frame_run), "--out", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "items/s" in table and "e2e ratio" in table
+    assert "items/s" in table and "e2e ratio" in table and "per call" in table
     result = json.loads((out / "bench.json").read_text())
     assert len(result["rows"]) == 4
     for row in result["rows"]:
         assert row["items_per_s"] > 0 and row["items_per_s_min"] <= row["items_per_s"] <= row["items_per_s_max"]
         assert row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
-        assert row["pipeline"]["frames"] == 24 and row["pipeline"]["efficiency"] > 0
+        pipe = row["pipeline"]
+        assert pipe["frames"] == 24 and pipe["cameras"] == 2 and pipe["efficiency"] > 0
+        assert pipe["frames"] / row["batch"] <= pipe["backend_calls"] <= pipe["frames"]
+        assert pipe["frames_per_call"] == pytest.approx(pipe["frames"] / pipe["backend_calls"])
         assert row["accuracy"] is not None  # read beside the speed, from the calibration report
     int8 = next(r for r in result["rows"] if r["precision"] == "int8")
     assert int8["file"] == "model.int8-cpu.onnx"  # ONNX Runtime runs the U8S8 form

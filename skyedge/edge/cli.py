@@ -22,10 +22,12 @@ bench: throughput and latency per backend, precision and batch (and end-to-end p
 
 Time the backend on the model package for every precision x batch (warm-up excluded, median of
 --trials), beside each precision's held-out accuracy from report.json. --pipeline DIR also runs
-the whole runtime on the frames in DIR and reports end-to-end / backend-only throughput.
+the whole runtime on the frames in DIR and reports end-to-end / backend-only throughput, and how
+many frames its backend calls held; --cameras N runs N cameras at once, sharing the model's batches.
 
 examples:
   skyedge bench --model models/allsky-tiny --backend onnxruntime --precision fp32,int8 --batch 1,8,32 --pipeline data/camera/frames
+  skyedge bench --model models/allsky-tiny --precision int8 --batch 8 --pipeline data/camera/frames --cameras 4
   skyedge bench --model models/transients-tiny --field data/field/frames --objects 100,1000,10000 --histories 1,6,12,24 --precision fp32 --batch 1024
 """
 
@@ -130,6 +132,8 @@ def _bench(args) -> int:
     if args.field:
         return _field_bench(args)
     frames = None
+    if args.cameras < 1:
+        raise SystemExit(f"skyedge bench: --cameras {args.cameras}: give 1 or more")
     if args.pipeline:
         folder = Path(args.pipeline)
         frames = sorted(
@@ -148,9 +152,10 @@ def _bench(args) -> int:
         frames=frames,
         copies=args.copies,
         compare_torch=args.compare_torch,
+        cameras=args.cameras,
     )
     table = Table(title=f"{result['model']} — {result['device']['cpu']}, {result['device']['cores']} cores")
-    cols = ["backend", "prec", "batch", "items/s", "min–max", "p50 ms", "p99 ms", "acc", "e2e/s", "e2e ratio"]
+    cols = ["backend", "prec", "batch", "items/s", "min–max", "p50 ms", "p99 ms", "acc", "e2e/s", "e2e ratio", "e2e per call"]
     if args.compare_torch:
         cols += ["torch/s", "vs torch"]
     for col in cols:
@@ -169,6 +174,7 @@ def _bench(args) -> int:
             f"{acc['accuracy']:.3f}" if acc else "–",
             f"{pipe['items_per_s']:.1f}" if pipe else "–",
             f"{pipe['efficiency']:.2f}" if pipe else "–",
+            f"{pipe['frames_per_call']:.1f}" if pipe else "–",
             *(
                 [f"{r['torch_eager']['items_per_s']:.1f}", f"{r['torch_eager']['speedup']:.2f}x"]
                 if args.compare_torch and r.get("torch_eager", {}).get("items_per_s")
@@ -236,6 +242,9 @@ def register_bench(subparsers) -> None:
     p.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per trial")
     p.add_argument("--pipeline", default=None, metavar="DIR", help="frames for the end-to-end comparison")
     p.add_argument("--copies", type=int, default=4, help="--pipeline: copies of DIR's frames to process")
+    p.add_argument(
+        "--cameras", type=int, default=1, help="--pipeline: cameras (pipelines) each given the copies; they share the model's batches"
+    )
     p.add_argument(
         "--compare-torch", default=None, metavar="RUN_DIR", help="also time the run in PyTorch eager (train extra)"
     )

@@ -66,30 +66,33 @@ def _accuracy(package: Path, key: str) -> dict | None:
 
 
 def pipeline_throughput(
-    package: Path, precision: str, batch: int, threads: int, frames: list[Path], copies: int
+    package: Path, precision: str, batch: int, threads: int, frames: list[Path], copies: int, cameras: int = 1
 ) -> dict:
-    """End-to-end frames/s of `skyedge run --once` over ``copies`` x ``frames`` dropped in a folder."""
+    """End-to-end frames/s of `skyedge run --once` over ``copies`` x ``frames`` dropped in each of ``cameras``
+    folders (one pipeline each, sharing the model's batches), and how full its backend calls ran."""
     from skyedge.edge.config import EdgeConfig
     from skyedge.edge.runtime.lifecycle import Runtime
 
     with tempfile.TemporaryDirectory(prefix="skyedge-bench-") as tmp:
-        incoming = Path(tmp) / "incoming"
-        incoming.mkdir()
-        for c in range(copies):
-            for f in frames:
-                shutil.copy(f, incoming / f"{c:03d}-{f.name}")
+        pipelines = []
         old = time.time() - 60  # settled
-        for f in incoming.iterdir():
-            os.utime(f, (old, old))
+        for cam in range(cameras):
+            incoming = Path(tmp) / f"incoming-{cam}"
+            incoming.mkdir()
+            for c in range(copies):
+                for f in frames:
+                    shutil.copy(f, incoming / f"{c:03d}-{f.name}")
+            for f in incoming.iterdir():
+                os.utime(f, (old, old))
+            source = {"kind": "directory", "path": str(incoming), "settle_s": 0}
+            pipelines.append({"camera": f"bench-{cam}" if cameras > 1 else "bench", "source": source})
         cfg = EdgeConfig.model_validate(
             {
                 "site": "bench",
                 "device": "bench",
                 "model": {"package": str(package), "precision": precision},
                 "backend": {"kind": "onnxruntime", "batch_size": batch, "threads": threads, "max_wait_ms": 20},
-                "pipelines": [
-                    {"camera": "bench", "source": {"kind": "directory", "path": str(incoming), "settle_s": 0}}
-                ],
+                "pipelines": pipelines,
                 "reporters": {"jsonl": {"path": str(Path(tmp) / "out.jsonl")}},
             }
         )
@@ -97,7 +100,14 @@ def pipeline_throughput(
         stats = runtime.run()
         n = stats.counts["processed"]
         seconds = (stats.last_done or 0) - (stats.first_arrival or 0)
-        return {"frames": n, "seconds": seconds, "items_per_s": n / seconds if seconds > 0 else 0.0}
+        return {
+            "frames": n,
+            "cameras": cameras,
+            "seconds": seconds,
+            "items_per_s": n / seconds if seconds > 0 else 0.0,
+            "backend_calls": stats.batches,
+            "frames_per_call": n / stats.batches if stats.batches else 0.0,
+        }
 
 
 def torch_reference(run_dir: str, batches: list[int], trials: int, seconds: float, threads: int) -> dict:
@@ -170,6 +180,7 @@ def run_bench(
     frames: list[Path] | None = None,
     copies: int = 4,
     compare_torch: str | None = None,
+    cameras: int = 1,
 ) -> dict:
     """Every (precision, batch) combination; with ``frames``, also the pipeline efficiency at each."""
     package = Path(package)
@@ -192,7 +203,7 @@ def run_bench(
                 "accuracy": _accuracy(package, pkg.key),
             }
             if frames:
-                pipe = pipeline_throughput(package, precision, batch, threads, frames, copies)
+                pipe = pipeline_throughput(package, precision, batch, threads, frames, copies, cameras)
                 row["pipeline"] = pipe | {"efficiency": pipe["items_per_s"] / timing["items_per_s"]}
             rows.append(row)
     reference = torch_reference(compare_torch, batches, trials, seconds, threads) if compare_torch else None
