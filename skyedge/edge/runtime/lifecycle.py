@@ -150,9 +150,9 @@ class Runtime:
         for item in items:
             groups.setdefault(item.pipeline.task, []).append(item)
         batches = [(task, task.batch(group)) for task, group in groups.items()]
-        inputs, counts = joined([batch.inputs for _, batch in batches])
         t0 = time.perf_counter()
         try:
+            inputs, counts = joined([batch.inputs for _, batch in batches])
             outputs = self.backend.infer(inputs) if inputs else {}
         except Exception as exc:
             log.exception("backend failed on a batch of %d", len(items))
