@@ -259,6 +259,7 @@ def test_two_cameras_batched_together_are_each_decided_by_their_own_settings(stu
     backend = _Recording(ScriptedBackend(open_package(str(stub_frame_package), "fp32", "scripted"), ["moon"]))
     stats = Runtime(load_edge_config(cfg), once=True, backend=backend).run()
     assert stats.counts["processed"] == 8 and backend.rows == [8]
+    assert messages(log, "metrics")[-1]["counts"]["backend_calls"] == 1  # what a device owner reads
     got = messages(log, "classification")
     by_camera = {c: sorted(m["class"] for m in got if m["camera"] == c) for c in ("allsky", "west")}
     assert by_camera == {"allsky": ["moon"] * 4, "west": ["unrecognised"] * 4}

@@ -14,7 +14,7 @@ import numpy as np
 
 
 class Stats:
-    """Counters (processed, corrupt, dropped, failed, vanished), backend time, and recent end-to-end latencies."""
+    """Counters (processed, corrupt, dropped, failed, vanished), backend calls and time, and recent end-to-end latencies."""
 
     def __init__(self, window: int = 10_000):
         self.started = time.monotonic()
@@ -70,5 +70,6 @@ class Stats:
                     "p99": round(float(np.percentile(lat, 99)), 3),
                     "max": round(float(lat.max()), 3),
                 },
-                "counts": dict(self.counts),
+                # Backend calls beside the frames they answered: how full the batches run (several cameras share them).
+                "counts": {**self.counts, "backend_calls": self.batches},
             }
