@@ -48,13 +48,13 @@ def test_int8_forms_and_report(which, request):
         dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
         return [n.input[0] in dq and n.input[1] in dq for n in model.graph.node if n.op_type == "Conv"]
 
-    # The TensorRT form keeps its first convolution in float (real night frames lost 2.3 points to it); the
-    # CPU form, asymmetric and judged fused, quantizes it; every later convolution is quantized in both.
+    # Both forms keep their first convolution in float (real night frames lost 2.3 points to it in the TensorRT
+    # form, 5.1 in the CPU form); every later convolution is quantized in both.
     convs_trt, convs_cpu = quantized_convs(trt), quantized_convs(cpu)
-    assert not convs_trt[0] and convs_cpu[0]
-    assert len(convs_trt) > 1 and all(convs_trt[1:]) and all(convs_cpu)
-    trt_info = next(q for q in report["quantization"] if q["target"] == "tensorrt")
-    assert any(k.startswith("first convolution") for k in trt_info["kept_float"])
+    assert not convs_trt[0] and not convs_cpu[0]
+    assert len(convs_trt) > 1 and all(convs_trt[1:]) and all(convs_cpu[1:])
+    for info in report["quantization"]:
+        assert any(k.startswith("first convolution") for k in info["kept_float"]), info
     # Recurrent layers stay in float: nothing quantized feeds from an LSTM.
     assert {n.op_type for n in trt.graph.node} >= ({"LSTM"} if card.task == "sequence" else set())
     results = report["results"]

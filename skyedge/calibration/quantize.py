@@ -12,7 +12,8 @@ embedding layer (everything the ``embedding`` output depends on); for sequence
 models the per-epoch stamp encoder (everything feeding the LSTM/GRU). The
 recurrent layer, the classifier after it, and the Mahalanobis/ridge head stay
 FP32: they are a small share of the compute and the metric head's distances
-lose the open-set threshold's meaning under 8-bit rounding.
+lose the open-set threshold's meaning under 8-bit rounding. So does the first
+convolution, in both forms (real night frames lost points to it).
 """
 
 from __future__ import annotations
@@ -133,16 +134,17 @@ def quantize(
     kept = []
     extra = {"CalibPercentile": percentile, "CalibMaxIntermediateOutputs": 64}
     extra.update({"ActivationSymmetric": form.symmetric, "WeightSymmetric": True})
+    # The first convolution stays in float (one layer, a small share of the compute; TensorRT runs it in the
+    # graph's type): quantized, it cost the all-sky recipe 2.3 points on real night frames in the TensorRT form
+    # and 5.1 in the CPU form, which it does not lose on simulated ones; kept in float, both scored within a
+    # point of FP32 there (docs/precision.md).
+    stem = first_convolution(model, nodes)
+    if stem is not None:
+        nodes = [n for n in nodes if n != stem]
+        kept = [f"first convolution ({stem})"]
     if form.symmetric:
         # TensorRT fuses Q/DQ into INT8 kernels at exactly these ops' inputs.
         op_types, activation = ["Conv", "Gemm", "MatMul"], QuantType.QInt8
-        # The first convolution stays in float for TensorRT (one layer; the engine runs it in the graph's type):
-        # quantized, it cost the all-sky recipe 2.3 points on real night frames that it does not lose on
-        # simulated ones, and kept in float the TensorRT form scored within a point of FP32 (docs/precision.md).
-        stem = first_convolution(model, nodes)
-        if stem is not None:
-            nodes = [n for n in nodes if n != stem]
-            kept = [f"first convolution ({stem})"]
     else:
         # Every op with an integer kernel: keeps tensors in uint8 between convolutions on a CPU.
         op_types, activation = None, QuantType.QUInt8
