@@ -85,7 +85,7 @@ def pipeline_throughput(
             for f in incoming.iterdir():
                 os.utime(f, (old, old))
             source = {"kind": "directory", "path": str(incoming), "settle_s": 0}
-            pipelines.append({"camera": f"bench-{cam}" if cameras > 1 else "bench", "source": source})
+            pipelines.append({"camera": f"bench-{cam}", "source": source})
         cfg = EdgeConfig.model_validate(
             {
                 "site": "bench",
