@@ -9,7 +9,7 @@ without a remap (docs/architecture.md "Layout").
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "skyedge" / "__init__.py").read_text()).group(1)
@@ -80,12 +80,15 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["skyedge", "skyedge.*"]),
+    # Namespace packages too: the data folders (no __init__.py) are packages of their own, each carrying its files,
+    # so setuptools neither warns that it would leave them out nor one day does.
+    packages=find_namespace_packages(include=["skyedge", "skyedge.*"], exclude=["*.__pycache__"]),
     package_data={
-        "skyedge": ["schemas/*.json", "schemas/mqtt/*.json"],
-        "skyedge.export": ["data/*.json"],
-        "skyedge.stars": ["data/*.npz"],  # the bright-star catalogue (docs/scripts/make_star_catalogue.py)
-        "skyedge.edge.field": ["data/*.onnx", "data/*.json"],  # the learnt real/bogus stage (docs/scripts/train_real_bogus.py)
+        "skyedge.schemas": ["*.json"],
+        "skyedge.schemas.mqtt": ["*.json"],
+        "skyedge.export.data": ["*.json"],
+        "skyedge.stars.data": ["*.npz"],  # the bright-star catalogue (docs/scripts/make_star_catalogue.py)
+        "skyedge.edge.field.data": ["*.onnx", "*.json"],  # the learnt real/bogus stage (docs/scripts/train_real_bogus.py)
     },
     include_package_data=True,
     install_requires=CORE,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,6 +63,26 @@ def test_extras_match_the_foundation_issue():
 def test_edge_and_core_never_pull_torch():
     for extra in (None, "edge", "jetson"):
         assert not {"torch", "torchvision"} & requirements(extra), extra
+
+
+def test_a_built_wheel_carries_every_file_the_package_reads(tmp_path):
+    """`pip install .` (not editable, as on a Jetson) installs a wheel: every file beside the code (the star
+    catalogue, the real/bogus stage, the schemas, the TensorRT op table) must be in it, and setuptools must build it
+    without warning that it would leave a data folder out."""
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", *isolation, "-w", str(tmp_path), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "would be ignored" not in built.stdout + built.stderr
+    (wheel,) = tmp_path.glob("skyedge-*.whl")
+    inside = set(zipfile.ZipFile(wheel).namelist())
+    data = {p.relative_to(REPO).as_posix() for p in (REPO / "skyedge").rglob("*") if p.is_file() and p.suffix in (".json", ".npz", ".onnx")}
+    assert "skyedge/stars/data/bright_stars.npz" in data
+    assert data <= inside, sorted(data - inside)
 
 
 @pytest.mark.slow
