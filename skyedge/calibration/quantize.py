@@ -12,8 +12,9 @@ embedding layer (everything the ``embedding`` output depends on); for sequence
 models the per-epoch stamp encoder (everything feeding the LSTM/GRU). The
 recurrent layer, the classifier after it, and the Mahalanobis/ridge head stay
 FP32: they are a small share of the compute and the metric head's distances
-lose the open-set threshold's meaning under 8-bit rounding. So does the first
-convolution, in both forms (real night frames lost points to it).
+lose the open-set threshold's meaning under 8-bit rounding. So do the first
+convolution and the arithmetic that makes its input, in both forms (real night
+frames lost points to the one, a step graph's carried sums to the other).
 """
 
 from __future__ import annotations
@@ -86,6 +87,20 @@ def first_convolution(model: onnx.ModelProto, nodes: list[str]) -> str | None:
     return next((n for n in nodes if n in convs), None)
 
 
+def inputs_of(model: onnx.ModelProto, name: str) -> set[str]:
+    """Names of the nodes whose outputs the node ``name`` reads, directly or through others."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    node = next(n for n in model.graph.node if n.name == name)
+    seen, stack = set(), list(node.input)
+    while stack:
+        parent = producer.get(stack.pop())
+        if parent is None or parent.name in seen:
+            continue
+        seen.add(parent.name)
+        stack.extend(parent.input)
+    return seen
+
+
 def feature_nodes(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
     """Names of the nodes to quantize (the feature extractor) and of the recurrent nodes kept in float."""
     graph = model.graph
@@ -138,10 +153,15 @@ def quantize(
     # graph's type): quantized, it cost the all-sky recipe 2.3 points on real night frames in the TensorRT form
     # and 5.1 in the CPU form, which it does not lose on simulated ones; kept in float, both scored within a
     # point of FP32 there (docs/precision.md).
+    # So does the arithmetic that makes its input: a frame's normalisation, a sequence's difference channel and, in
+    # a step graph, the running sum carried from epoch to epoch. Rounded to 8 bits, a difference of two near-equal
+    # values loses its digits, and a carried sum its epochs: the transients recipe's step graph lost 3.6 points in
+    # the CPU form (agreement 89.6%), its whole-sequence graph 0.4 (docs/precision.md).
     stem = first_convolution(model, nodes)
     if stem is not None:
-        nodes = [n for n in nodes if n != stem]
-        kept = [f"first convolution ({stem})"]
+        before = inputs_of(model, stem)
+        nodes = [n for n in nodes if n != stem and n not in before]
+        kept = [f"first convolution ({stem})"] + ([f"{len(before)} nodes making its input"] if before else [])
     if form.symmetric:
         # TensorRT fuses Q/DQ into INT8 kernels at exactly these ops' inputs.
         op_types, activation = ["Conv", "Gemm", "MatMul"], QuantType.QInt8
