@@ -93,12 +93,21 @@ def test_gate_fails_a_bad_calibration(frame_package, tiny_frame_run, tmp_path):
         calibrate_package(package, bad, ["tensorrt"], size=4, eval_data=tiny_frame_run.parent / "test")
     report = json.loads((package / "report.json").read_text())
     assert report["gate"]["failures"] and report["results"]["int8"]["accuracy_delta_points"] < -1.0
+    # The failed form is not in the card, so a deployment asking for it is refused by name at start-up.
+    from skyedge.edge.package import PackageError, open_package
+
+    assert "int8" not in read_card(package).files and report["gate"]["withheld_from_card"] == ["int8"]
+    assert "Left out of the card" in (package / "report.md").read_text()
+    with pytest.raises(PackageError, match="has no int8"):
+        open_package(package, "int8", "tensorrt")
     # The CLI says it with exit status 3, and --allow-drop ships anyway.
     from skyedge.cli import main
 
     args = ["calibrate", str(package), "--data", str(bad), "--eval", str(tiny_frame_run.parent / "test"), "--size", "4"]
     assert main(args) == 3
+    assert "int8" not in read_card(package).files
     assert main([*args, "--allow-drop"]) == 0
+    assert read_card(package).files["int8"] == "model.int8.onnx"
 
 
 def test_a_sites_labelled_folder_calibrates_and_judges_int8(frame_package, tiny_frame_run, tmp_path):

@@ -132,6 +132,13 @@ def calibrate_package(
         },
         "seconds": round(time.perf_counter() - started, 1),
     }
+    # A form that lost more than the bound (in either graph) is written and reported but left out of the card unless
+    # --allow-drop says ship it: a deployment asking for it is then refused by name at start-up, instead of running a
+    # model that lost accuracy because an exit status went unread.
+    withheld = set() if allow_drop else {graph.removeprefix("step:") for graph in failed}
+    files = {k: v for k, v in files.items() if k not in withheld}
+    step_files = {k: v for k, v in step_files.items() if k not in withheld}
+    report["gate"]["withheld_from_card"] = sorted(withheld)
     write_reports(package, report)
     card_data = card.model_dump(mode="json")
     card_data["files"] = files
@@ -145,6 +152,7 @@ def calibrate_package(
         raise GateError(
             f"{package}: calibration gate failed: "
             + " | ".join(failed.values())
-            + ". Try another --method or a larger --size, or pass --allow-drop to ship anyway."
+            + f". The card leaves out {', '.join(sorted(withheld))}. Try another --method or a larger --size, or pass"
+            " --allow-drop to ship anyway."
         )
     return report

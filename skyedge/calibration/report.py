@@ -63,6 +63,9 @@ def write_reports(package: Path, report: dict) -> tuple[Path, Path]:
             f"{q['quantized_nodes']} feature-extractor nodes quantized; kept in float: {', '.join(q['kept_float'])}."
         )
     lines += ["", f"Gate: {report['gate']['verdict']}", ""]
+    if report["gate"].get("withheld_from_card"):
+        left = ", ".join(report["gate"]["withheld_from_card"])
+        lines += [f"Left out of the card (a deployment asking for it is refused): {left}. `--allow-drop` ships it.", ""]
     md_path = package / "report.md"
     md_path.write_text("\n".join(lines))
     return json_path, md_path
