@@ -78,6 +78,24 @@ def card_key_for(precision: str, backend: str, files: dict[str, str]) -> str:
     return precision
 
 
+def withheld_note(package, precision: str) -> str:
+    """Why the card lists no ``precision`` file when the calibration gate withheld it (report.json), else ''."""
+    import json
+    from pathlib import Path
+
+    try:
+        gate = json.loads((Path(package) / "report.json").read_text())["gate"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    withheld = [k for k in gate.get("withheld_from_card") or [] if k in BY_KEY and BY_KEY[k].precision == precision]
+    if not withheld:
+        return ""
+    return (
+        f"; the calibration gate withheld {', '.join(withheld)} ({gate.get('verdict', 'failed')}; report.md): "
+        "calibrate again, or ship it with --allow-drop"
+    )
+
+
 def step_file(key: str) -> str:
     """The file of a sequence model's step graph in precision ``key`` (``model.step.int8.onnx``)."""
     return "model.step" + BY_KEY[key].file.removeprefix("model")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from skyedge.errors import SkyedgeError
 from skyedge.model_card import ModelCard, read_card
-from skyedge.precisions import card_key_for
+from skyedge.precisions import card_key_for, withheld_note
 from skyedge.shards import sha256_file
 
 
@@ -70,8 +70,8 @@ def open_package(
     key = card_key_for(precision, backend, files)
     if key not in files:
         raise PackageError(
-            f"model.precision: {path} has no {precision} {graph} graph (card files: {', '.join(sorted(files))}); "
-            "run `skyedge calibrate` (int8) or re-export (fp16)"
+            f"model.precision: {path} has no {precision} {graph} graph (card files: {', '.join(sorted(files))})"
+            + (withheld_note(path, precision) or "; run `skyedge calibrate` (int8) or re-export (fp16)")
         )
     file = path / files[key]
     if not file.exists():

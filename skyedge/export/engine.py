@@ -17,7 +17,7 @@ from pathlib import Path
 
 from skyedge.engines import EngineError, EngineSidecar, engine_name, strongly_typed_network
 from skyedge.model_card import ModelCard, read_card
-from skyedge.precisions import card_key_for
+from skyedge.precisions import card_key_for, withheld_note
 from skyedge.shards import sha256_file
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def build_engine(
     files = card.step.files if graph == "step" else card.files
     key = card_key_for(precision, "tensorrt", files)
     if key not in files:
-        raise EngineError(f"{package}: the card lists no {precision} {graph} graph (files: {sorted(files)})")
+        raise EngineError(f"{package}: the card lists no {precision} {graph} graph (files: {sorted(files)})" + withheld_note(package, precision))
     onnx_path = package / files[key]
     gpu = current_gpu()
     engines = package / "engines"
