@@ -70,28 +70,41 @@ def calibration_target(name: str) -> PrecisionTarget:
     return CALIBRATION_TARGETS[name]
 
 
+def preferred_key(precision: str, backend: str) -> str:
+    """The card key of the form ``backend`` runs best for ``precision`` (the U8S8 file for int8 on ONNX Runtime)."""
+    return next((t.key for t in TARGETS if t.precision == precision and backend in t.preferred_by), precision)
+
+
 def card_key_for(precision: str, backend: str, files: dict[str, str]) -> str:
     """Which card file serves ``precision`` on ``backend``: the backend's preferred form when the package has it."""
-    for target in TARGETS:
-        if target.precision == precision and backend in target.preferred_by and target.key in files:
-            return target.key
-    return precision
+    key = preferred_key(precision, backend)
+    return key if key in files else precision
 
 
-def withheld_note(package, precision: str) -> str:
-    """Why the card lists no ``precision`` file when the calibration gate withheld it (report.json), else ''."""
+def _gate(package) -> dict:
+    """The calibration gate's record in a package's report.json ({} when there is none to read)."""
     import json
     from pathlib import Path
 
     try:
         gate = json.loads((Path(package) / "report.json").read_text())["gate"]
     except (OSError, ValueError, KeyError, TypeError):
-        return ""
-    withheld = [k for k in gate.get("withheld_from_card") or [] if k in BY_KEY and BY_KEY[k].precision == precision]
-    if not withheld:
+        return {}
+    return gate if isinstance(gate, dict) else {}
+
+
+def withheld(package, precision: str) -> list[str]:
+    """Card keys of ``precision`` that the calibration gate left out of the package's card."""
+    return [k for k in _gate(package).get("withheld_from_card") or [] if k in BY_KEY and BY_KEY[k].precision == precision]
+
+
+def withheld_note(package, precision: str) -> str:
+    """Why the card lists no ``precision`` file when the calibration gate withheld it (report.json), else ''."""
+    keys = withheld(package, precision)
+    if not keys:
         return ""
     return (
-        f"; the calibration gate withheld {', '.join(withheld)} ({gate.get('verdict', 'failed')}; report.md): "
+        f"; the calibration gate withheld {', '.join(keys)} ({_gate(package).get('verdict', 'failed')}; report.md): "
         "calibrate again, or ship it with --allow-drop"
     )
 

@@ -253,3 +253,33 @@ def test_the_arithmetic_making_the_first_convolutions_input_stays_in_float(tmp_p
         assert not any(reads[name]), (name, reads[name])
     assert reads["conv2"][:2] == [True, True]
     assert "first convolution (stem)" in info["kept_float"]
+
+
+def test_a_cpu_form_the_gate_withheld_gives_way_to_the_tensorrt_form_saying_so(tmp_path, caplog):
+    """On ONNX Runtime `precision: int8` runs the U8S8 file; when the gate left it out of the card (it lost accuracy)
+    and the TensorRT form passed, that one runs instead (right, slower on a CPU) and the log says why."""
+    import logging
+
+    from stub_packages import frame_package as stub_package
+
+    from skyedge.edge.package import PackageError, open_package
+    from skyedge.model_card import write_card
+
+    package = stub_package(tmp_path / "pkg")
+    shutil.copy(package / "model.onnx", package / "model.int8.onnx")
+    card = read_card(package).model_dump(mode="json")
+    card["files"]["int8"] = "model.int8.onnx"
+    write_card(card, package)
+    verdict = "FAILED: int8-cpu loses 3.6 accuracy points against FP32 (bound 1)"
+    gate = {"verdict": verdict, "withheld_from_card": ["int8-cpu"]}
+    (package / "report.json").write_text(json.dumps({"gate": gate}))
+    with caplog.at_level(logging.WARNING, logger="skyedge.edge.package"):
+        opened = open_package(package, "int8", "onnxruntime")
+    assert opened.key == "int8" and opened.onnx_file.name == "model.int8.onnx"
+    assert "withheld int8-cpu" in caplog.text and "3.6 accuracy points" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="skyedge.edge.package"):
+        assert open_package(package, "int8", "tensorrt").key == "int8"
+    assert "withheld" not in caplog.text  # TensorRT runs its own form: nothing gave way
+    with pytest.raises(PackageError, match="has no fp16"):
+        open_package(package, "fp16", "onnxruntime")

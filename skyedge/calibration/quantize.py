@@ -153,8 +153,8 @@ def quantize(
     # graph's type): quantized, it cost the all-sky recipe 2.3 points on real night frames in the TensorRT form
     # and 5.1 in the CPU form, which it does not lose on simulated ones; kept in float, both scored within a
     # point of FP32 there (docs/precision.md).
-    # So does the arithmetic that makes its input: a frame's normalisation, a sequence's difference channel and, in
-    # a step graph, the running sum carried from epoch to epoch. Rounded to 8 bits, a difference of two near-equal
+    # So does the arithmetic that makes its input: a sequence model's difference channel and, in its step graph,
+    # the running sum carried from epoch to epoch (a frame model's input is made before the graph). Rounded to 8 bits, a difference of two near-equal
     # values loses its digits, and a carried sum its epochs: the transients recipe's step graph lost 3.6 points in
     # the CPU form (agreement 89.6%), its whole-sequence graph 0.4 (docs/precision.md).
     stem = first_convolution(model, nodes)

@@ -8,13 +8,16 @@ the deployment expects.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from skyedge.errors import SkyedgeError
 from skyedge.model_card import ModelCard, read_card
-from skyedge.precisions import card_key_for, withheld_note
+from skyedge.precisions import card_key_for, preferred_key, withheld, withheld_note
 from skyedge.shards import sha256_file
+
+log = logging.getLogger(__name__)
 
 
 class PackageError(SkyedgeError, ValueError):
@@ -74,6 +77,9 @@ def open_package(
             + (withheld_note(path, precision) or "; run `skyedge calibrate` (int8) or re-export (fp16)")
         )
     file = path / files[key]
+    if key != preferred_key(precision, backend) and preferred_key(precision, backend) in withheld(path, precision):
+        # The backend's own form failed the gate; another of the same precision runs in its place (right, slower).
+        log.warning("model.precision: %s runs %s%s", path, files[key], withheld_note(path, precision))
     if not file.exists():
         raise PackageError(f"{file}: listed in the card but missing from the package")
     digest = sha256_file(file)

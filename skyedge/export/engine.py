@@ -100,7 +100,9 @@ def build_engine(
     files = card.step.files if graph == "step" else card.files
     key = card_key_for(precision, "tensorrt", files)
     if key not in files:
-        raise EngineError(f"{package}: the card lists no {precision} {graph} graph (files: {sorted(files)})" + withheld_note(package, precision))
+        raise EngineError(
+            f"{package}: the card lists no {precision} {graph} graph (files: {sorted(files)})" + withheld_note(package, precision)
+        )
     onnx_path = package / files[key]
     gpu = current_gpu()
     engines = package / "engines"
