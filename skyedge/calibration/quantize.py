@@ -87,37 +87,34 @@ def first_convolution(model: onnx.ModelProto, nodes: list[str]) -> str | None:
     return next((n for n in nodes if n in convs), None)
 
 
+def producers_of(model: onnx.ModelProto, tensors) -> set[str]:
+    """Names of the nodes that make ``tensors``, directly or through others."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    seen, stack = set(), list(tensors)
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        stack.extend(node.input)
+    return seen
+
+
 def inputs_of(model: onnx.ModelProto, name: str) -> set[str]:
     """Names of the nodes whose outputs the node ``name`` reads, directly or through others."""
-    producer = {out: node for node in model.graph.node for out in node.output}
-    node = next(n for n in model.graph.node if n.name == name)
-    seen, stack = set(), list(node.input)
-    while stack:
-        parent = producer.get(stack.pop())
-        if parent is None or parent.name in seen:
-            continue
-        seen.add(parent.name)
-        stack.extend(parent.input)
-    return seen
+    return producers_of(model, next(n for n in model.graph.node if n.name == name).input)
 
 
 def feature_nodes(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
     """Names of the nodes to quantize (the feature extractor) and of the recurrent nodes kept in float."""
     graph = model.graph
-    producer = {out: node for node in graph.node for out in node.output}
     recurrent = [n for n in graph.node if n.op_type in RECURRENT]
     if recurrent:
         boundary = [n.input[0] for n in recurrent]
     else:
         outputs = {o.name for o in graph.output}
         boundary = ["embedding"] if "embedding" in outputs else [o.name for o in graph.output]
-    keep, stack = set(), list(boundary)
-    while stack:
-        node = producer.get(stack.pop())
-        if node is None or node.name in keep:
-            continue
-        keep.add(node.name)
-        stack.extend(node.input)
+    keep = producers_of(model, boundary)
     ordered = [n.name for n in graph.node if n.name in keep]
     return ordered, [n.name for n in recurrent]
 
