@@ -93,18 +93,23 @@ def _gate(package) -> dict:
     return gate if isinstance(gate, dict) else {}
 
 
+def _withheld_keys(gate: dict, precision: str) -> list[str]:
+    return [k for k in gate.get("withheld_from_card") or [] if k in BY_KEY and BY_KEY[k].precision == precision]
+
+
 def withheld(package, precision: str) -> list[str]:
     """Card keys of ``precision`` that the calibration gate left out of the package's card."""
-    return [k for k in _gate(package).get("withheld_from_card") or [] if k in BY_KEY and BY_KEY[k].precision == precision]
+    return _withheld_keys(_gate(package), precision)
 
 
 def withheld_note(package, precision: str) -> str:
     """Why the card lists no ``precision`` file when the calibration gate withheld it (report.json), else ''."""
-    keys = withheld(package, precision)
+    gate = _gate(package)
+    keys = _withheld_keys(gate, precision)
     if not keys:
         return ""
     return (
-        f"; the calibration gate withheld {', '.join(keys)} ({_gate(package).get('verdict', 'failed')}; report.md): "
+        f"; the calibration gate withheld {', '.join(keys)} ({gate.get('verdict', 'failed')}; report.md): "
         "calibrate again, or ship it with --allow-drop"
     )
 

@@ -77,7 +77,8 @@ def open_package(
             + (withheld_note(path, precision) or "; run `skyedge calibrate` (int8) or re-export (fp16)")
         )
     file = path / files[key]
-    if key != preferred_key(precision, backend) and preferred_key(precision, backend) in withheld(path, precision):
+    preferred = preferred_key(precision, backend)
+    if key != preferred and preferred in withheld(path, precision):
         # The backend's own form failed the gate; another of the same precision runs in its place (right, slower).
         log.warning("model.precision: %s runs %s%s", path, files[key], withheld_note(path, precision))
     if not file.exists():
