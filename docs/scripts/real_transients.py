@@ -39,6 +39,7 @@ def classify(package: Path, sequences, zero_point: float, key: str = "fp32", gra
     if key not in files:
         raise SystemExit(f"{package}: its card names no {key!r} {graph} graph (it has {', '.join(files)})")
     session = ort_session(package / files[key])
+    step = session_runner(session) if graph == "step" else None
     roles = [t.role for t in card.inputs]
     out = []
     for seq in sequences:
@@ -48,9 +49,9 @@ def classify(package: Path, sequences, zero_point: float, key: str = "fp32", gra
             offset = seq.zero_point_offset if seq.zero_point_offset is not None else 0.0
             raw["zero_point"] = np.full(len(seq.stamps), zero_point) + offset
         x, c = prepare_sequence(seq.stamps, raw, card.sequence)
-        if graph == "step":
+        if step is not None:
             feeds = {card.step.input("stamps").name: x[None], card.step.input("conditions").name: c[None]}
-            out.append(run_chained(session_runner(session), card.step, feeds)[0])
+            out.append(run_chained(step, card.step, feeds)[0])
             continue
         feeds = {
             i.name: (x[None] if role == "stamps" else c[None]) for i, role in zip(session.get_inputs(), roles, strict=True)
