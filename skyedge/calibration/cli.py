@@ -69,6 +69,13 @@ def _calibrate(args) -> int:
             )
         Console().print(table)
         Console().print(f"gate: {report['gate']['verdict']}; report: {args.package}/report.md")
+    if report is not None and "cpu" in targets:
+        from skyedge.cpu_int8 import saturation_note
+
+        # The gate's frames may not show the saturation that real ones do: say so where this CPU can cause it.
+        note = saturation_note(args.package, "model.int8-cpu.onnx")
+        if note:
+            Console(stderr=True).print(f"[yellow]note: {note}[/yellow]")
     return status
 
 

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from skyedge.cpu_int8 import saturation_note
 from skyedge.errors import SkyedgeError
 from skyedge.model_card import ModelCard, read_card
 from skyedge.precisions import card_key_for, preferred_key, withheld, withheld_note
@@ -87,4 +88,7 @@ def open_package(
     expected = card.sha256.get(file.name)
     if expected is not None and expected != digest:
         raise PackageError(f"{file}: sha256 differs from the card (truncated or modified copy); copy the package again")
+    note = saturation_note(path, file.name)  # '' but for the U8S8 form with 8-bit weights on an x86 without VNNI
+    if note:
+        log.warning("model.precision: %s", note)
     return Package(path, card, precision, key, file, digest, graph)
