@@ -10,12 +10,13 @@ frames lost 2.3 points on 217 real night frames on an AVX2-only CPU (docs/precis
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 
+from skyedge.precisions import report_section
+
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
-SEVEN_BIT = "(7-bit range)"  # how skyedge.calibration.quantize records reduce_range in report.json
+SEVEN_BIT = "(7-bit range)"  # how skyedge.calibration.quantize records reduce_range in report.json's weights
 
 
 def x86_without_vnni(cpuinfo: str | None = None, machine: str | None = None) -> bool:
@@ -38,10 +39,8 @@ def x86_without_vnni(cpuinfo: str | None = None, machine: str | None = None) -> 
 def full_range(package, file_name: str) -> bool:
     """Whether the package's report.json records ``file_name`` as the U8S8 form (uint8 activations) with
     full-range (8-bit) weights; False for 7-bit weights, another form, or nothing recorded about the file."""
-    try:
-        records = json.loads((Path(package) / "report.json").read_text()).get("quantization") or []
-    except (OSError, ValueError, AttributeError):
-        return False
+    records = report_section(package, "quantization")
+    records = records if isinstance(records, list) else []
     record = next((r for r in records if isinstance(r, dict) and r.get("file") == file_name), None)
     if record is None or "uint8" not in str(record.get("activations", "")):
         return False  # TensorRT's symmetric form: int32 accumulation on the GPU

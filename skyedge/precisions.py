@@ -81,15 +81,20 @@ def card_key_for(precision: str, backend: str, files: dict[str, str]) -> str:
     return key if key in files else precision
 
 
-def _gate(package) -> dict:
-    """The calibration gate's record in a package's report.json ({} when there is none to read)."""
+def report_section(package, key: str):
+    """One section of a package's calibration report (report.json), or None when there is none to read."""
     import json
     from pathlib import Path
 
     try:
-        gate = json.loads((Path(package) / "report.json").read_text())["gate"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        return json.loads((Path(package) / "report.json").read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _gate(package) -> dict:
+    """The calibration gate's record in a package's report.json ({} when there is none to read)."""
+    gate = report_section(package, "gate")
     return gate if isinstance(gate, dict) else {}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from skyedge.commands import add_command
-from skyedge.precisions import CALIBRATION_TARGETS
+from skyedge.precisions import CALIBRATION_TARGETS, calibration_target
 
 _CALIBRATE_HELP = """\
 calibrate: INT8 Q/DQ models from a representative subset, accuracy report per precision, and the gate
@@ -73,7 +73,7 @@ def _calibrate(args) -> int:
         from skyedge.cpu_int8 import saturation_note
 
         # The gate's frames may not show the saturation that real ones do: say so where this CPU can cause it.
-        note = saturation_note(args.package, "model.int8-cpu.onnx")
+        note = saturation_note(args.package, calibration_target("cpu").file)
         if note:
             Console(stderr=True).print(f"[yellow]note: {note}[/yellow]")
     return status

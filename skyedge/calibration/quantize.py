@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from skyedge.cpu_int8 import SEVEN_BIT
 from skyedge.precisions import calibration_target
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def quantize(
         "file": out_path.name,
         "method": method,
         "activations": form.activations,
-        "weights": form.weights + (" (7-bit range)" if reduce_range else ""),
+        "weights": form.weights + (f" {SEVEN_BIT}" if reduce_range else ""),
         "quantized_nodes": len(nodes),
         "qdq_nodes": counts,
         "kept_float": kept + recurrent + ["classifier / metric head (after the feature extractor)"],
