@@ -2,10 +2,12 @@
 
 ONNX Runtime's x86 U8S8 kernels multiply uint8 activations by int8 weights in pairs summed into 16 bits
 (``vpmaddubsw``) where the CPU has no VNNI (AVX2 only). Full-range weights can saturate those sums; 7-bit weights
-(``skyedge calibrate --target cpu --reduce-range``) cannot. The calibration gate on simulated frames may not show
-it: on the real development camera a package whose U8S8 file agreed with FP32 on 100% of 140 simulated held-out
-frames lost 2.3 points on 217 real night frames on an AVX2-only CPU (docs/precision.md). CPUs with VNNI
-(``avx512_vnni``, ``avx_vnni``) accumulate in 32 bits, and so do ARM CPUs: nothing to warn about there.
+(what ``skyedge calibrate --target cpu`` writes unless told ``--full-range``) cannot, and run as fast. The
+calibration gate on simulated frames may not show it: on the real development camera a package whose U8S8 file
+agreed with FP32 on 100% of 140 simulated held-out frames lost 2.3 points on 217 real night frames on an AVX2-only
+CPU (docs/precision.md). CPUs with VNNI (``avx512_vnni``, ``avx_vnni``) accumulate in 32 bits, and so do ARM CPUs:
+nothing to warn about there. Files calibrated before 7-bit weights became the default, or with ``--full-range``,
+are the ones at risk.
 """
 
 from __future__ import annotations
@@ -54,6 +56,6 @@ def saturation_note(package, file_name: str, cpuinfo: str | None = None, machine
     return (
         f"{Path(package) / file_name} has full-range 8-bit weights and this x86 CPU has no VNNI, where ONNX Runtime's "
         "U8S8 kernels can saturate (2.3 accuracy points lost on real night frames that the calibration gate on "
-        "simulated ones did not show; docs/precision.md): calibrate on this machine with `skyedge calibrate PACKAGE "
-        "--target cpu --reduce-range`, or run precision fp32"
+        "simulated ones did not show; docs/precision.md): calibrate it again without --full-range (`skyedge calibrate "
+        "PACKAGE --target cpu` writes 7-bit weights, which cannot saturate, and run as fast), or run precision fp32"
     )

@@ -207,6 +207,31 @@ def test_reduce_range_keeps_the_cpu_forms_weights_to_7_bits(tmp_path):
         quantize(package / "model.onnx", tmp_path / "trt.onnx", inputs, "tensorrt", reduce_range=True)
 
 
+def test_the_cpu_form_has_7_bit_weights_unless_full_range_is_asked_for(frame_package, tiny_frame_run, tmp_path, capsys):
+    """`skyedge calibrate --target cpu` writes 7-bit weights by default (as fast, and they cannot saturate on an x86
+    CPU without VNNI); `--full-range` writes 8-bit ones, the record says which, and on such a CPU the command then
+    notes the risk."""
+    from skyedge.cli import main
+    from skyedge.cpu_int8 import full_range, x86_without_vnni
+
+    package = tmp_path / "pkg"
+    shutil.copytree(frame_package, package)
+    test = str(tiny_frame_run.parent / "test")
+    common = ["calibrate", str(package), "--data", test, "--eval", test, "--target", "cpu", "--size", "16", "--allow-drop"]
+    records = {}
+    for flags in ([], ["--reduce-range"], ["--full-range"]):
+        assert main(common + flags) == 0
+        record = next(r for r in json.loads((package / "report.json").read_text())["quantization"] if r["target"] == "cpu")
+        records[" ".join(flags)] = record["weights"]
+        assert full_range(package, "model.int8-cpu.onnx") is (flags == ["--full-range"])
+        noted = "can saturate" in capsys.readouterr().err
+        assert noted is (flags == ["--full-range"] and x86_without_vnni())
+    assert records[""] == records["--reduce-range"] == "int8 symmetric per-channel (7-bit range)"
+    assert records["--full-range"] == "int8 symmetric per-channel"
+    with pytest.raises(SystemExit):
+        main(common + ["--full-range", "--reduce-range"])  # one or the other
+
+
 @pytest.mark.parametrize("target", ["cpu", "tensorrt"], ids=["u8s8-form", "symmetric-form"])  # not a `tensorrt` id: that marks it
 def test_the_arithmetic_making_the_first_convolutions_input_stays_in_float(tmp_path, target):
     """A step graph's difference channel (a stamp minus the mean of the epochs before, from a sum carried in and out)

@@ -46,7 +46,7 @@ def test_only_the_full_range_u8s8_form_is_at_risk(tmp_path):
     assert not full_range(package, "model.int8.onnx")  # TensorRT's form accumulates in int32
     assert not full_range(package, "model.onnx")  # nothing recorded
     note = saturation_note(package, "model.int8-cpu.onnx", AVX2, "x86_64")
-    assert "model.int8-cpu.onnx" in note and "--target cpu --reduce-range" in note and "VNNI" in note
+    assert "model.int8-cpu.onnx" in note and "without --full-range" in note and "--target cpu`" in note and "VNNI" in note
     assert saturation_note(package, "model.int8-cpu.onnx", VNNI, "x86_64") == ""
     assert saturation_note(package, "model.int8.onnx", AVX2, "x86_64") == ""
     seven = _package(tmp_path / "7", [{**U8S8, "weights": "int8 symmetric per-channel (7-bit range)"}])
@@ -58,7 +58,7 @@ def test_only_the_full_range_u8s8_form_is_at_risk(tmp_path):
 @pytest.mark.parametrize("vnni", [False, True], ids=["avx2-only", "with-vnni"])
 def test_the_edge_warns_at_start_up_where_this_cpu_can_saturate_the_file_it_runs(tmp_path, caplog, monkeypatch, vnni):
     """`skyedge run` with `precision: int8` on ONNX Runtime opens the U8S8 file; on an x86 CPU without VNNI the log
-    says that its 8-bit weights can saturate there and how to calibrate for this machine. The CPU's flags are this
+    says that its 8-bit weights can saturate there and how to calibrate it again. The CPU's flags are this
     machine's, so the probe is set to each answer in turn."""
     import skyedge.cpu_int8 as cpu_int8
     from skyedge.edge.package import open_package
@@ -68,8 +68,8 @@ def test_the_edge_warns_at_start_up_where_this_cpu_can_saturate_the_file_it_runs
     with caplog.at_level(logging.WARNING, logger="skyedge.edge.package"):
         opened = open_package(package, "int8", "onnxruntime")
     assert opened.key == "int8-cpu"
-    assert ("--reduce-range" in caplog.text) is (not vnni)
+    assert ("without --full-range" in caplog.text) is (not vnni)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="skyedge.edge.package"):
         open_package(package, "fp32", "onnxruntime")
-    assert "--reduce-range" not in caplog.text
+    assert "--full-range" not in caplog.text

@@ -47,14 +47,15 @@ def calibrate_package(
     max_drop_points: float = 1.0,
     allow_drop: bool = False,
     seed: int = 0,
-    reduce_range: bool = False,
+    reduce_range: bool = True,
     bayer: str | None = None,
 ) -> dict:
     """Quantize for each target, evaluate every precision on held-out data, write reports, apply the gate.
 
     ``data`` and ``eval_data`` are a skyedge-shards folder or a list of them (one per camera; for a frame model also
-    a site's labelled folder, ``DIR/<class>/<frame>``); ``reduce_range``: 7-bit weights in the CPU form (for CPUs
-    without VNNI); ``bayer``: labelled folders hold raw mosaics of this pattern (the pipeline's ``preprocess.bayer``)."""
+    a site's labelled folder, ``DIR/<class>/<frame>``); ``reduce_range``: 7-bit weights in the CPU form (the
+    default: they cannot saturate on x86 CPUs without VNNI, and run as fast; False for full range, for CPUs with
+    VNNI or ARM only); ``bayer``: labelled folders hold raw mosaics of this pattern (the pipeline's ``preprocess.bayer``)."""
     started = time.perf_counter()
     package = Path(package)
     card = read_card(package)

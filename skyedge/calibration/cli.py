@@ -10,13 +10,14 @@ calibrate: INT8 Q/DQ models from a representative subset, accuracy report per pr
 
 Draw a calibration subset stratified by class and observing conditions from DIR, write
 model.int8.onnx (--target tensorrt: symmetric INT8, per-channel weights) and/or
-model.int8-cpu.onnx (--target cpu: U8S8 for ONNX Runtime), evaluate FP32/FP16/INT8 on held-out
-data (--eval, or the items of DIR not used for calibration) into report.json and report.md.
+model.int8-cpu.onnx (--target cpu: U8S8 for ONNX Runtime, 7-bit weights unless --full-range),
+evaluate FP32/FP16/INT8 on held-out data (--eval, or the items of DIR not used for calibration)
+into report.json and report.md.
 Exits 3 when INT8 loses more than --max-drop accuracy points against FP32, unless --allow-drop.
 
 example:
   skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test --target tensorrt --target cpu
-  skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test --target cpu --reduce-range   # an AVX2-only CPU
+  skyedge calibrate models/allsky-tiny --data data/allsky-train --eval data/allsky-test --target cpu --full-range   # CPUs with VNNI only
   skyedge calibrate models/allsky-tiny --data data/allsky-train-dark-site --data data/allsky-train-suburban --eval data/allsky-test-dark-site --eval data/allsky-test-suburban   # one folder per camera
   skyedge calibrate models/allsky-site --data labelled/site --data data/allsky256-dark-site --eval labelled/site-test --target tensorrt --target cpu   # a site's own labelled frames (frame models)
 """
@@ -41,7 +42,7 @@ def _calibrate(args) -> int:
             max_drop_points=args.max_drop,
             allow_drop=args.allow_drop,
             seed=args.seed,
-            reduce_range=args.reduce_range,
+            reduce_range=not args.full_range,
             bayer=args.bayer,
         )
         status = 0
@@ -108,12 +109,16 @@ def register(subparsers) -> None:
     p.add_argument("--max-drop", type=float, default=1.0, help="allowed INT8 accuracy loss in points (default 1.0)")
     p.add_argument("--allow-drop", action="store_true", help="write the INT8 model even when the gate fails")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--reduce-range",
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--full-range",
         action="store_true",
-        help="7-bit weights in the CPU form (--target cpu), for x86 CPUs without VNNI (AVX2 only), where full-range "
-        "U8S8 can saturate; the gate measures only the machine it runs on (docs/precision.md)",
+        help="8-bit weights in the CPU form (--target cpu), for a fleet of CPUs with VNNI (or ARM) only: on x86 CPUs "
+        "without VNNI (AVX2 only) full-range U8S8 can saturate, which the gate sees only on such a machine "
+        "(docs/precision.md). Default: 7-bit weights, as fast, safe on every CPU",
     )
+    # The default since 2026-12-07; still accepted so that scripts written for the earlier default keep working.
+    weights.add_argument("--reduce-range", action="store_true", help="7-bit weights in the CPU form (the default)")
     p.add_argument(
         "--bayer",
         default=None,

@@ -6,6 +6,8 @@
 * ``cpu`` -> ``model.int8-cpu.onnx``: U8S8 (asymmetric uint8 activations,
   symmetric int8 per-channel weights), with Q/DQ around every op ONNX Runtime
   has an integer kernel for, the form its x86/ARM CPU kernels run fast.
+  :func:`skyedge.calibration.calibrate.calibrate_package` asks for 7-bit
+  weights unless told otherwise (``reduce_range``; docs/precision.md).
 
 Only the feature extractor is quantized: for frame models the backbone and
 embedding layer (everything the ``embedding`` output depends on); for sequence
