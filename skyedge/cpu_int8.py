@@ -21,29 +21,46 @@ VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 SEVEN_BIT = "(7-bit range)"  # how skyedge.calibration.quantize records reduce_range in report.json's weights
 
 
-def x86_without_vnni(cpuinfo: str | None = None, machine: str | None = None) -> bool:
-    """True on an x86 CPU whose flags lack VNNI; False elsewhere and whenever the flags cannot be read.
+def vnni(cpuinfo: str | None = None, machine: str | None = None) -> bool | None:
+    """Whether this x86 CPU's flags include VNNI; None on other CPUs and whenever the flags cannot be read.
     ``cpuinfo``/``machine``: /proc/cpuinfo's text and the machine name, read from this one when not given."""
     machine = (machine if machine is not None else platform.machine()).lower()
     if machine not in ("x86_64", "amd64", "i686", "i386"):
-        return False
+        return None
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
         except OSError:
-            return False
+            return None
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), None)
     if flags is None:
-        return False
-    return not any(flag in flags for flag in VNNI_FLAGS)
+        return None
+    return any(flag in flags for flag in VNNI_FLAGS)
+
+
+def x86_without_vnni(cpuinfo: str | None = None, machine: str | None = None) -> bool:
+    """True on an x86 CPU whose flags lack VNNI; False elsewhere and whenever the flags cannot be read."""
+    return vnni(cpuinfo, machine) is False
+
+
+def _record(package, file_name: str) -> dict | None:
+    """report.json's quantization record of ``file_name``, or None."""
+    records = report_section(package, "quantization")
+    records = records if isinstance(records, list) else []
+    return next((r for r in records if isinstance(r, dict) and r.get("file") == file_name), None)
+
+
+def recorded_weights(package, file_name: str) -> str | None:
+    """The weights report.json records for the INT8 file ``file_name`` (e.g. ``int8 symmetric per-channel (7-bit
+    range)``), or None when nothing is recorded about it."""
+    record = _record(package, file_name)
+    return str(record["weights"]) if record is not None and "weights" in record else None
 
 
 def full_range(package, file_name: str) -> bool:
     """Whether the package's report.json records ``file_name`` as the U8S8 form (uint8 activations) with
     full-range (8-bit) weights; False for 7-bit weights, another form, or nothing recorded about the file."""
-    records = report_section(package, "quantization")
-    records = records if isinstance(records, list) else []
-    record = next((r for r in records if isinstance(r, dict) and r.get("file") == file_name), None)
+    record = _record(package, file_name)
     if record is None or "uint8" not in str(record.get("activations", "")):
         return False  # TensorRT's symmetric form: int32 accumulation on the GPU
     return SEVEN_BIT not in str(record.get("weights", ""))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from skyedge import __version__
 from skyedge.commands import add_command
+from skyedge.cpu_int8 import vnni
 
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
@@ -151,7 +152,7 @@ def collect(probe_torch: bool = True) -> dict:
         "skyedge": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": {"model": cpu_model(), "cores": os.cpu_count()},
+        "cpu": {"model": cpu_model(), "cores": os.cpu_count(), "vnni": vnni()},
         "numpy": _dist_version("numpy"),
         "torch": torch_version,
         "torch_cuda": torch_cuda,
@@ -180,7 +181,8 @@ def render(info: dict) -> None:
         return "[dim]not installed[/dim]" if value is None else str(value)
 
     table.add_row("python", f"{info['python']}  ({info['platform']})")
-    table.add_row("cpu", f"{info['cpu']['model']}, {info['cpu']['cores']} cores")
+    int8 = {True: ", VNNI", False: ", no VNNI (INT8 CPU form: keep its 7-bit weights; docs/precision.md)", None: ""}
+    table.add_row("cpu", f"{info['cpu']['model']}, {info['cpu']['cores']} cores{int8[info['cpu'].get('vnni')]}")
     for key in ("numpy", "torch", "onnx", "tensorrt", "pycuda", "opencv", "paho_mqtt", "astropy"):
         table.add_row(key, missing(info[key]))
     if info["torch_cuda"]:

@@ -35,6 +35,11 @@ def test_bench_writes_json_png_and_pipeline_ratio(frame_package, tiny_frame_run,
         assert row["accuracy"] is not None  # read beside the speed, from the calibration report
     int8 = next(r for r in result["rows"] if r["precision"] == "int8")
     assert int8["file"] == "model.int8-cpu.onnx"  # ONNX Runtime runs the U8S8 form
+    # ... with the weights calibration gave it (7-bit by default), beside whether this CPU has VNNI
+    from skyedge.cpu_int8 import vnni
+
+    assert int8["weights"] == "int8 symmetric per-channel (7-bit range)" and result["device"]["vnni"] is vnni()
+    assert next(r for r in result["rows"] if r["precision"] == "fp32")["weights"] is None
     assert (out / "bench.png").stat().st_size > 10_000
     # PyTorch eager on the same machine, measured in a subprocess (the edge never imports torch).
     assert result["torch_reference"]["torch"] and all(r["torch_eager"]["speedup"] > 0 for r in result["rows"])

@@ -40,6 +40,9 @@ def test_info_json_reports_the_stack():
     for key in ("torch", "tensorrt", "pycuda", "opencv", "cuda_devices", "jetson"):
         assert key in report
     assert report["cpu"]["cores"] >= 1
+    from skyedge.cpu_int8 import vnni
+
+    assert report["cpu"]["vnni"] is vnni()  # True/False on x86, None elsewhere
 
 
 def test_info_table_renders():

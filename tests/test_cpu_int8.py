@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from skyedge.cpu_int8 import full_range, saturation_note, x86_without_vnni
+from skyedge.cpu_int8 import full_range, recorded_weights, saturation_note, vnni, x86_without_vnni
 
 AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
 VNNI = AVX2.replace("bmi2", "bmi2 avx512f avx512_vnni")
@@ -18,6 +18,8 @@ S8S8 = {"target": "tensorrt", "file": "model.int8.onnx", "activations": "int8 sy
 
 
 def test_vnni_is_read_from_the_cpu_flags_on_x86_only():
+    assert vnni(AVX2, "x86_64") is False and vnni(VNNI, "x86_64") is True and vnni(AVX_VNNI, "x86_64") is True
+    assert vnni(AVX2, "aarch64") is None and vnni("processor\t: 0\n", "x86_64") is None  # not x86, or unreadable
     assert x86_without_vnni(AVX2, "x86_64") is True
     assert x86_without_vnni(VNNI, "x86_64") is False
     assert x86_without_vnni(AVX_VNNI, "AMD64") is False
@@ -45,6 +47,8 @@ def test_only_the_full_range_u8s8_form_is_at_risk(tmp_path):
     assert full_range(package, "model.int8-cpu.onnx")
     assert not full_range(package, "model.int8.onnx")  # TensorRT's form accumulates in int32
     assert not full_range(package, "model.onnx")  # nothing recorded
+    assert recorded_weights(package, "model.int8-cpu.onnx") == U8S8["weights"]
+    assert recorded_weights(package, "model.onnx") is None
     note = saturation_note(package, "model.int8-cpu.onnx", AVX2, "x86_64")
     assert "model.int8-cpu.onnx" in note and "without --full-range" in note and "--target cpu`" in note and "VNNI" in note
     assert saturation_note(package, "model.int8-cpu.onnx", VNNI, "x86_64") == ""

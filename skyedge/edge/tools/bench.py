@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from skyedge.cpu_int8 import recorded_weights, vnni
 from skyedge.dataset_inputs import random_inputs
 from skyedge.edge.backends import create_backend, resolve_kind
 from skyedge.edge.package import open_package
+from skyedge.info import cpu_model
 
 
 def time_backend(backend, inputs: dict, trials: int = 5, min_seconds: float = 1.0, warmup: int = 5) -> dict:
@@ -134,8 +136,10 @@ def device_info() -> dict:
     info = {
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        # INT8 on an x86 CPU: with VNNI its U8S8 kernels sum in 32 bits, without it in 16 (skyedge/cpu_int8.py)
+        "vnni": vnni(),
         "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(),
     }
@@ -157,16 +161,6 @@ def device_info() -> dict:
         out = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=10).stdout
         info["power_mode"] = out.strip().splitlines()[0] if out.strip() else None
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_bench(
@@ -198,6 +192,7 @@ def run_bench(
                 "backend": kind,
                 "precision": precision,
                 "file": pkg.onnx_file.name,
+                "weights": recorded_weights(package, pkg.onnx_file.name),  # INT8: 7-bit or 8-bit, as calibrated
                 "batch": batch,
                 **timing,
                 "accuracy": _accuracy(package, pkg.key),
