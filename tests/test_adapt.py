@@ -52,6 +52,11 @@ def test_adapt_enrols_an_unseen_camera_and_a_new_class(frame_package, tmp_path):
     for precision, agreement in report["agreement_with_fp32"].items():
         assert agreement >= 0.75, precision  # every precision file carries the new head (0.79 seen for INT8 on CI)
     assert {f: sha256_file(frame_package / f) for f in card.sha256} == parent_files  # parent untouched
+    # The INT8 files keep the parent's quantization, and their record travels with them (7-bit or 8-bit weights).
+    from skyedge.cpu_int8 import recorded_weights
+
+    assert recorded_weights(frame_package, "model.int8-cpu.onnx") is not None
+    assert recorded_weights(out, "model.int8-cpu.onnx") == recorded_weights(frame_package, "model.int8-cpu.onnx")
     # The edge runs the new package: seven probabilities per frame, from FP32 and from CPU INT8 alike.
     from skyedge.edge.package import open_package
 

@@ -23,7 +23,8 @@ camera, or a new class, is enrolled by refitting the head, not the network:
 6. a report gives leave-one-out accuracy on the site's frames before and after, the map's cross-validated reading
    of them before and after, and each precision's agreement with FP32. The new card records the parent's hash,
    the data's hash and the counts. A TensorRT engine built from the parent no longer matches (its sidecar names
-   the parent ONNX file's hash) and is refused.
+   the parent ONNX file's hash) and is refused. The parent's quantization record (report.json) comes along: the
+   INT8 files' feature extractor is the parent's, 7-bit or 8-bit weights as calibrated.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from skyedge.masks import MaskError as SiteMaskError
 from skyedge.masks import card_mask
 from skyedge.model_card import Adaptation, ModelCard, read_card, write_card
 from skyedge.painted_cloud import MaskError, mask_path, read_mask
+from skyedge.precisions import report_section
 from skyedge.preprocess import NO_SKY
 from skyedge.shards import sha256_file
 
@@ -350,6 +352,12 @@ def adapt_package(
     }
     (out / "adapt.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "adapt.md").write_text(markdown(report))
+    quantization = report_section(package, "quantization")
+    if quantization is not None:
+        # The INT8 files' feature extractor is the parent's as calibrated: its record travels with them, so that the
+        # edge can still tell 8-bit weights from 7-bit ones (skyedge/cpu_int8.py). Their accuracy is adapt.json's.
+        record = {"adapted_from": str(package), "quantization": quantization}
+        (out / "report.json").write_text(json.dumps(record, indent=2) + "\n")
     files = {**{f: sha256_file(out / f) for f in new_files.values()}, statistics: sha256_file(out / statistics)}
     files.update({f: sha256_file(out / f) for f in extra})
     outputs = [

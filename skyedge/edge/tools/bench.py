@@ -27,6 +27,7 @@ from skyedge.dataset_inputs import random_inputs
 from skyedge.edge.backends import create_backend, resolve_kind
 from skyedge.edge.package import open_package
 from skyedge.info import cpu_model
+from skyedge.precisions import report_section
 
 
 def time_backend(backend, inputs: dict, trials: int = 5, min_seconds: float = 1.0, warmup: int = 5) -> dict:
@@ -56,10 +57,8 @@ def time_backend(backend, inputs: dict, trials: int = 5, min_seconds: float = 1.
 
 
 def _accuracy(package: Path, key: str) -> dict | None:
-    report = package / "report.json"
-    if not report.exists():
-        return None
-    r = json.loads(report.read_text())["results"].get(key)
+    results = report_section(package, "results")  # none in an adapted package's report: its accuracy is adapt.json's
+    r = results.get(key) if isinstance(results, dict) else None
     return (
         None
         if r is None
