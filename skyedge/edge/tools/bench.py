@@ -181,6 +181,8 @@ def run_bench(
     rows = []
     for precision in precisions:
         pkg = open_package(package, precision, kind, graph="full")
+        # What the calibration report says of this file, read once for all its batches.
+        weights, accuracy = recorded_weights(package, pkg.onnx_file.name), _accuracy(package, pkg.key)
         for batch in batches:
             be = create_backend(kind, pkg, threads=threads, batch_size=batch)
             try:
@@ -191,10 +193,10 @@ def run_bench(
                 "backend": kind,
                 "precision": precision,
                 "file": pkg.onnx_file.name,
-                "weights": recorded_weights(package, pkg.onnx_file.name),  # INT8: 7-bit or 8-bit, as calibrated
+                "weights": weights,  # INT8: 7-bit or 8-bit, as calibrated
                 "batch": batch,
                 **timing,
-                "accuracy": _accuracy(package, pkg.key),
+                "accuracy": accuracy,
             }
             if frames:
                 pipe = pipeline_throughput(package, precision, batch, threads, frames, copies, cameras)
