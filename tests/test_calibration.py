@@ -212,7 +212,7 @@ def test_the_cpu_form_has_7_bit_weights_unless_full_range_is_asked_for(frame_pac
     CPU without VNNI); `--full-range` writes 8-bit ones, the record says which, and on such a CPU the command then
     notes the risk."""
     from skyedge.cli import main
-    from skyedge.cpu_int8 import full_range, x86_without_vnni
+    from skyedge.cpu_int8 import full_range, recorded_weights, x86_without_vnni
 
     package = tmp_path / "pkg"
     shutil.copytree(frame_package, package)
@@ -221,8 +221,7 @@ def test_the_cpu_form_has_7_bit_weights_unless_full_range_is_asked_for(frame_pac
     records = {}
     for flags in ([], ["--reduce-range"], ["--full-range"]):
         assert main(common + flags) == 0
-        record = next(r for r in json.loads((package / "report.json").read_text())["quantization"] if r["target"] == "cpu")
-        records[" ".join(flags)] = record["weights"]
+        records[" ".join(flags)] = recorded_weights(package, "model.int8-cpu.onnx")
         assert full_range(package, "model.int8-cpu.onnx") is (flags == ["--full-range"])
         noted = "can saturate" in capsys.readouterr().err
         assert noted is (flags == ["--full-range"] and x86_without_vnni())

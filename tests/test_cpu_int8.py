@@ -59,20 +59,20 @@ def test_only_the_full_range_u8s8_form_is_at_risk(tmp_path):
     assert saturation_note(seven, "model.int8-cpu.onnx", AVX2, "x86_64") == ""  # unreadable report: no guess
 
 
-@pytest.mark.parametrize("vnni", [False, True], ids=["avx2-only", "with-vnni"])
-def test_the_edge_warns_at_start_up_where_this_cpu_can_saturate_the_file_it_runs(tmp_path, caplog, monkeypatch, vnni):
+@pytest.mark.parametrize("has_vnni", [False, True], ids=["avx2-only", "with-vnni"])
+def test_the_edge_warns_at_start_up_where_this_cpu_can_saturate_the_file_it_runs(tmp_path, caplog, monkeypatch, has_vnni):
     """`skyedge run` with `precision: int8` on ONNX Runtime opens the U8S8 file; on an x86 CPU without VNNI the log
     says that its 8-bit weights can saturate there and how to calibrate it again. The CPU's flags are this
     machine's, so the probe is set to each answer in turn."""
     import skyedge.cpu_int8 as cpu_int8
     from skyedge.edge.package import open_package
 
-    monkeypatch.setattr(cpu_int8, "x86_without_vnni", lambda cpuinfo=None, machine=None: not vnni)
+    monkeypatch.setattr(cpu_int8, "x86_without_vnni", lambda cpuinfo=None, machine=None: not has_vnni)
     package = _package(tmp_path, [U8S8])
     with caplog.at_level(logging.WARNING, logger="skyedge.edge.package"):
         opened = open_package(package, "int8", "onnxruntime")
     assert opened.key == "int8-cpu"
-    assert ("without --full-range" in caplog.text) is (not vnni)
+    assert ("without --full-range" in caplog.text) is (not has_vnni)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="skyedge.edge.package"):
         open_package(package, "fp32", "onnxruntime")
