@@ -16,16 +16,17 @@ LENS = Lens(191.5, 191.5, 175.0, 33.0, "left", "equidistant")
 SHAPE = (384, 384)
 
 
-def star_frame(path, posix: float, cloudy: bool | str, seed: int, stamped: float | None = None):
+def star_frame(path, posix: float, cloudy: bool | str, seed: int, stamped: float | None = None, veil_mag: float = 0.0):
     """A FITS frame of the real sky through LENS: clear, overcast (``cloudy=True``) or ``"east"`` (an opaque cloud
-    over azimuths 0-180); its header says it was taken at ``stamped`` (default: when it was)."""
+    over azimuths 0-180), every star ``veil_mag`` fainter (thin cloud); its header says it was taken at ``stamped``
+    (default: when it was)."""
     from astropy.io import fits
 
     cloud = np.ones(SHAPE, np.float32) if cloudy is True else None
     if cloudy == "east":
         yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
         cloud = (LENS.sky(xx, yy)[1] < 180).astype(np.float32)
-    img = render_star_field(LENS, SHAPE, SITE, posix, limiting_mag=4.5, cloud=cloud, seed=seed)
+    img = render_star_field(LENS, SHAPE, SITE, posix, limiting_mag=4.5 - veil_mag, cloud=cloud, seed=seed)
     stamp = np.datetime_as_string(np.datetime64(int(posix if stamped is None else stamped), "s"))
     fits.PrimaryHDU(img, header=fits.Header({"DATE-OBS": stamp})).writeto(path)
     os.utime(path, (posix, posix))  # arrival order = capture order

@@ -101,3 +101,31 @@ def test_one_ring_alone_is_noise_two_are_a_dimmed_camera():
     assert pool.dimmed_by((3.5, 4.5, 4.0, 2.0, None)) == 1.0  # the zenith disc too: the whole sky dims
     assert pool.dimmed_by((2.5, 3.0, 3.5, None, None)) == 1.5  # what two rings at least have lost
     assert pool.dimmed_by((None, None, 4.5, None, None)) is not None  # rings that see nothing at all count
+
+
+def test_a_veil_the_stars_shine_through_reads_as_extinction_and_the_reference_survives_a_restart(tmp_path):
+    path = tmp_path / "geometry.yaml"
+    watch = StarWatch(SITE, CameraGeometry(LENS, SHAPE, None, {}), save_to=path, solve=False)
+    for k in range(8):
+        watch.observe(_frame(_night(k), 5.0, seed=k), _night(k))
+    learnt = load_geometry(path)
+    # The first clear frames teach the limits; those after them the stars' brightness too.
+    assert learnt.depth.frames == 8 and 3 <= len(learnt.depth.zero_points) <= 5
+    restarted = StarWatch(SITE, learnt, save_to=path, solve=False)
+    t = _night(8)
+    clear = restarted.observe(_frame(t, 5.0, seed=80), t).visibility
+    veiled = restarted.observe(_frame(t + 60.0, 3.5, seed=81), t + 60.0).visibility  # every star 1.5 mag fainter
+    assert abs(clear.extinction_mag) <= 0.3
+    assert veiled.zenith_fraction >= 0.5  # counting alone would call it clear
+    assert 1.1 <= veiled.extinction_mag <= 1.9
+    assert veiled.message()["extinction_mag"] == round(veiled.extinction_mag, 2)
+    # A file from before the stars' brightness was learnt reads back without it, and it is learnt afresh.
+    doc = yaml.safe_load(path.read_text())
+    doc["completeness"].pop("zero_points")
+    path.write_text(yaml.safe_dump(doc))
+    assert load_geometry(path).depth.zero_points == ()
+    assert StarWatch(SITE, load_geometry(path), solve=False).observe(_frame(t, 5.0, seed=80), t).visibility.extinction_mag is None
+    doc["completeness"]["zero_points"] = ["bright"]
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(GeometryFileError, match="geometry.yaml: completeness.zero_points must be a list of numbers"):
+        load_geometry(path)

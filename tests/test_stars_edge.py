@@ -12,9 +12,10 @@ from star_frames import LENS, LOCATION, NIGHT, SHAPE, SITE, star_frame
 
 from skyedge.cli import main
 from skyedge.stars.catalogue import default_catalogue
+from skyedge.stars.depth import DepthPool
 from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, load_geometry, save_geometry
-from skyedge.stars.visibility import SEEN_RULE, completeness_counts, limiting_magnitudes
+from skyedge.stars.visibility import SEEN_RULE, completeness_counts, limiting_magnitudes, star_zero_point
 from skyedge.training.simulate.starfield import render_star_field
 
 
@@ -67,6 +68,41 @@ def test_clear_without_stars_is_unsafe_and_cloudy_under_stars_is_flagged_and_col
     assert len(clear["stars"]["sectors"]) == 33
     sidecars = [json.loads(p.read_text()) for p in kept.rglob("*.json")]
     assert [s["frame_id"] for s in sidecars if "stars_disagree" in s["collected_because"]] == ["f1.fits"]
+
+
+def _learnt_geometry():
+    """A geometry as a device leaves it after its first clear frames: limits and the stars' brightness learnt."""
+    cat, pool, frames = default_catalogue(), DepthPool.empty(), []
+    for k in range(6):
+        t = NIGHT - 3600.0 * (k + 1)
+        frames.append((detect_stars(render_star_field(LENS, SHAPE, SITE, t, limiting_mag=4.5, seed=90 + k)), cat.at(*SITE, t)))
+        pool = pool.added(completeness_counts(*frames[-1], LENS, SHAPE))
+    limits = pool.limits()
+    for det, stars in frames:
+        pool = pool.added(completeness_counts(det, stars, LENS, SHAPE), star_zero_point(det, stars, LENS, SHAPE, limits))
+    return CameraGeometry(LENS, SHAPE, limits, {"limits_seen_as": SEEN_RULE}, pool)
+
+
+def test_a_clear_answer_under_a_veil_the_stars_shine_through_is_unsafe(stub_frame_package, tmp_path):
+    for weighed in (True, False):
+        run = tmp_path / str(weighed)
+        run.mkdir()
+        geometry, incoming, log = run / "geometry.yaml", run / "in", run / "r.jsonl"
+        save_geometry(_learnt_geometry(), geometry)
+        incoming.mkdir()
+        star_frame(incoming / "f0.fits", NIGHT, cloudy=False, seed=1, veil_mag=1.5)  # thin cloud: stars 1.5 mag fainter
+        star_frame(incoming / "f1.fits", NIGHT + 60, cloudy=False, seed=2)
+        stars = {"geometry": str(geometry)} if weighed else {"geometry": str(geometry), "max_extinction_mag": None}
+        cfg = _config(run, stub_frame_package, incoming, log, ["clear", "clear"], stars)
+        assert main(["run", "--config", str(cfg), "--once"]) == 0
+        got = {m["frame_id"]: m for m in messages(log, "classification")}
+        veiled, clear = got["f0.fits"], got["f1.fits"]
+        assert veiled["stars"]["zenith_visible_fraction"] >= 0.5 and veiled["stars"]["extinction_mag"] > 1.0
+        assert clear["class"] == "clear" and not clear.get("checks") and abs(clear["stars"]["extinction_mag"]) <= 0.3
+        if weighed:  # the stars are there, but dimmed as by cloud
+            assert veiled["class"] == "unrecognised" and veiled["top_class"] == "clear" and veiled["checks"] == ["clear_without_stars"]
+        else:  # only counted: the veiled sky passes
+            assert veiled["class"] == "clear" and not veiled.get("checks")
 
 
 def test_a_clock_an_hour_off_is_said_in_the_message_and_the_geometry_kept(stub_frame_package, tmp_path):

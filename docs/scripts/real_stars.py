@@ -11,7 +11,9 @@ human cloud polygons, and the clear-but-starless cross-check.
    (skyedge.stars.depth; from the third on).
 3. Star visibility per cloudynight sector against the sector's cloud fraction in the polygons (clear: at most
    5% cloud; overcast: at least 95%), reported per ring; and the cross-check's figure: the share of frames
-   whose stars within 36 deg of the zenith are under half seen, per truth class.
+   whose stars within 36 deg of the zenith are under half seen, per truth class, and the share that fails the
+   check as the edge reads it by default (under half seen, or the stars dimmed by more than
+   ``stars.max_extinction_mag`` on a dark sky).
 
 The sectors are scored with the polygons' sky region as the mask (sky or cloud: where the truth is). The
 cross-check on a package's answers (``--model``) is scored as a device meets it: a fixed mask, the circle enclosing
@@ -31,6 +33,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from skyedge.edge.config_observatory import StarsSection
 from skyedge.ephemeris import ARCHIVE_CHUNK_S, Ephemeris
 from skyedge.sky_sectors import RING_EDGES_DEG, SECTORS, SEGMENTS, sector_of
 from skyedge.stars.catalogue import default_catalogue
@@ -61,11 +64,28 @@ def sector_cloud(frame, lens) -> list[float | None]:
     return [float(c / t) if t >= 30 else None for c, t in zip(cloud, total, strict=True)]
 
 
-def under_half(fractions: list[float | None]) -> dict:
-    """Frames, how many have no reading, and the share of the others under half their stars seen."""
-    known = [v for v in fractions if v is not None]
-    share = round(float(np.mean([v < 0.5 for v in known])), 3) if known else None
-    return {"frames": len(fractions), "unknown": len(fractions) - len(known), "under_half_seen": share}
+MIN_FRACTION = StarsSection.model_fields["min_zenith_fraction"].default
+MAX_EXTINCTION = StarsSection.model_fields["max_extinction_mag"].default
+
+
+def fails_check(reading) -> bool:
+    """Whether a `clear` answer with this (check fraction, extinction) reading fails clear_without_stars."""
+    frac, ext = reading
+    return frac < MIN_FRACTION or (ext is not None and ext > MAX_EXTINCTION)
+
+
+def under_half(readings: list) -> dict:
+    """Frames, how many have no reading, the share of the others under half their stars seen, and the share that
+    fail the edge's check (``fails_check``: stars counted and weighed). ``readings``: (fraction, extinction) or None."""
+    known = [v for v in readings if v is not None and v[0] is not None]
+    share = round(float(np.mean([v[0] < 0.5 for v in known])), 3) if known else None
+    fail = round(float(np.mean([fails_check(v) for v in known])), 3) if known else None
+    return {"frames": len(readings), "unknown": len(readings) - len(known), "under_half_seen": share, "fails_check": fail}
+
+
+def reading(vis) -> tuple | None:
+    """What the cross-check reads of one frame's visibility: (check fraction, extinction), or None."""
+    return None if vis is None else (vis.check_fraction, vis.extinction_mag)
 
 
 def device_mask(frames) -> np.ndarray:
@@ -88,10 +108,11 @@ def watch_stars(frames, eph, site3, mask_of):
         yield r, watch.observe(r.frame.image, r.captured.timestamp(), moon, mask_of(r), sky.sun_alt_deg), watch
 
 
-def cross_check(args, frames, site, fractions: dict[str, float | None]) -> dict:
+def cross_check(args, frames, site, readings: dict[str, tuple | None]) -> dict:
     """Run the package through the edge on the night frames; per truth class, how many frames it called clear and
-    how many of those the star check turns unsafe: ``fractions``, each frame's
-    :attr:`~skyedge.stars.visibility.Visibility.check_fraction` (the zenith's, else the whole sky's), under 0.5."""
+    how many of those the star check turns unsafe: by count (``turned_unsafe``: the frame's
+    :attr:`~skyedge.stars.visibility.Visibility.check_fraction`, the zenith's, else the whole sky's, under 0.5) and
+    as the edge reads it by default (``turned_unsafe_weighed``, :func:`fails_check`)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -104,13 +125,14 @@ def cross_check(args, frames, site, fractions: dict[str, float | None]) -> dict:
         msg = said.get(r.path.stem)
         if msg is None or msg["class"] != "clear":
             continue
-        row = out.setdefault(r.label, {"called_clear": 0, "turned_unsafe": 0, "unknown": 0})
+        row = out.setdefault(r.label, {"called_clear": 0, "turned_unsafe": 0, "turned_unsafe_weighed": 0, "unknown": 0})
         row["called_clear"] += 1
-        zf = fractions.get(r.path.stem)
-        if zf is None:
+        seen = readings.get(r.path.stem)
+        if seen is None or seen[0] is None:
             row["unknown"] += 1
-        elif zf < 0.5:
-            row["turned_unsafe"] += 1
+            continue
+        row["turned_unsafe"] += seen[0] < 0.5
+        row["turned_unsafe_weighed"] += fails_check(seen)
     return out
 
 
@@ -194,7 +216,7 @@ def main(argv=None) -> int:
         mask = r.frame.sky | r.frame.cloud
         vis = rep.visibility
         rows_out.append({"frame": r.path.stem, "label": r.label, **rep.message()})
-        polygon_fraction[r.path.stem] = None if vis is None else vis.check_fraction
+        polygon_fraction[r.path.stem] = reading(vis)
         if vis is None:
             zenith[r.label].append(None)
             continue
@@ -208,7 +230,7 @@ def main(argv=None) -> int:
                 per_ring["overcast"][ring_of(s)].append(v)
                 seen_overhead = vis.zenith_fraction is not None and vis.zenith_fraction >= 0.8
                 per_ring[split[seen_overhead]][ring_of(s)].append(v)
-        zenith[r.label].append(vis.zenith_fraction)
+        zenith[r.label].append((vis.zenith_fraction, vis.extinction_mag))
 
     def ring_table(kind: str) -> list[dict]:
         out = []
@@ -230,7 +252,7 @@ def main(argv=None) -> int:
         disc = device_mask(frames)
         reports = {r.path.stem: rep for r, rep, _ in watch_stars(frames, eph, (lat, lon, elev), lambda r: disc)}
         device_rows = {k: rep.message() for k, rep in reports.items()}
-        device_fraction = {k: None if rep.visibility is None else rep.visibility.check_fraction for k, rep in reports.items()}
+        device_fraction = {k: reading(rep.visibility) for k, rep in reports.items()}
         model_check = cross_check(args, frames, site, device_fraction)
         for label in sorted({r.label for r in frames}):  # the check's own reading per truth class, on the device's mask
             device_check[label] = under_half([device_fraction[r.path.stem] for r in frames if r.label == label])
@@ -259,17 +281,17 @@ def main(argv=None) -> int:
         lines += [f"| {t['ring']} | {t['sectors']} | {t.get('mean_visible', '-')} | {t.get('median_visible', '-')} | {t.get('share_meeting', '-')} |" for t in ring_table(kind)]
     lines += ["", f"limiting magnitude per ring (all clear solved frames pooled): {result['limiting_mags_all_nights']}"]
     lines += ["", f"star watch (causal, as on a device): {watch.solves} blind solves, {watch.solve_failures} failed, {watch.tracks} tracked; final limits {result['watch']['final_limits']} from {result['watch']['clear_frames_taught']} clear frames"]
-    lines += ["", "| truth | frames | unknown (no geometry, limits or stars expected) | zenith stars under half seen |", "|---|---|---|---|"]
-    lines += [f"| {k} | {v['frames']} | {v['unknown']} | {v['under_half_seen']} |" for k, v in check.items()]
+    lines += ["", f"| truth | frames | unknown (no geometry, limits or stars expected) | zenith stars under half seen | or dimmed over {MAX_EXTINCTION} mag (the edge's check) |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['frames']} | {v['unknown']} | {v['under_half_seen']} | {v['fails_check']} |" for k, v in check.items()]
     if device_check:
-        lines += ["", "on the device's mask (the whole lens circle), as the check reads it (the whole sky's fraction where the zenith expects under 3 stars):", "", "| truth | frames | unknown | under half seen |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['frames']} | {v['unknown']} | {v['under_half_seen']} |" for k, v in device_check.items()]
+        lines += ["", "on the device's mask (the whole lens circle), as the check reads it (the whole sky's fraction where the zenith expects under 3 stars):", "", "| truth | frames | unknown | under half seen | or dimmed (the edge's check) |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['frames']} | {v['unknown']} | {v['under_half_seen']} | {v['fails_check']} |" for k, v in device_check.items()]
     if model_check:
         lines += ["", f"the check on {args.model.name}'s answers (a `clear` answer under half its zenith stars seen turns unsafe):", ""]
-        lines += ["| truth | model said clear | turned unsafe (device mask) | star visibility unknown | turned unsafe, unknown (polygon mask) |", "|---|---|---|---|---|"]
+        lines += ["| truth | model said clear | turned unsafe by count (device mask) | by count or dimmed (the edge's check) | star visibility unknown | turned unsafe, unknown (polygon mask) |", "|---|---|---|---|---|---|"]
         poly = polygon_check or {}
         lines += [
-            f"| {k} | {v['called_clear']} | {v['turned_unsafe']} | {v['unknown']} | {poly.get(k, {}).get('turned_unsafe', '-')}, {poly.get(k, {}).get('unknown', '-')} |"
+            f"| {k} | {v['called_clear']} | {v['turned_unsafe']} | {v['turned_unsafe_weighed']} | {v['unknown']} | {poly.get(k, {}).get('turned_unsafe', '-')}, {poly.get(k, {}).get('unknown', '-')} |"
             for k, v in model_check.items()
         ]
     (args.out / "stars.md").write_text("\n".join(lines) + "\n")

@@ -115,6 +115,13 @@ class StarsSection(Schema):
         description="a 'moon' answer is held to checks.clear_without_stars below this lower share (moonlight hides "
         "faint stars; lit cloud passes for a moonlit sky); null: moon answers are not checked",
     )
+    max_extinction_mag: Annotated[float, Field(gt=0)] | None = Field(
+        default=1.0,
+        description="checks.clear_without_stars also fires on a 'clear' or 'moon' answer when the frame's stars are "
+        "more than this many magnitudes fainter than on the camera's own recent clear frames (thin cloud the stars "
+        "still shine through; learnt from its clear frames as the limits are; weighed on dark skies only, not under "
+        "the moon or in twilight); null: stars are only counted, not weighed",
+    )
     clear_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.8, description="checks.stars_disagree fires at or above this seen share"
     )

@@ -14,6 +14,10 @@ limits are). Under the moon or in twilight each star counts as fainter by as muc
 (:func:`~skyedge.stars.visibility.moonlight_mag`, :func:`~skyedge.stars.visibility.twilight_mag`, the model that
 expects fewer stars there); frames where that exceeds ``MAX_SHIFT_MAG`` teach nothing.
 
+Clear frames also teach how bright the camera's stars are (:func:`~skyedge.stars.visibility.star_zero_point`):
+the median of the last ``ZERO_POINT_FRAMES`` clear frames' zero points is the reference a frame's extinction is read
+against. Short, so that it follows a season's haze and an exposure changed by hand within hours.
+
 The pool is kept in the geometry file (``completeness``) so a restart carries on where it stopped, with the
 deepest limits it gave once settled (``SETTLED_FRAMES``): a camera that has come to see ``DIMMED_BY_MAG`` less
 deep in ``DIMMED_RINGS`` of its inner rings than it once did is worth a look (:meth:`DepthPool.dimmed_by`; the watch says so in
@@ -42,6 +46,7 @@ DIMMED_BY_MAG = 1.0
 # Limits remembered as the deepest only from a pool of this many clear frames: on the real development camera the
 # first few frames' limits reached Hp 5.5 at the zenith, a magnitude past what its settled pool gives.
 SETTLED_FRAMES = 20
+ZERO_POINT_FRAMES = 20
 INNER_RINGS = 3  # the zenith disc and the rings to 54 deg: the horizon's rings vary with haze and lights
 # A dome that dirties or dews, a lens out of focus, haze dim the whole sky, so a camera counts as dimmed only when
 # this many inner rings see less deep. One ring alone is the limits' own noise: its deepest is the most a noisy
@@ -69,6 +74,7 @@ class DepthPool:
     present: np.ndarray
     frames: int = 0
     deepest: tuple[float | None, ...] | None = None  # per ring, the faintest limit the pool gave once settled
+    zero_points: tuple[float, ...] = ()  # the last ZERO_POINT_FRAMES clear frames' star zero points, oldest first
 
     @classmethod
     def empty(cls) -> DepthPool:
@@ -76,13 +82,19 @@ class DepthPool:
         z = np.zeros((RINGS, len(BINS) - 1))
         return cls(z, z.copy())
 
-    def added(self, counts: tuple[np.ndarray, np.ndarray] | None) -> DepthPool:
-        """This pool with one frame's counts (:func:`dark_sky_counts`) added, or this pool itself when the frame
-        was not clear (or too bright: None)."""
+    def added(self, counts: tuple[np.ndarray, np.ndarray] | None, zero_point: float | None = None) -> DepthPool:
+        """This pool with one frame's counts (:func:`dark_sky_counts`) and star zero point added, or this pool
+        itself when the frame was not clear (or too bright: None)."""
         if counts is None or not clear_enough(*counts):
             return self
         keep = 1.0 - 1.0 / MEMORY_FRAMES
-        return DepthPool(self.seen * keep + counts[0], self.present * keep + counts[1], self.frames + 1, self.deepest)
+        zps = self.zero_points if zero_point is None else (*self.zero_points, float(zero_point))[-ZERO_POINT_FRAMES:]
+        return DepthPool(self.seen * keep + counts[0], self.present * keep + counts[1], self.frames + 1, self.deepest, zps)
+
+    @property
+    def reference_zero_point(self) -> float | None:
+        """The clear frames' median star zero point, once ``LEARN_FRAMES`` of them gave one; else None."""
+        return float(np.median(self.zero_points)) if len(self.zero_points) >= LEARN_FRAMES else None
 
     def limits(self, min_frames: int = LEARN_FRAMES) -> tuple[float | None, ...] | None:
         """Limiting magnitude per ring, or None before ``min_frames`` clear frames."""
@@ -94,7 +106,7 @@ class DepthPool:
             return self
         old = self.deepest or (None,) * len(limits)
         deepest = tuple(a if b is None else b if a is None else max(a, b) for a, b in zip(old, limits, strict=True))
-        return DepthPool(self.seen, self.present, self.frames, deepest)
+        return DepthPool(self.seen, self.present, self.frames, deepest, self.zero_points)
 
     def dimmed(self, limits: tuple[float | None, ...]) -> list[tuple[int, float | None, float]]:
         """(ring, limit now, deepest before) for the inner rings whose ``limits`` are ``DIMMED_BY_MAG`` or more
@@ -121,6 +133,7 @@ class DepthPool:
             "magnitude_bins": list(BINS_KEY),
             "seen": np.round(self.seen, 2).tolist(),
             "present": np.round(self.present, 2).tolist(),
+            "zero_points": [round(v, 3) for v in self.zero_points],
         }
 
     @classmethod
@@ -154,4 +167,10 @@ class DepthPool:
             deepest = None if deepest is None else tuple(None if v is None else float(v) for v in deepest)
         except (TypeError, ValueError):
             raise ValueError("completeness.deepest_limits must be a list of magnitudes or nulls") from None
-        return cls(arrays[0], arrays[1], frames, deepest)
+        try:  # absent in files written before the zero point was learnt: it is learnt afresh
+            zps = tuple(float(v) for v in doc.get("zero_points") or ())
+        except (TypeError, ValueError):
+            raise ValueError("completeness.zero_points must be a list of numbers") from None
+        if not all(np.isfinite(zps)):
+            raise ValueError("completeness.zero_points must be finite numbers")
+        return cls(arrays[0], arrays[1], frames, deepest, zps[-ZERO_POINT_FRAMES:])

@@ -17,6 +17,13 @@ without that image fall back to a detection within ``MATCH_DEG``).
   The same stars moved a few degrees along their circle of zenith angle (where no star is) measure that rate
   ``c`` in the frame itself, and the visible fraction is ``(seen/expected - c) / (1 - c)``, clipped to 0-1.
 
+* **Seen stars can still be dimmed.** Thin cloud lets the bright stars through, fainter: a frame's *zero point*
+  is the median over the stars down to the camera's limits of ``2.5 log10(peak significance) + magnitude`` (a
+  star's brightness against the noise, in the camera's own units), and its *extinction* is how much lower it lies
+  than the camera's clear frames' (learnt by :class:`~skyedge.stars.depth.DepthPool`). Dark skies only: under the
+  moon or in twilight stars are counted, not weighed. On the real development camera it caught overcast and partly cloudy
+  frames whose stars were still mostly seen, at little cost to its clear frames (docs/results.md).
+
 A sector (or the zenith rings) with fewer than ``MIN_EXPECTED`` expected stars has no fraction (None).
 """
 
@@ -46,6 +53,13 @@ WINDOW_COMPLETENESS = 0.8
 CLEAR_BRIGHT_MAG = 3.0
 CLEAR_BRIGHT_SHARE = 0.9
 BINS = np.arange(-1.5, 6.51, 0.5)
+# A star not seen still counts, as this significance: the median then falls as stars vanish, not only as they dim.
+ZERO_POINT_FLOOR_SIGMA = 0.3
+MIN_ZERO_POINT_STARS = 8
+# Stars are weighed only on a dark sky: on the real development camera moonlit clear skies read 0.8 mag of
+# extinction at the median (moonlight_mag's allowance is an order of magnitude, not a photometric model), and
+# weighing them under the moon would have turned 6 of its 41 moonlit frames unsafe (docs/results.md).
+MAX_ZERO_POINT_ALLOWANCE_MAG = 0.5
 RINGS = len(RING_EDGES_DEG)  # the zenith disc and four rings
 ZENITH_RINGS_DEG = RING_EDGES_DEG[1]  # the zenith disc and the first ring: where the cross-check looks
 CHANCE_SHIFTS_DEG = (-9.0, -6.0, 6.0, 9.0)  # azimuth shifts, scaled by 1/sin(zenith angle) (at least 1.5 deg on the sky)
@@ -103,6 +117,8 @@ class Visibility:
     zenith_expected: int
     zenith_seen: int
     limiting_mag: float | None  # at the zenith
+    zero_point: float | None = None  # the frame's star brightness (:func:`star_zero_point`)
+    reference_zero_point: float | None = None  # the camera's clear frames' (DepthPool.reference_zero_point)
 
     @staticmethod
     def _fraction(seen: float, expected: float, chance: float) -> float | None:
@@ -121,6 +137,14 @@ class Visibility:
         return self._fraction(self.zenith_seen, self.zenith_expected, self.chance)
 
     @property
+    def extinction_mag(self) -> float | None:
+        """How many magnitudes fainter this frame's stars are than on the camera's clear frames (negative: brighter);
+        None before the camera has a reference or with too few stars."""
+        if self.zero_point is None or self.reference_zero_point is None:
+            return None
+        return self.reference_zero_point - self.zero_point
+
+    @property
     def check_fraction(self) -> float | None:
         """What the cross-checks read: the zenith's fraction, or the whole sky's where too few stars are expected
         near the zenith (a high moon's glare and sky brightening, a mask). On the real development camera the
@@ -130,7 +154,7 @@ class Visibility:
 
     def message(self) -> dict:
         """The classification message's ``stars`` object."""
-        frac, zen = self.visible_fraction, self.zenith_fraction
+        frac, zen, ext = self.visible_fraction, self.zenith_fraction, self.extinction_mag
         return {
             "expected": self.expected,
             "seen": self.seen,
@@ -139,6 +163,7 @@ class Visibility:
             "zenith_visible_fraction": None if zen is None else round(zen, 3),
             "limiting_mag": None if self.limiting_mag is None else round(self.limiting_mag, 2),
             "sectors": [None if v is None else round(v, 3) for v in self.sectors],
+            "extinction_mag": None if ext is None else round(ext, 2),
         }
 
 
@@ -182,10 +207,12 @@ def star_visibility(
     mask: np.ndarray | None = None,
     moon: tuple[float, float, float] | None = None,
     sun_alt_deg: float | None = None,
+    reference_zero_point: float | None = None,
 ) -> Visibility:
     """Expected against seen stars for one frame; ``limits``: the limiting magnitude per ring (None: no stars
     expected there), less ``EXPECT_MARGIN_MAG``, the moon's :func:`moonlight_mag` and the twilight's
-    :func:`twilight_mag`; ``moon``: (altitude, azimuth, illuminated fraction)."""
+    :func:`twilight_mag`; ``moon``: (altitude, azimuth, illuminated fraction); ``reference_zero_point``: the
+    camera's clear frames' :func:`star_zero_point`, against which the frame's extinction is read."""
     brighter_by = EXPECT_MARGIN_MAG + sky_allowance_mag(moon, sun_alt_deg)
     bright = stars.subset(_expected(stars, limits, brighter_by))
     ok = _usable(lens, bright.alt_deg, bright.az_deg, shape, mask, moon)
@@ -207,7 +234,33 @@ def star_visibility(
     sectors = tuple(Visibility._fraction(s, e, chance) for s, e in zip(seen_n, exp_n, strict=True))
     near = zen <= ZENITH_RINGS_DEG
     expected = tuple(int(e) for e in exp_n)
-    return Visibility(int(ok.sum()), int(seen.sum()), chance, sectors, expected, int(near.sum()), int(seen[near].sum()), limits[0])
+    zero_point = star_zero_point(det, stars, lens, shape, limits, mask, moon, sun_alt_deg)
+    return Visibility(
+        int(ok.sum()), int(seen.sum()), chance, sectors, expected, int(near.sum()), int(seen[near].sum()), limits[0], zero_point, reference_zero_point
+    )
+
+
+def star_zero_point(
+    det: Detections, stars: StarsAt, lens: Lens, shape, limits: tuple[float | None, ...], mask=None, moon=None, sun_alt_deg: float | None = None
+) -> float | None:
+    """The frame's star brightness: the median over the usable stars down to ``limits`` (each ring's, less the sky's
+    allowance) of ``2.5 log10(peak significance) + magnitude + allowance``, a star not seen counted at
+    ``ZERO_POINT_FLOOR_SIGMA``; None with fewer than ``MIN_ZERO_POINT_STARS``, without a significance image, or
+    where the moon and twilight brighten the sky by more than ``MAX_ZERO_POINT_ALLOWANCE_MAG``. The whole visible
+    sky is read: on the real development camera it separated cloud better than the zenith's stars alone
+    (docs/results.md)."""
+    shift = sky_allowance_mag(moon, sun_alt_deg)
+    if det.significance is None or shift > MAX_ZERO_POINT_ALLOWANCE_MAG:
+        return None
+    down = stars.subset(_expected(stars, limits, shift))
+    ok = _usable(lens, down.alt_deg, down.az_deg, shape, mask, moon)
+    if ok.sum() < MIN_ZERO_POINT_STARS:
+        return None
+    alt, az, mag = down.alt_deg[ok], down.az_deg[ok], down.mag[ok]
+    x, y = lens.project(alt, az)
+    radius_px = np.maximum(MATCH_DEG / lens.degrees_per_px(np.clip(alt, 1.0, 89.9)), 1.5)
+    sig = det.peak_significance(x, y, radius_px)
+    return float(np.median(2.5 * np.log10(np.maximum(sig, ZERO_POINT_FLOOR_SIGMA)) + mag + shift))
 
 
 def completeness_counts(

@@ -60,6 +60,7 @@ from skyedge.stars.visibility import (
     SEEN_RULE,
     Visibility,
     star_visibility,
+    star_zero_point,
 )
 
 log = logging.getLogger(__name__)
@@ -282,7 +283,8 @@ class StarWatch:
         g = self.geometry
         if g is None or g.limiting_mag is None:
             return None
-        return star_visibility(det, stars, g.lens_for(shape), shape, g.limiting_mag, mask, moon, sun_alt_deg)
+        reference = g.depth.reference_zero_point if self._learning and g.depth is not None else None
+        return star_visibility(det, stars, g.lens_for(shape), shape, g.limiting_mag, mask, moon, sun_alt_deg, reference)
 
     def _adopt(self, sol, shape, posix: float, how: str = "solved") -> None:
         old = self.geometry
@@ -318,7 +320,8 @@ class StarWatch:
             return False
         self._last_depth = posix
         pool = g.depth if g.depth is not None else DepthPool.empty()
-        grown = pool.added(counts)
+        zero_point = star_zero_point(det, stars, g.lens_for(shape), shape, g.limiting_mag, mask, moon, sun_alt_deg) if g.limiting_mag else None
+        grown = pool.added(counts, zero_point)
         if grown is pool:
             return False
         limits = grown.limits()

@@ -211,8 +211,8 @@ class FrameTask:
             self.clouds = CloudMapper(self.card.preprocess, orientation, "stars")
 
     def _star_checks(self, label: str, item: FrameItem) -> tuple[list[str], bool]:
-        """The stars against the answer: 'clear' (or 'moon', to a lower share) with the zenith's stars mostly gone,
-        or 'cloudy' with them seen."""
+        """The stars against the answer: 'clear' (or 'moon', to a lower share) with the zenith's stars mostly gone
+        or all of the sky's dimmed by cloud, or 'cloudy' with them seen."""
         rep = getattr(item, "stars", None)
         vis = rep.visibility if rep is not None else None
         frac = vis.check_fraction if vis is not None else None
@@ -220,7 +220,8 @@ class FrameTask:
             return [], False
         c, spec = self.checks, self.stars_spec
         least = {"clear": spec.min_zenith_fraction, "moon": spec.moon_min_zenith_fraction}.get(label)
-        if least is not None and c.clear_without_stars != "off" and frac < least:
+        dimmed = vis.extinction_mag is not None and spec.max_extinction_mag is not None and vis.extinction_mag > spec.max_extinction_mag
+        if least is not None and c.clear_without_stars != "off" and (frac < least or dimmed):
             return ["clear_without_stars"], c.clear_without_stars == "unrecognised"
         if label == "cloudy" and c.stars_disagree != "off" and frac >= spec.clear_zenith_fraction:
             return ["stars_disagree"], False
