@@ -119,6 +119,9 @@ def test_a_veil_the_stars_shine_through_reads_as_extinction_and_the_reference_su
     assert veiled.zenith_fraction >= 0.5  # counting alone would call it clear
     assert 1.1 <= veiled.extinction_mag <= 1.9
     assert veiled.message()["extinction_mag"] == round(veiled.extinction_mag, 2)
+    # Under a high full moon stars are counted, not weighed: the moonlight's allowance is no photometric model.
+    moonlit = restarted.observe(_frame(t + 120.0, 3.5, seed=82), t + 120.0, (70.0, 180.0, 1.0)).visibility
+    assert moonlit.zenith_fraction is not None and moonlit.extinction_mag is None
     # A file from before the stars' brightness was learnt reads back without it, and it is learnt afresh.
     doc = yaml.safe_load(path.read_text())
     doc["completeness"].pop("zero_points")
