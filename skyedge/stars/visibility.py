@@ -76,13 +76,18 @@ def moon_glare_deg(moon_illumination: float) -> float:
     return 8.0 + 17.0 * float(np.clip(moon_illumination, 0.0, 1.0))
 
 
+def _near(lens: Lens, alt: np.ndarray, az: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, radius in px) where the lens puts each direction, the radius ``MATCH_DEG`` (at least 1.5 px)."""
+    x, y = lens.project(alt, az)
+    return x, y, np.maximum(MATCH_DEG / lens.degrees_per_px(np.clip(alt, 1.0, 89.9)), 1.5)
+
+
 def _seen(lens: Lens, det: Detections, alt: np.ndarray, az: np.ndarray) -> np.ndarray:
     """Whether the star in each direction is seen: its peak above SEEN_SIGMA within MATCH_DEG (or, without a
     significance image, a detection that near)."""
     from scipy.spatial import cKDTree
 
-    x, y = lens.project(alt, az)
-    radius_px = np.maximum(MATCH_DEG / lens.degrees_per_px(np.clip(alt, 1.0, 89.9)), 1.5)
+    x, y, radius_px = _near(lens, alt, az)
     if det.significance is not None:
         return det.peak_significance(x, y, radius_px) >= SEEN_SIGMA
     if len(det) == 0:
@@ -257,11 +262,8 @@ def star_zero_point(
     ok = _usable(lens, down.alt_deg, down.az_deg, shape, mask, moon)
     if ok.sum() < MIN_ZERO_POINT_STARS:
         return None
-    alt, az, mag = down.alt_deg[ok], down.az_deg[ok], down.mag[ok]
-    x, y = lens.project(alt, az)
-    radius_px = np.maximum(MATCH_DEG / lens.degrees_per_px(np.clip(alt, 1.0, 89.9)), 1.5)
-    sig = det.peak_significance(x, y, radius_px)
-    return float(np.median(2.5 * np.log10(np.maximum(sig, ZERO_POINT_FLOOR_SIGMA)) + mag + shift))
+    sig = det.peak_significance(*_near(lens, down.alt_deg[ok], down.az_deg[ok]))
+    return float(np.median(2.5 * np.log10(np.maximum(sig, ZERO_POINT_FLOOR_SIGMA)) + down.mag[ok] + shift))
 
 
 def completeness_counts(
