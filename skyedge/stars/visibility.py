@@ -240,7 +240,8 @@ def star_visibility(
     sectors = tuple(Visibility._fraction(s, e, chance) for s, e in zip(seen_n, exp_n, strict=True))
     near = zen <= ZENITH_RINGS_DEG
     expected = tuple(int(e) for e in exp_n)
-    zero_point = star_zero_point(det, stars, lens, shape, limits, mask, moon, sun_alt_deg)
+    # Weighed only against a reference: a camera still learning its own has nothing to read the frame's against.
+    zero_point = None if reference_zero_point is None else star_zero_point(det, stars, lens, shape, limits, mask, moon, sun_alt_deg)
     return Visibility(
         int(ok.sum()), int(seen.sum()), chance, sectors, expected, int(near.sum()), int(seen[near].sum()), limits[0], zero_point, reference_zero_point
     )
