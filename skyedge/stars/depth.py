@@ -26,6 +26,7 @@ its log, and every message's ``stars.dimmed_mag`` carries it while it lasts).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,9 @@ class DepthPool:
             return self
         keep = 1.0 - 1.0 / MEMORY_FRAMES
         zps = self.zero_points if zero_point is None else (*self.zero_points, float(zero_point))[-ZERO_POINT_FRAMES:]
-        return DepthPool(self.seen * keep + counts[0], self.present * keep + counts[1], self.frames + 1, self.deepest, zps)
+        return dataclasses.replace(
+            self, seen=self.seen * keep + counts[0], present=self.present * keep + counts[1], frames=self.frames + 1, zero_points=zps
+        )
 
     @property
     def reference_zero_point(self) -> float | None:
@@ -106,7 +109,7 @@ class DepthPool:
             return self
         old = self.deepest or (None,) * len(limits)
         deepest = tuple(a if b is None else b if a is None else max(a, b) for a, b in zip(old, limits, strict=True))
-        return DepthPool(self.seen, self.present, self.frames, deepest, self.zero_points)
+        return dataclasses.replace(self, deepest=deepest)
 
     def dimmed(self, limits: tuple[float | None, ...]) -> list[tuple[int, float | None, float]]:
         """(ring, limit now, deepest before) for the inner rings whose ``limits`` are ``DIMMED_BY_MAG`` or more
