@@ -26,7 +26,7 @@ from skyedge.cpu_int8 import recorded_weights, vnni
 from skyedge.dataset_inputs import random_inputs
 from skyedge.edge.backends import create_backend, resolve_kind
 from skyedge.edge.package import open_package
-from skyedge.info import cpu_model
+from skyedge.info import cpu_model, jetson_info
 from skyedge.precisions import report_section
 
 
@@ -148,17 +148,8 @@ def device_info() -> dict:
         info["tensorrt"] = tensorrt.__version__
     except ImportError:
         info["tensorrt"] = None
-    tegra = Path("/etc/nv_tegra_release")
-    if tegra.exists():
-        info["l4t"] = tegra.read_text().splitlines()[0]
-    model = Path("/proc/device-tree/model")
-    if model.exists():
-        info["board"] = model.read_text(errors="ignore").strip("\x00\n")
-    if shutil.which("nvpmodel"):
-        import subprocess
-
-        out = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=10).stdout
-        info["power_mode"] = out.strip().splitlines()[0] if out.strip() else None
+    # The board, its L4T and JetPack release and power mode, as `skyedge info` reads them; None off a Jetson.
+    info["jetson"] = jetson_info()
     return info
 
 
