@@ -370,6 +370,9 @@ def test_geometry_command_solves_a_folder_and_refuses_frames_without_a_time(tmp_
     assert g.fit["frames"] == 3 and g.limiting_mag[0] is not None
     assert g.fit["limits_seen_as"] == SEEN_RULE  # the file says how its limits were learnt
     assert g.depth is not None and g.depth.frames >= 1  # ... and what from: a pipeline's watch goes on from there
+    # The clear frames' star brightness too: a pipeline weighs its stars from its first frame, not its fourth.
+    assert len(g.depth.zero_points) == 3 and g.depth.reference_zero_point is not None
+    assert max(g.depth.zero_points) - min(g.depth.zero_points) < 0.3, g.depth.zero_points
     # Every frame stamped an hour early (a time zone set wrong): each solves, to a lens shifted to make up for it,
     # and they agree; the best one fits the sky far better an hour later, so nothing is written, saying why.
     early = tmp_path / "early"

@@ -198,10 +198,14 @@ def sky_allowance_mag(moon: tuple[float, float, float] | None, sun_alt_deg: floa
 
 
 def _expected(stars: StarsAt, limits, shift: float = 0.0) -> np.ndarray:
-    ring = ring_of_zenith(90.0 - stars.alt_deg)
+    return _within_limits(stars.alt_deg, stars.mag, limits, shift)
+
+
+def _within_limits(alt_deg: np.ndarray, mag: np.ndarray, limits, shift: float = 0.0) -> np.ndarray:
+    ring = ring_of_zenith(90.0 - alt_deg)
     lim = np.array([np.nan if v is None else v - shift for v in limits] + [np.nan])
     with np.errstate(invalid="ignore"):
-        return stars.mag <= lim[np.minimum(ring, RINGS)]
+        return mag <= lim[np.minimum(ring, RINGS)]
 
 
 def star_visibility(
@@ -247,24 +251,53 @@ def star_visibility(
     )
 
 
-def star_zero_point(
-    det: Detections, stars: StarsAt, lens: Lens, shape, limits: tuple[float | None, ...], mask=None, moon=None, sun_alt_deg: float | None = None
-) -> float | None:
-    """The frame's star brightness: the median over the usable stars down to ``limits`` (each ring's, less the sky's
-    allowance) of ``2.5 log10(peak significance) + magnitude + allowance``, a star not seen counted at
-    ``ZERO_POINT_FLOOR_SIGMA``; None with fewer than ``MIN_ZERO_POINT_STARS``, without a significance image, or
-    where the moon and twilight brighten the sky by more than ``MAX_ZERO_POINT_ALLOWANCE_MAG``. The whole visible
-    sky is read: on the real development camera it separated cloud better than the zenith's stars alone
-    (docs/results.md)."""
+@dataclass(frozen=True)
+class StarPeaks:
+    """How bright one frame's usable stars are: altitude (deg), catalogue magnitude and peak significance per star,
+    and the sky's allowance (mag) they were read under; weighed by :func:`zero_point_of` once limits are known."""
+
+    alt_deg: np.ndarray
+    mag: np.ndarray
+    significance: np.ndarray
+    allowance_mag: float
+
+
+def star_peaks(
+    det: Detections, stars: StarsAt, lens: Lens, shape, mask=None, moon=None, sun_alt_deg: float | None = None,
+    limits: tuple[float | None, ...] | None = None,
+) -> StarPeaks | None:
+    """The usable stars' peak significances (down to ``limits`` less the sky's allowance, when given); None without
+    a significance image, or where the moon and twilight brighten the sky by more than
+    ``MAX_ZERO_POINT_ALLOWANCE_MAG``."""
     shift = sky_allowance_mag(moon, sun_alt_deg)
     if det.significance is None or shift > MAX_ZERO_POINT_ALLOWANCE_MAG:
         return None
-    down = stars.subset(_expected(stars, limits, shift))
-    ok = _usable(lens, down.alt_deg, down.az_deg, shape, mask, moon)
-    if ok.sum() < MIN_ZERO_POINT_STARS:
+    if limits is not None:
+        stars = stars.subset(_expected(stars, limits, shift))
+    used = stars.subset(_usable(lens, stars.alt_deg, stars.az_deg, shape, mask, moon))
+    sig = det.peak_significance(*_near(lens, used.alt_deg, used.az_deg))
+    return StarPeaks(used.alt_deg.astype(np.float32), used.mag.astype(np.float32), np.asarray(sig, np.float32), shift)
+
+
+def zero_point_of(peaks: StarPeaks | None, limits: tuple[float | None, ...]) -> float | None:
+    """The median over ``peaks``' stars down to ``limits`` (each ring's, less the allowance) of ``2.5 log10(peak
+    significance) + magnitude + allowance``, a star not seen counted at ``ZERO_POINT_FLOOR_SIGMA``; None with fewer
+    than ``MIN_ZERO_POINT_STARS``."""
+    if peaks is None:
         return None
-    sig = det.peak_significance(*_near(lens, down.alt_deg[ok], down.az_deg[ok]))
-    return float(np.median(2.5 * np.log10(np.maximum(sig, ZERO_POINT_FLOOR_SIGMA)) + down.mag[ok] + shift))
+    keep = _within_limits(peaks.alt_deg, peaks.mag, limits, peaks.allowance_mag)
+    if keep.sum() < MIN_ZERO_POINT_STARS:
+        return None
+    sig = np.maximum(peaks.significance[keep], ZERO_POINT_FLOOR_SIGMA)
+    return float(np.median(2.5 * np.log10(sig) + peaks.mag[keep] + peaks.allowance_mag))
+
+
+def star_zero_point(
+    det: Detections, stars: StarsAt, lens: Lens, shape, limits: tuple[float | None, ...], mask=None, moon=None, sun_alt_deg: float | None = None
+) -> float | None:
+    """The frame's star brightness (:func:`zero_point_of` its :func:`star_peaks`). The whole visible sky is read:
+    on the real development camera it separated cloud better than the zenith's stars alone (docs/results.md)."""
+    return zero_point_of(star_peaks(det, stars, lens, shape, mask, moon, sun_alt_deg, limits), limits)
 
 
 def completeness_counts(

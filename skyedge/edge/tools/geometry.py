@@ -5,7 +5,8 @@ Every frame with a capture time, taken while the sun is below -12 deg, is solved
 hot pixels, a lamp: the stars move between frames, they do not). The solutions are grouped by pose (north within 2 deg, zenith pixel
 within 2% of the frame); the largest group is fitted jointly (up to ``JOINT_FRAMES`` frames) and its frames'
 clear frames' completeness gives the limiting magnitudes. Frames of other poses are listed: a camera moved during the folder's
-time span. Nothing is written when no frame solves, nor when the best frame fits the sky clearly better at another
+time span. Those clear frames' star zero points (on dark skies, three or more) are the reference a frame's extinction
+is read against from the pipeline's first frame. Nothing is written when no frame solves, nor when the best frame fits the sky clearly better at another
 time than its capture time (the folder's times are off alike, and its lens would be shifted to make up for them).
 """
 
@@ -27,7 +28,7 @@ from skyedge.stars.detection import detect_stars
 from skyedge.stars.geometry_file import CameraGeometry, save_geometry
 from skyedge.stars.solve import FIT_MIN_ALT_DEG, NoGeometry, refine, solve_frame
 from skyedge.stars.static_spots import places_in_most_frames, without_places
-from skyedge.stars.visibility import SEEN_RULE
+from skyedge.stars.visibility import SEEN_RULE, clear_enough, star_peaks, zero_point_of
 
 if TYPE_CHECKING:
     from skyedge.ephemeris import SkyEphemeris
@@ -54,6 +55,7 @@ class FrameResult:
     shape: tuple[int, int] | None = None
     posix: float | None = None
     counts: tuple | None = None  # completeness (seen, present) per ring and magnitude, on the frame's own solution
+    peaks: object = None  # its stars' brightness (visibility.StarPeaks), weighed once the limits are known
 
 
 def parse_site(text: str) -> tuple[float, float, float]:
@@ -108,12 +110,18 @@ def solve_frames(folder: Path, site: tuple[float, float, float], clock, star_siz
         stars = cat.at(*site, when)
         try:
             sol = solve_frame(det, cat, site, when, shape)
-            # Completeness is read now, while the frame's significance image exists; only the positions are
-            # kept (a folder of 2k frames would otherwise hold 16 MB per solved frame).
+            # Completeness and the stars' brightness are read now, while the frame's significance image exists;
+            # only the positions are kept (a folder of 2k frames would otherwise hold 16 MB per solved frame).
             sky = eph.at(when)
-            counts = dark_sky_counts(det, stars, sol.lens, shape, None, (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination), sky.sun_alt_deg)
+            moon = (sky.moon_alt_deg, sky.moon_az_deg, sky.moon_illumination)
+            counts = dark_sky_counts(det, stars, sol.lens, shape, None, moon, sky.sun_alt_deg)
+            # Kept for clear frames only (a few thousand stars each): only they teach the reference.
+            clear = counts is not None and clear_enough(*counts)
+            peaks = star_peaks(det, stars, sol.lens, shape, None, moon, sky.sun_alt_deg) if clear else None
             det = dataclasses.replace(det, significance=None)
-            results[path.name] = FrameResult(path.name, "solved", f"{sol.matched} stars, rms {sol.rms_px:.2f} px", sol, det, stars, shape, when, counts)
+            results[path.name] = FrameResult(
+                path.name, "solved", f"{sol.matched} stars, rms {sol.rms_px:.2f} px", sol, det, stars, shape, when, counts, peaks
+            )
         except NoGeometry as exc:  # its stars are kept: the camera's clock is checked against them later
             det = dataclasses.replace(det, significance=None)
             results[path.name] = FrameResult(path.name, "unsolved", str(exc), None, det, None, shape, when)
@@ -190,6 +198,14 @@ def _same_pose(a, b, side: float) -> bool:
     return a.east == b.east and turn <= 2.0 and np.hypot(a.cx - b.cx, a.cy - b.cy) <= 0.02 * side
 
 
+def pooled(frames: list[FrameResult], limits: tuple[float | None, ...] | None = None) -> DepthPool:
+    """The frames' completeness pooled in capture order, with their star zero points read down to ``limits``."""
+    depth = DepthPool.empty()
+    for r in sorted(frames, key=lambda r: r.posix):
+        depth = depth.added(r.counts, None if limits is None else zero_point_of(r.peaks, limits))
+    return depth
+
+
 def combine(results: list[FrameResult], site) -> tuple[CameraGeometry, list[FrameResult], list[FrameResult]]:
     """(the geometry of the largest pose group, its frames, the solved frames of other poses)."""
     solved = [r for r in results if r.status == "solved"]
@@ -213,11 +229,10 @@ def combine(results: list[FrameResult], site) -> tuple[CameraGeometry, list[Fram
     start = chosen[0].solution.lens
     frames = [(r.det, r.stars.subset(r.stars.alt_deg >= FIT_MIN_ALT_DEG)) for r in chosen]
     joint = refine(start, frames)
-    depth = DepthPool.empty()
-    for r in sorted(best, key=lambda r: r.posix):
-        depth = depth.added(r.counts)
+    depth = pooled(best)
     limits = depth.limits(min_frames=1)
-    depth = depth.remembering(limits) if limits else depth  # how deep the camera saw when it was set up
+    if limits:  # the clear frames' zero points, read down to the limits their pool gives: a reference from the start
+        depth = pooled(best, limits).remembering(limits)  # how deep the camera saw when it was set up
     fit = {
         **joint.summary(),
         "solved_utc": datetime.fromtimestamp(max(r.posix for r in best), timezone.utc).isoformat(timespec="seconds"),
