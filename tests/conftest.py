@@ -160,3 +160,19 @@ def any_broker(request):
 def topic_root():
     """A topic root unique to the test, so tests sharing a broker never see each other's messages."""
     return f"skyedge/test-{uuid.uuid4().hex[:8]}/dev-1"
+
+
+@pytest.fixture
+def orin_nano(tmp_path, monkeypatch):
+    """This machine read by ``skyedge.info`` as a Jetson Orin Nano on L4T 36.4 (its release and board files, written
+    here); returns the release file's path, which a test may point elsewhere to leave the Jetson."""
+    from skyedge import info
+
+    release = tmp_path / "nv_tegra_release"
+    release.write_text("# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64\n")
+    model = tmp_path / "model"
+    model.write_bytes(b"NVIDIA Jetson Orin Nano Developer Kit\0")
+    monkeypatch.setattr(info, "TEGRA_RELEASE", release)
+    monkeypatch.setattr(info, "DEVICE_TREE_MODEL", model)
+    return release
+

@@ -68,13 +68,7 @@ def test_tegra_release_parsing(text, l4t, jetpack):
     assert parsed == {"l4t": l4t, "jetpack": jetpack}
 
 
-def test_jetson_detection_from_files(tmp_path, monkeypatch):
-    release = tmp_path / "nv_tegra_release"
-    release.write_text("# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64\n")
-    model = tmp_path / "model"
-    model.write_bytes(b"NVIDIA Jetson Orin Nano Developer Kit\0")
-    monkeypatch.setattr(info, "TEGRA_RELEASE", release)
-    monkeypatch.setattr(info, "DEVICE_TREE_MODEL", model)
+def test_jetson_detection_from_files(orin_nano, tmp_path, monkeypatch):
     jetson = info.jetson_info()
     assert jetson["model"] == "NVIDIA Jetson Orin Nano Developer Kit"
     assert jetson["l4t"] == "36.4.0" and jetson["jetpack"] == "6.1/6.2"
