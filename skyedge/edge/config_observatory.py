@@ -110,8 +110,11 @@ class StarsSection(Schema):
     min_zenith_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="checks.clear_without_stars fires below this seen share of the expected zenith stars"
     )
+    # 0.3 until 2026-12-08: on the real development camera no moonlit clear frame sees 0.3-0.45 of its zenith stars,
+    # and 0.4 turned 4 more of a never-seen package's 'moon' answers on cloud unsafe and none on clear skies
+    # (docs/results.md, "A lower bar for moon answers, raised").
     moon_min_zenith_fraction: Annotated[float, Field(ge=0, le=1)] | None = Field(
-        default=0.3,
+        default=0.4,
         description="a 'moon' answer is held to checks.clear_without_stars below this lower share (moonlight hides "
         "faint stars; lit cloud passes for a moonlit sky); null: moon answers are not checked",
     )
